@@ -1,0 +1,244 @@
+"""Ingest: LAION metadata → img2dataset images → open_clip embeddings in LanceDB.
+
+All assets are partitioned by ``laion_part`` (one key per source metadata file); each asset
+reads its input for one part, calls the library and writes that part atomically.
+"""
+
+
+from pathlib import Path
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from asset_defs.metadata import markdown_table
+from asset_defs.partitions import laion_part
+from laionlab.embed.checks import embedding_health
+from laionlab.embed.encode import EncodeStats, encode_shards
+from laionlab.io.download import download_part, failure_table
+from laionlab.io.files import commit_version_dir, current_version_dir, new_version_dir, read_parquet
+from laionlab.io.lance import embeddings_batch, embeddings_schema
+from laionlab.io.metadata import metadata_summary, read_part
+from laionlab.io.precomputed import find_precomputed, iter_precomputed
+from resources import ClipEncoder, Downloader, FileStore, LaionSource, LanceStore
+
+EMBEDDINGS_TABLE = "laion_embeddings"
+STATUS_FILE = "status.parquet"
+
+
+def images_dir(files: FileStore, part: str) -> str:
+    """The committed webdataset folder of a part (follows the CURRENT pointer)."""
+    return current_version_dir(files.path("laion_images", part))
+
+
+@asset(
+    partitions_def=laion_part,
+    group_name="ingest",
+    kinds={"parquet", "polars"},
+    description="One LAION metadata file, schema-checked and normalised, with a stable uid per row.",
+)
+def laion_metadata(context: AssetExecutionContext, source: LaionSource, files: FileStore) -> MaterializeResult:
+    part = context.partition_key
+    uri = source.part_uri(part)
+    frame = read_part(uri, part)
+    if frame.height == 0:
+        raise Failure(f"LAION part {part!r} ({uri}) has no rows; nothing written")
+    out = files.write_parquet(frame, "laion_metadata", f"{part}.parquet")
+    summary = metadata_summary(frame)
+    nulls = pl.DataFrame({"column": list(summary["null_counts"]), "nulls": list(summary["null_counts"].values())})
+    return MaterializeResult(
+        metadata={
+            "source": uri,
+            "path": out,
+            "rows": summary["rows"],
+            "nsfw_share": round(summary["nsfw_share"], 4),
+            "empty_captions": summary["empty_captions"],
+            "null_counts": markdown_table(nulls),
+            "columns": ", ".join(frame.columns),
+        }
+    )
+
+
+class LaionImagesConfig(Config):
+    min_success_rate: float = Field(
+        0.5, ge=0, le=1, description="download success rate below which the check warns"
+    )
+
+
+@asset(
+    partitions_def=laion_part,
+    group_name="ingest",
+    deps=[laion_metadata],
+    kinds={"webdataset"},
+    check_specs=[AssetCheckSpec("download_success_rate", asset="laion_images")],
+    description="The part's images downloaded by img2dataset into webdataset shards, with a "
+    "status row (success or error message) for every uid.",
+)
+def laion_images(
+    context: AssetExecutionContext, config: LaionImagesConfig, files: FileStore, downloader: Downloader
+) -> MaterializeResult:
+    part = context.partition_key
+    metadata = files.read_parquet("laion_metadata", f"{part}.parquet")
+    folder = files.path("laion_images", part)
+    version = new_version_dir(folder)
+    context.log.info(f"downloading {metadata.height} images of {part} into {version}")
+    result = download_part(metadata, version, downloader.settings())
+    failures = failure_table(result.status)
+    if result.successes == 0:
+        raise Failure(
+            f"no image of part {part!r} could be downloaded ({metadata.height} rows); "
+            f"most common errors: {failures.head(3).rows()}",
+        )
+    result.status.write_parquet(Path(version) / STATUS_FILE)
+    commit_version_dir(folder, version)
+    rate = result.success_rate
+    return MaterializeResult(
+        metadata={
+            "path": version,
+            "rows": metadata.height,
+            "successes": result.successes,
+            "success_rate": round(rate, 4),
+            "shards": len(result.shards),
+            "seconds": round(result.seconds, 2),
+            "failure_reasons": markdown_table(failures.head(20)),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="download_success_rate",
+                passed=rate >= config.min_success_rate,
+                severity=AssetCheckSeverity.WARN,
+                metadata={"success_rate": rate, "threshold": config.min_success_rate},
+            )
+        ],
+    )
+
+
+class EmbeddingsConfig(Config):
+    unit_norm_tolerance: float = Field(1e-3, gt=0, description="allowed | ||v|| - 1 | per stored vector")
+
+
+EMBEDDING_CHECKS = [
+    AssetCheckSpec("finite_values", asset=EMBEDDINGS_TABLE, description="no NaN/inf in the part's vectors"),
+    AssetCheckSpec("unit_norm", asset=EMBEDDINGS_TABLE, description="every vector has norm 1 within tolerance"),
+    AssetCheckSpec(
+        "one_model_one_dim", asset=EMBEDDINGS_TABLE, description="the table holds one model id and one dimension"
+    ),
+]
+
+
+def _embedding_checks(lance: LanceStore, part: str, config: EmbeddingsConfig) -> tuple[list[AssetCheckResult], dict]:
+    tables = lance.tables()
+    part_health = embedding_health(tables.iter_part(EMBEDDINGS_TABLE, part))
+    models = tables.open(EMBEDDINGS_TABLE).to_polars().group_by("model").agg(pl.len().alias("rows")).collect()
+    results = [
+        AssetCheckResult(
+            check_name="finite_values",
+            passed=part_health.non_finite_rows == 0,
+            metadata={"non_finite_rows": part_health.non_finite_rows},
+        ),
+        AssetCheckResult(
+            check_name="unit_norm",
+            passed=part_health.unit_norm(config.unit_norm_tolerance),
+            metadata={"max_norm_deviation": part_health.max_norm_deviation, "tolerance": config.unit_norm_tolerance},
+        ),
+        AssetCheckResult(
+            check_name="one_model_one_dim",
+            passed=models.height == 1 and len(part_health.dims) == 1,
+            metadata={"models": markdown_table(models), "dims": str(sorted(part_health.dims))},
+        ),
+    ]
+    return results, {"rows_checked": part_health.rows}
+
+
+@asset(
+    partitions_def=laion_part,
+    group_name="ingest",
+    deps=[laion_images],
+    kinds={"lancedb", "pytorch"},
+    pool="gpu",
+    check_specs=EMBEDDING_CHECKS,
+    description="Image and caption embeddings (unit norm, plus raw norms) and the image–caption "
+    "clip_score of every downloaded sample, in the LanceDB table laion_embeddings.",
+)
+def laion_embeddings(
+    context: AssetExecutionContext, config: EmbeddingsConfig, clip: ClipEncoder, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
+    part = context.partition_key
+    folder = images_dir(files, part)
+    shards = sorted(str(p) for p in Path(folder).glob("*.tar"))
+    expected = read_parquet(f"{folder}/{STATUS_FILE}").filter(pl.col("status") == "success").height
+    loaded = clip.load()
+    schema = embeddings_schema(loaded.embed_dim)
+    lance.tables().ensure(EMBEDDINGS_TABLE, schema)  # dimension mismatch fails here, before any work
+    context.log.info(f"embedding {expected} samples of {part} from {len(shards)} shards with {loaded.model_id}")
+    stats = EncodeStats()
+    batches = (
+        embeddings_batch(b.uid, part, loaded.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm)
+        for b in encode_shards(loaded, shards, clip.batch_size, clip.num_workers, stats)
+    )
+    written = lance.replace_part(EMBEDDINGS_TABLE, part, batches, schema)
+    if written.rows < expected:
+        context.log.warning(f"{expected - written.rows} downloaded samples of {part} could not be decoded")
+    checks, extra = _embedding_checks(lance, part, config)
+    return MaterializeResult(
+        metadata={
+            "rows": written.rows,
+            "skipped_undecodable": expected - written.rows,
+            "model_id": loaded.model_id,
+            "embed_dim": loaded.embed_dim,
+            "device": str(loaded.device),
+            "images_per_second": round(stats.images_per_second, 1),
+            "table_version": written.version,
+            "lance_uri": lance.uri,
+            **extra,
+        },
+        check_results=checks,
+    )
+
+
+class EmbeddingsImportConfig(Config):
+    root: str = Field(description="folder with img_emb/, text_emb/ and metadata/ (clip-retrieval layout)")
+    model_id: str = Field("ViT-L-14/openai", description="model that produced the vectors (LAION-5B: ViT-L/14)")
+    batch_rows: int = Field(65_536, ge=1)
+
+
+@asset(
+    partitions_def=laion_part,
+    group_name="ingest",
+    deps=[laion_metadata],
+    kinds={"lancedb", "numpy"},
+    description="Alternative to laion_embeddings: precomputed embeddings in the clip-retrieval / "
+    "LAION release layout imported into the same laion_embeddings table.",
+)
+def laion_embeddings_import(
+    context: AssetExecutionContext, config: EmbeddingsImportConfig, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
+    part = context.partition_key
+    found = find_precomputed(config.root, part)
+    metadata_rows = files.read_parquet("laion_metadata", f"{part}.parquet").height
+    if found.rows != metadata_rows:
+        raise Failure(
+            f"{found.image} has {found.rows} rows but laion_metadata[{part}] has {metadata_rows}: "
+            "the embeddings do not belong to this part"
+        )
+    first = next(iter_precomputed(found, part, config.model_id, batch_rows=1))
+    schema = first.schema
+    written = lance.replace_part(
+        EMBEDDINGS_TABLE, part, iter_precomputed(found, part, config.model_id, config.batch_rows), schema
+    )
+    return MaterializeResult(
+        metadata={"rows": written.rows, "model_id": config.model_id, "source": str(found.image), "table_version": written.version}
+    )
+
+
+assets = [laion_metadata, laion_images, laion_embeddings, laion_embeddings_import]

@@ -1,0 +1,6 @@
+"""Partition sets shared by the pipelines (DESIGN.md, "Partitions")."""
+
+from dagster import DynamicPartitionsDefinition
+
+# One key per LAION metadata file (its stem, e.g. part-00017); added by laion_parts_sensor.
+laion_part = DynamicPartitionsDefinition(name="laion_part")

@@ -1,0 +1,48 @@
+"""The laionlab code location: one Definitions object assembled from the four packages.
+
+Resource defaults come from environment variables so the same code serves the demo and real
+data (see README, "Configuration"); every field can also be overridden per run in the UI.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions
+
+from asset_defs import all_assets
+from jobs import all_jobs
+from resources import ClipEncoder, Downloader, FileStore, LaionSource, LanceStore
+from sensors import all_sensors
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def build_resources(data_root: str | None = None, source_uri: str | None = None) -> dict:
+    """The resources keyed as the assets expect, from arguments or LAIONLAB_* variables."""
+    root = data_root or _env("LAIONLAB_DATA_ROOT", os.path.abspath("data/lab"))
+    checkpoint = os.environ.get("LAIONLAB_CLIP_CHECKPOINT") or None
+    return {
+        "source": LaionSource(uri=source_uri or _env("LAIONLAB_SOURCE_URI", os.path.abspath("data/demo/laion_parts"))),
+        "files": FileStore(root=root),
+        "lance": LanceStore(uri=_env("LAIONLAB_LANCE_URI", f"{root}/lance")),
+        "clip": ClipEncoder(
+            model_name=_env("LAIONLAB_CLIP_MODEL", "laionlab-tiny"),
+            pretrained=os.environ.get("LAIONLAB_CLIP_PRETRAINED") or None,
+            checkpoint=checkpoint,
+            device=_env("LAIONLAB_DEVICE", "auto"),
+            precision=_env("LAIONLAB_PRECISION", "fp32"),
+            batch_size=int(_env("LAIONLAB_BATCH_SIZE", "256")),
+            num_workers=int(_env("LAIONLAB_NUM_WORKERS", "2")),
+        ),
+        "downloader": Downloader(
+            processes_count=int(_env("LAIONLAB_DOWNLOAD_PROCESSES", "2")),
+            thread_count=int(_env("LAIONLAB_DOWNLOAD_THREADS", "16")),
+            image_size=int(_env("LAIONLAB_IMAGE_SIZE", "256")),
+        ),
+    }
+
+
+defs = Definitions(assets=all_assets, jobs=all_jobs, sensors=all_sensors, resources=build_resources())

@@ -1,0 +1,206 @@
+"""The embedded demo: small LAION-like metadata parts whose URLs point at generated images.
+
+Everything is drawn from one seeded generator, so two builds with the same arguments write
+byte-identical parquet files and images. The parts carry LAION-400M's columns (SAMPLE_ID,
+URL, TEXT, HEIGHT, WIDTH, LICENSE, NSFW, similarity); captions are templates around real
+ILSVRC lemmas so lemma matching (seed 001) and caption retrieval (seed 003) find something.
+
+Three visual kinds are generated, so a photo classifier (seed 000) has something to separate:
+- ``photo``: smooth multi-scale colour noise with a lighting gradient and sensor grain,
+- ``clipart``: a flat background with a few solid shapes,
+- ``text``: words rendered on a plain background.
+
+Each part also holds deliberately broken rows: a URL whose file is missing, a file of
+non-image bytes, a truncated JPEG, an empty caption, and rows flagged NSFW.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from PIL import Image, ImageDraw, ImageFont
+
+from laionlab.io.imagenet import ilsvrc_synsets
+
+KINDS = ("photo", "clipart", "text")
+
+CAPTION_TEMPLATES = {
+    "photo": [
+        "a photo of a {lemma}",
+        "{lemma} in the garden, summer 2019",
+        "close-up photograph of the {lemma}",
+        "My {lemma} at home",
+    ],
+    "clipart": [
+        "{lemma} clipart vector illustration",
+        "cartoon {lemma} icon flat design",
+        "drawing of a {lemma} for kids",
+    ],
+    "text": [
+        "the word {lemma} in bold letters",
+        "{lemma} quote poster typography",
+    ],
+}
+FILLER_CAPTIONS = ["Buy now - free shipping", "IMG_0042.JPG", "Holiday sale 50% off", "untitled"]
+LICENSES = ["?", "?", "?", "creativecommons.org/licenses/by/4.0"]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the embedded demo. The defaults keep the whole demo job well under 90 s."""
+
+    n_parts: int = 3
+    rows_per_part: int = 200
+    min_side: int = 72
+    max_side: int = 160
+    nsfw_per_part: int = 4
+    seed: int = 0
+
+
+@dataclass
+class DemoManifest:
+    root: str
+    parts: list[str] = field(default_factory=list)
+    images: int = 0
+    broken_rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    nsfw_rows: dict[str, list[int]] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+
+def _photo(rng: np.random.Generator, h: int, w: int) -> Image.Image:
+    """Multi-scale smooth colour noise plus a lighting gradient and fine grain."""
+    img = np.zeros((h, w, 3), np.float32)
+    for cells, weight in ((3, 0.6), (8, 0.3), (24, 0.15)):
+        coarse = rng.random((cells, cells, 3)).astype(np.float32)
+        layer = Image.fromarray((coarse * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
+        img += weight * np.asarray(layer, np.float32) / 255
+    ramp = np.linspace(0.7, 1.2, h, dtype=np.float32)[:, None, None]
+    img = img / 1.05 * ramp + rng.normal(0, 0.04, size=img.shape).astype(np.float32)
+    return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+
+
+def _clipart(rng: np.random.Generator, h: int, w: int) -> Image.Image:
+    palette = rng.integers(0, 256, size=(4, 3))
+    img = Image.new("RGB", (w, h), tuple(int(c) for c in palette[0]))
+    draw = ImageDraw.Draw(img)
+    for colour in palette[1 : 1 + rng.integers(1, 4)]:
+        x0, y0 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
+        x1, y1 = int(rng.integers(x0 + 8, w)), int(rng.integers(y0 + 8, h))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape([x0, y0, x1, y1], fill=tuple(int(c) for c in colour))
+    return img
+
+
+def _text(rng: np.random.Generator, h: int, w: int, words: str) -> Image.Image:
+    light = int(rng.integers(200, 256))
+    img = Image.new("RGB", (w, h), (light, light, light - int(rng.integers(0, 40))))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    for i, line in enumerate([words[j : j + 12] for j in range(0, len(words), 12)][: h // 14]):
+        draw.text((4, 4 + 14 * i), line, fill=(int(rng.integers(0, 80)),) * 3, font=font)
+    return img
+
+
+def _encode(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def build_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> DemoManifest:
+    """Write the demo under ``root``: ``laion_parts/part-0000k.parquet``, ``images/`` and
+    ``demo_labels.parquet`` (URL → visual kind, for training a photo classifier).
+
+    Returns a manifest (also written to ``root/manifest.json``) listing the parts, the row
+    index of each deliberately broken row and the rows flagged NSFW.
+    """
+    root = Path(root).resolve()
+    if config.n_parts < 1 or config.rows_per_part < 10:
+        raise ValueError(
+            f"DemoConfig needs n_parts >= 1 and rows_per_part >= 10, got {config.n_parts}, "
+            f"{config.rows_per_part}"
+        )
+    rng = np.random.default_rng(config.seed)
+    synsets = ilsvrc_synsets()
+    lemmas = [lemma for group in synsets["lemmas"].to_list() for lemma in group]
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "laion_parts").mkdir(parents=True, exist_ok=True)
+    manifest = DemoManifest(root=str(root), config=asdict(config))
+    label_rows = []
+    sample_id = 1_000_000
+    for p in range(config.n_parts):
+        part = f"part-{p:05d}"
+        rows = []
+        n = config.rows_per_part
+        broken = {"missing_file": 0, "not_an_image": 1, "truncated_jpeg": 2, "empty_caption": 3}
+        nsfw_rows = set(rng.choice(np.arange(4, n), size=config.nsfw_per_part, replace=False))
+        for i in range(n):
+            kind = KINDS[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
+            lemma = lemmas[int(rng.integers(len(lemmas)))]
+            if rng.random() < 0.15:
+                caption = FILLER_CAPTIONS[int(rng.integers(len(FILLER_CAPTIONS)))]
+            else:
+                templates = CAPTION_TEMPLATES[kind]
+                caption = templates[int(rng.integers(len(templates)))].format(lemma=lemma)
+            h, w = (int(x) for x in rng.integers(config.min_side, config.max_side + 1, size=2))
+            fmt = "JPEG" if kind == "photo" else "PNG"
+            path = root / "images" / part / f"{i:05d}.{'jpg' if fmt == 'JPEG' else 'png'}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if kind == "photo":
+                img = _photo(rng, h, w)
+            elif kind == "clipart":
+                img = _clipart(rng, h, w)
+            else:
+                img = _text(rng, h, w, lemma.upper())
+            data = _encode(img, fmt)
+            if i == broken["not_an_image"]:
+                data = b"<html><body>404 not found</body></html>"
+            elif i == broken["truncated_jpeg"]:
+                data = _encode(img, "JPEG")[:200]
+                path = path.with_suffix(".jpg")
+            if i == broken["empty_caption"]:
+                caption = ""
+            if i != broken["missing_file"]:
+                path.write_bytes(data)
+                manifest.images += 1
+            else:
+                path = path.with_name(f"{i:05d}_missing.jpg")
+            rows.append(
+                {
+                    "SAMPLE_ID": sample_id,
+                    "URL": path.as_uri(),
+                    "TEXT": caption,
+                    "HEIGHT": h,
+                    "WIDTH": w,
+                    "LICENSE": LICENSES[int(rng.integers(len(LICENSES)))],
+                    "NSFW": "NSFW" if i in nsfw_rows else ("UNSURE" if rng.random() < 0.05 else "UNLIKELY"),
+                    "similarity": float(np.round(rng.uniform(0.28, 0.42), 6)),
+                }
+            )
+            label_rows.append({"URL": path.as_uri(), "kind": kind, "is_photo": kind == "photo"})
+            sample_id += 1
+        frame = pl.DataFrame(
+            rows,
+            schema={
+                "SAMPLE_ID": pl.Int64,
+                "URL": pl.String,
+                "TEXT": pl.String,
+                "HEIGHT": pl.Int32,
+                "WIDTH": pl.Int32,
+                "LICENSE": pl.String,
+                "NSFW": pl.String,
+                "similarity": pl.Float64,
+            },
+        )
+        frame.write_parquet(root / "laion_parts" / f"{part}.parquet")
+        manifest.parts.append(part)
+        manifest.broken_rows[part] = broken
+        manifest.nsfw_rows[part] = sorted(int(x) for x in nsfw_rows)
+    pl.DataFrame(label_rows).write_parquet(root / "demo_labels.parquet")
+    (root / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
+    return manifest

@@ -1,0 +1,171 @@
+"""Downloading a part's images with img2dataset into webdataset shards.
+
+img2dataset runs in a child Python process (``python -m laionlab.io.download settings.json``):
+its multiprocessing pool then always starts from a ``__main__``-guarded entry point, whatever
+process calls us (a Dagster step, a daemon thread, pytest), and a crash inside it cannot take
+the caller down. Its per-shard parquet files (``status``, ``error_message`` per sample, with
+our ``uid`` saved as an additional column) are read back into one status table joined to uid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+
+log = logging.getLogger(__name__)
+
+STATUS_COLUMNS = ("uid", "key", "status", "error_message", "width", "height", "sha256")
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """img2dataset options (names as in its README)."""
+
+    image_size: int = 256
+    resize_mode: str = "border"
+    processes_count: int = 2
+    thread_count: int = 16
+    timeout: int = 10
+    retries: int = 0
+    number_sample_per_shard: int = 10_000
+    encode_format: str = "jpg"
+    distributor: str = "multiprocessing"
+    user_agent_token: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.resize_mode not in ("no", "keep_ratio", "center_crop", "border"):
+            raise ValueError(f"resize_mode must be no/keep_ratio/center_crop/border, got {self.resize_mode!r}")
+        if self.encode_format not in ("jpg", "png", "webp"):
+            raise ValueError(f"encode_format must be jpg/png/webp, got {self.encode_format!r}")
+        if self.distributor not in ("multiprocessing", "pyspark", "ray"):
+            raise ValueError(f"distributor must be multiprocessing/pyspark/ray, got {self.distributor!r}")
+
+
+@dataclass
+class DownloadResult:
+    status: pl.DataFrame  # one row per input uid: uid, key, status, error_message, ...
+    shards: list[str]
+    seconds: float
+
+    @property
+    def successes(self) -> int:
+        return int((self.status["status"] == "success").sum())
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.status.height if self.status.height else 0.0
+
+
+def _img2dataset_kwargs(input_parquet: str, output_folder: str, s: DownloadSettings) -> dict:
+    return dict(
+        url_list=input_parquet,
+        input_format="parquet",
+        url_col="URL",
+        caption_col="TEXT",
+        save_additional_columns=["uid"],
+        output_format="webdataset",
+        output_folder=output_folder,
+        image_size=s.image_size,
+        resize_mode=s.resize_mode,
+        processes_count=s.processes_count,
+        thread_count=s.thread_count,
+        timeout=s.timeout,
+        retries=s.retries,
+        number_sample_per_shard=s.number_sample_per_shard,
+        encode_format=s.encode_format,
+        distributor=s.distributor,
+        user_agent_token=s.user_agent_token,
+        enable_wandb=False,
+    )
+
+
+def failure_table(status: pl.DataFrame) -> pl.DataFrame:
+    """Failed samples grouped by reason: columns reason, count (most frequent first)."""
+    failed = status.filter(pl.col("status") != "success")
+    return (
+        failed.with_columns(pl.col("error_message").fill_null(pl.col("status")).str.slice(0, 120).alias("reason"))
+        .group_by("reason")
+        .agg(pl.len().alias("count"))
+        .sort(["count", "reason"], descending=[True, False])
+    )
+
+
+def read_status(output_folder: str, uids: pl.Series) -> pl.DataFrame:
+    """img2dataset's per-shard parquet files joined back to every input uid.
+
+    A uid img2dataset never reported on gets status ``not_attempted`` rather than vanishing.
+    """
+    files = sorted(Path(output_folder).glob("[0-9]*.parquet"))  # img2dataset names shards 00000...
+    frames = [pl.read_parquet(f) for f in files]
+    if frames:
+        reported = pl.concat(
+            [f.select([pl.col(c).cast(pl.String) if c in ("uid", "key", "status", "error_message", "sha256") else pl.col(c) for c in STATUS_COLUMNS if c in f.columns]) for f in frames],
+            how="diagonal_relaxed",
+        )
+    else:
+        reported = pl.DataFrame(schema={"uid": pl.String, "status": pl.String, "error_message": pl.String})
+    duplicated = reported.filter(pl.col("uid").is_duplicated())
+    if duplicated.height:
+        raise RuntimeError(f"img2dataset reported {duplicated.height} duplicate uids in {output_folder}")
+    status = pl.DataFrame({"uid": uids}).join(reported, on="uid", how="left")
+    return status.with_columns(pl.col("status").fill_null("not_attempted"))
+
+
+def download_part(metadata: pl.DataFrame, output_folder: str, settings: DownloadSettings) -> DownloadResult:
+    """Download the images of ``metadata`` (columns uid, URL, TEXT) into ``output_folder``.
+
+    Returns the status of every row and the shard paths. Sample json files in the shards carry
+    ``uid``; failures are rows in ``status`` with img2dataset's error message.
+    """
+    missing = [c for c in ("uid", "URL", "TEXT") if c not in metadata.columns]
+    if missing:
+        raise ValueError(f"download_part needs columns uid, URL, TEXT; missing {missing}")
+    out = Path(output_folder)
+    out.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f"{out.name}.input"
+    work.mkdir(parents=True, exist_ok=True)
+    input_parquet = work / "urls.parquet"
+    metadata.select("uid", "URL", pl.col("TEXT").fill_null("")).write_parquet(input_parquet)
+    settings_file = work / "settings.json"
+    settings_file.write_text(json.dumps(_img2dataset_kwargs(str(input_parquet), str(out), settings)))
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "laionlab.io.download", str(settings_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    for line in proc.stdout.splitlines()[-20:]:
+        log.info("img2dataset: %s", line)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"img2dataset failed (exit {proc.returncode}) for {metadata.height} rows into {output_folder}:\n"
+            + proc.stderr[-3000:]
+        )
+    status = read_status(str(out), metadata["uid"])
+    shards = sorted(str(p) for p in out.glob("*.tar"))
+    for p in work.iterdir():
+        p.unlink()
+    work.rmdir()
+    return DownloadResult(status=status, shards=shards, seconds=seconds)
+
+
+def _main(settings_file: str) -> None:
+    from img2dataset import download
+
+    kwargs = json.loads(Path(settings_file).read_text())
+    download(**kwargs)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])

@@ -1,0 +1,102 @@
+"""File-level storage helpers: atomic Parquet writes and versioned folders.
+
+Paths may be local or fsspec URIs. A local write goes to a temporary name in the same folder
+and is renamed into place, so a crash never leaves a half-written file under the final name;
+an object-store put is atomic by itself.
+
+Folders (the webdataset shards of a part) are written as versions: ``<dir>/v-<id>/`` plus a
+``<dir>/CURRENT`` pointer written atomically once the version is complete. Readers follow the
+pointer, so they see the old version or the new one, never a half-written mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import fsspec
+import polars as pl
+from fsspec.implementations.local import LocalFileSystem
+
+CURRENT = "CURRENT"
+
+
+def join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    return fsspec.core.url_to_fs(uri)
+
+
+def is_local(uri: str) -> bool:
+    return isinstance(_fs(uri)[0], LocalFileSystem)
+
+
+def atomic_write_bytes(uri: str, data: bytes) -> None:
+    fs, path = _fs(uri)
+    fs.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if isinstance(fs, LocalFileSystem):
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)
+
+
+def atomic_write_parquet(frame: pl.DataFrame, uri: str) -> None:
+    """Write ``frame`` to ``uri`` so that readers see the old file or the new one."""
+    fs, path = _fs(uri)
+    fs.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if isinstance(fs, LocalFileSystem):
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            frame.write_parquet(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    else:
+        with fs.open(path, "wb") as f:
+            frame.write_parquet(f)
+
+
+def read_parquet(uri: str) -> pl.DataFrame:
+    fs, path = _fs(uri)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"{uri} does not exist (materialise the upstream asset first)")
+    with fs.open(path, "rb") as f:
+        return pl.read_parquet(f)
+
+
+def new_version_dir(folder: str) -> str:
+    """A fresh, empty version folder under ``folder`` (not yet current)."""
+    version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    uri = join(folder, version)
+    fs, path = _fs(uri)
+    fs.makedirs(path, exist_ok=True)
+    return uri
+
+
+def commit_version_dir(folder: str, version_uri: str, keep_old: int = 0) -> None:
+    """Point ``folder/CURRENT`` at ``version_uri`` and delete older versions beyond ``keep_old``."""
+    name = version_uri.rstrip("/").rsplit("/", 1)[-1]
+    atomic_write_bytes(join(folder, CURRENT), json.dumps({"version": name}).encode())
+    fs, path = _fs(folder)
+    versions = sorted(p for p in fs.ls(path, detail=False) if Path(p).name.startswith("v-") and Path(p).name != name)
+    for old in versions[: max(0, len(versions) - keep_old)]:
+        fs.rm(old, recursive=True)
+
+
+def current_version_dir(folder: str) -> str:
+    """The folder of the current version; raises if none was committed yet."""
+    fs, path = _fs(join(folder, CURRENT))
+    if not fs.exists(path):
+        raise FileNotFoundError(f"no committed version under {folder} (materialise the upstream asset first)")
+    return join(folder, json.loads(fs.cat_file(path))["version"])

@@ -1,0 +1,102 @@
+"""Import of precomputed embeddings in the clip-retrieval / LAION release layout.
+
+The layout (clip-retrieval's ``clip_inference`` output, and the LAION-400M / LAION-5B
+embedding releases)::
+
+    <root>/img_emb/img_emb_0017.npy        (n, d) float16/float32
+    <root>/text_emb/text_emb_0017.npy      (n, d), optional
+    <root>/metadata/metadata_0017.parquet  n rows, same order (url, caption, ...)
+
+Row i of the three files is the same sample. A part key maps to its files by its trailing
+integer (``part-00017`` and ``metadata_0017`` both → 17); rows get the uid
+``<part>:<row>`` exactly as laion_metadata assigns it, so the import joins with the
+metadata of the same part when the metadata folder is the LaionSource.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from laionlab.io.lance import embeddings_batch
+from laionlab.io.metadata import make_uid
+
+
+@dataclass(frozen=True)
+class PrecomputedFiles:
+    image: Path
+    text: Path | None
+    metadata: Path
+
+    @property
+    def rows(self) -> int:
+        return int(np.load(self.image, mmap_mode="r").shape[0])
+
+
+def part_index(part: str) -> int:
+    match = re.search(r"(\d+)$", part)
+    if match is None:
+        raise ValueError(f"part key {part!r} has no trailing number to find its img_emb_XXXX.npy by")
+    return int(match.group(1))
+
+
+def _by_index(folder: Path, prefix: str, suffix: str, index: int) -> Path | None:
+    hits = [p for p in folder.glob(f"{prefix}*{suffix}") if re.fullmatch(rf"{prefix}0*{index}{re.escape(suffix)}", p.name)]
+    if len(hits) > 1:
+        raise ValueError(f"several files in {folder} for index {index}: {[h.name for h in hits]}")
+    return hits[0] if hits else None
+
+
+def find_precomputed(root: str | Path, part: str) -> PrecomputedFiles:
+    """The three files of ``part`` under ``root``; errors name what is missing."""
+    root = Path(root)
+    index = part_index(part)
+    image = _by_index(root / "img_emb", "img_emb_", ".npy", index)
+    text = _by_index(root / "text_emb", "text_emb_", ".npy", index)
+    meta = _by_index(root / "metadata", "metadata_", ".parquet", index)
+    if image is None or meta is None:
+        raise FileNotFoundError(
+            f"precomputed embeddings for part {part!r} (index {index}) not found under {root}: "
+            f"need img_emb/img_emb_{index:04d}.npy and metadata/metadata_{index:04d}.parquet "
+            f"(found image={image}, metadata={meta})"
+        )
+    files = PrecomputedFiles(image, text, meta)
+    n_img = files.rows
+    n_meta = pq.ParquetFile(meta).metadata.num_rows
+    if n_meta != n_img:
+        raise ValueError(f"{image} has {n_img} rows but {meta} has {n_meta}: files are not aligned")
+    if text is not None:
+        n_text = np.load(text, mmap_mode="r").shape
+        if n_text[0] != n_img:
+            raise ValueError(f"{text} has {n_text[0]} rows but {image} has {n_img}")
+    return files
+
+
+def _unit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = x.astype(np.float32)
+    norm = np.linalg.norm(x, axis=1)
+    return x / np.maximum(norm, 1e-12)[:, None], norm
+
+
+def iter_precomputed(files: PrecomputedFiles, part: str, model: str, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+    """Stream the part as embeddings-table batches (memory-mapped, ``batch_rows`` at a time).
+    Vectors are re-normalised in float32; a part without text embeddings gets NaN-free zero
+    text vectors is not allowed, so text_emb is required for the table (clip_score needs it)."""
+    image = np.load(files.image, mmap_mode="r")
+    if files.text is None:
+        raise FileNotFoundError(f"text embeddings missing for {files.image} (text_emb/ folder); clip_score needs them")
+    text = np.load(files.text, mmap_mode="r")
+    if image.shape[1] != text.shape[1]:
+        raise ValueError(f"image dim {image.shape[1]} != text dim {text.shape[1]} in {files.image} / {files.text}")
+    for start in range(0, image.shape[0], batch_rows):
+        stop = min(start + batch_rows, image.shape[0])
+        img, img_norm = _unit(np.asarray(image[start:stop]))
+        txt, txt_norm = _unit(np.asarray(text[start:stop]))
+        uids = [make_uid(part, row) for row in range(start, stop)]
+        yield embeddings_batch(uids, part, model, img, txt, img_norm, txt_norm)

@@ -1,0 +1,44 @@
+"""The ClipEncoder resource: which open_clip model embeds images and captions, and how."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from laionlab.embed.model import ClipSpec, LoadedClip, load_clip, validate_spec
+
+
+class ClipEncoder(ConfigurableResource):
+    """An open_clip model by name with a pretrained tag (``ViT-B-32`` + ``laion2b_s34b_b79k``)
+    or a local checkpoint file; ``laionlab-tiny`` (random, seeded) for the demo.
+
+    The model is loaded once per process, on first use.
+    """
+
+    model_name: str = Field("laionlab-tiny", description="open_clip architecture or project model")
+    pretrained: str | None = Field(None, description="open_clip pretrained tag, e.g. laion2b_s34b_b79k")
+    checkpoint: str | None = Field(None, description="local checkpoint file (instead of a tag)")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
+    precision: str = Field("fp32", description="fp32, fp16 or bf16 (fp16 on GPU only)")
+    batch_size: int = Field(256, ge=1, description="images per forward pass")
+    num_workers: int = Field(2, ge=0, description="DataLoader workers decoding images")
+    seed: int = Field(0, description="torch seed for randomly initialised models")
+
+    _loaded: LoadedClip | None = PrivateAttr(default=None)
+
+    @property
+    def spec(self) -> ClipSpec:
+        return ClipSpec(self.model_name, self.pretrained, self.checkpoint, self.device, self.precision, self.seed)
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model_id
+
+    def validate(self) -> None:
+        """Fail fast on an unknown model, tag or missing checkpoint (no weights loaded)."""
+        validate_spec(self.spec)
+
+    def load(self) -> LoadedClip:
+        if self._loaded is None:
+            self._loaded = load_clip(self.spec)
+        return self._loaded

@@ -1,0 +1,26 @@
+"""The Downloader resource: img2dataset settings for fetching a part's images."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from laionlab.io.download import DownloadSettings
+
+
+class Downloader(ConfigurableResource):
+    """img2dataset settings (see its README); one part is downloaded per asset run."""
+
+    image_size: int = Field(256, ge=8, description="resize target (img2dataset image_size)")
+    resize_mode: str = Field("border", description="no, keep_ratio, center_crop or border")
+    processes_count: int = Field(2, ge=1)
+    thread_count: int = Field(16, ge=1)
+    timeout: int = Field(10, ge=1, description="seconds per request")
+    retries: int = Field(0, ge=0)
+    number_sample_per_shard: int = Field(10_000, ge=1)
+    encode_format: str = Field("jpg", description="jpg, png or webp")
+    distributor: str = Field("multiprocessing", description="multiprocessing, pyspark or ray")
+    user_agent_token: str | None = Field(None)
+
+    def settings(self) -> DownloadSettings:
+        return DownloadSettings(**self.model_dump())
