@@ -160,7 +160,13 @@ class LanceTables:
             raise EmptyPartitionError(f"no rows to write for part {part!r} of table {table!r}; table left unchanged")
         counted = _Counted(first, batches, part, part_column)
         reader = pa.RecordBatchReader.from_batches(schema, iter(counted))
-        self._merge(tbl, part, part_column, reader)
+        try:
+            self._merge(tbl, part, part_column, reader)
+        except Exception as exc:
+            # Lance wraps errors raised inside the stream; surface the original one
+            if counted.error is not None:
+                raise counted.error from exc
+            raise
         return ReplaceResult(table, part, counted.rows, tbl.version, time.perf_counter() - start)
 
     def _merge(self, tbl, part: str, part_column: str, reader: pa.RecordBatchReader) -> None:
@@ -195,6 +201,7 @@ class _Counted:
     def __init__(self, first: pa.RecordBatch, rest: Iterator[pa.RecordBatch], part: str, part_column: str):
         self.first, self.rest, self.part, self.part_column = first, rest, part, part_column
         self.rows = 0
+        self.error: BaseException | None = None
 
     def _check(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         values = set(batch.column(self.part_column).unique().to_pylist())
@@ -204,9 +211,13 @@ class _Counted:
         return batch
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        yield self._check(self.first)
-        for batch in self.rest:
-            yield self._check(batch)
+        try:
+            yield self._check(self.first)
+            for batch in self.rest:
+                yield self._check(batch)
+        except Exception as exc:
+            self.error = exc
+            raise
 
 
 def embeddings_batch(

@@ -1,0 +1,52 @@
+"""Shared fixtures: the embedded demo (small), resources pointing at temp folders, a Dagster
+instance with the demo parts registered. No network, no GPU."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from dagster import DagsterInstance  # noqa: E402
+
+from laionlab.demo import DemoConfig, build_demo  # noqa: E402
+
+ROWS_PER_PART = 40
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """Three demo parts of 40 rows (each with the broken rows and NSFW flags)."""
+    root = tmp_path_factory.mktemp("demo")
+    return build_demo(root, DemoConfig(n_parts=3, rows_per_part=ROWS_PER_PART, nsfw_per_part=2))
+
+
+def make_resources(data_root: Path, source_uri: str, **clip_overrides) -> dict:
+    from definitions import build_resources
+    from resources import ClipEncoder, Downloader
+
+    resources = build_resources(data_root=str(data_root), source_uri=source_uri)
+    resources["downloader"] = Downloader(processes_count=1, thread_count=4, image_size=64, timeout=5)
+    resources["clip"] = ClipEncoder(**{"model_name": "laionlab-tiny", "batch_size": 16, "num_workers": 0, **clip_overrides})
+    return resources
+
+
+@pytest.fixture
+def lab(tmp_path, demo):
+    """Resources writing under a fresh temp data root, reading the demo parts."""
+    return make_resources(tmp_path / "lab", str(Path(demo.root) / "laion_parts"))
+
+
+def instance_with_parts(parts) -> DagsterInstance:
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("laion_part", list(parts))
+    return instance
+
+
+@pytest.fixture
+def instance(demo):
+    return instance_with_parts(demo.parts)

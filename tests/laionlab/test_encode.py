@@ -1,0 +1,85 @@
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from laionlab.embed.encode import EncodeStats, encode_shards
+from laionlab.embed.model import ClipSpec, load_clip
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return load_clip(ClipSpec("laionlab-tiny", device="cpu"))
+
+
+def _jpeg(seed):
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def write_shard(path, samples):
+    with tarfile.open(path, "w") as tar:
+        for key, files in samples:
+            for ext, data in files.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def sample(i, uid=True, image=None):
+    meta = {"uid": f"p:{i:09d}"} if uid else {"key": str(i)}
+    return f"{i:09d}", {"jpg": image if image is not None else _jpeg(i), "txt": f"caption {i}".encode(), "json": json.dumps(meta).encode()}
+
+
+def test_embeddings_match_a_direct_forward_pass(tmp_path, clip):
+    shards = [write_shard(tmp_path / f"{s}.tar", [sample(10 * s + i) for i in range(7)]) for s in range(2)]
+    stats = EncodeStats()
+    out = list(encode_shards(clip, shards, batch_size=4, num_workers=0, stats=stats))
+    uids = [u for b in out for u in b.uid]
+    assert uids == [f"p:{i:09d}" for s in range(2) for i in range(10 * s, 10 * s + 7)]
+    assert stats.samples == 14 and stats.images_per_second > 0
+    image = np.concatenate([b.image_emb for b in out])
+    text = np.concatenate([b.text_emb for b in out])
+    np.testing.assert_allclose(np.linalg.norm(image, axis=1), 1, atol=1e-5)
+    # reference: preprocess + encode each sample on its own, normalise by hand
+    imgs = torch.stack([clip.preprocess(Image.open(io.BytesIO(_jpeg(i))).convert("RGB")) for i in range(7)])
+    with torch.no_grad():
+        ref_img = clip.model.encode_image(imgs)
+        ref_txt = clip.model.encode_text(clip.tokenizer([f"caption {i}" for i in range(7)]))
+    np.testing.assert_allclose(image[:7], (ref_img / ref_img.norm(dim=-1, keepdim=True)).numpy(), atol=1e-5)
+    np.testing.assert_allclose(text[:7], (ref_txt / ref_txt.norm(dim=-1, keepdim=True)).numpy(), atol=1e-5)
+    np.testing.assert_allclose(out[0].image_norm, ref_img[:4].norm(dim=-1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(out[0].clip_score, (out[0].image_emb * out[0].text_emb).sum(1), rtol=1e-5)
+
+
+def test_workers_change_order_not_content(tmp_path, clip):
+    shards = [write_shard(tmp_path / f"{s}.tar", [sample(10 * s + i) for i in range(5)]) for s in range(3)]
+    serial = {u: e for b in encode_shards(clip, shards, 4, 0) for u, e in zip(b.uid, b.image_emb)}
+    parallel = {u: e for b in encode_shards(clip, shards, 4, 2) for u, e in zip(b.uid, b.image_emb)}
+    assert serial.keys() == parallel.keys()
+    for uid in serial:
+        np.testing.assert_allclose(serial[uid], parallel[uid], atol=1e-5)
+
+
+def test_undecodable_sample_is_skipped_and_counted(tmp_path, clip, caplog):
+    shard = write_shard(tmp_path / "0.tar", [sample(0), sample(1, image=b"garbage bytes"), sample(2)])
+    out = list(encode_shards(clip, [shard], 8, 0))
+    assert [u for b in out for u in b.uid] == ["p:000000000", "p:000000002"]
+    assert "could not be decoded" in caplog.text
+
+
+def test_missing_uid_and_missing_shard(tmp_path, clip, caplog):
+    shard = write_shard(tmp_path / "0.tar", [sample(0, uid=False)])
+    assert list(encode_shards(clip, [shard], 8, 0)) == []
+    assert "no 'uid'" in caplog.text
+    with pytest.raises(FileNotFoundError, match="nope.tar"):
+        list(encode_shards(clip, [str(tmp_path / "nope.tar")], 8, 0))
+    with pytest.raises(ValueError, match="no shards"):
+        list(encode_shards(clip, [], 8, 0))
