@@ -121,8 +121,31 @@ def read_samples(shards: list[str]) -> tuple[list[bytes], list[str]]:
 # --------------------------------------------------------------------------- the two paths
 
 
-def run_asset_path(loaded, shards: list[str], uri: str, part: str, batch_size: int, num_workers: int) -> dict:
-    """Exactly what ``asset_defs.ingest.laion_embeddings`` does between loading and checks."""
+def _inference_mode_per_pull(batches):
+    """Enter inference mode around every ``next()`` on whatever thread pulls the stream.
+
+    Workaround, used only when the exact asset path fails: ``encode_shards`` enters
+    ``torch.inference_mode()`` around its ``yield``, but Lance pulls the record-batch stream
+    from its own worker thread after the first batch, and torch's grad mode is thread-local,
+    so from the second batch on the forward passes run with autograd on and ``.numpy()`` fails.
+    """
+    import torch
+
+    batches = iter(batches)
+    while True:
+        with torch.inference_mode():
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+        yield batch
+
+
+def run_asset_path(
+    loaded, shards: list[str], uri: str, part: str, batch_size: int, num_workers: int, workaround: bool = False
+) -> dict:
+    """Exactly what ``asset_defs.ingest.laion_embeddings`` does between loading and checks
+    (with ``workaround``: plus :func:`_inference_mode_per_pull` around the encoder)."""
     from laionlab.embed.encode import EncodeStats, encode_shards
     from laionlab.io.lance import LanceTables, embeddings_batch, embeddings_schema
 
@@ -131,9 +154,12 @@ def run_asset_path(loaded, shards: list[str], uri: str, part: str, batch_size: i
     tables.ensure("laion_embeddings", schema)  # the asset does this before the encode too
     stats = EncodeStats()
     start = time.perf_counter()
+    encoded = encode_shards(loaded, shards, batch_size, num_workers, stats)
+    if workaround:
+        encoded = _inference_mode_per_pull(encoded)
     batches = (
         embeddings_batch(b.uid, part, loaded.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm)
-        for b in encode_shards(loaded, shards, batch_size, num_workers, stats)
+        for b in encoded
     )
     written = tables.replace_part("laion_embeddings", part, batches, schema)
     seconds = time.perf_counter() - start
@@ -143,7 +169,21 @@ def run_asset_path(loaded, shards: list[str], uri: str, part: str, batch_size: i
         "images_per_s": written.rows / seconds,
         "encode_loop_seconds": stats.seconds,
         "forward_seconds": stats.encode_seconds,  # forward + normalise, inside encode_shards
+        "workaround": workaround,
     }
+
+
+def run_asset_path_checked(loaded, shards, uri, part, batch_size, num_workers) -> dict:
+    """The exact asset path; if it raises, record the error and time the workaround instead."""
+    try:
+        return run_asset_path(loaded, shards, uri, part, batch_size, num_workers)
+    except Exception as exc:  # noqa: BLE001
+        error = f"{type(exc).__name__}: {exc}"
+        print(f"exact asset path failed ({error}); timing it again with the inference-mode workaround",
+              file=sys.stderr, flush=True)
+    result = run_asset_path(loaded, shards, uri, part, batch_size, num_workers, workaround=True)
+    result["exact_path_error"] = error
+    return result
 
 
 def _sync(device) -> None:
@@ -283,6 +323,7 @@ def measure_rss(args, tmp: Path) -> dict:
         "rss_batch_size": args.rss_batch_size,
         "rss_num_workers": args.rss_workers,
         "rss_images_per_s": round(child["images_per_s"], 1),
+        "rss_asset_path_exact": not child["workaround"],
         "rss_method": "max(polled 50ms sum of VmRSS over subprocess+DataLoader workers, wait4 ru_maxrss)",
     }
 
@@ -293,7 +334,7 @@ def rss_child(args) -> None:
 
     loaded = load_clip(ClipSpec(args.rss_model, None, None, args.device, args.precision))
     shards = sorted(str(p) for p in Path(args._rss_child).glob("*.tar"))
-    result = run_asset_path(loaded, shards, args._lance, "rss-part", args.rss_batch_size, args.rss_workers)
+    result = run_asset_path_checked(loaded, shards, args._lance, "rss-part", args.rss_batch_size, args.rss_workers)
     print(json.dumps(result), flush=True)
 
 
@@ -357,7 +398,10 @@ def benchmark(args, result: dict) -> None:
         uri = str(tmp / "lance")
         run_asset_path(loaded, warm, uri, "warmup", args.batch_size, workers)
 
-        asset = run_asset_path(loaded, shards, uri, "bench", args.batch_size, workers)
+        asset = run_asset_path_checked(loaded, shards, uri, "bench", args.batch_size, workers)
+        if asset["workaround"]:
+            say(f"!! the exact asset path FAILED: {asset['exact_path_error']}; the asset figures below "
+                "come from the same path with inference mode entered per pull (see _inference_mode_per_pull)")
         say(f"asset path: {asset['rows']} rows in {asset['seconds']:.2f}s = {asset['images_per_s']:.1f} images/s "
             f"(forward+normalise {asset['forward_seconds']:.2f}s of it)")
         raw_s = run_raw(loaded, pix, tok, args.batch_size)
@@ -366,7 +410,8 @@ def benchmark(args, result: dict) -> None:
 
         ratio = asset["images_per_s"] / raw_ips
         result.update(
-            value=round(ratio, 4), meets_target=ratio >= TARGET_RATIO,
+            value=round(ratio, 4), meets_target=ratio >= TARGET_RATIO and not asset["workaround"],
+            asset_path_exact=not asset["workaround"], asset_path_error=asset.get("exact_path_error"),
             asset_images_per_s=round(asset["images_per_s"], 2), raw_images_per_s=round(raw_ips, 2),
             asset_seconds=round(asset["seconds"], 3), raw_seconds=round(raw_s, 3),
             asset_forward_seconds=round(asset["forward_seconds"], 3),
@@ -404,15 +449,21 @@ def benchmark(args, result: dict) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    result = {
+        "benchmark": "embed_throughput", "value": 0.0, "unit": "ratio", "target": TARGET_RATIO,
+        "meets_target": False,
+    }
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # --help (code 0) prints usage only; a bad option still ends with the JSON line
+        if exc.code:
+            result["error"] = f"bad command line (argparse exit {exc.code})"
+            print(json.dumps(result), flush=True)
+        return 0
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args._rss_child:
         rss_child(args)
         return 0
-    result = {
-        "benchmark": "embed_throughput", "value": None, "unit": "ratio", "target": TARGET_RATIO,
-        "meets_target": False,
-    }
     try:
         benchmark(args, result)
     except Exception as exc:  # always end with the JSON line and exit 0
@@ -426,6 +477,6 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     try:
         main()
-    except BaseException:  # noqa: BLE001 - argparse --help / bad options still exit 0
-        pass
+    except BaseException:  # noqa: BLE001 - always exit 0 (KeyboardInterrupt included)
+        traceback.print_exc(file=sys.stderr)
     sys.exit(0)

@@ -132,18 +132,20 @@ def encode_shards(
         persistent_workers=False,
     )
     start = last_log = time.perf_counter()
-    with torch.inference_mode():
-        for images, tokens, uids in loader:
-            t0 = time.perf_counter()
+    for images, tokens, uids in loader:
+        t0 = time.perf_counter()
+        # grad mode is thread-local and the consumer (Lance) may resume this generator from
+        # another thread, so the no-grad block must not span a yield
+        with torch.inference_mode():
             images = images.to(clip.device, dtype=clip.dtype, non_blocking=True)
             tokens = tokens.to(clip.device, non_blocking=True)
             image_emb, image_norm = _normalise(clip.model.encode_image(images))
             text_emb, text_norm = _normalise(clip.model.encode_text(tokens))
-            now = time.perf_counter()
-            stats.encode_seconds += now - t0
-            stats.samples += len(uids)
-            if now - last_log > log_every_s:
-                log.info("encoded %d samples, %.1f images/s", stats.samples, stats.samples / (now - start))
-                last_log = now
-            yield EmbeddedBatch(list(uids), image_emb, text_emb, image_norm, text_norm)
+        now = time.perf_counter()
+        stats.encode_seconds += now - t0
+        stats.samples += len(uids)
+        if now - last_log > log_every_s:
+            log.info("encoded %d samples, %.1f images/s", stats.samples, stats.samples / (now - start))
+            last_log = now
+        yield EmbeddedBatch(list(uids), image_emb, text_emb, image_norm, text_norm)
     stats.seconds = time.perf_counter() - start

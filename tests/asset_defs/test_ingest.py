@@ -1,0 +1,262 @@
+"""materialize() tests of the ingest assets on the demo parts, atomicity, and bad inputs."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from dagster import materialize
+
+from asset_defs.ingest import (
+    EMBEDDINGS_TABLE,
+    laion_embeddings,
+    laion_embeddings_import,
+    laion_images,
+    laion_metadata,
+)
+from resources import ClipEncoder
+from tests.conftest import ROWS_PER_PART, instance_with_parts, make_resources
+
+INGEST = [laion_metadata, laion_images, laion_embeddings]
+
+
+def run(assets, resources, instance, part, **kwargs):
+    return materialize(assets, resources=resources, instance=instance, partition_key=part, **kwargs)
+
+
+def table_uids(resources, part=None):
+    tables = resources["lance"].tables()
+    where = f"part = '{part}'" if part else None
+    query = tables.open(EMBEDDINGS_TABLE).search().limit(None).select(["uid"])
+    return (query.where(where) if where else query).to_arrow()["uid"].to_pylist()
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory, demo):
+    """All three demo parts through the three ingest assets, once for the module."""
+    resources = make_resources(tmp_path_factory.mktemp("lab"), str(Path(demo.root) / "laion_parts"))
+    instance = instance_with_parts(demo.parts)
+    results = {part: run(INGEST, resources, instance, part) for part in demo.parts}
+    return resources, instance, results
+
+
+def test_every_ingest_asset_materialises_for_every_part(ingested, demo):
+    resources, instance, results = ingested
+    for part, result in results.items():
+        assert result.success
+        meta = result.asset_materializations_for_node("laion_metadata")[0].metadata
+        assert meta["rows"].value == ROWS_PER_PART
+        assert meta["nsfw_share"].value == pytest.approx(2 / ROWS_PER_PART)
+        images = result.asset_materializations_for_node("laion_images")[0].metadata
+        assert images["successes"].value == ROWS_PER_PART - 3  # missing file, non-image, truncated
+        assert "Image decoding error" in images["failure_reasons"].value
+        emb = result.asset_materializations_for_node("laion_embeddings")[0].metadata
+        assert emb["rows"].value == ROWS_PER_PART - 3 and emb["model_id"].value == "laionlab-tiny/random-seed0"
+        checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        assert checks == {
+            "download_success_rate": True,
+            "finite_values": True,
+            "unit_norm": True,
+            "one_model_one_dim": True,
+        }
+    uids = table_uids(resources)
+    assert len(uids) == len(set(uids)) == 3 * (ROWS_PER_PART - 3)
+    # lineage: every embedded uid is a row of laion_metadata for its part
+    for part in demo.parts:
+        meta = resources["files"].read_parquet("laion_metadata", f"{part}.parquet")
+        assert set(table_uids(resources, part)) <= set(meta["uid"].to_list())
+
+
+def test_rematerialising_a_part_keeps_rows_and_uids(ingested, demo):
+    resources, instance, _ = ingested
+    part = demo.parts[1]
+    before = sorted(table_uids(resources, part))
+    others = sorted(table_uids(resources, demo.parts[0]))
+    assert run([laion_embeddings], resources, instance, part).success
+    assert sorted(table_uids(resources, part)) == before
+    assert sorted(table_uids(resources, demo.parts[0])) == others
+
+
+def test_failure_mid_write_leaves_previous_rows_readable(ingested, demo, monkeypatch):
+    resources, instance, _ = ingested
+    part = demo.parts[2]
+    tables = resources["lance"].tables()
+    old = tables.read_part(EMBEDDINGS_TABLE, part).sort_by("uid")
+    import asset_defs.ingest as ingest
+
+    real = ingest.encode_shards
+
+    def one_batch_then_crash(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        yield next(gen)
+        raise RuntimeError("GPU fell off the bus")
+
+    monkeypatch.setattr(ingest, "encode_shards", one_batch_then_crash)
+    resources = {**resources, "clip": ClipEncoder(model_name="laionlab-tiny", batch_size=8, num_workers=0, seed=9)}
+    result = run([laion_embeddings], resources, instance, part, raise_on_error=False)
+    assert not result.success
+    assert "GPU fell off the bus" in str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert tables.read_part(EMBEDDINGS_TABLE, part).sort_by("uid").equals(old)
+
+
+def test_embedding_dim_mismatch_is_refused_without_losing_rows(ingested, demo, tmp_path):
+    resources, instance, _ = ingested
+    config = tmp_path / "laionlab-test-wide.json"
+    config.write_text(
+        json.dumps(
+            {
+                "embed_dim": 32,
+                "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
+                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+            }
+        )
+    )
+    import open_clip
+
+    open_clip.add_model_config(config)
+    before = len(table_uids(resources))
+    wide = {**resources, "clip": ClipEncoder(model_name="laionlab-test-wide", batch_size=8, num_workers=0)}
+    result = run([laion_embeddings], wide, instance, demo.parts[0], raise_on_error=False)
+    assert not result.success
+    error = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert "dimension 64" in error and "dimension 32" in error and EMBEDDINGS_TABLE in error
+    assert len(table_uids(resources)) == before
+
+
+@pytest.mark.parametrize(
+    "clip, match",
+    [
+        (dict(model_name="ViT-Q-99"), "unknown open_clip model 'ViT-Q-99'"),
+        (dict(model_name="laionlab-tiny", checkpoint="/nonexistent/ckpt.pt"), "/nonexistent/ckpt.pt"),
+    ],
+)
+def test_bad_model_config_names_the_input(ingested, demo, clip, match):
+    resources, instance, _ = ingested
+    before = len(table_uids(resources))
+    bad = {**resources, "clip": ClipEncoder(**clip, num_workers=0)}
+    result = run([laion_embeddings], bad, instance, demo.parts[0], raise_on_error=False)
+    assert not result.success
+    assert match in str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert len(table_uids(resources)) == before
+
+
+def _source_with(tmp_path, name, frame):
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    frame.write_parquet(src / f"{name}.parquet")
+    return src
+
+
+@pytest.mark.parametrize(
+    "frame, match",
+    [
+        (pl.DataFrame({"URL": ["file:///x.jpg"], "CAPTION_X": ["a"]}), r"missing required column.*TEXT"),
+        (pl.DataFrame({"TEXT": ["a"]}), r"missing required column.*URL"),
+        (pl.DataFrame(schema={"URL": pl.String, "TEXT": pl.String}), "has no rows"),
+    ],
+    ids=["no-TEXT", "no-URL", "empty"],
+)
+def test_bad_metadata_part_fails_with_the_file_named(tmp_path, frame, match):
+    src = _source_with(tmp_path, "part-bad", frame)
+    resources = make_resources(tmp_path / "lab", str(src))
+    result = run([laion_metadata], resources, instance_with_parts(["part-bad"]), "part-bad", raise_on_error=False)
+    assert not result.success
+    error = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert "part-bad" in error and __import__("re").search(match, error)
+
+
+def test_missing_source_file_is_named(tmp_path, demo):
+    resources = make_resources(tmp_path / "lab", str(Path(demo.root) / "laion_parts"))
+    result = run([laion_metadata], resources, instance_with_parts(["part-00099"]), "part-00099", raise_on_error=False)
+    assert not result.success
+    assert "part-00099" in str(result.get_step_failure_events()[0].event_specific_data.error)
+
+
+def test_part_whose_images_all_fail_is_an_error(tmp_path):
+    frame = pl.DataFrame({"URL": [f"file:///nonexistent/{i}.jpg" for i in range(3)], "TEXT": ["a", "b", "c"]})
+    src = _source_with(tmp_path, "part-dead", frame)
+    resources = make_resources(tmp_path / "lab", str(src))
+    result = run([laion_metadata, laion_images], resources, instance_with_parts(["part-dead"]), "part-dead", raise_on_error=False)
+    assert not result.success
+    error = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert "no image of part 'part-dead'" in error and "No such file" in error
+
+
+def test_low_success_rate_warns_but_succeeds(tmp_path, demo):
+    resources = make_resources(tmp_path / "lab", str(Path(demo.root) / "laion_parts"))
+    part = demo.parts[0]
+    config = {"ops": {"laion_images": {"config": {"min_success_rate": 0.99}}}}
+    result = run([laion_metadata, laion_images], resources, instance_with_parts([part]), part, run_config=config)
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "download_success_rate" and not check.passed
+    assert check.severity.value == "WARN"
+
+
+def test_import_of_precomputed_embeddings(tmp_path, demo):
+    part = demo.parts[0]
+    resources = make_resources(tmp_path / "lab", str(Path(demo.root) / "laion_parts"))
+    instance = instance_with_parts([part])
+    assert run([laion_metadata], resources, instance, part).success
+    root = tmp_path / "release"
+    for sub in ("img_emb", "text_emb", "metadata"):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.save(root / "img_emb" / "img_emb_0000.npy", rng.normal(size=(ROWS_PER_PART, 12)).astype(np.float16))
+    np.save(root / "text_emb" / "text_emb_0000.npy", rng.normal(size=(ROWS_PER_PART, 12)).astype(np.float16))
+    pl.DataFrame({"url": ["u"] * ROWS_PER_PART}).write_parquet(root / "metadata" / "metadata_0000.parquet")
+    config = {"ops": {"laion_embeddings_import": {"config": {"root": str(root), "batch_rows": 16}}}}
+    result = run([laion_embeddings_import], resources, instance, part, run_config=config)
+    assert result.success
+    meta = resources["files"].read_parquet("laion_metadata", f"{part}.parquet")
+    assert sorted(table_uids(resources)) == sorted(meta["uid"].to_list())
+    # a release file of the wrong length for this part is refused
+    np.save(root / "img_emb" / "img_emb_0000.npy", rng.normal(size=(5, 12)).astype(np.float16))
+    np.save(root / "text_emb" / "text_emb_0000.npy", rng.normal(size=(5, 12)).astype(np.float16))
+    pl.DataFrame({"url": ["u"] * 5}).write_parquet(root / "metadata" / "metadata_0000.parquet")
+    bad = run([laion_embeddings_import], resources, instance, part, run_config=config, raise_on_error=False)
+    assert not bad.success and "do not belong to this part" in str(bad.get_step_failure_events()[0].event_specific_data.error)
+
+
+CONCURRENT = textwrap.dedent(
+    """
+    import sys
+    from dagster import materialize
+    from asset_defs.ingest import laion_embeddings
+    from tests.conftest import instance_with_parts, make_resources
+    data_root, source, part = sys.argv[1:]
+    result = materialize([laion_embeddings], resources=make_resources(data_root, source),
+                         instance=instance_with_parts([part]), partition_key=part)
+    sys.exit(0 if result.success else 1)
+    """
+)
+
+
+def test_three_parts_materialised_concurrently_leave_the_union(tmp_path, demo):
+    resources = make_resources(tmp_path / "lab", str(Path(demo.root) / "laion_parts"))
+    instance = instance_with_parts(demo.parts)
+    for part in demo.parts:
+        assert run([laion_metadata, laion_images], resources, instance, part).success
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT, str(tmp_path / "lab"), str(Path(demo.root) / "laion_parts"), part],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for part in demo.parts
+    ]
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out.decode()[-2000:]
+    expected = set()
+    for part in demo.parts:
+        status = pl.read_parquet(Path(resources["files"].path("laion_images", part)).glob("v-*/status.parquet").__next__())
+        expected |= set(status.filter(pl.col("status") == "success")["uid"].to_list())
+    uids = table_uids(resources)
+    assert len(uids) == len(set(uids)) and set(uids) == expected
