@@ -1,0 +1,33 @@
+import shutil
+from pathlib import Path
+
+from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+
+from resources import LaionSource
+from sensors.laion_parts import laion_parts_sensor
+
+
+def evaluate(instance, source):
+    return laion_parts_sensor(build_sensor_context(instance=instance, resources={"source": source}))
+
+
+def test_sensor_adds_new_parts_and_requests_their_runs(tmp_path, demo):
+    src = tmp_path / "parts"
+    shutil.copytree(Path(demo.root) / "laion_parts", src)
+    source = LaionSource(uri=str(src))
+    instance = DagsterInstance.ephemeral()
+
+    first = evaluate(instance, source)
+    assert isinstance(first, SensorResult)
+    (request,) = first.dynamic_partitions_requests
+    assert request.partitions_def_name == "laion_part" and list(request.partition_keys) == demo.parts
+    assert [r.partition_key for r in first.run_requests] == demo.parts
+    assert all(r.job_name in (None, "ingest_job") for r in first.run_requests)
+    instance.add_dynamic_partitions("laion_part", list(request.partition_keys))
+
+    assert isinstance(evaluate(instance, source), SkipReason)
+
+    shutil.copy(src / "part-00000.parquet", src / "part-00042.parquet")
+    third = evaluate(instance, source)
+    assert [r.partition_key for r in third.run_requests] == ["part-00042"]
+    assert list(third.dynamic_partitions_requests[0].partition_keys) == ["part-00042"]
