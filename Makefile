@@ -37,13 +37,14 @@ FORCE:
 demo-data: venv
 	$(PY) -m laionlab.demo --root $(LAIONLAB_DEMO_ROOT)
 
-# One `dagster job execute` run per demo part (laion_part is a dynamic partition set).
+# One `dagster job execute` run per demo part (laion_part is a dynamic partition set). The
+# demo decodes its tiny images in-process (no DataLoader workers) unless told otherwise.
 demo: demo-data
 	$(PY) -m jobs.demo register
 	@start=$$(date +%s); \
 	for part in $$($(PY) -m jobs.demo parts); do \
 	  echo "== demo_job [$$part]"; \
-	  $(DAGSTER) job execute -f definitions.py -a defs -j demo_job -c jobs/demo_run.yaml \
+	  LAIONLAB_NUM_WORKERS=$${LAIONLAB_NUM_WORKERS:-0} $(DAGSTER) job execute -f definitions.py -a defs -j demo_job -c jobs/demo_run.yaml \
 	    --tags "{\"dagster/partition\": \"$$part\"}" || exit 1; \
 	done; \
 	echo "demo: all parts materialised in $$(( $$(date +%s) - start )) s"

@@ -68,16 +68,21 @@ class _SkipLogger:
         return True
 
 
-def _shard_pipeline(shards: Sequence[str], clip: LoadedClip) -> wds.WebDataset:
-    preprocess, tokenizer = clip.preprocess, clip.tokenizer
+class _Prepare:
+    """Decoded sample → (image tensor, caption tokens, uid); a class so workers can unpickle it."""
 
-    def prepare(sample: tuple) -> tuple[torch.Tensor, torch.Tensor, str]:
+    def __init__(self, preprocess, tokenizer):
+        self.preprocess, self.tokenizer = preprocess, tokenizer
+
+    def __call__(self, sample: tuple) -> tuple[torch.Tensor, torch.Tensor, str]:
         image, caption, meta = sample
         uid = meta.get("uid") if isinstance(meta, dict) else None
         if uid is None:
             raise KeyError("sample json has no 'uid' (download with save_additional_columns=['uid'])")
-        return preprocess(image), tokenizer([caption or ""])[0], str(uid)
+        return self.preprocess(image), self.tokenizer([caption or ""])[0], str(uid)
 
+
+def _shard_pipeline(shards: Sequence[str], clip: LoadedClip) -> wds.WebDataset:
     return (
         wds.WebDataset(
             list(shards),
@@ -89,7 +94,7 @@ def _shard_pipeline(shards: Sequence[str], clip: LoadedClip) -> wds.WebDataset:
         )
         .decode("pilrgb", handler=_SkipLogger())
         .to_tuple(IMAGE_KEYS, "txt", "json", handler=_SkipLogger())
-        .map(prepare, handler=_SkipLogger())
+        .map(_Prepare(clip.preprocess, clip.tokenizer), handler=_SkipLogger())
     )
 
 
@@ -124,12 +129,19 @@ def encode_shards(
         raise FileNotFoundError(f"shards not found: {missing[:5]}")
     stats = stats if stats is not None else EncodeStats()
     workers = max(0, min(num_workers, len(shards)))
+    if workers:
+        # workers fork from a server that has these imported once, instead of importing
+        # torch & co. in every worker
+        torch.multiprocessing.set_forkserver_preload(["torch", "webdataset", "open_clip", __name__])
     loader = DataLoader(
         _shard_pipeline(shards, clip),
         batch_size=batch_size,
         num_workers=workers,
         pin_memory=clip.device.type == "cuda",
         persistent_workers=False,
+        # forkserver, not fork: the caller holds LanceDB's async runtime (and possibly CUDA),
+        # which are not safe to fork
+        multiprocessing_context="forkserver" if workers > 0 else None,
     )
     start = last_log = time.perf_counter()
     for images, tokens, uids in loader:
