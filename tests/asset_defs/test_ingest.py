@@ -1,6 +1,7 @@
 """materialize() tests of the ingest assets on the demo parts, atomicity, and bad inputs."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -161,12 +162,19 @@ def _source_with(tmp_path, name, frame):
     ids=["no-TEXT", "no-URL", "empty"],
 )
 def test_bad_metadata_part_fails_with_the_file_named(tmp_path, frame, match):
-    src = _source_with(tmp_path, "part-bad", frame)
+    good = pl.DataFrame({"URL": ["file:///x.jpg", "file:///y.jpg"], "TEXT": ["a", "b"]})
+    src = _source_with(tmp_path, "part-bad", good)
     resources = make_resources(tmp_path / "lab", str(src))
-    result = run([laion_metadata], resources, instance_with_parts(["part-bad"]), "part-bad", raise_on_error=False)
+    instance = instance_with_parts(["part-bad"])
+    assert run([laion_metadata], resources, instance, "part-bad").success
+    _source_with(tmp_path, "part-bad", frame)  # the source file is replaced by a broken one
+    result = run([laion_metadata], resources, instance, "part-bad", raise_on_error=False)
     assert not result.success
     error = str(result.get_step_failure_events()[0].event_specific_data.error)
-    assert "part-bad" in error and __import__("re").search(match, error)
+    assert "part-bad" in error and re.search(match, error)
+    # the previous good version is still there, unchanged
+    kept = resources["files"].read_parquet("laion_metadata", "part-bad.parquet")
+    assert kept["URL"].to_list() == good["URL"].to_list()
 
 
 def test_missing_source_file_is_named(tmp_path, demo):
