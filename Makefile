@@ -8,6 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export LAIONLAB_DATA_ROOT ?= $(CURDIR)/data/lab
 export LAIONLAB_SOURCE_URI ?= $(CURDIR)/data/demo/laion_parts
 export LAIONLAB_DEMO_ROOT ?= $(CURDIR)/data/demo
+export LAIONLAB_DATASET_CATALOG ?= $(CURDIR)/data/demo/datasets.yaml
 # No network at run time: Hugging Face stays offline; img2dataset's albumentations must not phone home.
 export HF_HUB_OFFLINE := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
@@ -37,17 +38,20 @@ FORCE:
 demo-data: venv
 	$(PY) -m laionlab.demo --root $(LAIONLAB_DEMO_ROOT)
 
-# One `dagster job execute` run per demo part (laion_part is a dynamic partition set). The
-# demo decodes its tiny images in-process (no DataLoader workers) unless told otherwise.
+# The main job: one `dagster job execute` run of ingest_job per demo part (laion_part is a
+# dynamic partition set). The demo decodes its tiny images in-process (no DataLoader workers)
+# unless told otherwise. Then every other asset, in dependency order (jobs/demo.py run).
 demo: demo-data
 	$(PY) -m jobs.demo register
 	@start=$$(date +%s); \
 	for part in $$($(PY) -m jobs.demo parts); do \
-	  echo "== demo_job [$$part]"; \
-	  LAIONLAB_NUM_WORKERS=$${LAIONLAB_NUM_WORKERS:-0} $(DAGSTER) job execute -f definitions.py -a defs -j demo_job -c jobs/demo_run.yaml \
+	  echo "== ingest_job [$$part]"; \
+	  LAIONLAB_NUM_WORKERS=$${LAIONLAB_NUM_WORKERS:-0} $(DAGSTER) job execute -f definitions.py -a defs -j ingest_job -c jobs/demo_run.yaml \
 	    --tags "{\"dagster/partition\": \"$$part\"}" || exit 1; \
 	done; \
-	echo "demo: all parts materialised in $$(( $$(date +%s) - start )) s"
+	echo "demo: ingest of all parts in $$(( $$(date +%s) - start )) s"; \
+	LAIONLAB_NUM_WORKERS=$${LAIONLAB_NUM_WORKERS:-0} $(PY) -m jobs.demo run || exit 1; \
+	echo "demo: whole graph in $$(( $$(date +%s) - start )) s"
 	$(PY) -m jobs.demo summary
 
 test: venv

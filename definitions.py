@@ -12,7 +12,7 @@ from dagster import Definitions
 
 from asset_defs import all_assets
 from jobs import all_jobs
-from resources import ClipEncoder, Downloader, FileStore, LaionSource, LanceStore
+from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LaionSource, LanceStore
 from sensors import all_sensors
 
 
@@ -20,13 +20,14 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-def build_resources(data_root: str | None = None, source_uri: str | None = None) -> dict:
+def build_resources(data_root: str | None = None, source_uri: str | None = None, catalog: str | None = None) -> dict:
     """The resources keyed as the assets expect, from arguments or LAIONLAB_* variables."""
     root = data_root or _env("LAIONLAB_DATA_ROOT", os.path.abspath("data/lab"))
     checkpoint = os.environ.get("LAIONLAB_CLIP_CHECKPOINT") or None
     return {
         "source": LaionSource(uri=source_uri or _env("LAIONLAB_SOURCE_URI", os.path.abspath("data/demo/laion_parts"))),
         "files": FileStore(root=root),
+        "catalog": DatasetCatalog(path=catalog or _env("LAIONLAB_DATASET_CATALOG", os.path.abspath("data/demo/datasets.yaml"))),
         "lance": LanceStore(uri=_env("LAIONLAB_LANCE_URI", f"{root}/lance")),
         "clip": ClipEncoder(
             model_name=_env("LAIONLAB_CLIP_MODEL", "laionlab-tiny"),

@@ -1,8 +1,8 @@
-"""Thin Dagster assets, one module per pipeline stage (see DESIGN.md)."""
+"""Thin Dagster assets, one module per pipeline (see DESIGN.md)."""
 
-from asset_defs import ingest
-from asset_defs.partitions import laion_part
+from asset_defs import ingest, visual_world
+from asset_defs.partitions import dataset, laion_part
 
-all_assets = [*ingest.assets]
+all_assets = [*ingest.assets, *visual_world.assets]
 
-__all__ = ["all_assets", "ingest", "laion_part"]
+__all__ = ["all_assets", "dataset", "ingest", "laion_part", "visual_world"]

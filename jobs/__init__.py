@@ -1,9 +1,22 @@
-"""Asset jobs (and, later, schedules)."""
+"""Asset jobs, one per partition set (a Dagster job runs assets of one partitioning).
+
+- ingest_job: per `laion_part`, metadata → images → embeddings;
+- part_analysis_job: per `laion_part`, the analyses of one part (LAION-natural ...);
+- reference_job: per `dataset` (reference image sets of the catalog);
+- analysis_job: the cross-partition assets (classifier, clusters, coverage...), unpartitioned.
+"""
 
 from dagster import AssetSelection, define_asset_job
 
+from asset_defs import all_assets
 from asset_defs.ingest import laion_embeddings, laion_embeddings_import, laion_images, laion_metadata
-from asset_defs.partitions import laion_part
+from asset_defs.partitions import dataset, laion_part
+
+
+def _partitioned_by(partitions_def) -> AssetSelection:
+    keys = [key for a in all_assets for key in a.keys if a.partitions_def == partitions_def]
+    return AssetSelection.assets(*keys)
+
 
 ingest_job = define_asset_job(
     "ingest_job",
@@ -12,15 +25,26 @@ ingest_job = define_asset_job(
     description="Metadata → images → embeddings for one LAION part.",
 )
 
-# Everything that runs per laion_part on the demo data; the import asset is an alternative
-# source for laion_embeddings and is left out.
-demo_job = define_asset_job(
-    "demo_job",
-    selection=AssetSelection.all() - AssetSelection.assets(laion_embeddings_import),
+part_analysis_job = define_asset_job(
+    "part_analysis_job",
+    selection=_partitioned_by(laion_part) - AssetSelection.assets(laion_metadata, laion_images, laion_embeddings, laion_embeddings_import),
     partitions_def=laion_part,
-    description="The whole per-part graph on the embedded demo parts.",
+    description="The per-part analyses (LAION-natural ...) for one part, once the cross-part inputs exist.",
 )
 
-all_jobs = [ingest_job, demo_job]
+reference_job = define_asset_job(
+    "reference_job",
+    selection=_partitioned_by(dataset),
+    partitions_def=dataset,
+    description="Embeddings (and per-dataset analyses) of one reference dataset.",
+)
 
-__all__ = ["all_jobs", "demo_job", "ingest_job"]
+analysis_job = define_asset_job(
+    "analysis_job",
+    selection=AssetSelection.all() - _partitioned_by(laion_part) - _partitioned_by(dataset),
+    description="The cross-partition assets over all parts and datasets.",
+)
+
+all_jobs = [ingest_job, part_analysis_job, reference_job, analysis_job]
+
+__all__ = ["all_jobs", "analysis_job", "ingest_job", "part_analysis_job", "reference_job"]

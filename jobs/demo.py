@@ -1,39 +1,81 @@
-"""`python -m jobs.demo register|parts|summary`: the steps of `make demo` around `dagster job execute`.
+"""`python -m jobs.demo register|parts|run|summary`: the steps of `make demo`.
 
-register: add a laion_part partition for every demo part (what laion_parts_sensor does when the
-daemon runs); parts: print the part keys; summary: print what the graph holds afterwards.
+register: add a partition per demo part and per catalog dataset (what the sensors do when
+    the daemon runs);
+parts:    print the part keys (the Makefile runs `dagster job execute -j ingest_job` per part);
+run:      materialise every other asset of the graph, in dependency order, one run per
+          partition (or one run for a cross-partition asset), in this process, recorded in
+          the instance under DAGSTER_HOME — what a backfill of everything does with the daemon;
+summary:  print what the graph holds afterwards.
 """
 
-from __future__ import annotations
-
 import sys
+import time
 
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance, materialize
 
+from asset_defs import all_assets
 from asset_defs.ingest import EMBEDDINGS_TABLE
-from asset_defs.partitions import laion_part
-from definitions import build_resources
+from asset_defs.partitions import dataset, laion_part
+from definitions import build_resources, defs
+from jobs import ingest_job
 from sensors.laion_parts import new_parts
+from sensors.reference_datasets import catalog_changes
+
+
+def stages(skip: set[AssetKey]) -> list[tuple[object, list]]:
+    """Assets in topological order, grouped into consecutive runs of one partitions_def."""
+    graph = defs.resolve_asset_graph()
+    by_key = {key: a for a in all_assets for key in a.keys}
+    out: list[tuple[object, list]] = []
+    for key in graph.toposorted_asset_keys:
+        if key in skip or key not in by_key:
+            continue
+        pdef = by_key[key].partitions_def
+        if out and out[-1][0] == pdef:
+            out[-1][1].append(key)
+        else:
+            out.append((pdef, [key]))
+    return out
+
+
+def run_all(instance: DagsterInstance, resources: dict) -> None:
+    skip = set(defs.resolve_job_def(ingest_job.name).asset_layer.executable_asset_keys)
+    skip.add(AssetKey("laion_embeddings_import"))
+    for pdef, keys in stages(skip):
+        partitions = instance.get_dynamic_partitions(pdef.name) if pdef is not None else [None]
+        for partition in partitions:
+            start = time.perf_counter()
+            result = materialize(all_assets, selection=keys, resources=resources, instance=instance, partition_key=partition)
+            names = ", ".join(k.to_user_string() for k in keys)
+            print(f"== {names} [{partition or 'all'}]: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - start:.1f} s")
+            if not result.success:
+                raise SystemExit(1)
 
 
 def main(command: str) -> None:
     resources = build_resources()
-    source = resources["source"]
+    source, catalog = resources["source"], resources["catalog"]
     if command == "register":
         instance = DagsterInstance.get()
         added = new_parts(source, instance)
         if added:
             instance.add_dynamic_partitions(laion_part.name, added)
-        print(f"laion_part: {len(added)} partitions added, {len(source.parts())} in the source {source.uri}")
+        new_sets, _ = catalog_changes(catalog, instance)
+        if new_sets:
+            instance.add_dynamic_partitions(dataset.name, new_sets)
+        print(f"laion_part: {len(added)} partitions added; dataset: {len(new_sets)} added")
     elif command == "parts":
         print("\n".join(sorted(source.parts())))
+    elif command == "run":
+        run_all(DagsterInstance.get(), resources)
     elif command == "summary":
         tables = resources["lance"].tables()
         for part in sorted(source.parts()):
             rows = tables.count(EMBEDDINGS_TABLE, f"part = '{part}'") if tables.exists(EMBEDDINGS_TABLE) else 0
             print(f"{part}: {rows} rows in {EMBEDDINGS_TABLE}")
     else:
-        raise SystemExit(f"unknown command {command!r}; use register, parts or summary")
+        raise SystemExit(f"unknown command {command!r}; use register, parts, run or summary")
 
 
 if __name__ == "__main__":

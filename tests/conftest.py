@@ -11,7 +11,7 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from dagster import DagsterInstance  # noqa: E402
+from dagster import DagsterInstance, materialize  # noqa: E402
 
 from laionlab.demo import DemoConfig, build_demo  # noqa: E402
 
@@ -29,7 +29,8 @@ def make_resources(data_root: Path, source_uri: str, **clip_overrides) -> dict:
     from definitions import build_resources
     from resources import ClipEncoder, Downloader
 
-    resources = build_resources(data_root=str(data_root), source_uri=source_uri)
+    catalog = str(Path(source_uri).parent / "datasets.yaml")
+    resources = build_resources(data_root=str(data_root), source_uri=source_uri, catalog=catalog)
     resources["downloader"] = Downloader(processes_count=1, thread_count=4, image_size=64, timeout=5)
     resources["clip"] = ClipEncoder(**{"model_name": "laionlab-tiny", "batch_size": 16, "num_workers": 0, **clip_overrides})
     return resources
@@ -50,3 +51,18 @@ def instance_with_parts(parts) -> DagsterInstance:
 @pytest.fixture
 def instance(demo):
     return instance_with_parts(demo.parts)
+
+
+def run(assets, resources, instance, part, **kwargs):
+    return materialize(assets, resources=resources, instance=instance, partition_key=part, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def ingested(tmp_path_factory, demo):
+    """All three demo parts through the three ingest assets, once per test session."""
+    from asset_defs.ingest import laion_embeddings, laion_images, laion_metadata
+
+    resources = make_resources(tmp_path_factory.mktemp("lab"), str(Path(demo.root) / "laion_parts"))
+    instance = instance_with_parts(demo.parts)
+    results = {part: run([laion_metadata, laion_images, laion_embeddings], resources, instance, part) for part in demo.parts}
+    return resources, instance, results

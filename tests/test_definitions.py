@@ -22,12 +22,16 @@ def test_definitions_load_with_described_grouped_assets():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, f"{key} has no description"
-        assert node.group_name == "ingest"
-        assert node.partitions_def.name == "laion_part"
+        assert node.group_name in {"ingest", "visual_world"}
+    for name in ("laion_metadata", "laion_images", "laion_embeddings", "laion_embeddings_import"):
+        node = graph.get(AssetKey(name))
+        assert node.group_name == "ingest" and node.partitions_def.name == "laion_part"
     assert graph.get(AssetKey("laion_embeddings")).pools == {"gpu"}
-    demo = defs.resolve_job_def("demo_job")
-    assert "laion_embeddings_import" not in {n.name for n in demo.nodes_in_topological_order}
-    assert defs.resolve_sensor_def("laion_parts_sensor")
+    ingest = defs.resolve_job_def("ingest_job")
+    assert [n.name for n in ingest.nodes_in_topological_order] == ["laion_metadata", "laion_images", "laion_embeddings"]
+    for job in ("part_analysis_job", "reference_job", "analysis_job"):
+        assert defs.resolve_job_def(job)
+    assert defs.resolve_sensor_def("laion_parts_sensor") and defs.resolve_sensor_def("reference_datasets_sensor")
 
 
 def test_library_does_not_import_dagster():
@@ -67,7 +71,7 @@ def test_instance_config_as_make_writes_it(tmp_path):
             os.environ["DAGSTER_HOME"] = old
 
 
-def test_dagster_cli_executes_demo_job_for_a_part(tmp_path, demo):
+def test_dagster_cli_executes_ingest_job_for_a_part(tmp_path, demo):
     """The exact command `make demo` runs, for one part, against a temp DAGSTER_HOME."""
     home = tmp_path / "home"
     home.mkdir()
@@ -77,6 +81,7 @@ def test_dagster_cli_executes_demo_job_for_a_part(tmp_path, demo):
         "DAGSTER_HOME": str(home),
         "LAIONLAB_DATA_ROOT": str(tmp_path / "lab"),
         "LAIONLAB_SOURCE_URI": str(Path(demo.root) / "laion_parts"),
+        "LAIONLAB_DATASET_CATALOG": str(Path(demo.root) / "datasets.yaml"),
         "LAIONLAB_DOWNLOAD_PROCESSES": "1",
         "LAIONLAB_NUM_WORKERS": "0",
     }
@@ -85,7 +90,7 @@ def test_dagster_cli_executes_demo_job_for_a_part(tmp_path, demo):
     parts = subprocess.run([*py, "parts"], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()
     assert parts == demo.parts
     dagster = str(Path(sys.executable).with_name("dagster"))
-    cmd = [dagster, "job", "execute", "-f", "definitions.py", "-a", "defs", "-j", "demo_job", "-c", "jobs/demo_run.yaml",
+    cmd = [dagster, "job", "execute", "-f", "definitions.py", "-a", "defs", "-j", "ingest_job", "-c", "jobs/demo_run.yaml",
            "--tags", f'{{"dagster/partition": "{parts[0]}"}}']
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

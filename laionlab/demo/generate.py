@@ -59,6 +59,7 @@ class DemoConfig:
     min_side: int = 72
     max_side: int = 160
     nsfw_per_part: int = 4
+    reference_images: int = 60
     seed: int = 0
 
 
@@ -112,9 +113,54 @@ def _encode(img: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def _reference_sets(root: Path, rng: np.random.Generator, config: DemoConfig) -> None:
+    """Two reference datasets and their catalog (``datasets.yaml``):
+
+    - ``demo_broad``: an image folder (THINGS layout ``<concept>/<i>.png``) with all three
+      visual kinds in the pool's proportions: it covers the demo pool broadly;
+    - ``demo_narrow``: an HDF5 array (NSD layout, dataset ``imgBrick``, uint8 N×64×64×3) of
+      clipart with one palette only: it covers a small corner of the pool.
+    """
+    import h5py
+
+    n = config.reference_images
+    broad = root / "reference" / "broad"
+    for i in range(n):
+        kind = KINDS[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
+        h, w = (int(x) for x in rng.integers(config.min_side, config.max_side + 1, size=2))
+        img = _photo(rng, h, w) if kind == "photo" else _clipart(rng, h, w) if kind == "clipart" else _text(rng, h, w, "REFERENCE")
+        (broad / kind).mkdir(parents=True, exist_ok=True)
+        img.save(broad / kind / f"{i:04d}.png")
+    narrow = np.zeros((n, 64, 64, 3), np.uint8)
+    for i in range(n):
+        img = Image.new("RGB", (64, 64), (230, 230, 230))
+        r = int(rng.integers(10, 24))
+        cx, cy = (int(v) for v in rng.integers(r, 64 - r, size=2))
+        ImageDraw.Draw(img).ellipse([cx - r, cy - r, cx + r, cy + r], fill=(200, 30, 30))
+        narrow[i] = np.asarray(img)
+    (root / "reference").mkdir(exist_ok=True)
+    with h5py.File(root / "reference" / "narrow.hdf5", "w") as f:
+        f.create_dataset("imgBrick", data=narrow, chunks=(16, 64, 64, 3))
+    (root / "datasets.yaml").write_text(
+        "# Reference datasets of the demo (see laionlab/io/reference.py for the format)\n"
+        "datasets:\n"
+        "  demo_broad:\n"
+        "    kind: image_folder\n"
+        "    path: reference/broad\n"
+        '    glob: "*/*.png"\n'
+        "    description: all visual kinds of the demo pool (broad coverage)\n"
+        "  demo_narrow:\n"
+        "    kind: hdf5\n"
+        "    path: reference/narrow.hdf5\n"
+        "    dataset: imgBrick\n"
+        "    description: red discs only (narrow coverage)\n"
+    )
+
+
 def build_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> DemoManifest:
-    """Write the demo under ``root``: ``laion_parts/part-0000k.parquet``, ``images/`` and
-    ``demo_labels.parquet`` (URL → visual kind, for training a photo classifier).
+    """Write the demo under ``root``: ``laion_parts/part-0000k.parquet``, ``images/``,
+    ``demo_labels.parquet`` (URL → visual kind, for training a photo classifier) and two
+    reference datasets with their catalog ``datasets.yaml``.
 
     Returns a manifest (also written to ``root/manifest.json``) listing the parts, the row
     index of each deliberately broken row and the rows flagged NSFW.
@@ -202,5 +248,6 @@ def build_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> DemoManif
         manifest.broken_rows[part] = broken
         manifest.nsfw_rows[part] = sorted(int(x) for x in nsfw_rows)
     pl.DataFrame(label_rows).write_parquet(root / "demo_labels.parquet")
+    _reference_sets(root, rng, config)
     (root / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest

@@ -1,4 +1,7 @@
-"""The one embedding loop: stream webdataset shards, encode images and captions, L2-normalise.
+"""The one embedding loop: stream images (and captions), encode them, L2-normalise.
+
+``encode_shards`` feeds it webdataset shards (LAION parts); ``encode_dataset`` takes any
+torch dataset (reference image sets).
 
 Shards are read sample by sample (webdataset), decoded and preprocessed in DataLoader workers
 and encoded in batches, so memory is bounded by a few batches whatever the size of a part.
@@ -33,9 +36,9 @@ class EmbeddedBatch:
 
     uid: list[str]
     image_emb: np.ndarray
-    text_emb: np.ndarray
+    text_emb: np.ndarray | None
     image_norm: np.ndarray
-    text_norm: np.ndarray
+    text_norm: np.ndarray | None
 
     @property
     def clip_score(self) -> np.ndarray:
@@ -119,40 +122,55 @@ def encode_shards(
     ``num_workers <= 1``; with more workers the order interleaves, the content does not change.
     Progress (samples, images/s) is logged every ``log_every_s`` seconds.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     shards = [str(s) for s in shards]
     if not shards:
         raise ValueError("no shards to encode")
     missing = [s for s in shards if not Path(s).exists() and "://" not in s]
     if missing:
         raise FileNotFoundError(f"shards not found: {missing[:5]}")
-    stats = stats if stats is not None else EncodeStats()
     workers = max(0, min(num_workers, len(shards)))
-    if workers:
+    yield from encode_dataset(clip, _shard_pipeline(shards, clip), batch_size, workers, stats, log_every_s)
+
+
+def encode_dataset(
+    clip: LoadedClip,
+    dataset: torch.utils.data.Dataset,
+    batch_size: int = 256,
+    num_workers: int = 2,
+    stats: EncodeStats | None = None,
+    log_every_s: float = 30.0,
+) -> Iterator[EmbeddedBatch]:
+    """The embedding loop over any dataset of ``(image_tensor, caption_tokens, uid)`` or, for
+    image-only data, ``(image_tensor, uid)`` samples (text_emb/text_norm are then None)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    stats = stats if stats is not None else EncodeStats()
+    if num_workers:
         # workers fork from a server that has these imported once, instead of importing
         # torch & co. in every worker
         torch.multiprocessing.set_forkserver_preload(["torch", "webdataset", "open_clip", __name__])
     loader = DataLoader(
-        _shard_pipeline(shards, clip),
+        dataset,
         batch_size=batch_size,
-        num_workers=workers,
+        num_workers=num_workers,
         pin_memory=clip.device.type == "cuda",
         persistent_workers=False,
         # forkserver, not fork: the caller holds LanceDB's async runtime (and possibly CUDA),
         # which are not safe to fork
-        multiprocessing_context="forkserver" if workers > 0 else None,
+        multiprocessing_context="forkserver" if num_workers > 0 else None,
     )
     start = last_log = time.perf_counter()
-    for images, tokens, uids in loader:
+    for batch in loader:
+        images, tokens, uids = batch if len(batch) == 3 else (batch[0], None, batch[1])
         t0 = time.perf_counter()
         # grad mode is thread-local and the consumer (Lance) may resume this generator from
         # another thread, so the no-grad block must not span a yield
         with torch.inference_mode():
             images = images.to(clip.device, dtype=clip.dtype, non_blocking=True)
-            tokens = tokens.to(clip.device, non_blocking=True)
             image_emb, image_norm = _normalise(clip.model.encode_image(images))
-            text_emb, text_norm = _normalise(clip.model.encode_text(tokens))
+            text_emb = text_norm = None
+            if tokens is not None:
+                text_emb, text_norm = _normalise(clip.model.encode_text(tokens.to(clip.device, non_blocking=True)))
         now = time.perf_counter()
         stats.encode_seconds += now - t0
         stats.samples += len(uids)

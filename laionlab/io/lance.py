@@ -251,3 +251,53 @@ def embeddings_batch(
         ],
         schema=embeddings_schema(dim),
     )
+
+
+def reference_schema(dim: int) -> pa.Schema:
+    """Schema of ``reference_embeddings``: one row per reference image (partition column
+    ``dataset``), unit-norm image vector plus its raw norm, and the sample's label/source."""
+    return pa.schema(
+        [
+            pa.field("uid", pa.string(), nullable=False),
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("label", pa.string()),
+            pa.field("source", pa.string()),
+            pa.field("image_emb", pa.list_(pa.float32(), dim)),
+            pa.field("image_norm", pa.float32()),
+        ]
+    )
+
+
+def reference_batch(
+    uid: list[str], dataset: str, model: str, labels: list, sources: list, image_emb: np.ndarray, image_norm: np.ndarray
+) -> pa.RecordBatch:
+    n, dim = image_emb.shape
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(uid, pa.string()),
+            pa.array([dataset] * n, pa.string()),
+            pa.array([model] * n, pa.string()),
+            pa.array(labels, pa.string()),
+            pa.array(sources, pa.string()),
+            vectors(image_emb),
+            pa.array(image_norm, pa.float32()),
+        ],
+        schema=reference_schema(dim),
+    )
+
+
+def read_vectors(batches: Iterable[pa.RecordBatch], column: str = "image_emb", norm_column: str | None = None) -> tuple[list[str], np.ndarray]:
+    """Concatenate ``column`` of streamed batches into an (n, d) float32 array (with uids).
+    With ``norm_column`` the unit vectors are scaled back to the raw (unnormalised) features."""
+    uids, blocks = [], []
+    for batch in batches:
+        col = batch.column(column)
+        x = col.values.to_numpy(zero_copy_only=False).reshape(-1, col.type.list_size).astype(np.float32)
+        if norm_column is not None:
+            x = x * batch.column(norm_column).to_numpy(zero_copy_only=False)[:, None]
+        blocks.append(x)
+        uids.extend(batch.column("uid").to_pylist())
+    if not blocks:
+        return [], np.zeros((0, 0), np.float32)
+    return uids, np.concatenate(blocks)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from dagster import materialize
 
 from asset_defs.ingest import (
     EMBEDDINGS_TABLE,
@@ -20,29 +19,13 @@ from asset_defs.ingest import (
     laion_metadata,
 )
 from resources import ClipEncoder
-from tests.conftest import ROWS_PER_PART, instance_with_parts, make_resources
-
-INGEST = [laion_metadata, laion_images, laion_embeddings]
-
-
-def run(assets, resources, instance, part, **kwargs):
-    return materialize(assets, resources=resources, instance=instance, partition_key=part, **kwargs)
-
+from tests.conftest import ROWS_PER_PART, instance_with_parts, make_resources, run
 
 def table_uids(resources, part=None):
     tables = resources["lance"].tables()
     where = f"part = '{part}'" if part else None
     query = tables.open(EMBEDDINGS_TABLE).search().limit(None).select(["uid"])
     return (query.where(where) if where else query).to_arrow()["uid"].to_pylist()
-
-
-@pytest.fixture(scope="module")
-def ingested(tmp_path_factory, demo):
-    """All three demo parts through the three ingest assets, once for the module."""
-    resources = make_resources(tmp_path_factory.mktemp("lab"), str(Path(demo.root) / "laion_parts"))
-    instance = instance_with_parts(demo.parts)
-    results = {part: run(INGEST, resources, instance, part) for part in demo.parts}
-    return resources, instance, results
 
 
 def test_every_ingest_asset_materialises_for_every_part(ingested, demo):

@@ -1,0 +1,398 @@
+"""The one k-means wrapper of laionlab (faiss; faiss-cpu by default, faiss-gpu on GPU hosts).
+
+Serves two seeds:
+
+* Seed 000 (How to sample the world, ``experiments/coverage/cluster_laion.py``): the
+  LAION-natural clusters, ``MiniBatchKMeans(n_clusters=5443, batch_size=16385,
+  random_state=42)`` fit on the **raw** (unscaled) CLIP image features of 10M LAION-natural
+  images. Here: ``kmeans(X, k=5443, seed=42)``. This is full-batch Lloyd on a seeded subsample
+  of ``max_points_per_centroid * k`` points (1.39M for k=5,443 at the default 256), not
+  mini-batch k-means, so the centres match the seed's in distribution, not bit for bit.
+  The other k-means of that repository (k=1000 on StandardScaled features, k=100, k=80, ...)
+  go through the same function.
+* Seed 004 (CLIP train-test similarity, ``src/deduplication/assign_clusters.py``): 50,000
+  clusters over LAION CLIP embeddings for deduplication, the initial centres drawn from the
+  data and any centre whose cosine similarity to an earlier one exceeds 0.9 redrawn. Here:
+  ``kmeans(X, k=50_000, redraw_duplicate_cosine=0.9)``; the draw itself is
+  :func:`draw_distinct_centres`.
+
+Inputs are ``(n, d)`` arrays of any float dtype, memory-mapped ``.npy`` files included: rows
+are read block by block, and only the training sample is ever copied to float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import faiss
+import numpy as np
+
+__all__ = ["KMeansResult", "assign", "draw_distinct_centres", "kmeans"]
+
+InitKind = Literal["random", "kmeans++"]
+GpuChoice = Literal["auto"] | bool
+
+# Rows per block for the finiteness scan and the final assignment: 65,536 x 768 float32
+# rows is 192 MiB, small next to the data but large enough for BLAS.
+DEFAULT_BLOCK_ROWS = 65_536
+# Candidates compared with each other at once when drawing distinct centres: a
+# (block, block) float32 Gram matrix of 64 MiB.
+DRAW_BLOCK = 4_096
+# Distinct-centre draws allowed per requested centre before giving up (see
+# draw_distinct_centres).
+DEFAULT_DRAWS_PER_CENTRE = 20
+
+
+@dataclass(frozen=True)
+class KMeansResult:
+    """Outcome of :func:`kmeans`.
+
+    Attributes:
+        centroids: ``(k, d)`` float32 cluster centres (unit norm when ``spherical``).
+        inertia: sum over **all** rows of ``X`` (not only the training sample) of the squared
+            L2 distance to the assigned centroid, as in ``sklearn.cluster.KMeans.inertia_``.
+        sizes: ``(k,)`` int64 number of rows of ``X`` assigned to each centroid.
+        labels: ``(n,)`` int64 centroid index of each row of ``X``.
+        n_iter: Lloyd iterations faiss ran: at most the ``n_iter`` asked for, fewer when the
+            objective stopped changing (faiss stops there, as sklearn does at ``tol=0``).
+        n_train: rows faiss trained on (``min(n, max_points_per_centroid * k)``).
+        seed: the seed used (initialisation and subsampling).
+        backend: ``"faiss-cpu"`` or ``"faiss-gpu"``.
+    """
+
+    centroids: np.ndarray
+    inertia: float
+    sizes: np.ndarray
+    labels: np.ndarray
+    n_iter: int
+    n_train: int
+    seed: int
+    backend: str
+
+
+def kmeans(
+    X: np.ndarray,
+    k: int,
+    n_iter: int = 25,
+    seed: int = 0,
+    spherical: bool = False,
+    init: InitKind | np.ndarray = "random",
+    max_points_per_centroid: int | None = 256,
+    redraw_duplicate_cosine: float | None = None,
+    gpu: GpuChoice = "auto",
+    verbose: bool = False,
+) -> KMeansResult:
+    """Lloyd k-means with faiss, then an exact assignment of every row of ``X``.
+
+    Args:
+        X: ``(n, d)`` features, any float dtype, finite. Seed 000 clusters raw CLIP image
+            features (not normalised, not scaled); seed 004 clusters CLIP embeddings.
+        k: number of clusters, ``1 <= k <= n``. Seed 000: 5,443 (LAION-natural); seed 004:
+            50,000 (deduplication).
+        n_iter: maximum Lloyd iterations (faiss default 25). Seed 000 used sklearn's
+            MiniBatchKMeans defaults (``max_iter=100`` passes with early stopping).
+        seed: seeds the initialisation and the subsample. Seed 000: ``random_state=42``.
+        spherical: normalise the centroids after each update and assign by inner product
+            (cosine k-means when ``X`` is L2-normalised).
+        init: ``"random"`` (k distinct rows of the training sample, faiss's default),
+            ``"kmeans++"`` (D²-weighted seeding on the training sample; faiss's own when the
+            installed faiss has it, else ``sklearn.cluster.kmeans_plusplus``), or a
+            ``(k, d)`` array of initial centroids (e.g. to compare with sklearn from the same
+            start).
+        max_points_per_centroid: faiss trains on at most ``max_points_per_centroid * k``
+            rows, a seeded uniform subsample (faiss default 256: for seed 000's k=5,443 that
+            is 1.39M of the 10M rows). ``None`` trains on all rows. The returned ``labels``,
+            ``sizes`` and ``inertia`` always cover all of ``X``.
+        redraw_duplicate_cosine: seed 004's initialisation (0.9 there): the initial centres
+            are rows of ``X`` drawn at random, and a centre whose cosine similarity to an
+            earlier centre exceeds this threshold is redrawn (see
+            :func:`draw_distinct_centres`). Only with ``init="random"``.
+        gpu: ``"auto"`` uses every GPU faiss sees (faiss-gpu builds), else the CPU;
+            ``True`` requires a GPU; ``False`` forces the CPU.
+        verbose: let faiss print its per-iteration log.
+
+    Returns:
+        :class:`KMeansResult`.
+
+    Raises:
+        ValueError: naming the argument, for a non-2D or non-finite ``X``, ``k < 1``,
+            ``k`` larger than the sample, a bad ``init`` shape, an impossible redraw, ...
+    """
+    X = _check_matrix(X, "X")
+    n, d = X.shape
+    k = _check_int(k, "k", 1)
+    if k > n:
+        raise ValueError(f"k={k} is larger than the sample: X has {n} rows")
+    n_iter = _check_int(n_iter, "n_iter", 1)
+    if max_points_per_centroid is not None:
+        max_points_per_centroid = _check_int(max_points_per_centroid, "max_points_per_centroid", 1)
+    use_gpu = _resolve_gpu(gpu)
+    _check_finite(X, "X")
+
+    init_centroids: np.ndarray | None = None
+    if isinstance(init, np.ndarray) or not isinstance(init, str):
+        init_centroids = _check_matrix(np.asarray(init), "init")
+        if init_centroids.shape != (k, d):
+            raise ValueError(
+                f"init must have shape (k, d) = ({k}, {d}), got {init_centroids.shape}"
+            )
+        _check_finite(init_centroids, "init")
+        init_centroids = np.ascontiguousarray(init_centroids, dtype=np.float32)
+    elif init not in ("random", "kmeans++"):
+        raise ValueError(f"init must be 'random', 'kmeans++' or a (k, d) array, got {init!r}")
+
+    if redraw_duplicate_cosine is not None:
+        if init_centroids is not None or init != "random":
+            raise ValueError(
+                "redraw_duplicate_cosine defines the initialisation (random rows of X); "
+                f"it cannot be combined with init={init if isinstance(init, str) else 'array'!r}"
+            )
+        rows = draw_distinct_centres(X, k, redraw_duplicate_cosine, seed=seed)
+        init_centroids = np.ascontiguousarray(X[rows], dtype=np.float32)
+
+    # Subsample here rather than in faiss: same rule (uniform, seeded, max_points_per_centroid
+    # * k rows), but only the sample is copied to float32, so a memory-mapped float16 X of
+    # 10M rows never lands in memory whole.
+    n_train = n if max_points_per_centroid is None else min(n, max_points_per_centroid * k)
+    if n_train < n:
+        rows = np.sort(np.random.default_rng((seed, 1)).choice(n, n_train, replace=False))
+        X_train = np.ascontiguousarray(X[rows], dtype=np.float32)
+    else:
+        X_train = np.ascontiguousarray(X, dtype=np.float32)
+
+    params: dict = dict(
+        niter=n_iter,
+        seed=seed,
+        spherical=spherical,
+        verbose=verbose,
+        # Already subsampled above; stop faiss from sampling again.
+        max_points_per_centroid=max(1, -(-n_train // k)),
+    )
+    if init_centroids is None and init == "kmeans++":
+        if hasattr(faiss, "ClusteringInitMethod_KMEANS_PLUS_PLUS"):
+            params["init_method"] = faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS
+        else:  # faiss < 1.15 has no k-means++ of its own
+            from sklearn.cluster import kmeans_plusplus
+
+            init_centroids = np.ascontiguousarray(
+                kmeans_plusplus(X_train, k, random_state=seed)[0], dtype=np.float32
+            )
+    if use_gpu:
+        params["gpu"] = True
+    km = faiss.Kmeans(d, k, **params)
+    km.train(X_train, init_centroids=init_centroids)
+    centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
+    n_done = len(km.iteration_stats or [])
+    del X_train, km
+
+    labels, _, inertia = _nearest(
+        X, centroids, "ip" if spherical else "l2", DEFAULT_BLOCK_ROWS, use_gpu,
+        want_inertia=True, check_finite=False,
+    )
+    return KMeansResult(
+        centroids=centroids,
+        inertia=float(inertia),
+        sizes=np.bincount(labels, minlength=k).astype(np.int64),
+        labels=labels,
+        n_iter=n_done,
+        n_train=n_train,
+        seed=seed,
+        backend="faiss-gpu" if use_gpu else "faiss-cpu",
+    )
+
+
+def assign(
+    X: np.ndarray,
+    centroids: np.ndarray,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    metric: Literal["l2", "ip"] = "l2",
+    gpu: GpuChoice = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest centroid of each row of ``X``, ``block_rows`` rows at a time.
+
+    Args:
+        X: ``(n, d)`` features, any float dtype, finite (may be memory-mapped).
+        centroids: ``(k, d)`` centres, e.g. ``KMeansResult.centroids``.
+        block_rows: rows of ``X`` converted to float32 and searched at once.
+        metric: ``"l2"`` (faiss ``IndexFlatL2``: nearest in Euclidean distance) or ``"ip"``
+            (``IndexFlatIP``: largest inner product, i.e. cosine for unit-norm inputs).
+        gpu: as in :func:`kmeans`; off by default since the search is one pass over ``X``.
+
+    Returns:
+        ``labels``: ``(n,)`` int64 centroid index; ``distances``: ``(n,)`` float32, the
+        **squared** L2 distance for ``"l2"``, the inner product for ``"ip"``.
+    """
+    X = _check_matrix(X, "X")
+    centroids = _check_matrix(centroids, "centroids")
+    if X.shape[1] != centroids.shape[1]:
+        raise ValueError(
+            f"dimension mismatch: X has d={X.shape[1]} but centroids have d={centroids.shape[1]}"
+        )
+    _check_finite(centroids, "centroids")
+    block_rows = _check_int(block_rows, "block_rows", 1)
+    if metric not in ("l2", "ip"):
+        raise ValueError(f"metric must be 'l2' or 'ip', got {metric!r}")
+    labels, scores, _ = _nearest(
+        X, centroids, metric, block_rows, _resolve_gpu(gpu), want_inertia=False
+    )
+    return labels, scores
+
+
+def draw_distinct_centres(
+    X: np.ndarray,
+    k: int,
+    max_cosine: float,
+    seed: int = 0,
+    max_draws: int | None = None,
+) -> np.ndarray:
+    """Indices of ``k`` rows of ``X`` with no pair's cosine similarity above ``max_cosine``.
+
+    Seed 004's initialisation of its 50,000-cluster k-means (``max_cosine=0.9``): centres are
+    drawn uniformly without replacement; a draw whose cosine similarity to an earlier
+    accepted centre exceeds ``max_cosine`` is rejected and another row drawn in its place.
+    Draws are processed in blocks (compared with the accepted centres through a faiss
+    inner-product index, and with each other in draw order), which gives the same accepted
+    set as checking them one by one. Rows of zero norm have no cosine and are never chosen.
+
+    Args:
+        X: ``(n, d)`` features, finite.
+        k: centres wanted, ``1 <= k <= n``.
+        max_cosine: threshold in ``(0, 1]``; 0.9 in seed 004.
+        seed: seeds the draw order.
+        max_draws: rows examined before giving up; default ``min(n, 20 * k)``.
+
+    Returns:
+        ``(k,)`` int64 row indices, in acceptance order.
+
+    Raises:
+        ValueError: if ``k`` distinct centres are not found within ``max_draws`` draws
+            (the data has fewer than ``k`` sufficiently different rows, or the bound is low).
+    """
+    X = _check_matrix(X, "X")
+    n, d = X.shape
+    k = _check_int(k, "k", 1)
+    if k > n:
+        raise ValueError(f"k={k} is larger than the sample: X has {n} rows")
+    max_cosine = float(max_cosine)
+    if not 0.0 < max_cosine <= 1.0:
+        raise ValueError(f"redraw_duplicate_cosine must be in (0, 1], got {max_cosine}")
+    if max_draws is None:
+        max_draws = min(n, DEFAULT_DRAWS_PER_CENTRE * k)
+    max_draws = min(n, _check_int(max_draws, "max_draws", 1))
+
+    order = np.random.default_rng((seed, 0)).choice(n, max_draws, replace=False)
+    index = faiss.IndexFlatIP(d)
+    chosen: list[np.ndarray] = []
+    n_chosen = 0
+    pos = 0
+    while n_chosen < k and pos < max_draws:
+        need = k - n_chosen
+        take = min(max(need, 256), DRAW_BLOCK, max_draws - pos)
+        cand = order[pos : pos + take]
+        pos += take
+        # Gather in sorted order (memory-mapped friendly), then restore draw order.
+        srt = np.argsort(cand, kind="stable")
+        V = np.empty((take, d), dtype=np.float32)
+        V[srt] = np.asarray(X[cand[srt]], dtype=np.float32)
+        norms = np.linalg.norm(V, axis=1)
+        keep = norms > 0
+        V /= np.where(keep, norms, 1.0)[:, None]
+        if index.ntotal:
+            sims, _ = index.search(V, 1)
+            keep &= sims[:, 0] <= max_cosine
+        G = V @ V.T
+        for j in range(take):
+            if keep[j]:
+                keep[j + 1 :] &= G[j, j + 1 :] <= max_cosine
+        accepted = np.flatnonzero(keep)[:need]
+        if accepted.size:
+            index.add(V[accepted])
+            chosen.append(cand[accepted])
+            n_chosen += accepted.size
+    if n_chosen < k:
+        raise ValueError(
+            f"redraw_duplicate_cosine={max_cosine}: found only {n_chosen} of k={k} initial "
+            f"centres with pairwise cosine <= {max_cosine} in {pos} draws from {n} rows; "
+            "lower k, raise the threshold, deduplicate X first, or allow more draws"
+        )
+    return np.concatenate(chosen).astype(np.int64)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _nearest(
+    X: np.ndarray,
+    centroids: np.ndarray,
+    metric: str,
+    block_rows: int,
+    use_gpu: bool,
+    want_inertia: bool,
+    check_finite: bool = True,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Blocked exact search; checks each block of X for NaN/inf on the way unless told not."""
+    C = np.ascontiguousarray(centroids, dtype=np.float32)
+    index: faiss.Index = faiss.IndexFlatL2(C.shape[1]) if metric == "l2" else faiss.IndexFlatIP(C.shape[1])
+    if use_gpu:
+        index = faiss.index_cpu_to_all_gpus(index)
+    index.add(C)
+    c_sq = np.einsum("ij,ij->i", C, C, dtype=np.float64) if want_inertia and metric == "ip" else None
+    n = X.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    scores = np.empty(n, dtype=np.float32)
+    inertia = 0.0
+    for start in range(0, n, block_rows):
+        B = np.ascontiguousarray(X[start : start + block_rows], dtype=np.float32)
+        if check_finite and not np.isfinite(B).all():
+            raise ValueError(f"X contains NaN or inf (in rows {start}..{start + len(B) - 1})")
+        D, I = index.search(B, 1)
+        labels[start : start + len(B)] = I[:, 0]
+        scores[start : start + len(B)] = D[:, 0]
+        if want_inertia:
+            if metric == "l2":
+                inertia += float(np.maximum(D[:, 0], 0).sum(dtype=np.float64))
+            else:  # ||x - c||^2 = ||x||^2 + ||c||^2 - 2 <x, c>
+                x_sq = np.einsum("ij,ij->i", B, B, dtype=np.float64)
+                sq = x_sq + c_sq[I[:, 0]] - 2.0 * D[:, 0].astype(np.float64)
+                inertia += float(np.maximum(sq, 0).sum())
+    return labels, scores, inertia
+
+
+def _check_matrix(a, name: str) -> np.ndarray:
+    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+        a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (n, d) array, got shape {tuple(a.shape)}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(a.shape)}")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
+def _check_finite(a: np.ndarray, name: str) -> None:
+    for start in range(0, a.shape[0], DEFAULT_BLOCK_ROWS):
+        if not np.isfinite(a[start : start + DEFAULT_BLOCK_ROWS]).all():
+            raise ValueError(f"{name} contains NaN or inf")
+
+
+def _check_int(v, name: str, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {v!r}")
+    if v < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {v}")
+    return int(v)
+
+
+def _resolve_gpu(gpu) -> bool:
+    has_gpu = hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+    if gpu == "auto":
+        return has_gpu
+    if gpu is True:
+        if not has_gpu:
+            raise ValueError("gpu=True but faiss sees no GPU (install faiss-gpu, or use gpu='auto')")
+        return True
+    if gpu is False:
+        return False
+    raise ValueError(f"gpu must be 'auto', True or False, got {gpu!r}")

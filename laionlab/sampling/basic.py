@@ -1,0 +1,100 @@
+"""Model-free sampling strategies of seed 000 (Roth & Hebart, "How to sample the world for
+understanding the visual system", CCN 2025; ``andropar/how-to-sample``,
+``src/how_to_sample/sampling_full.py`` and ``coreset.py``): random, stratified, k-means and
+k-center (Core-Set).
+
+Every strategy returns ``n`` distinct int indices into ``X`` ((N, d) float features,
+Euclidean) and is deterministic for a given ``seed``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from laionlab.sampling._common import (
+    check_features,
+    check_n,
+    cluster_labels,
+    minibatch_kmeans,
+    nearest_samples,
+)
+
+
+def random(X, n: int, *, seed: int = 0) -> np.ndarray:
+    """n indices drawn uniformly without replacement (seed: ``sample_random``)."""
+    X = check_features(X)
+    n = check_n(n, X.shape[0])
+    return np.random.default_rng(seed).choice(X.shape[0], n, replace=False).astype(np.intp)
+
+
+def stratified(X, n: int, *, labels=None, n_clusters: int = 100, seed: int = 0) -> np.ndarray:
+    """Equal quotas per cluster (seed: ``sample_stratified``).
+
+    With K clusters each contributes ``n // K`` random members, or all of them when it is
+    smaller; the remaining slots are filled uniformly from the samples not yet chosen. When
+    ``n < K``, n random clusters give one random member each.
+
+    labels: (N,) cluster labels of X; when None they come from MiniBatchKMeans(n_clusters)
+    on X. The seed used the 100 true clusters (GMM), 1000 k-means clusters (LAION) and
+    ``MiniBatchKMeans(80)`` (NSD); the default here is 100.
+    """
+    X = check_features(X)
+    N = X.shape[0]
+    n = check_n(n, N)
+    labels, _ = cluster_labels(X, labels, n_clusters, seed)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(labels, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(labels[order])) + 1)
+    K = len(members)
+    if n < K:
+        chosen = rng.choice(K, n, replace=False)
+        return np.array([rng.choice(members[k]) for k in chosen], dtype=np.intp)
+    quota = n // K
+    parts = [m if len(m) <= quota else rng.choice(m, quota, replace=False) for m in members]
+    picked = np.concatenate(parts)
+    if len(picked) < n:
+        rest = np.setdiff1d(np.arange(N), picked)
+        picked = np.concatenate([picked, rng.choice(rest, n - len(picked), replace=False)])
+    return picked.astype(np.intp)
+
+
+def kmeans(X, n: int, *, batch_size: int = 1000, seed: int = 0) -> np.ndarray:
+    """The sample nearest each of n MiniBatchKMeans centroids (seed: ``sample_kmeans``,
+    ``MiniBatchKMeans(n_clusters=n, batch_size=1000)``).
+
+    The seed looked centroids up in an Annoy index (50 trees) and could return the same
+    sample for two centroids; here the nearest sample is exact and a centroid whose nearest
+    sample is taken gets its next nearest unused one (see ``nearest_samples``).
+    """
+    X = check_features(X)
+    n = check_n(n, X.shape[0])
+    km = minibatch_kmeans(X, n, batch_size=batch_size, seed=seed)
+    return nearest_samples(X, km.cluster_centers_.astype(X.dtype, copy=False))
+
+
+def kcenter(X, n: int, *, seed: int = 0, seed_compat: bool = False) -> np.ndarray:
+    """Core-Set: greedy k-center / farthest-first traversal (seed: ``sample_kcenter``,
+    ``kCenterGreedy`` adapted from google/active-learning).
+
+    Each step adds the sample with the largest distance to its nearest selected sample.
+    The first sample is random (``seed``); the seed's code always starts at index 0
+    because its random branch never fires (``already_selected`` is ``[]``, not ``None``),
+    which ``seed_compat=True`` reproduces. The min-distance array is updated by one
+    matrix-vector product per pick: O(N·n·d) time, O(N) extra memory. Ties go to the
+    lowest index.
+    """
+    X = check_features(X)
+    N = X.shape[0]
+    n = check_n(n, N)
+    x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    min_d2 = np.full(N, np.inf)
+    out = np.empty(n, np.intp)
+    pick = 0 if seed_compat else int(np.random.default_rng(seed).integers(N))
+    for t in range(n):
+        if t:
+            pick = int(np.argmax(min_d2))
+        out[t] = pick
+        c = X[pick]
+        np.minimum(min_d2, x_sq - 2.0 * (X @ c) + x_sq[pick], out=min_d2)
+        min_d2[pick] = -1.0  # taken: never the argmax again, even among duplicates
+    return out

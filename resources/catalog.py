@@ -1,0 +1,22 @@
+"""The DatasetCatalog resource: the YAML file listing reference datasets."""
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from laionlab.io.reference import DatasetSpec, load_catalog
+
+
+class DatasetCatalog(ConfigurableResource):
+    """Reference datasets (THINGS, NSD, ImageNet-val, the demo sets ...) by name; see
+    laionlab/io/reference.py for the file format. Each name is one `dataset` partition."""
+
+    path: str = Field(description="YAML catalog of reference datasets")
+
+    def datasets(self) -> dict[str, DatasetSpec]:
+        return load_catalog(self.path)
+
+    def get(self, name: str) -> DatasetSpec:
+        specs = self.datasets()
+        if name not in specs:
+            raise KeyError(f"dataset {name!r} is not in the catalog {self.path} (has {sorted(specs)})")
+        return specs[name]

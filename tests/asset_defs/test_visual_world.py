@@ -1,0 +1,77 @@
+"""materialize() tests of the visual-world assets on the demo (seed 000)."""
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from asset_defs.visual_world import REFERENCE_TABLE, laion_natural, photo_classifier, reference_embeddings
+from laionlab.filter.photo import LinearClassifier
+from tests.conftest import run
+
+DATASETS = ["demo_broad", "demo_narrow"]
+
+
+@pytest.fixture(scope="module")
+def world(ingested):
+    resources, instance, _ = ingested
+    instance.add_dynamic_partitions("dataset", DATASETS)
+    for name in DATASETS:
+        assert run([reference_embeddings], resources, instance, name).success
+    return resources, instance
+
+
+def test_reference_embeddings_hold_every_image_once(world):
+    resources, _ = world
+    tables = resources["lance"].tables()
+    for name in DATASETS:
+        rows = tables.read_part(REFERENCE_TABLE, name, ["uid", "label", "image_norm"], part_column="dataset")
+        assert sorted(rows["uid"].to_pylist()) == [f"{name}:{i:09d}" for i in range(60)]
+        assert all(n > 0 for n in rows["image_norm"].to_pylist())
+    broad = tables.read_part(REFERENCE_TABLE, "demo_broad", ["label"], part_column="dataset")
+    assert set(broad["label"].to_pylist()) <= {"photo", "clipart", "text"}
+
+
+def test_photo_classifier_zero_shot_and_laion_natural(world, demo):
+    resources, instance = world
+    result = run([photo_classifier], resources, instance, None)
+    assert result.success
+    meta = result.asset_materializations_for_node("photo_classifier")[0].metadata
+    assert meta["source"].value == "zero-shot" and meta["input"].value == "unit"
+    clf = LinearClassifier.load(resources["files"].path("photo_classifier", "classifier"))
+    assert clf.dim == 64
+    config = {"ops": {"laion_natural": {"config": {"threshold": 0.0}}}}
+    part = demo.parts[0]
+    natural = run([laion_natural], resources, instance, part, run_config=config)
+    assert natural.success
+    kept = resources["files"].read_parquet("laion_natural", f"{part}.parquet")
+    meta = natural.asset_materializations_for_node("laion_natural")[0].metadata
+    # threshold 0: everything with P > 0 stays except the NSFW rows (2 per demo part, all downloaded)
+    assert meta["nsfw_removed"].value == 2 and kept.height == meta["rows_in"].value - 2
+    assert (kept["photo_proba"] > 0).all()
+
+
+def test_photo_classifier_trained_on_labels_separates_photos(world, demo):
+    resources, instance = world
+    labels = str(Path(demo.root) / "demo_labels.parquet")
+    config = {"ops": {"photo_classifier": {"config": {"labels_path": labels, "cv_folds": 3}}}}
+    result = run([photo_classifier], resources, instance, None, run_config=config)
+    assert result.success
+    meta = result.asset_materializations_for_node("photo_classifier")[0].metadata
+    assert meta["source"].value == "trained" and meta["n_train"].value == 3 * 37
+    # even a random tiny CLIP separates noise photos from flat clipart/text linearly
+    assert meta["cv_accuracy"].value > 0.8
+    part = demo.parts[1]
+    assert run([laion_natural], resources, instance, part).success
+    kept = resources["files"].read_parquet("laion_natural", f"{part}.parquet")
+    truth = pl.read_parquet(labels)
+    meta_part = resources["files"].read_parquet("laion_metadata", f"{part}.parquet").select("uid", "URL")
+    kinds = kept.join(meta_part, on="uid").join(truth, on="URL")["is_photo"]
+    assert kinds.mean() > 0.8 and (kept["photo_proba"] > 0.75).all()
+
+
+def test_bad_threshold_is_refused(world, demo):
+    resources, instance = world
+    config = {"ops": {"laion_natural": {"config": {"threshold": 1.5}}}}
+    with pytest.raises(Exception, match="threshold"):
+        run([laion_natural], resources, instance, demo.parts[0], run_config=config)

@@ -1,0 +1,57 @@
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from laionlab.io.reference import CatalogError, ReferenceImages, list_items, load_catalog
+
+
+def catalog(tmp_path, body):
+    path = tmp_path / "datasets.yaml"
+    path.write_text(body)
+    return path
+
+
+def test_demo_catalog_lists_folder_and_hdf5(demo):
+    from pathlib import Path
+
+    specs = load_catalog(Path(demo.root) / "datasets.yaml")
+    assert sorted(specs) == ["demo_broad", "demo_narrow"]
+    broad = list_items(specs["demo_broad"])
+    assert len(broad.sources) == 60 and set(broad.labels) <= {"photo", "clipart", "text"}
+    assert specs["demo_narrow"].kind == "hdf5" and len(list_items(specs["demo_narrow"]).sources) == 60
+
+
+def test_hdf5_is_read_in_slices_and_split_across_workers(tmp_path):
+    data = np.random.default_rng(0).integers(0, 255, size=(10, 8, 8, 3), dtype=np.uint8)
+    with h5py.File(tmp_path / "s.hdf5", "w") as f:
+        f.create_dataset("imgBrick", data=data)
+    spec = load_catalog(catalog(tmp_path, "datasets:\n  s:\n    kind: hdf5\n    path: s.hdf5\n"))["s"]
+    ds = ReferenceImages(spec, preprocess=lambda im: np.asarray(im), chunk=3)
+    got = {uid: arr for arr, uid in ds}
+    assert sorted(got) == [f"s:{i:09d}" for i in range(10)]
+    for i in range(10):
+        np.testing.assert_array_equal(got[f"s:{i:09d}"], data[i])
+
+
+def test_catalog_errors_name_the_entry(tmp_path):
+    with pytest.raises(CatalogError, match="not found"):
+        load_catalog(tmp_path / "none.yaml")
+    with pytest.raises(CatalogError, match="'ghost': path does not exist"):
+        load_catalog(catalog(tmp_path, "datasets:\n  ghost:\n    kind: image_folder\n    path: nowhere\n"))
+    with h5py.File(tmp_path / "x.hdf5", "w") as f:
+        f.create_dataset("other", data=np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(CatalogError, match="no dataset 'imgBrick'"):
+        load_catalog(catalog(tmp_path, "datasets:\n  x:\n    kind: hdf5\n    path: x.hdf5\n"))
+    with pytest.raises(CatalogError, match="kind must be"):
+        load_catalog(catalog(tmp_path, "datasets:\n  x:\n    kind: zip\n    path: x.hdf5\n"))
+
+
+def test_mixed_sizes_are_refused_when_a_size_is_expected(tmp_path):
+    for i, size in enumerate([(8, 8), (8, 8), (9, 8)]):
+        (tmp_path / "imgs" / "a").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size).save(tmp_path / "imgs" / "a" / f"{i}.png")
+    body = 'datasets:\n  f:\n    kind: image_folder\n    path: imgs\n    glob: "*/*.png"\n    expected_size: [8, 8]\n'
+    spec = load_catalog(catalog(tmp_path, body))["f"]
+    with pytest.raises(ValueError, match=r"2\.png is 8×9, expected 8×8"):
+        list(ReferenceImages(spec, preprocess=lambda im: im))
