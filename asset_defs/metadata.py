@@ -17,3 +17,37 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 50) -> MetadataValue:
     )
     more = f"\n_{frame.height - max_rows} more rows_" if frame.height > max_rows else ""
     return MetadataValue.md(header + body + more)
+
+
+def png_markdown(fig, path: str | None = None) -> MetadataValue:
+    """A matplotlib figure as a Markdown image the UI shows inline (also saved to ``path``)."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    data = buf.getvalue()
+    if path is not None:
+        from laionlab.io.files import atomic_write_bytes
+
+        atomic_write_bytes(path, data)
+    return MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(data).decode()})")
+
+
+def bar_plot(labels: list[str], values: list[float], title: str, ylabel: str, path: str | None = None) -> MetadataValue:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(labels) + 2), 3.2))
+    ax.bar(labels, values, color="#4c72b0")
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.tick_params(axis="x", rotation=30)
+    for i, v in enumerate(values):
+        ax.annotate(f"{v:.1f}", (i, v), ha="center", va="bottom", fontsize=8)
+    return png_markdown(fig, path)

@@ -18,7 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
-from asset_defs.metadata import markdown_table
+from asset_defs.metadata import bar_plot, markdown_table, png_markdown
 from asset_defs.partitions import dataset, laion_part
 from laionlab.embed.encode import EncodeStats, encode_dataset
 from laionlab.filter.photo import (
@@ -198,4 +198,173 @@ def laion_natural(
     )
 
 
-assets = [reference_embeddings, photo_classifier, laion_natural]
+class NaturalClustersConfig(Config):
+    k: int = Field(5443, ge=1, description="clusters (seed: MiniBatchKMeans n_clusters=5,443)")
+    sample_size: int = Field(10_000_000, ge=1, description="uniform LAION-natural sample across parts (seed: 10M)")
+    n_iter: int = Field(25, ge=1, description="Lloyd iterations (faiss)")
+    seed: int = Field(42, description="seed (seed 000: random_state=42)")
+
+
+def _natural_features(files: FileStore, lance: LanceStore, parts: list[str]) -> tuple[list[str], np.ndarray]:
+    """Raw image features of the LAION-natural rows of the given parts (errors name a part
+    whose laion_natural is missing, rather than silently skipping it)."""
+    uids, blocks = [], []
+    for part in parts:
+        natural = files.read_parquet("laion_natural", f"{part}.parquet")
+        part_uids, X = _laion_features(lance, where=f"part = '{part}'", raw=True)
+        rows = pl.DataFrame({"uid": part_uids, "row": np.arange(len(part_uids))}).join(natural.select("uid"), on="uid")
+        uids.extend(rows["uid"].to_list())
+        blocks.append(X[rows["row"].to_numpy()] if len(part_uids) else np.zeros((0, 0), np.float32))
+    blocks = [b for b in blocks if b.size]
+    return uids, (np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32))
+
+
+@asset(
+    group_name=GROUP,
+    deps=[laion_natural],
+    kinds={"faiss", "numpy"},
+    pool="gpu",
+    description="k-means centroids of raw CLIP features of a uniform LAION-natural sample across all parts "
+    "(seed 000: k=5,443 on 10M images); cluster sizes and the parts it saw.",
+)
+def laion_natural_clusters(
+    context: AssetExecutionContext, config: NaturalClustersConfig, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
+    from laionlab.cluster import kmeans
+
+    parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
+    uids, X = _natural_features(files, lance, parts)
+    if len(uids) == 0:
+        raise Failure(f"no LAION-natural rows in parts {parts}")
+    rng = np.random.default_rng(config.seed)
+    take = np.sort(rng.choice(len(uids), size=min(config.sample_size, len(uids)), replace=False))
+    if config.k > len(take):
+        raise Failure(f"k={config.k} is larger than the sample ({len(take)} LAION-natural rows); lower k")
+    result = kmeans(X[take], config.k, n_iter=config.n_iter, seed=config.seed)
+    out = files.path("laion_natural_clusters")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    np.save(f"{out}/centroids.npy", result.centroids)
+    files.write_parquet(pl.DataFrame({"cluster": np.arange(config.k), "size": result.sizes}), "laion_natural_clusters", "sizes.parquet")
+    (Path(out) / "parts.txt").write_text("\n".join(parts))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(result.sizes, bins=min(50, config.k))
+    ax.set_xlabel("cluster size")
+    ax.set_ylabel("clusters")
+    return MaterializeResult(
+        metadata={
+            "k": config.k,
+            "sample": len(take),
+            "natural_rows": len(uids),
+            "parts_seen": ", ".join(parts),
+            "inertia": float(result.inertia),
+            "backend": result.backend,
+            "empty_clusters": int((result.sizes == 0).sum()),
+            "cluster_sizes": png_markdown(fig, f"{out}/sizes.png"),
+        }
+    )
+
+
+def load_centroids(files: FileStore) -> np.ndarray:
+    return np.load(f"{files.path('laion_natural_clusters')}/centroids.npy")
+
+
+class CoverageConfig(Config):
+    min_count: int = Field(3, ge=1, description="a cluster is covered by >= min_count images (seed: count > 2)")
+    pca_n_components: float = Field(0.95, gt=0, description="PCA variance kept (<1) or number of components (>=1)")
+    pca_q: float = Field(0.95, gt=0, lt=1, description="GEV quantile of the covering set's errors (seed: 0.95)")
+    seed_compat: bool = Field(False, description="reproduce the seed script's swapped, all-component PCA call")
+    baseline_size: int = Field(6000, ge=2, description="random LAION-natural subset size (seed: 6,000)")
+    baseline_seeds: int = Field(10, ge=1, description="number of random subsets (seed: 10, seeds 42..51)")
+    prdc_k: int = Field(5, ge=1, description="k of Naeem et al. 2020's PRDC (extra, not in the seed)")
+    max_samples: int = Field(100_000, ge=10, description="cap on LAION rows used for PCA/PRDC (seeded sample)")
+
+
+def _reference_features(lance: LanceStore, name: str) -> np.ndarray:
+    query = lance.tables().part_query(REFERENCE_TABLE, name, ["uid", "image_emb", "image_norm"], part_column="dataset")
+    return read_vectors(query.to_batches(batch_size=65_536), norm_column="image_norm")[1]
+
+
+def _sample(X: np.ndarray, n: int, seed: int) -> np.ndarray:
+    return X if len(X) <= n else X[np.sort(np.random.default_rng(seed).choice(len(X), n, replace=False))]
+
+
+@asset(
+    group_name=GROUP,
+    deps=[laion_natural_clusters, reference_embeddings],
+    kinds={"polars", "scikit-learn"},
+    description="Coverage of LAION-natural by each reference dataset (cluster occupancy, PCA-reconstruction "
+    "coverage with its random-subset baseline, PRDC) and of all of LAION by LAION-natural; one row per pair.",
+)
+def coverage(context: AssetExecutionContext, config: CoverageConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
+    from laionlab.coverage import cluster_coverage, coverage_overlap, pca_coverage, pca_coverage_baseline, prdc
+
+    centroids = load_centroids(files)
+    parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
+    datasets = sorted(context.instance.get_dynamic_partitions(dataset.name))
+    if not datasets:
+        raise Failure("no reference datasets registered (dataset partitions); add them to the catalog")
+    _, natural = _natural_features(files, lance, parts)
+    natural = _sample(natural, config.max_samples, 0)
+    n_comp = config.pca_n_components if config.pca_n_components < 1 else int(config.pca_n_components)
+    pca_kw = dict(n_components=n_comp, q=config.pca_q, seed_compat=config.seed_compat)
+    base_size = min(config.baseline_size, len(natural) // 2)
+    base_mean, base_sd = pca_coverage_baseline(natural, size=base_size, seeds=range(42, 42 + config.baseline_seeds), **pca_kw)
+    rows, covered = [], {}
+    for name in datasets:
+        X = _reference_features(lance, name)
+        cc = cluster_coverage(X, centroids, min_count=config.min_count)
+        covered[name] = cc
+        rows.append(
+            {
+                "covering": name,
+                "covered": "laion_natural",
+                "n_covering": len(X),
+                "cluster_share": cc.share,
+                "pca_coverage": pca_coverage(X, natural, **pca_kw),
+                **prdc(natural, X, k=min(config.prdc_k, len(X) - 1, len(natural) - 1)),
+            }
+        )
+    _, everything = _laion_features(lance, raw=True)
+    everything = _sample(everything, config.max_samples, 1)
+    subset = _sample(natural, base_size, 2)
+    rows.append(
+        {
+            "covering": f"laion_natural[{base_size}]",
+            "covered": "laion",
+            "n_covering": len(subset),
+            "cluster_share": float("nan"),
+            "pca_coverage": pca_coverage(subset, everything, **pca_kw),
+            **prdc(everything, subset, k=min(config.prdc_k, len(subset) - 1)),
+        }
+    )
+    table = pl.DataFrame(rows)
+    overlap = pl.DataFrame(coverage_overlap(covered))
+    files.write_parquet(table, "coverage", "coverage.parquet")
+    files.write_parquet(overlap, "coverage", "cluster_overlap.parquet")
+    plot = bar_plot(
+        datasets,
+        [100 * covered[name].share for name in datasets],
+        "share of LAION-natural clusters covered",
+        "% of clusters",
+        files.path("coverage", "cluster_coverage.png"),
+    )
+    return MaterializeResult(
+        metadata={
+            "coverage": markdown_table(table.with_columns(pl.selectors.float().round(4))),
+            "cluster_overlap": markdown_table(overlap),
+            "cluster_coverage_plot": plot,
+            "pca_baseline_mean": base_mean,
+            "pca_baseline_sd": base_sd,
+            "baseline_size": base_size,
+            "parts_seen": ", ".join(parts),
+            "k": len(centroids),
+        }
+    )
+
+
+assets = [reference_embeddings, photo_classifier, laion_natural, laion_natural_clusters, coverage]

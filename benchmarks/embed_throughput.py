@@ -31,7 +31,6 @@ import io
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import tarfile
@@ -335,6 +334,11 @@ def benchmark(args, result: dict) -> None:
     from laionlab.embed.model import ClipSpec, load_clip
 
     t_all = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    result["host_load_avg_1m_before"] = round(load_before, 2)
+    if load_before > 0.5 * (os.cpu_count() or 1):
+        say(f"!! host load average {load_before:.1f} on {os.cpu_count()} CPUs before starting: other processes "
+            "compete for the CPU, wall-clock figures (and the ratio) will be noisy")
     with tempfile.TemporaryDirectory(prefix="embed_bench_") as tmpdir:
         tmp = Path(tmpdir)
         spec = ClipSpec(args.model, None, None, args.device, args.precision, args.seed)
@@ -420,6 +424,7 @@ def benchmark(args, result: dict) -> None:
                 f"tree PSS sum {rss['pss_tree_sum_peak_gib']:.3f}, largest process "
                 f"{rss['rss_max_single_process_gib']:.3f}) for {rss['rss_images']} images at "
                 f"{rss['rss_images_per_s']:.0f} images/s; target < {RSS_TARGET_GIB} GiB")
+    result["host_load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     result["total_seconds"] = round(time.perf_counter() - t_all, 1)
 
 

@@ -62,14 +62,18 @@ def run(args) -> dict:
     t = time.perf_counter()
     X = make_mixture(args.n, args.d, args.components, args.seed)
     init = X[np.random.default_rng(args.seed + 1).choice(args.n, args.k, replace=False)].copy()
-    say(f"data: {X.shape} float32, {X.nbytes / 2**20:.0f} MiB, made in {time.perf_counter() - t:.1f}s")
+    made_s = time.perf_counter() - t
+    say(f"data: {X.shape} float32, {X.nbytes / 2**20:.0f} MiB, made in {made_s:.1f}s")
 
     t = time.perf_counter()
     ours = kmeans(
         X, args.k, n_iter=args.iters, init=init, max_points_per_centroid=None, gpu=args.gpu
     )
     faiss_s = time.perf_counter() - t
-    say(f"faiss ({ours.backend}): {faiss_s:.2f}s, {ours.n_iter} iterations, inertia {ours.inertia:.6g}")
+    say(
+        f"faiss ({ours.backend}): {faiss_s:.2f}s, {ours.n_iter} iterations, "
+        f"inertia {ours.inertia:.6g}"
+    )
 
     t = time.perf_counter()
     ref = KMeans(

@@ -11,6 +11,9 @@ summary:  print what the graph holds afterwards.
 
 import sys
 import time
+from pathlib import Path
+
+import yaml
 
 from dagster import AssetKey, DagsterInstance, materialize
 
@@ -39,14 +42,21 @@ def stages(skip: set[AssetKey]) -> list[tuple[object, list]]:
     return out
 
 
-def run_all(instance: DagsterInstance, resources: dict) -> None:
+DEMO_CONFIG = Path(__file__).with_name("demo_config.yaml")
+
+
+def run_all(instance: DagsterInstance, resources: dict, config_path: Path = DEMO_CONFIG) -> None:
+    ops = (yaml.safe_load(config_path.read_text()) or {}).get("ops", {})
     skip = set(defs.resolve_job_def(ingest_job.name).asset_layer.executable_asset_keys)
     skip.add(AssetKey("laion_embeddings_import"))
     for pdef, keys in stages(skip):
         partitions = instance.get_dynamic_partitions(pdef.name) if pdef is not None else [None]
         for partition in partitions:
             start = time.perf_counter()
-            result = materialize(all_assets, selection=keys, resources=resources, instance=instance, partition_key=partition)
+            run_config = {"ops": {k.to_python_identifier(): ops[k.to_python_identifier()] for k in keys if k.to_python_identifier() in ops}}
+            result = materialize(
+                all_assets, selection=keys, resources=resources, instance=instance, partition_key=partition, run_config=run_config
+            )
             names = ", ".join(k.to_user_string() for k in keys)
             print(f"== {names} [{partition or 'all'}]: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - start:.1f} s")
             if not result.success:

@@ -333,11 +333,12 @@ def _nearest(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Blocked exact search; checks each block of X for NaN/inf on the way unless told not."""
     C = np.ascontiguousarray(centroids, dtype=np.float32)
-    index: faiss.Index = faiss.IndexFlatL2(C.shape[1]) if metric == "l2" else faiss.IndexFlatIP(C.shape[1])
+    d = C.shape[1]
+    index: faiss.Index = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
     if use_gpu:
         index = faiss.index_cpu_to_all_gpus(index)
     index.add(C)
-    c_sq = np.einsum("ij,ij->i", C, C, dtype=np.float64) if want_inertia and metric == "ip" else None
+    c_sq = np.einsum("ij,ij->i", C, C, dtype=np.float64) if metric == "ip" else None
     n = X.shape[0]
     labels = np.empty(n, dtype=np.int64)
     scores = np.empty(n, dtype=np.float32)
@@ -391,7 +392,9 @@ def _resolve_gpu(gpu) -> bool:
         return has_gpu
     if gpu is True:
         if not has_gpu:
-            raise ValueError("gpu=True but faiss sees no GPU (install faiss-gpu, or use gpu='auto')")
+            raise ValueError(
+                "gpu=True but faiss sees no GPU (install faiss-gpu, or use gpu='auto')"
+            )
         return True
     if gpu is False:
         return False

@@ -18,9 +18,25 @@ from laionlab.ood.gmm import (
     sweep_clusters,
     sweep_samples,
 )
+from laionlab.ood.laion import (
+    LaionOODSetup,
+    identification_accuracy,
+    laion_identification,
+    laion_ood_setup,
+    normalise_within_group,
+    train_set_identification,
+    ward_groups,
+)
 
 __all__ = [
+    "LaionOODSetup",
     "effective_dim",
+    "identification_accuracy",
+    "laion_identification",
+    "laion_ood_setup",
+    "normalise_within_group",
+    "train_set_identification",
+    "ward_groups",
     "gmm_identification",
     "participation_ratio",
     "pearson_identify",

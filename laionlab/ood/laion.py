@@ -299,8 +299,9 @@ def train_set_identification(
         train_idx = _index_array("train_idx", train_idx, len(features))
         if len(train_idx) == 0:
             raise ValueError("train_idx: expected at least one index")
-        y_train = np.asarray(features[np.sort(train_idx)], dtype=np.float64)
-        train_labels = setup.labels[np.sort(train_idx)]
+        train_idx = np.sort(train_idx)
+        y_train = np.asarray(features[train_idx], dtype=np.float64)
+        train_labels = setup.labels[train_idx]
     else:
         train_features = _checks.matrix("train_features", train_features)
         _same_dim("train_features", train_features, setup.centroids.shape[1])

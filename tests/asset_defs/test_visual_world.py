@@ -75,3 +75,36 @@ def test_bad_threshold_is_refused(world, demo):
     config = {"ops": {"laion_natural": {"config": {"threshold": 1.5}}}}
     with pytest.raises(Exception, match="threshold"):
         run([laion_natural], resources, instance, demo.parts[0], run_config=config)
+
+
+def test_clusters_and_coverage_rank_broad_above_narrow(world, demo):
+    from asset_defs.visual_world import coverage, laion_natural_clusters
+
+    resources, instance = world
+    assert run([photo_classifier], resources, instance, None).success
+    for part in demo.parts:
+        config = {"ops": {"laion_natural": {"config": {"threshold": 0.3}}}}
+        assert run([laion_natural], resources, instance, part, run_config=config).success
+    too_many = {"ops": {"laion_natural_clusters": {"config": {"k": 100_000}}}}
+    bad = run([laion_natural_clusters], resources, instance, None, run_config=too_many, raise_on_error=False)
+    assert not bad.success and "larger than the sample" in str(bad.get_step_failure_events()[0].event_specific_data.error)
+    config = {
+        "ops": {
+            "laion_natural_clusters": {"config": {"k": 6}},
+            "coverage": {"config": {"baseline_size": 20, "baseline_seeds": 2, "min_count": 2}},
+        }
+    }
+    result = run([laion_natural_clusters, coverage], resources, instance, None, run_config=config)
+    assert result.success
+    clusters = result.asset_materializations_for_node("laion_natural_clusters")[0].metadata
+    assert clusters["k"].value == 6 and clusters["parts_seen"].value == ", ".join(demo.parts)
+    table = resources["files"].read_parquet("coverage", "coverage.parquet")
+    assert table["covering"].to_list()[:2] == DATASETS and table["covered"].to_list()[-1] == "laion"
+    share = dict(zip(table["covering"].to_list(), table["cluster_share"].to_list()))
+    recall = dict(zip(table["covering"].to_list(), table["recall"].to_list()))
+    # the demo's broad reference set spans the pool, the narrow one (red discs) does not
+    assert share["demo_broad"] > share["demo_narrow"] and recall["demo_broad"] > recall["demo_narrow"]
+    assert ((table["pca_coverage"] >= 0) & (table["pca_coverage"] <= 100)).all()
+    overlap = resources["files"].read_parquet("coverage", "cluster_overlap.parquet")
+    regions = dict(zip(overlap["region"].to_list(), overlap["clusters"].to_list()))
+    assert regions["union"] + regions["neither"] == 6

@@ -99,7 +99,8 @@ def test_spherical_centroids_unit_norm(mixture):
     np.testing.assert_allclose(np.linalg.norm(res.centroids, axis=1), 1.0, atol=1e-5)
     labels, sims = assign(X, res.centroids, metric="ip")
     np.testing.assert_array_equal(labels, res.labels)
-    assert res.inertia == pytest.approx(float((2.0 - 2.0 * sims.astype(np.float64)).sum()), rel=1e-4)
+    expected = float((2.0 - 2.0 * sims.astype(np.float64)).sum())  # |x - c|^2 for unit x, c
+    assert res.inertia == pytest.approx(expected, rel=1e-4)
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])

@@ -31,3 +31,24 @@ def test_sensor_adds_new_parts_and_requests_their_runs(tmp_path, demo):
     third = evaluate(instance, source)
     assert [r.partition_key for r in third.run_requests] == ["part-00042"]
     assert list(third.dynamic_partitions_requests[0].partition_keys) == ["part-00042"]
+
+
+def test_reference_sensor_syncs_catalog_to_partitions(tmp_path, demo):
+    from resources import DatasetCatalog
+    from sensors.reference_datasets import reference_datasets_sensor
+
+    catalog_path = tmp_path / "datasets.yaml"
+    text = (Path(demo.root) / "datasets.yaml").read_text().replace("path: reference/", f"path: {demo.root}/reference/")
+    catalog_path.write_text(text)
+    catalog = DatasetCatalog(path=str(catalog_path))
+    instance = DagsterInstance.ephemeral()
+    evaluate_ref = lambda: reference_datasets_sensor(  # noqa: E731
+        build_sensor_context(instance=instance, resources={"catalog": catalog})
+    )
+    first = evaluate_ref()
+    assert [r.partition_key for r in first.run_requests] == ["demo_broad", "demo_narrow"]
+    instance.add_dynamic_partitions("dataset", ["demo_broad", "demo_narrow", "retired"])
+    second = evaluate_ref()
+    assert second.run_requests == []
+    (delete,) = second.dynamic_partitions_requests
+    assert list(delete.partition_keys) == ["retired"]
