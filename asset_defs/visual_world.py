@@ -367,4 +367,159 @@ def coverage(context: AssetExecutionContext, config: CoverageConfig, files: File
     )
 
 
-assets = [reference_embeddings, photo_classifier, laion_natural, laion_natural_clusters, coverage]
+class StimulusSetsConfig(Config):
+    n: int = Field(5000, ge=1, description="images per stimulus set (seed: 5,000-10,000 are enough when diverse)")
+    strategies: list[str] = Field(
+        ["random", "stratified", "kmeans", "kcenter", "greedy_ed", "greedy_ed_kmeans"],
+        description="laionlab.sampling strategies (margin/oracle need response targets)",
+    )
+    pool_size: int = Field(100_000, ge=2, description="LAION-natural rows sampled as the pool (seeded)")
+    seed: int = Field(0)
+
+
+@asset(
+    group_name=GROUP,
+    deps=[laion_natural_clusters],
+    kinds={"parquet", "scikit-learn"},
+    description="Stimulus sets of n LAION-natural images drawn by each sampling strategy of seed 000 "
+    "(random, stratified, k-means, core-set, greedy effective dimensionality ...), with their diversity.",
+)
+def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
+    from laionlab.coverage import cluster_coverage, nearest_centroid
+    from laionlab.sampling import STRATEGIES, effective_dimensionality, sample
+
+    unknown = [s for s in config.strategies if s not in STRATEGIES]
+    if unknown:
+        raise Failure(f"unknown strategies {unknown}; known: {sorted(STRATEGIES)}")
+    parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
+    uids, X = _natural_features(files, lance, parts)
+    rng = np.random.default_rng(config.seed)
+    pool = np.sort(rng.choice(len(uids), size=min(config.pool_size, len(uids)), replace=False))
+    X = X[pool]
+    if config.n > len(pool):
+        raise Failure(f"n={config.n} is larger than the LAION-natural pool ({len(pool)} rows)")
+    centroids = load_centroids(files)
+    labels = nearest_centroid(X, centroids)
+    rows, sets = [], []
+    for name in config.strategies:
+        kw = {"labels": labels} if name in ("stratified", "greedy_ed", "greedy_ed_kmeans") else {}
+        idx = sample(name, X, config.n, seed=config.seed, **kw)
+        chosen = [uids[pool[i]] for i in idx]
+        sets.append(pl.DataFrame({"strategy": name, "rank": np.arange(len(idx)), "uid": chosen}))
+        rows.append(
+            {
+                "strategy": name,
+                "n": len(idx),
+                "effective_dim": effective_dimensionality(X[idx]),
+                "clusters_hit": cluster_coverage(X[idx], centroids, min_count=1).share,
+            }
+        )
+        context.log.info(f"{name}: {rows[-1]}")
+    table = pl.DataFrame(rows)
+    files.write_parquet(pl.concat(sets), "stimulus_sets", "sets.parquet")
+    files.write_parquet(table, "stimulus_sets", "diversity.parquet")
+    return MaterializeResult(
+        metadata={
+            "diversity": markdown_table(table.with_columns(pl.selectors.float().round(3))),
+            "effective_dim_plot": bar_plot(
+                table["strategy"].to_list(), table["effective_dim"].to_list(), f"effective dimensionality (n={config.n})",
+                "ED", files.path("stimulus_sets", "effective_dim.png"),
+            ),
+            "pool": len(pool),
+        }
+    )
+
+
+class OODConfig(Config):
+    dim: int = Field(512, ge=2, description="GMM dimension D (seed: 512)")
+    cluster_sweep_samples: int = Field(50_000, ge=2, description="N of the cluster sweep (seed: 50,000)")
+    cluster_counts: list[int] = Field([1, 2, 5, 10, 21, 46, 100, 215, 464, 1000], description="C values (seed: log-spaced 1..1000)")
+    sample_sizes: list[int] = Field([100, 464, 1000, 2154, 4641, 10000, 21544, 100000], description="N values at C=100")
+    sample_sweep_clusters: int = Field(100, ge=1, description="C of the sample-size and fraction sweeps (seed: 100)")
+    fractions: list[float] = Field([0.2, 0.4, 0.6, 0.8, 1.0], description="share of clusters sampled (N=6,000)")
+    fraction_samples: int = Field(6000, ge=2)
+    n_trials: int = Field(32, ge=1, description="identification trials (seed: 32)")
+    laion: bool = Field(True, description="also run the LAION version on LAION-natural features")
+    laion_clusters: int = Field(1000, ge=2, description="k-means k of the LAION version (seed: 1,000)")
+    laion_per_cluster: int = Field(500, ge=1)
+    laion_groups: int = Field(6, ge=2, description="Ward groups (seed: 6)")
+    laion_min_group_size: int = Field(3, ge=1, description="Ward groups with fewer clusters are dropped (seed: 3)")
+    laion_train: int = Field(6000, ge=2)
+    laion_test: int = Field(1000, ge=1)
+    seed: int = Field(0)
+
+
+def _line_plot(x: list, series: dict[str, list], xlabel: str, title: str, path: str, logx: bool = True) -> MetadataValue:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, ys in series.items():
+        ax.plot(x, ys, marker="o", label=label)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend()
+    return png_markdown(fig, path)
+
+
+@asset(
+    group_name=GROUP,
+    deps=[laion_natural_clusters],
+    kinds={"numpy", "scikit-learn"},
+    description="Out-of-distribution generalisation (seed 000): the GMM simulation sweeps (clusters, samples, "
+    "fraction of clusters sampled) and the LAION-natural identification experiment.",
+)
+def ood_generalization(context: AssetExecutionContext, config: OODConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
+    from laionlab.ood import laion_identification, sweep_cluster_fraction, sweep_clusters, sweep_samples
+
+    common = dict(dim=config.dim, n_trials=config.n_trials, seed=config.seed)
+    by_c = sweep_clusters(config.cluster_sweep_samples, config.cluster_counts, **common)
+    by_n = sweep_samples(config.sample_sizes, n_clusters=config.sample_sweep_clusters, **common)
+    by_f = sweep_cluster_fraction(
+        config.fractions, n_samples=config.fraction_samples, n_clusters=config.sample_sweep_clusters, **common
+    )
+    frames = {"clusters": by_c, "samples": by_n, "fraction": by_f}
+    table = pl.concat([pl.DataFrame(v).select("id_accuracy", "ood_accuracy", "effective_dim").with_columns(
+        pl.lit(k).alias("sweep"), pl.Series("x", [r.get({"clusters": "n_clusters", "samples": "n_samples", "fraction": "cluster_fraction"}[k]) for r in v], pl.Float64)
+    ) for k, v in frames.items()])
+    files.write_parquet(table, "ood_generalization", "gmm.parquet")
+    out = files.path("ood_generalization")
+    plots = {
+        f"gmm_{k}_plot": _line_plot(
+            table.filter(pl.col("sweep") == k)["x"].to_list(),
+            {m: table.filter(pl.col("sweep") == k)[m].to_list() for m in ("id_accuracy", "ood_accuracy")},
+            {"clusters": "clusters C", "samples": "samples N", "fraction": "fraction of clusters sampled"}[k],
+            f"GMM identification vs {k}", f"{out}/gmm_{k}.png", logx=k != "fraction",
+        )
+        for k in frames
+    }
+    metadata = {"gmm": markdown_table(table.with_columns(pl.selectors.float().round(3))), **plots}
+    if config.laion:
+        parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
+        _, X = _natural_features(files, lance, parts)
+        rows = laion_identification(
+            X, n_clusters=config.laion_clusters, per_cluster=config.laion_per_cluster, n_groups=config.laion_groups,
+            n_train=config.laion_train, n_test=config.laion_test, seed=config.seed,
+            min_group_size=config.laion_min_group_size,
+        )
+        laion = pl.DataFrame(rows).with_columns(pl.col("other_groups").cast(pl.List(pl.Int64)))
+        files.write_parquet(laion, "ood_generalization", "laion.parquet")
+        summary = laion.group_by("n_other_groups").agg(pl.col("normalised_accuracy").mean()).sort("n_other_groups")
+        metadata["laion_by_training_groups"] = markdown_table(summary.with_columns(pl.selectors.float().round(3)))
+    return MaterializeResult(metadata=metadata)
+
+
+assets = [
+    reference_embeddings,
+    photo_classifier,
+    laion_natural,
+    laion_natural_clusters,
+    coverage,
+    stimulus_sets,
+    ood_generalization,
+]

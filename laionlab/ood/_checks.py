@@ -32,17 +32,23 @@ def real(name: str, v, *, lo: float | None = None, hi: float | None = None,
     return f
 
 
+# Rows checked for NaN/inf at once, so a memory-mapped matrix is never loaded whole.
+FINITE_BLOCK_ROWS = 65_536
+
+
 def matrix(name: str, x, *, min_rows: int = 1) -> np.ndarray:
-    """``x`` as a finite real 2-D array with at least ``min_rows`` rows."""
-    a = np.asarray(x)
+    """``x`` as a finite real 2-D array with at least ``min_rows`` rows (a ``np.memmap``
+    stays one)."""
+    a = x if isinstance(x, np.ndarray) else np.asarray(x)
     if a.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D array (n, d), got shape {a.shape}")
     if a.shape[0] < min_rows or a.shape[1] == 0:
         raise ValueError(f"{name}: expected at least {min_rows} row(s) and 1 column, got shape {a.shape}")
     if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
         raise ValueError(f"{name}: expected a real numeric array, got dtype {a.dtype}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name}: contains NaN or inf")
+    for start in range(0, a.shape[0], FINITE_BLOCK_ROWS):
+        if not np.isfinite(a[start : start + FINITE_BLOCK_ROWS]).all():
+            raise ValueError(f"{name}: contains NaN or inf")
     return a
 
 

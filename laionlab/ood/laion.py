@@ -109,18 +109,14 @@ class LaionOODSetup:
 
     def assign(self, x: np.ndarray) -> np.ndarray:
         """Nearest centroid (Euclidean, standardised space) of each row of raw features."""
-        from laionlab.cluster import assign
-
         x = _checks.matrix("x", x)
         _same_dim("x", x, self.centroids.shape[1])
-        labels = np.empty(len(x), dtype=np.int64)
-        for start in range(0, len(x), BLOCK_ROWS):
-            block = self.standardise(x[start : start + BLOCK_ROWS]).astype(np.float32)
-            labels[start : start + len(block)] = assign(block, self.centroids)[0]
-        return labels
+        return _assign(x, self.mean, self.scale, self.centroids)
 
 
-def ward_groups(centroids, n_groups: int = N_GROUPS, min_group_size: int = MIN_GROUP_SIZE) -> list[np.ndarray]:
+def ward_groups(
+    centroids, n_groups: int = N_GROUPS, min_group_size: int = MIN_GROUP_SIZE
+) -> list[np.ndarray]:
     """Groups of similar clusters: Ward linkage of the centroids cut into ``n_groups``.
 
     Seed: ``find_cluster_groups_and_outliers`` (Euclidean ``pdist``, ``method="ward"``,
@@ -193,13 +189,9 @@ def laion_ood_setup(
     limit = n if kmeans_points_per_centroid is None else kmeans_points_per_centroid * n_clusters
     rows = _sample_rows(n, limit, np.random.default_rng((seed, 1)))
     z = ((np.asarray(features[rows], dtype=np.float64) - mean) / scale).astype(np.float32)
-    km = kmeans(z, n_clusters, n_iter=kmeans_iter, seed=seed, max_points_per_centroid=None, gpu=False)
+    km = kmeans(z, n_clusters, n_iter=kmeans_iter, seed=seed, max_points_per_centroid=None)
     del z
-    setup = LaionOODSetup(
-        mean=mean, scale=scale, centroids=km.centroids, labels=np.empty(0, dtype=np.int64),
-        groups=(), teacher=np.empty((0, 0)), noise_sd=noise_sd, seed=seed,
-    )
-    labels = setup.assign(features)
+    labels = _assign(features, mean, scale, km.centroids)
     groups = ward_groups(km.centroids, n_groups, min_group_size)
     if len(groups) < 2:
         raise ValueError(
@@ -239,8 +231,8 @@ def identification_accuracy(setup: LaionOODSetup, predictions, true_labels, clus
     own = cos[idx, true_labels].copy()
     cos[idx, true_labels] = -np.inf
     correct = own > cos.max(axis=1)
-    clusters = np.unique(true_labels) if clusters is None else np.asarray(clusters, dtype=np.int64)
     k = len(setup.centroids)
+    clusters = np.unique(true_labels) if clusters is None else _index_array("clusters", clusters, k)
     hits = np.bincount(true_labels, weights=correct, minlength=k)[clusters]
     counts = np.bincount(true_labels, minlength=k)[clusters]
     has = counts > 0
@@ -291,7 +283,9 @@ def train_set_identification(
     """
     features = _checks.matrix("features", features)
     if len(features) != len(setup.labels):
-        raise ValueError(f"features: expected the {len(setup.labels)} rows setup was built on, got {len(features)}")
+        raise ValueError(
+            f"features: expected the {len(setup.labels)} rows setup was built on, got {len(features)}"
+        )
     _same_dim("features", features, setup.centroids.shape[1])
     if (train_idx is None) == (train_features is None):
         raise ValueError("train_idx: pass exactly one of train_idx and train_features")
@@ -390,7 +384,10 @@ def laion_identification(
     elif len(setup.labels) != len(features):
         raise ValueError(f"setup: built on {len(setup.labels)} rows, features has {len(features)}")
     n_g = len(setup.groups)
-    counts = list(range(1, n_g)) if group_counts is None else _checks.int_list("group_counts", group_counts, 1)
+    if group_counts is None:
+        counts = list(range(1, n_g))
+    else:
+        counts = _checks.int_list("group_counts", group_counts, 1)
     for c in counts:
         if c > n_g - 1:
             raise ValueError(f"group_counts: {c} other groups requested, only {n_g - 1} exist")
@@ -421,7 +418,8 @@ def laion_identification(
         for c in counts:
             combos = list(itertools.combinations(others, c))
             if max_combinations is not None and len(combos) > max_combinations:
-                pick = np.random.default_rng((seed, 13, g, c)).choice(len(combos), max_combinations, replace=False)
+                pick_rng = np.random.default_rng((seed, 13, g, c))
+                pick = pick_rng.choice(len(combos), max_combinations, replace=False)
                 combos = [combos[i] for i in np.sort(pick)]
             for combo in combos:
                 train_clusters = np.flatnonzero(np.isin(group_of_cluster, combo))
@@ -479,11 +477,22 @@ def _score(setup, x_train, y_train, x_test, test_labels, clusters, alphas) -> di
     from sklearn.linear_model import RidgeCV
 
     base = {"n_train": int(len(x_train)), "n_test": int(len(x_test))}
-    if len(x_train) < 2:
+    if len(x_train) < 2 or len(x_test) == 0:
         return base | {"accuracy": float("nan"), "ridge_alpha": float("nan")}
     model = RidgeCV(alphas=alphas).fit(x_train, y_train)
     acc = identification_accuracy(setup, model.predict(x_test), test_labels, clusters)
     return base | {"accuracy": acc, "ridge_alpha": float(model.alpha_)}
+
+
+def _assign(x, mean, scale, centroids) -> np.ndarray:
+    """Exact nearest standardised centroid, ``BLOCK_ROWS`` rows of ``x`` at a time."""
+    from laionlab.cluster import assign
+
+    labels = np.empty(len(x), dtype=np.int64)
+    for start in range(0, len(x), BLOCK_ROWS):
+        block = ((np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - mean) / scale)
+        labels[start : start + len(block)] = assign(block.astype(np.float32), centroids)[0]
+    return labels
 
 
 def _fmri(setup: LaionOODSetup, f: np.ndarray, rng: np.random.Generator) -> np.ndarray:

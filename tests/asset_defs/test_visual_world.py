@@ -108,3 +108,38 @@ def test_clusters_and_coverage_rank_broad_above_narrow(world, demo):
     overlap = resources["files"].read_parquet("coverage", "cluster_overlap.parquet")
     regions = dict(zip(overlap["region"].to_list(), overlap["clusters"].to_list()))
     assert regions["union"] + regions["neither"] == 6
+
+
+def test_stimulus_sets_and_ood_on_the_demo(world, demo):
+    import yaml
+
+    from asset_defs.visual_world import laion_natural_clusters, ood_generalization, stimulus_sets
+
+    resources, instance = world
+    demo_ops = yaml.safe_load((Path(__file__).resolve().parents[2] / "jobs" / "demo_config.yaml").read_text())["ops"]
+    config = {"ops": {k: demo_ops[k] for k in ("laion_natural_clusters", "stimulus_sets", "ood_generalization")}}
+    for part in demo.parts:
+        if not Path(resources["files"].path("laion_natural", f"{part}.parquet")).exists():
+            assert run([photo_classifier], resources, instance, None).success
+            thr = {"ops": {"laion_natural": {"config": {"threshold": 0.3}}}}
+            assert run([laion_natural], resources, instance, part, run_config=thr).success
+    result = run([laion_natural_clusters, stimulus_sets, ood_generalization], resources, instance, None, run_config=config)
+    assert result.success
+    sets = resources["files"].read_parquet("stimulus_sets", "sets.parquet")
+    n = demo_ops["stimulus_sets"]["config"]["n"]
+    for name in demo_ops["stimulus_sets"]["config"]["strategies"]:
+        chosen = sets.filter(pl.col("strategy") == name)["uid"]
+        assert chosen.len() == n and chosen.n_unique() == n
+    natural = set(pl.concat([resources["files"].read_parquet("laion_natural", f"{p}.parquet") for p in demo.parts])["uid"])
+    assert set(sets["uid"]) <= natural
+    diversity = resources["files"].read_parquet("stimulus_sets", "diversity.parquet")
+    ed = dict(zip(diversity["strategy"], diversity["effective_dim"]))
+    assert ed["greedy_ed"] >= ed["random"]
+    gmm = resources["files"].read_parquet("ood_generalization", "gmm.parquet")
+    assert set(gmm["sweep"]) == {"clusters", "samples", "fraction"}
+    assert gmm["id_accuracy"].is_between(0, 1).all() and gmm["ood_accuracy"].is_between(0, 1).all()
+    meta = result.asset_materializations_for_node("ood_generalization")[0].metadata
+    assert meta["gmm_fraction_plot"].value.startswith("![plot](data:image/png;base64,")
+    bad = {"ops": {"stimulus_sets": {"config": {"n": 5, "strategies": ["psychic"]}}}}
+    failed = run([stimulus_sets], resources, instance, None, run_config=bad, raise_on_error=False)
+    assert not failed.success and "unknown strategies ['psychic']" in str(failed.get_step_failure_events()[0].event_specific_data.error)

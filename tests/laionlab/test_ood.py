@@ -197,6 +197,9 @@ def test_laion_identification_scores_above_chance(blobs, setup):
     again = laion_identification(blobs, per_cluster=30, n_train=300, n_test=120, seed=0, setup=setup,
                                  group_counts=[g - 1])
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows if r["n_other_groups"] == g - 1]
+    capped = laion_identification(blobs, per_cluster=30, n_train=300, n_test=120, seed=0, setup=setup,
+                                  max_combinations=1)
+    assert len(capped) == g * (g - 1)  # one combination per held-out group and count
 
 
 def test_train_set_identification_same_score_for_indices_or_features(blobs, setup):
@@ -208,9 +211,8 @@ def test_train_set_identification_same_score_for_indices_or_features(blobs, setu
     assert np.nanmean([r["accuracy"] for r in by_idx]) > 3.0 / K
     # a condition compared with another on the same test sets
     narrow = np.flatnonzero(np.isin(setup.labels, setup.groups[0]))[:200]
-    rows = [r | {"condition": "random"} for r in by_idx] + [
-        r | {"condition": "one group"} for r in train_set_identification(blobs, setup, narrow, n_test=60, seed=3)
-    ]
+    by_narrow = train_set_identification(blobs, setup, narrow, n_test=60, seed=3)
+    rows = [r | {"condition": "random"} for r in by_idx] + [r | {"condition": "one group"} for r in by_narrow]
     normed = normalise_within_group(rows)
     for h in range(len(setup.groups)):
         vals = [r["normalised_accuracy"] for r in normed if r["held_out_group"] == h]
