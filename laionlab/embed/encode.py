@@ -101,6 +101,23 @@ def _shard_pipeline(shards: Sequence[str], clip: LoadedClip) -> wds.WebDataset:
     )
 
 
+def _limit_heap_fragmentation(threshold: int = 128 * 1024) -> None:
+    """Serve allocations >= ``threshold`` bytes from mmap (glibc ``M_MMAP_THRESHOLD``).
+
+    LanceDB's merge keeps every batch of a partition until it commits; their vectors sit in
+    the glibc heap between the (much larger) freed image batches, which the heap then cannot
+    return: measured +10 MB per batch, 2.38 GiB peak on a 20k-image part. With large blocks
+    on mmap each freed image batch goes back to the OS (1.68 GiB for the same part).
+    A no-op where glibc is not the allocator.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, threshold)  # -3 = M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def _normalise(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     x = x.float()
     norm = x.norm(dim=-1, keepdim=True)
@@ -145,6 +162,7 @@ def encode_dataset(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     stats = stats if stats is not None else EncodeStats()
+    _limit_heap_fragmentation()
     if num_workers:
         # workers fork from a server that has these imported once, instead of importing
         # torch & co. in every worker

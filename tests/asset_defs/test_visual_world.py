@@ -138,6 +138,8 @@ def test_stimulus_sets_and_ood_on_the_demo(world, demo):
     gmm = resources["files"].read_parquet("ood_generalization", "gmm.parquet")
     assert set(gmm["sweep"]) == {"clusters", "samples", "fraction"}
     assert gmm["id_accuracy"].is_between(0, 1).all() and gmm["ood_accuracy"].is_between(0, 1).all()
+    comparison = resources["files"].read_parquet("ood_generalization", "reference_vs_laion.parquet")
+    assert comparison.height == 3 * len(DATASETS) and comparison["accuracy"].is_between(0, 1).all()
     meta = result.asset_materializations_for_node("ood_generalization")[0].metadata
     assert meta["gmm_fraction_plot"].value.startswith("![plot](data:image/png;base64,")
     bad = {"ops": {"stimulus_sets": {"config": {"n": 5, "strategies": ["psychic"]}}}}
