@@ -28,6 +28,8 @@ from typing import Literal
 import faiss
 import numpy as np
 
+from laionlab import validate
+
 __all__ = ["KMeansResult", "assign", "draw_distinct_centres", "kmeans"]
 
 InitKind = Literal["random", "kmeans++"]
@@ -119,25 +121,27 @@ def kmeans(
         ValueError: naming the argument, for a non-2D or non-finite ``X``, ``k < 1``,
             ``k`` larger than the sample, a bad ``init`` shape, an impossible redraw, ...
     """
-    X = _check_matrix(X, "X")
+    X = validate.matrix("X", X, finite=False, wording="must")  # scanned after the cheap checks
     n, d = X.shape
-    k = _check_int(k, "k", 1)
+    k = validate.int_at_least("k", k, 1, wording="must")
     if k > n:
         raise ValueError(f"k={k} is larger than the sample: X has {n} rows")
-    n_iter = _check_int(n_iter, "n_iter", 1)
+    n_iter = validate.int_at_least("n_iter", n_iter, 1, wording="must")
     if max_points_per_centroid is not None:
-        max_points_per_centroid = _check_int(max_points_per_centroid, "max_points_per_centroid", 1)
+        max_points_per_centroid = validate.int_at_least(
+            "max_points_per_centroid", max_points_per_centroid, 1, wording="must"
+        )
     use_gpu = _resolve_gpu(gpu)
-    _check_finite(X, "X")
+    validate.all_finite("X", X, wording="must")
 
     init_centroids: np.ndarray | None = None
     if isinstance(init, np.ndarray) or not isinstance(init, str):
-        init_centroids = _check_matrix(np.asarray(init), "init")
+        init_centroids = validate.matrix("init", init, finite=False, wording="must")
         if init_centroids.shape != (k, d):
             raise ValueError(
                 f"init must have shape (k, d) = ({k}, {d}), got {init_centroids.shape}"
             )
-        _check_finite(init_centroids, "init")
+        validate.all_finite("init", init_centroids, wording="must")
         init_centroids = np.ascontiguousarray(init_centroids, dtype=np.float32)
     elif init not in ("random", "kmeans++"):
         raise ValueError(f"init must be 'random', 'kmeans++' or a (k, d) array, got {init!r}")
@@ -223,14 +227,11 @@ def assign(
         ``labels``: ``(n,)`` int64 centroid index; ``distances``: ``(n,)`` float32, the
         **squared** L2 distance for ``"l2"``, the inner product for ``"ip"``.
     """
-    X = _check_matrix(X, "X")
-    centroids = _check_matrix(centroids, "centroids")
-    if X.shape[1] != centroids.shape[1]:
-        raise ValueError(
-            f"dimension mismatch: X has d={X.shape[1]} but centroids have d={centroids.shape[1]}"
-        )
-    _check_finite(centroids, "centroids")
-    block_rows = _check_int(block_rows, "block_rows", 1)
+    X = validate.matrix("X", X, finite=False, wording="must")  # scanned block by block in _nearest
+    centroids = validate.matrix("centroids", centroids, finite=False, wording="must")
+    validate.same_dim("centroids", centroids, "X", X)
+    validate.all_finite("centroids", centroids, wording="must")
+    block_rows = validate.int_at_least("block_rows", block_rows, 1, wording="must")
     if metric not in ("l2", "ip"):
         raise ValueError(f"metric must be 'l2' or 'ip', got {metric!r}")
     labels, scores, _ = _nearest(
@@ -269,17 +270,15 @@ def draw_distinct_centres(
         ValueError: if ``k`` distinct centres are not found within ``max_draws`` draws
             (the data has fewer than ``k`` sufficiently different rows, or the bound is low).
     """
-    X = _check_matrix(X, "X")
+    X = validate.matrix("X", X, finite=False, wording="must")
     n, d = X.shape
-    k = _check_int(k, "k", 1)
+    k = validate.int_at_least("k", k, 1, wording="must")
     if k > n:
         raise ValueError(f"k={k} is larger than the sample: X has {n} rows")
-    max_cosine = float(max_cosine)
-    if not 0.0 < max_cosine <= 1.0:
-        raise ValueError(f"redraw_duplicate_cosine must be in (0, 1], got {max_cosine}")
+    max_cosine = validate.real("redraw_duplicate_cosine", max_cosine, lo=0.0, hi=1.0, lo_open=True)
     if max_draws is None:
         max_draws = min(n, DEFAULT_DRAWS_PER_CENTRE * k)
-    max_draws = min(n, _check_int(max_draws, "max_draws", 1))
+    max_draws = min(n, validate.int_at_least("max_draws", max_draws, 1, wording="must"))
 
     order = np.random.default_rng((seed, 0)).choice(n, max_draws, replace=False)
     index = faiss.IndexFlatIP(d)
@@ -358,32 +357,6 @@ def _nearest(
                 sq = x_sq + c_sq[I[:, 0]] - 2.0 * D[:, 0].astype(np.float64)
                 inertia += float(np.maximum(sq, 0).sum())
     return labels, scores, inertia
-
-
-def _check_matrix(a, name: str) -> np.ndarray:
-    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
-        a = np.asarray(a)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (n, d) array, got shape {tuple(a.shape)}")
-    if a.shape[0] < 1 or a.shape[1] < 1:
-        raise ValueError(f"{name} must be non-empty, got shape {tuple(a.shape)}")
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    return a
-
-
-def _check_finite(a: np.ndarray, name: str) -> None:
-    for start in range(0, a.shape[0], DEFAULT_BLOCK_ROWS):
-        if not np.isfinite(a[start : start + DEFAULT_BLOCK_ROWS]).all():
-            raise ValueError(f"{name} contains NaN or inf")
-
-
-def _check_int(v, name: str, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {v!r}")
-    if v < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {v}")
-    return int(v)
 
 
 def _resolve_gpu(gpu) -> bool:

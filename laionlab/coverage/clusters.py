@@ -15,7 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
-from laionlab.coverage._checks import as_matrix, positive_int, same_dim, sq_dists_blocks
+from laionlab import validate
+from laionlab.coverage._checks import sq_dists_blocks
 
 MIN_COUNT = 3  # seed notebook: a cluster is covered when count > 2
 
@@ -45,9 +46,9 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray, block: int | None = N
     Computed in float64, ``block`` rows of ``x`` at a time (default: enough rows for a
     64 MiB distance block), so n x K distances are never held at once.
     """
-    x = as_matrix("x", x)
-    centroids = as_matrix("centroids", centroids)
-    same_dim("x", x, "centroids", centroids)
+    x = validate.matrix("x", x)
+    centroids = validate.matrix("centroids", centroids)
+    validate.same_dim("centroids", centroids, "x", x)
     out = np.empty(len(x), dtype=np.int64)
     for start, d in sq_dists_blocks(x, centroids, block):
         out[start : start + len(d)] = d.argmin(axis=1)
@@ -64,10 +65,10 @@ def cluster_coverage(
     A centroid is covered when >= ``min_count`` reference samples are nearest to it
     (default 3, the seed's ``count > 2``).
     """
-    ref_emb = as_matrix("ref_emb", ref_emb)
-    centroids = as_matrix("centroids", centroids)
-    same_dim("centroids", centroids, "ref_emb", ref_emb)
-    min_count = positive_int("min_count", min_count)
+    ref_emb = validate.matrix("ref_emb", ref_emb)
+    centroids = validate.matrix("centroids", centroids)
+    validate.same_dim("ref_emb", ref_emb, "centroids", centroids)
+    min_count = validate.int_at_least("min_count", min_count, 1)
     labels = nearest_centroid(ref_emb, centroids, block=block)
     counts = np.bincount(labels, minlength=len(centroids)).astype(np.int64)
     covered = counts >= min_count

@@ -20,7 +20,7 @@ from scipy.stats import genextreme
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from laionlab.coverage._checks import as_matrix, positive_int, same_dim
+from laionlab import validate
 
 N_COMPONENTS = 0.95  # this project's default (variance kept); the seed script passes None
 GEV_QUANTILE = 0.95  # seed: genextreme.ppf(0.95, *genextreme.fit(errors))
@@ -95,13 +95,12 @@ def pca_coverage(
         ``numpy.random.default_rng(random_state)`` (``genextreme.fit`` is slow on large
         inputs); None fits on all. The seed fits on all.
     """
-    covering = as_matrix("covering", covering, min_rows=2)
-    covered = as_matrix("covered", covered, min_rows=2 if seed_compat else 1)
-    same_dim("covering", covering, "covered", covered)
-    if isinstance(q, bool) or not isinstance(q, Real) or not 0.0 < float(q) < 1.0:
-        raise ValueError(f"q: expected a quantile strictly between 0 and 1, got {q!r}")
+    covering = validate.matrix("covering", covering, min_rows=2)
+    covered = validate.matrix("covered", covered, min_rows=2 if seed_compat else 1)
+    validate.same_dim("covered", covered, "covering", covering)
+    q = validate.real("q", q, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     if max_fit_samples is not None:
-        max_fit_samples = positive_int("max_fit_samples", max_fit_samples, minimum=2)
+        max_fit_samples = validate.int_at_least("max_fit_samples", max_fit_samples, 2)
 
     scaler = StandardScaler().fit(np.vstack([covered, covering]))
     covering_s = scaler.transform(covering)
@@ -117,7 +116,7 @@ def pca_coverage(
     if max_fit_samples is not None and len(fit_errors) > max_fit_samples:
         rng = np.random.default_rng(random_state)
         fit_errors = fit_errors[rng.choice(len(fit_errors), max_fit_samples, replace=False)]
-    threshold = genextreme.ppf(float(q), *genextreme.fit(fit_errors))
+    threshold = genextreme.ppf(q, *genextreme.fit(fit_errors))
     scored_errors = _reconstruction_error(pca, scored)
     return float(100.0 * np.mean(scored_errors <= threshold))
 
@@ -134,8 +133,8 @@ def random_subset_baseline(
     ``numpy.random.default_rng(seed)`` (so the subsets differ from the seed's own draws).
     Defaults are the paper's: 6,000 images, seeds 42..51. Returns (len(seeds),) float64.
     """
-    pool = as_matrix("pool", pool)
-    size = positive_int("size", size)
+    pool = validate.matrix("pool", pool)
+    size = validate.int_at_least("size", size, 1)
     if size > len(pool):
         raise ValueError(f"size: {size} exceeds the {len(pool)} rows of pool")
     seeds = list(seeds)
@@ -160,9 +159,9 @@ def pca_coverage_baseline(
 
     pool: (N, d) LAION-natural features; covered: (n, d), default ``pool`` itself.
     """
-    pool = as_matrix("pool", pool)
-    covered = pool if covered is None else as_matrix("covered", covered)
-    same_dim("pool", pool, "covered", covered)
+    pool = validate.matrix("pool", pool)
+    covered = pool if covered is None else validate.matrix("covered", covered)
+    validate.same_dim("covered", covered, "pool", pool)
     values = random_subset_baseline(pool, lambda sub: pca_coverage(sub, covered, **kwargs), size, seeds)
     sd = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     return float(values.mean()), sd

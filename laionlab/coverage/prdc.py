@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from laionlab.coverage._checks import as_matrix, positive_int, same_dim, sq_dists_blocks
+from laionlab import validate
+from laionlab.coverage._checks import sq_dists_blocks
 
 NEAREST_K = 5  # Naeem et al. 2020 recommend k = 5
 
@@ -20,8 +21,8 @@ NEAREST_K = 5  # Naeem et al. 2020 recommend k = 5
 def knn_radii(x: np.ndarray, k: int = NEAREST_K, block: int | None = None) -> np.ndarray:
     """(n,) float64 Euclidean distance from each row of ``x`` (n, d) to its k-th nearest
     other row (self excluded; duplicates count as neighbours at distance 0). Needs k < n."""
-    x = as_matrix("x", x)
-    k = positive_int("k", k)
+    x = validate.matrix("x", x)
+    k = validate.int_at_least("k", k, 1)
     if k >= len(x):
         raise ValueError(f"k: {k} must be smaller than the number of samples ({len(x)})")
     out = np.empty(len(x), dtype=np.float64)
@@ -46,10 +47,10 @@ def prdc(real_emb: np.ndarray, fake_emb: np.ndarray, k: int = NEAREST_K, block: 
     Distances are computed ``block`` fake rows at a time against all real rows (float64),
     so no N x M matrix is held at once.
     """
-    real_emb = as_matrix("real_emb", real_emb)
-    fake_emb = as_matrix("fake_emb", fake_emb)
-    same_dim("real_emb", real_emb, "fake_emb", fake_emb)
-    k = positive_int("k", k)
+    real_emb = validate.matrix("real_emb", real_emb)
+    fake_emb = validate.matrix("fake_emb", fake_emb)
+    validate.same_dim("fake_emb", fake_emb, "real_emb", real_emb)
+    k = validate.int_at_least("k", k, 1)
     for name, x in (("real_emb", real_emb), ("fake_emb", fake_emb)):
         if k >= len(x):
             raise ValueError(f"k: {k} must be smaller than the number of samples in {name} ({len(x)})")

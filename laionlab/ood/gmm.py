@@ -56,7 +56,7 @@ from typing import Iterable
 
 import numpy as np
 
-from laionlab.ood import _checks
+from laionlab import validate
 
 __all__ = [
     "effective_dim",
@@ -95,7 +95,7 @@ def participation_ratio(eigenvalues, eps: float = EIG_EPS) -> float:
     w = np.asarray(eigenvalues, dtype=np.float64).ravel()
     if not np.isfinite(w).all():
         raise ValueError("eigenvalues: contains NaN or inf")
-    eps = _checks.real("eps", eps, lo=0.0)
+    eps = validate.real("eps", eps, lo=0.0)
     w = w[w > eps]
     if w.size == 0:
         return 0.0
@@ -113,7 +113,7 @@ def effective_dim(x, eps: float = EIG_EPS) -> float:
     An isotropic Gaussian in d dimensions gives ≈ d (less by the sampling spread of the
     eigenvalues, about a factor ``1 / (1 + d / n)``); rank-1 data gives 1.
     """
-    x = _checks.matrix("x", x, min_rows=2)
+    x = validate.matrix("x", x, min_rows=2)
     cov = np.cov(np.asarray(x, dtype=np.float64), rowvar=False)
     return participation_ratio(np.linalg.eigvalsh(np.atleast_2d(cov)), eps)
 
@@ -130,11 +130,11 @@ def ridge_decoder(x, y, ridge_lambda: float = RIDGE_LAMBDA) -> np.ndarray:
         ``(p, q)`` weights; ``x @ W`` predicts ``y``. Equals the transpose of
         ``sklearn.linear_model.Ridge(alpha=λ, fit_intercept=False).fit(x, y).coef_``.
     """
-    x = _checks.matrix("x", x)
-    y = _checks.matrix("y", y)
+    x = validate.matrix("x", x)
+    y = validate.matrix("y", y)
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"y: expected {x.shape[0]} rows like x, got {y.shape[0]}")
-    ridge_lambda = _checks.real("ridge_lambda", ridge_lambda, lo=0.0)
+    ridge_lambda = validate.real("ridge_lambda", ridge_lambda, lo=0.0)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     return _solve_ridge(x.T @ x, x.T @ y, ridge_lambda)
@@ -154,13 +154,9 @@ def pearson_identify(predictions, candidates) -> np.ndarray:
     Returns:
         ``(n,)`` int64 indices into ``candidates``.
     """
-    predictions = _checks.matrix("predictions", predictions)
-    candidates = _checks.matrix("candidates", candidates)
-    if candidates.shape[1] != predictions.shape[1]:
-        raise ValueError(
-            f"candidates: dimension {candidates.shape[1]} does not match predictions "
-            f"dimension {predictions.shape[1]}"
-        )
+    predictions = validate.matrix("predictions", predictions)
+    candidates = validate.matrix("candidates", candidates)
+    validate.same_dim("candidates", candidates, "predictions", predictions)
     r = _standardise_rows(predictions) @ _standardise_rows(candidates).T
     return np.argmax(r, axis=1).astype(np.int64)
 
@@ -212,19 +208,19 @@ def gmm_identification(
     Memory is a few D×D matrices plus one chunk of rows: the training set is streamed
     through ``XᵀX``, ``XᵀY`` and the sums the covariances need, never held whole.
     """
-    n_samples = _checks.int_at_least("n_samples", n_samples, 1)
-    n_clusters = _checks.int_at_least("n_clusters", n_clusters, 1)
-    cluster_fraction = _checks.real("cluster_fraction", cluster_fraction, lo=0.0, hi=1.0, lo_open=True)
-    dim = _checks.int_at_least("dim", dim, 1)
-    n_trials = _checks.int_at_least("n_trials", n_trials, 1)
-    n_test = _checks.int_at_least("n_test", n_test, 1)
-    ridge_lambda = _checks.real("ridge_lambda", ridge_lambda, lo=0.0)
-    seed = _checks.int_at_least("seed", seed, 0)
-    var_inter = INTER_VAR_TIMES_DIM / dim if sigma2_inter is None else _checks.real(
+    n_samples = validate.int_at_least("n_samples", n_samples, 1)
+    n_clusters = validate.int_at_least("n_clusters", n_clusters, 1)
+    cluster_fraction = validate.real("cluster_fraction", cluster_fraction, lo=0.0, hi=1.0, lo_open=True)
+    dim = validate.int_at_least("dim", dim, 1)
+    n_trials = validate.int_at_least("n_trials", n_trials, 1)
+    n_test = validate.int_at_least("n_test", n_test, 1)
+    ridge_lambda = validate.real("ridge_lambda", ridge_lambda, lo=0.0)
+    seed = validate.int_at_least("seed", seed, 0)
+    var_inter = INTER_VAR_TIMES_DIM / dim if sigma2_inter is None else validate.real(
         "sigma2_inter", sigma2_inter, lo=0.0, lo_open=True)
-    var_intra = INTRA_VAR_TIMES_DIM / dim if sigma2_intra is None else _checks.real(
+    var_intra = INTRA_VAR_TIMES_DIM / dim if sigma2_intra is None else validate.real(
         "sigma2_intra", sigma2_intra, lo=0.0)
-    var_noise = _checks.real("sigma2_noise", sigma2_noise, lo=0.0)
+    var_noise = validate.real("sigma2_noise", sigma2_noise, lo=0.0)
 
     n_sampled = int(n_clusters * cluster_fraction)
     if n_sampled < 1:
@@ -237,7 +233,7 @@ def gmm_identification(
             f"n_samples: {n_samples} samples over {n_sampled} clusters leaves none per cluster"
         )
     if pool_size is not None or cluster_fraction < 1.0:
-        pool = POOL_SIZE if pool_size is None else _checks.int_at_least("pool_size", pool_size, 1)
+        pool = POOL_SIZE if pool_size is None else validate.int_at_least("pool_size", pool_size, 1)
         if per_cluster > pool // n_clusters:
             raise ValueError(
                 f"pool_size: a pool of {pool} over {n_clusters} clusters holds {pool // n_clusters} "
@@ -284,7 +280,7 @@ def sweep_clusters(n_samples: int, cluster_counts: Iterable[int], **kwargs) -> l
     Seed: ``N = 50_000``, ``C in [int(c) for c in np.logspace(0, 3, 10)]``. ``kwargs`` go to
     :func:`gmm_identification` (``dim``, ``seed``, ...). Returns one dict per C.
     """
-    counts = _checks.int_list("cluster_counts", cluster_counts, 1)
+    counts = validate.int_list("cluster_counts", cluster_counts, 1)
     return [gmm_identification(n_samples, c, **kwargs) for c in counts]
 
 
@@ -294,7 +290,7 @@ def sweep_samples(sample_sizes: Iterable[int], n_clusters: int = 100, **kwargs) 
     Seed: ``C = 100``, ``N in [int(n) for n in np.logspace(2, 5, 10)]``. Returns one dict
     per N.
     """
-    sizes = _checks.int_list("sample_sizes", sample_sizes, 1)
+    sizes = validate.int_list("sample_sizes", sample_sizes, 1)
     return [gmm_identification(n, n_clusters, **kwargs) for n in sizes]
 
 
@@ -306,13 +302,7 @@ def sweep_cluster_fraction(
     Seed: ``N = 6000`` drawn from a 100 000-sample pool over ``C = 100`` clusters,
     fractions 0.2, 0.4, 0.6, 0.8 (and 1.0). Returns one dict per fraction.
     """
-    try:
-        items = list(fractions)
-    except TypeError:
-        raise ValueError(f"fractions: expected a sequence of numbers, got {fractions!r}") from None
-    if not items:
-        raise ValueError("fractions: expected at least one value")
-    fr = [_checks.real(f"fractions[{i}]", f, lo=0.0, hi=1.0, lo_open=True) for i, f in enumerate(items)]
+    fr = validate.real_list("fractions", fractions, lo=0.0, hi=1.0, lo_open=True)
     return [gmm_identification(n_samples, n_clusters, cluster_fraction=f, **kwargs) for f in fr]
 
 

@@ -54,7 +54,7 @@ import numpy as np
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import pdist
 
-from laionlab.ood import _checks
+from laionlab import validate
 
 __all__ = [
     "LaionOODSetup",
@@ -109,8 +109,8 @@ class LaionOODSetup:
 
     def assign(self, x: np.ndarray) -> np.ndarray:
         """Nearest centroid (Euclidean, standardised space) of each row of raw features."""
-        x = _checks.matrix("x", x)
-        _same_dim("x", x, self.centroids.shape[1])
+        x = validate.matrix("x", x)
+        validate.same_dim("x", x, "the setup", self.centroids.shape[1])
         return _assign(x, self.mean, self.scale, self.centroids)
 
 
@@ -125,11 +125,11 @@ def ward_groups(
     Returns:
         List of int64 arrays of cluster indices, in ``fcluster`` label order.
     """
-    centroids = _checks.matrix("centroids", centroids, min_rows=2)
-    n_groups = _checks.int_at_least("n_groups", n_groups, 2)
+    centroids = validate.matrix("centroids", centroids, min_rows=2)
+    n_groups = validate.int_at_least("n_groups", n_groups, 2)
     if n_groups > len(centroids):
         raise ValueError(f"n_groups: {n_groups} groups need at least as many centroids, got {len(centroids)}")
-    min_group_size = _checks.int_at_least("min_group_size", min_group_size, 1)
+    min_group_size = validate.int_at_least("min_group_size", min_group_size, 1)
     link = hierarchy.linkage(pdist(np.asarray(centroids, dtype=np.float64)), method="ward")
     labels = hierarchy.fcluster(link, n_groups, criterion="maxclust")
     groups = [np.flatnonzero(labels == g).astype(np.int64) for g in range(1, n_groups + 1)]
@@ -168,16 +168,16 @@ def laion_ood_setup(
     """
     from laionlab.cluster import kmeans
 
-    features = _checks.matrix("features", features, min_rows=2)
+    features = validate.matrix("features", features, min_rows=2)
     n, d = features.shape
-    n_clusters = _checks.int_at_least("n_clusters", n_clusters, 2)
+    n_clusters = validate.int_at_least("n_clusters", n_clusters, 2)
     if n_clusters > n:
         raise ValueError(f"n_clusters: {n_clusters} exceeds the {n} rows of features")
-    noise_sd = _checks.real("noise_sd", noise_sd, lo=0.0)
-    seed = _checks.int_at_least("seed", seed, 0)
-    scaler_sample = _checks.int_at_least("scaler_sample", scaler_sample, 2)
+    noise_sd = validate.real("noise_sd", noise_sd, lo=0.0)
+    seed = validate.int_at_least("seed", seed, 0)
+    scaler_sample = validate.int_at_least("scaler_sample", scaler_sample, 2)
     if kmeans_points_per_centroid is not None:
-        kmeans_points_per_centroid = _checks.int_at_least(
+        kmeans_points_per_centroid = validate.int_at_least(
             "kmeans_points_per_centroid", kmeans_points_per_centroid, 1)
 
     rows = _sample_rows(n, scaler_sample, np.random.default_rng((seed, 0)))
@@ -219,8 +219,8 @@ def identification_accuracy(setup: LaionOODSetup, predictions, true_labels, clus
         strictly larger cosine (standardised space) than every other centroid; NaN if no
         listed cluster has a test image.
     """
-    predictions = _checks.matrix("predictions", predictions)
-    _same_dim("predictions", predictions, setup.centroids.shape[1])
+    predictions = validate.matrix("predictions", predictions)
+    validate.same_dim("predictions", predictions, "the setup", setup.centroids.shape[1])
     true_labels = _index_array("true_labels", true_labels, len(setup.centroids))
     if len(true_labels) != len(predictions):
         raise ValueError(f"true_labels: expected {len(predictions)} labels, got {len(true_labels)}")
@@ -281,12 +281,12 @@ def train_set_identification(
         ``n_train``, ``n_test``, ``accuracy``, ``ridge_alpha`` (NaN accuracy and alpha when no
         training image is left).
     """
-    features = _checks.matrix("features", features)
+    features = validate.matrix("features", features)
     if len(features) != len(setup.labels):
         raise ValueError(
             f"features: expected the {len(setup.labels)} rows setup was built on, got {len(features)}"
         )
-    _same_dim("features", features, setup.centroids.shape[1])
+    validate.same_dim("features", features, "the setup", setup.centroids.shape[1])
     if (train_idx is None) == (train_features is None):
         raise ValueError("train_idx: pass exactly one of train_idx and train_features")
     if train_idx is not None:
@@ -297,14 +297,14 @@ def train_set_identification(
         y_train = np.asarray(features[train_idx], dtype=np.float64)
         train_labels = setup.labels[train_idx]
     else:
-        train_features = _checks.matrix("train_features", train_features)
-        _same_dim("train_features", train_features, setup.centroids.shape[1])
+        train_features = validate.matrix("train_features", train_features)
+        validate.same_dim("train_features", train_features, "the setup", setup.centroids.shape[1])
         y_train = np.asarray(train_features, dtype=np.float64)
         train_labels = setup.assign(train_features)
     groups = _group_selection("held_out_groups", held_out_groups, len(setup.groups))
-    n_test = _checks.int_at_least("n_test", n_test, 1)
+    n_test = validate.int_at_least("n_test", n_test, 1)
     alphas = _alphas(alphas)
-    seed = _checks.int_at_least("seed", seed, 0)
+    seed = validate.int_at_least("seed", seed, 0)
 
     x_train = _fmri(setup, y_train, np.random.default_rng((seed, 5)))
     by_cluster = _rows_by_cluster(setup.labels, len(setup.centroids))
@@ -369,14 +369,14 @@ def laion_identification(
     Memory: the pool's simulated fMRI is held as float32, ``k * per_cluster * d * 4`` bytes
     (1 GiB at the seed's 1000 x 500 x 512).
     """
-    features = _checks.matrix("features", features, min_rows=2)
-    per_cluster = _checks.int_at_least("per_cluster", per_cluster, 1)
-    n_train = _checks.int_at_least("n_train", n_train, 2)
-    n_test = _checks.int_at_least("n_test", n_test, 1)
-    seed = _checks.int_at_least("seed", seed, 0)
+    features = validate.matrix("features", features, min_rows=2)
+    per_cluster = validate.int_at_least("per_cluster", per_cluster, 1)
+    n_train = validate.int_at_least("n_train", n_train, 2)
+    n_test = validate.int_at_least("n_test", n_test, 1)
+    seed = validate.int_at_least("seed", seed, 0)
     alphas = _alphas(alphas)
     if max_combinations is not None:
-        max_combinations = _checks.int_at_least("max_combinations", max_combinations, 1)
+        max_combinations = validate.int_at_least("max_combinations", max_combinations, 1)
     if setup is None:
         setup = laion_ood_setup(
             features, n_clusters, n_groups, noise_sd, seed, min_group_size=min_group_size
@@ -387,7 +387,7 @@ def laion_identification(
     if group_counts is None:
         counts = list(range(1, n_g))
     else:
-        counts = _checks.int_list("group_counts", group_counts, 1)
+        counts = validate.int_list("group_counts", group_counts, 1)
     for c in counts:
         if c > n_g - 1:
             raise ValueError(f"group_counts: {c} other groups requested, only {n_g - 1} exist")
@@ -546,11 +546,6 @@ def _unit_rows(a: np.ndarray) -> np.ndarray:
     return a / np.where(norm > 0, norm, 1.0)
 
 
-def _same_dim(name: str, x: np.ndarray, d: int) -> None:
-    if x.shape[1] != d:
-        raise ValueError(f"{name}: dimension {x.shape[1]} does not match the setup's {d}")
-
-
 def _index_array(name: str, idx, n: int) -> np.ndarray:
     a = np.asarray(idx)
     if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
@@ -564,7 +559,7 @@ def _index_array(name: str, idx, n: int) -> np.ndarray:
 def _group_selection(name: str, groups, n_groups: int) -> list[int]:
     if groups is None:
         return list(range(n_groups))
-    sel = _checks.int_list(name, groups, 0)
+    sel = validate.int_list(name, groups, 0)
     for g in sel:
         if g >= n_groups:
             raise ValueError(f"{name}: group {g} does not exist (setup has {n_groups} groups)")
@@ -572,13 +567,7 @@ def _group_selection(name: str, groups, n_groups: int) -> list[int]:
 
 
 def _alphas(alphas) -> tuple[float, ...]:
-    try:
-        items = list(alphas)
-    except TypeError:
-        raise ValueError(f"alphas: expected a sequence of positive numbers, got {alphas!r}") from None
-    if not items:
-        raise ValueError("alphas: expected at least one value")
-    return tuple(_checks.real(f"alphas[{i}]", a, lo=0.0, lo_open=True) for i, a in enumerate(items))
+    return tuple(validate.real_list("alphas", alphas, lo=0.0, lo_open=True))
 
 
 _FIELD_ORDER = ("held_out_group", "group_size", "n_other_groups", "other_groups", "n_train",

@@ -1,4 +1,5 @@
-"""Shared pieces of the sampling strategies: input checks, clustering, candidate pools.
+"""Shared pieces of the sampling strategies: input checks (on top of laionlab.validate),
+clustering, candidate pools.
 
 All distances are Euclidean, as in seed 000 (Roth & Hebart, CCN 2025,
 ``andropar/how-to-sample``).
@@ -6,9 +7,9 @@ All distances are Euclidean, as in seed 000 (Roth & Hebart, CCN 2025,
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from laionlab import validate
 
 # Mini-batch size of the k-means that makes cluster labels for stratified sampling and the
 # candidate pools (seed 000 ``sampling_laion.py``: ``MiniBatchKMeans(100, batch_size=10000)``).
@@ -22,37 +23,22 @@ def _block_rows(d: int) -> int:
     return max(1, _BLOCK_ELEMENTS // max(1, d))
 
 
-def check_features(X, name: str = "X") -> np.ndarray:
-    """Return X as a finite 2-D float array (no copy when it already is one)."""
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {X.shape}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.floating):
-        if not (np.issubdtype(X.dtype, np.integer) or X.dtype == bool):
-            raise ValueError(f"{name} must hold numbers; got dtype {X.dtype}")
+def check_features(X, name: str = "X", *, min_rows: int = 1) -> np.ndarray:
+    """X as a finite 2-D float array with at least ``min_rows`` rows (:func:`laionlab.validate.matrix`);
+    integer and boolean arrays become float64, float arrays (a ``np.memmap`` too) pass as they are."""
+    X = np.asanyarray(X)
+    if X.dtype == bool:  # 0/1 features; validate.matrix accepts numbers only
         X = X.astype(np.float64)
-    step = _block_rows(X.shape[1])
-    for s in range(0, X.shape[0], step):
-        if not np.isfinite(X[s : s + step]).all():
-            raise ValueError(f"{name} contains NaN or inf values")
-    return X
+    X = validate.matrix(name, X, min_rows=min_rows)
+    return X if np.issubdtype(X.dtype, np.floating) else X.astype(np.float64)
 
 
-def check_int(value, name: str, low: int = 1, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer; got {value!r}")
-    value = int(value)
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}; got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"{name}={value} exceeds the number of samples ({high})")
-    return value
-
-
-def check_n(n, n_samples: int) -> int:
-    return check_int(n, "n", 1, n_samples)
+def check_n(n, n_samples: int, name: str = "n") -> int:
+    """An integer in [1, n_samples]: a count of samples (or clusters) to take from X."""
+    n = validate.int_at_least(name, n, 1)
+    if n > n_samples:
+        raise ValueError(f"{name}={n} exceeds the number of samples ({n_samples})")
+    return n
 
 
 def check_labels(labels, n_samples: int) -> np.ndarray:
@@ -65,20 +51,13 @@ def check_labels(labels, n_samples: int) -> np.ndarray:
 
 
 def check_targets(Y, n_samples: int, name: str = "Y") -> np.ndarray:
-    Y = np.asarray(Y)
+    Y = np.asanyarray(Y)
     if Y.ndim == 1:
         Y = Y[:, None]
     Y = check_features(Y, name)
     if Y.shape[0] != n_samples:
         raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n_samples}")
     return Y
-
-
-def check_nonnegative(value, name: str) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value}")
-    return value
 
 
 def minibatch_kmeans(X: np.ndarray, k: int, *, batch_size: int, seed: int):
@@ -104,7 +83,7 @@ def cluster_labels(X: np.ndarray, labels, n_clusters, seed: int) -> tuple[np.nda
         np.add.at(sums, compact, X)
         centroids = sums / np.bincount(compact, minlength=K)[:, None]
         return compact, centroids
-    k = check_int(n_clusters, "n_clusters", 1, N)
+    k = check_n(n_clusters, N, "n_clusters")
     km = minibatch_kmeans(X, k, batch_size=CLUSTER_BATCH_SIZE, seed=seed)
     present, compact = np.unique(km.labels_, return_inverse=True)
     return compact.reshape(-1), km.cluster_centers_[present]
@@ -140,11 +119,10 @@ def nearest_samples(X, centroids, *, n_neighbors: int = 8) -> np.ndarray:
     X = check_features(X)
     centroids = check_features(centroids, "centroids")
     N, K = X.shape[0], centroids.shape[0]
-    if centroids.shape[1] != X.shape[1]:
-        raise ValueError(f"centroids have {centroids.shape[1]} features but X has {X.shape[1]}")
+    validate.same_dim("centroids", centroids, "X", X)
     if K > N:
         raise ValueError(f"centroids: {K} centroids but only {N} samples to assign")
-    m = min(N, check_int(n_neighbors, "n_neighbors"))
+    m = min(N, validate.int_at_least("n_neighbors", n_neighbors, 1))
     x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
 
     def sq_dist(c: np.ndarray) -> np.ndarray:  # (N, b) squared distances to centroids c

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from laionlab import validate
 from laionlab.sampling._common import (
     ClusterPool,
     check_features,
-    check_int,
     check_n,
     check_targets,
     cluster_labels,
@@ -28,9 +28,9 @@ def _start(X, n, labels, n_clusters, per_cluster, initial_seed, batch_size, seed
     X = check_features(X)
     N = X.shape[0]
     n = check_n(n, N)
-    check_int(per_cluster, "per_cluster")
-    check_int(initial_seed, "initial_seed")
-    check_int(batch_size, "batch_size")
+    validate.int_at_least("per_cluster", per_cluster, 1)
+    validate.int_at_least("initial_seed", initial_seed, 1)
+    validate.int_at_least("batch_size", batch_size, 1)
     labels, _ = cluster_labels(X, labels, n_clusters, seed)
     rng = np.random.default_rng(seed)
     selected = list(rng.choice(N, min(initial_seed, n), replace=False))

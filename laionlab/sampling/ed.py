@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from laionlab import validate
 from laionlab.sampling._common import (
     ClusterPool,
     check_features,
-    check_int,
     check_n,
-    check_nonnegative,
     cluster_labels,
     nearest_member,
 )
@@ -29,9 +28,7 @@ _CANDIDATE_BLOCK = 4096
 def effective_dimensionality(X) -> float:
     """ED = (Σλ)² / Σλ² of the covariance eigenvalues of X ((N, d), N >= 2) (seed:
     ``estimate_ED``). 0 when all rows are equal."""
-    X = check_features(X)
-    if X.shape[0] < 2:
-        raise ValueError(f"X needs at least 2 rows for a covariance; got {X.shape[0]}")
+    X = check_features(X, min_rows=2)  # a covariance needs two rows
     Xc = X - X.mean(axis=0, dtype=np.float64)
     # XᵀX and XXᵀ share their non-zero eigenvalues: use the smaller Gram matrix.
     G = Xc @ Xc.T if Xc.shape[0] < Xc.shape[1] else Xc.T @ Xc
@@ -97,8 +94,8 @@ def _greedy_ed(X, n, *, init, labels, n_clusters, per_cluster, min_distance, see
     X = check_features(X)
     N, d = X.shape
     n = check_n(n, N)
-    per_cluster = check_int(per_cluster, "per_cluster")
-    min_distance = check_nonnegative(min_distance, "min_distance")
+    per_cluster = validate.int_at_least("per_cluster", per_cluster, 1)
+    min_distance = validate.real("min_distance", min_distance, lo=0.0)
     labels, centroids = cluster_labels(X, labels, n_clusters, seed)
     rng = np.random.default_rng(seed)
     if init == "random":
