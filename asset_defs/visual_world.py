@@ -546,6 +546,136 @@ def ood_generalization(context: AssetExecutionContext, config: OODConfig, files:
     return MaterializeResult(metadata=metadata)
 
 
+class NeuralConfig(Config):
+    start_k: int = Field(15, ge=2, description="per-subject k-means starts here and goes down (seed: 15)")
+    min_cluster_size: int = Field(500, ge=1, description="until every cluster has this many images (seed: 500)")
+    n_train: int = Field(500, ge=2, description="training images per OOD condition (seed: 500)")
+    max_combinations: int | None = Field(None, description="cap on training-cluster combinations (seed: all)")
+    strategies: list[str] = Field(["random", "stratified", "kmeans", "kcenter", "greedy_ed"], description="sampling strategies")
+    sizes: list[int] = Field([100, 500, 1000, 1500, 2000, 3000, 4000, 5000], description="stimulus-set sizes (seed)")
+    repeats: int = Field(10, ge=1, description="repeats of random/stratified (seed: 10)")
+    n_clusters: int = Field(80, ge=1, description="clusters for stratified sampling (seed: 80 for NSD)")
+    betas_scale: float = Field(300.0, gt=0, description="int16 betas are divided by this (NSD: 300)")
+
+
+@asset(
+    group_name=GROUP,
+    deps=[reference_embeddings],
+    kinds={"scikit-learn"},
+    description="Neural targets (seed 000's NSD analysis) for every catalog dataset with responses: encoding "
+    "(features → voxels, mean r) and decoding (voxels → cluster) on held-out clusters, and sampling strategies vs r.",
+)
+def neural_generalization(
+    context: AssetExecutionContext, config: NeuralConfig, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
+    from laionlab.io.reference import load_responses
+    from laionlab.ood import neural_ood, neural_sampling, noise_ceiling_from_ncsnr, prepare_responses, subject_clusters
+
+    with_responses = [spec for spec in catalog.datasets().values() if spec.responses]
+    if not with_responses:
+        return MaterializeResult(metadata={"datasets": "none of the catalog datasets has responses"})
+    ood_rows, sampling_rows = [], []
+    for spec in with_responses:
+        raw = load_responses(spec)
+        betas = raw["betas"].astype(np.float32) / (config.betas_scale if raw["betas"].dtype == np.int16 else 1.0)
+        nc = noise_ceiling_from_ncsnr(raw["ncsnr"]) if "ncsnr" in raw else None
+        responses, image_ids = prepare_responses(betas, raw["session"], raw["stimulus_ids"], noise_ceiling=nc)
+        features = _reference_features(lance, spec.name)
+        if image_ids.max() >= len(features):
+            raise Failure(f"{spec.responses}: stimulus id {image_ids.max()} but dataset {spec.name!r} has {len(features)} images")
+        X = features[image_ids]
+        labels, k = subject_clusters(X, start_k=config.start_k, min_cluster_size=config.min_cluster_size)
+        context.log.info(f"{spec.name}: {len(X)} images, {responses.shape[1]} voxels, k={k}")
+        for r in neural_ood(X, responses, labels, n_train=config.n_train, max_combinations=config.max_combinations):
+            ood_rows.append({"dataset": spec.name, "k": k, **{c: r[c] for c in ("held_out", "k_train", "encoder_r", "decoder_accuracy")}})
+        sizes = [n for n in config.sizes if n <= int(0.8 * len(X))]
+        for r in neural_sampling(X, responses, config.strategies, sizes=sizes, repeats=config.repeats, n_clusters=config.n_clusters):
+            sampling_rows.append({"dataset": spec.name, **{c: r[c] for c in ("strategy", "size", "repeat", "r", "normalised_r")}})
+    ood = pl.DataFrame(ood_rows)
+    sampling = pl.DataFrame(sampling_rows)
+    files.write_parquet(ood, "neural_generalization", "ood.parquet")
+    files.write_parquet(sampling, "neural_generalization", "sampling.parquet")
+    by_k = ood.group_by("dataset", "k_train").agg(pl.col("encoder_r").mean(), pl.col("decoder_accuracy").mean()).sort("dataset", "k_train")
+    by_strategy = sampling.group_by("dataset", "strategy", "size").agg(pl.col("normalised_r").mean()).sort("dataset", "strategy", "size")
+    first = by_strategy.filter(pl.col("dataset") == with_responses[0].name)
+    plot = _line_plot(
+        sorted(first["size"].unique().to_list()),
+        {s: first.filter(pl.col("strategy") == s).sort("size")["normalised_r"].to_list() for s in first["strategy"].unique(maintain_order=True)},
+        "stimulus-set size", f"{with_responses[0].name}: normalised encoding r", files.path("neural_generalization", "sampling.png"),
+        logx=False,
+    )
+    return MaterializeResult(
+        metadata={
+            "ood_by_training_clusters": markdown_table(by_k.with_columns(pl.selectors.float().round(3))),
+            "sampling": markdown_table(by_strategy.with_columns(pl.selectors.float().round(3))),
+            "sampling_plot": plot,
+            "datasets": ", ".join(s.name for s in with_responses),
+        }
+    )
+
+
+class ConceptDistributionConfig(Config):
+    case_sensitive: bool = Field(True, description="lemma matching as the LAIONet seed (case-sensitive)")
+    smoothing: float = Field(1e-6, ge=0, description="additive smoothing of KL / log ratios")
+
+
+@asset(
+    group_name=GROUP,
+    deps=[stimulus_sets, laion_natural],
+    kinds={"polars"},
+    description="Concept distribution of each stimulus set vs the LAION-natural pool (seed 000 used Gemini "
+    "keywords; here the ILSVRC concepts matched in the captions): entropy, KL, JS distance, concepts covered.",
+)
+def concept_distribution(
+    context: AssetExecutionContext, config: ConceptDistributionConfig, files: FileStore
+) -> MaterializeResult:
+    from laionlab.io.imagenet import ilsvrc_synsets
+    from laionlab.laionet import match_lemmas_frame, unique_lemma_map
+    from laionlab.ood import compare_distributions
+
+    parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
+    natural = pl.concat([files.read_parquet("laion_natural", f"{p}.parquet").select("uid") for p in parts])
+    captions = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet").select("uid", "TEXT") for p in parts])
+    pool = natural.join(captions, on="uid", how="left")
+    synsets = ilsvrc_synsets()
+    lemmas = unique_lemma_map(synsets)
+    names = dict(zip(synsets["wnid"].to_list(), synsets["name"].to_list()))
+    matched = match_lemmas_frame(pool["TEXT"], lemmas.lemma_to_wnid, case_sensitive=config.case_sensitive)
+    keywords = pool.select("uid").with_columns(
+        matched["wnids"].list.eval(pl.element().replace_strict(names, default=pl.element())).alias("concepts")
+    )
+    sets = files.read_parquet("stimulus_sets", "sets.parquet").join(keywords, on="uid", how="left")
+    rows = []
+    for strategy in sets["strategy"].unique(maintain_order=True).to_list():
+        subset = sets.filter(pl.col("strategy") == strategy)["concepts"].fill_null([])
+        c = compare_distributions(subset, keywords["concepts"], smoothing=config.smoothing)
+        rows.append(
+            {
+                "strategy": strategy,
+                "images": c["n_images_subset"],
+                "concepts": c["n_concepts_subset"],
+                "pool_coverage": c["pool_coverage"],
+                "entropy_bits": c["entropy_subset_bits"],
+                "kl_to_pool_bits": c["kl_subset_pool_bits"],
+                "js_distance": c["js_distance"],
+                "top_over": ", ".join(o["concept"] for o in c["over_represented"][:3]),
+            }
+        )
+    table = pl.DataFrame(rows)
+    files.write_parquet(table, "concept_distribution", "comparison.parquet")
+    return MaterializeResult(
+        metadata={
+            "comparison": markdown_table(table.with_columns(pl.selectors.float().round(3))),
+            "pool_images": pool.height,
+            "pool_images_with_concepts": int((keywords["concepts"].list.len() > 0).sum()),
+            "js_plot": bar_plot(
+                table["strategy"].to_list(), table["js_distance"].to_list(), "JS distance to the pool's concepts",
+                "JS distance", files.path("concept_distribution", "js_distance.png"),
+            ),
+        }
+    )
+
+
 assets = [
     reference_embeddings,
     photo_classifier,
@@ -554,4 +684,6 @@ assets = [
     coverage,
     stimulus_sets,
     ood_generalization,
+    neural_generalization,
+    concept_distribution,
 ]

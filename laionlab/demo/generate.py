@@ -113,11 +113,34 @@ def _encode(img: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def _synthetic_responses(folder: Path, out: Path, rng: np.random.Generator, voxels: int = 40, sessions: int = 3) -> None:
+    """NSD-like trial responses to the images of ``folder`` (sorted as the catalog lists them):
+    each image is shown once per session; a voxel's response is a fixed random linear map of
+    the image's 4×4 colour layout plus trial noise; ncsnr per voxel, a few voxels pure noise."""
+    files = sorted(folder.glob("*/*.png"))
+    layout = np.stack([np.asarray(Image.open(f).convert("RGB").resize((4, 4), Image.BILINEAR), np.float32).ravel() / 255 for f in files])
+    layout = (layout - layout.mean(0)) / (layout.std(0) + 1e-6)
+    weights = rng.normal(size=(layout.shape[1], voxels)).astype(np.float32) / np.sqrt(layout.shape[1])
+    weights[:, : voxels // 8] = 0  # noise-only voxels (noise ceiling 0)
+    signal = layout @ weights
+    order = [rng.permutation(len(files)) for _ in range(sessions)]
+    betas = np.concatenate([signal[o] + rng.normal(0, 0.7, size=(len(o), voxels)) for o in order]).astype(np.float32)
+    ncsnr = signal.std(0) / 0.7
+    np.savez(
+        out,
+        betas=(betas * 300).astype(np.int16),  # NSD stores betas ×300 as int16
+        session=np.repeat(np.arange(sessions), len(files)),
+        stimulus_ids=np.concatenate(order),
+        ncsnr=ncsnr.astype(np.float32),
+    )
+
+
 def _reference_sets(root: Path, rng: np.random.Generator, config: DemoConfig) -> None:
     """Two reference datasets and their catalog (``datasets.yaml``):
 
     - ``demo_broad``: an image folder (THINGS layout ``<concept>/<i>.png``) with all three
-      visual kinds in the pool's proportions: it covers the demo pool broadly;
+      visual kinds in the pool's proportions: it covers the demo pool broadly; it carries
+      synthetic NSD-like responses (``broad_responses.npz``) for the neural-target analyses;
     - ``demo_narrow``: an HDF5 array (NSD layout, dataset ``imgBrick``, uint8 N×64×64×3) of
       clipart with one palette only: it covers a small corner of the pool.
     """
@@ -131,6 +154,7 @@ def _reference_sets(root: Path, rng: np.random.Generator, config: DemoConfig) ->
         img = _photo(rng, h, w) if kind == "photo" else _clipart(rng, h, w) if kind == "clipart" else _text(rng, h, w, "REFERENCE")
         (broad / kind).mkdir(parents=True, exist_ok=True)
         img.save(broad / kind / f"{i:04d}.png")
+    _synthetic_responses(broad, root / "reference" / "broad_responses.npz", rng)
     narrow = np.zeros((n, 64, 64, 3), np.uint8)
     for i in range(n):
         img = Image.new("RGB", (64, 64), (230, 230, 230))
@@ -149,6 +173,7 @@ def _reference_sets(root: Path, rng: np.random.Generator, config: DemoConfig) ->
         "    path: reference/broad\n"
         '    glob: "*/*.png"\n'
         "    description: all visual kinds of the demo pool (broad coverage)\n"
+        "    responses: reference/broad_responses.npz\n"
         "  demo_narrow:\n"
         "    kind: hdf5\n"
         "    path: reference/narrow.hdf5\n"

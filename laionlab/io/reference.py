@@ -55,6 +55,7 @@ class DatasetSpec:
     label_column: str | None = None
     caption_column: str | None = None
     expected_size: tuple[int, int] | None = None  # (H, W): refuse images of another size
+    responses: str | None = None  # .npz of neural responses to the images (see load_responses)
     description: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -78,6 +79,8 @@ class DatasetSpec:
                 shape = f[self.dataset].shape
                 if len(shape) != 4 or shape[-1] != 3:
                     raise CatalogError(f"{where}: {self.path}:{self.dataset} has shape {shape}, expected N×H×W×3")
+        if self.responses is not None:
+            load_responses(self)
         if self.kind == "parquet":
             columns = pl.read_parquet_schema(self.path)
             for col in (self.image_column, self.label_column, self.caption_column):
@@ -100,7 +103,9 @@ def load_catalog(path: str | Path) -> dict[str, DatasetSpec]:
         if not isinstance(entry, dict) or "kind" not in entry or "path" not in entry:
             raise CatalogError(f"{path}: dataset {name!r} needs at least 'kind' and 'path'")
         entry = dict(entry)
-        entry["path"] = str((path.parent / entry["path"]).resolve()) if not Path(entry["path"]).is_absolute() else entry["path"]
+        for key in ("path", "responses"):
+            if entry.get(key) is not None and not Path(entry[key]).is_absolute():
+                entry[key] = str((path.parent / entry[key]).resolve())
         if entry.get("expected_size") is not None:
             entry["expected_size"] = tuple(entry["expected_size"])
         extra = {k: v for k, v in entry.items() if k not in known}
@@ -108,6 +113,29 @@ def load_catalog(path: str | Path) -> dict[str, DatasetSpec]:
         spec.validate()
         specs[str(name)] = spec
     return specs
+
+
+RESPONSE_KEYS = ("betas", "session", "stimulus_ids")
+
+
+def load_responses(spec: DatasetSpec) -> dict[str, np.ndarray]:
+    """Neural responses of a dataset: an ``.npz`` with ``betas`` (trials, voxels; int16 ×300 as
+    NSD stores them, or float), ``session`` (trials,), ``stimulus_ids`` (trials,) = index of the
+    shown image in the dataset's order, and optionally ``ncsnr`` (voxels,)."""
+    where = f"catalog dataset {spec.name!r}"
+    if spec.responses is None:
+        raise CatalogError(f"{where} has no responses")
+    if not Path(spec.responses).exists():
+        raise CatalogError(f"{where}: responses file does not exist: {spec.responses}")
+    with np.load(spec.responses, allow_pickle=False) as data:
+        missing = [k for k in RESPONSE_KEYS if k not in data]
+        if missing:
+            raise CatalogError(f"{where}: {spec.responses} lacks arrays {missing} (has {list(data.keys())})")
+        out = {k: data[k] for k in data.keys()}
+    trials = len(out["betas"])
+    if not (len(out["session"]) == len(out["stimulus_ids"]) == trials):
+        raise CatalogError(f"{where}: betas, session and stimulus_ids must have one row per trial in {spec.responses}")
+    return out
 
 
 @dataclass

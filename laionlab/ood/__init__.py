@@ -5,9 +5,15 @@ sample the world for understanding the visual system", CCN 2025).
 effective dimensionality) and its sweeps over clusters, samples and cluster fraction.
 ``laion``: the same question on real CLIP features: simulated fMRI, Ward groups of k-means
 centroids held out in turn, RidgeCV decoding, nearest-centroid identification.
+``neural``: the NSD fMRI pipeline: per-session z-scored, repeat-averaged responses, per-subject
+clusters held out in turn (RidgeCV encoders and decoders), sampling strategies scored by
+encoding accuracy, and a synthetic NSD-like subject.
+``concepts``: concept (keyword) distributions of an image subset against its pool: entropy,
+KL, Jensen-Shannon distance, coverage, over-/under-represented concepts.
 Numpy in, dicts out; nothing here imports Dagster.
 """
 
+from laionlab.ood.concepts import compare_distributions, concept_counts, concept_distribution
 from laionlab.ood.gmm import (
     effective_dim,
     gmm_identification,
@@ -27,9 +33,21 @@ from laionlab.ood.laion import (
     train_set_identification,
     ward_groups,
 )
+from laionlab.ood.neural import (
+    neural_ood,
+    neural_sampling,
+    noise_ceiling_from_ncsnr,
+    prepare_responses,
+    subject_clusters,
+    synthetic_subject,
+    voxel_pearson,
+)
 
 __all__ = [
     "LaionOODSetup",
+    "compare_distributions",
+    "concept_counts",
+    "concept_distribution",
     "effective_dim",
     "identification_accuracy",
     "laion_identification",
@@ -38,6 +56,13 @@ __all__ = [
     "train_set_identification",
     "ward_groups",
     "gmm_identification",
+    "neural_ood",
+    "neural_sampling",
+    "noise_ceiling_from_ncsnr",
+    "prepare_responses",
+    "subject_clusters",
+    "synthetic_subject",
+    "voxel_pearson",
     "participation_ratio",
     "pearson_identify",
     "ridge_decoder",

@@ -113,17 +113,26 @@ def test_clusters_and_coverage_rank_broad_above_narrow(world, demo):
 def test_stimulus_sets_and_ood_on_the_demo(world, demo):
     import yaml
 
-    from asset_defs.visual_world import laion_natural_clusters, ood_generalization, stimulus_sets
+    from asset_defs.visual_world import (
+        concept_distribution,
+        laion_natural_clusters,
+        neural_generalization,
+        ood_generalization,
+        stimulus_sets,
+    )
 
     resources, instance = world
     demo_ops = yaml.safe_load((Path(__file__).resolve().parents[2] / "jobs" / "demo_config.yaml").read_text())["ops"]
-    config = {"ops": {k: demo_ops[k] for k in ("laion_natural_clusters", "stimulus_sets", "ood_generalization")}}
+    names = ("laion_natural_clusters", "stimulus_sets", "ood_generalization", "neural_generalization")
+    config = {"ops": {k: demo_ops[k] for k in names}}
+    config["ops"]["neural_generalization"]["config"]["min_cluster_size"] = 5  # 60 images: k >= 3
     for part in demo.parts:
         if not Path(resources["files"].path("laion_natural", f"{part}.parquet")).exists():
             assert run([photo_classifier], resources, instance, None).success
             thr = {"ops": {"laion_natural": {"config": {"threshold": 0.3}}}}
             assert run([laion_natural], resources, instance, part, run_config=thr).success
-    result = run([laion_natural_clusters, stimulus_sets, ood_generalization], resources, instance, None, run_config=config)
+    selection = [laion_natural_clusters, stimulus_sets, ood_generalization, neural_generalization, concept_distribution]
+    result = run(selection, resources, instance, None, run_config=config)
     assert result.success
     sets = resources["files"].read_parquet("stimulus_sets", "sets.parquet")
     n = demo_ops["stimulus_sets"]["config"]["n"]
@@ -142,6 +151,16 @@ def test_stimulus_sets_and_ood_on_the_demo(world, demo):
     assert comparison.height == 3 * len(DATASETS) and comparison["accuracy"].is_between(0, 1).all()
     meta = result.asset_materializations_for_node("ood_generalization")[0].metadata
     assert meta["gmm_fraction_plot"].value.startswith("![plot](data:image/png;base64,")
+    # neural targets: the demo's synthetic responses are a linear map of image layout, so
+    # encoding from the images' features beats chance and improves with more training clusters
+    ood = resources["files"].read_parquet("neural_generalization", "ood.parquet")
+    by_k = ood.group_by("k_train").agg(pl.col("encoder_r").mean()).sort("k_train")["encoder_r"].to_list()
+    assert len(by_k) >= 2 and by_k[0] > 0 and by_k[-1] > by_k[0]
+    sampling = resources["files"].read_parquet("neural_generalization", "sampling.parquet")
+    assert sampling["normalised_r"].max() == pytest.approx(1.0)
+    concepts = resources["files"].read_parquet("concept_distribution", "comparison.parquet")
+    assert concepts["strategy"].to_list() == demo_ops["stimulus_sets"]["config"]["strategies"]
+    assert concepts["js_distance"].is_between(0, 1).all() and (concepts["kl_to_pool_bits"] >= 0).all()
     bad = {"ops": {"stimulus_sets": {"config": {"n": 5, "strategies": ["psychic"]}}}}
     failed = run([stimulus_sets], resources, instance, None, run_config=bad, raise_on_error=False)
     assert not failed.success and "unknown strategies ['psychic']" in str(failed.get_step_failure_events()[0].event_specific_data.error)

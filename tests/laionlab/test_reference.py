@@ -55,3 +55,19 @@ def test_mixed_sizes_are_refused_when_a_size_is_expected(tmp_path):
     spec = load_catalog(catalog(tmp_path, body))["f"]
     with pytest.raises(ValueError, match=r"2\.png is 8×9, expected 8×8"):
         list(ReferenceImages(spec, preprocess=lambda im: im))
+
+
+def test_responses_file_is_validated(tmp_path, demo):
+    from pathlib import Path
+
+    from laionlab.io.reference import load_responses
+
+    spec = load_catalog(Path(demo.root) / "datasets.yaml")["demo_broad"]
+    r = load_responses(spec)
+    assert r["betas"].shape[0] == len(r["session"]) == len(r["stimulus_ids"]) and r["stimulus_ids"].max() < 60
+    np.savez(tmp_path / "bad.npz", betas=np.zeros((3, 2)), session=np.zeros(3))
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "imgs" / "a" / "0.png")
+    body = 'datasets:\n  f:\n    kind: image_folder\n    path: imgs\n    glob: "*/*.png"\n    responses: bad.npz\n'
+    with pytest.raises(CatalogError, match=r"'f'.*bad.npz lacks arrays \['stimulus_ids'\]"):
+        load_catalog(catalog(tmp_path, body))
