@@ -51,3 +51,24 @@ def bar_plot(labels: list[str], values: list[float], title: str, ylabel: str, pa
     for i, v in enumerate(values):
         ax.annotate(f"{v:.1f}", (i, v), ha="center", va="bottom", fontsize=8)
     return png_markdown(fig, path)
+
+
+def line_plot(
+    x: list, series: dict[str, list], xlabel: str, title: str, path: str | None = None, logx: bool = True, ylabel: str = "accuracy"
+) -> MetadataValue:
+    """One line per series over shared x values, as an inline Markdown image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, ys in series.items():
+        ax.plot(x, ys, marker="o", label=label)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    return png_markdown(fig, path)

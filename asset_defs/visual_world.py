@@ -18,7 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
-from asset_defs.metadata import bar_plot, markdown_table, png_markdown
+from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
 from asset_defs.partitions import dataset, laion_part
 from laionlab.embed.encode import EncodeStats, encode_dataset
 from laionlab.filter.photo import (
@@ -449,24 +449,6 @@ class OODConfig(Config):
     seed: int = Field(0)
 
 
-def _line_plot(x: list, series: dict[str, list], xlabel: str, title: str, path: str, logx: bool = True) -> MetadataValue:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for label, ys in series.items():
-        ax.plot(x, ys, marker="o", label=label)
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.legend()
-    return png_markdown(fig, path)
-
-
 def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileStore, lance: LanceStore) -> dict:
     """The LAION version: identification from combinations of Ward groups, then each reference
     dataset as the training set against random / stratified LAION-natural samples of its size
@@ -505,7 +487,16 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
     files.write_parquet(table, "ood_generalization", "reference_vs_laion.parquet")
     return {
         "laion_by_training_groups": markdown_table(summary.with_columns(pl.selectors.float().round(3))),
+        "laion_by_training_groups_plot": line_plot(
+            summary["n_other_groups"].to_list(), {"OOD identification": summary["accuracy"].to_list()},
+            "Ward groups trained on", "LAION-natural OOD identification", files.path("ood_generalization", "laion.png"),
+            logx=False,
+        ),
         "reference_vs_laion_samples": markdown_table(table.with_columns(pl.selectors.float().round(3))),
+        "reference_vs_laion_plot": bar_plot(
+            [f"{r['dataset']}: {r['training_set'].split(' [')[0]}" for r in comparison], [r["accuracy"] for r in comparison],
+            "OOD identification by training set", "accuracy", files.path("ood_generalization", "reference_vs_laion.png"),
+        ),
     }
 
 
@@ -532,7 +523,7 @@ def ood_generalization(context: AssetExecutionContext, config: OODConfig, files:
     files.write_parquet(table, "ood_generalization", "gmm.parquet")
     out = files.path("ood_generalization")
     plots = {
-        f"gmm_{k}_plot": _line_plot(
+        f"gmm_{k}_plot": line_plot(
             table.filter(pl.col("sweep") == k)["x"].to_list(),
             {m: table.filter(pl.col("sweep") == k)[m].to_list() for m in ("id_accuracy", "ood_accuracy")},
             {"clusters": "clusters C", "samples": "samples N", "fraction": "fraction of clusters sampled"}[k],
@@ -598,11 +589,11 @@ def neural_generalization(
     by_k = ood.group_by("dataset", "k_train").agg(pl.col("encoder_r").mean(), pl.col("decoder_accuracy").mean()).sort("dataset", "k_train")
     by_strategy = sampling.group_by("dataset", "strategy", "size").agg(pl.col("normalised_r").mean()).sort("dataset", "strategy", "size")
     first = by_strategy.filter(pl.col("dataset") == with_responses[0].name)
-    plot = _line_plot(
+    plot = line_plot(
         sorted(first["size"].unique().to_list()),
         {s: first.filter(pl.col("strategy") == s).sort("size")["normalised_r"].to_list() for s in first["strategy"].unique(maintain_order=True)},
         "stimulus-set size", f"{with_responses[0].name}: normalised encoding r", files.path("neural_generalization", "sampling.png"),
-        logx=False,
+        logx=False, ylabel="normalised r",
     )
     return MaterializeResult(
         metadata={

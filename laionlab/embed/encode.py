@@ -107,8 +107,10 @@ def _limit_heap_fragmentation(threshold: int = 128 * 1024) -> None:
     LanceDB's merge keeps every batch of a partition until it commits; their vectors sit in
     the glibc heap between the (much larger) freed image batches, which the heap then cannot
     return: measured +10 MB per batch, 2.38 GiB peak on a 20k-image part. With large blocks
-    on mmap each freed image batch goes back to the OS (1.68 GiB for the same part).
-    A no-op where glibc is not the allocator.
+    on mmap each freed image batch goes back to the OS. Set at run time this only partly
+    helps (2.23 GiB): the environment variables MALLOC_MMAP_THRESHOLD_=131072 and
+    MALLOC_ARENA_MAX=2 (the Makefile sets them; set them in your launcher too) act from
+    process start (1.73 GiB). A no-op where glibc is not the allocator.
     """
     try:
         import ctypes

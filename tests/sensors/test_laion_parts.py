@@ -38,7 +38,7 @@ def test_reference_sensor_syncs_catalog_to_partitions(tmp_path, demo):
     from sensors.reference_datasets import reference_datasets_sensor
 
     catalog_path = tmp_path / "datasets.yaml"
-    text = (Path(demo.root) / "datasets.yaml").read_text().replace("path: reference/", f"path: {demo.root}/reference/")
+    text = (Path(demo.root) / "datasets.yaml").read_text().replace(" reference/", f" {demo.root}/reference/")
     catalog_path.write_text(text)
     catalog = DatasetCatalog(path=str(catalog_path))
     instance = DagsterInstance.ephemeral()
