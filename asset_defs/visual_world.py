@@ -30,6 +30,7 @@ from laionlab.filter.photo import (
     train_photo_classifier,
     zero_shot_classifier,
 )
+from laionlab.coverage.report import sample_rows
 from laionlab.io.lance import read_vectors, reference_batch, reference_schema
 from laionlab.io.reference import ReferenceImages, list_items
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
@@ -289,10 +290,6 @@ def _reference_features(lance: LanceStore, name: str) -> np.ndarray:
     return read_vectors(query.to_batches(batch_size=65_536), norm_column="image_norm")[1]
 
 
-def _sample(X: np.ndarray, n: int, seed: int) -> np.ndarray:
-    return X if len(X) <= n else X[np.sort(np.random.default_rng(seed).choice(len(X), n, replace=False))]
-
-
 @asset(
     group_name=GROUP,
     deps=[laion_natural_clusters, reference_embeddings],
@@ -301,68 +298,41 @@ def _sample(X: np.ndarray, n: int, seed: int) -> np.ndarray:
     "coverage with its random-subset baseline, PRDC) and of all of LAION by LAION-natural; one row per pair.",
 )
 def coverage(context: AssetExecutionContext, config: CoverageConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.coverage import cluster_coverage, coverage_overlap, pca_coverage, pca_coverage_baseline, prdc
+    from laionlab.coverage import coverage_report
 
-    centroids = load_centroids(files)
     parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
     datasets = sorted(context.instance.get_dynamic_partitions(dataset.name))
     if not datasets:
         raise Failure("no reference datasets registered (dataset partitions); add them to the catalog")
-    _, natural = _natural_features(files, lance, parts)
-    natural = _sample(natural, config.max_samples, 0)
-    n_comp = config.pca_n_components if config.pca_n_components < 1 else int(config.pca_n_components)
-    pca_kw = dict(n_components=n_comp, q=config.pca_q, seed_compat=config.seed_compat)
-    base_size = min(config.baseline_size, len(natural) // 2)
-    base_mean, base_sd = pca_coverage_baseline(natural, size=base_size, seeds=range(42, 42 + config.baseline_seeds), **pca_kw)
-    rows, covered = [], {}
-    for name in datasets:
-        X = _reference_features(lance, name)
-        cc = cluster_coverage(X, centroids, min_count=config.min_count)
-        covered[name] = cc
-        rows.append(
-            {
-                "covering": name,
-                "covered": "laion_natural",
-                "n_covering": len(X),
-                "cluster_share": cc.share,
-                "pca_coverage": pca_coverage(X, natural, **pca_kw),
-                **prdc(natural, X, k=min(config.prdc_k, len(X) - 1, len(natural) - 1)),
-            }
-        )
-    _, everything = _laion_features(lance, raw=True)
-    everything = _sample(everything, config.max_samples, 1)
-    subset = _sample(natural, base_size, 2)
-    rows.append(
-        {
-            "covering": f"laion_natural[{base_size}]",
-            "covered": "laion",
-            "n_covering": len(subset),
-            "cluster_share": float("nan"),
-            "pca_coverage": pca_coverage(subset, everything, **pca_kw),
-            **prdc(everything, subset, k=min(config.prdc_k, len(subset) - 1)),
-        }
+    natural = sample_rows(_natural_features(files, lance, parts)[1], config.max_samples, 0)
+    report = coverage_report(
+        {name: _reference_features(lance, name) for name in datasets},
+        natural,
+        sample_rows(_laion_features(lance, raw=True)[1], config.max_samples, 1),
+        load_centroids(files),
+        min_count=config.min_count,
+        n_components=config.pca_n_components if config.pca_n_components < 1 else int(config.pca_n_components),
+        q=config.pca_q,
+        seed_compat=config.seed_compat,
+        baseline_size=config.baseline_size,
+        baseline_seeds=config.baseline_seeds,
+        prdc_k=config.prdc_k,
     )
-    table = pl.DataFrame(rows)
-    overlap = pl.DataFrame(coverage_overlap(covered))
-    files.write_parquet(table, "coverage", "coverage.parquet")
-    files.write_parquet(overlap, "coverage", "cluster_overlap.parquet")
-    plot = bar_plot(
-        datasets,
-        [100 * covered[name].share for name in datasets],
-        "share of LAION-natural clusters covered",
-        "% of clusters",
-        files.path("coverage", "cluster_coverage.png"),
-    )
+    files.write_parquet(report.table, "coverage", "coverage.parquet")
+    files.write_parquet(report.overlap, "coverage", "cluster_overlap.parquet")
+    shares = [100 * report.clusters[name].share for name in datasets]
     return MaterializeResult(
         metadata={
-            "coverage": markdown_table(table.with_columns(pl.selectors.float().round(4))),
-            "cluster_overlap": markdown_table(overlap),
-            "cluster_coverage_plot": plot,
-            "pca_baseline_mean": base_mean,
-            "pca_baseline_sd": base_sd,
-            "baseline_size": base_size,
+            "coverage": markdown_table(report.table.with_columns(pl.selectors.float().round(4))),
+            "cluster_overlap": markdown_table(report.overlap),
+            "cluster_coverage_plot": bar_plot(
+                datasets, shares, "share of LAION-natural clusters covered", "% of clusters",
+                files.path("coverage", "cluster_coverage.png"),
+            ),
+            "pca_baseline_mean": report.baseline_mean,
+            "pca_baseline_sd": report.baseline_sd,
+            "baseline_size": report.baseline_size,
             "parts_seen": ", ".join(parts),
-            "k": len(centroids),
         }
     )
 

@@ -11,9 +11,12 @@ All functions take numpy arrays (n, d) and know nothing of Dagster.
 from laionlab.coverage.clusters import ClusterCoverage, cluster_coverage, coverage_overlap, nearest_centroid
 from laionlab.coverage.pca import pca_coverage, pca_coverage_baseline, random_subset_baseline
 from laionlab.coverage.prdc import knn_radii, prdc
+from laionlab.coverage.report import CoverageReport, coverage_report
 
 __all__ = [
     "ClusterCoverage",
+    "CoverageReport",
+    "coverage_report",
     "cluster_coverage",
     "coverage_overlap",
     "knn_radii",

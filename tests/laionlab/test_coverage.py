@@ -296,3 +296,24 @@ _NAN = _X.copy(); _NAN[3, 2] = np.nan
 def test_bad_inputs_name_the_argument(call, name):
     with pytest.raises(ValueError, match=f"^{name}"):
         call()
+
+
+def test_coverage_report_matches_the_metrics_it_combines():
+    from laionlab.coverage import coverage_report
+
+    rng = np.random.default_rng(5)
+    natural = rng.normal(size=(300, 6))
+    laion = np.vstack([natural, rng.normal(5, 1, size=(100, 6))])
+    centroids = natural[:8]
+    broad, narrow = natural[rng.choice(300, 80, replace=False)], natural[:1] + rng.normal(0, 0.01, size=(40, 6))
+    report = coverage_report({"broad": broad, "narrow": narrow}, natural, laion, centroids, min_count=1, baseline_size=50, baseline_seeds=2)
+    table = report.table
+    assert table["covering"].to_list() == ["broad", "narrow", "laion_natural[50]"]
+    assert table["cluster_share"][0] == cluster_coverage(broad, centroids, min_count=1).share
+    assert table["cluster_share"][1] == 1 / 8  # every narrow image sits on centroid 0
+    assert table["pca_coverage"][0] == pytest.approx(pca_coverage(broad, natural))
+    assert table["recall"][0] == pytest.approx(prdc(natural, broad, k=5)["recall"])
+    assert table["recall"][0] > table["recall"][1]
+    assert report.baseline_size == 50 and report.overlap["region"].to_list()[-1] == "neither"
+    with pytest.raises(ValueError, match="references"):
+        coverage_report({}, natural, laion, centroids)
