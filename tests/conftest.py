@@ -66,3 +66,18 @@ def ingested(tmp_path_factory, demo):
     instance = instance_with_parts(demo.parts)
     results = {part: run([laion_metadata, laion_images, laion_embeddings], resources, instance, part) for part in demo.parts}
     return resources, instance, results
+
+
+DATASETS = ["demo_broad", "demo_narrow"]
+
+
+@pytest.fixture(scope="session")
+def world(ingested):
+    """The ingested demo plus the reference embeddings of both demo datasets."""
+    from asset_defs.visual_world import reference_embeddings
+
+    resources, instance, _ = ingested
+    instance.add_dynamic_partitions("dataset", DATASETS)
+    for name in DATASETS:
+        assert run([reference_embeddings], resources, instance, name).success
+    return resources, instance

@@ -5,20 +5,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from asset_defs.visual_world import REFERENCE_TABLE, laion_natural, photo_classifier, reference_embeddings
+from asset_defs.visual_world import REFERENCE_TABLE, laion_natural, photo_classifier
 from laionlab.filter.photo import LinearClassifier
-from tests.conftest import run
-
-DATASETS = ["demo_broad", "demo_narrow"]
-
-
-@pytest.fixture(scope="module")
-def world(ingested):
-    resources, instance, _ = ingested
-    instance.add_dynamic_partitions("dataset", DATASETS)
-    for name in DATASETS:
-        assert run([reference_embeddings], resources, instance, name).success
-    return resources, instance
+from tests.conftest import DATASETS, run
 
 
 def test_reference_embeddings_hold_every_image_once(world):

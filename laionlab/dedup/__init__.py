@@ -1,0 +1,32 @@
+"""Deduplication and pruning of embedding tables, for seed 004 (Mayilvahanan et al., "Does
+CLIP's Generalization Performance Mainly Stem from High Train-Test Similarity?", ICLR 2024).
+
+``semantic``: within-cluster semantic deduplication (seed 004's ``compute_dedup_paths`` rule,
+and SemDeDup's keep-one-per-group rule), block by block so memory is bounded by
+``block_rows**2`` floats; each row's maximum similarity to earlier rows of its cluster and
+the removal fraction as a function of eps. Clusters come from :mod:`laionlab.cluster`.
+``prune``: removing pool rows closer to an eval set than its train set is (the paper's
+similarity-gap pruning), then subsampling. Numpy in, numpy out; nothing here imports Dagster.
+"""
+
+from laionlab.dedup.prune import nearest_similarity, prune_mask, subsample
+from laionlab.dedup.semantic import (
+    DEFAULT_BLOCK_ROWS,
+    DEFAULT_EPS,
+    dedup_keep,
+    keep_from_max_sim,
+    max_earlier_similarity,
+    removal_curve,
+)
+
+__all__ = [
+    "DEFAULT_BLOCK_ROWS",
+    "DEFAULT_EPS",
+    "dedup_keep",
+    "keep_from_max_sim",
+    "max_earlier_similarity",
+    "nearest_similarity",
+    "prune_mask",
+    "removal_curve",
+    "subsample",
+]

@@ -1,0 +1,309 @@
+"""Semantic deduplication inside k-means clusters, for seed 004 (Mayilvahanan et al., "Does
+CLIP's Generalization Performance Mainly Stem from High Train-Test Similarity?", ICLR 2024,
+brendel-group/clip-ood ``src/deduplication/``), with SemDeDup's rule (Abbas et al., 2023) for
+comparison.
+
+What the seed's code does, step by step:
+
+* ``assign_clusters.py``: 50,000-way k-means of the LAION-400M CLIP image embeddings
+  (here :func:`laionlab.cluster.kmeans` with ``redraw_duplicate_cosine=0.9``).
+* ``save_cluster_embeddings_and_sims.py`` / ``utils.compute_sims``: for each cluster,
+  ``sims = tril(E @ E.T, diagonal=-1)``, i.e. row ``i`` sees its cosine similarity to every
+  **earlier** row ``j < i`` of the cluster and zeros elsewhere. A cluster too big for the GPU
+  is cut into 40,000-row minibatches, each compared with the **whole** cluster and masked
+  with ``tril(diagonal=start-1)``, so the rule does not change with the cut.
+* ``deduplicate.py`` / ``utils.compute_dedup_paths``: ``keep = max(sims, axis=1) <= 1 - eps``
+  with ``eps = 0.124`` (similarity 0.876).
+
+So a row is dropped when its most similar earlier row of the cluster is more similar than
+``1 - eps``, **whether that earlier row was kept or dropped**: there is no sequential
+removal, and a chain ``a ~ b ~ c`` drops both ``b`` and ``c`` even when ``a`` and ``c`` are
+far apart. The order is the order the rows were stored in the cluster file (shard files in
+``glob`` order, then ascending image-path id inside a shard); here it is the row order of
+``emb``. The seed's maxima are clipped at 0 by the zero-filled triangle (the first row of a
+cluster gets 0); this changes no decision for ``eps`` in (0, 1), and
+:func:`max_earlier_similarity` reports the true maximum (``-inf`` for a first row).
+
+Memory is bounded by a block, not by the cluster or the table: rows of a cluster are read
+``block_rows`` at a time, each block is compared with the full blocks before it (one
+``(block_rows, block_rows)`` float32 tile at a time) and with itself in strips of
+``DIAG_ROWS`` rows (strict lower triangle only).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Literal
+
+import numpy as np
+
+from laionlab import validate
+
+__all__ = [
+    "DEFAULT_BLOCK_ROWS",
+    "DEFAULT_EPS",
+    "dedup_keep",
+    "keep_from_max_sim",
+    "max_earlier_similarity",
+    "removal_curve",
+]
+
+Rule = Literal["seed", "semdedup"]
+
+# Seed 004's threshold (deduplicate.py ``--threshold 0.124``): similarity above 0.876 is a
+# duplicate. SemDeDup's LAION runs used eps in roughly 0.0005-0.3.
+DEFAULT_EPS = 0.124
+# Seed 004's minibatch for clusters too big for one Gram matrix (compute_sims).
+DEFAULT_BLOCK_ROWS = 40_000
+# Rows per strip of a block's own (diagonal) tile: only its lower part is computed, roughly
+# halving the work there, and a strip is small next to a full tile.
+DIAG_ROWS = 2_048
+# Tolerance on row norms: float16 CLIP embeddings are unit norm only to ~1e-3.
+NORM_TOL = 1e-2
+# SemDeDup's edges (pairs above threshold) are listed from a tile this many row strips at a
+# time, so the index arrays of a strip stay no larger than the float32 tile itself.
+EDGE_STRIPS = 8
+
+
+def dedup_keep(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    eps: float = DEFAULT_EPS,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    rule: Rule = "seed",
+) -> np.ndarray:
+    """Which rows survive semantic deduplication inside their cluster.
+
+    Two rules, both on cosine similarity ``s`` inside one cluster, rows in the order given
+    (the stable order of ``emb``; rows of other clusters may be interleaved), threshold
+    ``s > 1 - eps`` (1 - eps rounded to float32):
+
+    ``rule="seed"`` (seed 004, ``compute_dedup_paths``): drop row ``i`` when some **earlier**
+        row ``j < i`` of its cluster has ``s(i, j) > 1 - eps``, counting earlier rows that
+        were themselves dropped. Exactly ``keep_from_max_sim(max_earlier_similarity(...))``.
+        SemDeDup's released code (``semdedup.py``: ``triu(sims, 1).max(dim=0) > 1 - eps``)
+        applies this same rule, after sorting each cluster by decreasing distance to its
+        centroid (``keep_hard``), so the row farthest from the centroid is the one kept.
+    ``rule="semdedup"`` (SemDeDup as the paper states it): rows joined by ``s > 1 - eps``,
+        directly or through other rows of the cluster, form a group, and one row per group
+        is kept: here the earliest. Sort rows by decreasing distance to the centroid first
+        to keep the row SemDeDup's default keeps. Every row the seed rule drops is dropped
+        here too (it is not the earliest of its group); here more can go, e.g. for
+        ``a ~ c``, ``b ~ c``, ``a !~ b`` in that order the seed keeps ``a, b`` and this rule
+        keeps only ``a``.
+
+    Args:
+        emb: ``(n, d)`` float embeddings, L2-normalised rows (any float dtype; memory-mapped
+            arrays are read block by block and cast to float32).
+        labels: ``(n,)`` integer cluster id of each row (e.g. ``KMeansResult.labels``).
+        eps: in (0, 1); seed 004 uses 0.124 (similarity 0.876).
+        block_rows: rows of a cluster compared at once; peak memory is one
+            ``(block_rows, block_rows)`` float32 tile (6.4 GB at the seed's 40,000) plus two
+            ``(block_rows, d)`` blocks, and for ``"semdedup"`` about as much again for the
+            pairs above threshold. Never the whole cluster or table.
+        rule: ``"seed"`` or ``"semdedup"``, see above.
+
+    Returns:
+        ``(n,)`` bool, True for rows kept. The first row of every cluster is kept.
+
+    Raises:
+        ValueError: naming the argument: ``eps`` outside (0, 1), ``emb`` not 2-D, with NaN/inf
+            or rows not of unit norm, ``labels`` not ``(n,)`` integers, bad ``block_rows`` or
+            ``rule``.
+    """
+    eps = _check_eps("eps", eps)
+    if rule not in ("seed", "semdedup"):
+        raise ValueError(f"rule: expected 'seed' or 'semdedup', got {rule!r}")
+    if rule == "seed":
+        return keep_from_max_sim(max_earlier_similarity(emb, labels, block_rows), eps)
+    emb, labels = _check_inputs(emb, labels)
+    block_rows = validate.int_at_least("block_rows", block_rows, 1)
+    return _semdedup_keep(emb, labels, _threshold(eps), block_rows)
+
+
+def max_earlier_similarity(
+    emb: np.ndarray, labels: np.ndarray, block_rows: int = DEFAULT_BLOCK_ROWS
+) -> np.ndarray:
+    """Each row's largest cosine similarity to an earlier row of the same cluster.
+
+    The quantity seed 004 thresholds (``np.amax`` of the strict lower triangle of the
+    cluster's Gram matrix); one pass gives the keep mask for every ``eps``
+    (:func:`keep_from_max_sim`) and the removal curve (:func:`removal_curve`).
+
+    Args:
+        emb: ``(n, d)`` float embeddings, L2-normalised rows.
+        labels: ``(n,)`` integer cluster ids.
+        block_rows: rows of a cluster compared at once (see :func:`dedup_keep`).
+
+    Returns:
+        ``(n,)`` float32; ``-inf`` for the first row of each cluster.
+    """
+    emb, labels = _check_inputs(emb, labels)
+    block_rows = validate.int_at_least("block_rows", block_rows, 1)
+    out = np.full(emb.shape[0], -np.inf, dtype=np.float32)
+    tri = _upper_mask(block_rows)
+    for idx in _clusters(labels):
+        for a in range(0, idx.size, block_rows):
+            R = _gather(emb, idx[a : a + block_rows])
+            best = np.full(R.shape[0], -np.inf, dtype=np.float32)
+            for r0, _, S in _earlier_tiles(emb, idx, a, R, block_rows, tri):
+                part = best[r0 : r0 + S.shape[0]]
+                np.maximum(part, S.max(axis=1), out=part)
+            out[idx[a : a + R.shape[0]]] = best
+    return out
+
+
+def keep_from_max_sim(max_sim: np.ndarray, eps: float = DEFAULT_EPS) -> np.ndarray:
+    """Seed 004's keep mask from :func:`max_earlier_similarity`: ``max_sim <= 1 - eps``."""
+    eps = _check_eps("eps", eps)
+    return _check_max_sim(max_sim) <= _threshold(eps)
+
+
+def removal_curve(max_sim: np.ndarray, eps_values: Iterable[float]) -> list[tuple[float, float]]:
+    """Fraction of rows the seed rule removes at each ``eps``, from one similarity pass.
+
+    Args:
+        max_sim: ``(n,)`` output of :func:`max_earlier_similarity`.
+        eps_values: thresholds, each in (0, 1).
+
+    Returns:
+        ``[(eps, removal_fraction), ...]`` in the order given; the fraction is
+        ``mean(max_sim > 1 - eps)`` (0.0 for empty ``max_sim``), non-decreasing in ``eps``.
+    """
+    max_sim = _check_max_sim(max_sim)
+    eps_list = validate.real_list(
+        "eps_values", eps_values, lo=0.0, hi=1.0, lo_open=True, hi_open=True
+    )
+    n = max_sim.size
+    return [
+        (e, float(np.count_nonzero(max_sim > _threshold(e)) / n) if n else 0.0) for e in eps_list
+    ]
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _check_eps(name: str, eps) -> float:
+    return validate.real(name, eps, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+
+
+def _threshold(eps: float) -> np.float32:
+    """1 - eps in float32, so every comparison (tiles, maxima, curve) uses the same number."""
+    return np.float32(1.0 - eps)
+
+
+def _check_max_sim(max_sim) -> np.ndarray:
+    m = np.asarray(max_sim)
+    if m.ndim != 1 or not np.issubdtype(m.dtype, np.floating):
+        raise ValueError(
+            f"max_sim: expected a 1-D float array (n,), got shape {m.shape}, dtype {m.dtype}"
+        )
+    if np.isnan(m).any():
+        raise ValueError("max_sim: contains NaN")
+    return m
+
+
+def _check_inputs(emb, labels) -> tuple[np.ndarray, np.ndarray]:
+    emb = validate.matrix("emb", emb, finite=False)
+    n = emb.shape[0]
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or lab.shape[0] != n:
+        raise ValueError(f"labels: expected shape ({n},) to match emb {emb.shape}, got {lab.shape}")
+    if lab.dtype == bool or not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"labels: expected integer cluster ids, got dtype {lab.dtype}")
+    # One read of emb for NaN/inf and unit norm (cosine needs it), block by block.
+    for start in range(0, n, validate.FINITE_BLOCK_ROWS):
+        B = np.asarray(emb[start : start + validate.FINITE_BLOCK_ROWS], dtype=np.float32)
+        validate.all_finite("emb", B)
+        norms = np.sqrt(np.einsum("ij,ij->i", B, B))
+        bad = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOL)
+        if bad.size:
+            raise ValueError(
+                f"emb: expected L2-normalised rows, row {start + bad[0]} "
+                f"has norm {norms[bad[0]]:.4g}"
+            )
+    return emb, lab
+
+
+def _clusters(labels: np.ndarray) -> Iterator[np.ndarray]:
+    """Row indices of each cluster with at least two rows, ascending (the stable order)."""
+    order = np.argsort(labels, kind="stable")
+    cuts = np.flatnonzero(np.diff(labels[order])) + 1
+    for idx in np.split(order, cuts):
+        if idx.size > 1:
+            yield idx
+
+
+def _gather(emb: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(emb[rows], dtype=np.float32)
+
+
+def _upper_mask(block_rows: int) -> np.ndarray:
+    s = min(DIAG_ROWS, block_rows)
+    return np.triu(np.ones((s, s), dtype=bool))
+
+
+def _earlier_tiles(
+    emb: np.ndarray, idx: np.ndarray, a: int, R: np.ndarray, block_rows: int, tri: np.ndarray
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Similarity tiles between block ``R`` (cluster positions ``a, a+1, ...``) and earlier rows.
+
+    Yields ``(r0, c0, S)``: ``S[i, j]`` is the cosine similarity of cluster positions
+    ``a + r0 + i`` and ``c0 + j``, ``-inf`` where ``c0 + j >= a + r0 + i`` (not earlier).
+    Together the tiles cover every earlier pair of the block exactly once.
+    """
+    for c0 in range(0, a, block_rows):  # full blocks before this one
+        yield 0, c0, R @ _gather(emb, idx[c0 : min(c0 + block_rows, a)]).T
+    s = tri.shape[0]
+    for r0 in range(0, R.shape[0], s):  # the block's own lower triangle, strip by strip
+        r1 = min(r0 + s, R.shape[0])
+        S = R[r0:r1] @ R[:r1].T
+        k = r1 - r0
+        S[:, r0:r1][tri[:k, :k]] = -np.inf
+        yield r0, a, S
+
+
+def _semdedup_keep(
+    emb: np.ndarray, labels: np.ndarray, thr: np.float32, block_rows: int
+) -> np.ndarray:
+    keep = np.ones(emb.shape[0], dtype=bool)
+    tri = _upper_mask(block_rows)
+    for idx in _clusters(labels):
+        # Union-find over cluster positions; every pointer goes to a smaller position, so a
+        # root is the earliest row of its group and a prefix of `parent` is closed.
+        parent = np.arange(idx.size)
+        for a in range(0, idx.size, block_rows):
+            R = _gather(emb, idx[a : a + block_rows])
+            upto = a + R.shape[0]
+            for r0, c0, S in _earlier_tiles(emb, idx, a, R, block_rows, tri):
+                hit = S > thr
+                step = max(1, -(-hit.shape[0] // EDGE_STRIPS))
+                for h0 in range(0, hit.shape[0], step):
+                    u, v = np.nonzero(hit[h0 : h0 + step])
+                    if u.size:
+                        _union(parent[:upto], a + r0 + h0 + u, c0 + v)
+        _flatten(parent)
+        keep[idx] = parent == np.arange(idx.size)
+    return keep
+
+
+def _flatten(parent: np.ndarray) -> None:
+    """Point every node straight at its root (pointer jumping, in place)."""
+    while True:
+        nxt = parent[parent]
+        if np.array_equal(nxt, parent):
+            return
+        parent[...] = nxt
+
+
+def _union(parent: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+    """Merge the groups of each pair ``(u[k], v[k])``; the smaller root stays root."""
+    while True:
+        _flatten(parent)
+        ru, rv = parent[u], parent[v]
+        cross = ru != rv
+        if not cross.any():
+            return
+        u, v, ru, rv = u[cross], v[cross], ru[cross], rv[cross]
+        # Hook each larger root onto the smallest root it meets; the number of roots drops
+        # every round, so this ends.
+        np.minimum.at(parent, np.maximum(ru, rv), np.minimum(ru, rv))

@@ -1,0 +1,97 @@
+"""materialize() tests of the train–test-similarity assets (seed 004) on the demo."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from asset_defs.ingest import EMBEDDINGS_TABLE
+from asset_defs.train_test_similarity import (
+    dedup_assignments,
+    dedup_centroids,
+    eval_to_laion_similarity,
+    laion_dedup,
+    pruned_pools,
+    train_to_eval_threshold,
+)
+from asset_defs.visual_world import REFERENCE_TABLE
+from laionlab.io.lance import read_vectors
+from tests.conftest import DATASETS, run
+
+EPS = 0.002  # the random tiny CLIP puts the demo in a narrow cone (see jobs/demo_config.yaml)
+K = 30
+
+
+@pytest.fixture(scope="module")
+def pruned(world, demo):
+    resources, instance = world
+    ops = {
+        "dedup_centroids": {"config": {"k": 4, "duplicate_cosine": 0.999}},
+        "laion_dedup": {"config": {"eps": EPS, "block_rows": 16}},
+    }
+    assert run([dedup_centroids], resources, instance, None, run_config={"ops": {"dedup_centroids": ops["dedup_centroids"]}}).success
+    for part in demo.parts:
+        assert run([dedup_assignments], resources, instance, part).success
+    assert run([laion_dedup], resources, instance, None, run_config={"ops": {"laion_dedup": ops["laion_dedup"]}}).success
+    per_dataset = {
+        "eval_to_laion_similarity": {"config": {"k": K}},
+        "train_to_eval_threshold": {"config": {"train_dataset": "demo_broad"}},
+    }
+    for name in DATASETS:
+        result = run([eval_to_laion_similarity, train_to_eval_threshold, pruned_pools], resources, instance, name, run_config={"ops": per_dataset})
+        assert result.success
+    return resources, instance
+
+
+def _all_laion(resources):
+    tbl = resources["lance"].tables().open(EMBEDDINGS_TABLE)
+    return read_vectors(tbl.search().limit(None).select(["uid", "image_emb"]).to_batches())
+
+
+def test_dedup_drops_exactly_rows_too_similar_to_an_earlier_one(pruned):
+    resources, _ = pruned
+    dedup = resources["files"].read_parquet("laion_dedup", "dedup.parquet")
+    assert dedup.height == len(_all_laion(resources)[0]) and dedup["uid"].is_unique().all()
+    dropped = dedup.filter(~pl.col("keep"))
+    assert dropped.height > 0 and (dropped["max_earlier_sim"] > 1 - EPS).all()
+    assert (dedup.filter(pl.col("keep"))["max_earlier_sim"] <= 1 - EPS).all()
+
+
+def test_eval_topk_equals_brute_force_over_all_parts(pruned):
+    resources, _ = pruned
+    uids, laion = _all_laion(resources)
+    name = "demo_narrow"
+    query = resources["lance"].tables().part_query(REFERENCE_TABLE, name, ["uid", "image_emb"], part_column="dataset")
+    q_uids, queries = read_vectors(query.to_batches())
+    queries = queries[np.argsort(np.array(q_uids))]
+    sims = queries @ laion.T
+    top = resources["files"].read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
+    for i in (0, 17, len(queries) - 1):
+        got = top.filter(pl.col("eval_index") == i).sort("rank")
+        np.testing.assert_allclose(got["sim"].to_numpy(), np.sort(sims[i])[::-1][:K], rtol=1e-5)
+    maxsim = resources["files"].read_parquet("eval_to_laion_similarity", f"{name}.max_sim.parquet")
+    lookup = dict(zip(uids, sims.max(axis=0)))
+    np.testing.assert_allclose(maxsim["max_sim"].to_numpy(), [lookup[u] for u in maxsim["uid"]], rtol=1e-5)
+
+
+def test_pruned_pool_is_no_more_similar_than_the_train_set(pruned):
+    resources, _ = pruned
+    dedup = resources["files"].read_parquet("laion_dedup", "dedup.parquet")
+    kept = set(dedup.filter(pl.col("keep"))["uid"])
+    for name in DATASETS:
+        pool = set(resources["files"].read_parquet("pruned_pools", f"{name}.parquet")["uid"])
+        assert pool <= kept
+        top = resources["files"].read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
+        thr = resources["files"].read_parquet("train_to_eval_threshold", f"{name}.parquet")
+        too_close = set(top.join(thr, on="eval_index").filter(pl.col("sim") > pl.col("threshold"))["uid"])
+        assert pool == kept - too_close
+    # the train set itself: every eval sample's nearest train sample is itself (threshold ~1)
+    assert len(resources["files"].read_parquet("pruned_pools", "demo_broad.parquet")) >= len(kept) - 1
+
+
+def test_bad_inputs_name_the_problem(pruned):
+    resources, instance = pruned
+    with pytest.raises(Exception, match="eps"):
+        run([laion_dedup], resources, instance, None, run_config={"ops": {"laion_dedup": {"config": {"eps": 1.5}}}})
+    too_big = {"ops": {"eval_to_laion_similarity": {"config": {"k": 10_000}}}}
+    result = run([eval_to_laion_similarity], resources, instance, "demo_narrow", run_config=too_big, raise_on_error=False)
+    assert not result.success and "larger than the LAION pool" in str(result.get_step_failure_events()[0].event_specific_data.error)

@@ -1,0 +1,241 @@
+"""Tests for laionlab.dedup: seed 004's within-cluster dedup rule and SemDeDup's, block by block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from laionlab.dedup import (
+    dedup_keep,
+    keep_from_max_sim,
+    max_earlier_similarity,
+    removal_curve,
+)
+from laionlab.dedup import semantic
+
+EPS_VALUES = [0.05, 0.124, 0.2]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """5 interleaved clusters of 50 rows in 16-d, spreads 0.08-0.2 around unit centres, so
+    within-cluster cosines straddle every threshold in EPS_VALUES."""
+    rng = np.random.default_rng(1)
+    spread = np.array([0.08, 0.1, 0.12, 0.15, 0.2])
+    centres = _unit(rng.normal(size=(5, 16)))
+    labels = rng.permutation(np.repeat(np.arange(5), 50))
+    X = _unit(centres[labels] + spread[labels, None] * rng.normal(size=(250, 16)))
+    # Block and brute-force float32 sums differ by ~1e-7: no pair may sit that close to a
+    # threshold, or the comparison below would test rounding, not the rule.
+    G = X.astype(np.float64) @ X.astype(np.float64).T
+    earlier_same = (labels[:, None] == labels[None, :]) & np.tri(250, k=-1, dtype=bool)
+    for eps in EPS_VALUES:
+        assert np.abs(G[earlier_same] - float(np.float32(1 - eps))).min() > 1e-6
+    return X, labels
+
+
+def _brute_max_earlier(X, labels):
+    """O(n^2) seed 004: max of the strict lower triangle of each cluster's Gram matrix."""
+    G = X.astype(np.float64) @ X.astype(np.float64).T
+    out = np.full(len(X), -np.inf)
+    for i in range(len(X)):
+        for j in range(i):
+            if labels[j] == labels[i]:
+                out[i] = max(out[i], G[i, j])
+    return out
+
+
+def _brute_keep(X, labels, eps, rule):
+    thr = float(np.float32(1 - eps))
+    if rule == "seed":
+        return _brute_max_earlier(X, labels) <= thr
+    # SemDeDup groups: connected components of s > 1 - eps inside a cluster; keep the earliest.
+    G = X.astype(np.float64) @ X.astype(np.float64).T
+    n = len(X)
+    group = list(range(n))
+    for i in range(n):  # rows in order: i takes the smallest group among its earlier neighbours
+        for j in range(i):
+            if labels[j] == labels[i] and G[i, j] > thr:
+                gi, gj = group[i], group[j]
+                if gi != gj:
+                    lo, hi = min(gi, gj), max(gi, gj)
+                    group = [lo if g == hi else g for g in group]
+    return np.array([group[i] == i for i in range(n)])
+
+
+# --- planted duplicates --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """3 clusters of 40 random unit vectors in 64-d (pairwise cosine << 0.876), plus copies
+    with 1% noise planted later in the same cluster; one copy planted in another cluster."""
+    rng = np.random.default_rng(7)
+    n_per, d = 40, 64
+    X = _unit(rng.normal(size=(3 * n_per, d)))
+    labels = np.tile(np.arange(3), n_per)  # interleaved clusters
+    # (original row, row that becomes its near-copy); the copy comes later, same cluster.
+    plants = [(0, 30), (4, 61), (4, 100), (8, 11), (50, 119), (61, 88), (13, 16)]
+    for src, dst in plants:
+        assert labels[src] == labels[dst] and src < dst
+        X[dst] = _unit(X[src : src + 1] + 0.01 * rng.normal(size=(1, d)))[0]
+    # A copy of row 1 in row 2: same vector, other cluster, so not a duplicate here.
+    X[2] = X[1]
+    assert labels[1] != labels[2]
+    return X, labels, sorted({dst for _, dst in plants})
+
+
+@pytest.mark.parametrize("rule", ["seed", "semdedup"])
+@pytest.mark.parametrize("block_rows", [1, 3, 7, 40_000])
+def test_planted_copies_dropped_originals_kept(planted, rule, block_rows):
+    X, labels, copies = planted
+    keep = dedup_keep(X, labels, eps=0.124, block_rows=block_rows, rule=rule)
+    assert np.flatnonzero(~keep).tolist() == copies
+
+
+def test_planted_max_similarity(planted):
+    X, labels, copies = planted
+    m = max_earlier_similarity(X, labels, block_rows=5)
+    assert m.dtype == np.float32
+    assert np.all(m[copies] > 0.99)
+    others = np.setdiff1d(np.arange(len(X)), copies)
+    assert np.all(m[others] < 0.876)
+    first = [np.flatnonzero(labels == c)[0] for c in range(3)]
+    assert np.all(np.isneginf(m[first]))
+
+
+# --- equality with brute force --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 16, 23, 50, 40_000])
+def test_max_earlier_similarity_matches_brute_force(clustered, block_rows):
+    X, labels = clustered
+    got = max_earlier_similarity(X, labels, block_rows=block_rows)
+    want = _brute_max_earlier(X, labels)
+    assert np.array_equal(np.isneginf(got), np.isneginf(want))
+    fin = np.isfinite(want)
+    np.testing.assert_allclose(got[fin], want[fin], atol=1e-6)
+
+
+@pytest.mark.parametrize("rule", ["seed", "semdedup"])
+@pytest.mark.parametrize("block_rows", [1, 4, 16, 23, 40_000])
+@pytest.mark.parametrize("eps", EPS_VALUES)
+def test_keep_matches_brute_force(clustered, rule, block_rows, eps):
+    X, labels = clustered
+    got = dedup_keep(X, labels, eps=eps, block_rows=block_rows, rule=rule)
+    assert got.dtype == bool and got.shape == (len(X),)
+    np.testing.assert_array_equal(got, _brute_keep(X, labels, eps, rule))
+
+
+@pytest.mark.parametrize("eps", EPS_VALUES)
+def test_semdedup_drops_a_superset_of_seed(clustered, eps):
+    X, labels = clustered
+    seed = dedup_keep(X, labels, eps=eps, block_rows=16)
+    sem = dedup_keep(X, labels, eps=eps, block_rows=16, rule="semdedup")
+    assert np.all(sem <= seed)  # dropped by seed => dropped by semdedup
+    assert np.any(sem != seed)  # and the data tells the rules apart
+
+
+def test_rules_differ_on_a_bridge():
+    """a ~ c and b ~ c (cos 25 deg = 0.906), a !~ b (cos 50 deg = 0.643), in order a, b, c."""
+    ang = np.deg2rad([0.0, 50.0, 25.0])
+    X = np.stack([np.cos(ang), np.sin(ang), np.zeros(3)], axis=1).astype(np.float32)
+    labels = np.zeros(3, dtype=np.int64)
+    assert dedup_keep(X, labels).tolist() == [True, True, False]
+    assert dedup_keep(X, labels, rule="semdedup").tolist() == [True, False, False]
+
+
+def test_first_row_of_each_cluster_kept_and_singletons(clustered):
+    X, labels = clustered
+    labels = labels.copy()
+    labels[17] = 99  # a one-row cluster
+    for rule in ("seed", "semdedup"):
+        keep = dedup_keep(X, labels, eps=0.5, block_rows=8, rule=rule)
+        for c in np.unique(labels):
+            assert keep[np.flatnonzero(labels == c)[0]]
+
+
+def test_tiles_bounded_and_cover_earlier_pairs_once():
+    rng = np.random.default_rng(0)
+    X = _unit(rng.normal(size=(37, 8)))
+    idx = np.arange(37)
+    block_rows = 10
+    tri = semantic._upper_mask(block_rows)
+    seen = np.zeros((37, 37), dtype=int)
+    for a in range(0, 37, block_rows):
+        R = semantic._gather(X, idx[a : a + block_rows])
+        for r0, c0, S in semantic._earlier_tiles(X, idx, a, R, block_rows, tri):
+            assert S.shape[0] <= block_rows and S.shape[1] <= block_rows
+            rows, cols = np.nonzero(np.isfinite(S))
+            np.add.at(seen, (a + r0 + rows, c0 + cols), 1)
+    np.testing.assert_array_equal(seen, np.tri(37, k=-1, dtype=int))
+
+
+def test_float16_memmap_input(tmp_path, clustered):
+    X, labels = clustered
+    path = tmp_path / "emb.npy"
+    np.save(path, X.astype(np.float16))
+    mm = np.load(path, mmap_mode="r")
+    want = max_earlier_similarity(np.asarray(mm, dtype=np.float32), labels, block_rows=16)
+    np.testing.assert_array_equal(max_earlier_similarity(mm, labels, block_rows=16), want)
+
+
+# --- removal curve ---------------------------------------------------------------------------
+
+
+def test_removal_curve_monotone_and_matches_counts(clustered):
+    X, labels = clustered
+    m = max_earlier_similarity(X, labels, block_rows=16)
+    eps_values = [0.01, 0.05, 0.1, 0.124, 0.2, 0.3, 0.5, 0.9]
+    curve = removal_curve(m, eps_values)
+    assert [e for e, _ in curve] == eps_values
+    fractions = [f for _, f in curve]
+    assert fractions == sorted(fractions) and fractions[0] < fractions[-1]
+    for eps, frac in curve:
+        assert frac == np.count_nonzero(~dedup_keep(X, labels, eps=eps, block_rows=16)) / len(X)
+        assert frac == np.mean(~keep_from_max_sim(m, eps))
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+BAD_EPS = [0, 0.0, 1, 1.0, -0.1, 1.5, float("nan"), float("inf"), "0.1", True]
+
+
+@pytest.mark.parametrize("eps", BAD_EPS)
+def test_bad_eps(clustered, eps):
+    X, labels = clustered
+    with pytest.raises(ValueError, match=r"^eps"):
+        dedup_keep(X, labels, eps=eps)
+    with pytest.raises(ValueError, match=r"^eps"):
+        dedup_keep(X, labels, eps=eps, rule="semdedup")
+    with pytest.raises(ValueError, match=r"^eps_values"):
+        removal_curve(np.zeros(3, dtype=np.float32), [0.1, eps])
+
+
+def test_bad_inputs(clustered):
+    X, labels = clustered
+    with pytest.raises(ValueError, match=r"^emb"):
+        dedup_keep(X[0], labels[:1])
+    with pytest.raises(ValueError, match=r"^labels"):
+        dedup_keep(X, labels[:-1])
+    with pytest.raises(ValueError, match=r"^labels"):
+        dedup_keep(X, labels[:, None])
+    with pytest.raises(ValueError, match=r"^labels"):
+        dedup_keep(X, labels.astype(np.float64))
+    bad = X.copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^emb"):
+        dedup_keep(bad, labels)
+    with pytest.raises(ValueError, match=r"^emb.*L2-normalised"):
+        max_earlier_similarity(2 * X, labels)
+    with pytest.raises(ValueError, match=r"^block_rows"):
+        dedup_keep(X, labels, block_rows=0)
+    with pytest.raises(ValueError, match=r"^rule"):
+        dedup_keep(X, labels, rule="greedy")
+    with pytest.raises(ValueError, match=r"^max_sim"):
+        removal_curve(np.array([0.1, np.nan]), [0.1])

@@ -1,0 +1,110 @@
+"""laionlab.dedup.prune (seed 004): per-sample thresholds, the pruning rule on a hand-worked
+example, and the seeded subsample."""
+
+import numpy as np
+import pytest
+
+from laionlab.dedup.prune import nearest_similarity, prune_mask, subsample
+from laionlab.retrieval import topk_similar
+
+
+def unit(rng, n, d):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_nearest_similarity_matches_brute_force():
+    rng = np.random.default_rng(0)
+    eval_emb, train_emb = unit(rng, 90, 32), unit(rng, 1500, 32)
+    got = nearest_similarity(eval_emb, train_emb, block_rows=40, query_block_rows=256,
+                             device="cpu")
+    want = (eval_emb.astype(np.float64) @ train_emb.astype(np.float64).T).max(axis=1)
+    assert got.shape == (90,) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # the top-1 of the candidate search is the same number
+    top1 = topk_similar(eval_emb, train_emb, 1, device="cpu").scores[:, 0]
+    np.testing.assert_allclose(got, top1, atol=1e-6)
+
+
+# Three eval samples, two candidates each, in a pool of six rows (all values exact in binary).
+#   sample 0: threshold 0.75; row 4 at 0.875 > 0.75 -> removed; row 1 at 0.625 stays
+#   sample 1: threshold 0.75; row 4 at 0.5 (already removed by sample 0); row 1 at exactly
+#             0.75 -> not strictly greater, stays
+#   sample 2: threshold 0.5;  row 0 at 0.625 -> removed; row 2 at 0.25 stays
+#   rows 3 and 5 are nobody's candidates -> kept
+CANDIDATE_IDS = np.array([[4, 1], [4, 1], [0, 2]])
+CANDIDATE_SCORES = np.array([[0.875, 0.625], [0.5, 0.75], [0.625, 0.25]], dtype=np.float32)
+THRESHOLDS = np.array([0.75, 0.75, 0.5], dtype=np.float32)
+
+
+def test_prune_mask_hand_example():
+    keep = prune_mask(CANDIDATE_IDS, CANDIDATE_SCORES, THRESHOLDS, n_pool=6)
+    assert keep.dtype == bool
+    np.testing.assert_array_equal(keep, [False, True, True, True, False, True])
+
+
+def test_prune_mask_ignores_empty_slots():
+    # sample 2's first candidate left the pool: its slot is -1 with score -inf
+    ids = CANDIDATE_IDS.copy()
+    ids[2, 0] = -1
+    scores = CANDIDATE_SCORES.copy()
+    scores[2, 0] = -np.inf
+    keep = prune_mask(ids, scores, THRESHOLDS, n_pool=6)
+    np.testing.assert_array_equal(keep, [True, True, True, True, False, True])
+    scores[2, 1] = np.nan  # a filled slot must hold a finite score
+    with pytest.raises(ValueError, match=r"^candidate_scores: contains NaN"):
+        prune_mask(ids, scores, THRESHOLDS, n_pool=6)
+
+
+def test_prune_mask_warns_when_candidates_run_out():
+    # sample 2's threshold 0.125: both its candidates are above it, a third row might be too
+    with pytest.warns(UserWarning, match=r"1 eval sample\(s\) have all 2 candidates"):
+        keep = prune_mask(CANDIDATE_IDS, CANDIDATE_SCORES, [0.75, 0.75, 0.125], n_pool=6)
+    np.testing.assert_array_equal(keep, [False, True, False, True, False, True])
+
+
+def test_prune_end_to_end_matches_brute_force():
+    rng = np.random.default_rng(1)
+    pool, eval_emb, train_emb = unit(rng, 400, 16), unit(rng, 20, 16), unit(rng, 300, 16)
+    thresholds = nearest_similarity(eval_emb, train_emb, device="cpu")
+    cand = topk_similar(eval_emb, pool, 400, block_rows=128, device="cpu")  # k = whole pool
+    keep = prune_mask(cand.ids, cand.scores, thresholds, n_pool=400)
+    sims = eval_emb @ pool.T
+    want = ~(sims > thresholds[:, None]).any(axis=0)
+    np.testing.assert_array_equal(keep, want)
+    assert 0 < keep.sum() < 400
+
+
+def test_subsample_is_seeded_uniform_and_sized():
+    keep = np.zeros(1000, bool)
+    keep[::3] = True  # 334 kept rows
+    a = subsample(keep, 100, seed=7)
+    b = subsample(keep, 100, seed=7)
+    c = subsample(keep, 100, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.dtype == np.int64 and a.shape == (100,) and len(np.unique(a)) == 100
+    assert (np.diff(a) > 0).all() and keep[a].all()
+    np.testing.assert_array_equal(subsample(keep), np.flatnonzero(keep))
+    np.testing.assert_array_equal(subsample(keep, 334, seed=1), np.flatnonzero(keep))
+    # ids give the same draw as the mask they come from
+    np.testing.assert_array_equal(subsample(np.flatnonzero(keep)[::-1], 100, seed=7), a)
+
+
+def test_bad_inputs_name_the_argument():
+    with pytest.raises(ValueError, match=r"^train_emb: dimension"):
+        nearest_similarity(np.zeros((3, 8), np.float32), np.zeros((5, 4), np.float32))
+    with pytest.raises(ValueError, match=r"^target_size: expected at most the 4 kept rows"):
+        subsample(np.array([True, False, True, True, True]), 5)
+    with pytest.raises(ValueError, match=r"^target_size:"):
+        subsample(np.array([1, 2]), -1)
+    with pytest.raises(ValueError, match=r"^keep:"):
+        subsample(np.ones((2, 2), bool), 1)
+    with pytest.raises(ValueError, match=r"^candidate_ids: expected pool row numbers in \[0, 4\) or -1"):
+        prune_mask(CANDIDATE_IDS, CANDIDATE_SCORES, THRESHOLDS, n_pool=4)
+    with pytest.raises(ValueError, match=r"^candidate_scores: expected the shape"):
+        prune_mask(CANDIDATE_IDS, CANDIDATE_SCORES[:, :1], THRESHOLDS, n_pool=6)
+    with pytest.raises(ValueError, match=r"^thresholds:"):
+        prune_mask(CANDIDATE_IDS, CANDIDATE_SCORES, THRESHOLDS[:2], n_pool=6)
+    with pytest.raises(ValueError, match=r"^candidate_ids: expected a 2-D integer"):
+        prune_mask(CANDIDATE_IDS.astype(float), CANDIDATE_SCORES, THRESHOLDS, n_pool=6)
