@@ -67,6 +67,7 @@ dev: venv
 bench: venv
 	$(PY) benchmarks/embed_throughput.py
 	$(PY) benchmarks/kmeans.py
+	$(PY) benchmarks/max_sim.py
 
 clean:
 	rm -rf data .dagster_home/storage .dagster_home/history .dagster_home/logs .dagster_home/schedules

@@ -262,4 +262,30 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     )
 
 
-assets = [dedup_centroids, dedup_assignments, laion_dedup, eval_to_laion_similarity, train_to_eval_threshold, pruned_pools]
+@asset(
+    group_name=GROUP,
+    deps=[pruned_pools],
+    kinds={"parquet"},
+    description="Size of the pruned LAION pool for every eval dataset (table and plot).",
+)
+def pruned_pool_sizes(context: AssetExecutionContext, files: FileStore) -> MaterializeResult:
+    names = sorted(context.instance.get_dynamic_partitions(dataset.name))
+    sizes = pl.DataFrame({"dataset": names, "pool_size": [files.read_parquet("pruned_pools", f"{n}.parquet").height for n in names]})
+    files.write_parquet(sizes, "pruned_pools", "sizes.parquet")
+    return MaterializeResult(
+        metadata={
+            "sizes": markdown_table(sizes),
+            "sizes_plot": bar_plot(names, sizes["pool_size"].to_list(), "pruned pool size by eval dataset", "rows", files.path("pruned_pools", "sizes.png")),
+        }
+    )
+
+
+assets = [
+    dedup_centroids,
+    dedup_assignments,
+    laion_dedup,
+    eval_to_laion_similarity,
+    train_to_eval_threshold,
+    pruned_pools,
+    pruned_pool_sizes,
+]

@@ -74,7 +74,7 @@ def test_eval_topk_equals_brute_force_over_all_parts(pruned):
 
 
 def test_pruned_pool_is_no_more_similar_than_the_train_set(pruned):
-    resources, _ = pruned
+    resources, instance = pruned
     dedup = resources["files"].read_parquet("laion_dedup", "dedup.parquet")
     kept = set(dedup.filter(pl.col("keep"))["uid"])
     for name in DATASETS:
@@ -84,6 +84,11 @@ def test_pruned_pool_is_no_more_similar_than_the_train_set(pruned):
         thr = resources["files"].read_parquet("train_to_eval_threshold", f"{name}.parquet")
         too_close = set(top.join(thr, on="eval_index").filter(pl.col("sim") > pl.col("threshold"))["uid"])
         assert pool == kept - too_close
+    from asset_defs.train_test_similarity import pruned_pool_sizes
+
+    assert run([pruned_pool_sizes], resources, instance, None).success
+    sizes = resources["files"].read_parquet("pruned_pools", "sizes.parquet")
+    assert sizes["dataset"].to_list() == DATASETS
     # the train set itself: every eval sample's nearest train sample is itself (threshold ~1)
     assert len(resources["files"].read_parquet("pruned_pools", "demo_broad.parquet")) >= len(kept) - 1
 
