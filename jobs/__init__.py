@@ -2,7 +2,8 @@
 
 - ingest_job: per `laion_part`, metadata → images → embeddings;
 - part_analysis_job: per `laion_part`, the analyses of one part (LAION-natural ...);
-- reference_job: per `dataset` (reference image sets of the catalog);
+- reference_job: per `dataset`, the embeddings of a reference image set of the catalog;
+- dataset_analysis_job: per `dataset`, the analyses of one dataset;
 - analysis_job: the cross-partition assets (classifier, clusters, coverage...), unpartitioned.
 """
 
@@ -10,6 +11,7 @@ from dagster import AssetSelection, define_asset_job
 
 from asset_defs import all_assets
 from asset_defs.ingest import laion_embeddings, laion_embeddings_import, laion_images, laion_metadata
+from asset_defs.visual_world import reference_embeddings
 from asset_defs.partitions import dataset, laion_part
 
 
@@ -34,9 +36,16 @@ part_analysis_job = define_asset_job(
 
 reference_job = define_asset_job(
     "reference_job",
-    selection=_partitioned_by(dataset),
+    selection=AssetSelection.assets(reference_embeddings),
     partitions_def=dataset,
-    description="Embeddings (and per-dataset analyses) of one reference dataset.",
+    description="Embeddings of one reference dataset (what reference_datasets_sensor requests).",
+)
+
+dataset_analysis_job = define_asset_job(
+    "dataset_analysis_job",
+    selection=_partitioned_by(dataset) - AssetSelection.assets(reference_embeddings),
+    partitions_def=dataset,
+    description="The per-dataset analyses (eval-to-LAION similarity, thresholds, pruned pools) of one dataset.",
 )
 
 analysis_job = define_asset_job(
@@ -45,6 +54,6 @@ analysis_job = define_asset_job(
     description="The cross-partition assets over all parts and datasets.",
 )
 
-all_jobs = [ingest_job, part_analysis_job, reference_job, analysis_job]
+all_jobs = [ingest_job, part_analysis_job, reference_job, dataset_analysis_job, analysis_job]
 
-__all__ = ["all_jobs", "analysis_job", "ingest_job", "part_analysis_job", "reference_job"]
+__all__ = ["all_jobs", "analysis_job", "dataset_analysis_job", "ingest_job", "part_analysis_job", "reference_job"]

@@ -29,8 +29,10 @@ def test_definitions_load_with_described_grouped_assets():
     assert graph.get(AssetKey("laion_embeddings")).pools == {"gpu"}
     ingest = defs.resolve_job_def("ingest_job")
     assert [n.name for n in ingest.nodes_in_topological_order] == ["laion_metadata", "laion_images", "laion_embeddings"]
-    for job in ("part_analysis_job", "reference_job", "analysis_job"):
+    for job in ("part_analysis_job", "reference_job", "dataset_analysis_job", "analysis_job"):
         assert defs.resolve_job_def(job)
+    reference = defs.resolve_job_def("reference_job")
+    assert [n.name for n in reference.nodes_in_topological_order] == ["reference_embeddings"]
     assert defs.resolve_sensor_def("laion_parts_sensor") and defs.resolve_sensor_def("reference_datasets_sensor")
 
 
