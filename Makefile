@@ -44,13 +44,14 @@ demo-data: venv
 
 # The main job: one `dagster job execute` run of ingest_job per demo part (laion_part is a
 # dynamic partition set). The demo decodes its tiny images in-process (no DataLoader workers)
+# and downloads with one img2dataset process (its pool start-up dominates 200 images)
 # unless told otherwise. Then every other asset, in dependency order (jobs/demo.py run).
 demo: demo-data
 	$(PY) -m jobs.demo register
 	@start=$$(date +%s); \
 	for part in $$($(PY) -m jobs.demo parts); do \
 	  echo "== ingest_job [$$part]"; \
-	  LAIONLAB_NUM_WORKERS=$${LAIONLAB_NUM_WORKERS:-0} $(DAGSTER) job execute -f definitions.py -a defs -j ingest_job -c jobs/demo_run.yaml \
+	  LAIONLAB_NUM_WORKERS=$${LAIONLAB_NUM_WORKERS:-0} LAIONLAB_DOWNLOAD_PROCESSES=$${LAIONLAB_DOWNLOAD_PROCESSES:-1} $(DAGSTER) job execute -f definitions.py -a defs -j ingest_job -c jobs/demo_run.yaml \
 	    --tags "{\"dagster/partition\": \"$$part\"}" || exit 1; \
 	done; \
 	echo "demo: ingest of all parts in $$(( $$(date +%s) - start )) s"; \
