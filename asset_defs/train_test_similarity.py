@@ -14,7 +14,7 @@ from pydantic import Field
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, line_plot, markdown_table
 from asset_defs.partitions import dataset, laion_part
-from asset_defs.visual_world import reference_embeddings
+from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors
 from laionlab.io.lance import read_vectors
 from resources import FileStore, LanceStore
 
@@ -22,19 +22,7 @@ GROUP = "train_test_similarity"
 
 
 def _part_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray]:
-    batches = lance.tables().iter_part(EMBEDDINGS_TABLE, part, ["uid", "image_emb"])
-    return read_vectors(batches)
-
-
-def _reference_unit(lance: LanceStore, name: str) -> np.ndarray:
-    from asset_defs.visual_world import REFERENCE_TABLE
-
-    query = lance.tables().part_query(REFERENCE_TABLE, name, ["uid", "image_emb"], part_column="dataset")
-    uids, X = read_vectors(query.to_batches(batch_size=65_536))
-    if not uids:
-        raise Failure(f"reference_embeddings has no rows for dataset {name!r}; materialise it first")
-    order = np.argsort(np.array(uids))
-    return X[order]
+    return laion_vectors(lance, where=f"part = '{part}'", raw=False)
 
 
 def _parts(context: AssetExecutionContext) -> list[str]:
@@ -164,7 +152,7 @@ def eval_to_laion_similarity(
     from laionlab.retrieval import max_similarity, merge_topk, topk_similar
 
     name = context.partition_key
-    queries = _reference_unit(lance, name)
+    queries = reference_vectors(lance, name, raw=False)
     parts = _parts(context)
     tops, max_rows, all_uids = [], [], []
     offset = 0
@@ -209,7 +197,7 @@ def train_to_eval_threshold(context: AssetExecutionContext, config: ThresholdCon
     from laionlab.dedup import nearest_similarity
 
     name = context.partition_key
-    thresholds = nearest_similarity(_reference_unit(lance, name), _reference_unit(lance, config.train_dataset))
+    thresholds = nearest_similarity(reference_vectors(lance, name, raw=False), reference_vectors(lance, config.train_dataset, raw=False))
     files.write_parquet(pl.DataFrame({"eval_index": np.arange(len(thresholds)), "threshold": thresholds}), "train_to_eval_threshold", f"{name}.parquet")
     return MaterializeResult(
         metadata={"train_dataset": config.train_dataset, "eval_samples": len(thresholds), "mean_threshold": float(thresholds.mean())}

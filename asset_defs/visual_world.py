@@ -92,7 +92,9 @@ class PhotoClassifierConfig(Config):
     cv_folds: int = Field(5, ge=2)
 
 
-def _laion_features(lance: LanceStore, where: str | None = None, raw: bool = True) -> tuple[list[str], np.ndarray]:
+def laion_vectors(lance: LanceStore, where: str | None = None, raw: bool = True) -> tuple[list[str], np.ndarray]:
+    """uids and (n, d) image vectors of laion_embeddings rows matching ``where`` (raw features
+    by default, unit vectors with raw=False), streamed in batches."""
     table = lance.tables().open(EMBEDDINGS_TABLE)
     query = table.search().limit(None).select(["uid", "image_emb", "image_norm"])
     if where:
@@ -117,7 +119,7 @@ def photo_classifier(
         key = "uid" if "uid" in labels.columns else "URL"
         if key not in labels.columns or "is_photo" not in labels.columns:
             raise Failure(f"{config.labels_path} needs columns (uid or URL) and is_photo; has {labels.columns}")
-        uids, X = _laion_features(lance, raw=True)
+        uids, X = laion_vectors(lance, raw=True)
         frame = pl.DataFrame({"uid": uids, "row": np.arange(len(uids))})
         if key == "URL":
             meta = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet").select("uid", "URL") for p in _parts(frame)])
@@ -173,7 +175,7 @@ def laion_natural(
 ) -> MaterializeResult:
     part = context.partition_key
     clf = load_photo_classifier(files)
-    uids, X = _laion_features(lance, where=f"part = '{part}'", raw=clf.input == "raw")
+    uids, X = laion_vectors(lance, where=f"part = '{part}'", raw=clf.input == "raw")
     if not uids:
         raise Failure(f"laion_embeddings has no rows for part {part!r}; materialise it first")
     proba = clf.predict_proba(X)
@@ -212,7 +214,7 @@ def _natural_features(files: FileStore, lance: LanceStore, parts: list[str]) -> 
     uids, blocks = [], []
     for part in parts:
         natural = files.read_parquet("laion_natural", f"{part}.parquet")
-        part_uids, X = _laion_features(lance, where=f"part = '{part}'", raw=True)
+        part_uids, X = laion_vectors(lance, where=f"part = '{part}'", raw=True)
         rows = pl.DataFrame({"uid": part_uids, "row": np.arange(len(part_uids))}).join(natural.select("uid"), on="uid")
         uids.extend(rows["uid"].to_list())
         blocks.append(X[rows["row"].to_numpy()] if len(part_uids) else np.zeros((0, 0), np.float32))
@@ -285,9 +287,14 @@ class CoverageConfig(Config):
     max_samples: int = Field(100_000, ge=10, description="cap on LAION rows used for PCA/PRDC (seeded sample)")
 
 
-def _reference_features(lance: LanceStore, name: str) -> np.ndarray:
+def reference_vectors(lance: LanceStore, name: str, raw: bool = True) -> np.ndarray:
+    """(n, d) image vectors of a reference dataset in the dataset's own order (uid order, so row
+    i is image i of the catalog listing); raw features by default, unit vectors with raw=False."""
     query = lance.tables().part_query(REFERENCE_TABLE, name, ["uid", "image_emb", "image_norm"], part_column="dataset")
-    return read_vectors(query.to_batches(batch_size=65_536), norm_column="image_norm")[1]
+    uids, X = read_vectors(query.to_batches(batch_size=65_536), norm_column="image_norm" if raw else None)
+    if not uids:
+        raise Failure(f"reference_embeddings has no rows for dataset {name!r}; materialise it first")
+    return X[np.argsort(np.array(uids))]
 
 
 @asset(
@@ -306,9 +313,9 @@ def coverage(context: AssetExecutionContext, config: CoverageConfig, files: File
         raise Failure("no reference datasets registered (dataset partitions); add them to the catalog")
     natural = sample_rows(_natural_features(files, lance, parts)[1], config.max_samples, 0)
     report = coverage_report(
-        {name: _reference_features(lance, name) for name in datasets},
+        {name: reference_vectors(lance, name) for name in datasets},
         natural,
-        sample_rows(_laion_features(lance, raw=True)[1], config.max_samples, 1),
+        sample_rows(laion_vectors(lance, raw=True)[1], config.max_samples, 1),
         load_centroids(files),
         min_count=config.min_count,
         n_components=config.pca_n_components if config.pca_n_components < 1 else int(config.pca_n_components),
@@ -442,7 +449,7 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
     summary = laion.group_by("n_other_groups").agg(pl.col("accuracy").mean()).sort("n_other_groups")
     comparison = []
     for name in sorted(context.instance.get_dynamic_partitions(dataset.name)):
-        ref = _reference_features(lance, name)
+        ref = reference_vectors(lance, name)
         n = min(len(ref), len(X))
         conditions = {
             name: dict(train_features=ref),
@@ -541,7 +548,7 @@ def neural_generalization(
         betas = raw["betas"].astype(np.float32) / (config.betas_scale if raw["betas"].dtype == np.int16 else 1.0)
         nc = noise_ceiling_from_ncsnr(raw["ncsnr"]) if "ncsnr" in raw else None
         responses, image_ids = prepare_responses(betas, raw["session"], raw["stimulus_ids"], noise_ceiling=nc)
-        features = _reference_features(lance, spec.name)
+        features = reference_vectors(lance, spec.name)
         if image_ids.max() >= len(features):
             raise Failure(f"{spec.responses}: stimulus id {image_ids.max()} but dataset {spec.name!r} has {len(features)} images")
         X = features[image_ids]

@@ -116,13 +116,23 @@ class LanceTables:
 
     def ensure(self, table: str, schema: pa.Schema) -> lancedb.table.Table:
         """Open ``table`` or create it empty with ``schema``; creation races are harmless."""
-        if not self.exists(table):
-            with self._create_lock():
-                if not self.exists(table):
-                    self.db.create_table(table, schema=schema)
-        tbl = self.db.open_table(table)
+        # create-and-open under one lock: another process's just-created table may be listed
+        # before it can be opened (seen as "Table ... was not found" in the concurrency test)
+        with self._create_lock():
+            if not self.exists(table):
+                self.db.create_table(table, schema=schema)
+            tbl = self._open_with_retry(table)
         self.check_compatible(table, tbl.schema, schema)
         return tbl
+
+    def _open_with_retry(self, table: str, attempts: int = 50, wait_s: float = 0.1):
+        for attempt in range(attempts):
+            try:
+                return self.db.open_table(table)
+            except ValueError as exc:  # not (yet) visible: a concurrent create on an object store
+                if "not found" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(wait_s)
 
     def check_compatible(self, table: str, existing: pa.Schema, new: pa.Schema) -> None:
         old_dims, new_dims = vector_dims(existing), vector_dims(new)
