@@ -7,3 +7,9 @@ laion_part = DynamicPartitionsDefinition(name="laion_part")
 
 # One key per reference dataset of the catalog (THINGS, NSD, ...); synced by reference_datasets_sensor.
 dataset = DynamicPartitionsDefinition(name="dataset")
+
+
+def registered(context, partitions_def: DynamicPartitionsDefinition) -> list[str]:
+    """The keys of a dynamic partition set registered in the instance, sorted: what a
+    cross-partition asset reads (and records as seen)."""
+    return sorted(context.instance.get_dynamic_partitions(partitions_def.name))

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, line_plot, markdown_table
-from asset_defs.partitions import dataset, laion_part
+from asset_defs.partitions import dataset, laion_part, registered
 from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors
 from laionlab.io.lance import read_vectors
 from resources import FileStore, LanceStore
@@ -23,10 +23,6 @@ GROUP = "train_test_similarity"
 
 def _part_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray]:
     return laion_vectors(lance, where=f"part = '{part}'", raw=False)
-
-
-def _parts(context: AssetExecutionContext) -> list[str]:
-    return sorted(context.instance.get_dynamic_partitions(laion_part.name))
 
 
 class DedupCentroidsConfig(Config):
@@ -49,7 +45,7 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
     from laionlab.cluster import kmeans
     from laionlab.coverage.report import sample_rows
 
-    parts = _parts(context)
+    parts = registered(context, laion_part)
     X = np.concatenate([_part_vectors(lance, p)[1] for p in parts])
     X = sample_rows(X, config.sample_size, config.seed)
     if config.k > len(X):
@@ -98,9 +94,9 @@ class DedupConfig(Config):
     "removal fraction and its curve over ε.",
 )
 def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.dedup import dedup_keep, max_earlier_similarity, removal_curve
+    from laionlab.dedup import dedup_keep, keep_from_max_sim, max_earlier_similarity, removal_curve
 
-    parts = _parts(context)
+    parts = registered(context, laion_part)
     uids, blocks, labels = [], [], []
     for part in parts:
         part_uids, X = _part_vectors(lance, part)
@@ -110,8 +106,12 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
         blocks.append(X[frame["row"].to_numpy()])
         labels.append(frame["cluster"].to_numpy())
     X, labels = np.concatenate(blocks), np.concatenate(labels)
-    keep = dedup_keep(X, labels, eps=config.eps, block_rows=config.block_rows, rule=config.rule)
+    # one similarity pass serves the seed rule's mask and the removal curve
     max_sim = max_earlier_similarity(X, labels, block_rows=config.block_rows)
+    if config.rule == "seed":
+        keep = keep_from_max_sim(max_sim, eps=config.eps)
+    else:
+        keep = dedup_keep(X, labels, eps=config.eps, block_rows=config.block_rows, rule=config.rule)
     curve = removal_curve(max_sim, [0.02, 0.05, 0.08, 0.1, 0.124, 0.15, 0.2, 0.3])
     result = pl.DataFrame({"uid": uids, "keep": keep, "max_earlier_sim": max_sim})
     files.write_parquet(result, "laion_dedup", "dedup.parquet")
@@ -153,7 +153,7 @@ def eval_to_laion_similarity(
 
     name = context.partition_key
     queries = reference_vectors(lance, name, raw=False)
-    parts = _parts(context)
+    parts = registered(context, laion_part)
     tops, max_rows, all_uids = [], [], []
     offset = 0
     total = sum(lance.tables().count(EMBEDDINGS_TABLE, f"part = '{p}'") for p in parts)
@@ -257,7 +257,7 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     description="Size of the pruned LAION pool for every eval dataset (table and plot).",
 )
 def pruned_pool_sizes(context: AssetExecutionContext, files: FileStore) -> MaterializeResult:
-    names = sorted(context.instance.get_dynamic_partitions(dataset.name))
+    names = registered(context, dataset)
     sizes = pl.DataFrame({"dataset": names, "pool_size": [files.read_parquet("pruned_pools", f"{n}.parquet").height for n in names]})
     files.write_parquet(sizes, "pruned_pools", "sizes.parquet")
     return MaterializeResult(

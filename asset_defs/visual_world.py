@@ -19,7 +19,7 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
-from asset_defs.partitions import dataset, laion_part
+from asset_defs.partitions import dataset, laion_part, registered
 from laionlab.embed.encode import EncodeStats, encode_dataset
 from laionlab.filter.photo import (
     NON_PHOTO_PROMPTS,
@@ -235,7 +235,7 @@ def laion_natural_clusters(
 ) -> MaterializeResult:
     from laionlab.cluster import kmeans
 
-    parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
+    parts = registered(context, laion_part)
     uids, X = _natural_features(files, lance, parts)
     if len(uids) == 0:
         raise Failure(f"no LAION-natural rows in parts {parts}")
@@ -307,8 +307,8 @@ def reference_vectors(lance: LanceStore, name: str, raw: bool = True) -> np.ndar
 def coverage(context: AssetExecutionContext, config: CoverageConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
     from laionlab.coverage import coverage_report
 
-    parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
-    datasets = sorted(context.instance.get_dynamic_partitions(dataset.name))
+    parts = registered(context, laion_part)
+    datasets = registered(context, dataset)
     if not datasets:
         raise Failure("no reference datasets registered (dataset partitions); add them to the catalog")
     natural = sample_rows(_natural_features(files, lance, parts)[1], config.max_samples, 0)
@@ -368,7 +368,7 @@ def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, fi
     unknown = [s for s in config.strategies if s not in STRATEGIES]
     if unknown:
         raise Failure(f"unknown strategies {unknown}; known: {sorted(STRATEGIES)}")
-    parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
+    parts = registered(context, laion_part)
     uids, X = _natural_features(files, lance, parts)
     rng = np.random.default_rng(config.seed)
     pool = np.sort(rng.choice(len(uids), size=min(config.pool_size, len(uids)), replace=False))
@@ -434,7 +434,7 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
     from laionlab.sampling import random as random_sample
     from laionlab.sampling import stratified
 
-    parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
+    parts = registered(context, laion_part)
     _, X = _natural_features(files, lance, parts)
     setup = laion_ood_setup(
         X, n_clusters=config.laion_clusters, n_groups=config.laion_groups, seed=config.seed,
@@ -448,7 +448,7 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
     files.write_parquet(laion, "ood_generalization", "laion.parquet")
     summary = laion.group_by("n_other_groups").agg(pl.col("accuracy").mean()).sort("n_other_groups")
     comparison = []
-    for name in sorted(context.instance.get_dynamic_partitions(dataset.name)):
+    for name in registered(context, dataset):
         ref = reference_vectors(lance, name)
         n = min(len(ref), len(X))
         conditions = {
@@ -601,7 +601,7 @@ def concept_distribution(
     from laionlab.laionet import match_lemmas_frame, unique_lemma_map
     from laionlab.ood import compare_distributions
 
-    parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
+    parts = registered(context, laion_part)
     natural = pl.concat([files.read_parquet("laion_natural", f"{p}.parquet").select("uid") for p in parts])
     captions = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet").select("uid", "TEXT") for p in parts])
     pool = natural.join(captions, on="uid", how="left")
