@@ -63,69 +63,100 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
     partitions_def=laion_part,
     group_name=GROUP,
     deps=[dedup_centroids, laion_embeddings],
-    kinds={"parquet", "faiss"},
-    description="Nearest dedup centroid (cosine) of every embedded row of the part.",
+    kinds={"parquet", "numpy", "faiss"},
+    description="Nearest dedup centroid (cosine) of every embedded row of the part, and the part's vectors "
+    "sorted by cluster (seed 004's per-cluster embedding files, cut by part) for laion_dedup to stream.",
 )
 def dedup_assignments(context: AssetExecutionContext, files: FileStore, lance: LanceStore) -> MaterializeResult:
     from laionlab.cluster import assign
+    from laionlab.io.files import atomic_save_npy
 
     part = context.partition_key
     centroids = np.load(Path(files.path("dedup_centroids")) / "centroids.npy")
     uids, X = _part_vectors(lance, part)
     if not uids:
         raise Failure(f"laion_embeddings has no rows for part {part!r}")
+    if X.shape[1] != centroids.shape[1]:
+        raise Failure(f"laion_embeddings[{part}] has dimension {X.shape[1]}, dedup_centroids {centroids.shape[1]}: rematerialise dedup_centroids")
     labels, sims = assign(X, centroids, metric="ip")
-    frame = pl.DataFrame({"uid": uids, "cluster": labels, "centroid_sim": sims}).sort("uid")
-    files.write_parquet(frame, "dedup_assignments", f"{part}.parquet")
-    return MaterializeResult(metadata={"rows": frame.height, "clusters_used": frame["cluster"].n_unique()})
+    frame = pl.DataFrame({"uid": uids, "cluster": labels.astype(np.int32), "centroid_sim": sims, "row": np.arange(len(uids))})
+    frame = frame.sort("cluster", "uid")
+    # vectors first, then the table that says they are complete (laion_dedup checks the counts)
+    atomic_save_npy(X[frame["row"].to_numpy()], files.path("dedup_assignments", f"{part}.vectors.npy"))
+    files.write_parquet(frame.drop("row"), "dedup_assignments", f"{part}.parquet")
+    return MaterializeResult(metadata={"rows": frame.height, "clusters_used": frame["cluster"].n_unique(), "k": len(centroids)})
 
 
 class DedupConfig(Config):
     eps: float = Field(0.124, gt=0, lt=1, description="drop a row whose max cosine to an earlier row of its cluster > 1 - eps (seed: 0.124)")
     rule: str = Field("seed", description="seed (drop vs any earlier row) or semdedup (keep one per group)")
     block_rows: int = Field(40_000, ge=1, description="rows per block inside big clusters (seed: 40,000)")
+    group_rows: int = Field(1_000_000, ge=1, description="rows of consecutive clusters read from all parts at once (memory bound)")
+    curve_eps: list[float] = Field([0.02, 0.05, 0.08, 0.1, 0.124, 0.15, 0.2, 0.3], description="ε values of the removal curve")
+
+
+def read_dedup(files: FileStore, columns: list[str] | None = None) -> pl.DataFrame:
+    """laion_dedup's current result over all parts: uid, part, cluster, keep, max_earlier_sim."""
+    from laionlab.io.files import current_version_dir
+
+    return pl.read_parquet(f"{current_version_dir(files.path('laion_dedup'))}/*.parquet", columns=columns)
 
 
 @asset(
     group_name=GROUP,
     deps=[dedup_assignments],
     kinds={"parquet"},
-    description="Semantic deduplication of LAION (seed 004's compute_dedup_paths): keep/drop per uid, with the "
-    "removal fraction and its curve over ε.",
+    description="Semantic deduplication of LAION (seed 004's compute_dedup_paths): keep/drop per uid, streamed "
+    "cluster group by cluster group over the parts, with the removal fraction and its curve over ε.",
 )
-def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.dedup import dedup_keep, keep_from_max_sim, max_earlier_similarity, removal_curve
+def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: FileStore) -> MaterializeResult:
+    from laionlab.dedup import ClusterShard, cluster_offsets, dedup_shards, removal_curve
+    from laionlab.io.files import atomic_write_parquet, commit_version_dir, load_npy, new_version_dir
 
+    if config.rule not in ("seed", "semdedup"):
+        raise Failure(f"rule must be 'seed' or 'semdedup', got {config.rule!r}")
     parts = registered(context, laion_part)
-    uids, blocks, labels = [], [], []
+    k = len(np.load(Path(files.path("dedup_centroids")) / "centroids.npy", mmap_mode="r"))
+    shards = []
     for part in parts:
-        part_uids, X = _part_vectors(lance, part)
-        assigned = files.read_parquet("dedup_assignments", f"{part}.parquet")
-        frame = pl.DataFrame({"uid": part_uids, "row": np.arange(len(part_uids))}).join(assigned, on="uid").sort("uid")
-        uids.extend(frame["uid"].to_list())
-        blocks.append(X[frame["row"].to_numpy()])
-        labels.append(frame["cluster"].to_numpy())
-    X, labels = np.concatenate(blocks), np.concatenate(labels)
-    # one similarity pass serves the seed rule's mask and the removal curve
-    max_sim = max_earlier_similarity(X, labels, block_rows=config.block_rows)
-    if config.rule == "seed":
-        keep = keep_from_max_sim(max_sim, eps=config.eps)
-    else:
-        keep = dedup_keep(X, labels, eps=config.eps, block_rows=config.block_rows, rule=config.rule)
-    curve = removal_curve(max_sim, [0.02, 0.05, 0.08, 0.1, 0.124, 0.15, 0.2, 0.3])
-    result = pl.DataFrame({"uid": uids, "keep": keep, "max_earlier_sim": max_sim})
-    files.write_parquet(result, "laion_dedup", "dedup.parquet")
-    eps, frac = zip(*[(c[0], c[1]) for c in curve])
+        clusters = pl.read_parquet(files.path("dedup_assignments", f"{part}.parquet"), columns=["cluster"])["cluster"].to_numpy()
+        vectors = load_npy(files.path("dedup_assignments", f"{part}.vectors.npy"))
+        if len(vectors) != len(clusters) or (len(clusters) and clusters.max() >= k):
+            raise Failure(
+                f"dedup_assignments[{part}] is inconsistent ({len(vectors)} vectors, {len(clusters)} rows, k={k}): "
+                "rematerialise dedup_assignments for this part"
+            )
+        shards.append(ClusterShard(vectors, cluster_offsets(clusters, k)))
+    total = sum(len(s.vectors) for s in shards)
+    context.log.info(f"deduplicating {total} rows of {len(parts)} parts in {k} clusters, {config.group_rows} rows at a time")
+    logged = [0]
+
+    def progress(done: int, k: int) -> None:  # about 20 lines per run
+        if done - logged[0] >= max(1, k // 20) or done == k:
+            logged[0] = done
+            context.log.info(f"clusters {done}/{k}")
+
+    flags = dedup_shards(shards, eps=config.eps, rule=config.rule, block_rows=config.block_rows, group_rows=config.group_rows, progress=progress)
+    version = new_version_dir(files.path("laion_dedup"))
+    removed, curve_counts = 0, np.zeros(len(config.curve_eps))
+    for part, (keep, max_sim) in zip(parts, flags):
+        frame = pl.read_parquet(files.path("dedup_assignments", f"{part}.parquet"), columns=["uid", "cluster"])
+        frame = frame.with_columns(part=pl.lit(part), keep=pl.Series(keep), max_earlier_sim=pl.Series(max_sim))
+        atomic_write_parquet(frame, f"{version}/{part}.parquet")
+        removed += int((~keep).sum())
+        curve_counts += np.array([f * len(keep) for _, f in removal_curve(max_sim, config.curve_eps)])
+    commit_version_dir(files.path("laion_dedup"), version)
+    frac = curve_counts / max(total, 1)
     return MaterializeResult(
         metadata={
-            "rows": len(uids),
-            "removed": int((~keep).sum()),
-            "removal_fraction": float((~keep).mean()),
+            "rows": total,
+            "removed": removed,
+            "removal_fraction": removed / max(total, 1),
             "eps": config.eps,
             "rule": config.rule,
             "parts_seen": ", ".join(parts),
             "removal_curve": line_plot(
-                list(eps), {"removed": list(frac)}, "ε (drop when cosine > 1 − ε)", "removal fraction vs ε",
+                list(config.curve_eps), {"removed": list(frac)}, "ε (drop when cosine > 1 − ε)", "removal fraction vs ε (seed rule)",
                 files.path("laion_dedup", "removal_curve.png"), logx=False, ylabel="fraction removed",
             ),
         }
@@ -218,32 +249,27 @@ class PrunedPoolConfig(Config):
     "above that sample's train→eval threshold (seed 004's get_paths_chunk), optionally subsampled.",
 )
 def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.dedup import prune_mask, subsample
+    from laionlab.dedup import subsample
 
     name = context.partition_key
-    dedup = files.read_parquet("laion_dedup", "dedup.parquet")
-    pool = dedup.filter(pl.col("keep"))["uid"]
+    dedup = read_dedup(files, ["uid", "keep"])
+    pool = dedup.filter(pl.col("keep")).select("uid")
     candidates = files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
-    thresholds = files.read_parquet("train_to_eval_threshold", f"{name}.parquet")["threshold"].to_numpy()
-    index = {u: i for i, u in enumerate(pool.to_list())}
-    in_pool = candidates.filter(pl.col("uid").is_in(pool.implode()))
-    q = len(thresholds)
-    ids = np.full((q, max(1, candidates["rank"].max() + 1)), -1, np.int64)
-    scores = np.full(ids.shape, -np.inf, np.float32)
-    rows = in_pool["eval_index"].to_numpy()
-    ranks = in_pool["rank"].to_numpy()
-    ids[rows, ranks] = np.array([index[u] for u in in_pool["uid"].to_list()], np.int64)
-    scores[rows, ranks] = in_pool["sim"].to_numpy()
-    keep = prune_mask(ids, scores, thresholds, len(pool))
-    kept = pool.filter(pl.Series(keep))
+    thresholds = files.read_parquet("train_to_eval_threshold", f"{name}.parquet")
+    if candidates["eval_index"].max() >= thresholds.height:
+        raise Failure(f"eval_to_laion_similarity[{name}] and train_to_eval_threshold[{name}] disagree on the eval set size: rematerialise both")
+    # seed 004 (get_paths_chunk.py): drop a candidate when sims > per_query_imagenet_train
+    too_close = candidates.join(thresholds, on="eval_index").filter(pl.col("sim") > pl.col("threshold")).select("uid").unique()
+    kept = pool.join(too_close, on="uid", how="anti").sort("uid")["uid"]
+    pruned_size = len(kept)
     if config.target_size is not None:
         kept = kept.gather(np.sort(subsample(np.arange(len(kept)), config.target_size, config.seed)))
     files.write_parquet(pl.DataFrame({"uid": kept}), "pruned_pools", f"{name}.parquet")
-    sizes = pl.DataFrame({"stage": ["laion", "deduplicated", "pruned", "final"], "rows": [dedup.height, len(pool), int(keep.sum()), len(kept)]})
+    sizes = pl.DataFrame({"stage": ["laion", "deduplicated", "pruned", "final"], "rows": [dedup.height, pool.height, pruned_size, len(kept)]})
     return MaterializeResult(
         metadata={
             "sizes": markdown_table(sizes),
-            "pruned_away": len(pool) - int(keep.sum()),
+            "pruned_away": pool.height - pruned_size,
             "final_size": len(kept),
             "sizes_plot": bar_plot(sizes["stage"].to_list(), sizes["rows"].to_list(), f"pool size for {name}", "rows", files.path("pruned_pools", f"{name}.png")),
         }

@@ -13,7 +13,11 @@ from laionlab.dedup.prune import nearest_similarity, prune_mask, subsample
 from laionlab.dedup.semantic import (
     DEFAULT_BLOCK_ROWS,
     DEFAULT_EPS,
+    DEFAULT_GROUP_ROWS,
+    ClusterShard,
+    cluster_offsets,
     dedup_keep,
+    dedup_shards,
     keep_from_max_sim,
     max_earlier_similarity,
     removal_curve,
@@ -22,7 +26,11 @@ from laionlab.dedup.semantic import (
 __all__ = [
     "DEFAULT_BLOCK_ROWS",
     "DEFAULT_EPS",
+    "DEFAULT_GROUP_ROWS",
+    "ClusterShard",
+    "cluster_offsets",
     "dedup_keep",
+    "dedup_shards",
     "keep_from_max_sim",
     "max_earlier_similarity",
     "nearest_similarity",

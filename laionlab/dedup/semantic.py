@@ -32,6 +32,8 @@ Memory is bounded by a block, not by the cluster or the table: rows of a cluster
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Literal
 
 import numpy as np
@@ -41,7 +43,11 @@ from laionlab import validate
 __all__ = [
     "DEFAULT_BLOCK_ROWS",
     "DEFAULT_EPS",
+    "DEFAULT_GROUP_ROWS",
+    "ClusterShard",
+    "cluster_offsets",
     "dedup_keep",
+    "dedup_shards",
     "keep_from_max_sim",
     "max_earlier_similarity",
     "removal_curve",
@@ -57,6 +63,9 @@ DEFAULT_BLOCK_ROWS = 40_000
 # Rows per strip of a block's own (diagonal) tile: only its lower part is computed, roughly
 # halving the work there, and a strip is small next to a full tile.
 DIAG_ROWS = 2_048
+# Rows of consecutive clusters gathered from the shards at once by dedup_shards (2 GiB of
+# float32 at d = 512); a single cluster bigger than this is still read whole.
+DEFAULT_GROUP_ROWS = 1_000_000
 # Tolerance on row norms: float16 CLIP embeddings are unit norm only to ~1e-3.
 NORM_TOL = 1e-2
 # SemDeDup's edges (pairs above threshold) are listed from a tile this many row strips at a
@@ -177,6 +186,95 @@ def removal_curve(max_sim: np.ndarray, eps_values: Iterable[float]) -> list[tupl
     return [
         (e, float(np.count_nonzero(max_sim > _threshold(e)) / n) if n else 0.0) for e in eps_list
     ]
+
+
+@dataclass(frozen=True)
+class ClusterShard:
+    """One shard of a table whose rows are sorted by cluster (seed 004's per-cluster files,
+    cut by LAION part instead of by cluster).
+
+    ``vectors``: ``(n, d)`` unit rows sorted by cluster id, usually an ``np.load(...,
+    mmap_mode="r")`` array so only the rows of the clusters at hand are read.
+    ``offsets``: ``(k + 1,)`` non-decreasing; the rows of cluster ``c`` are
+    ``vectors[offsets[c]:offsets[c + 1]]`` (see :func:`cluster_offsets`).
+    """
+
+    vectors: np.ndarray
+    offsets: np.ndarray
+
+
+def cluster_offsets(sorted_labels: np.ndarray, k: int) -> np.ndarray:
+    """``(k + 1,)`` row offsets of clusters ``0..k-1`` in ``sorted_labels`` (ascending ids)."""
+    lab = np.asarray(sorted_labels)
+    if lab.ndim != 1 or (lab.size and not np.issubdtype(lab.dtype, np.integer)):
+        raise ValueError(f"sorted_labels: expected 1-D integer cluster ids, got {lab.shape} {lab.dtype}")
+    if lab.size and (np.any(np.diff(lab) < 0) or lab[0] < 0 or lab[-1] >= k):
+        raise ValueError(f"sorted_labels: expected ids in [0, {k}) in ascending order")
+    return np.searchsorted(lab, np.arange(k + 1), side="left").astype(np.int64)
+
+
+def dedup_shards(
+    shards: Sequence[ClusterShard],
+    eps: float = DEFAULT_EPS,
+    rule: Rule = "seed",
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    group_rows: int = DEFAULT_GROUP_ROWS,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`dedup_keep` and :func:`max_earlier_similarity` over cluster-sorted shards,
+    reading consecutive clusters from every shard at a time, so memory is bounded by
+    ``group_rows`` rows (or the biggest cluster) plus one tile, not by the table.
+
+    The stable order inside a cluster is shard order, then row order inside a shard: the
+    result equals ``dedup_keep(concat(shards), labels)`` on the concatenation (tested).
+
+    Args:
+        shards: the parts of the table (all with the same ``d`` and the same ``k``).
+        eps, rule, block_rows: as in :func:`dedup_keep`.
+        group_rows: rows (over all shards) of consecutive clusters gathered at once.
+        progress: called with ``(clusters_done, k)`` after every group.
+
+    Returns:
+        per shard, ``(keep, max_sim)``: ``(n_shard,)`` bool and float32, in the shard's row
+        (cluster-sorted) order.
+    """
+    eps = _check_eps("eps", eps)
+    if rule not in ("seed", "semdedup"):
+        raise ValueError(f"rule: expected 'seed' or 'semdedup', got {rule!r}")
+    group_rows = validate.int_at_least("group_rows", group_rows, 1)
+    if not shards:
+        raise ValueError("shards: expected at least one shard")
+    ks = {len(s.offsets) - 1 for s in shards}
+    dims = {s.vectors.shape[1] for s in shards if s.vectors.ndim == 2}
+    if len(ks) != 1 or len(dims) > 1:
+        raise ValueError(f"shards: expected one cluster count and one dimension, got k {sorted(ks)}, d {sorted(dims)}")
+    for i, s in enumerate(shards):
+        if s.vectors.ndim != 2 or s.offsets[-1] != s.vectors.shape[0] or s.offsets[0] != 0:
+            raise ValueError(f"shards[{i}]: offsets end at {s.offsets[-1]} but vectors have shape {s.vectors.shape}")
+    k = ks.pop()
+    sizes = np.sum([np.diff(s.offsets) for s in shards], axis=0)
+    out = [(np.ones(len(s.vectors), bool), np.full(len(s.vectors), -np.inf, np.float32)) for s in shards]
+    thr = _threshold(eps)
+    c0 = 0
+    while c0 < k:
+        # the longest run of clusters c0..c1-1 within group_rows (at least one cluster)
+        c1 = c0 + max(1, int(np.searchsorted(np.cumsum(sizes[c0:]), group_rows, side="right")))
+        blocks = [np.asarray(s.vectors[s.offsets[c0] : s.offsets[c1]]) for s in shards]
+        labels = np.concatenate([np.repeat(np.arange(c0, c1), np.diff(s.offsets[c0 : c1 + 1])) for s in shards])
+        if labels.size:
+            X = np.concatenate(blocks)
+            max_sim = max_earlier_similarity(X, labels, block_rows)
+            keep = max_sim <= thr if rule == "seed" else dedup_keep(X, labels, eps, block_rows, rule)
+            at = 0
+            for s, (keep_out, sim_out), block in zip(shards, out, blocks):
+                a, b = s.offsets[c0], s.offsets[c1]
+                keep_out[a:b] = keep[at : at + len(block)]
+                sim_out[a:b] = max_sim[at : at + len(block)]
+                at += len(block)
+        if progress is not None:
+            progress(c1, k)
+        c0 = c1
+    return out
 
 
 # --- helpers -------------------------------------------------------------------------------

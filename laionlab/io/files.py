@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import polars as pl
 from fsspec.implementations.local import LocalFileSystem
 
@@ -65,6 +66,35 @@ def atomic_write_parquet(frame: pl.DataFrame, uri: str) -> None:
     else:
         with fs.open(path, "wb") as f:
             frame.write_parquet(f)
+
+
+def atomic_save_npy(array: np.ndarray, uri: str) -> None:
+    """``np.save`` to ``uri`` so that readers see the old file or the new one."""
+    fs, path = _fs(uri)
+    fs.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if isinstance(fs, LocalFileSystem):
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}.npy"
+        try:
+            np.save(tmp, array)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    else:
+        with fs.open(path, "wb") as f:
+            np.save(f, array)
+
+
+def load_npy(uri: str, mmap: bool = True) -> np.ndarray:
+    """An ``.npy`` array, memory-mapped when the file is local (rows are read on use), else
+    read whole."""
+    fs, path = _fs(uri)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"{uri} does not exist (materialise the upstream asset first)")
+    if isinstance(fs, LocalFileSystem):
+        return np.load(path, mmap_mode="r" if mmap else None)
+    with fs.open(path, "rb") as f:
+        return np.load(f)
 
 
 def read_parquet(uri: str) -> pl.DataFrame:

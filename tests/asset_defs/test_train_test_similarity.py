@@ -1,5 +1,7 @@
 """materialize() tests of the train–test-similarity assets (seed 004) on the demo."""
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -11,6 +13,7 @@ from asset_defs.train_test_similarity import (
     eval_to_laion_similarity,
     laion_dedup,
     pruned_pools,
+    read_dedup,
     train_to_eval_threshold,
 )
 from asset_defs.visual_world import REFERENCE_TABLE
@@ -49,8 +52,16 @@ def _all_laion(resources):
 
 def test_dedup_drops_exactly_rows_too_similar_to_an_earlier_one(pruned):
     resources, _ = pruned
-    dedup = resources["files"].read_parquet("laion_dedup", "dedup.parquet")
-    assert dedup.height == len(_all_laion(resources)[0]) and dedup["uid"].is_unique().all()
+    dedup = read_dedup(resources["files"])
+    uids, laion = _all_laion(resources)
+    assert dedup.height == len(uids) and dedup["uid"].is_unique().all()
+    # brute force: the seed's rule over each cluster in (part, uid) order
+    row = {u: i for i, u in enumerate(uids)}
+    for _, cluster in dedup.sort("part", "uid").group_by("cluster", maintain_order=True):
+        X = laion[[row[u] for u in cluster["uid"]]]
+        G = np.tril(X @ X.T, k=-1) + np.triu(np.full((len(X), len(X)), -np.inf))
+        want = G.max(axis=1)
+        np.testing.assert_allclose(cluster["max_earlier_sim"].to_numpy(), want, rtol=1e-5)
     dropped = dedup.filter(~pl.col("keep"))
     assert dropped.height > 0 and (dropped["max_earlier_sim"] > 1 - EPS).all()
     assert (dedup.filter(pl.col("keep"))["max_earlier_sim"] <= 1 - EPS).all()
@@ -75,7 +86,7 @@ def test_eval_topk_equals_brute_force_over_all_parts(pruned):
 
 def test_pruned_pool_is_no_more_similar_than_the_train_set(pruned):
     resources, instance = pruned
-    dedup = resources["files"].read_parquet("laion_dedup", "dedup.parquet")
+    dedup = read_dedup(resources["files"])
     kept = set(dedup.filter(pl.col("keep"))["uid"])
     for name in DATASETS:
         pool = set(resources["files"].read_parquet("pruned_pools", f"{name}.parquet")["uid"])
@@ -100,3 +111,24 @@ def test_bad_inputs_name_the_problem(pruned):
     too_big = {"ops": {"eval_to_laion_similarity": {"config": {"k": 10_000}}}}
     result = run([eval_to_laion_similarity], resources, instance, "demo_narrow", run_config=too_big, raise_on_error=False)
     assert not result.success and "larger than the LAION pool" in str(result.get_step_failure_events()[0].event_specific_data.error)
+
+
+def test_eval_set_of_another_dimension_is_refused(tmp_path, demo):
+    """A reference set embedded with another model (dim 16) than LAION (dim 8)."""
+    from asset_defs.visual_world import REFERENCE_TABLE
+    from laionlab.io.lance import embeddings_batch, embeddings_schema, reference_batch, reference_schema
+    from tests.conftest import instance_with_parts, make_resources
+
+    resources = make_resources(tmp_path, str(Path(demo.root) / "laion_parts"))
+    rng = np.random.default_rng(0)
+    unit = lambda n, d: (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(rng.normal(size=(n, d))).astype(np.float32)
+    tables = resources["lance"].tables()
+    tables.replace_part(EMBEDDINGS_TABLE, "p0", [embeddings_batch([f"p0:{i}" for i in range(20)], "p0", "m8", unit(20, 8), unit(20, 8))], embeddings_schema(8))
+    ref = reference_batch([f"{i:03d}" for i in range(5)], "wide", "m16", [None] * 5, ["x"] * 5, unit(5, 16), np.ones(5, np.float32))
+    tables.replace_part(REFERENCE_TABLE, "wide", [ref], reference_schema(16), part_column="dataset")
+    instance = instance_with_parts(["p0"])
+    instance.add_dynamic_partitions("dataset", ["wide"])
+    result = run([eval_to_laion_similarity], resources, instance, "wide", run_config={"ops": {"eval_to_laion_similarity": {"config": {"k": 5}}}}, raise_on_error=False)
+    assert not result.success
+    message = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert "'wide' has dimension 16" in message and "laion_embeddings[p0] 8" in message

@@ -239,3 +239,44 @@ def test_bad_inputs(clustered):
         dedup_keep(X, labels, rule="greedy")
     with pytest.raises(ValueError, match=r"^max_sim"):
         removal_curve(np.array([0.1, np.nan]), [0.1])
+
+
+@pytest.mark.parametrize("rule", ["seed", "semdedup"])
+@pytest.mark.parametrize("group_rows", [1, 37, 10_000])
+def test_dedup_shards_equals_dedup_on_the_concatenation(clustered, rule, group_rows):
+    """Cluster-sorted shards streamed a few clusters at a time give the same flags as the
+    whole table, whose stable order is shard order then row order."""
+    from laionlab.dedup import ClusterShard, cluster_offsets, dedup_shards
+
+    X, labels = clustered
+    cuts = [0, 60, 61, 180, len(X)]  # one shard of a single row
+    shards, rows = [], []
+    for a, b in zip(cuts, cuts[1:]):
+        order = a + np.argsort(labels[a:b], kind="stable")
+        shards.append(ClusterShard(X[order], cluster_offsets(labels[order], 5)))
+        rows.append(order)
+    seen = []
+    got = dedup_shards(shards, eps=0.124, rule=rule, block_rows=7, group_rows=group_rows, progress=lambda d, k: seen.append(d))
+    cat = np.concatenate(rows)
+    want_keep = dedup_keep(X[cat], labels[cat], eps=0.124, block_rows=7, rule=rule)
+    want_sim = max_earlier_similarity(X[cat], labels[cat], block_rows=7)
+    np.testing.assert_array_equal(np.concatenate([k for k, _ in got]), want_keep)
+    np.testing.assert_allclose(np.concatenate([s for _, s in got]), want_sim, rtol=1e-6)
+    assert seen[-1] == 5 and seen == sorted(seen)
+    assert (~want_keep).any()  # the case exercises drops
+
+
+def test_dedup_shards_rejects_inconsistent_shards(clustered):
+    from laionlab.dedup import ClusterShard, cluster_offsets, dedup_shards
+
+    X, labels = clustered
+    order = np.argsort(labels, kind="stable")
+    good = ClusterShard(X[order], cluster_offsets(labels[order], 5))
+    with pytest.raises(ValueError, match="one cluster count"):
+        dedup_shards([good, ClusterShard(X[order], cluster_offsets(labels[order], 6))])
+    with pytest.raises(ValueError, match=r"shards\[1\]"):
+        dedup_shards([good, ClusterShard(X[order][:10], good.offsets)])
+    with pytest.raises(ValueError, match="ascending"):
+        cluster_offsets(labels, 5)
+    with pytest.raises(ValueError, match="eps"):
+        dedup_shards([good], eps=0.0)
