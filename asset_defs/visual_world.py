@@ -129,14 +129,10 @@ def photo_classifier(
             raise Failure(f"only {joined.height} labelled rows of {config.labels_path} have embeddings; need >= 10")
         clf = train_photo_classifier(X[joined["row"].to_numpy()], joined["is_photo"].to_numpy(), C=config.C, cv=config.cv_folds)
     else:
-        loaded = clip.load()
-        import torch
+        from laionlab.embed.encode import encode_texts
 
-        with torch.no_grad():
-            enc = lambda prompts: torch.nn.functional.normalize(  # noqa: E731
-                loaded.model.encode_text(loaded.tokenizer(list(prompts)).to(loaded.device)).float(), dim=-1
-            ).cpu().numpy()
-            clf = zero_shot_classifier(enc(PHOTO_PROMPTS), enc(NON_PHOTO_PROMPTS))
+        loaded = clip.load()
+        clf = zero_shot_classifier(encode_texts(loaded, PHOTO_PROMPTS), encode_texts(loaded, NON_PHOTO_PROMPTS))
         clf.info["model_id"] = loaded.model_id
     npz, meta = clf.save(files.path("photo_classifier", "classifier"))
     return MaterializeResult(

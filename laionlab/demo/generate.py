@@ -3,7 +3,8 @@
 Everything is drawn from one seeded generator, so two builds with the same arguments write
 byte-identical parquet files and images. The parts carry LAION-400M's columns (SAMPLE_ID,
 URL, TEXT, HEIGHT, WIDTH, LICENSE, NSFW, similarity); captions are templates around real
-ILSVRC lemmas so lemma matching (seed 001) and caption retrieval (seed 003) find something.
+ILSVRC lemmas, mostly of eight demo classes (``DEMO_CLASSES``, whose photos share a tint), so
+lemma matching and LAIONet (seed 001) and caption retrieval (seed 003) find something.
 
 Three visual kinds are generated, so a photo classifier (seed 000) has something to separate:
 - ``photo``: smooth multi-scale colour noise with a lighting gradient and sensor grain,
@@ -46,6 +47,21 @@ CAPTION_TEMPLATES = {
         "{lemma} quote poster typography",
     ],
 }
+# LAIONet (seed 001) needs classes with several images: most captions name one of these
+# ILSVRC classes (their photos share a tint, so images of a class look alike); the rest name
+# a random ILSVRC lemma. A labelled ImageNet-val-like folder and an ImageNet-Captions-like
+# table cover the same classes.
+DEMO_CLASSES = {
+    "n01440764": (90, 120, 60),  # tench
+    "n01443537": (240, 150, 30),  # goldfish
+    "n02085620": (170, 120, 90),  # Chihuahua
+    "n02123045": (130, 130, 130),  # tabby
+    "n02690373": (60, 120, 220),  # airliner
+    "n03792782": (200, 40, 40),  # mountain bike
+    "n04254680": (240, 240, 240),  # soccer ball
+    "n07747607": (250, 120, 0),  # orange
+}
+DEMO_CLASS_SHARE = 0.7
 FILLER_CAPTIONS = ["Buy now - free shipping", "IMG_0042.JPG", "Holiday sale 50% off", "untitled"]
 LICENSES = ["?", "?", "?", "creativecommons.org/licenses/by/4.0"]
 
@@ -60,6 +76,7 @@ class DemoConfig:
     max_side: int = 160
     nsfw_per_part: int = 4
     reference_images: int = 60
+    reference_per_class: int = 6
     seed: int = 0
 
 
@@ -83,6 +100,11 @@ def _photo(rng: np.random.Generator, h: int, w: int) -> Image.Image:
     ramp = np.linspace(0.7, 1.2, h, dtype=np.float32)[:, None, None]
     img = img / 1.05 * ramp + rng.normal(0, 0.04, size=img.shape).astype(np.float32)
     return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+
+
+def _tinted(img: Image.Image, colour: tuple[int, int, int], weight: float = 0.5) -> Image.Image:
+    """Blend ``img`` towards a class colour, so images of one demo class look alike."""
+    return Image.blend(img, Image.new("RGB", img.size, colour), weight)
 
 
 def _clipart(rng: np.random.Generator, h: int, w: int) -> Image.Image:
@@ -165,6 +187,7 @@ def _reference_sets(root: Path, rng: np.random.Generator, config: DemoConfig) ->
     (root / "reference").mkdir(exist_ok=True)
     with h5py.File(root / "reference" / "narrow.hdf5", "w") as f:
         f.create_dataset("imgBrick", data=narrow, chunks=(16, 64, 64, 3))
+    _imagenet_like(root, rng, config)
     (root / "datasets.yaml").write_text(
         "# Reference datasets of the demo (see laionlab/io/reference.py for the format)\n"
         "datasets:\n"
@@ -179,7 +202,38 @@ def _reference_sets(root: Path, rng: np.random.Generator, config: DemoConfig) ->
         "    path: reference/narrow.hdf5\n"
         "    dataset: imgBrick\n"
         "    description: red discs only (narrow coverage)\n"
+        "  demo_imagenet_val:\n"
+        "    kind: image_folder\n"
+        "    path: reference/imagenet_val\n"
+        '    glob: "*/*.jpg"\n'
+        "    description: \"labelled photos of the demo's ILSVRC classes (ImageNet-val layout <wnid>/<image>)\"\n"
+        "  demo_imagenet_captions:\n"
+        "    kind: parquet\n"
+        "    path: reference/imagenet_captions.parquet\n"
+        "    image_column: path\n"
+        "    label_column: wnid\n"
+        "    caption_column: caption\n"
+        "    description: \"the same photos with captions (ImageNet-Captions layout: path, caption, wnid)\"\n"
     )
+
+
+def _imagenet_like(root: Path, rng: np.random.Generator, config: DemoConfig) -> None:
+    """``reference/imagenet_val/<wnid>/<i>.jpg``: ``reference_per_class`` tinted photos of each
+    demo class (the role of ILSVRC-2012 val in LAIONet), and ``imagenet_captions.parquet``
+    giving each of them a caption and its wnid (the role of ImageNet-Captions)."""
+    synsets = ilsvrc_synsets()
+    first_lemma = dict(zip(synsets["wnid"], synsets["name"]))
+    rows = []
+    for wnid, colour in DEMO_CLASSES.items():
+        folder = root / "reference" / "imagenet_val" / wnid
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(config.reference_per_class):
+            h, w = (int(x) for x in rng.integers(config.min_side, config.max_side + 1, size=2))
+            path = folder / f"{i:04d}.jpg"
+            _tinted(_photo(rng, h, w), colour).save(path, quality=90)
+            template = CAPTION_TEMPLATES["photo"][int(rng.integers(len(CAPTION_TEMPLATES["photo"])))]
+            rows.append({"path": str(path), "caption": template.format(lemma=first_lemma[wnid]), "wnid": wnid})
+    pl.DataFrame(rows).write_parquet(root / "reference" / "imagenet_captions.parquet")
 
 
 def build_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> DemoManifest:
@@ -198,7 +252,9 @@ def build_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> DemoManif
         )
     rng = np.random.default_rng(config.seed)
     synsets = ilsvrc_synsets()
-    lemmas = [lemma for group in synsets["lemmas"].to_list() for lemma in group]
+    lemmas = [(lemma, wnid) for wnid, group in zip(synsets["wnid"], synsets["lemmas"].to_list()) for lemma in group]
+    by_wnid = dict(zip(synsets["wnid"], synsets["lemmas"].to_list()))
+    class_lemmas = {wnid: by_wnid[wnid] for wnid in DEMO_CLASSES}
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "laion_parts").mkdir(parents=True, exist_ok=True)
     manifest = DemoManifest(root=str(root), config=asdict(config))
@@ -212,7 +268,11 @@ def build_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> DemoManif
         nsfw_rows = set(rng.choice(np.arange(4, n), size=config.nsfw_per_part, replace=False))
         for i in range(n):
             kind = KINDS[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
-            lemma = lemmas[int(rng.integers(len(lemmas)))]
+            if rng.random() < DEMO_CLASS_SHARE:
+                wnid = list(DEMO_CLASSES)[int(rng.integers(len(DEMO_CLASSES)))]
+                lemma = class_lemmas[wnid][int(rng.integers(len(class_lemmas[wnid])))]
+            else:
+                lemma, wnid = lemmas[int(rng.integers(len(lemmas)))]
             if rng.random() < 0.15:
                 caption = FILLER_CAPTIONS[int(rng.integers(len(FILLER_CAPTIONS)))]
             else:
@@ -224,6 +284,8 @@ def build_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> DemoManif
             path.parent.mkdir(parents=True, exist_ok=True)
             if kind == "photo":
                 img = _photo(rng, h, w)
+                if wnid in DEMO_CLASSES:
+                    img = _tinted(img, DEMO_CLASSES[wnid])
             elif kind == "clipart":
                 img = _clipart(rng, h, w)
             else:

@@ -199,3 +199,20 @@ def encode_dataset(
             last_log = now
         yield EmbeddedBatch(list(uids), image_emb, text_emb, image_norm, text_norm)
     stats.seconds = time.perf_counter() - start
+
+
+def encode_texts(clip: LoadedClip, texts: Sequence[str | None], batch_size: int = 256, log_every_s: float = 30.0) -> np.ndarray:
+    """Unit-norm CLIP text embeddings ``(n, d)`` float32 of ``texts`` (captions, prompts,
+    synset queries), ``batch_size`` at a time; None becomes "" (the tokenizer truncates at the
+    context length, 77 tokens for OpenAI CLIP, as the seeds' tokenizers did)."""
+    texts = ["" if t is None else str(t) for t in texts]
+    out = np.empty((len(texts), clip.embed_dim), np.float32)
+    last = time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            tokens = clip.tokenizer(texts[start : start + batch_size]).to(clip.device)
+            out[start : start + len(tokens)] = _normalise(clip.model.encode_text(tokens))[0]
+            if time.perf_counter() - last > log_every_s:
+                last = time.perf_counter()
+                log.info("encoded %d/%d texts", start + len(tokens), len(texts))
+    return out

@@ -1,0 +1,80 @@
+"""Reading images back from the webdataset shards img2dataset wrote (``laion_images``).
+
+Each sample of a shard holds the image (``jpg``/``png``/``webp``), its caption (``txt``) and a
+``json`` with the ``uid`` (saved as an additional column) and, when img2dataset resized the
+image, its original size (``original_width``/``original_height``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+
+
+@dataclass
+class ShardImage:
+    uid: str
+    image: Image.Image  # as stored (not converted to RGB)
+    caption: str | None
+    meta: dict
+
+    @property
+    def original_area(self) -> int:
+        """Area in pixels of the image as downloaded (before img2dataset resized it)."""
+        w = self.meta.get("original_width") or self.meta.get("width") or self.image.width
+        h = self.meta.get("original_height") or self.meta.get("height") or self.image.height
+        return int(w) * int(h)
+
+
+def iter_shard_images(shards: Sequence[str | Path], uids: Collection[str] | None = None) -> Iterator[ShardImage]:
+    """Yield the samples of ``shards`` (all, or only those whose uid is in ``uids``), in shard
+    order. A sample whose image cannot be decoded is logged and skipped, never raised."""
+    wanted = None if uids is None else set(uids)
+    for shard in shards:
+        for files in _samples(shard):
+            if "json" not in files:
+                continue
+            meta = json.loads(files["json"])
+            uid = meta.get("uid")
+            if uid is None or (wanted is not None and str(uid) not in wanted):
+                continue
+            data = next((files[e] for e in IMAGE_EXTENSIONS if e in files), None)
+            if data is None:
+                continue
+            try:
+                image = Image.open(io.BytesIO(data))
+                image.load()
+            except Exception as exn:  # noqa: BLE001 - a corrupt image is skipped and logged
+                log.warning("skipping %s in %s: %s", uid, shard, exn)
+                continue
+            caption = files["txt"].decode("utf-8") if "txt" in files else None
+            yield ShardImage(str(uid), image, caption, meta)
+
+
+def _samples(shard: str | Path) -> Iterator[dict[str, bytes]]:
+    """The files of each sample (extension → bytes); a sample's files are consecutive in a
+    webdataset tar, so one sample is held at a time."""
+    key, files = None, {}
+    with tarfile.open(shard) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            name, _, ext = member.name.rpartition(".")
+            if name != key and files:
+                yield files
+                files = {}
+            key = name
+            files[ext.lower()] = tar.extractfile(member).read()
+    if files:
+        yield files
