@@ -409,17 +409,21 @@ def _pair_sample(emb: np.ndarray, labels: np.ndarray, per_class: int, rng: np.ra
 
 
 def compare_sets(
-    laion_emb: np.ndarray, laion_labels: np.ndarray, ref_emb: np.ndarray, ref_labels: np.ndarray, config: IntraClassConfig
+    a_emb: np.ndarray, a_labels: np.ndarray, b_emb: np.ndarray, b_labels: np.ndarray, config
 ) -> tuple[pl.DataFrame, dict, np.ndarray, np.ndarray]:
+    """Per-class intra-class similarity of set a (LAIONet) minus set b (the reference) with the
+    seed's interval test, and the pair samples of the histogram. ``config`` carries
+    n_per_class, reference_per_class, sampling, min_pairs, hist_pairs_per_class and seed."""
     from laionlab.laionet import compare_intra_class
 
     if config.sampling not in ("random", "first"):
         raise Failure(f"sampling must be 'random' or 'first', got {config.sampling!r}")
-    a = _intra(laion_emb, laion_labels, config.n_per_class, config.sampling, config.seed)
-    b = _intra(ref_emb, ref_labels, config.reference_per_class, config.sampling, config.seed)
+    a = _intra(a_emb, a_labels, config.n_per_class, config.sampling, config.seed)
+    b = _intra(b_emb, b_labels, config.reference_per_class, config.sampling, config.seed)
     per_class, summary = compare_intra_class(a, b, min_pairs=config.min_pairs)
     rng = np.random.default_rng(config.seed)
-    return per_class, summary, _pair_sample(laion_emb, laion_labels, config.hist_pairs_per_class, rng), _pair_sample(ref_emb, ref_labels, config.hist_pairs_per_class, rng)
+    pairs = [_pair_sample(e, l, config.hist_pairs_per_class, rng) for e, l in ((a_emb, a_labels), (b_emb, b_labels))]
+    return per_class, summary, pairs[0], pairs[1]
 
 
 @asset(
@@ -627,6 +631,189 @@ def laionet_accuracy(
     )
 
 
+
+# --- caption index and nearest-caption ImageNet (the paper's Section 4.3) -------------------
+
+
+class CaptionIndexConfig(Config):
+    max_memory: str = Field("16GB", description="memory budget of the index (the seed: 16 GB for 413,871,335 vectors via autofaiss)")
+    flat_max_rows: int = Field(100_000, ge=1, description="exact IndexFlatIP up to this many captions")
+    nprobe: int = Field(32, ge=1, description="IVF lists probed per query")
+    rebuild: bool = Field(False, description="retrain from scratch instead of appending new parts")
+    seed: int = Field(0)
+
+
+def parse_bytes(text: str) -> int:
+    """'16GB', '40MB', '512KiB', '1000' → bytes (decimal units for kB/MB/GB/TB, binary for KiB...)."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKMGT]i?B|B)?\s*", text)
+    if not m:
+        raise Failure(f"max_memory: cannot read {text!r} as a size (e.g. 16GB, 512MiB)")
+    unit = m.group(2) or "B"
+    scale = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+    if unit not in scale:
+        raise Failure(f"max_memory: unknown unit {unit!r} in {text!r}")
+    return int(float(m.group(1)) * scale[unit])
+
+
+def _text_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray, set[str]]:
+    table = lance.tables().open(EMBEDDINGS_TABLE)
+    query = table.search().limit(None).select(["uid", "text_emb", "model"]).where(f"part = '{part}'")
+    uids, blocks, models = [], [], set()
+    for batch in query.to_batches(batch_size=65_536):
+        got, X = read_vectors([batch], column="text_emb")
+        uids.extend(got)
+        blocks.append(X)
+        models.update(batch.column("model").to_pylist())
+    return uids, (np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32)), models
+
+
+@asset(
+    group_name=GROUP,
+    deps=[laion_embeddings],
+    kinds={"faiss"},
+    description="A faiss inner-product index over the caption text embeddings of all parts: exact for small "
+    "tables, else IVF-PQ chosen under a memory budget (autofaiss's rule, as the seed built its 413M-vector index), "
+    "trained once and appended to as parts arrive.",
+)
+def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
+    from laionlab.io.files import atomic_write_bytes, atomic_write_parquet
+    from laionlab.retrieval.caption_index import CaptionIndex, choose_index_key, estimate_index_memory, train_size
+
+    budget = parse_bytes(config.max_memory)
+    parts = registered(context, laion_part)
+    tables = lance.tables()
+    counts = {p: tables.count(EMBEDDINGS_TABLE, f"part = '{p}'") for p in parts}
+    state_path, index_path = files.path("caption_index", "state.json"), files.path("caption_index", "index.faiss")
+    state = json.loads(Path(state_path).read_text()) if Path(state_path).exists() and Path(index_path).exists() else None
+    stale = state is not None and any(counts.get(p) != info["rows"] for p, info in state["parts"].items())
+    if state is None or config.rebuild or stale:
+        if stale:
+            context.log.info("a part was re-embedded or removed since the index was built: rebuilding it")
+        state, index = {"parts": {}, "next_id": 0, "model": None, "key": None}, None
+    else:
+        index = CaptionIndex.load(index_path)
+    todo = [p for p in parts if p not in state["parts"] and counts[p] > 0]
+    pending: list[tuple[str, list[str], np.ndarray]] = []
+
+    def add(part: str, uids: list[str], X: np.ndarray, models: set[str]) -> None:
+        if state["model"] is None:
+            state["model"] = next(iter(models))
+        if models != {state["model"]}:
+            raise Failure(f"laion_embeddings[{part}] holds text embeddings of {sorted(models)}, the index {state['model']}: rebuild")
+        ids = np.arange(state["next_id"], state["next_id"] + len(uids), dtype=np.int64)
+        atomic_write_parquet(pl.DataFrame({"id": ids, "uid": uids}), files.path("caption_index", "ids", f"{part}.parquet"))
+        state["parts"][part] = {"rows": len(uids), "first_id": int(ids[0])}
+        state["next_id"] += len(uids)
+        if index is not None:
+            index.append(X, ids)
+        pending.append((part, ids, X))
+
+    for part in todo:
+        uids, X, models = _text_vectors(lance, part)
+        context.log.info(f"caption_index: {part}: {len(uids)} captions")
+        add(part, uids, X, models)
+        if index is None:  # train once enough rows are in hand (the seed: on its first ~1M-vector chunk)
+            total = sum(counts.values())
+            key = choose_index_key(total, X.shape[1], budget, flat_max_rows=config.flat_max_rows)
+            if sum(len(ids) for _, ids, _ in pending) >= train_size(total, key, X.shape[1]) or part == todo[-1]:
+                vectors = np.concatenate([x for _, _, x in pending])
+                ids = np.concatenate([i for _, i, _ in pending])
+                index = CaptionIndex.build(vectors, ids, key, seed=config.seed, nprobe=config.nprobe)
+                state["key"] = key
+                context.log.info(f"caption_index: trained {key} on {len(ids)} captions (estimated {estimate_index_memory(key, total, X.shape[1]) / 1e9:.2f} GB for {total})")
+        pending = pending if index is None else []
+    if index is None:
+        raise Failure(f"laion_embeddings has no rows for parts {parts}: nothing to index")
+    if todo:
+        index.save(index_path)
+        atomic_write_bytes(state_path, json.dumps(state, indent=1).encode())
+    return MaterializeResult(
+        metadata={
+            "index": state["key"],
+            "vectors": index.ntotal,
+            "parts_added": ", ".join(todo) or "none (up to date)",
+            "text_model": state["model"],
+            "budget_bytes": budget,
+        }
+    )
+
+
+class NearestCaptionConfig(Config):
+    captions_dataset: str = Field(description="ImageNet-Captions-style catalog dataset (image path, caption, wnid label)")
+    nprobe: int | None = Field(None, ge=1, description="IVF lists probed (default: the index's)")
+    n_per_class: int = Field(100, ge=2, description="recreated-dataset images per class")
+    reference_per_class: int | None = Field(None, ge=2, description="original images per class (default all)")
+    sampling: str = Field("random", description="random (seeded) or first")
+    min_pairs: int = Field(7, ge=2)
+    hist_pairs_per_class: int = Field(100, ge=1)
+    batch_size: int = Field(256, ge=1)
+    seed: int = Field(0)
+
+
+@asset(
+    group_name=GROUP,
+    deps=[caption_index, reference_embeddings],
+    kinds={"parquet", "faiss"},
+    pool="gpu",
+    description="For each caption of an ImageNet-Captions-style dataset, the most similar LAION caption: a "
+    "LAION-recreated ImageNet, and its intra-class image similarity vs the original images (the paper's Section 4.3).",
+)
+def nearest_caption_imagenet(
+    context: AssetExecutionContext, config: NearestCaptionConfig, clip: ClipEncoder, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
+    from laionlab.embed.encode import encode_texts
+    from laionlab.io.reference import list_items
+    from laionlab.retrieval.caption_index import CaptionIndex
+
+    name = config.captions_dataset
+    items = list_items(catalog.get(name))
+    if all(c is None for c in items.captions) or all(l is None for l in items.labels):
+        raise Failure(f"dataset {name!r} needs captions and labels (a parquet entry with caption_column and label_column)")
+    state = json.loads(Path(files.path("caption_index", "state.json")).read_text())
+    loaded = clip.load()
+    if loaded.model_id != state["model"]:
+        raise Failure(f"caption_index holds text embeddings of {state['model']}, the clip resource is {loaded.model_id}: same model needed")
+    keep = [i for i, (c, l) in enumerate(zip(items.captions, items.labels)) if c and l]
+    queries = encode_texts(loaded, [items.captions[i] for i in keep], config.batch_size)
+    index = CaptionIndex.load(files.path("caption_index", "index.faiss"))
+    scores, ids = index.search(queries, 1, nprobe=config.nprobe)
+    id_map = pl.concat([pl.read_parquet(files.path("caption_index", "ids", f"{p}.parquet")) for p in state["parts"]])
+    found = pl.DataFrame(
+        {
+            "caption_uid": [f"{name}:{i:09d}" for i in keep],
+            "caption": [items.captions[i] for i in keep],
+            "wnid": [items.labels[i] for i in keep],
+            "id": ids[:, 0],
+            "caption_similarity": scores[:, 0],
+        }
+    ).join(id_map, on="id", how="left")
+    files.write_parquet(found, "nearest_caption_imagenet", "recreated.parquet")
+    # the recreated dataset: distinct (LAION row, class) pairs
+    recreated = found.select("uid", "wnid").unique(maintain_order=True)
+    uids, emb = laion_vectors_for(lance, recreated["uid"].to_list())
+    vec = dict(zip(uids, emb))
+    recreated = recreated.filter(pl.col("uid").is_in(uids))
+    laion_emb = np.stack([vec[u] for u in recreated["uid"]]) if recreated.height else np.zeros((0, 1), np.float32)
+    original = labelled_reference(lance, name)
+    per_class, summary, a_pairs, b_pairs = compare_sets(laion_emb, recreated["wnid"].to_numpy(), _stack(original["emb"]), original["label"].to_numpy(), config)
+    files.write_parquet(per_class, "nearest_caption_imagenet", "per_class.parquet")
+    return MaterializeResult(
+        metadata={
+            "captions": len(keep),
+            "distinct_laion_rows": recreated.height,
+            "mean_caption_similarity": float(scores[:, 0].mean()) if len(keep) else float("nan"),
+            **{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in summary.items()},
+            "per_class": markdown_table(per_class.head(50)),
+            "distribution": _histogram(
+                None, "pairwise cosine similarity", "intra-class similarity: recreated vs original",
+                files.path("nearest_caption_imagenet", "hist.png"), series={"LAION (nearest captions)": a_pairs, name: b_pairs},
+            ),
+        }
+    )
+
+
 assets = [
     ilsvrc_synsets,
     lemma_matches,
@@ -634,4 +821,6 @@ assets = [
     laionet,
     laionet_intra_class_similarity,
     laionet_accuracy,
+    caption_index,
+    nearest_caption_imagenet,
 ]

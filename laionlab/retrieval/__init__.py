@@ -1,8 +1,14 @@
-"""Exact similarity search over CLIP embeddings (seed 004: Mayilvahanan et al., ICLR 2024,
+"""Similarity search over CLIP embeddings.
+
+``search``: exact, blocked search (seed 004: Mayilvahanan et al., ICLR 2024,
 brendel-group/clip-ood ``src/sims_and_paths/``): per-query top-k corpus rows, merging of
-per-chunk top-k lists, and per-row max similarity. Nothing here imports Dagster.
+per-chunk top-k lists, and per-row max similarity.
+``caption_index``: a persistent faiss index over caption embeddings, exact or IVF-PQ chosen
+under a memory budget (seed 001's autofaiss index over 413M LAION captions), appended to part
+by part. Nothing here imports Dagster.
 """
 
+from laionlab.retrieval.caption_index import CaptionIndex, choose_index_key, estimate_index_memory
 from laionlab.retrieval.search import TopK, max_similarity, merge_topk, topk_similar
 
-__all__ = ["TopK", "max_similarity", "merge_topk", "topk_similar"]
+__all__ = ["CaptionIndex", "TopK", "choose_index_key", "estimate_index_memory", "max_similarity", "merge_topk", "topk_similar"]

@@ -162,3 +162,47 @@ def test_bad_inputs_name_the_problem(net, tmp_path):
     config = {"synsets_file": str(bad)}
     result = run([ilsvrc_synsets], resources, instance, None, run_config={"ops": {"ilsvrc_synsets": {"config": config}}}, raise_on_error=False)
     assert not result.success and "n01443537" in _error(result) and "no definition" in _error(result)
+
+
+def test_caption_index_appends_parts_and_nearest_captions_are_exact(net, demo):
+    from asset_defs.ingest import EMBEDDINGS_TABLE
+    from asset_defs.laionet import caption_index, nearest_caption_imagenet
+    from laionlab.embed.encode import encode_texts
+    from laionlab.io.lance import read_vectors
+    from laionlab.io.reference import list_items
+    from tests.conftest import instance_with_parts
+
+    resources, instance, _ = net
+    first = instance_with_parts(demo.parts[:2])
+    assert run([caption_index], resources, first, None).success
+    assert run([caption_index], resources, instance, None).success  # the third part is appended
+    event = instance.get_latest_materialization_event(caption_index.key).asset_materialization
+    assert event.metadata["parts_added"].value == demo.parts[2] and event.metadata["index"].value == "Flat"
+    tbl = resources["lance"].tables().open(EMBEDDINGS_TABLE)
+    uids, T = read_vectors(tbl.search().limit(None).select(["uid", "text_emb"]).to_batches(), column="text_emb")
+    assert event.metadata["vectors"].value == len(uids)
+
+    name = "demo_imagenet_captions"
+    instance.add_dynamic_partitions("dataset", [name])
+    assert run([reference_embeddings], resources, instance, name).success
+    config = {"captions_dataset": name, "min_pairs": 2}
+    assert run([nearest_caption_imagenet], resources, instance, None, run_config={"ops": {"nearest_caption_imagenet": {"config": config}}}).success
+    found = resources["files"].read_parquet("nearest_caption_imagenet", "recreated.parquet")
+    items = list_items(resources["catalog"].get(name))
+    Q = encode_texts(resources["clip"].load(), items.captions)
+    sims = Q @ T.T
+    col = {u: j for j, u in enumerate(uids)}
+    got = sims[np.arange(len(Q)), [col[u] for u in found["uid"]]]  # ties (repeated captions) may pick any row
+    np.testing.assert_allclose(got, sims.max(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(found["caption_similarity"].to_numpy(), sims.max(axis=1), rtol=1e-5)
+    assert found["wnid"].to_list() == items.labels
+
+
+def test_caption_index_budget_parsing():
+    from dagster import Failure
+
+    from asset_defs.laionet import parse_bytes
+
+    assert parse_bytes("16GB") == 16_000_000_000 and parse_bytes("40MB") == 40_000_000 and parse_bytes("1KiB") == 1024
+    with pytest.raises(Failure, match="max_memory"):
+        parse_bytes("lots")
