@@ -102,9 +102,11 @@ def _photo(rng: np.random.Generator, h: int, w: int) -> Image.Image:
     return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
 
 
-def _tinted(img: Image.Image, colour: tuple[int, int, int], weight: float = 0.5) -> Image.Image:
-    """Blend ``img`` towards a class colour, so images of one demo class look alike."""
-    return Image.blend(img, Image.new("RGB", img.size, colour), weight)
+def _tinted(img: Image.Image, colour: tuple[int, int, int], strength: float = 0.5) -> Image.Image:
+    """Scale each channel of ``img`` towards a class colour, so images of one demo class look
+    alike while the photo texture (relative variation) stays."""
+    gain = (1 - strength) + strength * np.asarray(colour, np.float32) / 255 * 1.5
+    return Image.fromarray(np.clip(np.asarray(img, np.float32) * gain, 0, 255).astype(np.uint8))
 
 
 def _clipart(rng: np.random.Generator, h: int, w: int) -> Image.Image:

@@ -30,8 +30,11 @@ def _error(result) -> str:
 def net(world, demo):
     """ilsvrc_synsets → lemma_matches/synset_similarity per part → laionet at the median
     similarity (the random tiny CLIP's cosines are not the paper's)."""
-    resources, instance = world
-    instance.add_dynamic_partitions("dataset", [IMAGENET])
+    from tests.conftest import DATASETS, instance_with_parts
+
+    resources, _ = world
+    instance = instance_with_parts(demo.parts)  # its own instance: the session's keeps its datasets
+    instance.add_dynamic_partitions("dataset", [*DATASETS, IMAGENET])
     assert run([reference_embeddings], resources, instance, IMAGENET).success
     assert run([ilsvrc_synsets], resources, instance, None).success
     for part in demo.parts:

@@ -16,10 +16,15 @@ def test_demo_catalog_lists_folder_and_hdf5(demo):
     from pathlib import Path
 
     specs = load_catalog(Path(demo.root) / "datasets.yaml")
-    assert sorted(specs) == ["demo_broad", "demo_narrow"]
+    assert sorted(specs) == ["demo_broad", "demo_imagenet_captions", "demo_imagenet_val", "demo_narrow"]
     broad = list_items(specs["demo_broad"])
     assert len(broad.sources) == 60 and set(broad.labels) <= {"photo", "clipart", "text"}
     assert specs["demo_narrow"].kind == "hdf5" and len(list_items(specs["demo_narrow"]).sources) == 60
+    # LAIONet's labelled sets: folders named by wnid, and the same images with captions
+    val, captions = list_items(specs["demo_imagenet_val"]), list_items(specs["demo_imagenet_captions"])
+    assert len(set(val.labels)) == 8 and all(label.startswith("n0") for label in val.labels)
+    assert sorted(zip(captions.sources, captions.labels)) == sorted(zip(val.sources, val.labels))
+    assert all(captions.captions)
 
 
 def test_hdf5_is_read_in_slices_and_split_across_workers(tmp_path):

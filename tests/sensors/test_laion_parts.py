@@ -46,8 +46,9 @@ def test_reference_sensor_syncs_catalog_to_partitions(tmp_path, demo):
         build_sensor_context(instance=instance, resources={"catalog": catalog})
     )
     first = evaluate_ref()
-    assert [r.partition_key for r in first.run_requests] == ["demo_broad", "demo_narrow"]
-    instance.add_dynamic_partitions("dataset", ["demo_broad", "demo_narrow", "retired"])
+    names = ["demo_broad", "demo_imagenet_captions", "demo_imagenet_val", "demo_narrow"]
+    assert sorted(r.partition_key for r in first.run_requests) == names
+    instance.add_dynamic_partitions("dataset", [*names, "retired"])
     second = evaluate_ref()
     assert second.run_requests == []
     (delete,) = second.dynamic_partitions_requests

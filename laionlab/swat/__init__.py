@@ -1,0 +1,47 @@
+"""SWAT (seed 003: Liu et al., "Few-Shot Recognition via Stage-Wise Retrieval-Augmented
+Finetuning", CVPR 2025; public code tian1327/SWAT, ``retrieval/``): retrieving pretraining
+images for a few-shot target by string matching and ranking.
+
+* ``synonyms``: class → concept synonyms from a SWAT/REAL metrics JSON or a list of names.
+* ``match``: captions holding a synonym as whole words (optionally with a prefix word), every
+  class matched per caption; per-class match counts; the seed's FTS5 query string.
+* ``rank``: prompt embeddings (mean over synonyms × templates) and the seed's sampling methods
+  (Random, T2T/T2I/I2T/I2I ranking, T2T ranking after a T2I/I2T/I2I threshold), N per class.
+* ``export``: SWAT's ``<image path> <label>`` list files (``T2T500.txt``) and their reader.
+
+Nothing here imports Dagster.
+"""
+
+from laionlab.swat.export import read_swat_txt, swat_txt_name, write_swat_txt
+from laionlab.swat.match import class_frequency, match_synonyms, normalise, seed_fts5_query
+from laionlab.swat.rank import (
+    DEFAULT_N_PER_CLASS,
+    I2I_THRESHOLD,
+    I2T_THRESHOLD,
+    METHODS,
+    T2I_THRESHOLD,
+    prompt_embeddings,
+    rank_samples,
+)
+from laionlab.swat.synonyms import ClassKey, ClassSynonyms, from_class_names, load_metrics_json
+
+__all__ = [
+    "ClassKey",
+    "ClassSynonyms",
+    "DEFAULT_N_PER_CLASS",
+    "I2I_THRESHOLD",
+    "I2T_THRESHOLD",
+    "METHODS",
+    "T2I_THRESHOLD",
+    "class_frequency",
+    "from_class_names",
+    "load_metrics_json",
+    "match_synonyms",
+    "normalise",
+    "prompt_embeddings",
+    "rank_samples",
+    "read_swat_txt",
+    "seed_fts5_query",
+    "swat_txt_name",
+    "write_swat_txt",
+]
