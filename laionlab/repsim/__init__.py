@@ -9,8 +9,8 @@ built on thingsvision's CKA/RSA and CLIP_benchmark's linear probe).
 * ``probe``: seeded stratified splits and a logistic-regression linear probe with its L2
   strength chosen on a validation split.
 
-Defaults are the seed's: unbiased CKA, RBF ``sigma = 0.2`` (``SEED_RBF_SIGMA``) on
-L2-normalised features, RSA with the correlation RDM and Spearman, a 20 % validation split.
+Defaults are the seed's: unbiased CKA, RBF ``sigma = 0.4`` (``SEED_RBF_SIGMA``, the paper's
+"local" metric) on L2-normalised features, RSA with the correlation RDM and Spearman, a 20 % validation split.
 Nothing here imports Dagster.
 """
 

@@ -58,6 +58,8 @@ DEFAULT_CS: tuple[float, ...] = tuple(float(c) for c in np.logspace(-6, 6, 13))
 DEFAULT_VAL_FRACTION = 0.2
 # CLIP's L-BFGS iteration cap (App. A.3).
 DEFAULT_MAX_ITER = 1000
+# The open interval (0, 1), for validate.real.
+_OPEN_UNIT = dict(lo=0.0, hi=1.0, lo_open=True, hi_open=True)
 
 
 def stratified_split(
@@ -82,7 +84,7 @@ def stratified_split(
             with a single member, a split too small to hold every class, bad fraction/seed.
     """
     y = _labels("labels", labels)
-    test_fraction = validate.real("test_fraction", test_fraction, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    test_fraction = validate.real("test_fraction", test_fraction, **_OPEN_UNIT)
     seed = validate.int_at_least("seed", seed, 0)
     return _split("labels", y, test_fraction, seed)
 
@@ -130,9 +132,11 @@ def linear_probe(
     validate.same_dim("test_X", Xte, "train_X", Xtr)
     yte = _labels("test_y", test_y, Xte.shape[0])
     if ytr.dtype.kind != yte.dtype.kind:
-        raise ValueError(f"test_y: expected labels of the same kind as train_y ({ytr.dtype}), got {yte.dtype}")
+        raise ValueError(
+            f"test_y: expected labels of the same kind as train_y ({ytr.dtype}), got {yte.dtype}"
+        )
     Cs = validate.real_list("Cs", Cs, lo=0.0, lo_open=True)
-    val_fraction = validate.real("val_fraction", val_fraction, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    val_fraction = validate.real("val_fraction", val_fraction, **_OPEN_UNIT)
     seed = validate.int_at_least("seed", seed, 0)
     max_iter = validate.int_at_least("max_iter", max_iter, 1)
     if np.unique(ytr).size < 2:
@@ -158,14 +162,20 @@ def linear_probe(
 
 def _split(name: str, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     try:
-        a, b = train_test_split(np.arange(y.shape[0]), test_size=fraction, stratify=y, random_state=seed)
+        a, b = train_test_split(
+            np.arange(y.shape[0]), test_size=fraction, stratify=y, random_state=seed
+        )
     except ValueError as exc:
-        raise ValueError(f"{name}: cannot split {y.shape[0]} rows stratified by class: {exc}") from None
+        raise ValueError(
+            f"{name}: cannot split {y.shape[0]} rows stratified by class: {exc}"
+        ) from None
     return np.sort(a).astype(np.int64), np.sort(b).astype(np.int64)
 
 
 def _fit(X: np.ndarray, y: np.ndarray, C: float, max_iter: int) -> tuple[Pipeline, bool]:
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter))
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter)
+    )
     with warnings.catch_warnings():
         # Reported through ``converged`` instead: a large C on separable data rarely converges.
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -167,7 +167,8 @@ def _pairs(classes_of_rows) -> pl.DataFrame:
         missing = {"row", "classes"} - set(classes_of_rows.columns)
         if missing:
             raise ValueError(
-                f"classes_of_rows: expected columns 'row' and 'classes' (match_synonyms' frame), missing {sorted(missing)}"
+                "classes_of_rows: expected columns 'row' and 'classes' (match_synonyms' frame), "
+                f"missing {sorted(missing)}"
             )
         frame = classes_of_rows.select("row", "classes")
     elif isinstance(classes_of_rows, (str, bytes)) or not isinstance(classes_of_rows, Sequence):
@@ -240,8 +241,8 @@ def _class_scores(emb: np.ndarray, rows: np.ndarray, starts: np.ndarray, queries
     for j, q in enumerate(queries):
         if reduce == "mean":
             q = q.mean(axis=0, keepdims=True)  # mean of similarities = similarity to the mean
-        for s in range(starts[j], starts[j + 1], SCORE_BLOCK_ROWS):
-            e = min(s + SCORE_BLOCK_ROWS, starts[j + 1])
+        for s in range(int(starts[j]), int(starts[j + 1]), SCORE_BLOCK_ROWS):
+            e = min(s + SCORE_BLOCK_ROWS, int(starts[j + 1]))
             block = np.asarray(emb[rows[s:e]], dtype=np.float32)
             if not np.isfinite(block).all():
                 raise ValueError("embeddings: contain NaN or inf in a candidate row")
@@ -312,8 +313,8 @@ def rank_samples(
     if pairs.height == 0:
         return pl.DataFrame(schema=schema)
     rows = pairs["row"].to_numpy()
-    bounds = pairs.select(pl.col("class").rle().struct.field("len"))["len"].to_numpy()
-    starts = np.concatenate([[0], np.cumsum(bounds)])
+    sizes = pairs.select(pl.col("class").rle().struct.field("len"))["len"].to_numpy()
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     classes = pairs["class"].unique(maintain_order=True).to_list()
     n_needed = int(rows.max()) + 1
 
