@@ -53,6 +53,8 @@ def _load_clip(clip: ClipEncoder, model_name: str | None, pretrained: str | None
 def laion_vectors_for(lance: LanceStore, uids: list[str], column: str = "image_emb") -> tuple[list[str], np.ndarray]:
     """Unit ``column`` vectors of the given LAION uids that have a row in laion_embeddings (a
     uid whose image failed to download has none), part by part; order: by part, then stored."""
+    if not lance.tables().exists(EMBEDDINGS_TABLE):
+        return [], np.zeros((0, 0), np.float32)
     table = lance.tables().open(EMBEDDINGS_TABLE)
     by_part: dict[str, list[str]] = {}
     for uid in uids:

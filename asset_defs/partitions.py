@@ -8,6 +8,10 @@ laion_part = DynamicPartitionsDefinition(name="laion_part")
 # One key per reference dataset of the catalog (THINGS, NSD, ...); synced by reference_datasets_sensor.
 dataset = DynamicPartitionsDefinition(name="dataset")
 
+# One key per retrieval target of the catalog's `targets:` section (seed 003); synced by
+# reference_datasets_sensor.
+target = DynamicPartitionsDefinition(name="target")
+
 
 def registered(context, partitions_def: DynamicPartitionsDefinition) -> list[str]:
     """The keys of a dynamic partition set registered in the instance, sorted: what a

@@ -4,6 +4,7 @@
 - part_analysis_job: per `laion_part`, the analyses of one part (LAION-natural ...);
 - reference_job: per `dataset`, the embeddings of a reference image set of the catalog;
 - dataset_analysis_job: per `dataset`, the analyses of one dataset;
+- target_job: per `target`, SWAT retrieval (synonyms → matches → images → samples);
 - analysis_job: the cross-partition assets (classifier, clusters, coverage...), unpartitioned.
 """
 
@@ -12,7 +13,7 @@ from dagster import AssetSelection, define_asset_job
 from asset_defs import all_assets
 from asset_defs.ingest import laion_embeddings, laion_embeddings_import, laion_images, laion_metadata
 from asset_defs.visual_world import reference_embeddings
-from asset_defs.partitions import dataset, laion_part
+from asset_defs.partitions import dataset, laion_part, target
 
 
 def _partitioned_by(partitions_def) -> AssetSelection:
@@ -48,12 +49,19 @@ dataset_analysis_job = define_asset_job(
     description="The per-dataset analyses (eval-to-LAION similarity, thresholds, pruned pools) of one dataset.",
 )
 
+target_job = define_asset_job(
+    "target_job",
+    selection=_partitioned_by(target),
+    partitions_def=target,
+    description="SWAT retrieval for one target: synonyms, string matches, missing images, samples per method.",
+)
+
 analysis_job = define_asset_job(
     "analysis_job",
-    selection=AssetSelection.all() - _partitioned_by(laion_part) - _partitioned_by(dataset),
+    selection=AssetSelection.all() - _partitioned_by(laion_part) - _partitioned_by(dataset) - _partitioned_by(target),
     description="The cross-partition assets over all parts and datasets.",
 )
 
-all_jobs = [ingest_job, part_analysis_job, reference_job, dataset_analysis_job, analysis_job]
+all_jobs = [ingest_job, part_analysis_job, reference_job, dataset_analysis_job, target_job, analysis_job]
 
-__all__ = ["all_jobs", "analysis_job", "dataset_analysis_job", "ingest_job", "part_analysis_job", "reference_job"]
+__all__ = ["all_jobs", "analysis_job", "dataset_analysis_job", "ingest_job", "part_analysis_job", "reference_job", "target_job"]

@@ -1,6 +1,6 @@
 """`python -m jobs.demo register|parts|run|summary`: the steps of `make demo`.
 
-register: add a partition per demo part and per catalog dataset (what the sensors do when
+register: add a partition per demo part, per catalog dataset and per retrieval target (what the sensors do when
     the daemon runs);
 parts:    print the part keys (the Makefile runs `dagster job execute -j ingest_job` per part);
 run:      materialise every other asset of the graph, in dependency order, one run per
@@ -19,11 +19,11 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from asset_defs import all_assets
 from asset_defs.ingest import EMBEDDINGS_TABLE
-from asset_defs.partitions import dataset, laion_part
+from asset_defs.partitions import dataset, laion_part, target
 from definitions import build_resources, defs
 from jobs import ingest_job
 from sensors.laion_parts import new_parts
-from sensors.reference_datasets import catalog_changes
+from sensors.reference_datasets import catalog_changes, target_changes
 
 
 def stages(skip: set[AssetKey]) -> list[tuple[object, list]]:
@@ -74,7 +74,10 @@ def main(command: str) -> None:
         new_sets, _ = catalog_changes(catalog, instance)
         if new_sets:
             instance.add_dynamic_partitions(dataset.name, new_sets)
-        print(f"laion_part: {len(added)} partitions added; dataset: {len(new_sets)} added")
+        new_targets, _ = target_changes(catalog, instance)
+        if new_targets:
+            instance.add_dynamic_partitions(target.name, new_targets)
+        print(f"laion_part: {len(added)} partitions added; dataset: {len(new_sets)} added; target: {len(new_targets)} added")
     elif command == "parts":
         print("\n".join(sorted(source.parts())))
     elif command == "run":

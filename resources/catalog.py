@@ -4,6 +4,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from laionlab.io.reference import DatasetSpec, load_catalog
+from laionlab.swat.targets import TargetSpec, load_targets
 
 
 class DatasetCatalog(ConfigurableResource):
@@ -20,3 +21,13 @@ class DatasetCatalog(ConfigurableResource):
         if name not in specs:
             raise KeyError(f"dataset {name!r} is not in the catalog {self.path} (has {sorted(specs)})")
         return specs[name]
+
+    def targets(self) -> dict[str, TargetSpec]:
+        """Retrieval targets (seed 003) listed under ``targets:``; each is one `target` partition."""
+        return load_targets(self.path)
+
+    def target(self, name: str) -> TargetSpec:
+        targets = self.targets()
+        if name not in targets:
+            raise KeyError(f"target {name!r} is not in the catalog {self.path} (has {sorted(targets)})")
+        return targets[name]

@@ -216,7 +216,27 @@ def _reference_sets(root: Path, rng: np.random.Generator, config: DemoConfig) ->
         "    label_column: wnid\n"
         "    caption_column: caption\n"
         "    description: \"the same photos with captions (ImageNet-Captions layout: path, caption, wnid)\"\n"
+        "# Retrieval targets (seed 003, see laionlab/swat/targets.py)\n"
+        "targets:\n"
+        "  demo_target:\n"
+        "    metrics: demo_target_metrics.json\n"
+        "    fewshot_dataset: demo_imagenet_val\n"
+        "    fewshot_labels: {" + ", ".join(f"{w}: {i}" for i, w in enumerate(DEMO_CLASSES)) + "}\n"
+        "    description: the eight demo classes, synonyms = their ILSVRC lemmas (REAL metrics format)\n"
     )
+    _target_metrics(root)
+
+
+def _target_metrics(root: Path) -> None:
+    """``demo_target_metrics.json`` in REAL/SWAT's metrics format: class id → name,
+    alternates (synonym → count; here the ILSVRC lemmas of each demo class), most_common_name."""
+    synsets = ilsvrc_synsets()
+    lemmas = dict(zip(synsets["wnid"], synsets["lemmas"].to_list()))
+    metrics = {
+        str(i): {"name": lemmas[w][0], "most_common_name": lemmas[w][0], "alternates": {lemma: 0 for lemma in lemmas[w]}}
+        for i, w in enumerate(DEMO_CLASSES)
+    }
+    (root / "demo_target_metrics.json").write_text(json.dumps(metrics, indent=1))
 
 
 def _imagenet_like(root: Path, rng: np.random.Generator, config: DemoConfig) -> None:

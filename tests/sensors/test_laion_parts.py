@@ -39,6 +39,7 @@ def test_reference_sensor_syncs_catalog_to_partitions(tmp_path, demo):
 
     catalog_path = tmp_path / "datasets.yaml"
     text = (Path(demo.root) / "datasets.yaml").read_text().replace(" reference/", f" {demo.root}/reference/")
+    text = text.replace(" demo_target_metrics.json", f" {demo.root}/demo_target_metrics.json")
     catalog_path.write_text(text)
     catalog = DatasetCatalog(path=str(catalog_path))
     instance = DagsterInstance.ephemeral()
@@ -48,7 +49,10 @@ def test_reference_sensor_syncs_catalog_to_partitions(tmp_path, demo):
     first = evaluate_ref()
     names = ["demo_broad", "demo_imagenet_captions", "demo_imagenet_val", "demo_narrow"]
     assert sorted(r.partition_key for r in first.run_requests) == names
+    (add_sets, add_targets) = first.dynamic_partitions_requests
+    assert list(add_targets.partition_keys) == ["demo_target"] and add_targets.partitions_def_name == "target"
     instance.add_dynamic_partitions("dataset", [*names, "retired"])
+    instance.add_dynamic_partitions("target", ["demo_target"])
     second = evaluate_ref()
     assert second.run_requests == []
     (delete,) = second.dynamic_partitions_requests
