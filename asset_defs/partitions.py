@@ -12,6 +12,10 @@ dataset = DynamicPartitionsDefinition(name="dataset")
 # reference_datasets_sensor.
 target = DynamicPartitionsDefinition(name="target")
 
+# One key per model of the catalog's `models:` section (seed 002); synced by
+# reference_datasets_sensor. model_features and probe_scores are partitioned by model × dataset.
+model = DynamicPartitionsDefinition(name="model")
+
 
 def registered(context, partitions_def: DynamicPartitionsDefinition) -> list[str]:
     """The keys of a dynamic partition set registered in the instance, sorted: what a

@@ -5,6 +5,7 @@
 - reference_job: per `dataset`, the embeddings of a reference image set of the catalog;
 - dataset_analysis_job: per `dataset`, the analyses of one dataset;
 - target_job: per `target`, SWAT retrieval (synonyms → matches → images → samples);
+- model_job: per model × dataset, features and linear probe (seed 002);
 - analysis_job: the cross-partition assets (classifier, clusters, coverage...), unpartitioned.
 """
 
@@ -14,6 +15,7 @@ from asset_defs import all_assets
 from asset_defs.ingest import laion_embeddings, laion_embeddings_import, laion_images, laion_metadata
 from asset_defs.visual_world import reference_embeddings
 from asset_defs.partitions import dataset, laion_part, target
+from asset_defs.representations import model_dataset
 
 
 def _partitioned_by(partitions_def) -> AssetSelection:
@@ -56,12 +58,23 @@ target_job = define_asset_job(
     description="SWAT retrieval for one target: synonyms, string matches, missing images, samples per method.",
 )
 
+model_job = define_asset_job(
+    "model_job",
+    selection=_partitioned_by(model_dataset),
+    partitions_def=model_dataset,
+    description="Features and linear probe of one model on one dataset (seed 002).",
+)
+
 analysis_job = define_asset_job(
     "analysis_job",
-    selection=AssetSelection.all() - _partitioned_by(laion_part) - _partitioned_by(dataset) - _partitioned_by(target),
+    selection=AssetSelection.all()
+    - _partitioned_by(laion_part)
+    - _partitioned_by(dataset)
+    - _partitioned_by(target)
+    - _partitioned_by(model_dataset),
     description="The cross-partition assets over all parts and datasets.",
 )
 
-all_jobs = [ingest_job, part_analysis_job, reference_job, dataset_analysis_job, target_job, analysis_job]
+all_jobs = [ingest_job, part_analysis_job, reference_job, dataset_analysis_job, target_job, model_job, analysis_job]
 
-__all__ = ["all_jobs", "analysis_job", "dataset_analysis_job", "ingest_job", "part_analysis_job", "reference_job", "target_job"]
+__all__ = ["all_jobs", "analysis_job", "dataset_analysis_job", "ingest_job", "model_job", "part_analysis_job", "reference_job", "target_job"]

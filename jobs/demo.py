@@ -1,6 +1,6 @@
 """`python -m jobs.demo register|parts|run|summary`: the steps of `make demo`.
 
-register: add a partition per demo part, per catalog dataset and per retrieval target (what the sensors do when
+register: add a partition per demo part, per catalog dataset, retrieval target and model (what the sensors do when
     the daemon runs);
 parts:    print the part keys (the Makefile runs `dagster job execute -j ingest_job` per part);
 run:      materialise every other asset of the graph, in dependency order, one run per
@@ -19,11 +19,11 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from asset_defs import all_assets
 from asset_defs.ingest import EMBEDDINGS_TABLE
-from asset_defs.partitions import dataset, laion_part, target
+from asset_defs.partitions import dataset, laion_part, model, target
 from definitions import build_resources, defs
 from jobs import ingest_job
 from sensors.laion_parts import new_parts
-from sensors.reference_datasets import catalog_changes, target_changes
+from sensors.reference_datasets import catalog_changes, model_changes, target_changes
 
 
 def stages(skip: set[AssetKey]) -> list[tuple[object, list]]:
@@ -46,18 +46,27 @@ DEMO_CONFIG = Path(__file__).with_name("demo_config.yaml")
 
 
 def run_all(instance: DagsterInstance, resources: dict, config_path: Path = DEMO_CONFIG) -> None:
-    ops = (yaml.safe_load(config_path.read_text()) or {}).get("ops", {})
+    config = yaml.safe_load(config_path.read_text()) or {}
+    ops, skips = config.get("ops", {}), config.get("skip", {})
     skip = set(defs.resolve_job_def(ingest_job.name).asset_layer.executable_asset_keys)
     skip.add(AssetKey("laion_embeddings_import"))
     for pdef, keys in stages(skip):
-        partitions = instance.get_dynamic_partitions(pdef.name) if pdef is not None else [None]
+        partitions = pdef.get_partition_keys(dynamic_partitions_store=instance) if pdef is not None else [None]
         for partition in partitions:
+            skipped = [k for k in keys if partition is not None and any(s in str(partition) for s in skips.get(k.to_python_identifier(), []))]
+            if skipped:
+                print(f"== {', '.join(k.to_user_string() for k in skipped)} [{partition}]: skipped (demo_config.yaml)")
+                keys_here = [k for k in keys if k not in skipped]
+            else:
+                keys_here = keys
+            if not keys_here:
+                continue
             start = time.perf_counter()
-            run_config = {"ops": {k.to_python_identifier(): ops[k.to_python_identifier()] for k in keys if k.to_python_identifier() in ops}}
+            run_config = {"ops": {k.to_python_identifier(): ops[k.to_python_identifier()] for k in keys_here if k.to_python_identifier() in ops}}
             result = materialize(
-                all_assets, selection=keys, resources=resources, instance=instance, partition_key=partition, run_config=run_config
+                all_assets, selection=keys_here, resources=resources, instance=instance, partition_key=partition, run_config=run_config
             )
-            names = ", ".join(k.to_user_string() for k in keys)
+            names = ", ".join(k.to_user_string() for k in keys_here)
             print(f"== {names} [{partition or 'all'}]: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - start:.1f} s")
             if not result.success:
                 raise SystemExit(1)
@@ -77,7 +86,10 @@ def main(command: str) -> None:
         new_targets, _ = target_changes(catalog, instance)
         if new_targets:
             instance.add_dynamic_partitions(target.name, new_targets)
-        print(f"laion_part: {len(added)} partitions added; dataset: {len(new_sets)} added; target: {len(new_targets)} added")
+        new_models, _ = model_changes(catalog, instance)
+        if new_models:
+            instance.add_dynamic_partitions(model.name, new_models)
+        print(f"laion_part: {len(added)} added; dataset: {len(new_sets)} added; target: {len(new_targets)} added; model: {len(new_models)} added")
     elif command == "parts":
         print("\n".join(sorted(source.parts())))
     elif command == "run":

@@ -4,6 +4,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from laionlab.io.reference import DatasetSpec, load_catalog
+from laionlab.repsim.models import ModelSpec, load_models
 from laionlab.swat.targets import TargetSpec, load_targets
 
 
@@ -31,3 +32,13 @@ class DatasetCatalog(ConfigurableResource):
         if name not in targets:
             raise KeyError(f"target {name!r} is not in the catalog {self.path} (has {sorted(targets)})")
         return targets[name]
+
+    def models(self) -> dict[str, ModelSpec]:
+        """Models compared by seed 002, listed under ``models:``; each is one `model` partition."""
+        return load_models(self.path)
+
+    def model(self, name: str) -> ModelSpec:
+        models = self.models()
+        if name not in models:
+            raise KeyError(f"model {name!r} is not in the catalog {self.path} (has {sorted(models)})")
+        return models[name]

@@ -22,7 +22,7 @@ def test_definitions_load_with_described_grouped_assets():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, f"{key} has no description"
-        assert node.group_name in {"ingest", "visual_world", "train_test_similarity", "laionet", "retrieval"}
+        assert node.group_name in {"ingest", "visual_world", "train_test_similarity", "laionet", "retrieval", "representations"}
     for name in ("laion_metadata", "laion_images", "laion_embeddings", "laion_embeddings_import"):
         node = graph.get(AssetKey(name))
         assert node.group_name == "ingest" and node.partitions_def.name == "laion_part"

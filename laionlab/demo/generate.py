@@ -225,6 +225,15 @@ def _reference_sets(root: Path, rng: np.random.Generator, config: DemoConfig) ->
         "    description: the eight demo classes, synonyms = their ILSVRC lemmas (REAL metrics format)\n"
     )
     _target_metrics(root)
+    with open(root / "datasets.yaml", "a") as f:
+        f.write(
+            "# Models compared by seed 002 (see laionlab/repsim/models.py): tiny, randomly initialised\n"
+            "models:\n"
+            "  clip_tiny_vit:\n    kind: open_clip\n    model: laionlab-tiny\n    objective: image-text\n"
+            "  clip_tiny_conv:\n    kind: open_clip\n    model: laionlab-tiny-conv\n    objective: image-text\n"
+            "  timm_test_vit:\n    kind: timm\n    model: test_vit\n    objective: supervised\n"
+            "  timm_test_convnext:\n    kind: timm\n    model: test_convnext\n    objective: supervised\n"
+        )
 
 
 def _target_metrics(root: Path) -> None:

@@ -182,9 +182,13 @@ class ReferenceImages(torch.utils.data.IterableDataset):
     """Yields ``(preprocessed image, uid)`` for every sample of a dataset, split across
     DataLoader workers by index; HDF5 images are read ``chunk`` rows at a time."""
 
-    def __init__(self, spec: DatasetSpec, preprocess, chunk: int = 256):
+    def __init__(self, spec: DatasetSpec, preprocess, chunk: int = 256, indices=None):
+        """``indices``: only these samples (ascending dataset indices), e.g. a seeded subsample."""
         self.spec, self.preprocess, self.chunk = spec, preprocess, chunk
         self.n = len(list_items(spec).sources)
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        if self.indices is not None and len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= self.n):
+            raise ValueError(f"dataset {spec.name!r}: indices out of range 0..{self.n - 1}")
 
     def _check_size(self, img: Image.Image, source: str) -> None:
         if self.spec.expected_size is not None and (img.height, img.width) != tuple(self.spec.expected_size):
@@ -218,6 +222,10 @@ class ReferenceImages(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        for i, img, source in self._images(wid, self.n, nw):
+        if self.indices is None:
+            samples = self._images(wid, self.n, nw)
+        else:
+            samples = (s for i in self.indices[wid::nw] for s in self._images(int(i), int(i) + 1, 1))
+        for i, img, source in samples:
             self._check_size(img, source)
             yield self.preprocess(img.convert("RGB")), f"{self.spec.name}:{i:09d}"

@@ -49,8 +49,10 @@ def test_reference_sensor_syncs_catalog_to_partitions(tmp_path, demo):
     first = evaluate_ref()
     names = ["demo_broad", "demo_imagenet_captions", "demo_imagenet_val", "demo_narrow"]
     assert sorted(r.partition_key for r in first.run_requests) == names
-    (add_sets, add_targets) = first.dynamic_partitions_requests
+    (add_sets, add_targets, add_models) = first.dynamic_partitions_requests
     assert list(add_targets.partition_keys) == ["demo_target"] and add_targets.partitions_def_name == "target"
+    assert add_models.partitions_def_name == "model" and len(add_models.partition_keys) == 4
+    instance.add_dynamic_partitions("model", list(add_models.partition_keys))
     instance.add_dynamic_partitions("dataset", [*names, "retired"])
     instance.add_dynamic_partitions("target", ["demo_target"])
     second = evaluate_ref()
