@@ -13,7 +13,7 @@ from dagster import Definitions
 from asset_defs import all_assets
 from jobs import all_jobs
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LaionSource, LanceStore
-from sensors import all_sensors
+from sensors import all_schedules, all_sensors
 
 
 def _env(name: str, default: str) -> str:
@@ -46,4 +46,4 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
     }
 
 
-defs = Definitions(assets=all_assets, jobs=all_jobs, sensors=all_sensors, resources=build_resources())
+defs = Definitions(assets=all_assets, jobs=all_jobs, sensors=all_sensors, schedules=all_schedules, resources=build_resources())
