@@ -71,3 +71,24 @@ def test_nightly_backfill_picks_missing_and_stale_parts():
     report("laion_metadata", "c")  # metadata re-read after embedding: stale
     assert parts_to_refresh(instance) == ["b", "c"]
     assert AssetKey("laion_embeddings") in {k for a in all_assets for k in a.keys}
+
+
+def test_cli_backfill_submits_one_run_per_part(tmp_path):
+    """The README's command: `dagster job backfill -f definitions.py -a defs -j ingest_job --all all`."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    instance = DagsterInstance.from_config(str(tmp_path))
+    instance.add_dynamic_partitions("laion_part", ["part-00000", "part-00001"])
+    dagster = Path(sys.executable).with_name("dagster")
+    cmd = [str(dagster), "job", "backfill", "-f", "definitions.py", "-a", "defs", "-j", "ingest_job", "--all", "all", "--noprompt"]
+    out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = DagsterInstance.from_config(str(tmp_path)).get_runs()
+    assert sorted(r.tags.get("dagster/partition") for r in runs) == ["part-00000", "part-00001"]
+    assert {r.job_name for r in runs} == {"ingest_job"}
