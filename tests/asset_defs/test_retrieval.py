@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from asset_defs.retrieval import (
     caption_search_index,
@@ -125,7 +126,9 @@ def test_bad_targets_name_the_problem(swat):
     resources, instance = swat
     original = Path(resources["catalog"].path)
     catalog = original.with_name("bad_targets.yaml")  # next to the demo's, so relative paths hold
-    catalog.write_text(original.read_text() + "  no_fewshot:\n    classes: [tench, goldfish]\n  empty:\n    classes: [tench, '']\n")
+    entries = yaml.safe_load(original.read_text())
+    entries["targets"].update({"no_fewshot": {"classes": ["tench", "goldfish"]}, "empty": {"classes": ["tench", ""]}})
+    catalog.write_text(yaml.safe_dump(entries))
     bad = {**resources, "catalog": DatasetCatalog(path=str(catalog))}
     instance.add_dynamic_partitions("target", ["no_fewshot", "empty"])
     result = run([concept_synonyms], bad, instance, "empty", raise_on_error=False)
