@@ -9,6 +9,8 @@ export LAIONLAB_DATA_ROOT ?= $(CURDIR)/data/lab
 export LAIONLAB_SOURCE_URI ?= $(CURDIR)/data/demo/laion_parts
 export LAIONLAB_DEMO_ROOT ?= $(CURDIR)/data/demo
 export LAIONLAB_DATASET_CATALOG ?= $(CURDIR)/data/demo/datasets.yaml
+# file:// URLs are downloaded only under these folders (':'-separated): the demo's own
+export LAIONLAB_ALLOWED_FILE_ROOTS ?= $(LAIONLAB_DEMO_ROOT)
 # No network at run time: Hugging Face stays offline; img2dataset's albumentations must not phone home.
 export HF_HUB_OFFLINE := 1
 export NO_ALBUMENTATIONS_UPDATE := 1

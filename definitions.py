@@ -42,6 +42,8 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
             processes_count=int(_env("LAIONLAB_DOWNLOAD_PROCESSES", "2")),
             thread_count=int(_env("LAIONLAB_DOWNLOAD_THREADS", "16")),
             image_size=int(_env("LAIONLAB_IMAGE_SIZE", "256")),
+            # file:// URLs are refused outside these folders (the demo's images live in its root)
+            allowed_file_roots=[p for p in _env("LAIONLAB_ALLOWED_FILE_ROOTS", os.path.abspath("data/demo")).split(os.pathsep) if p],
         ),
     }
 

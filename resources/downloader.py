@@ -21,6 +21,8 @@ class Downloader(ConfigurableResource):
     encode_format: str = Field("jpg", description="jpg, png or webp")
     distributor: str = Field("multiprocessing", description="multiprocessing, pyspark or ray")
     user_agent_token: str | None = Field(None)
+    allowed_file_roots: list[str] = Field([], description="file:// URLs are fetched only under these folders (the demo names its own)")
+    allow_private_hosts: bool = Field(False, description="allow literal loopback/private/link-local IP hosts (tests against a local server only)")
 
     def settings(self) -> DownloadSettings:
-        return DownloadSettings(**self.model_dump())
+        return DownloadSettings(**{**self.model_dump(), "allowed_file_roots": tuple(self.allowed_file_roots)})

@@ -31,7 +31,8 @@ def make_resources(data_root: Path, source_uri: str, **clip_overrides) -> dict:
 
     catalog = str(Path(source_uri).parent / "datasets.yaml")
     resources = build_resources(data_root=str(data_root), source_uri=source_uri, catalog=catalog)
-    resources["downloader"] = Downloader(processes_count=1, thread_count=4, image_size=64, timeout=5)
+    demo_root = str(Path(source_uri).parent)
+    resources["downloader"] = Downloader(processes_count=1, thread_count=4, image_size=64, timeout=5, allowed_file_roots=[demo_root])
     resources["clip"] = ClipEncoder(**{"model_name": "laionlab-tiny", "batch_size": 16, "num_workers": 0, **clip_overrides})
     return resources
 

@@ -39,6 +39,8 @@ class DownloadSettings:
     encode_format: str = "jpg"
     distributor: str = "multiprocessing"
     user_agent_token: str | None = None
+    allowed_file_roots: tuple[str, ...] = ()  # file:// URLs only under these folders
+    allow_private_hosts: bool = False  # literal loopback/private/link-local hosts (tests only)
 
     def __post_init__(self) -> None:
         if self.resize_mode not in ("no", "keep_ratio", "center_crop", "border"):
@@ -125,11 +127,22 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
     Returns the status of every row and the shard paths. Sample json files in the shards carry
     ``uid``; failures are rows in ``status`` with img2dataset's error message.
     """
+    from laionlab.io.url_policy import BLOCKED, url_verdicts
+
     missing = [c for c in ("uid", "URL", "TEXT") if c not in metadata.columns]
     if missing:
         raise ValueError(f"download_part needs columns uid, URL, TEXT; missing {missing}")
     out = Path(output_folder)
     out.mkdir(parents=True, exist_ok=True)
+    # the URL policy runs before img2dataset sees anything (laionlab/io/url_policy.py)
+    reasons = url_verdicts(metadata["URL"], settings.allowed_file_roots, settings.allow_private_hosts)
+    blocked = metadata.select("uid").with_columns(reasons.alias("error_message")).filter(pl.col("error_message").is_not_null())
+    if blocked.height:
+        log.warning("%d of %d URLs refused by the URL policy, e.g. %s", blocked.height, metadata.height, blocked.row(0))
+    blocked = blocked.with_columns(pl.lit(BLOCKED).alias("status"))
+    all_uids, metadata = metadata["uid"], metadata.filter(reasons.is_null())
+    if metadata.height == 0:
+        return DownloadResult(status=pl.DataFrame({"uid": all_uids}).join(blocked, on="uid", how="left"), shards=[], seconds=0.0)
     work = out.parent / f"{out.name}.input"
     work.mkdir(parents=True, exist_ok=True)
     input_parquet = work / "urls.parquet"
@@ -153,6 +166,8 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
             + proc.stderr[-3000:]
         )
     status = read_status(str(out), metadata["uid"])
+    status = pl.concat([status, blocked], how="diagonal_relaxed")
+    status = pl.DataFrame({"uid": all_uids}).join(status, on="uid", how="left")  # input order
     shards = sorted(str(p) for p in out.glob("*.tar"))
     for p in work.iterdir():
         p.unlink()

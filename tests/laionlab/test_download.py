@@ -12,7 +12,8 @@ from laionlab.io.metadata import read_part
 def test_download_part_records_every_uid(tmp_path, demo):
     part = demo.parts[0]
     meta = read_part(str(Path(demo.root) / "laion_parts" / f"{part}.parquet"), part)
-    result = download_part(meta, str(tmp_path / "v1"), DownloadSettings(processes_count=1, thread_count=4, image_size=32))
+    settings = DownloadSettings(processes_count=1, thread_count=4, image_size=32, allowed_file_roots=(demo.root,))
+    result = download_part(meta, str(tmp_path / "v1"), settings)
     status = result.status
     assert status["uid"].to_list() == meta["uid"].to_list()
     broken = demo.broken_rows[part]
@@ -55,3 +56,34 @@ def test_settings_are_validated():
 def test_download_needs_uid_url_text(tmp_path):
     with pytest.raises(ValueError, match="missing"):
         download_part(pl.DataFrame({"URL": ["x"]}), str(tmp_path), DownloadSettings())
+
+
+def test_url_policy_blocks_before_any_download(tmp_path, demo):
+    """A crafted part: local files outside the demo, the cloud metadata address, a loopback
+    server (allowed only when the test allows loopback)."""
+    import functools
+    import http.server
+    import threading
+
+    images = Path(demo.root) / "images" / demo.parts[0]
+    good = sorted(images.glob("*.png"))[0]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(images))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        local = f"http://127.0.0.1:{server.server_address[1]}/{good.name}"
+        urls = [good.as_uri(), "file:///etc/passwd", "http://169.254.169.254/latest/meta-data/", local, "ftp://example.com/a.jpg"]
+        meta = pl.DataFrame({"uid": [f"p:{i}" for i in range(len(urls))], "URL": urls, "TEXT": ["x"] * len(urls)})
+        strict = DownloadSettings(processes_count=1, thread_count=2, image_size=32, allowed_file_roots=(demo.root,))
+        result = download_part(meta, str(tmp_path / "strict"), strict)
+        assert result.status["uid"].to_list() == meta["uid"].to_list()
+        assert result.status["status"].to_list() == ["success", "blocked_by_policy", "blocked_by_policy", "blocked_by_policy", "blocked_by_policy"]
+        reasons = result.status["error_message"].to_list()
+        assert "outside the allowed roots" in reasons[1] and "link-local" in reasons[2] and "loopback" in reasons[3] and "ftp" in reasons[4]
+        loose = DownloadSettings(processes_count=1, thread_count=2, image_size=32, allowed_file_roots=(demo.root,), allow_private_hosts=True)
+        result = download_part(meta.slice(3, 1), str(tmp_path / "loose"), loose)
+        assert result.status["status"].to_list() == ["success"]
+    finally:
+        server.shutdown()
+    payloads = b"".join(p.read_bytes() for p in (tmp_path / "strict").glob("*.tar"))
+    assert b"root:x:0:0" not in payloads
