@@ -184,7 +184,7 @@ def laion_embeddings(
     stats = EncodeStats()
     batches = (
         embeddings_batch(b.uid, part, loaded.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm)
-        for b in encode_shards(loaded, shards, clip.batch_size, clip.num_workers, stats)
+        for b in encode_shards(loaded, shards, clip.batch_size, clip.num_workers, stats, total=expected)
     )
     written = lance.replace_part(EMBEDDINGS_TABLE, part, batches, schema)
     if written.rows < expected:

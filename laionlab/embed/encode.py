@@ -24,6 +24,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader
 
 from laionlab.embed.model import LoadedClip
+from laionlab.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +134,14 @@ def encode_shards(
     num_workers: int = 2,
     stats: EncodeStats | None = None,
     log_every_s: float = 30.0,
+    total: int | None = None,
 ) -> Iterator[EmbeddedBatch]:
     """Encode every (image, caption) sample of the given webdataset shards.
 
     shards: tar paths written by img2dataset (each sample: image, ``.txt`` caption and a
     ``.json`` holding the sample's ``uid``). Batches come out in shard order when
     ``num_workers <= 1``; with more workers the order interleaves, the content does not change.
-    Progress (samples, images/s) is logged every ``log_every_s`` seconds.
+    Progress (done/``total`` samples, images/s, ETA) is logged every ``log_every_s`` seconds.
     """
     shards = [str(s) for s in shards]
     if not shards:
@@ -148,7 +150,7 @@ def encode_shards(
     if missing:
         raise FileNotFoundError(f"shards not found: {missing[:5]}")
     workers = max(0, min(num_workers, len(shards)))
-    yield from encode_dataset(clip, _shard_pipeline(shards, clip), batch_size, workers, stats, log_every_s)
+    yield from encode_dataset(clip, _shard_pipeline(shards, clip), batch_size, workers, stats, log_every_s, total)
 
 
 def encode_dataset(
@@ -158,9 +160,11 @@ def encode_dataset(
     num_workers: int = 2,
     stats: EncodeStats | None = None,
     log_every_s: float = 30.0,
+    total: int | None = None,
 ) -> Iterator[EmbeddedBatch]:
     """The embedding loop over any dataset of ``(image_tensor, caption_tokens, uid)`` or, for
-    image-only data, ``(image_tensor, uid)`` samples (text_emb/text_norm are then None)."""
+    image-only data, ``(image_tensor, uid)`` samples (text_emb/text_norm are then None).
+    Progress (done/``total``, images/s, ETA) is logged every ``log_every_s`` seconds."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     stats = stats if stats is not None else EncodeStats()
@@ -179,7 +183,8 @@ def encode_dataset(
         # which are not safe to fork
         multiprocessing_context="forkserver" if num_workers > 0 else None,
     )
-    start = last_log = time.perf_counter()
+    start = time.perf_counter()
+    progress = Progress("embedding", total, log_every_s, log, unit="images")
     for batch in loader:
         images, tokens, uids = batch if len(batch) == 3 else (batch[0], None, batch[1])
         t0 = time.perf_counter()
@@ -194,11 +199,10 @@ def encode_dataset(
         now = time.perf_counter()
         stats.encode_seconds += now - t0
         stats.samples += len(uids)
-        if now - last_log > log_every_s:
-            log.info("encoded %d samples, %.1f images/s", stats.samples, stats.samples / (now - start))
-            last_log = now
+        progress.update(len(uids))
         yield EmbeddedBatch(list(uids), image_emb, text_emb, image_norm, text_norm)
     stats.seconds = time.perf_counter() - start
+    progress.close()
 
 
 def encode_texts(clip: LoadedClip, texts: Sequence[str | None], batch_size: int = 256, log_every_s: float = 30.0) -> np.ndarray:
@@ -207,12 +211,10 @@ def encode_texts(clip: LoadedClip, texts: Sequence[str | None], batch_size: int 
     context length, 77 tokens for OpenAI CLIP, as the seeds' tokenizers did)."""
     texts = ["" if t is None else str(t) for t in texts]
     out = np.empty((len(texts), clip.embed_dim), np.float32)
-    last = time.perf_counter()
+    progress = Progress("text embedding", len(texts), log_every_s, log, unit="texts")
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             tokens = clip.tokenizer(texts[start : start + batch_size]).to(clip.device)
             out[start : start + len(tokens)] = _normalise(clip.model.encode_text(tokens))[0]
-            if time.perf_counter() - last > log_every_s:
-                last = time.perf_counter()
-                log.info("encoded %d/%d texts", start + len(tokens), len(texts))
+            progress.update(len(tokens))
     return out
