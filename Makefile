@@ -23,7 +23,7 @@ export LAIONLAB_GPU_POOL_LIMIT ?= 1
 export MALLOC_MMAP_THRESHOLD_ ?= 131072
 export MALLOC_ARENA_MAX ?= 2
 
-.PHONY: venv demo demo-data test dev bench clean
+.PHONY: venv demo demo-data test dev e2e bench clean
 
 venv: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
@@ -67,10 +67,16 @@ test: venv
 dev: venv
 	$(DAGSTER) dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# The UI in a real browser: the demo materialised, dagster-webserver on 127.0.0.1, headless
+# Debian Chromium (installed here when missing and run as root); screenshots in e2e-artifacts/.
+e2e: demo
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "make e2e needs Debian's chromium: apt-get install chromium"; exit 1; }
+	$(PY) e2e/ui_check.py
+
 bench: venv
-	$(PY) benchmarks/embed_throughput.py
-	$(PY) benchmarks/kmeans.py
-	$(PY) benchmarks/max_sim.py
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf data .dagster_home/storage .dagster_home/history .dagster_home/logs .dagster_home/schedules
