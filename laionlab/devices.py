@@ -13,7 +13,9 @@ Why ``fcntl.flock`` on one file per device:
 
 - the kernel drops an flock when the last file descriptor of the lock's open file is closed,
   which happens when its process exits, however it exits: SIGKILL, the OOM killer, a segfault
-  in a CUDA kernel. There is no stale lock to clean up and no pid file to trust;
+  in a CUDA kernel. There is no stale lock to clean up and no pid file to trust. (Children
+  forked inside the lease, e.g. DataLoader workers, share that open file: a killed step's
+  device is free once they have exited too. Programs it execs do not inherit it.);
 - an flock belongs to the open file, not to the process (unlike ``fcntl.lockf``/POSIX locks),
   so two threads of one process that each open the file also exclude each other;
 - locks are taken non-blocking over the devices in turn, so a step takes the first free one.
@@ -25,8 +27,9 @@ NFS is not reliable); the default is ``$LAIONLAB_DEVICE_LOCK_DIR`` or ``<tmp>/la
 
 Devices are named by the entries of ``CUDA_VISIBLE_DEVICES`` when it is set (``"3,5"`` → lock
 files ``cuda-3.lock`` and ``cuda-5.lock``), so processes that see different subsets of the GPUs
-still agree on which physical device is taken; the index a lease yields is the device's position
-in that list, i.e. the ordinal torch uses (``cuda:0`` is physical GPU 3 above).
+still agree on which physical device is taken, as long as they all name GPUs the same way
+(indices, or UUIDs); the index a lease yields is the device's position in that list, i.e. the
+ordinal torch uses (``cuda:0`` is physical GPU 3 above).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from laionlab import validate
 
 LOCK_DIR_ENV = "LAIONLAB_DEVICE_LOCK_DIR"
 # Long enough to ride out a step that outlives the pool's view of it (a GPU held by a process
@@ -57,9 +62,7 @@ def default_lock_dir() -> str:
 
 def device_string(index: int) -> str:
     """The torch device of CUDA ordinal ``index``: ``"cuda:<index>"``."""
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise ValueError(f"index must be a non-negative int (a CUDA ordinal), got {index!r}")
-    return f"cuda:{index}"
+    return f"cuda:{validate.int_at_least('index', index, 0)}"
 
 
 def torch_device(index: int | None) -> str:
@@ -76,8 +79,8 @@ def visible_devices(n_devices: int | None = None) -> list[str]:
     devices torch sees (``torch.cuda.device_count()``, which itself honours the variable), so a
     machine without CUDA has none.
     """
-    if n_devices is not None and (isinstance(n_devices, bool) or not isinstance(n_devices, int) or n_devices < 0):
-        raise ValueError(f"n_devices must be a non-negative int or None, got {n_devices!r}")
+    if n_devices is not None:
+        n_devices = validate.int_at_least("n_devices", n_devices, 0)
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     entries = None if listed is None else [e.strip() for e in listed.split(",") if e.strip()]
     if n_devices is None:
@@ -146,6 +149,24 @@ def _holders(paths: list[tuple[str, Path]]) -> str:
     return "; ".join(described)
 
 
+def _acquire(paths: list[tuple[str, Path]], directory: Path, timeout_s: float, poll_s: float) -> tuple[int, int]:
+    """(ordinal, locked fd) of the first free device, trying all of them every ``poll_s`` s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for index, (_, path) in enumerate(paths):
+            fd = _try_lock(path)
+            if fd is not None:
+                return index, fd
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"no GPU free after {timeout_s:g} s: all {len(paths)} device lock(s) in {str(directory)!r} "
+                f"are held ({_holders(paths)}). Each concurrent GPU step leases one device: set the "
+                "`gpu` pool limit (LAIONLAB_GPU_POOL_LIMIT) to at most the GPU count, or stop the "
+                "processes named here"
+            )
+        time.sleep(poll_s)
+
+
 @contextlib.contextmanager
 def lease_device(
     n_devices: int | None = None,
@@ -167,33 +188,15 @@ def lease_device(
 
     The lease ends when the block exits, or when the process dies, whatever kills it.
     """
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s < 0:
-        raise ValueError(f"timeout_s must be a number >= 0, got {timeout_s!r}")
-    if isinstance(poll_s, bool) or not isinstance(poll_s, (int, float)) or poll_s <= 0:
-        raise ValueError(f"poll_s must be a number > 0, got {poll_s!r}")
+    timeout_s = validate.real("timeout_s", timeout_s, lo=0)
+    poll_s = validate.real("poll_s", poll_s, lo=0, lo_open=True)
     devices = visible_devices(n_devices)
     if not devices:
         yield None
         return
     directory = _open_lock_dir(lock_dir or default_lock_dir())
     paths = [(physical_id, _lock_path(directory, physical_id)) for physical_id in devices]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        for index, (_, path) in enumerate(paths):
-            fd = _try_lock(path)
-            if fd is not None:
-                break
-        else:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"no GPU free after {timeout_s:g} s: all {len(paths)} device lock(s) in {str(directory)!r} "
-                    f"are held ({_holders(paths)}). Each concurrent GPU step leases one device: set the "
-                    "`gpu` pool limit (LAIONLAB_GPU_POOL_LIMIT) to at most the GPU count, or stop the "
-                    "processes named here"
-                )
-            time.sleep(poll_s)
-            continue
-        break
+    index, fd = _acquire(paths, directory, timeout_s, poll_s)
     try:
         _write_holder(fd, owner)
         yield index

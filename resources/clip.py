@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
@@ -25,6 +27,7 @@ class ClipEncoder(ConfigurableResource):
     seed: int = Field(0, description="torch seed for randomly initialised models")
 
     _loaded: LoadedClip | None = PrivateAttr(default=None)
+    _lease: object = PrivateAttr(default=None)
 
     @property
     def spec(self) -> ClipSpec:
@@ -39,6 +42,18 @@ class ClipEncoder(ConfigurableResource):
         validate_spec(self.spec)
 
     def load(self) -> LoadedClip:
+        """The model; with device "auto" on a GPU host, on a GPU leased for this process
+        (laionlab.devices: one lock per GPU), so concurrent steps never share a GPU by accident."""
         if self._loaded is None:
-            self._loaded = load_clip(self.spec)
+            spec = self.spec
+            if self.device == "auto":
+                import torch
+
+                if torch.cuda.is_available():
+                    from laionlab.devices import lease_device, torch_device
+
+                    # held until the process ends (the kernel drops the lock even on SIGKILL)
+                    self._lease = lease_device(owner=f"ClipEncoder pid {os.getpid()}")
+                    spec = ClipSpec(self.model_name, self.pretrained, self.checkpoint, torch_device(self._lease.__enter__()), self.precision, self.seed)
+            self._loaded = load_clip(spec)
         return self._loaded

@@ -84,6 +84,7 @@ def test_dagster_cli_executes_ingest_job_for_a_part(tmp_path, demo):
         "LAIONLAB_DATA_ROOT": str(tmp_path / "lab"),
         "LAIONLAB_SOURCE_URI": str(Path(demo.root) / "laion_parts"),
         "LAIONLAB_DATASET_CATALOG": str(Path(demo.root) / "datasets.yaml"),
+        "LAIONLAB_ALLOWED_FILE_ROOTS": demo.root,
         "LAIONLAB_DOWNLOAD_PROCESSES": "1",
         "LAIONLAB_NUM_WORKERS": "0",
     }
