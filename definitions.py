@@ -37,6 +37,9 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
             precision=_env("LAIONLAB_PRECISION", "fp32"),
             batch_size=int(_env("LAIONLAB_BATCH_SIZE", "256")),
             num_workers=int(_env("LAIONLAB_NUM_WORKERS", "2")),
+            ray_address=os.environ.get("LAIONLAB_RAY_ADDRESS") or None,
+            ray_actors=int(_env("LAIONLAB_RAY_ACTORS", "2")),
+            ray_gpus_per_actor=float(_env("LAIONLAB_RAY_GPUS_PER_ACTOR", "0")),
         ),
         "downloader": Downloader(
             processes_count=int(_env("LAIONLAB_DOWNLOAD_PROCESSES", "2")),
@@ -44,6 +47,7 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
             image_size=int(_env("LAIONLAB_IMAGE_SIZE", "256")),
             # file:// URLs are refused outside these folders (the demo's images live in its root)
             allowed_file_roots=[p for p in _env("LAIONLAB_ALLOWED_FILE_ROOTS", os.path.abspath("data/demo")).split(os.pathsep) if p],
+            ray_address=os.environ.get("LAIONLAB_RAY_ADDRESS") or None,
         ),
     }
 

@@ -92,7 +92,12 @@ def laion_images(
     folder = files.path("laion_images", part)
     version = new_version_dir(folder)
     context.log.info(f"downloading {metadata.height} images of {part} into {version}")
-    result = download_part(metadata, version, downloader.settings())
+    if downloader.ray_address:  # img2dataset's ray distributor on an existing cluster
+        from laionlab.distributed import ray_download_part
+
+        result = ray_download_part(metadata, version, downloader.settings(), downloader.ray_address)
+    else:
+        result = download_part(metadata, version, downloader.settings())
     failures = failure_table(result.status)
     if result.successes == 0:
         raise Failure(
@@ -182,10 +187,15 @@ def laion_embeddings(
     lance.tables().ensure(EMBEDDINGS_TABLE, schema)  # dimension mismatch fails here, before any work
     context.log.info(f"embedding {expected} samples of {part} from {len(shards)} shards with {loaded.model_id}")
     stats = EncodeStats()
-    batches = (
-        embeddings_batch(b.uid, part, loaded.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm)
-        for b in encode_shards(loaded, shards, clip.batch_size, clip.num_workers, stats, total=expected)
-    )
+    if clip.ray_address:  # a Ray Data actor pool on an existing cluster; same rows, same atomic write
+        from laionlab.distributed import ray_encode_shards
+
+        encoded = ray_encode_shards(
+            clip.spec, shards, clip.ray_address, clip.batch_size, clip.ray_actors, clip.ray_gpus_per_actor, stats=stats
+        )
+    else:
+        encoded = encode_shards(loaded, shards, clip.batch_size, clip.num_workers, stats, total=expected)
+    batches = (embeddings_batch(b.uid, part, loaded.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm) for b in encoded)
     written = lance.replace_part(EMBEDDINGS_TABLE, part, batches, schema)
     if written.rows < expected:
         context.log.warning(f"{expected - written.rows} downloaded samples of {part} could not be decoded")

@@ -22,7 +22,9 @@ class Downloader(ConfigurableResource):
     distributor: str = Field("multiprocessing", description="multiprocessing, pyspark or ray")
     user_agent_token: str | None = Field(None)
     allowed_file_roots: list[str] = Field([], description="file:// URLs are fetched only under these folders (the demo names its own)")
+    ray_address: str | None = Field(None, description="download with img2dataset's ray distributor on this cluster")
     allow_private_hosts: bool = Field(False, description="allow literal loopback/private/link-local IP hosts (tests against a local server only)")
 
     def settings(self) -> DownloadSettings:
-        return DownloadSettings(**{**self.model_dump(), "allowed_file_roots": tuple(self.allowed_file_roots)})
+        fields = {k: v for k, v in self.model_dump().items() if k != "ray_address"}
+        return DownloadSettings(**{**fields, "allowed_file_roots": tuple(self.allowed_file_roots)})
