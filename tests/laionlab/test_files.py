@@ -42,3 +42,32 @@ def test_version_dirs_switch_atomically_and_clean_up(tmp_path):
     assert sorted(p.name for p in (tmp_path / "imgs").iterdir()) == sorted(["CURRENT", v2.rsplit("/", 1)[-1]])
     with pytest.raises(FileNotFoundError, match="upstream"):
         files.read_parquet(str(tmp_path / "none.parquet"))
+
+
+def test_files_helpers_work_on_an_fsspec_memory_root():
+    """The data root may be any fsspec URI: parquet, npy and versioned folders on memory://."""
+    import numpy as np
+    import polars as pl
+
+    from laionlab.io.files import (
+        atomic_save_npy,
+        atomic_write_parquet,
+        commit_version_dir,
+        current_version_dir,
+        load_npy,
+        new_version_dir,
+        read_parquet,
+    )
+
+    root = "memory://laionlab-test"
+    frame = pl.DataFrame({"uid": ["a", "b"], "x": [1.5, 2.5]})
+    atomic_write_parquet(frame, f"{root}/t/part.parquet")
+    assert read_parquet(f"{root}/t/part.parquet").equals(frame)
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    atomic_save_npy(arr, f"{root}/t/v.npy")
+    np.testing.assert_array_equal(load_npy(f"{root}/t/v.npy"), arr)
+    first = new_version_dir(f"{root}/shards")
+    commit_version_dir(f"{root}/shards", first)
+    second = new_version_dir(f"{root}/shards")
+    commit_version_dir(f"{root}/shards", second)
+    assert current_version_dir(f"{root}/shards") == second
