@@ -168,7 +168,8 @@ def test_missing_source_file_is_named(tmp_path, demo):
 
 
 def test_part_whose_images_all_fail_is_an_error(tmp_path):
-    frame = pl.DataFrame({"URL": [f"file:///nonexistent/{i}.jpg" for i in range(3)], "TEXT": ["a", "b", "c"]})
+    # under the allowed file root (make_resources allows the source's parent), but missing
+    frame = pl.DataFrame({"URL": [(tmp_path / "nonexistent" / f"{i}.jpg").as_uri() for i in range(3)], "TEXT": ["a", "b", "c"]})
     src = _source_with(tmp_path, "part-dead", frame)
     resources = make_resources(tmp_path / "lab", str(src))
     result = run([laion_metadata, laion_images], resources, instance_with_parts(["part-dead"]), "part-dead", raise_on_error=False)
