@@ -23,6 +23,7 @@ class Downloader(ConfigurableResource):
     user_agent_token: str | None = Field(None)
     allowed_file_roots: list[str] = Field([], description="file:// URLs are fetched only under these folders (the demo names its own)")
     ray_address: str | None = Field(None, description="download with img2dataset's ray distributor on this cluster")
+    process_timeout_s: float | None = Field(None, gt=0, description="kill a hung img2dataset process after this many seconds")
     allow_private_hosts: bool = Field(False, description="allow literal loopback/private/link-local IP hosts (tests against a local server only)")
 
     def settings(self) -> DownloadSettings:

@@ -41,6 +41,7 @@ class DownloadSettings:
     user_agent_token: str | None = None
     allowed_file_roots: tuple[str, ...] = ()  # file:// URLs only under these folders
     allow_private_hosts: bool = False  # literal loopback/private/link-local hosts (tests only)
+    process_timeout_s: float | None = None  # kill a hung img2dataset child after this long
 
     def __post_init__(self) -> None:
         if self.resize_mode not in ("no", "keep_ratio", "center_crop", "border"):
@@ -151,12 +152,19 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
     settings_file.write_text(json.dumps(_img2dataset_kwargs(str(input_parquet), str(out), settings)))
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "laionlab.io.download", str(settings_file)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "laionlab.io.download", str(settings_file)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=settings.process_timeout_s,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise TimeoutError(
+            f"img2dataset did not finish within {settings.process_timeout_s:.0f} s for {metadata.height} rows into "
+            f"{output_folder} (process_timeout_s); its last output: {(err.stderr or b'')[-1000:]!r}"
+        ) from None
     seconds = time.perf_counter() - start
     for line in proc.stdout.splitlines()[-20:]:
         log.info("img2dataset: %s", line)
