@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -152,26 +153,31 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
     settings_file.write_text(json.dumps(_img2dataset_kwargs(str(input_parquet), str(out), settings)))
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
+    # its own session, so a timeout kills img2dataset's pool workers with it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "laionlab.io.download", str(settings_file)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "laionlab.io.download", str(settings_file)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=settings.process_timeout_s,
-        )
-    except subprocess.TimeoutExpired as err:
+        stdout, stderr = proc.communicate(timeout=settings.process_timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
         raise TimeoutError(
             f"img2dataset did not finish within {settings.process_timeout_s:.0f} s for {metadata.height} rows into "
-            f"{output_folder} (process_timeout_s); its last output: {(err.stderr or b'')[-1000:]!r}"
+            f"{output_folder} (process_timeout_s); killed with its workers; last output: {stderr[-1000:]!r}"
         ) from None
     seconds = time.perf_counter() - start
-    for line in proc.stdout.splitlines()[-20:]:
+    for line in stdout.splitlines()[-20:]:
         log.info("img2dataset: %s", line)
     if proc.returncode != 0:
         raise RuntimeError(
             f"img2dataset failed (exit {proc.returncode}) for {metadata.height} rows into {output_folder}:\n"
-            + proc.stderr[-3000:]
+            + stderr[-3000:]
         )
     status = read_status(str(out), metadata["uid"])
     status = pl.concat([status, blocked], how="diagonal_relaxed")

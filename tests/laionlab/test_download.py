@@ -1,5 +1,6 @@
 import json
 import tarfile
+import time
 from pathlib import Path
 
 import polars as pl
@@ -95,12 +96,30 @@ def test_url_policy_blocks_before_any_download(tmp_path, demo):
 
 
 def test_a_hung_download_process_is_killed_with_a_clear_error(tmp_path, monkeypatch):
+    """img2dataset stand-in that never returns and has a child of its own: both are killed."""
+    import os
     import subprocess
+    import sys
 
-    def hang(*args, **kwargs):
-        raise subprocess.TimeoutExpired(args[0], kwargs.get("timeout"), stderr=b"still downloading")
+    real_popen = subprocess.Popen
+    marker = tmp_path / "grandchild.pid"
+    hang = (
+        "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']);"
+        f" open({str(marker)!r}, 'w').write(str(p.pid)); time.sleep(600)"
+    )
 
-    monkeypatch.setattr(subprocess, "run", hang)
+    def fake_popen(cmd, **kwargs):
+        return real_popen([sys.executable, "-c", hang], **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", fake_popen)
     meta = pl.DataFrame({"uid": ["a"], "URL": ["https://example.com/a.jpg"], "TEXT": ["x"]})
     with pytest.raises(TimeoutError, match="process_timeout_s"):
         download_part(meta, str(tmp_path / "v"), DownloadSettings(process_timeout_s=5))
+    pid = int(marker.read_text())
+    time.sleep(0.5)
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/status") as f:
+            assert "zombie" in f.read().lower()  # killed, not yet reaped
+    except ProcessLookupError:
+        pass  # gone
