@@ -37,52 +37,50 @@ def is_local(uri: str) -> bool:
     return isinstance(_fs(uri)[0], LocalFileSystem)
 
 
-def atomic_write_bytes(uri: str, data: bytes) -> None:
+def _atomic_write(uri: str, write, suffix: str = "") -> None:
+    """Run ``write(target)`` so that readers of ``uri`` see the old file or the new one.
+
+    Locally ``target`` is a temporary path in the same folder, renamed into place when
+    ``write`` returns and removed when it raises; on an object store it is an open binary
+    file (a put is atomic by itself). ``suffix`` ends the temporary name (np.save adds
+    ".npy" to a path without it).
+    """
     fs, path = _fs(uri)
     fs.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    if isinstance(fs, LocalFileSystem):
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as f:
+    if not isinstance(fs, LocalFileSystem):
+        with fs.open(path, "wb") as f:
+            write(f)
+        return
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}{suffix}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_bytes(uri: str, data: bytes) -> None:
+    def write(target) -> None:
+        if not isinstance(target, str):
+            target.write(data)
+            return
+        with open(target, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    else:
-        fs.pipe_file(path, data)
+
+    _atomic_write(uri, write)
 
 
 def atomic_write_parquet(frame: pl.DataFrame, uri: str) -> None:
     """Write ``frame`` to ``uri`` so that readers see the old file or the new one."""
-    fs, path = _fs(uri)
-    fs.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    if isinstance(fs, LocalFileSystem):
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        try:
-            frame.write_parquet(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:
-        with fs.open(path, "wb") as f:
-            frame.write_parquet(f)
+    _atomic_write(uri, frame.write_parquet)
 
 
 def atomic_save_npy(array: np.ndarray, uri: str) -> None:
     """``np.save`` to ``uri`` so that readers see the old file or the new one."""
-    fs, path = _fs(uri)
-    fs.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    if isinstance(fs, LocalFileSystem):
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}.npy"
-        try:
-            np.save(tmp, array)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:
-        with fs.open(path, "wb") as f:
-            np.save(f, array)
+    _atomic_write(uri, lambda target: np.save(target, array), suffix=".npy")
 
 
 def load_npy(uri: str, mmap: bool = True) -> np.ndarray:
