@@ -20,7 +20,7 @@ from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata
 from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
 from asset_defs.partitions import laion_part, registered
 from asset_defs.visual_world import REFERENCE_TABLE, reference_embeddings
-from laionlab.io.lance import read_vectors
+from laionlab.io.lance import read_vectors, uid_filters
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
 GROUP = "laionet"
@@ -53,24 +53,33 @@ def _load_clip(clip: ClipEncoder, model_name: str | None, pretrained: str | None
 def laion_vectors_for(lance: LanceStore, uids: list[str], column: str = "image_emb") -> tuple[list[str], np.ndarray]:
     """Unit ``column`` vectors of the given LAION uids that have a row in laion_embeddings (a
     uid whose image failed to download has none), part by part; order: by part, then stored."""
+    found, vectors = laion_columns_for(lance, uids, [column])
+    return found, vectors[column]
+
+
+def laion_columns_for(lance: LanceStore, uids: list[str], columns: list[str]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """:func:`laion_vectors_for` for several vector columns in one read: uids and, per column,
+    the ``(n, d)`` unit vectors in the same row order."""
+    empty = ([], {c: np.zeros((0, 0), np.float32) for c in columns})
     if not lance.tables().exists(EMBEDDINGS_TABLE):
-        return [], np.zeros((0, 0), np.float32)
+        return empty
     table = lance.tables().open(EMBEDDINGS_TABLE)
     by_part: dict[str, list[str]] = {}
     for uid in uids:
         by_part.setdefault(uid.rsplit(":", 1)[0], []).append(uid)
-    found, blocks = [], []
+    found, blocks = [], {c: [] for c in columns}
     for part, members in sorted(by_part.items()):
-        for start in range(0, len(members), 20_000):
-            chunk = ", ".join("'" + u.replace("'", "''") + "'" for u in members[start : start + 20_000])
-            query = table.search().limit(None).select(["uid", column]).where(f"part = '{part}' AND uid IN ({chunk})")
-            got, X = read_vectors(query.to_batches(batch_size=65_536), column=column)
+        for clause in uid_filters(members):
+            query = table.search().limit(None).select(["uid", *columns]).where(f"part = '{part}' AND {clause}")
+            batches = list(query.to_batches(batch_size=65_536))
+            got = [u for b in batches for u in b.column("uid").to_pylist()]
             if got:
                 found.extend(got)
-                blocks.append(X)
-    if not blocks:
-        return [], np.zeros((0, 0), np.float32)
-    return found, np.concatenate(blocks)
+                for c in columns:
+                    blocks[c].append(read_vectors(batches, column=c)[1])
+    if not found:
+        return empty
+    return found, {c: np.concatenate(blocks[c]) for c in columns}
 
 
 def labelled_reference(lance: LanceStore, name: str) -> pl.DataFrame:
@@ -569,7 +578,8 @@ def laionet_accuracy(
     net = files.read_parquet("laionet", "laionet.parquet").select("uid", "wnid", "HEIGHT", "WIDTH")
     classes = sorted(net["wnid"].unique().to_list())
     weights = laion_weights(dict(net.group_by("wnid").len().iter_rows()))
-    ref_labels = labelled_reference(lance, config.reference_dataset).select("uid", "label")
+    reference = labelled_reference(lance, config.reference_dataset)
+    ref_labels = reference.select("uid", "label")
     unknown = sorted(set(ref_labels["label"].unique().to_list()) - set(ilsvrc_wnids()))
     if unknown:
         raise Failure(f"reference dataset {config.reference_dataset!r} has labels that are not ILSVRC wnids, e.g. {unknown[:5]}")
@@ -601,7 +611,7 @@ def laionet_accuracy(
             if set_name == "LAIONet":
                 uids, emb = laion_vectors_for(lance, kept)
             else:
-                ref = labelled_reference(lance, set_name).filter(pl.col("uid").is_in(kept))
+                ref = reference.filter(pl.col("uid").is_in(kept))
                 uids, emb = ref["uid"].to_list(), _stack(ref["emb"])
             results[set_name]["clip-zero-shot"] = (uids, zero_shot_predict(emb, text, wnids, k=evaluator.k))
     rows, summary = [], []

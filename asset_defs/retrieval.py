@@ -22,7 +22,7 @@ from asset_defs.ingest import EMBEDDINGS_TABLE, images_dir, laion_embeddings, la
 from asset_defs.metadata import line_plot, markdown_table
 from asset_defs.partitions import laion_part, registered, target
 from asset_defs.visual_world import reference_embeddings
-from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors
+from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors, uid_filters
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LanceStore
 
 GROUP = "retrieval"
@@ -190,9 +190,8 @@ def _embedded_uids(lance: LanceStore, table: str, uids: list[str]) -> set[str]:
     if not tables.exists(table) or not uids:
         return set()
     tbl, found = tables.open(table), set()
-    for start in range(0, len(uids), 20_000):
-        chunk = ", ".join("'" + u.replace("'", "''") + "'" for u in uids[start : start + 20_000])
-        found.update(pl.from_arrow(tbl.search().limit(None).select(["uid"]).where(f"uid IN ({chunk})").to_arrow())["uid"].to_list())
+    for clause in uid_filters(uids):
+        found.update(pl.from_arrow(tbl.search().limit(None).select(["uid"]).where(clause).to_arrow())["uid"].to_list())
     return found
 
 
@@ -275,17 +274,17 @@ class RetrievalSamplesConfig(Config):
 
 def _embeddings_of(lance: LanceStore, uids: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """uids with caption and image vectors, from laion_embeddings, else retrieved_embeddings."""
-    from asset_defs.laionet import laion_vectors_for
+    from asset_defs.laionet import laion_columns_for
 
-    got, T = laion_vectors_for(lance, uids, column="text_emb")
-    _, I = laion_vectors_for(lance, got, column="image_emb")
+    got, vectors = laion_columns_for(lance, uids, ["text_emb", "image_emb"])
+    T, I = vectors["text_emb"], vectors["image_emb"]
     rest = sorted(set(uids) - set(got))
     if rest and lance.tables().exists(RETRIEVED_TABLE):
         tbl = lance.tables().open(RETRIEVED_TABLE)
-        chunk = ", ".join("'" + u.replace("'", "''") + "'" for u in rest)
-        batches = tbl.search().limit(None).select(["uid", "text_emb", "image_emb"]).where(f"uid IN ({chunk})").to_batches()
-        table = pa.Table.from_batches(list(batches))
-        if table.num_rows:
+        columns = ["uid", "text_emb", "image_emb"]
+        batches = [b for clause in uid_filters(rest) for b in tbl.search().limit(None).select(columns).where(clause).to_batches()]
+        table = pa.Table.from_batches(batches) if batches else None
+        if table is not None and table.num_rows:
             first = pl.from_arrow(table.select(["uid"])).with_row_index("i").unique("uid", keep="first", maintain_order=True)["i"]
             table = table.take(pa.array(first.to_numpy()))  # a uid retrieved for two targets: once
             u2, T2 = read_vectors(table.to_batches(), column="text_emb")

@@ -25,7 +25,7 @@ import time
 from contextlib import contextmanager
 from datetime import timedelta
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import lancedb
 import numpy as np
@@ -81,6 +81,17 @@ def vector_dims(schema: pa.Schema) -> dict[str, int]:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+# uids per ``uid IN (...)`` filter: one huge literal list is slow to parse, so lookups by uid
+# are cut into filters of this many.
+UID_FILTER_CHUNK = 20_000
+
+
+def uid_filters(uids: Sequence[str], chunk: int = UID_FILTER_CHUNK) -> Iterator[str]:
+    """``uid IN ('a', 'b', ...)`` filters covering ``uids``, ``chunk`` literals each."""
+    for start in range(0, len(uids), chunk):
+        yield "uid IN (" + ", ".join(_quote(u) for u in uids[start : start + chunk]) + ")"
 
 
 class LanceTables:
