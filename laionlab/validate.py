@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Iterable, Literal
 
 import numpy as np
@@ -131,3 +132,20 @@ def real_list(name: str, values: Iterable, **interval) -> list[float]:
     """A non-empty sequence of :func:`real` numbers (``interval``: its ``lo``, ``hi``,
     ``lo_open``, ``hi_open``); a bad item is named ``name[i]``."""
     return [real(f"{name}[{i}]", v, **interval) for i, v in enumerate(_items(name, values, "numbers"))]
+
+
+def string_series(name: str, values):
+    """``values`` (a list of str with None allowed, or a String polars Series) as a polars
+    String Series called ``name``; anything else is a ValueError naming ``name``."""
+    import polars as pl
+
+    if isinstance(values, pl.Series):
+        if values.dtype not in (pl.String, pl.Null):
+            raise ValueError(f"{name}: expected a String series, got dtype {values.dtype}")
+        return values.cast(pl.String).rename(name)
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(f"{name}: expected a list of str (None allowed) or a polars Series, got {type(values).__name__}")
+    try:
+        return pl.Series(name, values, dtype=pl.String, strict=True)
+    except (TypeError, pl.exceptions.PolarsError) as err:
+        raise ValueError(f"{name}: expected str or None items ({err})") from None

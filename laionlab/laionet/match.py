@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from laionlab import validate
+
 __all__ = [
     "UniqueLemmas",
     "match_lemmas",
@@ -123,21 +125,6 @@ def _check_lemmas(name: str, lemmas: pl.Series) -> None:
         )
 
 
-def _captions_series(captions) -> pl.Series:
-    if isinstance(captions, pl.Series):
-        if captions.dtype not in (pl.String, pl.Null):
-            raise ValueError(f"captions: expected a String series, got dtype {captions.dtype}")
-        return captions.cast(pl.String)
-    if isinstance(captions, (str, bytes)) or not isinstance(captions, Sequence):
-        raise ValueError(
-            f"captions: expected a list of str (None allowed) or a polars Series, got {type(captions).__name__}"
-        )
-    try:
-        return pl.Series("caption", captions, dtype=pl.String, strict=True)
-    except (TypeError, pl.exceptions.PolarsError) as err:
-        raise ValueError(f"captions: expected str or None items ({err})") from None
-
-
 def _padded(text: pl.Expr, case_sensitive: bool) -> pl.Expr:
     text = text.str.replace_many(list(PUNCTUATION), [" "] * len(PUNCTUATION))
     if not case_sensitive:
@@ -158,7 +145,7 @@ def match_lemmas_frame(
     for null or empty captions). ``case_sensitive=False`` folds ASCII letters only (as polars'
     ``ascii_case_insensitive``); lemmas equal up to case then all match together.
     """
-    series = _captions_series(captions)
+    series = validate.string_series("captions", captions)
     if not isinstance(lemma_to_wnid, Mapping):
         raise ValueError(
             f"lemma_to_wnid: expected a mapping lemma -> wnid, got {type(lemma_to_wnid).__name__}"

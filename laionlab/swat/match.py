@@ -55,6 +55,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import polars as pl
 
+from laionlab import validate
 from laionlab.swat.synonyms import ClassKey, ClassSynonyms, from_class_names
 
 __all__ = ["class_frequency", "match_synonyms", "normalise", "seed_fts5_query"]
@@ -85,25 +86,10 @@ def _padded_frame(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
     return pl.concat(parts)
 
 
-def _strings(name: str, values) -> pl.Series:
-    if isinstance(values, pl.Series):
-        if values.dtype not in (pl.String, pl.Null):
-            raise ValueError(f"{name}: expected a String series, got dtype {values.dtype}")
-        return values.cast(pl.String).rename(name)
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise ValueError(
-            f"{name}: expected a list of str (None allowed) or a polars Series, got {type(values).__name__}"
-        )
-    try:
-        return pl.Series(name, values, dtype=pl.String, strict=True)
-    except (TypeError, pl.exceptions.PolarsError) as err:
-        raise ValueError(f"{name}: expected str or None items ({err})") from None
-
-
 def normalise(texts: Sequence[str | None] | pl.Series) -> pl.Series:
     """Each text's words (module docstring, steps 1-4) joined by single spaces, no padding;
     None stays None. ``normalise(["Red-Fox's den!"])`` → ``["red foxs den"]``."""
-    series = _strings("texts", texts)
+    series = validate.string_series("texts", texts)
     base = pl.DataFrame({"texts": series}).with_row_index("row")
     done = _padded_frame(base.lazy().drop_nulls("texts"), "texts")
     out = base.lazy().select("row").join(done, on="row", how="left", maintain_order="left").collect()
@@ -148,7 +134,7 @@ def match_synonyms(
         (list of the class keys matched, Int64 or String as the keys, sorted, unique; empty
         where none) and ``synonyms`` (the matched synonyms as given, sorted, unique).
     """
-    series = _strings("captions", captions)
+    series = validate.string_series("captions", captions)
     if not isinstance(synonyms, Mapping) or not synonyms:
         raise ValueError(
             f"synonyms: expected a non-empty mapping class -> synonyms, got {type(synonyms).__name__}"
