@@ -707,9 +707,10 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
     else:
         index = CaptionIndex.load(index_path)
     todo = [p for p in parts if p not in state["parts"] and counts[p] > 0]
-    pending: list[tuple[str, list[str], np.ndarray]] = []
-
-    def add(part: str, uids: list[str], X: np.ndarray, models: set[str]) -> None:
+    pending: list[tuple[np.ndarray, np.ndarray]] = []  # (ids, vectors) held until the index is trained
+    for part in todo:
+        uids, X, models = _text_vectors(lance, part)
+        context.log.info(f"caption_index: {part}: {len(uids)} captions")
         if state["model"] is None:
             state["model"] = next(iter(models))
         if models != {state["model"]}:
@@ -720,22 +721,17 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
         state["next_id"] += len(uids)
         if index is not None:
             index.append(X, ids)
-        pending.append((part, ids, X))
-
-    for part in todo:
-        uids, X, models = _text_vectors(lance, part)
-        context.log.info(f"caption_index: {part}: {len(uids)} captions")
-        add(part, uids, X, models)
-        if index is None:  # train once enough rows are in hand (the seed: on its first ~1M-vector chunk)
-            total = sum(counts.values())
-            key = choose_index_key(total, X.shape[1], budget, flat_max_rows=config.flat_max_rows)
-            if sum(len(ids) for _, ids, _ in pending) >= train_size(total, key, X.shape[1]) or part == todo[-1]:
-                vectors = np.concatenate([x for _, _, x in pending])
-                ids = np.concatenate([i for _, i, _ in pending])
-                index = CaptionIndex.build(vectors, ids, key, seed=config.seed, nprobe=config.nprobe)
-                state["key"] = key
-                context.log.info(f"caption_index: trained {key} on {len(ids)} captions (estimated {estimate_index_memory(key, total, X.shape[1]) / 1e9:.2f} GB for {total})")
-        pending = pending if index is None else []
+            continue
+        # train once enough rows are in hand (the seed: on its first ~1M-vector chunk)
+        pending.append((ids, X))
+        total = sum(counts.values())
+        key = choose_index_key(total, X.shape[1], budget, flat_max_rows=config.flat_max_rows)
+        if sum(len(i) for i, _ in pending) >= train_size(total, key, X.shape[1]) or part == todo[-1]:
+            all_ids = np.concatenate([i for i, _ in pending])
+            index = CaptionIndex.build(np.concatenate([x for _, x in pending]), all_ids, key, seed=config.seed, nprobe=config.nprobe)
+            state["key"] = key
+            context.log.info(f"caption_index: trained {key} on {len(all_ids)} captions (estimated {estimate_index_memory(key, total, X.shape[1]) / 1e9:.2f} GB for {total})")
+            pending = []
     if index is None:
         raise Failure(f"laion_embeddings has no rows for parts {parts}: nothing to index")
     if todo:
