@@ -17,28 +17,24 @@ class DatasetCatalog(ConfigurableResource):
     def datasets(self) -> dict[str, DatasetSpec]:
         return load_catalog(self.path)
 
+    def _entry(self, kind: str, entries: dict, name: str):
+        if name not in entries:
+            raise KeyError(f"{kind} {name!r} is not in the catalog {self.path} (has {sorted(entries)})")
+        return entries[name]
+
     def get(self, name: str) -> DatasetSpec:
-        specs = self.datasets()
-        if name not in specs:
-            raise KeyError(f"dataset {name!r} is not in the catalog {self.path} (has {sorted(specs)})")
-        return specs[name]
+        return self._entry("dataset", self.datasets(), name)
 
     def targets(self) -> dict[str, TargetSpec]:
         """Retrieval targets (seed 003) listed under ``targets:``; each is one `target` partition."""
         return load_targets(self.path)
 
     def target(self, name: str) -> TargetSpec:
-        targets = self.targets()
-        if name not in targets:
-            raise KeyError(f"target {name!r} is not in the catalog {self.path} (has {sorted(targets)})")
-        return targets[name]
+        return self._entry("target", self.targets(), name)
 
     def models(self) -> dict[str, ModelSpec]:
         """Models compared by seed 002, listed under ``models:``; each is one `model` partition."""
         return load_models(self.path)
 
     def model(self, name: str) -> ModelSpec:
-        models = self.models()
-        if name not in models:
-            raise KeyError(f"model {name!r} is not in the catalog {self.path} (has {sorted(models)})")
-        return models[name]
+        return self._entry("model", self.models(), name)
