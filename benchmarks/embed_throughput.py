@@ -181,15 +181,10 @@ def run_raw(loaded, pix, tok, batch_size: int, what: str = "both") -> float:
 
 def loader_only(loaded, shards: list[str], batch_size: int, num_workers: int) -> float:
     """images/s of the asset's decode + preprocess + tokenise pipeline alone (no model)."""
-    from torch.utils.data import DataLoader
-
-    from laionlab.embed.encode import _shard_pipeline
+    from laionlab.embed.encode import _shard_pipeline, make_loader
 
     workers = max(0, min(num_workers, len(shards)))
-    loader = DataLoader(  # as encode_shards builds it (worker start-up included in the time)
-        _shard_pipeline(shards, loaded), batch_size=batch_size, num_workers=workers,
-        multiprocessing_context="forkserver" if workers else None,
-    )
+    loader = make_loader(_shard_pipeline(shards, loaded), batch_size, workers)  # as encode_shards builds it
     start, n = time.perf_counter(), 0
     for _, _, uids in loader:
         n += len(uids)

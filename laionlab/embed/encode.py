@@ -153,6 +153,27 @@ def encode_shards(
     yield from encode_dataset(clip, _shard_pipeline(shards, clip), batch_size, workers, stats, log_every_s, total)
 
 
+def make_loader(dataset, batch_size: int, num_workers: int, pin_memory: bool = False) -> DataLoader:
+    """The DataLoader of the embedding loop (also what the benchmarks time).
+
+    Workers come from a forkserver, not fork: the caller holds LanceDB's async runtime (and
+    possibly CUDA), which are not safe to fork. The server imports torch, webdataset and
+    open_clip once and forks each worker from there; without that preload every worker imports
+    them itself (seconds each, and open_clip pulls in transformers where it is installed).
+    The preload only acts when the process's forkserver starts, so it is set on every call.
+    """
+    if num_workers:
+        torch.multiprocessing.set_forkserver_preload(["torch", "webdataset", "open_clip", __name__])
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        multiprocessing_context="forkserver" if num_workers > 0 else None,
+    )
+
+
 def encode_dataset(
     clip: LoadedClip,
     dataset: torch.utils.data.Dataset,
@@ -169,20 +190,7 @@ def encode_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     stats = stats if stats is not None else EncodeStats()
     _limit_heap_fragmentation()
-    if num_workers:
-        # workers fork from a server that has these imported once, instead of importing
-        # torch & co. in every worker
-        torch.multiprocessing.set_forkserver_preload(["torch", "webdataset", "open_clip", __name__])
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        pin_memory=clip.device.type == "cuda",
-        persistent_workers=False,
-        # forkserver, not fork: the caller holds LanceDB's async runtime (and possibly CUDA),
-        # which are not safe to fork
-        multiprocessing_context="forkserver" if num_workers > 0 else None,
-    )
+    loader = make_loader(dataset, batch_size, num_workers, pin_memory=clip.device.type == "cuda")
     start = time.perf_counter()
     progress = Progress("embedding", total, log_every_s, log, unit="images")
     for batch in loader:

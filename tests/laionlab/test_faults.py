@@ -24,10 +24,11 @@ def _slow_write(uri: str, part: str, n: int, started, delay: float) -> None:
     LanceTables(uri).replace_part("emb", part, slow(), embeddings_schema(DIM))
 
 
-def _count_part(uri: str, part: str, out, stop) -> None:
+def _count_part(uri: str, part: str, out, ready, stop) -> None:
     seen = set()
     while not stop.is_set():
         seen.add(len(uids(LanceTables(uri), part)))
+        ready.set()  # the first read is done: the writer may start
     out.put(sorted(seen))
 
 
@@ -66,14 +67,14 @@ def test_a_reader_sees_the_old_part_or_the_new_one(tmp_path):
     tables = LanceTables(uri)
     tables.replace_part("emb", "a", batches("a", 100), embeddings_schema(DIM))
     ctx = mp.get_context("spawn")
-    out, stop = ctx.Queue(), ctx.Event()
-    reader = ctx.Process(target=_count_part, args=(uri, "a", out, stop))
+    out, ready, stop = ctx.Queue(), ctx.Event(), ctx.Event()
+    reader = ctx.Process(target=_count_part, args=(uri, "a", out, ready, stop))
     reader.start()
-    time.sleep(1.0)
+    assert ready.wait(120), "the reader process never finished its first read"
     for n in (250, 40, 180):  # rewrite the part three times with other sizes
         tables.replace_part("emb", "a", batches("a", n, seed=n), embeddings_schema(DIM))
     time.sleep(0.5)
     stop.set()
     seen = out.get(timeout=60)
     reader.join(30)
-    assert set(seen) <= {100, 250, 40, 180} and len(seen) >= 1  # never a half-written part
+    assert 100 in seen and set(seen) <= {100, 250, 40, 180}  # never a half-written part
