@@ -54,6 +54,22 @@ def instance(demo):
     return instance_with_parts(demo.parts)
 
 
+def run_scripts_at_once(script: str, argvs: list[list[str]], timeout: float = 600) -> None:
+    """Run ``python -c script *argv`` for every argv at the same time, from the repository
+    root; fail with the output of any that exits non-zero."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, *argv], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for argv in argvs
+    ]
+    for p in procs:
+        out, _ = p.communicate(timeout=timeout)
+        assert p.returncode == 0, out.decode()[-3000:]
+
+
 def run(assets, resources, instance, part, **kwargs):
     return materialize(assets, resources=resources, instance=instance, partition_key=part, **kwargs)
 

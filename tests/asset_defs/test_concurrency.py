@@ -4,8 +4,6 @@ part (``laion_vectors(where=part)``) sees the old or the new part while it is re
 never a mix. The library-level versions are in tests/laionlab/test_lance.py and test_faults.py."""
 
 import multiprocessing as mp
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 
 from asset_defs.ingest import laion_embeddings_import, laion_metadata
 from laionlab.demo import DemoConfig, build_demo
-from tests.conftest import instance_with_parts, make_resources, run
+from tests.conftest import instance_with_parts, make_resources, run, run_scripts_at_once
 
 ROWS, DIM = 30, 12
 
@@ -81,15 +79,7 @@ def test_four_parts_at_once_then_a_reader_during_a_rewrite(tmp_path, four_parts)
         _release(release_b, i, -1.0, seed=10 + i)
 
     # four processes, one part each, all writing the one LanceDB table at the same time
-    root = Path(__file__).resolve().parents[2]
-    procs = [
-        subprocess.Popen([sys.executable, "-c", IMPORT, str(lab), source, part, str(release_a)],
-                         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for part in demo.parts
-    ]
-    for p in procs:
-        out, _ = p.communicate(timeout=600)
-        assert p.returncode == 0, out.decode()[-3000:]
+    run_scripts_at_once(IMPORT, [[str(lab), source, part, str(release_a)] for part in demo.parts])
     expected = set()
     for part in demo.parts:
         expected |= set(resources["files"].read_parquet("laion_metadata", f"{part}.parquet")["uid"].to_list())

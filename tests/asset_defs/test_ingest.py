@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from asset_defs.ingest import (
     laion_metadata,
 )
 from resources import ClipEncoder
-from tests.conftest import ROWS_PER_PART, instance_with_parts, make_resources, run
+from tests.conftest import ROWS_PER_PART, instance_with_parts, make_resources, run, run_scripts_at_once
 
 def table_uids(resources, part=None):
     tables = resources["lance"].tables()
@@ -233,19 +231,7 @@ def test_three_parts_materialised_concurrently_leave_the_union(tmp_path, demo):
     instance = instance_with_parts(demo.parts)
     for part in demo.parts:
         assert run([laion_metadata, laion_images], resources, instance, part).success
-    root = Path(__file__).resolve().parents[2]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CONCURRENT, str(tmp_path / "lab"), str(Path(demo.root) / "laion_parts"), part],
-            cwd=root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for part in demo.parts
-    ]
-    for p in procs:
-        out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, out.decode()[-2000:]
+    run_scripts_at_once(CONCURRENT, [[str(tmp_path / "lab"), str(Path(demo.root) / "laion_parts"), part] for part in demo.parts])
     expected = set()
     for part in demo.parts:
         status = pl.read_parquet(Path(resources["files"].path("laion_images", part)).glob("v-*/status.parquet").__next__())
