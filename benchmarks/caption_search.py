@@ -39,18 +39,17 @@ Run from the repository root: ``python benchmarks/caption_search.py [--n 200000 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import resource
 import sqlite3
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import host_load, peak_rss_gib, run_benchmark, say  # noqa: E402
 
 TARGET = 1.0
 
@@ -62,14 +61,6 @@ FILLER = (
     "background pattern cute funny love family travel style fashion modern classic satellite"
 ).split()
 SEPARATORS = (" ", " ", " ", " ", ", ", " - ", "-", "_", "! ", " (", ") ", "/", ": ", "'s ")
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def make_synonyms(n_classes: int, per_class: int, seed: int, dotted: bool) -> dict[int, list[str]]:
@@ -166,7 +157,9 @@ def fts5_search(captions, synonyms, prefix, db_path) -> tuple[float, float, list
     return build, query, classes
 
 
-def run(args) -> dict:
+def run(args, result: dict) -> dict:
+    load_before = os.getloadavg()[0]  # before the imports below load the host
+
     import polars as pl
 
     from laionlab.swat import from_class_names, match_synonyms
@@ -215,10 +208,7 @@ def run(args) -> dict:
     for i in mismatches[:5]:
         say(f"  mismatch {i}: {captions[i]!r}: library {got_classes[i]} vs FTS5 {want[i]}")
     return {
-        "benchmark": "caption_search",
         "value": round(ratio, 2),
-        "unit": "x",
-        "target": TARGET,
         "meets_target": bool(meets),
         "library_s": round(lib_s, 3),
         "fts5_s": round(fts_s, 3),
@@ -237,13 +227,11 @@ def run(args) -> dict:
         "fts_memory": bool(args.fts_memory),
         "repeats": args.repeats,
         "peak_rss_gib": round(peak_rss_gib(), 3),
-        "cpus": os.cpu_count(),
-        "load_before": round(args.load_before, 2),
-        "load_after": round(os.getloadavg()[0], 2),
+        **host_load(load_before),
     }
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=1_000_000, help="captions (default 1,000,000)")
     p.add_argument("--classes", type=int, default=200, help="classes (default 200)")
@@ -252,18 +240,10 @@ def main() -> None:
     p.add_argument("--fts-memory", action="store_true", help="FTS5 database in memory, not a file")
     p.add_argument("--repeats", type=int, default=1, help="timings per side, best kept (default 1)")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    args.load_before = os.getloadavg()[0]
-    try:
-        result = run(args)
-    except Exception as exc:  # the JSON line must still come out
-        traceback.print_exc()
-        result = {
-            "benchmark": "caption_search", "value": None, "unit": "x", "target": TARGET,
-            "meets_target": False, "error": f"{type(exc).__name__}: {exc}", "n": args.n,
-        }
-    print(json.dumps(result), flush=True)
-    sys.exit(0)
+    run_benchmark(
+        "caption_search", "x", TARGET, p, run, argv=argv,
+        error_details=lambda args: {"n": args.n},
+    )
 
 
 if __name__ == "__main__":

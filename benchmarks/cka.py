@@ -21,66 +21,26 @@ exits 0. Run from the repository root: ``python benchmarks/cka.py [--n 2000 --d 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import sys
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import host_load, peak_rss_gib, run_benchmark, say  # noqa: E402
+from benchmarks._reference import tv_centering, tv_cka  # noqa: E402
+
 TARGET = 10.0
 TOLERANCE = 1e-6
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-
-
-def centre(K, unbiased: bool):
-    """thingsvision's ``centering``, in place (as it is there)."""
-    import numpy as np
-
-    n = K.shape[0]
-    if unbiased:
-        np.fill_diagonal(K, 0.0)
-        means = np.sum(K, axis=0, dtype=np.float64) / (n - 2)
-        means -= np.sum(means) / (2 * (n - 1))
-        K -= means[:, None]
-        K -= means[None, :]
-        np.fill_diagonal(K, 0.0)
-    else:
-        means = np.mean(K, axis=0, dtype=np.float64)
-        means -= np.mean(means) / 2
-        K -= means[:, None]
-        K -= means[None, :]
-    return K
-
-
-def thingsvision_cka(X, Y, unbiased: bool) -> float:
-    """``CKANumPy(kernel="linear").compare(X, Y)``: three ``_hsic`` calls, two Grams each."""
-    import numpy as np
-
-    def hsic(A, B):
-        K = centre(A @ A.T, unbiased)
-        L = centre(B @ B.T, unbiased)
-        return np.sum(K * L)
-
-    return float(hsic(X, Y) / np.sqrt(hsic(X, X) * hsic(Y, Y)))
 
 
 def gram_cka(X, Y, unbiased: bool) -> float:
     """The same value with ``K`` and ``L`` built and centred once."""
     import numpy as np
 
-    K = centre(X @ X.T, unbiased)
-    L = centre(Y @ Y.T, unbiased)
+    K = tv_centering(X @ X.T, unbiased)
+    L = tv_centering(Y @ Y.T, unbiased)
     return float(np.vdot(K, L) / np.sqrt(np.vdot(K, K) * np.vdot(L, L)))
 
 
@@ -93,7 +53,10 @@ def best_time(fn, repeats: int):
     return min(times), value
 
 
-def run(args) -> dict:
+def run(args, result: dict) -> dict:
+    load_before = os.getloadavg()[0]  # before the imports below load the host
+    args.d2 = args.d2 or args.d
+
     import numpy as np
 
     from laionlab.repsim import linear_cka
@@ -113,7 +76,7 @@ def run(args) -> dict:
     for unbiased in (True, False):
         key = "unbiased" if unbiased else "biased"
         lib_s, lib = best_time(lambda: linear_cka(X, Y, unbiased), args.repeats)
-        tv_s, tv = best_time(lambda: thingsvision_cka(X64, Y64, unbiased), args.ref_repeats)
+        tv_s, tv = best_time(lambda: tv_cka(X64, Y64, "linear", unbiased), args.ref_repeats)
         gram_s, gram = best_time(lambda: gram_cka(X64, Y64, unbiased), args.ref_repeats)
         rows[key] = dict(
             cka=lib, library_s=lib_s, thingsvision_s=tv_s, gram_s=gram_s,
@@ -136,10 +99,7 @@ def run(args) -> dict:
         f"(target < {TOLERANCE:g}): {'met' if ok else 'not met'}; peak RSS {rss:.2f} GiB"
     )
     out = {
-        "benchmark": "cka",
         "value": round(ratio, 2),
-        "unit": "ratio",
-        "target": TARGET,
         "meets_target": bool(ok),
         "max_abs_diff": diff,
         "diff_target": TOLERANCE,
@@ -152,14 +112,12 @@ def run(args) -> dict:
         "n": args.n, "d": args.d, "d2": args.d2,
         "baseline": "thingsvision CKANumPy.compare algorithm, float64 numpy",
         "repeats": args.repeats, "ref_repeats": args.ref_repeats,
-        "cpus": os.cpu_count(),
-        "load_before": round(args.load_before, 2),
-        "load_after": round(os.getloadavg()[0], 2),
+        **host_load(load_before),
     })
     return out
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=10_000, help="stimuli (default 10,000)")
     p.add_argument("--d", type=int, default=768, help="dimension of X (default 768)")
@@ -167,21 +125,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="library timings, best kept")
     p.add_argument("--ref-repeats", type=int, default=1, help="reference timings, best kept")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    args.d2 = args.d2 or args.d
-    args.load_before = os.getloadavg()[0]
-    try:
-        result = run(args)
-    except Exception as exc:  # the JSON line must still come out
-        traceback.print_exc()
-        result = {
-            "benchmark": "cka", "value": None, "unit": "ratio", "target": TARGET,
-            "meets_target": False, "max_abs_diff": None, "diff_target": TOLERANCE,
-            "peak_rss_gib": round(peak_rss_gib(), 3), "error": f"{type(exc).__name__}: {exc}",
-            "n": args.n, "d": args.d, "d2": args.d2,
-        }
-    print(json.dumps(result), flush=True)
-    sys.exit(0)
+    run_benchmark(
+        "cka", "ratio", TARGET, p, run, argv=argv,
+        error_details=lambda args: {
+            "max_abs_diff": None, "diff_target": TOLERANCE, "peak_rss_gib": round(peak_rss_gib(), 3),
+            "n": args.n, "d": args.d, "d2": args.d2 or args.d,
+        },
+    )
 
 
 if __name__ == "__main__":

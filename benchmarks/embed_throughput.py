@@ -37,12 +37,14 @@ import tarfile
 import tempfile
 import threading
 import time
-import traceback
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from benchmarks._common import run_benchmark, say  # noqa: E402
 
 TARGET_RATIO = 0.9
 RSS_TARGET_GIB = 2.0
@@ -52,10 +54,6 @@ WORDS = (
     "green vintage modern wooden small large old new black white with on in at near under over "
     "garden kitchen painting logo shirt shoe table chair lamp flower river bridge night morning"
 ).split()
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 # --------------------------------------------------------------------------- synthetic shards
@@ -302,7 +300,7 @@ def rss_child(args) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def parse_args(argv=None):
+def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="ViT-B-32", help="open_clip model for the throughput part (random init)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -320,10 +318,12 @@ def parse_args(argv=None):
     p.add_argument("--no-diagnostics", action="store_true", help="skip the loader-only / image-only timings")
     p.add_argument("--_rss-child", help=argparse.SUPPRESS)
     p.add_argument("--_lance", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    return p
 
 
 def benchmark(args, result: dict) -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
     import torch
 
     from laionlab.embed.model import ClipSpec, load_clip
@@ -423,35 +423,14 @@ def benchmark(args, result: dict) -> None:
     result["total_seconds"] = round(time.perf_counter() - t_all, 1)
 
 
-def main(argv=None) -> int:
-    result = {
-        "benchmark": "embed_throughput", "value": 0.0, "unit": "ratio", "target": TARGET_RATIO,
-        "meets_target": False,
-    }
-    try:
-        args = parse_args(argv)
-    except SystemExit as exc:  # --help (code 0) prints usage only; a bad option still ends with the JSON line
-        if exc.code:
-            result["error"] = f"bad command line (argparse exit {exc.code})"
-            print(json.dumps(result), flush=True)
-        return 0
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    if args._rss_child:
-        rss_child(args)
-        return 0
-    try:
-        benchmark(args, result)
-    except Exception as exc:  # always end with the JSON line and exit 0
-        traceback.print_exc(file=sys.stderr)
-        result["error"] = f"{type(exc).__name__}: {exc}"
-        result["meets_target"] = False
-    print(json.dumps(result), flush=True)
-    return 0
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--_rss-child" in argv:  # measure_rss's clean subprocess: its own JSON line, its exit status
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        rss_child(make_parser().parse_args(argv))
+        return
+    run_benchmark("embed_throughput", "ratio", TARGET_RATIO, make_parser(), benchmark, argv=argv, value=0.0)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BaseException:  # noqa: BLE001 - always exit 0 (KeyboardInterrupt included)
-        traceback.print_exc(file=sys.stderr)
-    sys.exit(0)
+    main()

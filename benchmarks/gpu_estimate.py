@@ -31,21 +31,17 @@ import os
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from benchmarks._common import run_benchmark, say  # noqa: E402
 from benchmarks.embed_throughput import loader_only, preload, read_samples, run_raw, write_shards  # noqa: E402
 
 TARGET = 0.8
 LAION = {"LAION-400M": 413_000_000, "LAION-2B-en": 2_320_000_000}
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def sync() -> None:
@@ -170,8 +166,24 @@ def estimates(embed: dict, srch: dict | None, gpus: int) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    result = {"benchmark": "gpu_estimate", "value": 0.0, "unit": "ratio", "target": TARGET, "meets_target": False}
+def benchmark(args, result: dict) -> None:
+    import torch
+
+    result.update(device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+                  cpu_count=os.cpu_count(), num_workers=args.num_workers, torch=torch.__version__)
+    result["search"] = srch = None if args.skip_search else search(args)
+    with tempfile.TemporaryDirectory(prefix="gpu_estimate_") as tmp:
+        t0 = time.perf_counter()
+        shards = write_shards(Path(tmp) / "shards", args.n_images, 256, args.shard_size, 0)
+        images, captions = read_samples(shards)
+        say(f"wrote {args.n_images} JPEGs in {len(shards)} shards ({time.perf_counter() - t0:.1f}s)")
+        result["embedding"] = embed = embedding(args, shards, images, captions)
+    result["estimates"] = estimates(embed, srch, args.gpus)
+    first = embed[args.models[0]]
+    result.update(value=first["efficiency"], meets_target=first["efficiency"] >= TARGET)
+
+
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["ViT-B-32", "ViT-L-14", "ViT-B-16-plus-240"])
     p.add_argument("--device", default="auto")
@@ -185,38 +197,8 @@ def main(argv=None) -> int:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--gpus", type=int, default=8, help="GPUs for the wall-time column")
     p.add_argument("--skip-search", action="store_true")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as exc:
-        if exc.code:
-            result["error"] = f"bad command line (argparse exit {exc.code})"
-            print(json.dumps(result), flush=True)
-        return 0
-    try:
-        import torch
-
-        result.update(device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-                      cpu_count=os.cpu_count(), num_workers=args.num_workers, torch=torch.__version__)
-        result["search"] = srch = None if args.skip_search else search(args)
-        with tempfile.TemporaryDirectory(prefix="gpu_estimate_") as tmp:
-            t0 = time.perf_counter()
-            shards = write_shards(Path(tmp) / "shards", args.n_images, 256, args.shard_size, 0)
-            images, captions = read_samples(shards)
-            say(f"wrote {args.n_images} JPEGs in {len(shards)} shards ({time.perf_counter() - t0:.1f}s)")
-            result["embedding"] = embed = embedding(args, shards, images, captions)
-        result["estimates"] = estimates(embed, srch, args.gpus)
-        first = embed[args.models[0]]
-        result.update(value=first["efficiency"], meets_target=first["efficiency"] >= TARGET)
-    except Exception as exc:  # always end with the JSON line and exit 0
-        traceback.print_exc(file=sys.stderr)
-        result["error"] = f"{type(exc).__name__}: {exc}"
-    print(json.dumps(result), flush=True)
-    return 0
+    run_benchmark("gpu_estimate", "ratio", TARGET, p, benchmark, argv=argv, value=0.0)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BaseException:  # noqa: BLE001 - always exit 0
-        traceback.print_exc()
-    sys.exit(0)
+    main()

@@ -19,20 +19,16 @@ Run from the repository root: ``python benchmarks/kmeans.py [--n 20000 --k 100 .
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import run_benchmark, say  # noqa: E402
+
 TARGET = 10.0
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def make_mixture(n: int, d: int, components: int, seed: int):
@@ -46,7 +42,7 @@ def make_mixture(n: int, d: int, components: int, seed: int):
     return X
 
 
-def run(args) -> dict:
+def run(args, result: dict) -> dict:
     import faiss
     import numpy as np
     import sklearn
@@ -90,10 +86,7 @@ def run(args) -> dict:
         f"{inertia_ratio:.5f}"
     )
     return {
-        "benchmark": "kmeans_faiss_vs_sklearn",
         "value": round(ratio, 3),
-        "unit": "x",
-        "target": TARGET,
         "meets_target": bool(ratio >= TARGET),
         "inertia_ratio": round(inertia_ratio, 6),
         "n": args.n,
@@ -109,7 +102,7 @@ def run(args) -> dict:
     }
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=200_000, help="rows (default 200,000)")
     p.add_argument("--d", type=int, default=512, help="dimension (default 512)")
@@ -121,18 +114,10 @@ def main() -> None:
         "--gpu", default="auto", type=lambda s: {"true": True, "false": False}.get(s.lower(), s),
         help="faiss side: auto (default), true or false",
     )
-    args = p.parse_args()
-    try:
-        result = run(args)
-    except Exception as exc:  # the JSON line must still come out
-        traceback.print_exc()
-        result = {
-            "benchmark": "kmeans_faiss_vs_sklearn", "value": None, "unit": "x",
-            "target": TARGET, "meets_target": False, "error": f"{type(exc).__name__}: {exc}",
-            "n": args.n, "d": args.d, "k": args.k,
-        }
-    print(json.dumps(result), flush=True)
-    sys.exit(0)
+    run_benchmark(
+        "kmeans_faiss_vs_sklearn", "x", TARGET, p, run, argv=argv,
+        error_details=lambda args: {"n": args.n, "d": args.d, "k": args.k},
+    )
 
 
 if __name__ == "__main__":

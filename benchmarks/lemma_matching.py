@@ -26,17 +26,16 @@ Run from the repository root: ``python benchmarks/lemma_matching.py [--n 20000 .
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import resource
 import string
 import sys
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import host_load, peak_rss_gib, run_benchmark, say  # noqa: E402
 
 TARGET = 20.0
 
@@ -68,14 +67,6 @@ FILLER = (
     "wedding summer beach city night 2019 2020 best cheap sale men's high quality photo "
     "background pattern cute funny love family travel style fashion modern classic"
 ).split()
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def make_captions(lemmas: list[str], n: int, seed: int) -> list[str]:
@@ -114,7 +105,9 @@ def seed_rule(captions: list[str], lemma_to_wnid: dict[str, str]) -> list[list[s
     return out
 
 
-def run(args) -> dict:
+def run(args, result: dict) -> dict:
+    load_before = os.getloadavg()[0]  # before the imports below load the host
+
     import polars as pl
 
     from laionlab.io.imagenet import ilsvrc_synsets
@@ -155,10 +148,7 @@ def run(args) -> dict:
     for i in mismatches[:5]:
         say(f"  mismatch {i}: {captions[i]!r}: library {got[i]} vs seed rule {want[i]}")
     return {
-        "benchmark": "lemma_matching",
         "value": round(ratio, 2),
-        "unit": "x",
-        "target": TARGET,
         "meets_target": bool(meets),
         "library_captions_per_s": round(lib_rate, 1),
         "seed_rule_captions_per_s": round(seed_rate, 1),
@@ -173,32 +163,21 @@ def run(args) -> dict:
         "lemmas": lemmas.n_lemmas,
         "repeats": args.repeats,
         "peak_rss_gib": round(peak_rss_gib(), 3),
-        "cpus": os.cpu_count(),
-        "load_before": round(args.load_before, 2),
-        "load_after": round(os.getloadavg()[0], 2),
+        **host_load(load_before),
     }
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=200_000, help="captions (default 200,000)")
     p.add_argument("--baseline-n", type=int, default=20_000,
                    help="first captions the seed rule runs on (default 20,000)")
     p.add_argument("--repeats", type=int, default=2, help="timings per side, best kept")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    args.load_before = os.getloadavg()[0]
-    try:
-        result = run(args)
-    except Exception as exc:  # the JSON line must still come out
-        traceback.print_exc()
-        result = {
-            "benchmark": "lemma_matching", "value": None, "unit": "x", "target": TARGET,
-            "meets_target": False, "error": f"{type(exc).__name__}: {exc}",
-            "n": args.n, "baseline_n": args.baseline_n,
-        }
-    print(json.dumps(result), flush=True)
-    sys.exit(0)
+    run_benchmark(
+        "lemma_matching", "x", TARGET, p, run, argv=argv,
+        error_details=lambda args: {"n": args.n, "baseline_n": args.baseline_n},
+    )
 
 
 if __name__ == "__main__":

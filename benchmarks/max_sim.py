@@ -21,21 +21,16 @@ Run from the repository root: ``python benchmarks/max_sim.py [--n 20000 --q 1000
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import sys
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import host_load, peak_rss_gib, run_benchmark, say  # noqa: E402
+
 TARGET = 0.8
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def unit_vectors(rng, n: int, d: int):
@@ -45,10 +40,6 @@ def unit_vectors(rng, n: int, d: int):
     for a in range(0, n, 65_536):  # in chunks, so no full-size temporary counts in the RSS
         x[a : a + 65_536] /= np.linalg.norm(x[a : a + 65_536], axis=1, keepdims=True)
     return x
-
-
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def sgemm_loop(corpus, queries, block_rows: int, query_block_rows: int, device) -> float:
@@ -80,7 +71,9 @@ def sgemm_loop(corpus, queries, block_rows: int, query_block_rows: int, device) 
     return time.perf_counter() - t
 
 
-def run(args) -> dict:
+def run(args, result: dict) -> dict:
+    load_before = os.getloadavg()[0]  # before the imports below load the host
+
     import numpy as np
 
     from laionlab.retrieval import max_similarity
@@ -134,10 +127,7 @@ def run(args) -> dict:
         f"(data {(corpus.nbytes + queries.nbytes) / 2**30:.2f} GiB); max |error| {max_err:.2e}"
     )
     return {
-        "benchmark": "max_sim",
         "value": round(ratio, 4),
-        "unit": "ratio",
-        "target": TARGET,
         "meets_target": bool(ratio >= TARGET),
         "gflops": round(gflops, 2),
         "sgemm_gflops": round(sgemm_gflops, 2),
@@ -153,13 +143,11 @@ def run(args) -> dict:
         "query_block_rows": query_block_rows,
         "baseline": where,
         "repeats": args.repeats,
-        "cpus": os.cpu_count(),
-        "load_before": round(args.load_before, 2),
-        "load_after": round(os.getloadavg()[0], 2),
+        **host_load(load_before),
     }
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=200_000, help="corpus rows (default 200,000)")
     p.add_argument("--q", type=int, default=10_000, help="query rows (default 10,000)")
@@ -169,20 +157,13 @@ def main() -> None:
     p.add_argument("--query-block-rows", type=int, default=None, help="default: the library's")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    args.load_before = os.getloadavg()[0]
-    try:
-        result = run(args)
-    except Exception as exc:  # the JSON line must still come out
-        traceback.print_exc()
-        result = {
-            "benchmark": "max_sim", "value": None, "unit": "ratio", "target": TARGET,
-            "meets_target": False, "gflops": None, "sgemm_gflops": None,
-            "peak_rss_gib": round(peak_rss_gib(), 3), "error": f"{type(exc).__name__}: {exc}",
+    run_benchmark(
+        "max_sim", "ratio", TARGET, p, run, argv=argv,
+        error_details=lambda args: {
+            "gflops": None, "sgemm_gflops": None, "peak_rss_gib": round(peak_rss_gib(), 3),
             "n": args.n, "q": args.q, "d": args.d,
-        }
-    print(json.dumps(result), flush=True)
-    sys.exit(0)
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -38,10 +38,10 @@ import secrets
 import sys
 import tempfile
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -51,12 +51,10 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RAY_AUTH_MODE"] = "token"
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
+from benchmarks._common import run_benchmark, say  # noqa: E402
+
 TARGET_SPEEDUP = 1.5
 TABLE = "laion_embeddings"
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def ingest_parts(job: dict) -> dict:
@@ -122,7 +120,7 @@ def uids_by_part(lance_uri: str, parts: list[str]) -> dict[str, list[str]]:
     return {p: sorted(tables.read_part(TABLE, p, ["uid"])["uid"].to_pylist()) for p in parts}
 
 
-def parse_args(argv=None):
+def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", type=int, default=3, help="demo parts")
     p.add_argument("--rows-per-part", type=int, default=200)
@@ -131,7 +129,7 @@ def parse_args(argv=None):
     p.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray head")
     p.add_argument("--actors", type=int, default=2, help="Ray Data actors embedding a part")
     p.add_argument("--skip-ray", action="store_true")
-    return p.parse_args(argv)
+    return p
 
 
 def benchmark(args, result: dict) -> None:
@@ -200,29 +198,10 @@ def benchmark(args, result: dict) -> None:
     result["total_seconds"] = round(time.perf_counter() - t_all, 1)
 
 
-def main(argv=None) -> int:
-    result = {"benchmark": "scale", "value": 0.0, "unit": "speedup (2 processes vs 1, images/s)",
-              "target": TARGET_SPEEDUP, "meets_target": False}
-    try:
-        args = parse_args(argv)
-    except SystemExit as exc:  # --help prints usage only; a bad option still ends with the JSON line
-        if exc.code:
-            result["error"] = f"bad command line (argparse exit {exc.code})"
-            print(json.dumps(result), flush=True)
-        return 0
-    try:
-        benchmark(args, result)
-    except Exception as exc:  # always end with the JSON line and exit 0
-        traceback.print_exc(file=sys.stderr)
-        result["error"] = f"{type(exc).__name__}: {exc}"
-        result["meets_target"] = False
-    print(json.dumps(result), flush=True)
-    return 0
+def main(argv=None) -> None:
+    run_benchmark("scale", "speedup (2 processes vs 1, images/s)", TARGET_SPEEDUP, make_parser(), benchmark,
+                  argv=argv, value=0.0)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BaseException:  # noqa: BLE001 - always exit 0 (KeyboardInterrupt included)
-        traceback.print_exc(file=sys.stderr)
-    sys.exit(0)
+    main()

@@ -1,14 +1,13 @@
 """Tests of laionlab.repsim: seed 002's (Ciernik et al., ICML 2025) linear/RBF CKA, RSA,
 model × model similarity matrices, their consistency, and the linear probe."""
 
-import math
-
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 from scipy.stats import ortho_group, pearsonr, spearmanr
 from sklearn.model_selection import train_test_split
 
+from benchmarks._reference import tv_centering, tv_cka
 from laionlab.repsim import (
     DEFAULT_CS,
     SEED_RBF_SIGMA,
@@ -24,51 +23,8 @@ from laionlab.repsim import (
 from laionlab.repsim import similarity as sim_mod
 
 
-# --- references: thingsvision's CKANumPy, written out in the Gram form -----------------------
-
-
-def tv_kernel(X, kernel, sigma=None, sigma_frac=1.0):
-    """thingsvision ``linear_kernel`` / ``rbf_kernel`` (``sigma=None``: median rule, here
-    times ``sigma_frac``)."""
-    G = X @ X.T
-    if kernel == "linear":
-        return G
-    KX = np.diag(G) - G + (np.diag(G) - G).T
-    if sigma is None:
-        sigma = sigma_frac * math.sqrt(np.median(KX[KX != 0]))
-    KX *= -0.5 / sigma**2
-    return np.exp(KX)
-
-
-def tv_centering(K, unbiased):
-    """thingsvision ``centering``: biased HKH, or the U-centring (Székely & Rizzo, 2014)."""
-    K = K.copy()
-    n = K.shape[0]
-    if unbiased:
-        np.fill_diagonal(K, 0.0)
-        means = np.sum(K, axis=0, dtype=np.float64) / (n - 2)
-        means -= np.sum(means) / (2 * (n - 1))
-        K -= means[:, None]
-        K -= means[None, :]
-        np.fill_diagonal(K, 0.0)
-    else:
-        means = np.mean(K, axis=0, dtype=np.float64)
-        means -= np.mean(means) / 2
-        K -= means[:, None]
-        K -= means[None, :]
-    return K
-
-
-def tv_cka(X, Y, kernel="linear", unbiased=True, sigma=None, sigma_frac=1.0):
-    """thingsvision ``compare``: hsic_xy / sqrt(hsic_xx · hsic_yy), ``hsic = sum(Kc ∘ Lc)``."""
-    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
-
-    def hsic(A, B):
-        Ka = tv_centering(tv_kernel(A, kernel, sigma, sigma_frac), unbiased)
-        Kb = tv_centering(tv_kernel(B, kernel, sigma, sigma_frac), unbiased)
-        return np.sum(Ka * Kb)
-
-    return hsic(X, Y) / np.sqrt(hsic(X, X) * hsic(Y, Y))
+# --- references: thingsvision's CKANumPy in the Gram form (tv_cka, tv_centering, shared with
+# benchmarks/cka.py) and Song et al.'s unbiased HSIC ------------------------------------------
 
 
 def song_hsic_u(K, L):
@@ -104,7 +60,7 @@ def test_thingsvision_u_centring_is_n_n_minus_3_times_song_hsic(rng):
     for n in (5, 17, 60):
         X, Y = related(rng, n, 6, 4)
         K, L = X @ X.T, Y @ Y.T
-        tv = np.sum(tv_centering(K, True) * tv_centering(L, True))
+        tv = np.sum(tv_centering(K.copy(), True) * tv_centering(L.copy(), True))
         assert tv == pytest.approx(n * (n - 3) * song_hsic_u(K, L), rel=1e-9)
 
 
