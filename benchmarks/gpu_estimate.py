@@ -171,6 +171,10 @@ def benchmark(args, result: dict) -> None:
 
     result.update(device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
                   cpu_count=os.cpu_count(), num_workers=args.num_workers, torch=torch.__version__)
+    if not torch.cuda.is_available() and args.device in ("auto", "cuda") and not args.allow_cpu:
+        result["error"] = "no CUDA device: these figures are for GPU hosts (--allow-cpu runs it anyway, slowly)"
+        say(result["error"])
+        return
     result["search"] = srch = None if args.skip_search else search(args)
     with tempfile.TemporaryDirectory(prefix="gpu_estimate_") as tmp:
         t0 = time.perf_counter()
@@ -197,6 +201,7 @@ def main(argv=None) -> None:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--gpus", type=int, default=8, help="GPUs for the wall-time column")
     p.add_argument("--skip-search", action="store_true")
+    p.add_argument("--allow-cpu", action="store_true", help="run without a GPU (small sizes only: ViT-L-14 on a CPU takes hours)")
     run_benchmark("gpu_estimate", "ratio", TARGET, p, benchmark, argv=argv, value=0.0)
 
 
