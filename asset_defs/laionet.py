@@ -9,18 +9,20 @@ the paper's text); every threshold is config.
 """
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata
-from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
+from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
 from asset_defs.partitions import laion_part, registered
 from asset_defs.visual_world import REFERENCE_TABLE, reference_embeddings
 from laionlab.io.lance import read_vectors, uid_filters
+from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
 GROUP = "laionet"
@@ -50,14 +52,19 @@ def _load_clip(clip: ClipEncoder, model_name: str | None, pretrained: str | None
     return load_clip(ClipSpec(model_name, pretrained, checkpoint, clip.device, clip.precision, clip.seed))
 
 
-def laion_vectors_for(lance: LanceStore, uids: list[str], column: str = "image_emb") -> tuple[list[str], np.ndarray]:
+def laion_vectors_for(
+    lance: LanceStore, uids: list[str], column: str = "image_emb", log: logging.Logger | None = None
+) -> tuple[list[str], np.ndarray]:
     """Unit ``column`` vectors of the given LAION uids that have a row in laion_embeddings (a
-    uid whose image failed to download has none), part by part; order: by part, then stored."""
-    found, vectors = laion_columns_for(lance, uids, [column])
+    uid whose image failed to download has none), part by part; order: by part, then stored.
+    Progress over the parts goes to ``log`` (the step's ``context.log``)."""
+    found, vectors = laion_columns_for(lance, uids, [column], log)
     return found, vectors[column]
 
 
-def laion_columns_for(lance: LanceStore, uids: list[str], columns: list[str]) -> tuple[list[str], dict[str, np.ndarray]]:
+def laion_columns_for(
+    lance: LanceStore, uids: list[str], columns: list[str], log: logging.Logger | None = None
+) -> tuple[list[str], dict[str, np.ndarray]]:
     """:func:`laion_vectors_for` for several vector columns in one read: uids and, per column,
     the ``(n, d)`` unit vectors in the same row order."""
     empty = ([], {c: np.zeros((0, 0), np.float32) for c in columns})
@@ -68,6 +75,7 @@ def laion_columns_for(lance: LanceStore, uids: list[str], columns: list[str]) ->
     for uid in uids:
         by_part.setdefault(uid.rsplit(":", 1)[0], []).append(uid)
     found, blocks = [], {c: [] for c in columns}
+    progress = Progress(f"reading {', '.join(columns)} of {len(uids):,} uids", len(by_part), log=log, unit="parts")
     for part, members in sorted(by_part.items()):
         for clause in uid_filters(members):
             query = table.search().limit(None).select(["uid", *columns]).where(f"part = '{part}' AND {clause}")
@@ -77,6 +85,8 @@ def laion_columns_for(lance: LanceStore, uids: list[str], columns: list[str]) ->
                 found.extend(got)
                 for c in columns:
                     blocks[c].append(read_vectors(batches, column=c)[1])
+        progress.update()
+    progress.close()
     if not found:
         return empty
     return found, {c: np.concatenate(blocks[c]) for c in columns}
@@ -292,6 +302,10 @@ def synset_similarity(context: AssetExecutionContext, config: SynsetSimilarityCo
             "query": config.query,
             "text_model": loaded.model_id,
             "mean_similarity": float(sims.mean()) if len(sims) else float("nan"),
+            "similarity_histogram": histogram(
+                sims, f"caption-to-synset ({config.query}) cosine similarity", f"{part}: single-synset captions",
+                files.path("synset_similarity", f"{part}.png"), ylabel="captions",
+            ),
         }
     )
 
@@ -323,12 +337,15 @@ def laionet(context: AssetExecutionContext, config: LaionetConfig, files: FileSt
     column = similarity_column(config.query)
     parts = registered(context, laion_part)
     frames = []
+    progress = Progress("reading synset_similarity", len(parts), log=context.log, unit="parts")
     for part in parts:
         scored = files.read_parquet("synset_similarity", f"{part}.parquet")
         if column not in scored.columns:
             raise Failure(f"synset_similarity[{part}] was computed with another query type (no {column}); rematerialise it with query={config.query!r}")
         meta = files.read_parquet("laion_metadata", f"{part}.parquet")
         frames.append(scored.join(meta, on="uid", how="inner"))
+        progress.update()
+    progress.close()
     rows = pl.concat(frames, how="diagonal_relaxed")
     if rows.height == 0:
         raise Failure(f"no caption of parts {parts} matched exactly one synset: LAIONet would be empty")
@@ -361,7 +378,7 @@ def laionet(context: AssetExecutionContext, config: LaionetConfig, files: FileSt
             "threshold": config.threshold,
             **counts,
             "largest_classes": markdown_table(per_class.join(synsets, on="wnid", how="left").head(20).rename({"len": "rows"})),
-            "class_size_histogram": _histogram(per_class["len"].to_numpy(), "rows per class", "LAIONet class sizes", files.path("laionet", "class_sizes.png")),
+            "class_size_histogram": histogram(per_class["len"].to_numpy(), "rows per class", "LAIONet class sizes", files.path("laionet", "class_sizes.png")),
             "size_vs_threshold": line_plot(
                 curve["threshold"].to_list(), {"rows": curve["rows"].to_list(), "classes": curve["classes"].to_list()},
                 "text-to-synset similarity threshold", "LAIONet size vs threshold", files.path("laionet", "threshold_curve.png"),
@@ -369,22 +386,6 @@ def laionet(context: AssetExecutionContext, config: LaionetConfig, files: FileSt
             ),
         }
     )
-
-
-def _histogram(values: np.ndarray, xlabel: str, title: str, path: str, bins: int = 30, series: dict | None = None) -> MetadataValue:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for label, vals in (series or {"": values}).items():
-        ax.hist(vals, bins=bins, alpha=0.6, label=label or None, density=series is not None)
-    if series:
-        ax.legend()
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
-    return png_markdown(fig, path)
 
 
 # --- intra-class similarity -----------------------------------------------------------------
@@ -446,7 +447,7 @@ def compare_sets(
 )
 def laionet_intra_class_similarity(context: AssetExecutionContext, config: IntraClassConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
     net = files.read_parquet("laionet", "laionet.parquet").select("uid", "wnid")
-    uids, emb = laion_vectors_for(lance, net["uid"].to_list())
+    uids, emb = laion_vectors_for(lance, net["uid"].to_list(), log=context.log)
     if not uids:
         raise Failure("no LAIONet row has an image embedding: materialise laion_images/laion_embeddings for the parts")
     labels = pl.DataFrame({"uid": uids}).join(net, on="uid", how="left")["wnid"].to_numpy()
@@ -465,7 +466,7 @@ def laionet_intra_class_similarity(context: AssetExecutionContext, config: Intra
             "reference_dataset": config.reference_dataset,
             **{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in summary.items()},
             "per_class": markdown_table(per_class.sort(per_class.columns[0]).head(50)),
-            "distribution": _histogram(
+            "distribution": histogram(
                 None, "pairwise cosine similarity", "intra-class similarity", files.path("laionet_intra_class_similarity", "hist.png"),
                 series={"LAIONet": laion_pairs, config.reference_dataset: ref_pairs},
             ),
@@ -531,13 +532,15 @@ class _Evaluator:
         from laionlab.laionet import image_problem, timm_predict
 
         kept, preds, problems, batch = [], {name: [] for name, _ in self.models}, {}, []
+        progress = Progress(f"{label}: reading and classifying", log=self.context.log, unit="images")
 
         def flush():
             for name, model in self.models:
                 preds[name].append(timm_predict(model, [img for _, img in batch], k=self.k, batch_size=self.config.batch_size))
             batch.clear()
 
-        for n, (uid, img, area) in enumerate(samples, 1):
+        for uid, img, area in samples:
+            progress.update()
             problem = image_problem(img, min_area=self.config.min_area, require_rgb=self.config.require_rgb)
             if problem is None and area < self.config.min_area:
                 problem = f"original area {area} < {self.config.min_area} px"
@@ -550,10 +553,10 @@ class _Evaluator:
                 batch.append((uid, img.copy()))
                 if len(batch) >= self.config.batch_size:
                     flush()
-            if n % 10_000 == 0:
-                self.context.log.info(f"{label}: {n} images read, {len(kept)} usable")
         if batch:
             flush()
+        progress.close()
+        self.context.log.info(f"{label}: {len(kept)} of {progress.done} images usable")
         return kept, preds, problems
 
 
@@ -609,7 +612,7 @@ def laionet_accuracy(
         results[set_name] = {model: (kept, np.concatenate(chunks) if chunks else np.zeros((0, evaluator.k), object)) for model, chunks in preds.items()}
         if config.clip_zero_shot and kept:
             if set_name == "LAIONet":
-                uids, emb = laion_vectors_for(lance, kept)
+                uids, emb = laion_vectors_for(lance, kept, log=context.log)
             else:
                 ref = reference.filter(pl.col("uid").is_in(kept))
                 uids, emb = ref["uid"].to_list(), _stack(ref["emb"])
@@ -708,9 +711,9 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
         index = CaptionIndex.load(index_path)
     todo = [p for p in parts if p not in state["parts"] and counts[p] > 0]
     pending: list[tuple[np.ndarray, np.ndarray]] = []  # (ids, vectors) held until the index is trained
+    progress = Progress("caption_index: adding parts", sum(counts[p] for p in todo), log=context.log, unit="captions")
     for part in todo:
         uids, X, models = _text_vectors(lance, part)
-        context.log.info(f"caption_index: {part}: {len(uids)} captions")
         if state["model"] is None:
             state["model"] = next(iter(models))
         if models != {state["model"]}:
@@ -721,6 +724,7 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
         state["next_id"] += len(uids)
         if index is not None:
             index.append(X, ids)
+            progress.update(len(uids))
             continue
         # train once enough rows are in hand (the seed: on its first ~1M-vector chunk)
         pending.append((ids, X))
@@ -732,6 +736,8 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
             state["key"] = key
             context.log.info(f"caption_index: trained {key} on {len(all_ids)} captions (estimated {estimate_index_memory(key, total, X.shape[1]) / 1e9:.2f} GB for {total})")
             pending = []
+        progress.update(len(uids))
+    progress.close()
     if index is None:
         raise Failure(f"laion_embeddings has no rows for parts {parts}: nothing to index")
     if todo:
@@ -800,7 +806,7 @@ def nearest_caption_imagenet(
     files.write_parquet(found, "nearest_caption_imagenet", "recreated.parquet")
     # the recreated dataset: distinct (LAION row, class) pairs
     recreated = found.select("uid", "wnid").unique(maintain_order=True)
-    uids, emb = laion_vectors_for(lance, recreated["uid"].to_list())
+    uids, emb = laion_vectors_for(lance, recreated["uid"].to_list(), log=context.log)
     vec = dict(zip(uids, emb))
     recreated = recreated.filter(pl.col("uid").is_in(uids))
     laion_emb = np.stack([vec[u] for u in recreated["uid"]]) if recreated.height else np.zeros((0, 1), np.float32)
@@ -814,7 +820,7 @@ def nearest_caption_imagenet(
             "mean_caption_similarity": float(scores[:, 0].mean()) if len(keep) else float("nan"),
             **{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in summary.items()},
             "per_class": markdown_table(per_class.head(50)),
-            "distribution": _histogram(
+            "distribution": histogram(
                 None, "pairwise cosine similarity", "intra-class similarity: recreated vs original",
                 files.path("nearest_caption_imagenet", "hist.png"), series={"LAION (nearest captions)": a_pairs, name: b_pairs},
             ),

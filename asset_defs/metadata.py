@@ -72,3 +72,36 @@ def line_plot(
     ax.set_title(title)
     ax.legend()
     return png_markdown(fig, path)
+
+
+def histogram(
+    values,
+    xlabel: str,
+    title: str,
+    path: str | None = None,
+    bins: int = 30,
+    series: dict | None = None,
+    mark: tuple[float, str] | None = None,
+    ylabel: str | None = None,
+) -> MetadataValue:
+    """A histogram of ``values`` (or, with ``series``, one normalised histogram per named
+    array), with an optional vertical line ``mark = (x, label)`` (e.g. a threshold)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, vals in (series or {"": values}).items():
+        # float64: float32 similarities that differ only in the last bits cannot be cut into bins
+        vals = np.asarray(vals, dtype=np.float64)
+        ax.hist(vals[np.isfinite(vals)], bins=bins, alpha=0.6, label=label or None, density=series is not None)
+    if mark is not None:
+        ax.axvline(mark[0], color="#c44e52", linestyle="--", label=mark[1])
+    if series or mark is not None:
+        ax.legend()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel or ("density" if series else "count"))
+    ax.set_title(title)
+    return png_markdown(fig, path)

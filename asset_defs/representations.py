@@ -13,7 +13,7 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MultiPartitionsDefinition, asset
 from pydantic import Field
 
-from asset_defs.metadata import markdown_table, png_markdown
+from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
 from asset_defs.partitions import dataset, model, registered
 from resources import DatasetCatalog, FileStore
 
@@ -255,7 +255,7 @@ class ProbeConfig(Config):
 def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: DatasetCatalog, files: FileStore) -> MaterializeResult:
     from laionlab.io.files import atomic_write_bytes, load_npy
     from laionlab.io.reference import list_items
-    from laionlab.repsim import linear_probe, stratified_split
+    from laionlab.repsim import DEFAULT_CS, linear_probe, stratified_split
 
     name, data = _keys(context)
     labels = list_items(catalog.get(data)).labels
@@ -271,7 +271,11 @@ def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: D
         raise Failure(f"probe of {name!r} on {data!r}: {err}") from None
     record = {"model": name, "dataset": data, "test_accuracy": float(result["test_accuracy"]), "val_accuracy": float(result["val_accuracy"]), "best_C": float(result["best_C"]), "n_train": len(train), "n_test": len(test)}
     atomic_write_bytes(files.path("probe_scores", data, f"{name}.json"), json.dumps(record).encode())
-    return MaterializeResult(metadata=record)
+    sweep = line_plot(
+        list(DEFAULT_CS), {"validation accuracy": result["val_accuracies"]}, "C (inverse L2 strength)",
+        f"{name} on {data}: C sweep (test accuracy {record['test_accuracy']:.3f})", files.path("probe_scores", data, f"{name}.png"),
+    )
+    return MaterializeResult(metadata={**record, "c_sweep": sweep})
 
 
 @asset(
@@ -312,7 +316,15 @@ def probe_similarity_link(context: AssetExecutionContext, files: FileStore) -> M
         raise Failure("no dataset has both probe_scores for every model and representation_similarity")
     table = pl.DataFrame(rows)
     files.write_parquet(table, "probe_similarity_link", "link.parquet")
-    return MaterializeResult(metadata={"link": markdown_table(table.with_columns(pl.col("pearson").round(3), pl.col("spearman").round(3)))})
+    return MaterializeResult(
+        metadata={
+            "link": markdown_table(table.with_columns(pl.col("pearson").round(3), pl.col("spearman").round(3))),
+            "link_plot": bar_plot(
+                [f"{r['dataset']}\n{r['metric']}" for r in rows], [r["spearman"] for r in rows],
+                "Spearman r: model-pair similarity vs probe-accuracy gap", "Spearman r", files.path("probe_similarity_link", "link.png"),
+            ),
+        }
+    )
 
 
 assets = [model_features, representation_similarity, similarity_consistency, probe_scores, probe_similarity_link]

@@ -10,6 +10,7 @@ retrieval_samples[target].
 """
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from asset_defs.metadata import line_plot, markdown_table
 from asset_defs.partitions import laion_part, registered, target
 from asset_defs.visual_world import reference_embeddings
 from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors, uid_filters
+from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LanceStore
 
 GROUP = "retrieval"
@@ -100,13 +102,15 @@ def caption_search_index(context: AssetExecutionContext, files: FileStore, lance
         counts = pl.from_arrow(tables.open(CAPTIONS_TABLE).search().limit(None).select(["part"]).to_arrow())["part"].value_counts()
         indexed = dict(counts.iter_rows())
     added = []
+    progress = Progress("caption_search_index: checking and adding parts", len(parts), log=context.log, unit="parts")
     for part in parts:
         meta = files.read_parquet("laion_metadata", f"{part}.parquet").select("uid", "TEXT")
-        if indexed.get(part) == meta.height:
-            continue
-        frame = meta.with_columns(part=pl.lit(part), normalised=normalise(meta["TEXT"]).str.strip_chars()).select("uid", "part", "TEXT", "normalised")
-        tables.replace_part(CAPTIONS_TABLE, part, frame.to_arrow().cast(schema).to_batches(), schema)
-        added.append(part)
+        if indexed.get(part) != meta.height:
+            frame = meta.with_columns(part=pl.lit(part), normalised=normalise(meta["TEXT"]).str.strip_chars()).select("uid", "part", "TEXT", "normalised")
+            tables.replace_part(CAPTIONS_TABLE, part, frame.to_arrow().cast(schema).to_batches(), schema)
+            added.append(part)
+        progress.update()
+    progress.close()
     stale = sorted(set(indexed) - set(parts))
     table = tables.open(CAPTIONS_TABLE)
     for part in stale:
@@ -148,11 +152,13 @@ def string_matches(context: AssetExecutionContext, files: FileStore, lance: Lanc
     table = lance.tables().open(CAPTIONS_TABLE)
     parts = registered(context, laion_part)
     frames = []
+    progress = Progress(f"{name}: matching captions", len(parts), log=context.log, unit="parts")
     for part in parts:
         captions = pl.from_arrow(table.search().limit(None).select(["uid", "TEXT"]).where(f"part = '{part}'").to_arrow())
         matched = match_synonyms(captions["TEXT"], synonyms, prefix=prefix)
         frames.append(pl.concat([captions.select("uid"), matched.select("classes", "synonyms")], how="horizontal").filter(pl.col("classes").list.len() > 0))
-        context.log.info(f"{name}: {part}: {frames[-1].height} of {captions.height} captions match")
+        progress.update()
+    progress.close()
     matches = pl.concat(frames).with_columns(pl.col("classes").cast(pl.List(pl.String)))
     files.write_parquet(matches, "string_matches", f"{name}.parquet")
     freq = class_frequency(matches.with_columns(pl.col("classes").cast(pl.List(pl.String))), classes=[str(k) for k in synonyms])
@@ -272,11 +278,11 @@ class RetrievalSamplesConfig(Config):
     seed: int = Field(0)
 
 
-def _embeddings_of(lance: LanceStore, uids: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _embeddings_of(lance: LanceStore, uids: list[str], log: logging.Logger | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
     """uids with caption and image vectors, from laion_embeddings, else retrieved_embeddings."""
     from asset_defs.laionet import laion_columns_for
 
-    got, vectors = laion_columns_for(lance, uids, ["text_emb", "image_emb"])
+    got, vectors = laion_columns_for(lance, uids, ["text_emb", "image_emb"], log)
     T, I = vectors["text_emb"], vectors["image_emb"]
     rest = sorted(set(uids) - set(got))
     if rest and lance.tables().exists(RETRIEVED_TABLE):
@@ -316,7 +322,7 @@ def retrieval_samples(
         raise Failure(f"unknown methods {unknown}; choose from {list(METHODS)}")
     spec, synonyms = _synonyms(catalog, name)
     matches = files.read_parquet("string_matches", f"{name}.parquet")
-    uids, T, I = _embeddings_of(lance, matches["uid"].to_list())
+    uids, T, I = _embeddings_of(lance, matches["uid"].to_list(), context.log)
     if not uids:
         raise Failure(f"no matched row of target {name!r} has embeddings: materialise laion_embeddings or retrieved_images")
     keys = {str(k): k for k in synonyms}
@@ -337,7 +343,7 @@ def retrieval_samples(
         if not fewshot:
             raise Failure(f"no image of {spec.fewshot_dataset!r} has a label of target {name!r} (map them with fewshot_labels)")
     out_dir = files.path("retrieval_samples", name)
-    paths = _export_paths(files, frame, name) if config.export_images else {r: u for r, u in zip(frame["row"], frame["uid"])}
+    paths = _export_paths(files, frame, name, context.log) if config.export_images else {r: u for r, u in zip(frame["row"], frame["uid"])}
     labels = {k: i for i, k in enumerate(synonyms)}
     results, sizes = [], {}
     for method in config.methods:
@@ -360,7 +366,7 @@ def retrieval_samples(
     )
 
 
-def _export_paths(files: FileStore, frame: pl.DataFrame, name: str) -> dict[int, str]:
+def _export_paths(files: FileStore, frame: pl.DataFrame, name: str, log: logging.Logger | None = None) -> dict[int, str]:
     """Write every candidate's image once under retrieval_samples/<target>/images/ (from the
     part's shards or the target's retrieved shards) and return row → path."""
     from laionlab.io.files import current_version_dir
@@ -380,6 +386,7 @@ def _export_paths(files: FileStore, frame: pl.DataFrame, name: str) -> dict[int,
     except FileNotFoundError:
         pass
     path_of = {}
+    progress = Progress(f"{name}: exporting candidate images", len(wanted), log=log, unit="images")
     for sample in iter_shard_images(shards, wanted):
         if sample.uid in path_of:
             continue
@@ -387,6 +394,8 @@ def _export_paths(files: FileStore, frame: pl.DataFrame, name: str) -> dict[int,
         if not path.exists():
             sample.image.save(path)
         path_of[sample.uid] = str(path)
+        progress.update()
+    progress.close()
     return {r: path_of.get(u, f"missing/{u.replace(':', '_')}") for r, u in zip(frame["row"], frame["uid"])}
 
 

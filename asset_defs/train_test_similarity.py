@@ -12,10 +12,11 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, a
 from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
-from asset_defs.metadata import bar_plot, line_plot, markdown_table
+from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
 from asset_defs.partitions import dataset, laion_part, registered
 from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors
 from laionlab.io.lance import read_vectors
+from laionlab.progress import Progress
 from resources import FileStore, LanceStore
 
 GROUP = "train_test_similarity"
@@ -46,8 +47,13 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
     from laionlab.coverage.report import sample_rows
 
     parts = registered(context, laion_part)
-    X = np.concatenate([_part_vectors(lance, p)[1] for p in parts])
-    X = sample_rows(X, config.sample_size, config.seed)
+    blocks, progress = [], Progress("reading LAION vectors", len(parts), log=context.log, unit="parts")
+    for part in parts:
+        blocks.append(_part_vectors(lance, part)[1])
+        progress.update()
+    progress.close()
+    X = sample_rows(np.concatenate(blocks), config.sample_size, config.seed)
+    del blocks
     if config.k > len(X):
         raise Failure(f"k={config.k} is larger than the sample ({len(X)} LAION rows); lower k")
     result = kmeans(X, config.k, n_iter=config.n_iter, seed=config.seed, spherical=True, redraw_duplicate_cosine=config.duplicate_cosine)
@@ -55,7 +61,16 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "centroids.npy", result.centroids)
     return MaterializeResult(
-        metadata={"k": config.k, "sample": len(X), "parts_seen": ", ".join(parts), "empty_clusters": int((result.sizes == 0).sum())}
+        metadata={
+            "k": config.k,
+            "sample": len(X),
+            "parts_seen": ", ".join(parts),
+            "empty_clusters": int((result.sizes == 0).sum()),
+            "cluster_sizes": histogram(
+                result.sizes, "rows of the sample in the cluster", f"dedup cluster sizes (k={config.k})", str(out / "sizes.png"),
+                bins=min(50, config.k), ylabel="clusters",
+            ),
+        }
     )
 
 
@@ -118,6 +133,7 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
     parts = registered(context, laion_part)
     k = len(np.load(Path(files.path("dedup_centroids")) / "centroids.npy", mmap_mode="r"))
     shards = []
+    progress = Progress("opening dedup_assignments", len(parts), log=context.log, unit="parts")
     for part in parts:
         clusters = pl.read_parquet(files.path("dedup_assignments", f"{part}.parquet"), columns=["cluster"])["cluster"].to_numpy()
         vectors = load_npy(files.path("dedup_assignments", f"{part}.vectors.npy"))
@@ -127,24 +143,23 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
                 "rematerialise dedup_assignments for this part"
             )
         shards.append(ClusterShard(vectors, cluster_offsets(clusters, k)))
+        progress.update()
+    progress.close()
     total = sum(len(s.vectors) for s in shards)
     context.log.info(f"deduplicating {total} rows of {len(parts)} parts in {k} clusters, {config.group_rows} rows at a time")
-    logged = [0]
-
-    def progress(done: int, k: int) -> None:  # about 20 lines per run
-        if done - logged[0] >= max(1, k // 20) or done == k:
-            logged[0] = done
-            context.log.info(f"clusters {done}/{k}")
-
-    flags = dedup_shards(shards, eps=config.eps, rule=config.rule, block_rows=config.block_rows, group_rows=config.group_rows, progress=progress)
+    # the library logs rows done, rate and ETA through the laionlab logger
+    flags = dedup_shards(shards, eps=config.eps, rule=config.rule, block_rows=config.block_rows, group_rows=config.group_rows)
     version = new_version_dir(files.path("laion_dedup"))
     removed, curve_counts = 0, np.zeros(len(config.curve_eps))
+    progress = Progress("writing laion_dedup", len(parts), log=context.log, unit="parts")
     for part, (keep, max_sim) in zip(parts, flags):
         frame = pl.read_parquet(files.path("dedup_assignments", f"{part}.parquet"), columns=["uid", "cluster"])
         frame = frame.with_columns(part=pl.lit(part), keep=pl.Series(keep), max_earlier_sim=pl.Series(max_sim))
         atomic_write_parquet(frame, f"{version}/{part}.parquet")
         removed += int((~keep).sum())
         curve_counts += np.array([f * len(keep) for _, f in removal_curve(max_sim, config.curve_eps)])
+        progress.update()
+    progress.close()
     commit_version_dir(files.path("laion_dedup"), version)
     frac = curve_counts / max(total, 1)
     return MaterializeResult(
@@ -190,6 +205,7 @@ def eval_to_laion_similarity(
     total = sum(lance.tables().count(EMBEDDINGS_TABLE, f"part = '{p}'") for p in parts)
     if config.k > total:
         raise Failure(f"k={config.k} candidates per eval sample is larger than the LAION pool ({total} rows); lower k")
+    progress = Progress(f"{name} vs LAION", total, log=context.log)
     for part in parts:
         uids, X = _part_vectors(lance, part)
         if X.shape[1] != queries.shape[1]:
@@ -198,6 +214,8 @@ def eval_to_laion_similarity(
         max_rows.append(max_similarity(X, queries, block_rows=config.block_rows))
         all_uids.extend(uids)
         offset += len(X)
+        progress.update(len(X))
+    progress.close()
     top = merge_topk(tops, config.k)
     uid_arr = np.array(all_uids)
     q, kk = top.ids.shape
@@ -208,7 +226,17 @@ def eval_to_laion_similarity(
     maxsim = pl.DataFrame({"uid": all_uids, "max_sim": np.concatenate(max_rows)})
     files.write_parquet(maxsim, "eval_to_laion_similarity", f"{name}.max_sim.parquet")
     return MaterializeResult(
-        metadata={"eval_samples": q, "k": kk, "laion_rows": offset, "mean_top1_sim": float(top.scores[:, 0].mean()), "parts_seen": ", ".join(parts)}
+        metadata={
+            "eval_samples": q,
+            "k": kk,
+            "laion_rows": offset,
+            "mean_top1_sim": float(top.scores[:, 0].mean()),
+            "parts_seen": ", ".join(parts),
+            "similarity_histogram": histogram(
+                None, "cosine similarity", f"{name} vs LAION", files.path("eval_to_laion_similarity", f"{name}.png"),
+                series={"eval sample → nearest LAION row": top.scores[:, 0], "LAION row → nearest eval sample": maxsim["max_sim"].to_numpy()},
+            ),
+        }
     )
 
 
@@ -231,7 +259,15 @@ def train_to_eval_threshold(context: AssetExecutionContext, config: ThresholdCon
     thresholds = nearest_similarity(reference_vectors(lance, name, raw=False), reference_vectors(lance, config.train_dataset, raw=False))
     files.write_parquet(pl.DataFrame({"eval_index": np.arange(len(thresholds)), "threshold": thresholds}), "train_to_eval_threshold", f"{name}.parquet")
     return MaterializeResult(
-        metadata={"train_dataset": config.train_dataset, "eval_samples": len(thresholds), "mean_threshold": float(thresholds.mean())}
+        metadata={
+            "train_dataset": config.train_dataset,
+            "eval_samples": len(thresholds),
+            "mean_threshold": float(thresholds.mean()),
+            "threshold_histogram": histogram(
+                thresholds, f"cosine similarity to the nearest {config.train_dataset} sample", f"{name}: per-sample pruning thresholds",
+                files.path("train_to_eval_threshold", f"{name}.png"), ylabel="eval samples",
+            ),
+        }
     )
 
 

@@ -3,6 +3,7 @@ visual system", CCN 2025): reference datasets, the photo classifier, LAION-natur
 k-means clusters.
 """
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,12 @@ from dagster import (
     Config,
     Failure,
     MaterializeResult,
-    MetadataValue,
     asset,
 )
 from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
-from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
+from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
 from asset_defs.partitions import dataset, laion_part, registered
 from laionlab.embed.encode import EncodeStats, encode_dataset
 from laionlab.filter.photo import (
@@ -33,6 +33,7 @@ from laionlab.filter.photo import (
 from laionlab.coverage.report import sample_rows
 from laionlab.io.lance import read_vectors, reference_batch, reference_schema
 from laionlab.io.reference import ReferenceImages, list_items
+from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
 REFERENCE_TABLE = "reference_embeddings"
@@ -193,6 +194,10 @@ def laion_natural(
             "nsfw_removed": nsfw,
             "threshold": config.threshold,
             "classifier": clf.source,
+            "photo_proba_histogram": histogram(
+                frame["photo_proba"].to_numpy(), "P(photo)", f"{part}: photo probability (NSFW removed)",
+                files.path("laion_natural", f"{part}.png"), mark=(config.threshold, f"threshold {config.threshold}"), ylabel="rows",
+            ),
         }
     )
 
@@ -204,16 +209,20 @@ class NaturalClustersConfig(Config):
     seed: int = Field(42, description="seed (seed 000: random_state=42)")
 
 
-def _natural_features(files: FileStore, lance: LanceStore, parts: list[str]) -> tuple[list[str], np.ndarray]:
+def _natural_features(files: FileStore, lance: LanceStore, parts: list[str], log: logging.Logger | None = None) -> tuple[list[str], np.ndarray]:
     """Raw image features of the LAION-natural rows of the given parts (errors name a part
-    whose laion_natural is missing, rather than silently skipping it)."""
+    whose laion_natural is missing, rather than silently skipping it); progress over the
+    parts goes to ``log`` (the step's ``context.log``)."""
     uids, blocks = [], []
+    progress = Progress("reading LAION-natural features", len(parts), log=log, unit="parts")
     for part in parts:
         natural = files.read_parquet("laion_natural", f"{part}.parquet")
         part_uids, X = laion_vectors(lance, where=f"part = '{part}'", raw=True)
         rows = pl.DataFrame({"uid": part_uids, "row": np.arange(len(part_uids))}).join(natural.select("uid"), on="uid")
         uids.extend(rows["uid"].to_list())
         blocks.append(X[rows["row"].to_numpy()] if len(part_uids) else np.zeros((0, 0), np.float32))
+        progress.update()
+    progress.close()
     blocks = [b for b in blocks if b.size]
     return uids, (np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32))
 
@@ -232,7 +241,7 @@ def laion_natural_clusters(
     from laionlab.cluster import kmeans
 
     parts = registered(context, laion_part)
-    uids, X = _natural_features(files, lance, parts)
+    uids, X = _natural_features(files, lance, parts, context.log)
     if len(uids) == 0:
         raise Failure(f"no LAION-natural rows in parts {parts}")
     rng = np.random.default_rng(config.seed)
@@ -245,15 +254,6 @@ def laion_natural_clusters(
     np.save(f"{out}/centroids.npy", result.centroids)
     files.write_parquet(pl.DataFrame({"cluster": np.arange(config.k), "size": result.sizes}), "laion_natural_clusters", "sizes.parquet")
     (Path(out) / "parts.txt").write_text("\n".join(parts))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.hist(result.sizes, bins=min(50, config.k))
-    ax.set_xlabel("cluster size")
-    ax.set_ylabel("clusters")
     return MaterializeResult(
         metadata={
             "k": config.k,
@@ -263,7 +263,10 @@ def laion_natural_clusters(
             "inertia": float(result.inertia),
             "backend": result.backend,
             "empty_clusters": int((result.sizes == 0).sum()),
-            "cluster_sizes": png_markdown(fig, f"{out}/sizes.png"),
+            "cluster_sizes": histogram(
+                result.sizes, "cluster size", f"LAION-natural cluster sizes (k={config.k})", f"{out}/sizes.png",
+                bins=min(50, config.k), ylabel="clusters",
+            ),
         }
     )
 
@@ -307,7 +310,7 @@ def coverage(context: AssetExecutionContext, config: CoverageConfig, files: File
     datasets = registered(context, dataset)
     if not datasets:
         raise Failure("no reference datasets registered (dataset partitions); add them to the catalog")
-    natural = sample_rows(_natural_features(files, lance, parts)[1], config.max_samples, 0)
+    natural = sample_rows(_natural_features(files, lance, parts, context.log)[1], config.max_samples, 0)
     report = coverage_report(
         {name: reference_vectors(lance, name) for name in datasets},
         natural,
@@ -365,7 +368,7 @@ def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, fi
     if unknown:
         raise Failure(f"unknown strategies {unknown}; known: {sorted(STRATEGIES)}")
     parts = registered(context, laion_part)
-    uids, X = _natural_features(files, lance, parts)
+    uids, X = _natural_features(files, lance, parts, context.log)
     rng = np.random.default_rng(config.seed)
     pool = np.sort(rng.choice(len(uids), size=min(config.pool_size, len(uids)), replace=False))
     X = X[pool]
@@ -431,7 +434,7 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
     from laionlab.sampling import stratified
 
     parts = registered(context, laion_part)
-    _, X = _natural_features(files, lance, parts)
+    _, X = _natural_features(files, lance, parts, context.log)
     setup = laion_ood_setup(
         X, n_clusters=config.laion_clusters, n_groups=config.laion_groups, seed=config.seed,
         min_group_size=config.laion_min_group_size,
@@ -444,7 +447,9 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
     files.write_parquet(laion, "ood_generalization", "laion.parquet")
     summary = laion.group_by("n_other_groups").agg(pl.col("accuracy").mean()).sort("n_other_groups")
     comparison = []
-    for name in registered(context, dataset):
+    names = registered(context, dataset)
+    progress = Progress("OOD identification by training set", 3 * len(names), log=context.log, unit="conditions")
+    for name in names:
         ref = reference_vectors(lance, name)
         n = min(len(ref), len(X))
         conditions = {
@@ -456,6 +461,8 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
             scored = train_set_identification(X, setup, n_test=config.laion_test, seed=config.seed, **train)
             accuracy = float(np.nanmean([r["accuracy"] for r in scored])) if scored else float("nan")
             comparison.append({"dataset": name, "training_set": condition, "n_train": n, "accuracy": accuracy})
+            progress.update()
+    progress.close()
     table = pl.DataFrame(comparison)
     files.write_parquet(table, "ood_generalization", "reference_vs_laion.parquet")
     return {

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["Progress", "format_duration"]
+__all__ = ["Progress", "format_duration", "phase"]
 
 
 def format_duration(seconds: float) -> str:
@@ -21,10 +23,24 @@ def format_duration(seconds: float) -> str:
 
 class Progress:
     """``update(n)`` after each chunk; a line is logged at most every ``every_s`` seconds
-    (and by ``close()``): ``<what>: 12,000/50,000 (24.0 %), 812.3 /s, ETA 0:47``."""
+    (and by ``close()``): ``<what>: 12,000/50,000 (24.0 %), 812.3 /s, ETA 0:47``.
 
-    def __init__(self, what: str, total: int | None = None, every_s: float = 30.0, log: logging.Logger | None = None, unit: str = "rows"):
+    ``quiet_below_s``: ``close()`` logs only when the loop ran at least this long, so a
+    function called many times on small inputs (a k-means inside a sweep) stays silent;
+    library loops pass their ``every_s``, so only a loop long enough to report logs at all.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        total: int | None = None,
+        every_s: float = 30.0,
+        log: logging.Logger | None = None,
+        unit: str = "rows",
+        quiet_below_s: float = 0.0,
+    ):
         self.what, self.total, self.every_s, self.unit = what, total, every_s, unit
+        self.quiet_below_s = quiet_below_s
         self.log = log or logging.getLogger("laionlab.progress")
         self.done = 0
         self.start = self.last = time.perf_counter()
@@ -47,5 +63,17 @@ class Progress:
 
     def close(self) -> str:
         text = self.line()
-        self.log.info(text)
+        if time.perf_counter() - self.start >= self.quiet_below_s:
+            self.log.info(text)
         return text
+
+
+@contextmanager
+def phase(what: str, log: logging.Logger, level: int = logging.INFO) -> Iterator[None]:
+    """Log ``<what>`` before a step that reports no progress of its own (a faiss training
+    call) and ``<what>: done in 12.3 s`` (or ``1:23``) after it."""
+    log.log(level, what)
+    start = time.perf_counter()
+    yield
+    took = time.perf_counter() - start
+    log.log(level, f"{what}: done in {took:.1f} s" if took < 60 else f"{what}: done in {format_duration(took)}")

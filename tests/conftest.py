@@ -98,3 +98,41 @@ def world(ingested):
     for name in DATASETS:
         assert run([reference_embeddings], resources, instance, name).success
     return resources, instance
+
+
+# The whole graph on the demo (jobs.demo.run_all, what `make demo` runs after the ingest), with
+# the reference datasets and models that some asset needs rather than the demo's full catalog:
+# 4 models x 4 datasets of features and probes take minutes on 2 cores.
+GRAPH_DATASETS = ["demo_broad", "demo_imagenet_val", "demo_imagenet_captions"]
+GRAPH_MODELS = ["clip_tiny_vit", "clip_tiny_conv", "timm_test_vit"]  # consistency needs 3 models
+GRAPH_PROBE_DATASET = "demo_imagenet_val"  # probe_similarity_link needs probes of one dataset
+
+
+@pytest.fixture(scope="session")
+def demo_graph(tmp_path_factory, ingested, demo):
+    """Every asset downstream of the ingest materialised once, in dependency order, by
+    ``jobs.demo.run_all`` with ``jobs/demo_config.yaml``, on a copy of the session's ingested
+    parts (so nothing else of the session is overwritten). Returns (resources, instance)."""
+    import shutil
+
+    import yaml
+
+    from asset_defs.partitions import dataset, model, target
+    from jobs.demo import DEMO_CONFIG, run_all
+
+    resources, _, _ = ingested
+    src, root = Path(resources["files"].root), tmp_path_factory.mktemp("graph")
+    for name in ("laion_metadata", "laion_images"):
+        shutil.copytree(src / name, root / "lab" / name)
+    shutil.copytree(Path(resources["lance"].uri) / "laion_embeddings.lance", root / "lab" / "lance" / "laion_embeddings.lance")
+    resources = make_resources(root / "lab", str(Path(demo.root) / "laion_parts"))
+    instance = instance_with_parts(demo.parts)
+    instance.add_dynamic_partitions(dataset.name, GRAPH_DATASETS)
+    instance.add_dynamic_partitions(model.name, GRAPH_MODELS)
+    instance.add_dynamic_partitions(target.name, sorted(resources["catalog"].targets()))
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config["skip"]["probe_scores"] = [d for d in GRAPH_DATASETS if d != GRAPH_PROBE_DATASET]
+    path = root / "graph_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_all(instance, resources, path)  # raises SystemExit naming the asset that failed
+    return resources, instance

@@ -18,10 +18,16 @@ Serves two seeds:
 
 Inputs are ``(n, d)`` arrays of any float dtype, memory-mapped ``.npy`` files included: rows
 are read block by block, and only the training sample is ever copied to float32.
+
+faiss trains in one call with no progress of its own, so :func:`kmeans` logs its phases
+(finiteness scan, subsample, training, assignment) with sizes and timings, and the blocked
+assignment and the distinct-centre draw log progress lines (``laionlab.progress``).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,8 +35,11 @@ import faiss
 import numpy as np
 
 from laionlab import validate
+from laionlab.progress import Progress, format_duration, phase
 
 __all__ = ["KMeansResult", "assign", "draw_distinct_centres", "kmeans"]
+
+log = logging.getLogger(__name__)
 
 InitKind = Literal["random", "kmeans++"]
 GpuChoice = Literal["auto"] | bool
@@ -44,6 +53,10 @@ DRAW_BLOCK = 4_096
 # Distinct-centre draws allowed per requested centre before giving up (see
 # draw_distinct_centres).
 DEFAULT_DRAWS_PER_CENTRE = 20
+# k-means phases are logged at INFO when training does at least this many multiply-adds
+# (n_train * k * d * n_iter: about a second of BLAS on one CPU core), else at DEBUG, so the
+# many small k-means of a sweep (laionlab.ood) do not flood the run's log.
+PHASE_INFO_WORK = 1e11
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,7 @@ def kmeans(
     redraw_duplicate_cosine: float | None = None,
     gpu: GpuChoice = "auto",
     verbose: bool = False,
+    log_every_s: float = 30.0,
 ) -> KMeansResult:
     """Lloyd k-means with faiss, then an exact assignment of every row of ``X``.
 
@@ -113,6 +127,8 @@ def kmeans(
         gpu: ``"auto"`` uses every GPU faiss sees (faiss-gpu builds), else the CPU;
             ``True`` requires a GPU; ``False`` forces the CPU.
         verbose: let faiss print its per-iteration log.
+        log_every_s: seconds between progress lines of the assignment and the distinct-centre
+            draw (``laionlab`` logger); the phases are logged as they start and end.
 
     Returns:
         :class:`KMeansResult`.
@@ -132,7 +148,16 @@ def kmeans(
             "max_points_per_centroid", max_points_per_centroid, 1, wording="must"
         )
     use_gpu = _resolve_gpu(gpu)
-    validate.all_finite("X", X, wording="must")
+    n_train = n if max_points_per_centroid is None else min(n, max_points_per_centroid * k)
+    level = logging.INFO if float(n_train) * k * d * n_iter >= PHASE_INFO_WORK else logging.DEBUG
+    start = time.perf_counter()
+    log.log(
+        level,
+        f"k-means: k={k:,} on X ({n:,}, {d}), training on {n_train:,} rows, at most {n_iter} "
+        f"iterations, {'faiss-gpu' if use_gpu else 'faiss-cpu'}",
+    )
+    with phase(f"k-means: checking {n:,} rows for NaN/inf", log, level):
+        validate.all_finite("X", X, wording="must")
 
     init_centroids: np.ndarray | None = None
     if isinstance(init, np.ndarray) or not isinstance(init, str):
@@ -152,16 +177,16 @@ def kmeans(
                 "redraw_duplicate_cosine defines the initialisation (random rows of X); "
                 f"it cannot be combined with init={init if isinstance(init, str) else 'array'!r}"
             )
-        rows = draw_distinct_centres(X, k, redraw_duplicate_cosine, seed=seed)
+        rows = draw_distinct_centres(X, k, redraw_duplicate_cosine, seed=seed, log_every_s=log_every_s)
         init_centroids = np.ascontiguousarray(X[rows], dtype=np.float32)
 
     # Subsample here rather than in faiss: same rule (uniform, seeded, max_points_per_centroid
     # * k rows), but only the sample is copied to float32, so a memory-mapped float16 X of
     # 10M rows never lands in memory whole.
-    n_train = n if max_points_per_centroid is None else min(n, max_points_per_centroid * k)
     if n_train < n:
-        rows = np.sort(np.random.default_rng((seed, 1)).choice(n, n_train, replace=False))
-        X_train = np.ascontiguousarray(X[rows], dtype=np.float32)
+        with phase(f"k-means: copying a sample of {n_train:,} of {n:,} rows", log, level):
+            rows = np.sort(np.random.default_rng((seed, 1)).choice(n, n_train, replace=False))
+            X_train = np.ascontiguousarray(X[rows], dtype=np.float32)
     else:
         X_train = np.ascontiguousarray(X, dtype=np.float32)
 
@@ -185,19 +210,26 @@ def kmeans(
     if use_gpu:
         params["gpu"] = True
     km = faiss.Kmeans(d, k, **params)
-    km.train(X_train, init_centroids=init_centroids)
+    with phase(f"k-means: faiss training k={k:,} on ({n_train:,}, {d})", log, level):
+        km.train(X_train, init_centroids=init_centroids)
     centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
     n_done = len(km.iteration_stats or [])
     del X_train, km
 
     labels, _, inertia = _nearest(
         X, centroids, "ip" if spherical else "l2", DEFAULT_BLOCK_ROWS, use_gpu,
-        want_inertia=True, check_finite=False,
+        want_inertia=True, check_finite=False, log_every_s=log_every_s, what="k-means assignment",
+    )
+    sizes = np.bincount(labels, minlength=k).astype(np.int64)
+    log.log(
+        level,
+        f"k-means: done in {format_duration(time.perf_counter() - start)}: {n_done} iterations, "
+        f"inertia {inertia:.6g}, {int((sizes == 0).sum())} empty clusters",
     )
     return KMeansResult(
         centroids=centroids,
         inertia=float(inertia),
-        sizes=np.bincount(labels, minlength=k).astype(np.int64),
+        sizes=sizes,
         labels=labels,
         n_iter=n_done,
         n_train=n_train,
@@ -212,6 +244,7 @@ def assign(
     block_rows: int = DEFAULT_BLOCK_ROWS,
     metric: Literal["l2", "ip"] = "l2",
     gpu: GpuChoice = False,
+    log_every_s: float = 30.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest centroid of each row of ``X``, ``block_rows`` rows at a time.
 
@@ -222,6 +255,7 @@ def assign(
         metric: ``"l2"`` (faiss ``IndexFlatL2``: nearest in Euclidean distance) or ``"ip"``
             (``IndexFlatIP``: largest inner product, i.e. cosine for unit-norm inputs).
         gpu: as in :func:`kmeans`; off by default since the search is one pass over ``X``.
+        log_every_s: seconds between progress lines (rows assigned, rate, ETA).
 
     Returns:
         ``labels``: ``(n,)`` int64 centroid index; ``distances``: ``(n,)`` float32, the
@@ -235,7 +269,8 @@ def assign(
     if metric not in ("l2", "ip"):
         raise ValueError(f"metric must be 'l2' or 'ip', got {metric!r}")
     labels, scores, _ = _nearest(
-        X, centroids, metric, block_rows, _resolve_gpu(gpu), want_inertia=False
+        X, centroids, metric, block_rows, _resolve_gpu(gpu), want_inertia=False,
+        log_every_s=log_every_s, what="nearest-centroid assignment",
     )
     return labels, scores
 
@@ -246,6 +281,7 @@ def draw_distinct_centres(
     max_cosine: float,
     seed: int = 0,
     max_draws: int | None = None,
+    log_every_s: float = 30.0,
 ) -> np.ndarray:
     """Indices of ``k`` rows of ``X`` with no pair's cosine similarity above ``max_cosine``.
 
@@ -262,6 +298,7 @@ def draw_distinct_centres(
         max_cosine: threshold in ``(0, 1]``; 0.9 in seed 004.
         seed: seeds the draw order.
         max_draws: rows examined before giving up; default ``min(n, 20 * k)``.
+        log_every_s: seconds between progress lines (centres accepted, rate, ETA).
 
     Returns:
         ``(k,)`` int64 row indices, in acceptance order.
@@ -285,6 +322,7 @@ def draw_distinct_centres(
     chosen: list[np.ndarray] = []
     n_chosen = 0
     pos = 0
+    progress = Progress("k-means init: distinct centres", k, log_every_s, log, unit="centres", quiet_below_s=log_every_s)
     while n_chosen < k and pos < max_draws:
         need = k - n_chosen
         take = min(max(need, 256), DRAW_BLOCK, max_draws - pos)
@@ -309,6 +347,8 @@ def draw_distinct_centres(
             index.add(V[accepted])
             chosen.append(cand[accepted])
             n_chosen += accepted.size
+            progress.update(accepted.size)
+    progress.close()
     if n_chosen < k:
         raise ValueError(
             f"redraw_duplicate_cosine={max_cosine}: found only {n_chosen} of k={k} initial "
@@ -329,8 +369,11 @@ def _nearest(
     use_gpu: bool,
     want_inertia: bool,
     check_finite: bool = True,
+    log_every_s: float = 30.0,
+    what: str = "nearest-centroid assignment",
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Blocked exact search; checks each block of X for NaN/inf on the way unless told not."""
+    """Blocked exact search; checks each block of X for NaN/inf on the way unless told not,
+    and logs ``what``'s progress every ``log_every_s`` seconds."""
     C = np.ascontiguousarray(centroids, dtype=np.float32)
     d = C.shape[1]
     index: faiss.Index = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
@@ -342,6 +385,7 @@ def _nearest(
     labels = np.empty(n, dtype=np.int64)
     scores = np.empty(n, dtype=np.float32)
     inertia = 0.0
+    progress = Progress(what, n, log_every_s, log, quiet_below_s=log_every_s)
     for start in range(0, n, block_rows):
         B = np.ascontiguousarray(X[start : start + block_rows], dtype=np.float32)
         if check_finite and not np.isfinite(B).all():
@@ -356,6 +400,8 @@ def _nearest(
                 x_sq = np.einsum("ij,ij->i", B, B, dtype=np.float64)
                 sq = x_sq + c_sq[I[:, 0]] - 2.0 * D[:, 0].astype(np.float64)
                 inertia += float(np.maximum(sq, 0).sum())
+        progress.update(len(B))
+    progress.close()
     return labels, scores, inertia
 
 

@@ -50,7 +50,7 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray, block: int | None = N
     centroids = validate.matrix("centroids", centroids)
     validate.same_dim("centroids", centroids, "x", x)
     out = np.empty(len(x), dtype=np.int64)
-    for start, d in sq_dists_blocks(x, centroids, block):
+    for start, d in sq_dists_blocks(x, centroids, block, what="nearest centroid"):
         out[start : start + len(d)] = d.argmin(axis=1)
     return out
 

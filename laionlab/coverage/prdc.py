@@ -26,7 +26,7 @@ def knn_radii(x: np.ndarray, k: int = NEAREST_K, block: int | None = None) -> np
     if k >= len(x):
         raise ValueError(f"k: {k} must be smaller than the number of samples ({len(x)})")
     out = np.empty(len(x), dtype=np.float64)
-    for start, d in sq_dists_blocks(x, x, block):
+    for start, d in sq_dists_blocks(x, x, block, what=f"PRDC {k}-NN radii"):
         rows = np.arange(len(d))
         d[rows, start + rows] = 0.0  # self, exactly
         out[start : start + len(d)] = np.partition(d, k, axis=1)[:, k]
@@ -61,7 +61,7 @@ def prdc(real_emb: np.ndarray, fake_emb: np.ndarray, k: int = NEAREST_K, block: 
     ball_hits = 0  # (fake, real ball) pairs
     recalled = np.zeros(len(real_emb), dtype=bool)
     nearest_fake_sq = np.full(len(real_emb), np.inf)
-    for start, d in sq_dists_blocks(fake_emb, real_emb, block):  # d: (b, N)
+    for start, d in sq_dists_blocks(fake_emb, real_emb, block, what="PRDC balls"):  # d: (b, N)
         inside = d < r_real_sq[None, :]
         n_in_real_ball += int(inside.any(axis=1).sum())
         ball_hits += int(inside.sum())

@@ -28,10 +28,14 @@ Memory is bounded by a block, not by the cluster or the table: rows of a cluster
 ``block_rows`` at a time, each block is compared with the full blocks before it (one
 ``(block_rows, block_rows)`` float32 tile at a time) and with itself in strips of
 ``DIAG_ROWS`` rows (strict lower triangle only).
+
+The per-cluster loops log progress lines (rows done, rate, ETA) every ``log_every_s``
+seconds through the ``laionlab`` logger; a call shorter than that logs nothing.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Literal
@@ -39,6 +43,7 @@ from typing import Iterable, Iterator, Literal
 import numpy as np
 
 from laionlab import validate
+from laionlab.progress import Progress
 
 __all__ = [
     "DEFAULT_BLOCK_ROWS",
@@ -54,6 +59,8 @@ __all__ = [
 ]
 
 Rule = Literal["seed", "semdedup"]
+
+log = logging.getLogger(__name__)
 
 # Seed 004's threshold (deduplicate.py ``--threshold 0.124``): similarity above 0.876 is a
 # duplicate. SemDeDup's LAION runs used eps in roughly 0.0005-0.3.
@@ -79,6 +86,7 @@ def dedup_keep(
     eps: float = DEFAULT_EPS,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     rule: Rule = "seed",
+    log_every_s: float = 30.0,
 ) -> np.ndarray:
     """Which rows survive semantic deduplication inside their cluster.
 
@@ -110,6 +118,7 @@ def dedup_keep(
             ``(block_rows, d)`` blocks, and for ``"semdedup"`` about as much again for the
             pairs above threshold. Never the whole cluster or table.
         rule: ``"seed"`` or ``"semdedup"``, see above.
+        log_every_s: seconds between progress lines (rows of multi-row clusters done).
 
     Returns:
         ``(n,)`` bool, True for rows kept. The first row of every cluster is kept.
@@ -123,14 +132,14 @@ def dedup_keep(
     if rule not in ("seed", "semdedup"):
         raise ValueError(f"rule: expected 'seed' or 'semdedup', got {rule!r}")
     if rule == "seed":
-        return keep_from_max_sim(max_earlier_similarity(emb, labels, block_rows), eps)
+        return keep_from_max_sim(max_earlier_similarity(emb, labels, block_rows, log_every_s), eps)
     emb, labels = _check_inputs(emb, labels)
     block_rows = validate.int_at_least("block_rows", block_rows, 1)
-    return _semdedup_keep(emb, labels, _threshold(eps), block_rows)
+    return _semdedup_keep(emb, labels, _threshold(eps), block_rows, log_every_s)
 
 
 def max_earlier_similarity(
-    emb: np.ndarray, labels: np.ndarray, block_rows: int = DEFAULT_BLOCK_ROWS
+    emb: np.ndarray, labels: np.ndarray, block_rows: int = DEFAULT_BLOCK_ROWS, log_every_s: float = 30.0
 ) -> np.ndarray:
     """Each row's largest cosine similarity to an earlier row of the same cluster.
 
@@ -142,6 +151,7 @@ def max_earlier_similarity(
         emb: ``(n, d)`` float embeddings, L2-normalised rows.
         labels: ``(n,)`` integer cluster ids.
         block_rows: rows of a cluster compared at once (see :func:`dedup_keep`).
+        log_every_s: seconds between progress lines (rows of multi-row clusters done).
 
     Returns:
         ``(n,)`` float32; ``-inf`` for the first row of each cluster.
@@ -150,6 +160,7 @@ def max_earlier_similarity(
     block_rows = validate.int_at_least("block_rows", block_rows, 1)
     out = np.full(emb.shape[0], -np.inf, dtype=np.float32)
     tri = _upper_mask(block_rows)
+    progress = _cluster_progress("max earlier similarity", labels, log_every_s)
     for idx in _clusters(labels):
         for a in range(0, idx.size, block_rows):
             R = _gather(emb, idx[a : a + block_rows])
@@ -158,6 +169,8 @@ def max_earlier_similarity(
                 part = best[r0 : r0 + S.shape[0]]
                 np.maximum(part, S.max(axis=1), out=part)
             out[idx[a : a + R.shape[0]]] = best
+        progress.update(idx.size)
+    progress.close()
     return out
 
 
@@ -220,6 +233,7 @@ def dedup_shards(
     block_rows: int = DEFAULT_BLOCK_ROWS,
     group_rows: int = DEFAULT_GROUP_ROWS,
     progress: Callable[[int, int], None] | None = None,
+    log_every_s: float = 30.0,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`dedup_keep` and :func:`max_earlier_similarity` over cluster-sorted shards,
     reading consecutive clusters from every shard at a time, so memory is bounded by
@@ -233,6 +247,8 @@ def dedup_shards(
         eps, rule, block_rows: as in :func:`dedup_keep`.
         group_rows: rows (over all shards) of consecutive clusters gathered at once.
         progress: called with ``(clusters_done, k)`` after every group.
+        log_every_s: seconds between progress lines (rows of the table done, rate, ETA; the
+            groups' own loops log too when one group runs that long).
 
     Returns:
         per shard, ``(keep, max_sim)``: ``(n_shard,)`` bool and float32, in the shard's row
@@ -255,6 +271,10 @@ def dedup_shards(
     sizes = np.sum([np.diff(s.offsets) for s in shards], axis=0)
     out = [(np.ones(len(s.vectors), bool), np.full(len(s.vectors), -np.inf, np.float32)) for s in shards]
     thr = _threshold(eps)
+    lines = Progress(
+        f"semantic dedup ({k:,} clusters, {len(shards)} shards)", int(sizes.sum()), log_every_s, log,
+        quiet_below_s=log_every_s,
+    )
     c0 = 0
     while c0 < k:
         # the longest run of clusters c0..c1-1 within group_rows (at least one cluster)
@@ -263,17 +283,19 @@ def dedup_shards(
         labels = np.concatenate([np.repeat(np.arange(c0, c1), np.diff(s.offsets[c0 : c1 + 1])) for s in shards])
         if labels.size:
             X = np.concatenate(blocks)
-            max_sim = max_earlier_similarity(X, labels, block_rows)
-            keep = max_sim <= thr if rule == "seed" else dedup_keep(X, labels, eps, block_rows, rule)
+            max_sim = max_earlier_similarity(X, labels, block_rows, log_every_s)
+            keep = max_sim <= thr if rule == "seed" else dedup_keep(X, labels, eps, block_rows, rule, log_every_s)
             at = 0
             for s, (keep_out, sim_out), block in zip(shards, out, blocks):
                 a, b = s.offsets[c0], s.offsets[c1]
                 keep_out[a:b] = keep[at : at + len(block)]
                 sim_out[a:b] = max_sim[at : at + len(block)]
                 at += len(block)
+        lines.update(int(labels.size))
         if progress is not None:
             progress(c1, k)
         c0 = c1
+    lines.close()
     return out
 
 
@@ -322,6 +344,12 @@ def _check_inputs(emb, labels) -> tuple[np.ndarray, np.ndarray]:
     return emb, lab
 
 
+def _cluster_progress(what: str, labels: np.ndarray, log_every_s: float) -> Progress:
+    """Progress over the rows of the clusters :func:`_clusters` yields (two rows or more)."""
+    counts = np.unique(labels, return_counts=True)[1]
+    return Progress(what, int(counts[counts > 1].sum()), log_every_s, log, quiet_below_s=log_every_s)
+
+
 def _clusters(labels: np.ndarray) -> Iterator[np.ndarray]:
     """Row indices of each cluster with at least two rows, ascending (the stable order)."""
     order = np.argsort(labels, kind="stable")
@@ -361,10 +389,11 @@ def _earlier_tiles(
 
 
 def _semdedup_keep(
-    emb: np.ndarray, labels: np.ndarray, thr: np.float32, block_rows: int
+    emb: np.ndarray, labels: np.ndarray, thr: np.float32, block_rows: int, log_every_s: float = 30.0
 ) -> np.ndarray:
     keep = np.ones(emb.shape[0], dtype=bool)
     tri = _upper_mask(block_rows)
+    progress = _cluster_progress("SemDeDup groups", labels, log_every_s)
     for idx in _clusters(labels):
         # Union-find over cluster positions; every pointer goes to a smaller position, so a
         # root is the earliest row of its group and a prefix of `parent` is closed.
@@ -381,6 +410,8 @@ def _semdedup_keep(
                         _union(parent[:upto], a + r0 + h0 + u, c0 + v)
         _flatten(parent)
         keep[idx] = parent == np.arange(idx.size)
+        progress.update(idx.size)
+    progress.close()
     return keep
 
 

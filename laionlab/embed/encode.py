@@ -219,10 +219,11 @@ def encode_texts(clip: LoadedClip, texts: Sequence[str | None], batch_size: int 
     context length, 77 tokens for OpenAI CLIP, as the seeds' tokenizers did)."""
     texts = ["" if t is None else str(t) for t in texts]
     out = np.empty((len(texts), clip.embed_dim), np.float32)
-    progress = Progress("text embedding", len(texts), log_every_s, log, unit="texts")
+    progress = Progress("text embedding", len(texts), log_every_s, log, unit="texts", quiet_below_s=log_every_s)
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             tokens = clip.tokenizer(texts[start : start + batch_size]).to(clip.device)
             out[start : start + len(tokens)] = _normalise(clip.model.encode_text(tokens))[0]
             progress.update(len(tokens))
+    progress.close()
     return out

@@ -31,6 +31,8 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
+from laionlab.progress import Progress
+
 log = logging.getLogger(__name__)
 
 
@@ -308,10 +310,14 @@ def reference_batch(
     )
 
 
-def read_vectors(batches: Iterable[pa.RecordBatch], column: str = "image_emb", norm_column: str | None = None) -> tuple[list[str], np.ndarray]:
+def read_vectors(
+    batches: Iterable[pa.RecordBatch], column: str = "image_emb", norm_column: str | None = None, log_every_s: float = 30.0
+) -> tuple[list[str], np.ndarray]:
     """Concatenate ``column`` of streamed batches into an (n, d) float32 array (with uids).
-    With ``norm_column`` the unit vectors are scaled back to the raw (unnormalised) features."""
+    With ``norm_column`` the unit vectors are scaled back to the raw (unnormalised) features.
+    A read that takes longer than ``log_every_s`` logs progress lines (rows read, rate)."""
     uids, blocks = [], []
+    progress = Progress(f"reading {column}", None, log_every_s, log, quiet_below_s=log_every_s)
     for batch in batches:
         col = batch.column(column)
         x = col.values.to_numpy(zero_copy_only=False).reshape(-1, col.type.list_size).astype(np.float32)
@@ -319,6 +325,8 @@ def read_vectors(batches: Iterable[pa.RecordBatch], column: str = "image_emb", n
             x = x * batch.column(norm_column).to_numpy(zero_copy_only=False)[:, None]
         blocks.append(x)
         uids.extend(batch.column("uid").to_pylist())
+        progress.update(len(x))
+    progress.close()
     if not blocks:
         return [], np.zeros((0, 0), np.float32)
     return uids, np.concatenate(blocks)

@@ -52,11 +52,13 @@ C centres of a sweep point are the centres of any smaller C), which makes curves
 
 from __future__ import annotations
 
-from typing import Iterable
+import logging
+from typing import Callable, Iterable
 
 import numpy as np
 
 from laionlab import validate
+from laionlab.progress import Progress
 
 __all__ = [
     "effective_dim",
@@ -68,6 +70,8 @@ __all__ = [
     "sweep_clusters",
     "sweep_samples",
 ]
+
+log = logging.getLogger(__name__)
 
 # Seed defaults (simulations.py / OOD_accuracy_GMM_LAION.ipynb).
 DIM = 512
@@ -274,28 +278,29 @@ def gmm_identification(
     }
 
 
-def sweep_clusters(n_samples: int, cluster_counts: Iterable[int], **kwargs) -> list[dict]:
+def sweep_clusters(n_samples: int, cluster_counts: Iterable[int], *, log_every_s: float = 30.0, **kwargs) -> list[dict]:
     """:func:`gmm_identification` over numbers of clusters at a fixed N.
 
     Seed: ``N = 50_000``, ``C in [int(c) for c in np.logspace(0, 3, 10)]``. ``kwargs`` go to
-    :func:`gmm_identification` (``dim``, ``seed``, ...). Returns one dict per C.
+    :func:`gmm_identification` (``dim``, ``seed``, ...). Returns one dict per C. Every sweep
+    logs progress (runs done, ETA) every ``log_every_s`` seconds.
     """
     counts = validate.int_list("cluster_counts", cluster_counts, 1)
-    return [gmm_identification(n_samples, c, **kwargs) for c in counts]
+    return _sweep("GMM sweep over clusters", counts, lambda c: gmm_identification(n_samples, c, **kwargs), log_every_s)
 
 
-def sweep_samples(sample_sizes: Iterable[int], n_clusters: int = 100, **kwargs) -> list[dict]:
+def sweep_samples(sample_sizes: Iterable[int], n_clusters: int = 100, *, log_every_s: float = 30.0, **kwargs) -> list[dict]:
     """:func:`gmm_identification` over training-set sizes at a fixed C.
 
     Seed: ``C = 100``, ``N in [int(n) for n in np.logspace(2, 5, 10)]``. Returns one dict
     per N.
     """
     sizes = validate.int_list("sample_sizes", sample_sizes, 1)
-    return [gmm_identification(n, n_clusters, **kwargs) for n in sizes]
+    return _sweep("GMM sweep over samples", sizes, lambda n: gmm_identification(n, n_clusters, **kwargs), log_every_s)
 
 
 def sweep_cluster_fraction(
-    fractions: Iterable[float], n_samples: int = 6000, n_clusters: int = 100, **kwargs
+    fractions: Iterable[float], n_samples: int = 6000, n_clusters: int = 100, *, log_every_s: float = 30.0, **kwargs
 ) -> list[dict]:
     """:func:`gmm_identification` over the share of clusters sampled at fixed N and C.
 
@@ -303,7 +308,20 @@ def sweep_cluster_fraction(
     fractions 0.2, 0.4, 0.6, 0.8 (and 1.0). Returns one dict per fraction.
     """
     fr = validate.real_list("fractions", fractions, lo=0.0, hi=1.0, lo_open=True)
-    return [gmm_identification(n_samples, n_clusters, cluster_fraction=f, **kwargs) for f in fr]
+    return _sweep(
+        "GMM sweep over cluster fractions", fr,
+        lambda f: gmm_identification(n_samples, n_clusters, cluster_fraction=f, **kwargs), log_every_s,
+    )
+
+
+def _sweep(what: str, values: list, run: Callable[[object], dict], log_every_s: float) -> list[dict]:
+    progress = Progress(what, len(values), log_every_s, log, unit="runs", quiet_below_s=log_every_s)
+    out = []
+    for v in values:
+        out.append(run(v))
+        progress.update()
+    progress.close()
+    return out
 
 
 # --- internals -------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ Choices where the seed is silent or its code is not at hand:
 from __future__ import annotations
 
 import itertools
+import logging
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -55,6 +57,7 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import pdist
 
 from laionlab import validate
+from laionlab.progress import Progress
 
 __all__ = [
     "LaionOODSetup",
@@ -65,6 +68,8 @@ __all__ = [
     "train_set_identification",
     "ward_groups",
 ]
+
+log = logging.getLogger(__name__)
 
 # Seed defaults (OOD_accuracy_GMM_LAION.ipynb / test_sampling_laion.py).
 N_CLUSTERS = 1000
@@ -337,6 +342,7 @@ def laion_identification(
     max_combinations: int | None = None,
     alphas: Sequence[float] = RIDGE_ALPHAS,
     setup: LaionOODSetup | None = None,
+    log_every_s: float = 30.0,
 ) -> list[dict]:
     """The seed's "How much of LAION can be predicted?": OOD identification of each held-out
     Ward group from training sets drawn from combinations of the other groups.
@@ -359,6 +365,7 @@ def laion_identification(
         alphas: RidgeCV alphas (seed: 0.1, 1, 10).
         setup: a :class:`LaionOODSetup` built on ``features`` to reuse (then ``n_clusters``,
             ``n_groups``, ``noise_sd`` and ``min_group_size`` are the setup's).
+        log_every_s: seconds between progress lines (fits done, rate, ETA).
 
     Returns:
         One dict per (held-out group, combination): ``held_out_group``, ``group_size``,
@@ -411,6 +418,8 @@ def laion_identification(
     for g, clusters in enumerate(setup.groups):
         group_of_cluster[clusters] = g
     rows_out = []
+    fits = n_g * sum(min(math.comb(n_g - 1, c), max_combinations or math.comb(n_g - 1, c)) for c in counts)
+    progress = Progress(f"LAION OOD identification ({n_g} groups)", fits, log_every_s, log, unit="fits", quiet_below_s=log_every_s)
     for g, clusters in enumerate(setup.groups):
         test = _stratified_test(pool_by_cluster, clusters, n_test, np.random.default_rng((seed, 12, g)))
         x_test = pool_x[test].astype(np.float64)
@@ -436,6 +445,8 @@ def laion_identification(
                     res | {"held_out_group": g, "group_size": len(clusters),
                            "n_other_groups": c, "other_groups": tuple(int(h) for h in combo)}
                 )
+                progress.update()
+    progress.close()
     return [_ordered(r) for r in normalise_within_group(rows_out)]
 
 

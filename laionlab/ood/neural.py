@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import math
 import numbers
 import warnings
@@ -51,6 +52,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from laionlab import cluster, sampling, validate
+from laionlab.progress import Progress
 
 __all__ = [
     "neural_ood",
@@ -61,6 +63,8 @@ __all__ = [
     "synthetic_subject",
     "voxel_pearson",
 ]
+
+log = logging.getLogger(__name__)
 
 # Seed defaults.
 NCSNR_TRIALS = 3  # nsd.py: NC = 100 * ncsnr^2 / (ncsnr^2 + 1/3), three trials per image
@@ -272,6 +276,7 @@ def neural_ood(
     alphas: Sequence[float] = OOD_ALPHAS,
     max_combinations: int | None = None,
     seed: int = 0,
+    log_every_s: float = 30.0,
 ) -> list[dict]:
     """Out-of-distribution encoding and decoding across a subject's clusters.
 
@@ -300,6 +305,7 @@ def neural_ood(
             drawn uniformly without replacement (seeded); ``None`` runs every combination,
             as the seed does (``2**(K-1) - 1`` per held-out cluster).
         seed: seeds the combination draws and the training draws.
+        log_every_s: seconds between progress lines (fits done, rate, ETA).
 
     Returns:
         One dict per fit: ``held_out`` (label), ``k_train``, ``combination`` (tuple of
@@ -322,6 +328,8 @@ def neural_ood(
     members = _groups(compact)
     centroids = np.stack([(features[m].mean(axis=0, dtype=np.float64) - mean) / scale for m in members])
     rows = []
+    fits = K * sum(min(math.comb(K - 1, k), max_combinations or math.comb(K - 1, k)) for k in range(1, K))
+    progress = Progress(f"neural OOD ({K} clusters)", fits, log_every_s, log, unit="fits", quiet_below_s=log_every_s)
     for h in range(K):
         test = members[h]
         x_test = np.asarray(features[test], dtype=np.float64)
@@ -347,6 +355,8 @@ def neural_ood(
                     "encoder_r": _mean_r(encoder, x_test, y_test),
                     "decoder_accuracy": float(np.mean(_nearest(decoded, centroids) == h)),
                 })
+                progress.update()
+    progress.close()
     return rows
 
 
@@ -365,6 +375,7 @@ def neural_sampling(
     alphas: Sequence[float] = SAMPLING_ALPHAS,
     n_clusters: int = STRATIFY_CLUSTERS,
     strategy_kwargs: Mapping[str, Mapping] | None = None,
+    log_every_s: float = 30.0,
 ) -> list[dict]:
     """Encoding accuracy of training sets chosen by each sampling strategy.
 
@@ -392,6 +403,7 @@ def neural_sampling(
         n_clusters: clusters of the pool for label-based strategies (seed: 80).
         strategy_kwargs: extra keyword arguments per strategy name, e.g.
             ``{"kcenter": {"seed_compat": True}}``; they override ``labels``/``Y``.
+        log_every_s: seconds between progress lines (fits done, rate, ETA).
 
     Returns:
         One dict per fit: ``strategy``, ``size``, ``repeat``, ``seed``, ``r`` and
@@ -431,6 +443,8 @@ def neural_sampling(
 
     pool_labels = None
     rows = []
+    fits = sum(len(sizes) * (repeats if name in REPEATED_STRATEGIES else 1) for name in names)
+    progress = Progress("neural sampling strategies", fits, log_every_s, log, unit="fits", quiet_below_s=log_every_s)
     for name in names:
         params = inspect.signature(sampling.STRATEGIES[name]).parameters
         kw = dict(extra.get(name, {}))
@@ -451,6 +465,8 @@ def neural_sampling(
                     "strategy": name, "size": size, "repeat": rep, "seed": run_seed,
                     "r": _mean_r(model, x_test, y_test),
                 })
+                progress.update()
+    progress.close()
     best = max((row["r"] for row in rows if np.isfinite(row["r"])), default=float("nan"))
     for row in rows:
         row["normalised_r"] = row["r"] / best if best > 0 else float("nan")

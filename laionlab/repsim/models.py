@@ -26,6 +26,7 @@ The paper subsamples each dataset to at most 10,000 images, the same images for 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,11 @@ import numpy as np
 import torch
 import yaml
 
+from laionlab.progress import Progress
+
 __all__ = ["MAX_SAMPLES", "OBJECTIVES", "ModelSpec", "extract_features", "load_models", "sample_indices"]
+
+log = logging.getLogger(__name__)
 
 MAX_SAMPLES = 10_000  # the paper's cap per dataset
 OBJECTIVES = ("image-text", "supervised", "self-supervised")
@@ -132,19 +137,25 @@ def _load(spec: ModelSpec, device: str):
     return _Timm(model).to(dev), timm.data.create_transform(**config), dev
 
 
-def extract_features(spec: ModelSpec, dataset_spec, indices: np.ndarray, device: str = "auto", batch_size: int = 64, num_workers: int = 0) -> np.ndarray:
+def extract_features(
+    spec: ModelSpec, dataset_spec, indices: np.ndarray, device: str = "auto", batch_size: int = 64, num_workers: int = 0,
+    log_every_s: float = 30.0,
+) -> np.ndarray:
     """``(len(indices), d)`` float32 features of the dataset's images ``indices`` (ascending)
-    under ``spec``'s layer, in index order."""
+    under ``spec``'s layer, in index order; progress (images, rate, ETA) every ``log_every_s``."""
     from laionlab.io.reference import ReferenceImages
 
     module, preprocess, dev = _load(spec, device)
     images = ReferenceImages(dataset_spec, preprocess, indices=indices)
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=num_workers)
     feats, uids = [], []
+    progress = Progress(f"{spec.name} features of {dataset_spec.name}", len(indices), log_every_s, log, unit="images", quiet_below_s=log_every_s)
     with torch.inference_mode():
         for x, uid in loader:
             feats.append(module(x.to(dev)).float().cpu().numpy())
             uids.extend(uid)
+            progress.update(len(uid))
+    progress.close()
     if not feats:
         raise ValueError(f"dataset {dataset_spec.name!r}: no image among the {len(indices)} requested")
     order = np.argsort(np.array([int(u.rsplit(":", 1)[1]) for u in uids]), kind="stable")

@@ -32,6 +32,7 @@ Nothing here imports Dagster.
 
 from __future__ import annotations
 
+import logging
 import numbers
 import warnings
 
@@ -43,6 +44,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from laionlab import validate
+from laionlab.progress import Progress
 
 __all__ = [
     "DEFAULT_CS",
@@ -51,6 +53,8 @@ __all__ = [
     "linear_probe",
     "stratified_split",
 ]
+
+log = logging.getLogger(__name__)
 
 # Inverse L2 strengths swept on the validation split: CLIP's range 1e-6 .. 1e6, one per decade.
 DEFAULT_CS: tuple[float, ...] = tuple(float(c) for c in np.logspace(-6, 6, 13))
@@ -98,6 +102,7 @@ def linear_probe(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     max_iter: int = DEFAULT_MAX_ITER,
+    log_every_s: float = 30.0,
 ) -> dict:
     """Top-1 accuracy of a logistic-regression probe, its L2 strength chosen on validation.
 
@@ -116,6 +121,7 @@ def linear_probe(
         val_fraction: in (0, 1); the seed's 0.2.
         seed: seed of the validation split.
         max_iter: L-BFGS iteration cap.
+        log_every_s: seconds between progress lines (fits of the ``C`` sweep done, ETA).
 
     Returns:
         ``{"best_C", "val_accuracy", "test_accuracy", "val_accuracies" (one per C, in the
@@ -145,9 +151,12 @@ def linear_probe(
     fit_idx, val_idx = _split("train_y", ytr, val_fraction, seed)
     X_fit, y_fit, X_val, y_val = Xtr[fit_idx], ytr[fit_idx], Xtr[val_idx], ytr[val_idx]
     val_acc = []
+    progress = Progress(f"linear probe C sweep on {len(y_fit):,} rows", len(Cs), log_every_s, log, unit="fits", quiet_below_s=log_every_s)
     for C in Cs:
         model, _ = _fit(X_fit, y_fit, C, max_iter)
         val_acc.append(float(np.mean(model.predict(X_val) == y_val)))
+        progress.update()
+    progress.close()
     top = max(val_acc)
     best = min((i for i, acc in enumerate(val_acc) if acc == top), key=lambda i: Cs[i])
     final, converged = _fit(Xtr, ytr, Cs[best], max_iter)

@@ -62,6 +62,7 @@ Nothing here imports Dagster.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from typing import Literal, NamedTuple
@@ -71,6 +72,7 @@ from scipy.spatial.distance import pdist
 from scipy.stats import rankdata
 
 from laionlab import validate
+from laionlab.progress import Progress
 
 __all__ = [
     "CORR_METHODS",
@@ -88,6 +90,8 @@ __all__ = [
     "rsa",
     "similarity_matrix",
 ]
+
+log = logging.getLogger(__name__)
 
 RdmMethod = Literal["correlation", "cosine", "euclidean"]
 CorrMethod = Literal["spearman", "pearson"]
@@ -482,6 +486,7 @@ def similarity_matrix(
     metric: Metric,
     *,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    log_every_s: float = 30.0,
     **kw,
 ) -> tuple[list[str], np.ndarray]:
     """Model × model similarity matrix, as the seed's ``compute_sim_matrix``.
@@ -501,6 +506,7 @@ def similarity_matrix(
         cache_bytes: memory allowed for the per-model cache: RBF CKA's centred Gram
             matrices (``8 n²`` bytes each), RSA's RDM triangles (``4 n²``), linear CKA's
             centred float64 copies of the features (``8 n d``).
+        log_every_s: seconds between progress lines (model pairs done, rate, ETA).
         **kw: options of the metric's function: ``unbiased``, ``block_rows``
             (:func:`linear_cka`); ``sigma_frac``, ``sigma``, ``unbiased`` (:func:`rbf_cka`);
             ``rdm``, ``corr`` (:func:`rsa`).
@@ -543,7 +549,9 @@ def similarity_matrix(
         nbytes = 8 * (n * (n - 1) // 2)
 
     labels = [f"features[{name!r}]" for name in names]
-    M = _pairwise(labels, mats, prepare, compare, len(names) * nbytes <= cache_bytes)
+    progress = Progress(f"{metric} matrix of {len(names)} models", len(names) * (len(names) - 1) // 2, log_every_s, log, unit="pairs", quiet_below_s=log_every_s)
+    M = _pairwise(labels, mats, prepare, compare, len(names) * nbytes <= cache_bytes, progress)
+    progress.close()
     return names, M
 
 
@@ -583,6 +591,7 @@ def _pairwise(
     prepare: Callable,
     compare: Callable[..., float],
     keep_all: bool,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     m = len(mats)
     M = np.eye(m)
@@ -600,6 +609,8 @@ def _pairwise(
         pi = get(i)
         for j in range(i + 1, m):
             M[i, j] = M[j, i] = compare(pi, get(j))
+            if progress is not None:
+                progress.update()
         del pi
         cache.pop(i, None)  # row i is complete; only later rows need later models
     return M

@@ -22,10 +22,13 @@ autofaiss itself is not a dependency (it pins numpy < 2); nothing here imports D
 Every vector and query must be finite and of unit norm (within ``norm_tol``); ids are the
 caller's non-negative int64 (e.g. global LAION row numbers), unique within one add. faiss
 does not check uniqueness across adds; keeping ids disjoint across parts is the caller's job.
+Training is logged as a phase (key, rows, time); adding and searching log progress lines every
+``log_every_s`` seconds (``laionlab`` logger), nothing for a call shorter than that.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import uuid
@@ -36,6 +39,7 @@ import faiss
 import numpy as np
 
 from laionlab import validate
+from laionlab.progress import Progress, phase
 
 __all__ = [
     "CaptionIndex",
@@ -44,6 +48,8 @@ __all__ = [
     "recommended_nlist",
     "train_size",
 ]
+
+log = logging.getLogger(__name__)
 
 # --- defaults (autofaiss unless said otherwise) -------------------------------------------
 
@@ -338,6 +344,7 @@ class CaptionIndex:
         seed: int = 0,
         nprobe: int = DEFAULT_NPROBE,
         norm_tol: float = NORM_TOL,
+        log_every_s: float = 30.0,
     ) -> CaptionIndex:
         """Train ``key`` on a seeded sample of ``vectors`` and add them all under ``ids``.
 
@@ -355,6 +362,7 @@ class CaptionIndex:
             nprobe: lists probed per query (IVF only), kept in the index and its file;
                 :meth:`search` can override it per call.
             norm_tol: allowed ``| ||x|| - 1 |`` of every vector and later query.
+            log_every_s: seconds between progress lines while the vectors are added.
         """
         vectors = validate.matrix("vectors", vectors, finite=False)
         n, d = vectors.shape
@@ -382,7 +390,8 @@ class CaptionIndex:
             )
             sample = np.ascontiguousarray(vectors[rows], dtype=np.float32)
             try:
-                index.train(sample)
+                with phase(f"caption index: training {key} on {n_train:,} of {n:,} vectors", log):
+                    index.train(sample)
             except RuntimeError as err:
                 raise ValueError(
                     f"key: faiss could not train {key!r} on {n_train} rows ({_faiss_message(err)})"
@@ -390,10 +399,10 @@ class CaptionIndex:
             del sample
         out = cls(index, norm_tol=norm_tol)
         out._set_nprobe(nprobe)
-        out._add(vectors, ids)
+        out._add(vectors, ids, log_every_s)
         return out
 
-    def append(self, vectors, ids) -> None:
+    def append(self, vectors, ids, *, log_every_s: float = 30.0) -> None:
         """Add ``vectors`` under ``ids`` with no retraining (the seed's ``index.add`` of every
         LAION part after the first). Same requirements as in :meth:`build`; the ids must not
         already be in the index (not checked)."""
@@ -401,18 +410,22 @@ class CaptionIndex:
         validate.same_dim("vectors", vectors, "the index", self.d)
         ids = _checked_ids(ids, vectors.shape[0])
         _check_unit_rows("vectors", vectors, self.norm_tol)
-        self._add(vectors, ids)
+        self._add(vectors, ids, log_every_s)
 
-    def _add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
-        for start in range(0, vectors.shape[0], BLOCK_ROWS):
+    def _add(self, vectors: np.ndarray, ids: np.ndarray, log_every_s: float) -> None:
+        n = vectors.shape[0]
+        progress = Progress("caption index: adding", n, log_every_s, log, unit="vectors", quiet_below_s=log_every_s)
+        for start in range(0, n, BLOCK_ROWS):
             block = np.ascontiguousarray(vectors[start : start + BLOCK_ROWS], dtype=np.float32)
             self.index.add_with_ids(block, ids[start : start + BLOCK_ROWS])
+            progress.update(len(block))
+        progress.close()
         self._gpu = None
 
     # search --------------------------------------------------------------------------------
 
     def search(
-        self, queries, k: int, *, nprobe: int | None = None, use_gpu: bool = False
+        self, queries, k: int, *, nprobe: int | None = None, use_gpu: bool = False, log_every_s: float = 30.0
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` highest inner products of each query among the indexed vectors.
 
@@ -424,6 +437,7 @@ class CaptionIndex:
                 ``efSearch >= 2·nprobe``, as autofaiss sets it.
             use_gpu: search a copy of the index on GPU 0 (needs a faiss build with GPU
                 support; the copy is kept until the next append or nprobe change).
+            log_every_s: seconds between progress lines (queries searched, rate, ETA).
 
         Returns:
             ``(scores, ids)``: ``(q, k)`` float32 inner products, each row in descending
@@ -447,12 +461,15 @@ class CaptionIndex:
         ids = np.empty((q, k), dtype=np.int64)
         probe = nprobe if nprobe is not None else self.nprobe
         index = self._gpu_index(probe) if use_gpu else None
+        progress = Progress(f"caption index: top-{k} search", q, log_every_s, log, unit="queries", quiet_below_s=log_every_s)
         with self._probing(None if use_gpu else nprobe):
             target = index if index is not None else self.index
             for start in range(0, q, BLOCK_ROWS):
                 block = np.ascontiguousarray(queries[start : start + BLOCK_ROWS], dtype=np.float32)
                 s, i = target.search(block, k)
                 scores[start : start + len(block)], ids[start : start + len(block)] = s, i
+                progress.update(len(block))
+        progress.close()
         scores[ids < 0] = -np.inf
         return scores, ids
 

@@ -22,10 +22,14 @@ Ranking is a total order: higher similarity first, equal similarities by lower i
 results do not depend on the block sizes or on the backend. On CUDA the products use
 torch's float32 matmul (IEEE unless the process turned TF32 on), so scores can differ from
 the CPU's in the last bits.
+
+Both searches log progress lines over the corpus (rows done, rate, ETA) every
+``log_every_s`` seconds through the ``laionlab`` logger; a call shorter than that logs nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -34,11 +38,14 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from laionlab import validate
+from laionlab.progress import Progress
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["TopK", "max_similarity", "merge_topk", "topk_similar"]
+
+log = logging.getLogger(__name__)
 
 # topk_similar: corpus rows per block (the seed's chunks are ~1M LAION rows read in
 # minibatches of n_candidates / 2) and queries per block; the (queries, corpus) similarity
@@ -78,6 +85,7 @@ def topk_similar(
     block_rows: int = TOPK_BLOCK_ROWS,
     query_block_rows: int = TOPK_QUERY_BLOCK_ROWS,
     device: str | torch.device = "auto",
+    log_every_s: float = 30.0,
 ) -> TopK:
     """Each query's exact top-``k`` corpus rows by cosine similarity (``compute_sims.py``).
 
@@ -93,6 +101,7 @@ def topk_similar(
             depend on them.
         device: ``"auto"`` (torch on CUDA when torch sees a GPU, else NumPy), ``"cpu"``
             (NumPy), ``"cuda"``/``"cuda:N"``, or a ``torch.device`` (torch on that device).
+        log_every_s: seconds between progress lines (corpus rows searched, rate, ETA).
 
     Returns:
         :class:`TopK` with ``(q, k)`` float32 scores in descending order and the ids of
@@ -118,6 +127,7 @@ def topk_similar(
         query_blocks = [_to_device(b, backend) for b in query_blocks]
     best_s: list[np.ndarray | None] = [None] * len(query_blocks)
     best_i: list[np.ndarray | None] = [None] * len(query_blocks)
+    progress = Progress(f"top-{k} search of {q:,} queries", n, log_every_s, log, quiet_below_s=log_every_s)
     for start, end in _spans(n, block_rows):
         block = _f32(corpus[start:end])
         block_ids = np.arange(start, end, dtype=np.int64) if ids is None else ids[start:end]
@@ -131,6 +141,8 @@ def topk_similar(
             if best_s[j] is not None:
                 s, i = _select(np.hstack([best_s[j], s]), np.hstack([best_i[j], i]), k)
             best_s[j], best_i[j] = s, i
+        progress.update(end - start)
+    progress.close()
     return _sorted(np.vstack(best_s), np.vstack(best_i))
 
 
@@ -183,6 +195,7 @@ def max_similarity(
     block_rows: int = MAX_SIM_BLOCK_ROWS,
     query_block_rows: int = MAX_SIM_QUERY_BLOCK_ROWS,
     device: str | torch.device = "auto",
+    log_every_s: float = 30.0,
 ) -> np.ndarray:
     """Each corpus row's highest cosine similarity to any query (``compute_max_sims.py``).
 
@@ -192,6 +205,7 @@ def max_similarity(
         block_rows, query_block_rows: block shape of each ``corpus_block @ query_block.T``
             product; the result does not depend on them.
         device: as in :func:`topk_similar`.
+        log_every_s: seconds between progress lines (corpus rows done, rate, ETA).
 
     Returns:
         ``(n,)`` float32, ``max_j <corpus[i], queries[j]>``. The max sims of several chunks
@@ -199,12 +213,13 @@ def max_similarity(
     """
     return _max_similarity(
         corpus, queries, "corpus", "queries",
-        block_rows=block_rows, query_block_rows=query_block_rows, device=device,
+        block_rows=block_rows, query_block_rows=query_block_rows, device=device, log_every_s=log_every_s,
     )
 
 
 def _max_similarity(corpus, queries, corpus_name: str, queries_name: str, *,
-                    block_rows: int, query_block_rows: int, device: str | torch.device) -> np.ndarray:
+                    block_rows: int, query_block_rows: int, device: str | torch.device,
+                    log_every_s: float = 30.0) -> np.ndarray:
     """:func:`max_similarity`, with the names its errors use."""
     corpus = validate.matrix(corpus_name, corpus)
     queries = validate.matrix(queries_name, queries)
@@ -215,6 +230,7 @@ def _max_similarity(corpus, queries, corpus_name: str, queries_name: str, *,
     n, q = corpus.shape[0], queries.shape[0]
     out = np.empty(n, dtype=np.float32)
     query_spans = list(_spans(q, query_block_rows))
+    progress = Progress(f"max similarity to {q:,} queries", n, log_every_s, log, quiet_below_s=log_every_s)
 
     if backend is None:
         # One buffer for every product (matmul into it, row max out of it), so the loop
@@ -233,6 +249,8 @@ def _max_similarity(corpus, queries, corpus_name: str, queries_name: str, *,
                     m = row_max[: end - start]
                     sims.max(axis=1, out=m)
                     np.maximum(best, m, out=best)
+            progress.update(end - start)
+        progress.close()
         return out
 
     import torch
@@ -250,6 +268,8 @@ def _max_similarity(corpus, queries, corpus_name: str, queries_name: str, *,
                 m = (block @ qb.T).amax(dim=1)
                 best = m if best is None else torch.maximum(best, m)
             out[start:end] = best.cpu().numpy()
+            progress.update(end - start)
+    progress.close()
     return out
 
 

@@ -9,8 +9,11 @@ Euclidean) and is deterministic for a given ``seed``.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
+from laionlab.progress import Progress
 from laionlab.sampling._common import (
     check_features,
     check_n,
@@ -18,6 +21,8 @@ from laionlab.sampling._common import (
     minibatch_kmeans,
     nearest_samples,
 )
+
+log = logging.getLogger(__name__)
 
 
 def random(X, n: int, *, seed: int = 0) -> np.ndarray:
@@ -72,7 +77,7 @@ def kmeans(X, n: int, *, batch_size: int = 1000, seed: int = 0) -> np.ndarray:
     return nearest_samples(X, km.cluster_centers_.astype(X.dtype, copy=False))
 
 
-def kcenter(X, n: int, *, seed: int = 0, seed_compat: bool = False) -> np.ndarray:
+def kcenter(X, n: int, *, seed: int = 0, seed_compat: bool = False, log_every_s: float = 30.0) -> np.ndarray:
     """Core-Set: greedy k-center / farthest-first traversal (seed: ``sample_kcenter``,
     ``kCenterGreedy`` adapted from google/active-learning).
 
@@ -81,7 +86,7 @@ def kcenter(X, n: int, *, seed: int = 0, seed_compat: bool = False) -> np.ndarra
     because its random branch never fires (``already_selected`` is ``[]``, not ``None``),
     which ``seed_compat=True`` reproduces. The min-distance array is updated by one
     matrix-vector product per pick: O(N·n·d) time, O(N) extra memory. Ties go to the
-    lowest index.
+    lowest index. Progress (images picked, ETA) is logged every ``log_every_s`` seconds.
     """
     X = check_features(X)
     N = X.shape[0]
@@ -90,6 +95,7 @@ def kcenter(X, n: int, *, seed: int = 0, seed_compat: bool = False) -> np.ndarra
     min_d2 = np.full(N, np.inf)
     out = np.empty(n, np.intp)
     pick = 0 if seed_compat else int(np.random.default_rng(seed).integers(N))
+    progress = Progress("k-center selection", n, log_every_s, log, unit="images", quiet_below_s=log_every_s)
     for t in range(n):
         if t:
             pick = int(np.argmax(min_d2))
@@ -97,4 +103,6 @@ def kcenter(X, n: int, *, seed: int = 0, seed_compat: bool = False) -> np.ndarra
         c = X[pick]
         np.minimum(min_d2, x_sq - 2.0 * (X @ c) + x_sq[pick], out=min_d2)
         min_d2[pick] = -1.0  # taken: never the argmax again, even among duplicates
+        progress.update()
+    progress.close()
     return out

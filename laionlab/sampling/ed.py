@@ -10,9 +10,12 @@ both terms follow from a rank-1 update, so every candidate is scored in O(d²).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from laionlab import validate
+from laionlab.progress import Progress
 from laionlab.sampling._common import (
     ClusterPool,
     check_features,
@@ -23,6 +26,8 @@ from laionlab.sampling._common import (
 
 # Candidates scored per matrix product in ``RunningCovariance.ed_if_added``.
 _CANDIDATE_BLOCK = 4096
+
+log = logging.getLogger(__name__)
 
 
 def effective_dimensionality(X) -> float:
@@ -90,7 +95,7 @@ class RunningCovariance:
         return out
 
 
-def _greedy_ed(X, n, *, init, labels, n_clusters, per_cluster, min_distance, seed) -> np.ndarray:
+def _greedy_ed(X, n, *, init, labels, n_clusters, per_cluster, min_distance, seed, log_every_s=30.0) -> np.ndarray:
     X = check_features(X)
     N, d = X.shape
     n = check_n(n, N)
@@ -121,6 +126,8 @@ def _greedy_ed(X, n, *, init, labels, n_clusters, per_cluster, min_distance, see
     for t, i in enumerate(start):
         take(t, int(i))
     thr2 = min_distance**2
+    progress = Progress(f"greedy ED ({init} start)", n, log_every_s, log, unit="images", quiet_below_s=log_every_s)
+    progress.update(len(start))
     for t in range(len(start), n):
         cand = pool.draw(rng, per_cluster, taken)
         if min_distance > 0 and cand.size:
@@ -136,6 +143,8 @@ def _greedy_ed(X, n, *, init, labels, n_clusters, per_cluster, min_distance, see
         if not cand.size:  # every drawn candidate already taken
             cand = np.flatnonzero(~taken)
         take(t, int(cand[np.argmax(stats.ed_if_added(X[cand]))]))
+        progress.update()
+    progress.close()
     return selected
 
 
@@ -148,6 +157,7 @@ def greedy_ed(
     per_cluster: int = 10,
     min_distance: float = 0.1,
     seed: int = 0,
+    log_every_s: float = 30.0,
 ) -> np.ndarray:
     """Greedy maximisation of effective dimensionality, "ED opt. (random)" (seed:
     ``sample_greedy_ed(init_kmeans=False)``).
@@ -157,10 +167,11 @@ def greedy_ed(
     selection, and adds the candidate whose addition gives the largest ED (rank-1
     covariance update per candidate). labels: (N,) clusters of the candidate pool, else
     MiniBatchKMeans(n_clusters) on X (the seed used 100 clusters for GMM and LAION).
+    Progress (images picked, ETA) is logged every ``log_every_s`` seconds.
     """
     return _greedy_ed(
         X, n, init="random", labels=labels, n_clusters=n_clusters,
-        per_cluster=per_cluster, min_distance=min_distance, seed=seed,
+        per_cluster=per_cluster, min_distance=min_distance, seed=seed, log_every_s=log_every_s,
     )
 
 
@@ -173,6 +184,7 @@ def greedy_ed_kmeans(
     per_cluster: int = 10,
     min_distance: float = 0.1,
     seed: int = 0,
+    log_every_s: float = 30.0,
 ) -> np.ndarray:
     """Greedy ED initialised with k-means seeds, "ED opt. (kMeans)" (seed:
     ``sample_greedy_ed(init_kmeans=True)``; LAION-fMRI stimulus selection).
@@ -183,5 +195,5 @@ def greedy_ed_kmeans(
     """
     return _greedy_ed(
         X, n, init="kmeans", labels=labels, n_clusters=n_clusters,
-        per_cluster=per_cluster, min_distance=min_distance, seed=seed,
+        per_cluster=per_cluster, min_distance=min_distance, seed=seed, log_every_s=log_every_s,
     )

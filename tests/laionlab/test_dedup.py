@@ -280,3 +280,32 @@ def test_dedup_shards_rejects_inconsistent_shards(clustered):
         cluster_offsets(labels, 5)
     with pytest.raises(ValueError, match="eps"):
         dedup_shards([good], eps=0.0)
+
+
+def _progress_lines(caplog, start: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "laionlab.dedup.semantic" and r.getMessage().startswith(start)]
+
+
+def test_dedup_shards_logs_progress_over_rows(clustered, caplog):
+    """A progress line per group of clusters (every_s = 0): rows done of the whole table, rate,
+    ETA; with the default period a short run logs nothing."""
+    import logging
+
+    from laionlab.dedup import ClusterShard, cluster_offsets, dedup_shards
+
+    X, labels = clustered
+    halves = [np.arange(0, 125), np.arange(125, 250)]
+    shards = []
+    for rows in halves:
+        order = rows[np.argsort(labels[rows], kind="stable")]
+        shards.append(ClusterShard(X[order], cluster_offsets(labels[order], 5)))
+    caplog.set_level(logging.INFO, logger="laionlab")
+    dedup_shards(shards, block_rows=7, group_rows=100)  # default log_every_s
+    assert not _progress_lines(caplog, "")
+    dedup_shards(shards, block_rows=7, group_rows=100, log_every_s=0.0)
+    lines = _progress_lines(caplog, "semantic dedup (5 clusters, 2 shards): ")
+    done = [int(line.split(": ")[1].split("/")[0]) for line in lines]
+    assert len(lines) >= 4 and done == sorted(done) and done[0] < 250 and done[-1] == 250
+    assert all("/250 rows" in line and "rows/s" in line and "ETA" in line for line in lines)
+    # the per-cluster loop inside each group reports too
+    assert _progress_lines(caplog, "max earlier similarity: ")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import faiss
 import numpy as np
 import pytest
@@ -212,3 +215,48 @@ def test_bad_inputs_raise():
     if faiss.get_num_gpus() == 0:
         with pytest.raises(ValueError, match="gpu=True"):
             kmeans(X, 3, gpu=True)
+
+
+def _lines(caplog, logger: str, start: str, level: int = logging.INFO) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == logger and r.levelno >= level and r.getMessage().startswith(start)]
+
+
+def test_assignment_logs_progress_per_block(blobs, caplog):
+    X, centres, _ = blobs
+    caplog.set_level(logging.INFO, logger="laionlab")
+    assign(X, centres, block_rows=500, log_every_s=0.0)
+    lines = _lines(caplog, "laionlab.cluster.kmeans", "nearest-centroid assignment: ")
+    # one line per block (every_s = 0) and the closing one, with counts, rate and ETA
+    assert [line.split(" rows")[0].split(": ")[1] for line in lines] == ["500/2,000", "1,000/2,000", "1,500/2,000", "2,000/2,000", "2,000/2,000"]
+    assert all("rows/s" in line and "ETA" in line for line in lines)
+    caplog.clear()
+    assign(X, centres, block_rows=500)  # default: 30 s between lines, and a short call is silent
+    assert not _lines(caplog, "laionlab.cluster.kmeans", "")
+
+
+def test_kmeans_logs_phases_with_sizes_and_timings(blobs, caplog, monkeypatch):
+    kmeans_module = sys.modules["laionlab.cluster.kmeans"]  # the package exports the function under that name
+    X, _, _ = blobs
+    caplog.set_level(logging.DEBUG, logger="laionlab")
+    kmeans(X, 8, seed=0, max_points_per_centroid=100, log_every_s=0.0)
+    debug = _lines(caplog, "laionlab.cluster.kmeans", "k-means", logging.DEBUG)
+    assert debug[0] == "k-means: k=8 on X (2,000, 16), training on 800 rows, at most 25 iterations, faiss-cpu"
+    assert any(line.startswith("k-means: copying a sample of 800 of 2,000 rows: done in ") for line in debug)
+    assert any(line.startswith("k-means: faiss training k=8 on (800, 16): done in ") for line in debug)
+    assert any(line.startswith("k-means assignment: 2,000/2,000 rows (100.0 %)") for line in debug)
+    assert debug[-1].startswith("k-means: done in ") and "empty clusters" in debug[-1]
+    # a small k-means (here 800 x 8 x 16 x 25 multiply-adds) keeps its phases at DEBUG ...
+    assert not _lines(caplog, "laionlab.cluster.kmeans", "k-means: ")
+    # ... a large one logs them at INFO
+    monkeypatch.setattr(kmeans_module, "PHASE_INFO_WORK", 1.0)
+    caplog.clear()
+    kmeans(X, 8, seed=0, max_points_per_centroid=100)
+    info = _lines(caplog, "laionlab.cluster.kmeans", "k-means: ")
+    assert len(info) == 8 and info[0].startswith("k-means: k=8") and info[-1].startswith("k-means: done in ")
+
+
+def test_distinct_centre_draw_logs_progress(duplicated, caplog):
+    caplog.set_level(logging.INFO, logger="laionlab")
+    draw_distinct_centres(duplicated, 5, 0.9, seed=0, log_every_s=0.0)
+    lines = _lines(caplog, "laionlab.cluster.kmeans", "k-means init: distinct centres: ")
+    assert lines and lines[-1].startswith("k-means init: distinct centres: 5/5 centres (100.0 %)")

@@ -1,6 +1,6 @@
 import logging
 
-from laionlab.progress import Progress, format_duration
+from laionlab.progress import Progress, format_duration, phase
 
 
 def test_progress_lines_have_counts_rate_and_eta(caplog):
@@ -21,3 +21,24 @@ def test_progress_without_total_and_rate_limit(caplog):
     assert not caplog.records  # nothing before every_s has passed
     assert p.close().startswith("scan: 50 rows") and "elapsed" in caplog.records[-1].getMessage()
     assert format_duration(3725) == "1:02:05" and format_duration(65) == "1:05"
+
+
+def test_quiet_below_s_silences_only_short_loops(caplog):
+    caplog.set_level(logging.INFO, logger="laionlab")
+    log = logging.getLogger("laionlab.test")
+    short = Progress("short", total=3, every_s=3600, log=log, quiet_below_s=3600)
+    short.update(3)
+    assert short.close().startswith("short: 3/3 rows") and not caplog.records
+    long = Progress("long", total=3, every_s=3600, log=log, quiet_below_s=0.0)
+    long.update(3)
+    long.close()
+    assert [r.getMessage().split(",")[0] for r in caplog.records] == ["long: 3/3 rows (100.0 %)"]
+
+
+def test_phase_logs_start_and_duration(caplog):
+    caplog.set_level(logging.DEBUG, logger="laionlab")
+    with phase("training", logging.getLogger("laionlab.test"), logging.DEBUG):
+        pass
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "training" and lines[1].startswith("training: done in 0.0 s")
+    assert {r.levelno for r in caplog.records} == {logging.DEBUG}

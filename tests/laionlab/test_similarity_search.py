@@ -155,3 +155,24 @@ def test_bad_inputs_name_the_argument(tied):
         merge_topk([part, TopK(part.scores[:5], part.ids[:5])], 3)
     with pytest.raises(ValueError, match=r"^parts:"):
         merge_topk([], 3)
+
+
+@pytest.mark.parametrize("search", ["topk", "max"])
+def test_search_logs_progress_over_corpus_blocks(search, caplog):
+    import logging
+
+    rng = np.random.default_rng(3)
+    corpus, queries = unit(rng, 1000, 16), unit(rng, 20, 16)
+    run = {
+        "topk": lambda **kw: topk_similar(queries, corpus, 5, device="cpu", block_rows=250, **kw),
+        "max": lambda **kw: max_similarity(corpus, queries, device="cpu", block_rows=250, **kw),
+    }[search]
+    caplog.set_level(logging.INFO, logger="laionlab")
+    run()  # default: 30 s between lines, a short search is silent
+    assert not [r for r in caplog.records if r.name == "laionlab.retrieval.search"]
+    run(log_every_s=0.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "laionlab.retrieval.search"]
+    what = "top-5 search of 20 queries" if search == "topk" else "max similarity to 20 queries"
+    done = [line.split(": ")[1].split(" rows")[0] for line in lines]
+    assert done == ["250/1,000", "500/1,000", "750/1,000", "1,000/1,000", "1,000/1,000"]
+    assert all(line.startswith(f"{what}: ") and "rows/s" in line and "ETA" in line for line in lines)
