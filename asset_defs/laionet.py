@@ -199,6 +199,10 @@ def ilsvrc_synsets(context: AssetExecutionContext, config: SynsetsConfig, files:
             "shared_lemmas": len(unique.shared_lemmas),
             "punctuated_lemmas (never match)": len(unique.punctuated),
             "dictionaries": markdown_table(counts),
+            "lemmas_per_synset": histogram(
+                synsets["lemmas"].list.len().to_numpy(), "lemmas of the synset", "ILSVRC synsets: lemmas per synset",
+                files.path("ilsvrc_synsets", "lemmas_per_synset.png"), bins=int(synsets["lemmas"].list.len().max() or 1), ylabel="synsets",
+            ),
             "lemmas only in the seed-like dictionary": ", ".join(f"{l}→{w}" for l, w in only_seed) or "none",
             "lemmas only in this dictionary": ", ".join(f"{l}→{w}" for l, w in only_ours) or "none",
             "known differences from the seed's file": "the seed lists Siberian husky as n02112837 (ImageNet: "
@@ -238,6 +242,10 @@ def lemma_matches(context: AssetExecutionContext, config: LemmaMatchConfig, file
             "matched_fraction": frame.height / max(meta.height, 1),
             "multi_synset_rows": int((frame["wnids"].list.len() > 1).sum()),
             "top_wnids": markdown_table(top),
+            "top_wnids_plot": bar_plot(
+                top["wnid"].to_list(), [float(v) for v in top["rows"]], f"{part}: most matched synsets", "captions",
+                files.path("lemma_matches", f"{part}.png"),
+            ),
         }
     )
 
@@ -306,6 +314,7 @@ def synset_similarity(context: AssetExecutionContext, config: SynsetSimilarityCo
                 sims, f"caption-to-synset ({config.query}) cosine similarity", f"{part}: single-synset captions",
                 files.path("synset_similarity", f"{part}.png"), ylabel="captions",
             ),
+            "most_similar": markdown_table(out.sort(similarity_column(config.query), descending=True).select("uid", "wnid", similarity_column(config.query)).head(10)),
         }
     )
 

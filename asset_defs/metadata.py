@@ -105,3 +105,26 @@ def histogram(
     ax.set_ylabel(ylabel or ("density" if series else "count"))
     ax.set_title(title)
     return png_markdown(fig, path)
+
+
+def quantile_table(values, name: str, quantiles=(0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)) -> MetadataValue:
+    """The distribution of ``values`` as a small table (the companion of a histogram)."""
+    import numpy as np
+
+    vals = np.asarray(values, dtype=np.float64)
+    vals = vals[np.isfinite(vals)]
+    if not len(vals):
+        return markdown_table(pl.DataFrame({"quantile": [], name: []}))
+    labels = {0.0: "min", 0.5: "median", 1.0: "max"}
+    return markdown_table(
+        pl.DataFrame({"quantile": [labels.get(q, f"p{round(q * 100)}") for q in quantiles], name: np.quantile(vals, quantiles).round(4)})
+    )
+
+
+def largest_clusters(sizes, n: int = 10) -> MetadataValue:
+    """The ``n`` largest clusters (id, rows) as a table."""
+    import numpy as np
+
+    sizes = np.asarray(sizes)
+    order = np.argsort(-sizes, kind="stable")[:n]
+    return markdown_table(pl.DataFrame({"cluster": order, "rows": sizes[order]}))

@@ -158,6 +158,7 @@ def representation_similarity(context: AssetExecutionContext, config: Similarity
             raise Failure(f"{metric} on {data!r}: {err}") from None
         out[metric] = M
         plots[f"{metric}_heatmap"] = _heatmap(M, names, f"{metric} on {data}", files.path("representation_similarity", data, f"{metric}.png"))
+        plots[f"{metric}_table"] = markdown_table(pl.DataFrame({"model": names, **{n: np.round(M[:, j], 3) for j, n in enumerate(names)}}))
     from laionlab.io.files import atomic_write_bytes
 
     import io
@@ -275,7 +276,8 @@ def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: D
         list(DEFAULT_CS), {"validation accuracy": result["val_accuracies"]}, "C (inverse L2 strength)",
         f"{name} on {data}: C sweep (test accuracy {record['test_accuracy']:.3f})", files.path("probe_scores", data, f"{name}.png"),
     )
-    return MaterializeResult(metadata={**record, "c_sweep": sweep})
+    sweep_table = markdown_table(pl.DataFrame({"C": list(DEFAULT_CS), "validation_accuracy": np.round(result["val_accuracies"], 4)}))
+    return MaterializeResult(metadata={**record, "c_sweep": sweep, "c_sweep_table": sweep_table})
 
 
 @asset(

@@ -20,7 +20,7 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, a
 from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, images_dir, laion_embeddings, laion_metadata
-from asset_defs.metadata import line_plot, markdown_table
+from asset_defs.metadata import bar_plot, line_plot, markdown_table
 from asset_defs.partitions import laion_part, registered, target
 from asset_defs.visual_world import reference_embeddings
 from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors, uid_filters
@@ -69,6 +69,11 @@ def concept_synonyms(context: AssetExecutionContext, catalog: DatasetCatalog, fi
             "prefix": spec.prefix or "none",
             "source": spec.metrics or "class names",
             "classes_table": markdown_table(frame.with_columns(pl.col("synonyms").list.join("; ")).head(30)),
+            "synonyms_per_class": bar_plot(
+                frame["class"].head(30).to_list(), [float(n) for n in frame["synonyms"].list.len().head(30)],
+                f"{name}: synonyms per class" + (" (first 30)" if frame.height > 30 else ""), "synonyms",
+                files.path("concept_synonyms", f"{name}.png"),
+            ),
         }
     )
 
@@ -361,6 +366,10 @@ def retrieval_samples(
             "candidates_with_embeddings": len(uids),
             "matched": matches.height,
             "per_method": markdown_table(pl.DataFrame({"method": list(sizes), "images": list(sizes.values())})),
+            "per_method_plot": bar_plot(
+                list(sizes), [float(v) for v in sizes.values()], f"{name}: images per method ({config.n_per_class} per class at most)",
+                "images", files.path("retrieval_samples", f"{name}.png"),
+            ),
             "lists": out_dir,
         }
     )

@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, a
 from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
-from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
+from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.partitions import dataset, laion_part, registered
 from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors
 from laionlab.io.lance import read_vectors
@@ -70,6 +70,7 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
                 result.sizes, "rows of the sample in the cluster", f"dedup cluster sizes (k={config.k})", str(out / "sizes.png"),
                 bins=min(50, config.k), ylabel="clusters",
             ),
+            "largest_clusters": largest_clusters(result.sizes),
         }
     )
 
@@ -174,6 +175,9 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
                 list(config.curve_eps), {"removed": list(frac)}, "ε (drop when cosine > 1 − ε)", "removal fraction vs ε (seed rule)",
                 files.path("laion_dedup", "removal_curve.png"), logx=False, ylabel="fraction removed",
             ),
+            "removal_table": markdown_table(
+                pl.DataFrame({"eps": list(config.curve_eps), "drop_when_cosine_above": [round(1 - e, 4) for e in config.curve_eps], "fraction_removed": frac.round(4)})
+            ),
         }
     )
 
@@ -236,6 +240,7 @@ def eval_to_laion_similarity(
                 None, "cosine similarity", f"{name} vs LAION", files.path("eval_to_laion_similarity", f"{name}.png"),
                 series={"eval sample → nearest LAION row": top.scores[:, 0], "LAION row → nearest eval sample": maxsim["max_sim"].to_numpy()},
             ),
+            "closest_pairs": markdown_table(candidates.filter(pl.col("rank") == 0).sort("sim", descending=True).head(10)),
         }
     )
 
@@ -267,6 +272,7 @@ def train_to_eval_threshold(context: AssetExecutionContext, config: ThresholdCon
                 thresholds, f"cosine similarity to the nearest {config.train_dataset} sample", f"{name}: per-sample pruning thresholds",
                 files.path("train_to_eval_threshold", f"{name}.png"), ylabel="eval samples",
             ),
+            "threshold_quantiles": quantile_table(thresholds, "threshold"),
         }
     )
 

@@ -18,7 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
-from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
+from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.partitions import dataset, laion_part, registered
 from laionlab.embed.encode import EncodeStats, encode_dataset
 from laionlab.filter.photo import (
@@ -198,6 +198,7 @@ def laion_natural(
                 frame["photo_proba"].to_numpy(), "P(photo)", f"{part}: photo probability (NSFW removed)",
                 files.path("laion_natural", f"{part}.png"), mark=(config.threshold, f"threshold {config.threshold}"), ylabel="rows",
             ),
+            "photo_proba_quantiles": quantile_table(frame["photo_proba"].to_numpy(), "P(photo)"),
         }
     )
 
@@ -267,6 +268,7 @@ def laion_natural_clusters(
                 result.sizes, "cluster size", f"LAION-natural cluster sizes (k={config.k})", f"{out}/sizes.png",
                 bins=min(50, config.k), ylabel="clusters",
             ),
+            "largest_clusters": largest_clusters(result.sizes),
         }
     )
 

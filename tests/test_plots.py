@@ -1,15 +1,16 @@
-"""Every analysis asset shows its result as a plot or a table in its materialisation metadata
-(hardening issue: researchers would rather look than read), checked on the whole demo graph."""
+"""Every analysis asset shows its result as a plot and a small table preview in its
+materialisation metadata (hardening issue: researchers would rather look than read), checked
+on the whole demo graph."""
 
 from dagster import AssetKey, MetadataValue
 from dagster._core.definitions.metadata import MarkdownMetadataValue, TableMetadataValue
 
 from asset_defs import all_assets
-from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
+from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 
 # Data assets are exempt: they store rows, images, vectors, an index or a model that later
-# assets analyse, and their metadata are counts. Every other asset must attach a plot (or a
-# Markdown table where a plot makes no sense).
+# assets analyse, and their metadata are counts. Every other asset must attach a plot and a
+# table.
 DATA_ASSETS = {
     "laion_metadata": "normalised LAION metadata rows (ingest)",
     "laion_images": "downloaded webdataset shards (ingest)",
@@ -25,31 +26,44 @@ DATA_ASSETS = {
 }
 
 
-def is_plot_or_table(value) -> bool:
-    """A Markdown image (the plot helpers of asset_defs.metadata), a non-empty Markdown table,
-    or a Dagster table."""
+def kinds(value) -> set[str]:
+    """``{"plot"}`` for a Markdown image (the plot helpers of asset_defs.metadata), ``{"table"}``
+    for a non-empty Markdown table or a Dagster table, else empty."""
     if isinstance(value, TableMetadataValue):
-        return True
+        return {"table"}
     if not isinstance(value, MarkdownMetadataValue):
-        return False
+        return set()
     text = value.md_str or ""
-    return "](data:image/png;base64," in text or ("\n|---" in text and text.startswith("| "))
+    if "](data:image/png;base64," in text:
+        return {"plot"}
+    return {"table"} if "\n|---" in text and text.startswith("| ") else set()
 
 
 def test_the_check_tells_plots_and_tables_from_other_metadata():
     import polars as pl
 
-    assert is_plot_or_table(bar_plot(["a", "b"], [1.0, 2.0], "t", "y"))
-    assert is_plot_or_table(line_plot([1, 2], {"s": [0.1, 0.2]}, "x", "t"))
-    assert is_plot_or_table(histogram([0.1, 0.2, 0.2], "x", "t"))
-    assert is_plot_or_table(markdown_table(pl.DataFrame({"a": [1]})))
-    assert not is_plot_or_table(markdown_table(pl.DataFrame({"a": []})))  # "_(none)_"
-    assert not is_plot_or_table(MetadataValue.md("rows: 12"))
-    assert not is_plot_or_table(MetadataValue.text("![plot](data:image/png;base64,AAAA)"))
-    assert not is_plot_or_table(MetadataValue.int(3))
+    assert kinds(bar_plot(["a", "b"], [1.0, 2.0], "t", "y")) == {"plot"}
+    assert kinds(line_plot([1, 2], {"s": [0.1, 0.2]}, "x", "t")) == {"plot"}
+    assert kinds(histogram([0.1, 0.2, 0.2], "x", "t")) == {"plot"}
+    assert kinds(markdown_table(pl.DataFrame({"a": [1]}))) == {"table"}
+    assert kinds(quantile_table([0.1, 0.2, 0.9], "x")) == {"table"}
+    assert kinds(largest_clusters([3, 9, 1])) == {"table"}
+    assert kinds(markdown_table(pl.DataFrame({"a": []}))) == set()  # "_(none)_"
+    assert kinds(MetadataValue.md("rows: 12")) == set()
+    assert kinds(MetadataValue.text("![plot](data:image/png;base64,AAAA)")) == set()
+    assert kinds(MetadataValue.int(3)) == set()
 
 
-def test_every_analysis_asset_attaches_a_plot_or_table(demo_graph):
+def test_summary_tables_hold_the_right_numbers():
+    md = quantile_table([1.0, 2.0, 3.0, 4.0, float("nan")], "x").md_str
+    assert "| min | 1.0 |" in md and "| median | 2.5 |" in md and "| max | 4.0 |" in md
+    md = largest_clusters([3, 9, 1, 9], n=2).md_str
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "cluster" not in line]
+    assert rows == ["| 1 | 9 |", "| 3 | 9 |"]  # largest first, ties by cluster id
+
+
+
+def test_every_analysis_asset_attaches_a_plot_and_a_table(demo_graph):
     _, instance = demo_graph
     names = {key.to_user_string() for a in all_assets for key in a.keys}
     assert set(DATA_ASSETS) <= names, f"stale entries in DATA_ASSETS: {sorted(set(DATA_ASSETS) - names)}"
@@ -60,7 +74,8 @@ def test_every_analysis_asset_attaches_a_plot_or_table(demo_graph):
             never.append(name)
         for record in records:  # every partition's materialisation, not only the last one
             event = record.asset_materialization
-            if not any(is_plot_or_table(v) for v in event.metadata.values()):
-                without.append(f"{name}[{event.partition or 'all'}]: {sorted(event.metadata)}")
+            missing = {"plot", "table"} - set().union(*(kinds(v) for v in event.metadata.values()))
+            if missing:
+                without.append(f"{name}[{event.partition or 'all'}] lacks a {' and a '.join(sorted(missing))}: {sorted(event.metadata)}")
     assert not never, f"the demo graph did not materialise {never}"
-    assert not without, "analysis assets without a plot or table:\n" + "\n".join(without)
+    assert not without, "analysis assets without a plot and a table:\n" + "\n".join(without)
