@@ -6,18 +6,31 @@ data (see README, "Configuration"); every field can also be overridden per run i
 
 from __future__ import annotations
 
+import json
 import os
 
 from dagster import Definitions
 
 from asset_defs import all_assets
 from jobs import all_jobs
+from laionlab.io.files import join
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LaionSource, LanceStore
 from sensors import all_schedules, all_sensors
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
+
+
+def _env_json(name: str) -> dict:
+    text = os.environ.get(name) or "{}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{name} must be a JSON object such as '{{\"aws_endpoint\": \"http://minio:9000\"}}': {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a JSON object, got {text!r}")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def build_resources(data_root: str | None = None, source_uri: str | None = None, catalog: str | None = None) -> dict:
@@ -28,7 +41,9 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
         "source": LaionSource(uri=source_uri or _env("LAIONLAB_SOURCE_URI", os.path.abspath("data/demo/laion_parts"))),
         "files": FileStore(root=root),
         "catalog": DatasetCatalog(path=catalog or _env("LAIONLAB_DATASET_CATALOG", os.path.abspath("data/demo/datasets.yaml"))),
-        "lance": LanceStore(uri=_env("LAIONLAB_LANCE_URI", f"{root}/lance")),
+        "lance": LanceStore(
+            uri=_env("LAIONLAB_LANCE_URI", join(root, "lance")), storage_options=_env_json("LAIONLAB_LANCE_STORAGE_OPTIONS")
+        ),
         "clip": ClipEncoder(
             model_name=_env("LAIONLAB_CLIP_MODEL", "laionlab-tiny"),
             pretrained=os.environ.get("LAIONLAB_CLIP_PRETRAINED") or None,

@@ -4,9 +4,6 @@ All assets are partitioned by ``laion_part`` (one key per source metadata file);
 reads its input for one part, calls the library and writes that part atomically.
 """
 
-
-from pathlib import Path
-
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -16,7 +13,6 @@ from dagster import (
     Config,
     Failure,
     MaterializeResult,
-    MetadataValue,
     asset,
 )
 from pydantic import Field
@@ -26,7 +22,7 @@ from asset_defs.partitions import laion_part
 from laionlab.embed.checks import embedding_health
 from laionlab.embed.encode import EncodeStats, encode_shards
 from laionlab.io.download import download_part, failure_table
-from laionlab.io.files import commit_version_dir, current_version_dir, new_version_dir, read_parquet
+from laionlab.io.files import atomic_write_parquet, commit_version_dir, current_version_dir, join, list_files, new_version_dir, read_parquet
 from laionlab.io.lance import embeddings_batch, embeddings_schema
 from laionlab.io.metadata import metadata_summary, read_part
 from laionlab.io.precomputed import find_precomputed, iter_precomputed
@@ -39,6 +35,11 @@ STATUS_FILE = "status.parquet"
 def images_dir(files: FileStore, part: str) -> str:
     """The committed webdataset folder of a part (follows the CURRENT pointer)."""
     return current_version_dir(files.path("laion_images", part))
+
+
+def image_shards(files: FileStore, part: str) -> list[str]:
+    """The tar shards of a part's committed images (local paths or URIs), sorted."""
+    return list_files(images_dir(files, part), "*.tar")
 
 
 @asset(
@@ -104,7 +105,7 @@ def laion_images(
             f"no image of part {part!r} could be downloaded ({metadata.height} rows); "
             f"most common errors: {failures.head(3).rows()}",
         )
-    result.status.write_parquet(Path(version) / STATUS_FILE)
+    atomic_write_parquet(result.status, join(version, STATUS_FILE))
     commit_version_dir(folder, version)
     rate = result.success_rate
     return MaterializeResult(
@@ -180,8 +181,8 @@ def laion_embeddings(
 ) -> MaterializeResult:
     part = context.partition_key
     folder = images_dir(files, part)
-    shards = sorted(str(p) for p in Path(folder).glob("*.tar"))
-    expected = read_parquet(f"{folder}/{STATUS_FILE}").filter(pl.col("status") == "success").height
+    shards = list_files(folder, "*.tar")
+    expected = read_parquet(join(folder, STATUS_FILE)).filter(pl.col("status") == "success").height
     loaded = clip.load()
     schema = embeddings_schema(loaded.embed_dim)
     lance.tables().ensure(EMBEDDINGS_TABLE, schema)  # dimension mismatch fails here, before any work
@@ -217,7 +218,7 @@ def laion_embeddings(
 
 
 class EmbeddingsImportConfig(Config):
-    root: str = Field(description="folder with img_emb/, text_emb/ and metadata/ (clip-retrieval layout)")
+    root: str = Field(description="folder or fsspec URI with img_emb/, text_emb/ and metadata/ (clip-retrieval layout)")
     model_id: str = Field("ViT-L-14/openai", description="model that produced the vectors (LAION-5B: ViT-L/14)")
     batch_rows: int = Field(65_536, ge=1)
 

@@ -8,9 +8,9 @@ Defaults are the seed code's (see ../shared/research/seeds_000_001.md where it d
 the paper's text); every threshold is config.
 """
 
+import io
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -56,8 +56,8 @@ def laion_vectors_for(
     lance: LanceStore, uids: list[str], column: str = "image_emb", log: logging.Logger | None = None
 ) -> tuple[list[str], np.ndarray]:
     """Unit ``column`` vectors of the given LAION uids that have a row in laion_embeddings (a
-    uid whose image failed to download has none), part by part; order: by part, then stored.
-    Progress over the parts goes to ``log`` (the step's ``context.log``)."""
+    uid whose image failed to download has none), in uid order. Progress over the parts goes
+    to ``log`` (the step's ``context.log``)."""
     found, vectors = laion_columns_for(lance, uids, [column], log)
     return found, vectors[column]
 
@@ -89,7 +89,10 @@ def laion_columns_for(
     progress.close()
     if not found:
         return empty
-    return found, {c: np.concatenate(blocks[c]) for c in columns}
+    # uid order, not LanceDB's storage order (a merge does not keep it): seeded samplers downstream
+    # then draw the same rows from the same data
+    order = pl.Series(found, dtype=pl.String).arg_sort().to_numpy()
+    return [found[i] for i in order], {c: np.concatenate(blocks[c])[order] for c in columns}
 
 
 def labelled_reference(lance: LanceStore, name: str) -> pl.DataFrame:
@@ -141,9 +144,12 @@ class SynsetsConfig(Config):
 
 
 def _read_synsets(path: str) -> pl.DataFrame:
-    if not Path(path).exists():
+    from laionlab.io.files import exists, read_bytes
+
+    if not exists(path):  # a local path or an fsspec URI
         raise Failure(f"synsets_file not found: {path}")
-    frame = pl.read_parquet(path) if path.endswith(".parquet") else pl.read_csv(path, separator="\t")
+    data = io.BytesIO(read_bytes(path))
+    frame = pl.read_parquet(data) if path.endswith(".parquet") else pl.read_csv(data, separator="\t")
     missing = {"wnid", "lemmas", "definition"} - set(frame.columns)
     if missing:
         raise Failure(f"synsets_file {path} lacks columns {sorted(missing)} (has {frame.columns})")
@@ -375,9 +381,7 @@ def laionet(context: AssetExecutionContext, config: LaionetConfig, files: FileSt
     files.write_parquet(selected, "laionet", "laionet.parquet")
     labels = selected.with_row_index("index").group_by("wnid", maintain_order=True).agg(pl.col("index"))
     label_map = {w: [int(i) for i in idx] for w, idx in zip(labels["wnid"].to_list(), labels["index"].to_list())}
-    from laionlab.io.files import atomic_write_bytes
-
-    atomic_write_bytes(files.path("laionet", "wnid_to_rows.json"), json.dumps(label_map, indent=0).encode())
+    files.write_json(label_map, "laionet", "wnid_to_rows.json", indent=0)
     per_class = selected.group_by("wnid").len().sort("len", descending=True)
     synsets = _synsets(files).select("wnid", "name")
     return MaterializeResult(
@@ -504,11 +508,11 @@ class AccuracyConfig(Config):
 
 def _laionet_images(files: FileStore, uids: set[str]):
     """LAIONet images from the parts' shards, as stored by img2dataset."""
-    from asset_defs.ingest import images_dir
+    from asset_defs.ingest import image_shards
     from laionlab.io.shards import iter_shard_images
 
     for part in sorted({u.rsplit(":", 1)[0] for u in uids}):
-        yield from iter_shard_images(sorted(str(p) for p in Path(images_dir(files, part)).glob("*.tar")), uids)
+        yield from iter_shard_images(image_shards(files, part), uids)
 
 
 def _reference_images(catalog: DatasetCatalog, name: str):
@@ -702,15 +706,15 @@ def _text_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray, 
     "trained once and appended to as parts arrive.",
 )
 def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.io.files import atomic_write_bytes, atomic_write_parquet
     from laionlab.retrieval.caption_index import CaptionIndex, choose_index_key, estimate_index_memory, train_size
 
     budget = parse_bytes(config.max_memory)
     parts = registered(context, laion_part)
     tables = lance.tables()
     counts = {p: tables.count(EMBEDDINGS_TABLE, f"part = '{p}'") for p in parts}
-    state_path, index_path = files.path("caption_index", "state.json"), files.path("caption_index", "index.faiss")
-    state = json.loads(Path(state_path).read_text()) if Path(state_path).exists() and Path(index_path).exists() else None
+    index_path = files.path("caption_index", "index.faiss")
+    built = files.exists("caption_index", "state.json") and files.exists("caption_index", "index.faiss")
+    state = files.read_json("caption_index", "state.json") if built else None
     stale = state is not None and any(counts.get(p) != info["rows"] for p, info in state["parts"].items())
     if state is None or config.rebuild or stale:
         if stale:
@@ -728,7 +732,7 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
         if models != {state["model"]}:
             raise Failure(f"laion_embeddings[{part}] holds text embeddings of {sorted(models)}, the index {state['model']}: rebuild")
         ids = np.arange(state["next_id"], state["next_id"] + len(uids), dtype=np.int64)
-        atomic_write_parquet(pl.DataFrame({"id": ids, "uid": uids}), files.path("caption_index", "ids", f"{part}.parquet"))
+        files.write_parquet(pl.DataFrame({"id": ids, "uid": uids}), "caption_index", "ids", f"{part}.parquet")
         state["parts"][part] = {"rows": len(uids), "first_id": int(ids[0])}
         state["next_id"] += len(uids)
         if index is not None:
@@ -750,8 +754,8 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
     if index is None:
         raise Failure(f"laion_embeddings has no rows for parts {parts}: nothing to index")
     if todo:
-        index.save(index_path)
-        atomic_write_bytes(state_path, json.dumps(state, indent=1).encode())
+        index.save(index_path)  # the index first, then the state that says which parts it holds
+        files.write_json(state, "caption_index", "state.json", indent=1)
     return MaterializeResult(
         metadata={
             "index": state["key"],
@@ -794,7 +798,7 @@ def nearest_caption_imagenet(
     items = list_items(catalog.get(name))
     if all(c is None for c in items.captions) or all(l is None for l in items.labels):
         raise Failure(f"dataset {name!r} needs captions and labels (a parquet entry with caption_column and label_column)")
-    state = json.loads(Path(files.path("caption_index", "state.json")).read_text())
+    state = files.read_json("caption_index", "state.json")
     loaded = clip.load()
     if loaded.model_id != state["model"]:
         raise Failure(f"caption_index holds text embeddings of {state['model']}, the clip resource is {loaded.model_id}: same model needed")
@@ -802,7 +806,7 @@ def nearest_caption_imagenet(
     queries = encode_texts(loaded, [items.captions[i] for i in keep], config.batch_size)
     index = CaptionIndex.load(files.path("caption_index", "index.faiss"))
     scores, ids = index.search(queries, 1, nprobe=config.nprobe)
-    id_map = pl.concat([pl.read_parquet(files.path("caption_index", "ids", f"{p}.parquet")) for p in state["parts"]])
+    id_map = pl.concat([files.read_parquet("caption_index", "ids", f"{p}.parquet") for p in state["parts"]])
     found = pl.DataFrame(
         {
             "caption_uid": [f"{name}:{i:09d}" for i in keep],

@@ -52,7 +52,6 @@ class FeaturesConfig(Config):
     "(indices recorded, identical for every model).",
 )
 def model_features(context: AssetExecutionContext, config: FeaturesConfig, catalog: DatasetCatalog, files: FileStore) -> MaterializeResult:
-    from laionlab.io.files import atomic_save_npy
     from laionlab.io.reference import list_items
     from laionlab.repsim.models import extract_features, sample_indices
 
@@ -68,25 +67,23 @@ def model_features(context: AssetExecutionContext, config: FeaturesConfig, catal
         raise Failure(str(err)) from None
     if not np.isfinite(X).all():
         raise Failure(f"model {name!r} produced NaN/inf features on dataset {data!r}")
-    atomic_save_npy(X, files.path("model_features", data, f"{name}.npy"))
-    atomic_save_npy(indices, files.path("model_features", data, f"{name}.indices.npy"))
+    files.save_npy(X, "model_features", data, f"{name}.npy")
+    files.save_npy(indices, "model_features", data, f"{name}.indices.npy")
     return MaterializeResult(metadata={"samples": len(indices), "dim": X.shape[1], "objective": spec.objective, "layer": spec.layer})
 
 
 def _features(files: FileStore, data: str, names: list[str]) -> dict[str, np.ndarray]:
     """Features of every model on a dataset; refuses models computed on different samples."""
-    from laionlab.io.files import load_npy
-
     feats, first = {}, None
     for name in names:
-        indices = load_npy(files.path("model_features", data, f"{name}.indices.npy"), mmap=False)
+        indices = files.load_npy("model_features", data, f"{name}.indices.npy")
         if first is not None and not np.array_equal(indices, first[1]):
             raise Failure(
                 f"models {first[0]!r} and {name!r} saw different samples of {data!r} ({len(first[1])} vs {len(indices)}): "
                 "rematerialise model_features with the same max_samples and seed"
             )
         first = first or (name, indices)
-        feats[name] = load_npy(files.path("model_features", data, f"{name}.npy"), mmap=False)
+        feats[name] = files.load_npy("model_features", data, f"{name}.npy")
     return feats
 
 
@@ -159,22 +156,19 @@ def representation_similarity(context: AssetExecutionContext, config: Similarity
         out[metric] = M
         plots[f"{metric}_heatmap"] = _heatmap(M, names, f"{metric} on {data}", files.path("representation_similarity", data, f"{metric}.png"))
         plots[f"{metric}_table"] = markdown_table(pl.DataFrame({"model": names, **{n: np.round(M[:, j], 3) for j, n in enumerate(names)}}))
-    from laionlab.io.files import atomic_write_bytes
-
     import io
 
     buf = io.BytesIO()
     np.savez(buf, names=np.array(names), **out)
-    atomic_write_bytes(files.path("representation_similarity", f"{data}.npz"), buf.getvalue())
+    files.write_bytes(buf.getvalue(), "representation_similarity", f"{data}.npz")
     return MaterializeResult(metadata={"models": ", ".join(names), "samples": len(next(iter(feats.values()))), **plots})
 
 
 def load_similarity(files: FileStore, data: str) -> tuple[list[str], dict[str, np.ndarray]]:
-    from laionlab.io.files import _fs
+    from laionlab.io.files import load_npz
 
-    fs, path = _fs(files.path("representation_similarity", f"{data}.npz"))
-    with fs.open(path, "rb") as f, np.load(f) as npz:
-        return [str(n) for n in npz["names"]], {k: npz[k] for k in npz.files if k != "names"}
+    arrays = load_npz(files.path("representation_similarity", f"{data}.npz"))
+    return [str(n) for n in arrays.pop("names")], arrays
 
 
 # --- similarity_consistency ------------------------------------------------------------------
@@ -230,10 +224,7 @@ def similarity_consistency(context: AssetExecutionContext, catalog: DatasetCatal
 
 
 def _has_similarity(files: FileStore, data: str) -> bool:
-    from laionlab.io.files import _fs
-
-    fs, path = _fs(files.path("representation_similarity", f"{data}.npz"))
-    return fs.exists(path)
+    return files.exists("representation_similarity", f"{data}.npz")
 
 
 # --- probes ----------------------------------------------------------------------------------
@@ -254,7 +245,6 @@ class ProbeConfig(Config):
     "validation split, refit; seeded stratified splits).",
 )
 def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: DatasetCatalog, files: FileStore) -> MaterializeResult:
-    from laionlab.io.files import atomic_write_bytes, load_npy
     from laionlab.io.reference import list_items
     from laionlab.repsim import DEFAULT_CS, linear_probe, stratified_split
 
@@ -262,8 +252,8 @@ def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: D
     labels = list_items(catalog.get(data)).labels
     if all(label is None for label in labels):
         raise Failure(f"dataset {data!r} has no labels: a linear probe needs a labelled dataset (image_folder or a parquet with label_column)")
-    X = load_npy(files.path("model_features", data, f"{name}.npy"), mmap=False)
-    indices = load_npy(files.path("model_features", data, f"{name}.indices.npy"), mmap=False)
+    X = files.load_npy("model_features", data, f"{name}.npy")
+    indices = files.load_npy("model_features", data, f"{name}.indices.npy")
     y = np.array([labels[i] for i in indices])
     try:
         train, test = stratified_split(y, config.test_fraction, config.seed)
@@ -271,7 +261,7 @@ def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: D
     except ValueError as err:
         raise Failure(f"probe of {name!r} on {data!r}: {err}") from None
     record = {"model": name, "dataset": data, "test_accuracy": float(result["test_accuracy"]), "val_accuracy": float(result["val_accuracy"]), "best_C": float(result["best_C"]), "n_train": len(train), "n_test": len(test)}
-    atomic_write_bytes(files.path("probe_scores", data, f"{name}.json"), json.dumps(record).encode())
+    files.write_json(record, "probe_scores", data, f"{name}.json")
     sweep = line_plot(
         list(DEFAULT_CS), {"validation accuracy": result["val_accuracies"]}, "C (inverse L2 strength)",
         f"{name} on {data}: C sweep (test accuracy {record['test_accuracy']:.3f})", files.path("probe_scores", data, f"{name}.png"),
@@ -290,8 +280,6 @@ def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: D
 def probe_similarity_link(context: AssetExecutionContext, files: FileStore) -> MaterializeResult:
     from scipy.stats import pearsonr, spearmanr
 
-    from laionlab.io.files import _fs
-
     rows = []
     for data in registered(context, dataset):
         if not _has_similarity(files, data):
@@ -299,9 +287,8 @@ def probe_similarity_link(context: AssetExecutionContext, files: FileStore) -> M
         names, matrices = load_similarity(files, data)
         acc = {}
         for n in names:
-            fs, path = _fs(files.path("probe_scores", data, f"{n}.json"))
-            if fs.exists(path):
-                acc[n] = json.loads(fs.cat_file(path))["test_accuracy"]
+            if files.exists("probe_scores", data, f"{n}.json"):
+                acc[n] = files.read_json("probe_scores", data, f"{n}.json")["test_accuracy"]
         if len(acc) < len(names):
             continue  # an unlabelled dataset has no probes
         iu = np.triu_indices(len(names), k=1)

@@ -9,9 +9,8 @@ string_matches → retrieved_images[target] (matched rows whose part was not dow
 retrieval_samples[target].
 """
 
-import json
+import io
 import logging
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -19,7 +18,7 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 from pydantic import Field
 
-from asset_defs.ingest import EMBEDDINGS_TABLE, images_dir, laion_embeddings, laion_metadata
+from asset_defs.ingest import EMBEDDINGS_TABLE, image_shards, laion_embeddings, laion_metadata
 from asset_defs.metadata import bar_plot, line_plot, markdown_table
 from asset_defs.partitions import laion_part, registered, target
 from asset_defs.visual_world import reference_embeddings
@@ -169,9 +168,7 @@ def string_matches(context: AssetExecutionContext, files: FileStore, lance: Lanc
     freq = class_frequency(matches.with_columns(pl.col("classes").cast(pl.List(pl.String))), classes=[str(k) for k in synonyms])
     names = {str(k): s.name for k, s in synonyms.items()}
     frequency = {k: {"name": names[k], "actual_freq": v} for k, v in freq.items()}  # SWAT's class_frequency json
-    from laionlab.io.files import atomic_write_bytes
-
-    atomic_write_bytes(files.path("string_matches", f"{name}_class_frequency.json"), json.dumps(frequency, indent=1).encode())
+    files.write_json(frequency, "string_matches", f"{name}_class_frequency.json", indent=1)
     counts = sorted(freq.values(), reverse=True)
     table_frame = pl.DataFrame({"class": list(freq), "name": [names[k] for k in freq], "matches": list(freq.values())})
     return MaterializeResult(
@@ -294,7 +291,7 @@ def _embeddings_of(lance: LanceStore, uids: list[str], log: logging.Logger | Non
         tbl = lance.tables().open(RETRIEVED_TABLE)
         columns = ["uid", "text_emb", "image_emb"]
         batches = [b for clause in uid_filters(rest) for b in tbl.search().limit(None).select(columns).where(clause).to_batches()]
-        table = pa.Table.from_batches(batches) if batches else None
+        table = pa.Table.from_batches(batches).sort_by("uid") if batches else None
         if table is not None and table.num_rows:
             first = pl.from_arrow(table.select(["uid"])).with_row_index("i").unique("uid", keep="first", maintain_order=True)["i"]
             table = table.take(pa.array(first.to_numpy()))  # a uid retrieved for two targets: once
@@ -377,21 +374,20 @@ def retrieval_samples(
 
 def _export_paths(files: FileStore, frame: pl.DataFrame, name: str, log: logging.Logger | None = None) -> dict[int, str]:
     """Write every candidate's image once under retrieval_samples/<target>/images/ (from the
-    part's shards or the target's retrieved shards) and return row → path."""
-    from laionlab.io.files import current_version_dir
+    part's shards or the target's retrieved shards) and return row → path (a local path or a
+    URI under the data root, as the SWAT lists then name them)."""
+    from laionlab.io.files import current_version_dir, list_files
     from laionlab.io.shards import iter_shard_images
 
-    out = Path(files.path("retrieval_samples", name, "images"))
-    out.mkdir(parents=True, exist_ok=True)
     wanted = set(frame["uid"].to_list())
     shards = []
     for part in sorted({u.rsplit(":", 1)[0] for u in wanted}):
         try:
-            shards += sorted(str(p) for p in Path(images_dir(files, part)).glob("*.tar"))
+            shards += image_shards(files, part)
         except FileNotFoundError:
             pass
     try:
-        shards += sorted(str(p) for p in Path(current_version_dir(files.path("retrieved_images", name))).glob("*.tar"))
+        shards += list_files(current_version_dir(files.path("retrieved_images", name)), "*.tar")
     except FileNotFoundError:
         pass
     path_of = {}
@@ -399,10 +395,12 @@ def _export_paths(files: FileStore, frame: pl.DataFrame, name: str, log: logging
     for sample in iter_shard_images(shards, wanted):
         if sample.uid in path_of:
             continue
-        path = out / f"{sample.uid.replace(':', '_')}.{(sample.image.format or 'jpg').lower().replace('jpeg', 'jpg')}"
-        if not path.exists():
-            sample.image.save(path)
-        path_of[sample.uid] = str(path)
+        image = f"{sample.uid.replace(':', '_')}.{(sample.image.format or 'jpg').lower().replace('jpeg', 'jpg')}"
+        if not files.exists("retrieval_samples", name, "images", image):
+            buf = io.BytesIO()
+            sample.image.save(buf, format=sample.image.format or "JPEG")
+            files.write_bytes(buf.getvalue(), "retrieval_samples", name, "images", image)
+        path_of[sample.uid] = files.path("retrieval_samples", name, "images", image)
         progress.update()
     progress.close()
     return {r: path_of.get(u, f"missing/{u.replace(':', '_')}") for r, u in zip(frame["row"], frame["uid"])}

@@ -4,8 +4,6 @@ eval-to-LAION similarities, and LAION pools pruned to be no more similar to an e
 the "train" set (ImageNet-train in the paper) is.
 """
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
@@ -15,7 +13,6 @@ from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.partitions import dataset, laion_part, registered
 from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors
-from laionlab.io.lance import read_vectors
 from laionlab.progress import Progress
 from resources import FileStore, LanceStore
 
@@ -57,9 +54,7 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
     if config.k > len(X):
         raise Failure(f"k={config.k} is larger than the sample ({len(X)} LAION rows); lower k")
     result = kmeans(X, config.k, n_iter=config.n_iter, seed=config.seed, spherical=True, redraw_duplicate_cosine=config.duplicate_cosine)
-    out = Path(files.path("dedup_centroids"))
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "centroids.npy", result.centroids)
+    files.save_npy(result.centroids, "dedup_centroids", "centroids.npy")
     return MaterializeResult(
         metadata={
             "k": config.k,
@@ -67,7 +62,7 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
             "parts_seen": ", ".join(parts),
             "empty_clusters": int((result.sizes == 0).sum()),
             "cluster_sizes": histogram(
-                result.sizes, "rows of the sample in the cluster", f"dedup cluster sizes (k={config.k})", str(out / "sizes.png"),
+                result.sizes, "rows of the sample in the cluster", f"dedup cluster sizes (k={config.k})", files.path("dedup_centroids", "sizes.png"),
                 bins=min(50, config.k), ylabel="clusters",
             ),
             "largest_clusters": largest_clusters(result.sizes),
@@ -85,10 +80,9 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
 )
 def dedup_assignments(context: AssetExecutionContext, files: FileStore, lance: LanceStore) -> MaterializeResult:
     from laionlab.cluster import assign
-    from laionlab.io.files import atomic_save_npy
 
     part = context.partition_key
-    centroids = np.load(Path(files.path("dedup_centroids")) / "centroids.npy")
+    centroids = files.load_npy("dedup_centroids", "centroids.npy")
     uids, X = _part_vectors(lance, part)
     if not uids:
         raise Failure(f"laion_embeddings has no rows for part {part!r}")
@@ -98,7 +92,7 @@ def dedup_assignments(context: AssetExecutionContext, files: FileStore, lance: L
     frame = pl.DataFrame({"uid": uids, "cluster": labels.astype(np.int32), "centroid_sim": sims, "row": np.arange(len(uids))})
     frame = frame.sort("cluster", "uid")
     # vectors first, then the table that says they are complete (laion_dedup checks the counts)
-    atomic_save_npy(X[frame["row"].to_numpy()], files.path("dedup_assignments", f"{part}.vectors.npy"))
+    files.save_npy(X[frame["row"].to_numpy()], "dedup_assignments", f"{part}.vectors.npy")
     files.write_parquet(frame.drop("row"), "dedup_assignments", f"{part}.parquet")
     return MaterializeResult(metadata={"rows": frame.height, "clusters_used": frame["cluster"].n_unique(), "k": len(centroids)})
 
@@ -113,9 +107,13 @@ class DedupConfig(Config):
 
 def read_dedup(files: FileStore, columns: list[str] | None = None) -> pl.DataFrame:
     """laion_dedup's current result over all parts: uid, part, cluster, keep, max_earlier_sim."""
-    from laionlab.io.files import current_version_dir
+    from laionlab.io.files import current_version_dir, list_files, read_parquet
 
-    return pl.read_parquet(f"{current_version_dir(files.path('laion_dedup'))}/*.parquet", columns=columns)
+    folder = current_version_dir(files.path("laion_dedup"))
+    found = list_files(folder, "*.parquet")
+    if not found:
+        raise Failure(f"laion_dedup's current version {folder} holds no parquet file: rematerialise laion_dedup")
+    return pl.concat([read_parquet(f, columns) for f in found])
 
 
 @asset(
@@ -127,17 +125,18 @@ def read_dedup(files: FileStore, columns: list[str] | None = None) -> pl.DataFra
 )
 def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: FileStore) -> MaterializeResult:
     from laionlab.dedup import ClusterShard, cluster_offsets, dedup_shards, removal_curve
-    from laionlab.io.files import atomic_write_parquet, commit_version_dir, load_npy, new_version_dir
+    from laionlab.io.files import atomic_write_parquet, commit_version_dir, join, new_version_dir
 
     if config.rule not in ("seed", "semdedup"):
         raise Failure(f"rule must be 'seed' or 'semdedup', got {config.rule!r}")
     parts = registered(context, laion_part)
-    k = len(np.load(Path(files.path("dedup_centroids")) / "centroids.npy", mmap_mode="r"))
+    k = len(files.load_npy("dedup_centroids", "centroids.npy", mmap=True))
     shards = []
     progress = Progress("opening dedup_assignments", len(parts), log=context.log, unit="parts")
     for part in parts:
-        clusters = pl.read_parquet(files.path("dedup_assignments", f"{part}.parquet"), columns=["cluster"])["cluster"].to_numpy()
-        vectors = load_npy(files.path("dedup_assignments", f"{part}.vectors.npy"))
+        clusters = files.read_parquet("dedup_assignments", f"{part}.parquet", columns=["cluster"])["cluster"].to_numpy()
+        # rows are read group by group (memory-mapped locally, ranged reads on an object store)
+        vectors = files.load_npy("dedup_assignments", f"{part}.vectors.npy", mmap=True)
         if len(vectors) != len(clusters) or (len(clusters) and clusters.max() >= k):
             raise Failure(
                 f"dedup_assignments[{part}] is inconsistent ({len(vectors)} vectors, {len(clusters)} rows, k={k}): "
@@ -154,9 +153,9 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
     removed, curve_counts = 0, np.zeros(len(config.curve_eps))
     progress = Progress("writing laion_dedup", len(parts), log=context.log, unit="parts")
     for part, (keep, max_sim) in zip(parts, flags):
-        frame = pl.read_parquet(files.path("dedup_assignments", f"{part}.parquet"), columns=["uid", "cluster"])
+        frame = files.read_parquet("dedup_assignments", f"{part}.parquet", columns=["uid", "cluster"])
         frame = frame.with_columns(part=pl.lit(part), keep=pl.Series(keep), max_earlier_sim=pl.Series(max_sim))
-        atomic_write_parquet(frame, f"{version}/{part}.parquet")
+        atomic_write_parquet(frame, join(version, f"{part}.parquet"))
         removed += int((~keep).sum())
         curve_counts += np.array([f * len(keep) for _, f in removal_curve(max_sim, config.curve_eps)])
         progress.update()

@@ -4,7 +4,6 @@ k-means clusters.
 """
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -31,6 +30,7 @@ from laionlab.filter.photo import (
     zero_shot_classifier,
 )
 from laionlab.coverage.report import sample_rows
+from laionlab.io.files import exists, read_parquet
 from laionlab.io.lance import read_vectors, reference_batch, reference_schema
 from laionlab.io.reference import ReferenceImages, list_items
 from laionlab.progress import Progress
@@ -95,12 +95,16 @@ class PhotoClassifierConfig(Config):
 
 def laion_vectors(lance: LanceStore, where: str | None = None, raw: bool = True) -> tuple[list[str], np.ndarray]:
     """uids and (n, d) image vectors of laion_embeddings rows matching ``where`` (raw features
-    by default, unit vectors with raw=False), streamed in batches."""
+    by default, unit vectors with raw=False), streamed in batches, in uid order."""
     table = lance.tables().open(EMBEDDINGS_TABLE)
     query = table.search().limit(None).select(["uid", "image_emb", "image_norm"])
     if where:
         query = query.where(where)
-    return read_vectors(query.to_batches(batch_size=65_536), norm_column="image_norm" if raw else None)
+    uids, X = read_vectors(query.to_batches(batch_size=65_536), norm_column="image_norm" if raw else None)
+    # LanceDB scans in storage order, which a merge does not keep (two writes of the same part
+    # came back in different orders): uid order gives k-means & co the same input for the same rows
+    order = pl.Series(uids, dtype=pl.String).arg_sort().to_numpy()
+    return [uids[i] for i in order], X[order]
 
 
 @asset(
@@ -116,7 +120,9 @@ def photo_classifier(
     if config.import_path:
         clf = import_classifier(config.import_path, input=config.import_input)
     elif config.labels_path:
-        labels = pl.read_parquet(config.labels_path)
+        if not exists(config.labels_path):
+            raise Failure(f"labels_path {config.labels_path} does not exist")
+        labels = read_parquet(config.labels_path)  # a local path or an fsspec URI
         key = "uid" if "uid" in labels.columns else "URL"
         if key not in labels.columns or "is_photo" not in labels.columns:
             raise Failure(f"{config.labels_path} needs columns (uid or URL) and is_photo; has {labels.columns}")
@@ -250,11 +256,9 @@ def laion_natural_clusters(
     if config.k > len(take):
         raise Failure(f"k={config.k} is larger than the sample ({len(take)} LAION-natural rows); lower k")
     result = kmeans(X[take], config.k, n_iter=config.n_iter, seed=config.seed)
-    out = files.path("laion_natural_clusters")
-    Path(out).mkdir(parents=True, exist_ok=True)
-    np.save(f"{out}/centroids.npy", result.centroids)
+    files.save_npy(result.centroids, "laion_natural_clusters", "centroids.npy")
     files.write_parquet(pl.DataFrame({"cluster": np.arange(config.k), "size": result.sizes}), "laion_natural_clusters", "sizes.parquet")
-    (Path(out) / "parts.txt").write_text("\n".join(parts))
+    files.write_bytes("\n".join(parts).encode(), "laion_natural_clusters", "parts.txt")
     return MaterializeResult(
         metadata={
             "k": config.k,
@@ -265,7 +269,7 @@ def laion_natural_clusters(
             "backend": result.backend,
             "empty_clusters": int((result.sizes == 0).sum()),
             "cluster_sizes": histogram(
-                result.sizes, "cluster size", f"LAION-natural cluster sizes (k={config.k})", f"{out}/sizes.png",
+                result.sizes, "cluster size", f"LAION-natural cluster sizes (k={config.k})", files.path("laion_natural_clusters", "sizes.png"),
                 bins=min(50, config.k), ylabel="clusters",
             ),
             "largest_clusters": largest_clusters(result.sizes),
@@ -274,7 +278,7 @@ def laion_natural_clusters(
 
 
 def load_centroids(files: FileStore) -> np.ndarray:
-    return np.load(f"{files.path('laion_natural_clusters')}/centroids.npy")
+    return files.load_npy("laion_natural_clusters", "centroids.npy")
 
 
 class CoverageConfig(Config):
@@ -503,13 +507,12 @@ def ood_generalization(context: AssetExecutionContext, config: OODConfig, files:
         pl.lit(k).alias("sweep"), pl.Series("x", [r.get({"clusters": "n_clusters", "samples": "n_samples", "fraction": "cluster_fraction"}[k]) for r in v], pl.Float64)
     ) for k, v in frames.items()])
     files.write_parquet(table, "ood_generalization", "gmm.parquet")
-    out = files.path("ood_generalization")
     plots = {
         f"gmm_{k}_plot": line_plot(
             table.filter(pl.col("sweep") == k)["x"].to_list(),
             {m: table.filter(pl.col("sweep") == k)[m].to_list() for m in ("id_accuracy", "ood_accuracy")},
             {"clusters": "clusters C", "samples": "samples N", "fraction": "fraction of clusters sampled"}[k],
-            f"GMM identification vs {k}", f"{out}/gmm_{k}.png", logx=k != "fraction",
+            f"GMM identification vs {k}", files.path("ood_generalization", f"gmm_{k}.png"), logx=k != "fraction",
         )
         for k in frames
     }

@@ -1,10 +1,12 @@
 """Storage resources: the LanceDB store for vectors and per-row tables, and the file store for
-Parquet tables and webdataset shards. Both take local paths or fsspec/object-store URIs."""
+Parquet tables, arrays and webdataset shards. Both take local paths or fsspec/object-store URIs
+(``file:///abs/path``, ``s3://bucket/lab`` ...); see laionlab/io/files.py for the write rules."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 from dagster import ConfigurableResource
@@ -17,10 +19,15 @@ from laionlab.io.lance import LanceTables, ReplaceResult
 class LanceStore(ConfigurableResource):
     """A LanceDB database; ``replace_part`` is the one atomic per-partition write."""
 
-    uri: str = Field(description="LanceDB URI: a local folder or s3://, gs://, az:// ...")
+    uri: str = Field(description="LanceDB URI: a local folder, file:///..., or s3://, gs://, az:// ...")
+    storage_options: dict[str, str] = Field(
+        {},
+        description="LanceDB object-store options, e.g. {aws_endpoint: http://minio:9000, allow_http: 'true', "
+        "aws_region: ...}; credentials default to the provider's environment variables",
+    )
 
     def tables(self) -> LanceTables:
-        return LanceTables(self.uri)
+        return LanceTables(self.uri, storage_options=self.storage_options or None)
 
     def replace_part(
         self, table: str, part: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, part_column: str = "part"
@@ -29,17 +36,55 @@ class LanceStore(ConfigurableResource):
 
 
 class FileStore(ConfigurableResource):
-    """The data root for Parquet tables and shards: ``<root>/<asset>/<partition>...``."""
+    """The data root for Parquet tables, arrays and shards: ``<root>/<asset>/<partition>...``.
 
-    root: str = Field(description="local folder or fsspec URI for asset files")
+    Every method takes the path below the root as parts; the root may be a local folder or
+    any fsspec URI (filesystem options from fsspec's configuration, e.g. ``FSSPEC_S3``). On an
+    object store each write is staged in the local temp folder (``TMPDIR``) and uploaded in
+    one put; reads stream (``.npy`` rows by ranged reads), nothing else is copied locally."""
+
+    root: str = Field(
+        description="local folder, file:///... or fsspec URI (s3://bucket/lab) for asset files; object-store writes "
+        "are staged in the local temp folder (TMPDIR) and uploaded in one put"
+    )
 
     def path(self, *parts: str) -> str:
         return files.join(self.root, *parts)
+
+    def exists(self, *parts: str) -> bool:
+        return files.exists(self.path(*parts))
+
+    def glob(self, *parts: str, pattern: str = "*") -> list[str]:
+        """Files in the folder ``parts`` matching ``pattern`` (local paths or URIs), sorted."""
+        return files.list_files(self.path(*parts), pattern)
 
     def write_parquet(self, frame: pl.DataFrame, *parts: str) -> str:
         uri = self.path(*parts)
         files.atomic_write_parquet(frame, uri)
         return uri
 
-    def read_parquet(self, *parts: str) -> pl.DataFrame:
-        return files.read_parquet(self.path(*parts))
+    def read_parquet(self, *parts: str, columns: list[str] | None = None) -> pl.DataFrame:
+        return files.read_parquet(self.path(*parts), columns=columns)
+
+    def save_npy(self, array: np.ndarray, *parts: str) -> str:
+        uri = self.path(*parts)
+        files.atomic_save_npy(array, uri)
+        return uri
+
+    def load_npy(self, *parts: str, mmap: bool = False) -> np.ndarray | files.NpyRows:
+        """The array; with ``mmap`` rows are read on use (memory-mapped locally, ranged reads on
+        an object store)."""
+        return files.load_npy(self.path(*parts), mmap=mmap)
+
+    def write_bytes(self, data: bytes, *parts: str) -> str:
+        uri = self.path(*parts)
+        files.atomic_write_bytes(uri, data)
+        return uri
+
+    def write_json(self, value: Any, *parts: str, indent: int | None = None) -> str:
+        uri = self.path(*parts)
+        files.atomic_write_json(uri, value, indent=indent)
+        return uri
+
+    def read_json(self, *parts: str) -> Any:
+        return files.read_json(self.path(*parts))

@@ -136,3 +136,39 @@ def demo_graph(tmp_path_factory, ingested, demo):
     path.write_text(yaml.safe_dump(config))
     run_all(instance, resources, path)  # raises SystemExit naming the asset that failed
     return resources, instance
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3 bucket on moto's server at 127.0.0.1 (no network, no Docker): fsspec is configured
+    for it (``fsspec.config.conf``; download_part hands that to img2dataset's child as
+    FSSPEC_S3), and ``lance_options`` are the LanceStore storage options. Skipped when moto or
+    s3fs is not installed."""
+    import types
+    import uuid
+
+    pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.server")
+    import fsspec.config
+
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in creds.items():
+            mp.setenv(k, v)
+        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        mp.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint, "key": "testing", "secret": "testing"})
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        bucket = f"laionlab-{uuid.uuid4().hex[:8]}"
+        fs.mkdir(bucket)
+        lance_options = {
+            "aws_endpoint": endpoint, "allow_http": "true", "aws_region": "us-east-1",
+            "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+        }  # fmt: skip
+        try:
+            yield types.SimpleNamespace(endpoint=endpoint, bucket=bucket, fs=fs, lance_options=lance_options)
+        finally:
+            server.stop()
+            type(fs).clear_instance_cache()

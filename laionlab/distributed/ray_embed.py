@@ -169,13 +169,16 @@ def _check_resources(address: str, num_cpus: float, num_gpus: float) -> None:
 
 def default_runtime_env() -> dict:
     """Ship the driver's laionlab to the workers (so the project's model configs and this
-    module are the driver's version) and forward the offline switches the local path sets.
+    module are the driver's version) and forward the offline switches the local path sets,
+    and the driver's fsspec configuration (``FSSPEC_*``: endpoint, credentials) so actors open
+    shards on the same object store.
 
     Ray uploads local folders only with the job's runtime env (``ray.init``), so this applies
     to connections that ``connect`` opens."""
     import laionlab
+    from laionlab.io.files import fsspec_env
 
-    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    env = {**fsspec_env(), **{k: v for k, v in os.environ.items() if k in FORWARDED_ENV or k.startswith("FSSPEC_")}}
     return {"py_modules": [str(Path(laionlab.__file__).parent)], "env_vars": env}
 
 

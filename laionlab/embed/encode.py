@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import fsspec
+import fsspec.config
 import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from laionlab.embed.model import LoadedClip
 from laionlab.progress import Progress
@@ -86,19 +89,46 @@ class _Prepare:
         return self.preprocess(image), self.tokenizer([caption or ""])[0], str(uid)
 
 
-def _shard_pipeline(shards: Sequence[str], clip: LoadedClip) -> wds.WebDataset:
-    return (
-        wds.WebDataset(
-            list(shards),
-            shardshuffle=False,
-            nodesplitter=wds.single_node_only,
-            workersplitter=wds.split_by_worker,
-            handler=_SkipLogger(),
-            empty_check=False,
-        )
-        .decode("pilrgb", handler=_SkipLogger())
-        .to_tuple(IMAGE_KEYS, "txt", "json", handler=_SkipLogger())
-        .map(_Prepare(clip.preprocess, clip.tokenizer), handler=_SkipLogger())
+def _protocol(url: str) -> str:
+    return fsspec.core.split_protocol(url)[0] or "file"
+
+
+class _OpenShards:
+    """webdataset stage: open each shard with fsspec (local paths, file://, s3://, gs://...; the
+    webdataset opener only knows local files and command-line tools). ``options`` (fsspec's
+    configuration of the shards' protocols in the process that built the pipeline) travel with
+    it to the DataLoader workers."""
+
+    def __init__(self, handler, options: dict[str, dict]):
+        self.handler, self.options = handler, options
+
+    def __call__(self, sources):
+        for source in sources:
+            url = source["url"]
+            try:
+                stream = fsspec.open(url, "rb", **self.options.get(_protocol(url), {})).open()
+            except Exception as exn:  # noqa: BLE001 - the handler logs and skips the shard
+                if self.handler(exn):
+                    continue
+                break
+            try:
+                yield {"url": url, "stream": stream}
+            finally:
+                stream.close()
+
+
+def _shard_pipeline(shards: Sequence[str], clip: LoadedClip) -> wds.DataPipeline:
+    skip = _SkipLogger()
+    return wds.DataPipeline(
+        wds.SimpleShardList(list(shards)),
+        wds.single_node_only,
+        wds.split_by_worker,
+        _OpenShards(skip, {p: dict(fsspec.config.conf[p]) for p in {_protocol(s) for s in shards} if p in fsspec.config.conf}),
+        wds.pipelinefilter(tar_file_expander)(handler=skip),
+        wds.pipelinefilter(group_by_keys)(handler=skip),
+        wds.decode("pilrgb", handler=skip),
+        wds.to_tuple(IMAGE_KEYS, "txt", "json", handler=skip),
+        wds.map(_Prepare(clip.preprocess, clip.tokenizer), handler=skip),
     )
 
 
@@ -138,8 +168,8 @@ def encode_shards(
 ) -> Iterator[EmbeddedBatch]:
     """Encode every (image, caption) sample of the given webdataset shards.
 
-    shards: tar paths written by img2dataset (each sample: image, ``.txt`` caption and a
-    ``.json`` holding the sample's ``uid``). Batches come out in shard order when
+    shards: tar paths or fsspec URIs written by img2dataset (each sample: image, ``.txt``
+    caption and a ``.json`` holding the sample's ``uid``). Batches come out in shard order when
     ``num_workers <= 1``; with more workers the order interleaves, the content does not change.
     Progress (done/``total`` samples, images/s, ETA) is logged every ``log_every_s`` seconds.
     """

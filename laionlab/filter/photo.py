@@ -15,11 +15,14 @@ user's existing linear classifier from its coefficients or a skops file.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from laionlab.io import files
 
 PHOTO_PROMPTS = (
     "a photo of something.",
@@ -67,30 +70,39 @@ class LinearClassifier:
         """(n,) probability of the photo class."""
         return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
 
-    def save(self, path: str | Path) -> tuple[Path, Path]:
-        """Write ``<path>.npz`` (coef, intercept) and ``<path>.json`` (everything else)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path.with_suffix(".npz"), coef=self.coef, intercept=np.array([self.intercept]))
+    def save(self, path: str | Path) -> tuple[str, str]:
+        """Write ``<path>.npz`` (coef, intercept) and ``<path>.json`` (everything else), each
+        atomically; ``path`` may be local or an fsspec URI. Returns the two file paths."""
+        npz, meta_path = _with_suffix(path, ".npz"), _with_suffix(path, ".json")
+        buf = io.BytesIO()
+        np.savez(buf, coef=self.coef, intercept=np.array([self.intercept]))
+        files.atomic_write_bytes(npz, buf.getvalue())
         meta = {k: v for k, v in asdict(self).items() if k not in ("coef", "intercept")}
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=float))
-        return path.with_suffix(".npz"), path.with_suffix(".json")
+        files.atomic_write_bytes(meta_path, json.dumps(meta, indent=2, default=float).encode())
+        return npz, meta_path
 
     @classmethod
     def load(cls, path: str | Path) -> "LinearClassifier":
-        """Read a classifier saved by :meth:`save` (or any npz with ``coef`` and ``intercept``)."""
-        path = Path(path)
-        npz = path.with_suffix(".npz")
-        if not npz.exists():
+        """Read a classifier saved by :meth:`save` (or any npz with ``coef`` and ``intercept``);
+        ``path`` may be local or an fsspec URI."""
+        npz, meta_path = _with_suffix(path, ".npz"), _with_suffix(path, ".json")
+        if not files.exists(npz):
             raise FileNotFoundError(f"classifier coefficients not found: {npz}")
-        with np.load(npz, allow_pickle=False) as data:
-            if "coef" not in data or "intercept" not in data:
-                raise ValueError(f"{npz} must hold arrays 'coef' and 'intercept' (has {list(data.keys())})")
-            coef, intercept = data["coef"], float(np.asarray(data["intercept"]).reshape(-1)[0])
-        meta = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
+        data = files.load_npz(npz)
+        if "coef" not in data or "intercept" not in data:
+            raise ValueError(f"{npz} must hold arrays 'coef' and 'intercept' (has {list(data)})")
+        coef, intercept = data["coef"], float(np.asarray(data["intercept"]).reshape(-1)[0])
+        meta = files.read_json(meta_path) if files.exists(meta_path) else {}
         if np.asarray(coef).ndim == 2 and np.asarray(coef).shape[0] != 1:
             raise ValueError(f"{npz}: coef has shape {np.asarray(coef).shape}; a binary classifier has one row")
         return cls(coef=coef, intercept=intercept, **{k: meta[k] for k in ("input", "source", "info") if k in meta})
+
+
+def _with_suffix(path: str | Path, suffix: str) -> str:
+    """``Path.with_suffix`` for local paths and URIs alike (a URI is not a Path)."""
+    head, sep, name = str(path).rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    return f"{head}{sep}{stem}{suffix}"
 
 
 def train_photo_classifier(
@@ -141,23 +153,25 @@ def zero_shot_classifier(photo_text: np.ndarray, other_text: np.ndarray, logit_s
 def import_classifier(path: str | Path, input: str = "raw") -> LinearClassifier:
     """A user's existing linear classifier: a ``.npz``/``.json`` pair from :meth:`save`, an
     ``.npz`` with ``coef``/``intercept``, or a skops file of a fitted LogisticRegression
-    (loaded with skops' safe loader, never pickle)."""
-    path = Path(path)
-    if not path.exists() and not path.with_suffix(".npz").exists():
+    (loaded with skops' safe loader, never pickle). ``path`` may be local or an fsspec URI."""
+    path = str(path)
+    if not files.exists(path) and not files.exists(_with_suffix(path, ".npz")):
         raise FileNotFoundError(f"classifier file not found: {path}")
-    if path.suffix == ".skops":
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if path.endswith(".skops"):
         import skops.io as sio
 
-        untrusted = sio.get_untrusted_types(file=path)
+        data = files.read_bytes(path)
+        untrusted = sio.get_untrusted_types(data=data)
         allowed = {"sklearn.linear_model._logistic.LogisticRegression"}
         if set(untrusted) - allowed:
             raise ValueError(f"{path} contains types that are not a plain LogisticRegression: {sorted(set(untrusted) - allowed)}")
-        model = sio.load(path, trusted=list(untrusted))
+        model = sio.loads(data, trusted=list(untrusted))
         if getattr(model, "coef_", None) is None or model.coef_.shape[0] != 1:
             raise ValueError(f"{path}: not a fitted binary linear classifier")
-        return LinearClassifier(model.coef_[0], model.intercept_[0], input=input, source=f"imported:{path.name}")
+        return LinearClassifier(model.coef_[0], model.intercept_[0], input=input, source=f"imported:{name}")
     clf = LinearClassifier.load(path)
-    clf.source = f"imported:{path.name}"
+    clf.source = f"imported:{name}"
     return clf
 
 

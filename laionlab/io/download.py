@@ -5,6 +5,11 @@ its multiprocessing pool then always starts from a ``__main__``-guarded entry po
 process calls us (a Dagster step, a daemon thread, pytest), and a crash inside it cannot take
 the caller down. Its per-shard parquet files (``status``, ``error_message`` per sample, with
 our ``uid`` saved as an additional column) are read back into one status table joined to uid.
+
+The output folder may be local, ``file://`` or an object store (img2dataset writes through
+fsspec itself; the child gets this process's fsspec configuration as ``FSSPEC_*`` variables).
+The URL list handed to img2dataset is staged in a local temporary folder. An in-process
+filesystem (``memory://``) is refused: img2dataset writes from other processes.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+
+from laionlab.io import files
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +115,7 @@ def read_status(output_folder: str, uids: pl.Series) -> pl.DataFrame:
 
     A uid img2dataset never reported on gets status ``not_attempted`` rather than vanishing.
     """
-    files = sorted(Path(output_folder).glob("[0-9]*.parquet"))  # img2dataset names shards 00000...
-    frames = [pl.read_parquet(f) for f in files]
+    frames = [files.read_parquet(f) for f in files.list_files(output_folder, "[0-9]*.parquet")]  # shards 00000...
     if frames:
         reported = pl.concat(
             [f.select([pl.col(c).cast(pl.String) if c in ("uid", "key", "status", "error_message", "sha256") else pl.col(c) for c in STATUS_COLUMNS if c in f.columns]) for f in frames],
@@ -134,8 +141,13 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
     missing = [c for c in ("uid", "URL", "TEXT") if c not in metadata.columns]
     if missing:
         raise ValueError(f"download_part needs columns uid, URL, TEXT; missing {missing}")
-    out = Path(output_folder)
-    out.mkdir(parents=True, exist_ok=True)
+    if files.protocol(output_folder) == "memory":
+        raise ValueError(
+            f"output_folder {output_folder!r}: img2dataset writes from child processes, which cannot see this "
+            "process's memory:// filesystem; use a local folder, file:// or an object store (s3://, gs://...)"
+        )
+    out = files.local_path(output_folder) or output_folder  # img2dataset opens URIs through fsspec
+    files.makedirs(out)
     # the URL policy runs before img2dataset sees anything (laionlab/io/url_policy.py)
     reasons = url_verdicts(metadata["URL"], settings.allowed_file_roots, settings.allow_private_hosts)
     blocked = metadata.select("uid").with_columns(reasons.alias("error_message")).filter(pl.col("error_message").is_not_null())
@@ -145,13 +157,18 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
     all_uids, metadata = metadata["uid"], metadata.filter(reasons.is_null())
     if metadata.height == 0:
         return DownloadResult(status=pl.DataFrame({"uid": all_uids}).join(blocked, on="uid", how="left"), shards=[], seconds=0.0)
-    work = out.parent / f"{out.name}.input"
-    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="laionlab-download-") as work:
+        return _run_img2dataset(metadata, out, settings, Path(work), all_uids, blocked)
+
+
+def _run_img2dataset(
+    metadata: pl.DataFrame, out: str, settings: DownloadSettings, work: Path, all_uids: pl.Series, blocked: pl.DataFrame
+) -> DownloadResult:
     input_parquet = work / "urls.parquet"
     metadata.select("uid", "URL", pl.col("TEXT").fill_null("")).write_parquet(input_parquet)
     settings_file = work / "settings.json"
-    settings_file.write_text(json.dumps(_img2dataset_kwargs(str(input_parquet), str(out), settings)))
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    settings_file.write_text(json.dumps(_img2dataset_kwargs(str(input_parquet), out, settings)))
+    env = {**files.fsspec_env(), **os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
     # its own session, so a timeout kills img2dataset's pool workers with it
     proc = subprocess.Popen(
@@ -169,24 +186,20 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
         _, stderr = proc.communicate()
         raise TimeoutError(
             f"img2dataset did not finish within {settings.process_timeout_s:.0f} s for {metadata.height} rows into "
-            f"{output_folder} (process_timeout_s); killed with its workers; last output: {stderr[-1000:]!r}"
+            f"{out} (process_timeout_s); killed with its workers; last output: {stderr[-1000:]!r}"
         ) from None
     seconds = time.perf_counter() - start
     for line in stdout.splitlines()[-20:]:
         log.info("img2dataset: %s", line)
     if proc.returncode != 0:
         raise RuntimeError(
-            f"img2dataset failed (exit {proc.returncode}) for {metadata.height} rows into {output_folder}:\n"
+            f"img2dataset failed (exit {proc.returncode}) for {metadata.height} rows into {out}:\n"
             + stderr[-3000:]
         )
-    status = read_status(str(out), metadata["uid"])
+    status = read_status(out, metadata["uid"])
     status = pl.concat([status, blocked], how="diagonal_relaxed")
     status = pl.DataFrame({"uid": all_uids}).join(status, on="uid", how="left")  # input order
-    shards = sorted(str(p) for p in out.glob("*.tar"))
-    for p in work.iterdir():
-        p.unlink()
-    work.rmdir()
-    return DownloadResult(status=status, shards=shards, seconds=seconds)
+    return DownloadResult(status=status, shards=files.list_files(out, "*.tar"), seconds=seconds)
 
 
 def _main(settings_file: str) -> None:

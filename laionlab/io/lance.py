@@ -97,13 +97,14 @@ def uid_filters(uids: Sequence[str], chunk: int = UID_FILTER_CHUNK) -> Iterator[
 
 
 class LanceTables:
-    """A LanceDB database at ``uri`` (local folder or object-store URI)."""
+    """A LanceDB database at ``uri`` (local folder, ``file://`` or object-store URI);
+    ``storage_options`` go to the object store (endpoint, region, allow_http ...)."""
 
-    def __init__(self, uri: str, conflict_retries: int = 20):
+    def __init__(self, uri: str, conflict_retries: int = 20, storage_options: dict[str, str] | None = None):
         self.uri = uri
         self.conflict_retries = conflict_retries
         # a consistency interval of 0 makes every handle see other processes' commits
-        self.db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
+        self.db = lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options)
 
     @contextmanager
     def _create_lock(self):

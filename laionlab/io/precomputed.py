@@ -11,32 +11,35 @@ Row i of the three files is the same sample. A part key maps to its files by its
 integer (``part-00017`` and ``metadata_0017`` both → 17); rows get the uid
 ``<part>:<row>`` exactly as laion_metadata assigns it, so the import joins with the
 metadata of the same part when the metadata folder is the LaionSource.
+
+``root`` may be a local folder or an fsspec URI (``s3://.../laion5b-embeddings``): the arrays
+are read in row blocks (memory-mapped locally, ranged reads on an object store), never whole.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from laionlab.io import files as storage
 from laionlab.io.lance import embeddings_batch
 from laionlab.io.metadata import make_uid
 
 
 @dataclass(frozen=True)
 class PrecomputedFiles:
-    image: Path
-    text: Path | None
-    metadata: Path
+    image: str
+    text: str | None
+    metadata: str
 
     @property
     def rows(self) -> int:
-        return int(np.load(self.image, mmap_mode="r").shape[0])
+        return int(storage.load_npy(self.image, mmap=True).shape[0])
 
 
 def part_index(part: str) -> int:
@@ -46,20 +49,25 @@ def part_index(part: str) -> int:
     return int(match.group(1))
 
 
-def _by_index(folder: Path, prefix: str, suffix: str, index: int) -> Path | None:
-    hits = [p for p in folder.glob(f"{prefix}*{suffix}") if re.fullmatch(rf"{prefix}0*{index}{re.escape(suffix)}", p.name)]
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _by_index(folder: str, prefix: str, suffix: str, index: int) -> str | None:
+    found = storage.list_files(folder, f"{prefix}*{suffix}") if storage.exists(folder) else []
+    hits = [p for p in found if re.fullmatch(rf"{prefix}0*{index}{re.escape(suffix)}", _name(p))]
     if len(hits) > 1:
-        raise ValueError(f"several files in {folder} for index {index}: {[h.name for h in hits]}")
+        raise ValueError(f"several files in {folder} for index {index}: {[_name(h) for h in hits]}")
     return hits[0] if hits else None
 
 
-def find_precomputed(root: str | Path, part: str) -> PrecomputedFiles:
-    """The three files of ``part`` under ``root``; errors name what is missing."""
-    root = Path(root)
+def find_precomputed(root: str, part: str) -> PrecomputedFiles:
+    """The three files of ``part`` under ``root`` (local or fsspec URI); errors name what is missing."""
+    root = str(root)
     index = part_index(part)
-    image = _by_index(root / "img_emb", "img_emb_", ".npy", index)
-    text = _by_index(root / "text_emb", "text_emb_", ".npy", index)
-    meta = _by_index(root / "metadata", "metadata_", ".parquet", index)
+    image = _by_index(storage.join(root, "img_emb"), "img_emb_", ".npy", index)
+    text = _by_index(storage.join(root, "text_emb"), "text_emb_", ".npy", index)
+    meta = _by_index(storage.join(root, "metadata"), "metadata_", ".parquet", index)
     if image is None or meta is None:
         raise FileNotFoundError(
             f"precomputed embeddings for part {part!r} (index {index}) not found under {root}: "
@@ -68,11 +76,12 @@ def find_precomputed(root: str | Path, part: str) -> PrecomputedFiles:
         )
     files = PrecomputedFiles(image, text, meta)
     n_img = files.rows
-    n_meta = pq.ParquetFile(meta).metadata.num_rows
+    with storage.open_read(meta) as f:
+        n_meta = pq.ParquetFile(f).metadata.num_rows
     if n_meta != n_img:
         raise ValueError(f"{image} has {n_img} rows but {meta} has {n_meta}: files are not aligned")
     if text is not None:
-        n_text = np.load(text, mmap_mode="r").shape
+        n_text = storage.load_npy(text, mmap=True).shape
         if n_text[0] != n_img:
             raise ValueError(f"{text} has {n_text[0]} rows but {image} has {n_img}")
     return files
@@ -88,10 +97,10 @@ def iter_precomputed(files: PrecomputedFiles, part: str, model: str, batch_rows:
     """Stream the part as embeddings-table batches (memory-mapped, ``batch_rows`` at a time).
     Vectors are re-normalised in float32; a part without text embeddings gets NaN-free zero
     text vectors is not allowed, so text_emb is required for the table (clip_score needs it)."""
-    image = np.load(files.image, mmap_mode="r")
+    image = storage.load_npy(files.image, mmap=True)
     if files.text is None:
         raise FileNotFoundError(f"text embeddings missing for {files.image} (text_emb/ folder); clip_score needs them")
-    text = np.load(files.text, mmap_mode="r")
+    text = storage.load_npy(files.text, mmap=True)
     if image.shape[1] != text.shape[1]:
         raise ValueError(f"image dim {image.shape[1]} != text dim {text.shape[1]} in {files.image} / {files.text}")
     for start in range(0, image.shape[0], batch_rows):

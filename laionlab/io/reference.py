@@ -88,9 +88,23 @@ class DatasetSpec:
                     raise CatalogError(f"{where}: {self.path} has no column {col!r} (has {list(columns)})")
 
 
+def _local(path: str | Path, what: str) -> Path:
+    """Reference datasets and their catalog are local files (a plain path or ``file://``); an
+    object-store URI is refused by name rather than looked up as a relative path."""
+    text = str(path)
+    if "://" not in text:
+        return Path(text)
+    if text.startswith("file://"):
+        return Path(text.removeprefix("file://"))
+    raise CatalogError(
+        f"{what} {text} is not on a local filesystem: the catalog and reference datasets are read from local "
+        "files (copy or mount them); only the data root and LanceDB may be object-store URIs"
+    )
+
+
 def load_catalog(path: str | Path) -> dict[str, DatasetSpec]:
     """Parse and validate a catalog file; relative paths are relative to the catalog."""
-    path = Path(path)
+    path = _local(path, "dataset catalog")
     if not path.exists():
         raise CatalogError(f"dataset catalog not found: {path}")
     raw = yaml.safe_load(path.read_text()) or {}
@@ -104,8 +118,9 @@ def load_catalog(path: str | Path) -> dict[str, DatasetSpec]:
             raise CatalogError(f"{path}: dataset {name!r} needs at least 'kind' and 'path'")
         entry = dict(entry)
         for key in ("path", "responses"):
-            if entry.get(key) is not None and not Path(entry[key]).is_absolute():
-                entry[key] = str((path.parent / entry[key]).resolve())
+            if entry.get(key) is not None:
+                local = _local(entry[key], f"{path}: dataset {name!r} {key}")
+                entry[key] = str(local if local.is_absolute() else (path.parent / local).resolve())
         if entry.get("expected_size") is not None:
             entry["expected_size"] = tuple(entry["expected_size"])
         extra = {k: v for k, v in entry.items() if k not in known}

@@ -2,7 +2,8 @@
 
 Each sample of a shard holds the image (``jpg``/``png``/``webp``), its caption (``txt``) and a
 ``json`` with the ``uid`` (saved as an additional column) and, when img2dataset resized the
-image, its original size (``original_width``/``original_height``).
+image, its original size (``original_width``/``original_height``). Shards may be local paths
+or fsspec URIs (read as a stream, one pass).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import fsspec
 from PIL import Image
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def _samples(shard: str | Path) -> Iterator[dict[str, bytes]]:
     """The files of each sample (extension → bytes); a sample's files are consecutive in a
     webdataset tar, so one sample is held at a time."""
     key, files = None, {}
-    with tarfile.open(shard) as tar:
+    with fsspec.open(str(shard), "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
         for member in tar:
             if not member.isfile():
                 continue

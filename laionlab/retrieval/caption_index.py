@@ -16,7 +16,8 @@ appended every other LAION part with ``index.add`` and no retraining. Here:
 * :meth:`CaptionIndex.build` trains on a seeded sample and adds every row,
   :meth:`CaptionIndex.append` adds more rows without retraining (as the seed did),
   :meth:`CaptionIndex.search` returns ``(scores, ids)``, and :meth:`CaptionIndex.save` /
-  :meth:`CaptionIndex.load` go through ``faiss.write_index`` / ``faiss.read_index``.
+  :meth:`CaptionIndex.load` go through ``faiss.write_index`` / ``faiss.read_index``, on a
+  local path or any fsspec URI.
 
 autofaiss itself is not a dependency (it pins numpy < 2); nothing here imports Dagster.
 Every vector and query must be finite and of unit norm (within ``norm_tol``); ids are the
@@ -31,15 +32,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-import uuid
 from contextlib import contextmanager
-from pathlib import Path
 
 import faiss
 import numpy as np
 
 from laionlab import validate
 from laionlab.progress import Progress, phase
+from laionlab.io import files
 
 __all__ = [
     "CaptionIndex",
@@ -531,30 +531,31 @@ class CaptionIndex:
     # files ---------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index to ``path`` (``faiss.write_index``, nprobe included) through a
-        temporary file in the same folder renamed into place, so a reader sees the old file
-        or the new one. Creates the folder."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
-        try:
-            faiss.write_index(self.index, str(tmp))
-            with open(tmp, "rb+") as f:
+        """Write the index to ``path`` (a local path or fsspec URI; ``faiss.write_index``,
+        nprobe included) atomically: through a temporary file renamed into place, or uploaded
+        in one put (laionlab.io.files.atomic_write). Creates the folder."""
+
+        def write(target: str) -> None:
+            faiss.write_index(self.index, target)
+            with open(target, "rb+") as f:
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+
+        files.atomic_write(str(path), write)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, norm_tol: float = NORM_TOL) -> CaptionIndex:
-        """The index :meth:`save` wrote to ``path`` (``faiss.read_index``), ready to search or
-        append to."""
-        path = Path(path)
-        if not path.is_file():
+        """The index :meth:`save` wrote to ``path`` (a local file, or an fsspec URI streamed
+        into ``faiss.read_index`` without a local copy), ready to search or append to."""
+        path = str(path)
+        local = files.local_path(path)
+        if not (os.path.isfile(local) if local is not None else files.exists(path)):
             raise FileNotFoundError(f"{path}: no faiss index file there")
         try:
-            index = faiss.read_index(str(path))
+            if local is not None:
+                index = faiss.read_index(local)
+            else:
+                with files.open_read(path) as f:
+                    index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
         except RuntimeError as err:
             raise ValueError(f"path: {path} is not a faiss index ({_faiss_message(err)})") from None
         return cls(index, norm_tol=norm_tol)

@@ -59,6 +59,12 @@ def test_download_needs_uid_url_text(tmp_path):
         download_part(pl.DataFrame({"URL": ["x"]}), str(tmp_path), DownloadSettings())
 
 
+def test_an_in_process_output_folder_is_refused_by_name():
+    meta = pl.DataFrame({"uid": ["p:0"], "URL": ["https://example.com/a.jpg"], "TEXT": ["t"]})
+    with pytest.raises(ValueError, match="output_folder 'memory://lab/imgs': img2dataset writes from child processes"):
+        download_part(meta, "memory://lab/imgs", DownloadSettings())
+
+
 def test_url_policy_blocks_before_any_download(tmp_path, demo):
     """A crafted part: local files outside the demo, the cloud metadata address, a loopback
     server (allowed only when the test allows loopback)."""

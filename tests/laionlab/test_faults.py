@@ -6,7 +6,6 @@ import os
 import signal
 import time
 
-import numpy as np
 import pytest
 
 from laionlab.io.lance import LanceTables, embeddings_schema

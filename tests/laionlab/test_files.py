@@ -71,3 +71,49 @@ def test_files_helpers_work_on_an_fsspec_memory_root():
     second = new_version_dir(f"{root}/shards")
     commit_version_dir(f"{root}/shards", second)
     assert current_version_dir(f"{root}/shards") == second
+
+
+def test_npy_rows_read_row_ranges_and_refuse_what_they_cannot():
+    import fsspec
+    import numpy as np
+
+    from laionlab.io.files import NpyRows, atomic_save_npy, load_npy
+
+    x = np.arange(60, dtype=np.float16).reshape(10, 3, 2)
+    atomic_save_npy(x, "memory://laionlab-npyrows/x.npy")
+    rows = load_npy("memory://laionlab-npyrows/x.npy")
+    assert isinstance(rows, NpyRows) and (rows.shape, rows.ndim, rows.dtype, len(rows)) == ((10, 3, 2), 3, np.float16, 10)
+    np.testing.assert_array_equal(rows[2:5], x[2:5])
+    np.testing.assert_array_equal(rows[-1], x[-1])
+    np.testing.assert_array_equal(rows[8:100], x[8:])
+    np.testing.assert_array_equal(np.asarray(rows), x)
+    np.testing.assert_array_equal(load_npy("memory://laionlab-npyrows/x.npy", mmap=False), x)
+    with pytest.raises(TypeError, match="only contiguous row slices"):
+        rows[::2]
+    atomic_save_npy(np.asfortranarray(np.ones((3, 2))), "memory://laionlab-npyrows/f.npy")
+    with pytest.raises(ValueError, match="f.npy: rows can only be read from a C-ordered"):
+        NpyRows("memory://laionlab-npyrows/f.npy")
+    fsspec.filesystem("memory").rm("/laionlab-npyrows", recursive=True)
+
+
+def test_list_files_spells_paths_as_the_folder_is(tmp_path):
+    (tmp_path / "d").mkdir()
+    for name in ("b.tar", "a.tar", "x.parquet"):
+        (tmp_path / "d" / name).write_bytes(b"")
+    (tmp_path / "d" / "sub.tar").mkdir()  # a folder is not a file
+    assert files.list_files(str(tmp_path / "d"), "*.tar") == [str(tmp_path / "d" / n) for n in ("a.tar", "b.tar")]
+    uri = f"file://{tmp_path}/d"
+    assert files.list_files(uri, "*.tar") == [f"{uri}/a.tar", f"{uri}/b.tar"]
+    assert files.read_bytes(f"{uri}/a.tar") == b"" and files.local_path(uri) == str(tmp_path / "d")
+
+
+def test_fsspec_config_is_handed_to_child_processes(monkeypatch):
+    import json
+
+    import fsspec.config
+
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": "http://127.0.0.1:9000", "client_kwargs": {"region_name": "x"}})
+    monkeypatch.setitem(fsspec.config.conf, "gcs", {"token": object()})  # not JSON: left to the child's own config
+    env = files.fsspec_env()
+    assert json.loads(env["FSSPEC_S3"]) == fsspec.config.conf["s3"]
+    assert "FSSPEC_GCS" not in env

@@ -51,6 +51,15 @@ def test_import_from_npz_and_skops(tmp_path):
     np.testing.assert_allclose(import_classifier(tmp_path / "mine.skops").predict_proba(X), ref.predict_proba(X)[:, 1])
     with pytest.raises(FileNotFoundError, match="nothing"):
         import_classifier(tmp_path / "nothing.npz")
+    # the same files on an object store (fsspec's memory filesystem)
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for name in ("mine.npz", "mine.skops"):
+        fs.pipe(f"memory://laionlab-photo/{name}", (tmp_path / name).read_bytes())
+        clf = import_classifier(f"memory://laionlab-photo/{name}")
+        assert clf.source == f"imported:{name}"
+        np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X)[:, 1])
 
 
 def test_threshold_is_strict_and_validated():

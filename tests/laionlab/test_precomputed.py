@@ -49,3 +49,26 @@ def test_missing_and_misaligned_files_are_named(tmp_path):
     layout(tmp_path, 3, 4, text=False)
     with pytest.raises(FileNotFoundError, match="text embeddings missing"):
         list(iter_precomputed(find_precomputed(tmp_path, "part-3"), "part-3", "m"))
+
+
+def test_import_reads_an_object_store_root_in_row_blocks(tmp_path):
+    """The same layout on fsspec's memory filesystem: files are found by listing, the arrays
+    read by row ranges (NpyRows), and the batches equal the local import's."""
+    import fsspec
+
+    from laionlab.io.files import NpyRows
+
+    layout(tmp_path, 4, 9)
+    root = "memory://laionlab-precomputed/emb"
+    fs = fsspec.filesystem("memory")
+    for sub in ("img_emb", "text_emb", "metadata"):
+        for p in (tmp_path / sub).iterdir():
+            fs.pipe(f"{root}/{sub}/{p.name}", p.read_bytes())
+    local, remote = find_precomputed(tmp_path, "part-00004"), find_precomputed(root, "part-00004")
+    assert remote.image == f"{root}/img_emb/img_emb_0004.npy" and remote.rows == 9
+    from laionlab.io.files import load_npy
+
+    assert isinstance(load_npy(remote.image), NpyRows)
+    a = list(iter_precomputed(local, "part-00004", "m", batch_rows=4))
+    b = list(iter_precomputed(remote, "part-00004", "m", batch_rows=4))
+    assert [x.equals(y) for x, y in zip(a, b)] == [True, True, True]

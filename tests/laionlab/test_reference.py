@@ -76,3 +76,11 @@ def test_responses_file_is_validated(tmp_path, demo):
     body = 'datasets:\n  f:\n    kind: image_folder\n    path: imgs\n    glob: "*/*.png"\n    responses: bad.npz\n'
     with pytest.raises(CatalogError, match=r"'f'.*bad.npz lacks arrays \['stimulus_ids'\]"):
         load_catalog(catalog(tmp_path, body))
+
+
+def test_catalog_on_an_object_store_is_refused_by_name(tmp_path):
+    with pytest.raises(CatalogError, match="dataset catalog s3://bucket/datasets.yaml is not on a local filesystem"):
+        load_catalog("s3://bucket/datasets.yaml")
+    body = "datasets:\n  remote:\n    kind: image_folder\n    path: s3://bucket/things\n"
+    with pytest.raises(CatalogError, match="dataset 'remote' path s3://bucket/things is not on a local filesystem"):
+        load_catalog(catalog(tmp_path, body))
