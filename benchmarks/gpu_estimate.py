@@ -38,17 +38,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from benchmarks._common import run_benchmark, say  # noqa: E402
-from benchmarks.embed_throughput import loader_only, preload, read_samples, run_raw, write_shards  # noqa: E402
+from benchmarks.embed_throughput import _sync, loader_only, preload, read_samples, run_raw, write_shards  # noqa: E402
 
 TARGET = 0.8
 LAION = {"LAION-400M": 413_000_000, "LAION-2B-en": 2_320_000_000}
-
-
-def sync() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def embedding(args, shards: list[str], images: list[bytes], captions: list[str]) -> dict:
@@ -60,6 +53,8 @@ def embedding(args, shards: list[str], images: list[bytes], captions: list[str])
     out = {}
     for name in args.models:
         loaded = load_clip(ClipSpec(name, None, None, args.device, args.precision, 0))
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()  # the peak below is this model's, not the largest so far
         if not out:  # the DataLoader's forkserver starts once per process: not part of any figure
             t0 = time.perf_counter()
             loader_only(loaded, shards[:1], args.batch_size, 1)
@@ -75,7 +70,7 @@ def embedding(args, shards: list[str], images: list[bytes], captions: list[str])
         start = time.perf_counter()
         for batch in encode_shards(loaded, shards, args.batch_size, args.num_workers, stats, log_every_s=1e9):
             rows += len(batch.uid)
-        sync()
+        _sync(loaded.device)
         pipe = rows / (time.perf_counter() - start)
         n = args.raw_images
         fig = {
@@ -90,15 +85,16 @@ def embedding(args, shards: list[str], images: list[bytes], captions: list[str])
         }
         fig["efficiency"] = round(pipe / min(fig["raw_both_per_s"], lo), 3)
         if name == args.models[0] and loaded.dtype != torch.float32:
-            fig["min_cosine_vs_fp32"] = agreement(loaded, images[:256], captions[:256], args)
+            fig["min_cosine_vs_fp32"] = agreement(loaded, images[:256], captions[:256])
         out[name] = fig
         say(f"[embed] {name}: " + json.dumps(fig))
         del loaded
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     return out
 
 
-def agreement(loaded, images: list[bytes], captions: list[str], args) -> float:
+def agreement(loaded, images: list[bytes], captions: list[str]) -> float:
     """Smallest cosine between this precision's image embeddings and fp32's (same weights)."""
     import torch
 

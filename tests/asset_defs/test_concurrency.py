@@ -32,7 +32,7 @@ IMPORT = textwrap.dedent(
 )
 
 
-def _release(root: Path, index: int, sign: float, seed: int) -> np.ndarray:
+def _release(root: Path, index: int, sign: float, seed: int) -> None:
     """A precomputed-embeddings release file for part ``index``: every row points along
     ``sign * e0`` (plus noise), so a reader can tell which release a row came from."""
     for sub in ("img_emb", "text_emb", "metadata"):
@@ -43,7 +43,6 @@ def _release(root: Path, index: int, sign: float, seed: int) -> np.ndarray:
     np.save(root / "img_emb" / f"img_emb_{index:04d}.npy", img.astype(np.float16))
     np.save(root / "text_emb" / f"text_emb_{index:04d}.npy", rng.normal(size=(ROWS, DIM)).astype(np.float16))
     pl.DataFrame({"url": ["u"] * ROWS}).write_parquet(root / "metadata" / f"metadata_{index:04d}.parquet")
-    return img
 
 
 def _read_part_repeatedly(data_root: str, source: str, part: str, out, ready, stop) -> None:

@@ -1,7 +1,6 @@
 """The Ray path against the local path on the demo, on a Ray head the test starts on 127.0.0.1
 with 2 CPUs (``LocalHead``: `ray start --block` in a session of its own, ended by process id)."""
 
-import io
 import json
 import os
 import re
@@ -37,6 +36,7 @@ from laionlab.embed.model import ClipSpec, load_clip  # noqa: E402
 from laionlab.io.download import DownloadSettings, download_part  # noqa: E402
 from laionlab.io.lance import LanceTables, embeddings_batch, embeddings_schema  # noqa: E402
 from laionlab.io.metadata import read_part  # noqa: E402
+from tests.laionlab.test_encode import write_shard  # noqa: E402
 
 SPEC = ClipSpec("laionlab-tiny", device="cpu")
 
@@ -58,21 +58,11 @@ def ray_head():
         head.stop()
 
 
-def _shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> str:
-    with tarfile.open(path, "w") as tar:
-        for key, files in samples:
-            for ext, data in files.items():
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return str(path)
-
-
 def test_bad_addresses_fail_naming_the_address(tmp_path):
     nobody = f"127.0.0.1:{_free_port()}"
     with pytest.raises(ConnectionError, match=re.escape(nobody)):
         check_reachable(nobody, timeout_s=2)
-    shard = _shard(tmp_path / "0.tar", [])
+    shard = write_shard(tmp_path / "0.tar", [])
     # RuntimeError when this process already holds a connection (tests run in another order)
     with pytest.raises((ConnectionError, RuntimeError), match=re.escape(nobody)):
         ray_encode_shards(SPEC, [shard], nobody)
@@ -88,7 +78,7 @@ def test_bad_addresses_fail_naming_the_address(tmp_path):
 
 
 def test_cluster_without_gpus_is_refused(tmp_path, ray_head):
-    shard = _shard(tmp_path / "0.tar", [])
+    shard = write_shard(tmp_path / "0.tar", [])
     with pytest.raises(ValueError, match=f"1.0 GPU.*{re.escape(ray_head)}"):
         ray_encode_shards(ClipSpec("laionlab-tiny"), [shard], ray_head, num_gpus_per_actor=1.0)
 
@@ -112,7 +102,7 @@ def test_ray_ingest_writes_the_rows_of_the_local_path(tmp_path, demo, ray_head):
         first = tar.getmembers()[0].name.split(".")[0]
         good_jpg = tar.extractfile(f"{first}.jpg").read()
     no_uid = {"jpg": good_jpg, "txt": b"y", "json": json.dumps({"key": "x"}).encode()}
-    bad = _shard(tmp_path / "bad.tar", [("bad0", garbage), ("bad1", no_uid)])
+    bad = write_shard(tmp_path / "bad.tar", [("bad0", garbage), ("bad1", no_uid)])
     assert count_samples(bad) == 2
 
     clip = load_clip(SPEC)
