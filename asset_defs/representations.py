@@ -72,8 +72,17 @@ def model_features(context: AssetExecutionContext, config: FeaturesConfig, catal
     return MaterializeResult(metadata={"samples": len(indices), "dim": X.shape[1], "objective": spec.objective, "layer": spec.layer})
 
 
-def _features(files: FileStore, data: str, names: list[str]) -> dict[str, np.ndarray]:
-    """Features of every model on a dataset; refuses models computed on different samples."""
+def _features(files: FileStore, data: str, names: list[str], normalize: bool = False) -> dict[str, np.ndarray]:
+    """Features of every model on a dataset (rows L2-normalised with ``normalize``); refuses
+    models without features there and models computed on different samples."""
+    from laionlab.repsim import l2_normalise
+
+    missing = [n for n in names if not (files.exists("model_features", data, f"{n}.npy") and files.exists("model_features", data, f"{n}.indices.npy"))]
+    if missing:
+        raise Failure(
+            f"no model_features for models {missing} on dataset {data!r}: materialise model_features for "
+            f"{', '.join(f'{n}|{data}' for n in missing)} (or remove the models from the catalog)"
+        )
     feats, first = {}, None
     for name in names:
         indices = files.load_npy("model_features", data, f"{name}.indices.npy")
@@ -83,7 +92,8 @@ def _features(files: FileStore, data: str, names: list[str]) -> dict[str, np.nda
                 "rematerialise model_features with the same max_samples and seed"
             )
         first = first or (name, indices)
-        feats[name] = files.load_npy("model_features", data, f"{name}.npy")
+        X = files.load_npy("model_features", data, f"{name}.npy")
+        feats[name] = l2_normalise(X, copy=False, name=f"features of {name!r} on {data!r}") if normalize else X
     return feats
 
 
@@ -91,12 +101,42 @@ def _features(files: FileStore, data: str, names: list[str]) -> dict[str, np.nda
 
 
 class SimilarityConfig(Config):
+    """Defaults are the seed's (lciernik/similarity_consistency, ``sim_consistency/tasks/
+    model_similarity.py`` on thingsvision 2.6.10, the version its requirements pin).
+
+    * ``normalize``: the seed computes every metric on features stored through
+      ``Featurizer(normalize=True)`` (``F.normalize(features, dim=-1)``; ``--normalize`` is on
+      by default), so each model's rows are L2-normalised here before CKA and RSA.
+    * RBF width: thingsvision 2.6.10's ``get_cka(kernel="rbf", sigma=s)`` uses ``s`` as an
+      **absolute** width, ``K = exp(-||x_i - x_j||² / (2 s²))``; only ``sigma=None`` takes the
+      median rule ``sqrt(median of the non-zero squared distances)``. The paper's runs pass
+      ``--sigma`` 0.2/0.4/0.6/0.8 and its figures use 0.4 ("CKA RBF 0.4", the "local" metric;
+      ``notebooks/constants.py``), on normalised features: ``rbf_sigma = 0.4``. Set
+      ``rbf_sigma: null`` for the issue's relative rule ``σ = sigma_frac × sqrt(median of the
+      non-zero squared distances)`` of each model (``sigma_frac = 1`` is thingsvision's
+      ``sigma=None``).
+    """
+
     metrics: list[str] = Field(["linear_cka", "rbf_cka", "rsa"], description="linear_cka, rbf_cka, rsa")
+    normalize: bool = Field(True, description="L2-normalise each model's feature rows before every metric (the seed: Featurizer(normalize=True))")
     unbiased: bool = Field(True, description="unbiased HSIC for CKA (the seed's default)")
-    rbf_sigma: float | None = Field(0.4, description="absolute RBF width on L2-normalised features (the seed: 0.4); null → sigma_frac × median distance")
-    sigma_frac: float = Field(1.0, gt=0, description="used when rbf_sigma is null")
+    rbf_sigma: float | None = Field(
+        0.4, gt=0, description="absolute RBF width (thingsvision 2.6.10's sigma; the paper's figures: 0.4 on L2-normalised features); null → sigma_frac × median distance"
+    )
+    sigma_frac: float = Field(1.0, gt=0, description="used when rbf_sigma is null: σ = sigma_frac × sqrt(median non-zero squared distance)")
     rsa_rdm: str = Field("correlation", description="correlation (1 − Pearson r), cosine or euclidean")
     rsa_corr: str = Field("spearman", description="spearman or pearson")
+
+
+def _metric_options(config: SimilarityConfig, metric: str) -> dict:
+    if metric == "linear_cka":
+        return {"unbiased": config.unbiased}
+    if metric == "rbf_cka":
+        width = {"sigma": config.rbf_sigma} if config.rbf_sigma is not None else {"sigma_frac": config.sigma_frac}
+        return {"unbiased": config.unbiased, **width}
+    if metric == "rsa":
+        return {"rdm": config.rsa_rdm, "corr": config.rsa_corr}
+    raise Failure(f"unknown metric {metric!r}; use linear_cka, rbf_cka or rsa")
 
 
 def _heatmap(matrix: np.ndarray, labels: list[str], title: str, path: str):
@@ -118,17 +158,13 @@ def _heatmap(matrix: np.ndarray, labels: list[str], title: str, path: str):
     return png_markdown(fig, path)
 
 
-def _normalised(X: np.ndarray) -> np.ndarray:
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-
-
 @asset(
     partitions_def=dataset,
     group_name=GROUP,
     deps=[model_features],
     kinds={"numpy"},
     description="Model × model similarity on one dataset: CKA (linear and RBF, unbiased by default) and RSA "
-    "(Spearman of correlation-distance RDMs), as in the seed's model_similarity task.",
+    "(Spearman of correlation-distance RDMs) on L2-normalised features, as in the seed's model_similarity task.",
 )
 def representation_similarity(context: AssetExecutionContext, config: SimilarityConfig, files: FileStore) -> MaterializeResult:
     from laionlab.repsim import similarity_matrix
@@ -137,20 +173,14 @@ def representation_similarity(context: AssetExecutionContext, config: Similarity
     names = registered(context, model)
     if len(names) < 2:
         raise Failure(f"representation similarity needs at least two models, the catalog registers {names}")
-    feats = _features(files, data, names)
+    options = {metric: _metric_options(config, metric) for metric in config.metrics}
+    if "rbf_cka" in options and config.rbf_sigma is not None and not config.normalize:
+        context.log.warning(f"rbf_sigma={config.rbf_sigma} is an absolute width meant for L2-normalised features; normalize is off")
+    feats = _features(files, data, names, config.normalize)
     out, plots = {}, {}
-    for metric in config.metrics:
-        if metric == "linear_cka":
-            kw = {"unbiased": config.unbiased}
-        elif metric == "rbf_cka":
-            kw = {"unbiased": config.unbiased, **({"sigma": config.rbf_sigma} if config.rbf_sigma is not None else {"sigma_frac": config.sigma_frac})}
-        elif metric == "rsa":
-            kw = {"rdm": config.rsa_rdm, "corr": config.rsa_corr}
-        else:
-            raise Failure(f"unknown metric {metric!r}; use linear_cka, rbf_cka or rsa")
-        inputs = {n: _normalised(x) for n, x in feats.items()} if metric == "rbf_cka" else feats  # the seed's features are L2-normalised
+    for metric, kw in options.items():
         try:
-            _, M = similarity_matrix(inputs, metric, **kw)
+            _, M = similarity_matrix(feats, metric, **kw)
         except ValueError as err:
             raise Failure(f"{metric} on {data!r}: {err}") from None
         out[metric] = M
@@ -161,7 +191,7 @@ def representation_similarity(context: AssetExecutionContext, config: Similarity
     buf = io.BytesIO()
     np.savez(buf, names=np.array(names), **out)
     files.write_bytes(buf.getvalue(), "representation_similarity", f"{data}.npz")
-    return MaterializeResult(metadata={"models": ", ".join(names), "samples": len(next(iter(feats.values()))), **plots})
+    return MaterializeResult(metadata={"models": ", ".join(names), "samples": len(next(iter(feats.values()))), "normalized": config.normalize, **plots})
 
 
 def load_similarity(files: FileStore, data: str) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -182,42 +212,33 @@ def load_similarity(files: FileStore, data: str) -> tuple[list[str], dict[str, n
     "similarity matrices' upper triangles (overall and for model pairs within each objective group).",
 )
 def similarity_consistency(context: AssetExecutionContext, catalog: DatasetCatalog, files: FileStore) -> MaterializeResult:
-    from laionlab.repsim import consistency
+    from laionlab.repsim import ALL_MODELS, consistency_table
 
     datasets = [d for d in registered(context, dataset) if _has_similarity(files, d)]
     if len(datasets) < 2:
         raise Failure(f"consistency needs representation_similarity on at least two datasets, found {datasets}")
     loaded = {d: load_similarity(files, d) for d in datasets}
-    names = loaded[datasets[0]][0]
-    for d, (n, _) in loaded.items():
-        if n != names:
-            raise Failure(f"representation_similarity[{d}] covers models {n}, [{datasets[0]}] {names}: rematerialise them together")
-    objective = {n: catalog.model(n).objective for n in names}
-    rows = []
-    for metric in loaded[datasets[0]][1]:
-        for i, a in enumerate(datasets):
-            for b in datasets[i + 1 :]:
-                c = consistency(loaded[a][1][metric], loaded[b][1][metric])
-                rows.append({"metric": metric, "dataset_a": a, "dataset_b": b, "group": "all", **c})
-                for group in sorted(set(objective.values())):
-                    idx = [k for k, n in enumerate(names) if objective[n] == group]
-                    if len(idx) >= 3:  # at least 3 pairs to correlate
-                        sub = np.ix_(idx, idx)
-                        rows.append({"metric": metric, "dataset_a": a, "dataset_b": b, "group": group, **consistency(loaded[a][1][metric][sub], loaded[b][1][metric][sub])})
-    table = pl.DataFrame(rows)
-    files.write_parquet(table, "similarity_consistency", "consistency.parquet")
+    objectives = {n: _model_spec(catalog, n).objective for n in loaded[datasets[0]][0]}
+    try:
+        result = consistency_table(loaded, objectives)
+    except ValueError as err:
+        raise Failure(str(err)) from None
+    for metric, have in result.skipped.items():
+        context.log.warning(f"{metric} left out: representation_similarity has it on {have} only, not on every dataset")
+    files.write_parquet(result.table, "similarity_consistency", "consistency.parquet")
     plots = {}
-    for metric in table["metric"].unique(maintain_order=True):
+    for metric in result.metrics:
         M = np.eye(len(datasets))
-        for r in table.filter((pl.col("metric") == metric) & (pl.col("group") == "all")).iter_rows(named=True):
+        for r in result.table.filter((pl.col("metric") == metric) & (pl.col("group") == ALL_MODELS)).iter_rows(named=True):
             i, j = datasets.index(r["dataset_a"]), datasets.index(r["dataset_b"])
             M[i, j] = M[j, i] = r["spearman"]
         plots[f"{metric}_heatmap"] = _heatmap(M, datasets, f"consistency (Spearman) of {metric}", files.path("similarity_consistency", f"{metric}.png"))
     return MaterializeResult(
         metadata={
             "datasets": ", ".join(datasets),
-            "models_by_objective": json.dumps({g: [n for n in names if objective[n] == g] for g in sorted(set(objective.values()))}),
-            "consistency": markdown_table(table.with_columns(pl.col("pearson").round(3), pl.col("spearman").round(3))),
+            "models_by_objective": json.dumps(result.groups),
+            "skipped_metrics": json.dumps(result.skipped),
+            "consistency": markdown_table(result.table.with_columns(pl.col("pearson").round(3), pl.col("spearman").round(3))),
             **plots,
         }
     )
@@ -278,29 +299,18 @@ def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: D
     "gap (the paper's link between representational similarity and behaviour).",
 )
 def probe_similarity_link(context: AssetExecutionContext, files: FileStore) -> MaterializeResult:
-    from scipy.stats import pearsonr, spearmanr
+    from laionlab.repsim import similarity_behaviour_link
 
     rows = []
     for data in registered(context, dataset):
         if not _has_similarity(files, data):
             continue
         names, matrices = load_similarity(files, data)
-        acc = {}
-        for n in names:
-            if files.exists("probe_scores", data, f"{n}.json"):
-                acc[n] = files.read_json("probe_scores", data, f"{n}.json")["test_accuracy"]
+        acc = [files.read_json("probe_scores", data, f"{n}.json")["test_accuracy"] for n in names if files.exists("probe_scores", data, f"{n}.json")]
         if len(acc) < len(names):
-            continue  # an unlabelled dataset has no probes
-        iu = np.triu_indices(len(names), k=1)
-        gap = np.array([abs(acc[names[i]] - acc[names[j]]) for i, j in zip(*iu)])
-        for metric, M in matrices.items():
-            sims = M[iu]
-            ok = len(gap) >= 3 and np.ptp(gap) > 0 and np.ptp(sims) > 0
-            rows.append({
-                "dataset": data, "metric": metric, "model_pairs": len(gap),
-                "pearson": float(pearsonr(sims, gap)[0]) if ok else float("nan"),
-                "spearman": float(spearmanr(sims, gap)[0]) if ok else float("nan"),
-            })  # fmt: skip
+            context.log.info(f"{data}: probe_scores for {len(acc)} of {len(names)} models (an unlabelled dataset has none); skipped")
+            continue
+        rows += [{"dataset": data, "metric": metric, **similarity_behaviour_link(M, acc)} for metric, M in matrices.items()]
     if not rows:
         raise Failure("no dataset has both probe_scores for every model and representation_similarity")
     table = pl.DataFrame(rows)

@@ -5,12 +5,17 @@ built on thingsvision's CKA/RSA and CLIP_benchmark's linear probe).
 * ``similarity``: linear CKA in feature space (biased and the unbiased HSIC estimator, no
   ``n × n`` matrices), RBF CKA (thingsvision's Gram form; the seed's absolute ``sigma`` or a
   multiple of the median width), RSA (correlation/cosine/euclidean RDMs, Spearman/Pearson),
-  model × model similarity matrices and the consistency of two such matrices.
+  model × model similarity matrices and the consistency of two such matrices;
+  ``l2_normalise``, the seed's feature normalisation.
+* ``summary``: the consistency table across datasets (overall and per objective group) and
+  the link between model-pair similarity and probe-accuracy gaps.
 * ``probe``: seeded stratified splits and a logistic-regression linear probe with its L2
   strength chosen on a validation split.
 
-Defaults are the seed's: unbiased CKA, RBF ``sigma = 0.4`` (``SEED_RBF_SIGMA``, the paper's
-"local" metric) on L2-normalised features, RSA with the correlation RDM and Spearman, a 20 % validation split.
+Defaults are the seed's: features L2-normalised before every metric (``Featurizer(normalize=True)``),
+unbiased CKA, RBF ``sigma = 0.4`` (``SEED_RBF_SIGMA``, the paper's "local" metric; an absolute
+width in thingsvision 2.6.10), RSA with the correlation RDM and Spearman, a 20 % validation
+split.
 Nothing here imports Dagster.
 """
 
@@ -32,14 +37,24 @@ from laionlab.repsim.similarity import (
     SEED_RBF_SIGMAS,
     compute_rdm,
     consistency,
+    l2_normalise,
     linear_cka,
     rbf_cka,
     rsa,
     similarity_matrix,
 )
+from laionlab.repsim.summary import (
+    ALL_MODELS,
+    MIN_GROUP_MODELS,
+    ConsistencyTable,
+    consistency_table,
+    similarity_behaviour_link,
+)
 
 __all__ = [
+    "ALL_MODELS",
     "CORR_METHODS",
+    "ConsistencyTable",
     "DEFAULT_CACHE_BYTES",
     "DEFAULT_CS",
     "DEFAULT_MAX_ITER",
@@ -47,15 +62,19 @@ __all__ = [
     "LINEAR_BLOCK_ROWS",
     "LINEAR_COPY_BYTES",
     "METRICS",
+    "MIN_GROUP_MODELS",
     "RDM_METHODS",
     "SEED_RBF_SIGMA",
     "SEED_RBF_SIGMAS",
     "compute_rdm",
     "consistency",
+    "consistency_table",
+    "l2_normalise",
     "linear_cka",
     "linear_probe",
     "rbf_cka",
     "rsa",
+    "similarity_behaviour_link",
     "similarity_matrix",
     "stratified_split",
 ]

@@ -18,7 +18,11 @@ The catalog YAML (the dataset catalog's ``models:`` section)::
 ``layer``: ``final`` is the model's embedding (open_clip: the projected image embedding;
 timm: the pooled features before the classifier, ``num_classes=0``, which the paper reads for
 supervised models); ``penultimate`` is, for open_clip ViTs, the pooled features before the
-projection. Features are never normalised here (the metrics centre/normalise as they need).
+projection. Features are returned (and stored by ``model_features``) as the layer outputs
+them; the seed L2-normalises them at extraction (``Featurizer(normalize=True)``, the
+``--normalize`` default) and every metric sees normalised rows, which
+``representation_similarity`` reproduces with :func:`laionlab.repsim.l2_normalise` (its
+``normalize`` option, on by default). Keeping the raw features lets that be switched off.
 
 The paper subsamples each dataset to at most 10,000 images, the same images for every model:
 :func:`sample_indices` depends only on the dataset size, the cap and the seed.

@@ -13,6 +13,7 @@ from laionlab.repsim import (
     SEED_RBF_SIGMA,
     compute_rdm,
     consistency,
+    l2_normalise,
     linear_cka,
     linear_probe,
     rbf_cka,
@@ -51,6 +52,37 @@ def related(rng, n, d1, d2, offset=3.0):
     X = rng.normal(size=(n, d1)) + offset
     Y = X[:, :2] @ rng.normal(size=(2, d2)) + 0.7 * rng.normal(size=(n, d2)) - offset
     return X, Y
+
+
+# --- feature normalisation (the seed's Featurizer(normalize=True)) --------------------------
+
+
+def test_l2_normalise_unit_rows_same_directions(rng):
+    X = (rng.normal(size=(50, 12)) * rng.uniform(0.01, 100, size=(50, 1))).astype(np.float32)
+    X[7] = 0.0
+    out = l2_normalise(X)
+    assert out.dtype == np.float32 and out is not X and X[0, 0] != out[0, 0]
+    norms = np.linalg.norm(out.astype(np.float64), axis=1)
+    np.testing.assert_allclose(np.delete(norms, 7), 1.0, atol=1e-6)
+    assert not out[7].any()  # a zero row stays zero, as torch's F.normalize
+    scale = np.linalg.norm(X.astype(np.float64), axis=1)
+    np.testing.assert_allclose(out[:7] * scale[:7, None], X[:7], rtol=1e-5)
+    inplace = X.copy()
+    assert l2_normalise(inplace, copy=False) is inplace
+    np.testing.assert_array_equal(inplace, out)
+    ints = l2_normalise(np.array([[3, 4], [0, 2]]))
+    assert ints.dtype == np.float64 and np.allclose(ints, [[0.6, 0.8], [0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"features of 'm': contains NaN"):
+        l2_normalise(np.array([[1.0, np.nan]]), name="features of 'm'")
+
+
+def test_normalisation_changes_linear_cka_but_not_scale_only(rng):
+    """Why the seed's normalisation matters: per-row scales change linear CKA (they are
+    not an isotropic scaling), a global scale does not."""
+    X, Y = related(rng, 300, 10, 8)
+    Y = Y * rng.uniform(0.2, 5.0, size=(300, 1))
+    assert abs(linear_cka(X, Y) - linear_cka(l2_normalise(X), l2_normalise(Y))) > 0.01
+    assert linear_cka(l2_normalise(X), l2_normalise(Y)) == pytest.approx(linear_cka(l2_normalise(3 * X), l2_normalise(Y)), abs=1e-6)
 
 
 # --- linear CKA ------------------------------------------------------------------------------
