@@ -93,7 +93,10 @@ def _features(files: FileStore, data: str, names: list[str], normalize: bool = F
             )
         first = first or (name, indices)
         X = files.load_npy("model_features", data, f"{name}.npy")
-        feats[name] = l2_normalise(X, copy=False, name=f"features of {name!r} on {data!r}") if normalize else X
+        try:
+            feats[name] = l2_normalise(X, copy=False, name=f"model_features of {name!r} on {data!r}") if normalize else X
+        except ValueError as err:
+            raise Failure(str(err)) from None
     return feats
 
 
