@@ -149,26 +149,16 @@ def search_captions(lance: LanceStore, phrase: str, limit: int | None = 100) -> 
     "classes, all matches kept. Metadata: SWAT's class frequency and its long tail.",
 )
 def string_matches(context: AssetExecutionContext, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.swat import class_frequency, match_synonyms
+    from laionlab.swat import class_frequency
 
     name = context.partition_key
     synonyms, prefix = _synonym_map(files, name)
-    table = lance.tables().open(CAPTIONS_TABLE)
-    parts = registered(context, laion_part)
-    frames = []
-    progress = Progress(f"{name}: matching captions", len(parts), log=context.log, unit="parts")
-    for part in parts:
-        captions = pl.from_arrow(table.search().limit(None).select(["uid", "TEXT"]).where(f"part = '{part}'").to_arrow())
-        matched = match_synonyms(captions["TEXT"], synonyms, prefix=prefix)
-        frames.append(pl.concat([captions.select("uid"), matched.select("classes", "synonyms")], how="horizontal").filter(pl.col("classes").list.len() > 0))
-        progress.update()
-    progress.close()
-    matches = pl.concat(frames).with_columns(pl.col("classes").cast(pl.List(pl.String)))
+    matches = _match_parts(context, lance, name, synonyms, prefix)
     files.write_parquet(matches, "string_matches", f"{name}.parquet")
-    freq = class_frequency(matches.with_columns(pl.col("classes").cast(pl.List(pl.String))), classes=[str(k) for k in synonyms])
+    freq = class_frequency(matches, classes=[str(k) for k in synonyms])
     names = {str(k): s.name for k, s in synonyms.items()}
     frequency = {k: {"name": names[k], "actual_freq": v} for k, v in freq.items()}  # SWAT's class_frequency json
-    files.write_json(frequency, "string_matches", f"{name}_class_frequency.json", indent=1)
+    frequency_json = files.write_json(frequency, "string_matches", f"{name}_class_frequency.json", indent=1)
     counts = sorted(freq.values(), reverse=True)
     table_frame = pl.DataFrame({"class": list(freq), "name": [names[k] for k in freq], "matches": list(freq.values())})
     return MaterializeResult(
@@ -177,12 +167,38 @@ def string_matches(context: AssetExecutionContext, files: FileStore, lance: Lanc
             "multi_class_captions": int((matches["classes"].list.len() > 1).sum()),
             "classes_without_match": sum(v == 0 for v in counts),
             "class_frequency": markdown_table(table_frame.head(30)),
+            "class_frequency_json": frequency_json,
             "long_tail": line_plot(
                 list(range(1, len(counts) + 1)), {"matches": [max(c, 0.5) for c in counts]}, "class rank", f"{name}: matches per class",
                 files.path("string_matches", f"{name}_long_tail.png"), logx=False, ylabel="captions",
             ),
         }
     )
+
+
+def _match_parts(context: AssetExecutionContext, lance: LanceStore, name: str, synonyms: dict, prefix: str | None) -> pl.DataFrame:
+    """uid, classes (as strings), synonyms of every caption of every registered part that
+    matches a class, one part at a time from the caption table."""
+    from laionlab.swat import match_synonyms
+
+    parts = registered(context, laion_part)
+    if not parts or not lance.tables().exists(CAPTIONS_TABLE):
+        raise Failure(
+            f"string_matches[{name}]: no captions to match ({len(parts)} laion_part partitions registered, {CAPTIONS_TABLE} "
+            f"{'exists' if lance.tables().exists(CAPTIONS_TABLE) else 'missing'}): add parts and materialise caption_search_index"
+        )
+    table = lance.tables().open(CAPTIONS_TABLE)
+    frames = []
+    progress = Progress(f"{name}: matching captions", len(parts), log=context.log, unit="parts")
+    for part in parts:
+        captions = pl.from_arrow(table.search().limit(None).select(["uid", "TEXT"]).where(f"part = '{part}'").to_arrow())
+        if captions.height == 0:
+            context.log.warning(f"part {part} has no captions in {CAPTIONS_TABLE}: re-materialise caption_search_index")
+        matched = match_synonyms(captions["TEXT"], synonyms, prefix=prefix)
+        frames.append(pl.concat([captions.select("uid"), matched.select("classes", "synonyms")], how="horizontal").filter(pl.col("classes").list.len() > 0))
+        progress.update()
+    progress.close()
+    return pl.concat(frames).with_columns(pl.col("classes").cast(pl.List(pl.String)))
 
 
 # --- retrieved_images ------------------------------------------------------------------------
@@ -215,18 +231,13 @@ def _embedded_uids(lance: LanceStore, table: str, uids: list[str]) -> set[str]:
 def retrieved_images(
     context: AssetExecutionContext, config: RetrievedImagesConfig, clip: ClipEncoder, downloader: Downloader, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
-    from laionlab.embed.encode import encode_shards
-    from laionlab.io.download import download_part
-    from laionlab.io.files import commit_version_dir, new_version_dir
+    from laionlab.swat import cap_per_class
 
     name = context.partition_key
     matches = files.read_parquet("string_matches", f"{name}.parquet")
     missing = matches.filter(~pl.col("uid").is_in(list(_embedded_uids(lance, EMBEDDINGS_TABLE, matches["uid"].to_list()))))
     if config.max_per_class is not None:
-        missing = (
-            missing.explode("classes").sample(fraction=1.0, shuffle=True, seed=config.seed)
-            .group_by("classes", maintain_order=True).head(config.max_per_class).select("uid").unique().join(missing, on="uid")
-        )
+        missing = cap_per_class(missing, config.max_per_class, seed=config.seed)
     wanted = missing["uid"].to_list()
     already = _embedded_uids(lance, RETRIEVED_TABLE, wanted)
     todo = [u for u in wanted if u not in already]
@@ -234,9 +245,31 @@ def retrieved_images(
         return MaterializeResult(metadata={"matched_without_embedding": len(wanted), "downloaded": 0, "already_retrieved": len(already)})
     parts = sorted({u.rsplit(":", 1)[0] for u in todo})
     meta = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet") for p in parts]).filter(pl.col("uid").is_in(todo))
+    context.log.info(f"{name}: downloading {meta.height} matched images of parts {parts} that were never downloaded")
+    downloaded, rows, version = _download_and_embed(name, meta, clip, downloader, files, lance)
+    return MaterializeResult(
+        metadata={
+            "matched_without_embedding": len(wanted),
+            "requested": meta.height,
+            "downloaded": downloaded,
+            "embedded": rows,
+            "shards": version,
+        }
+    )
+
+
+def _download_and_embed(
+    name: str, meta: pl.DataFrame, clip: ClipEncoder, downloader: Downloader, files: FileStore, lance: LanceStore
+) -> tuple[int, int, str]:
+    """img2dataset the rows of ``meta`` into a new version of the target's shard folder, embed
+    them, and merge them into the target's rows of retrieved_embeddings (rows retrieved before
+    stay). Returns (downloaded, embedded, shard folder)."""
+    from laionlab.embed.encode import encode_shards
+    from laionlab.io.download import download_part
+    from laionlab.io.files import commit_version_dir, new_version_dir
+
     folder = files.path("retrieved_images", name)
     version = new_version_dir(folder)
-    context.log.info(f"{name}: downloading {meta.height} matched images of parts {parts} that were never downloaded")
     result = download_part(meta, version, downloader.settings())
     commit_version_dir(folder, version, keep_old=1)
     loaded = clip.load()
@@ -245,22 +278,13 @@ def retrieved_images(
         embeddings_batch(b.uid, name, loaded.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm)
         for b in encode_shards(loaded, result.shards, clip.batch_size, clip.num_workers)
     ]
-    # rows retrieved before for this target stay; the new ones are merged in
     old = []
     if lance.tables().exists(RETRIEVED_TABLE):
         old = lance.tables().part_query(RETRIEVED_TABLE, name).to_arrow().to_batches()
     rows = sum(b.num_rows for b in batches)
     if rows:
         lance.replace_part(RETRIEVED_TABLE, name, [*old, *batches], schema)
-    return MaterializeResult(
-        metadata={
-            "matched_without_embedding": len(wanted),
-            "requested": meta.height,
-            "downloaded": result.successes,
-            "embedded": rows,
-            "shards": version,
-        }
-    )
+    return result.successes, rows, version
 
 
 # --- retrieval_samples -----------------------------------------------------------------------
@@ -316,52 +340,37 @@ def retrieval_samples(
     context: AssetExecutionContext, config: RetrievalSamplesConfig, clip: ClipEncoder, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
     from laionlab.embed.encode import encode_texts
-    from laionlab.swat import METHODS, prompt_embeddings, rank_samples, swat_txt_name, write_swat_txt
+    from laionlab.swat import check_methods, needs_fewshot, prompt_embeddings, sample_all_methods, swat_labels, write_swat_lists
 
     name = context.partition_key
-    unknown = [m for m in config.methods if m not in METHODS]
-    if unknown:
-        raise Failure(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    try:
+        check_methods(config.methods)
+    except ValueError as err:
+        raise Failure(f"retrieval_samples[{name}]: {err}") from None
     spec, synonyms = _synonyms(catalog, name)
     matches = files.read_parquet("string_matches", f"{name}.parquet")
     uids, T, I = _embeddings_of(lance, matches["uid"].to_list(), context.log)
     if not uids:
         raise Failure(f"no matched row of target {name!r} has embeddings: materialise laion_embeddings or retrieved_images")
-    keys = {str(k): k for k in synonyms}
+    key_type = pl.Int64 if all(isinstance(k, int) for k in synonyms) else pl.String  # string_matches stores str(key)
     frame = pl.DataFrame({"uid": uids}).with_row_index("row").join(matches.select("uid", "classes"), on="uid")
-    classes_of_rows = [[keys[c] for c in cs] for cs in frame.sort("row")["classes"].to_list()]
     loaded = clip.load()
-    templates = None if config.templates == "openai" else ("a photo of a {}.",)
-    prompts = prompt_embeddings(lambda texts: encode_texts(loaded, texts), synonyms, templates)
-    fewshot = None
-    if any(m.startswith("I2") or m.endswith(("I2T-tshd", "I2I-tshd")) for m in config.methods):
-        if spec.fewshot_dataset is None:
-            raise Failure(f"methods {config.methods} need few-shot images: set fewshot_dataset for target {name!r} in the catalog")
-        from asset_defs.laionet import _stack, labelled_reference
-
-        ref = labelled_reference(lance, spec.fewshot_dataset)
-        ref = ref.with_columns(cls=pl.col("label").map_elements(lambda l: str(spec.class_of_label(l, synonyms)), return_dtype=pl.String))
-        fewshot = {keys[c]: _stack(g["emb"]) for (c,), g in ref.filter(pl.col("cls") != "None").group_by("cls")}
-        if not fewshot:
-            raise Failure(f"no image of {spec.fewshot_dataset!r} has a label of target {name!r} (map them with fewshot_labels)")
+    prompts = prompt_embeddings(lambda texts: encode_texts(loaded, texts), synonyms, None if config.templates == "openai" else ("a photo of a {}.",))
+    fewshot = _fewshot(lance, spec, synonyms) if needs_fewshot(config.methods) else None
+    thresholds = {"t2i_threshold": config.t2i_threshold, "i2t_threshold": config.i2t_threshold, "i2i_threshold": config.i2i_threshold}
+    candidates = frame.select("row", pl.col("classes").cast(pl.List(key_type)))
+    picks = sample_all_methods(config.methods, candidates, T, I, prompts, fewshot, config.n_per_class, seed=config.seed, **thresholds)
+    picked = frame.join(picks.select("row").unique(), on="row").sort("row")  # only these images are exported
+    paths = _export_paths(files, picked, name, context.log) if config.export_images else dict(zip(picked["row"], picked["uid"]))
     out_dir = files.path("retrieval_samples", name)
-    paths = _export_paths(files, frame, name, context.log) if config.export_images else {r: u for r, u in zip(frame["row"], frame["uid"])}
-    labels = {k: i for i, k in enumerate(synonyms)}
-    results, sizes = [], {}
-    for method in config.methods:
-        picked = rank_samples(
-            method, classes_of_rows, T, I, prompts, fewshot, config.n_per_class,
-            t2i_threshold=config.t2i_threshold, i2t_threshold=config.i2t_threshold, i2i_threshold=config.i2i_threshold, seed=config.seed,
-        )
-        threshold = {"T2T-rank-T2I-tshd": config.t2i_threshold, "T2T-rank-I2T-tshd": config.i2t_threshold, "T2T-rank-I2I-tshd": config.i2i_threshold}.get(method)
-        sizes[method] = write_swat_txt(picked, paths, labels, f"{out_dir}/{swat_txt_name(method, config.n_per_class, threshold)}")
-        results.append(picked.with_columns(pl.col("class").cast(pl.String)))
-    samples = pl.concat(results).join(frame.select("row", "uid"), on="row").select("uid", "class", "score", "rank", "method")
+    sizes = write_swat_lists(picks, paths, swat_labels(synonyms), out_dir, methods=config.methods, n_per_class=config.n_per_class, **thresholds)
+    samples = picks.join(frame.select("row", "uid"), on="row").select("uid", pl.col("class").cast(pl.String), "score", "rank", "method")
     files.write_parquet(samples, "retrieval_samples", f"{name}.parquet")
     return MaterializeResult(
         metadata={
             "candidates_with_embeddings": len(uids),
             "matched": matches.height,
+            "images_picked": picked.height,
             "per_method": markdown_table(pl.DataFrame({"method": list(sizes), "images": list(sizes.values())})),
             "per_method_plot": bar_plot(
                 list(sizes), [float(v) for v in sizes.values()], f"{name}: images per method ({config.n_per_class} per class at most)",
@@ -372,10 +381,26 @@ def retrieval_samples(
     )
 
 
+def _fewshot(lance: LanceStore, spec, synonyms: dict) -> dict:
+    """The target's few-shot image embeddings by class (I2T/I2I methods), from its labelled
+    fewshot_dataset in reference_embeddings."""
+    from asset_defs.laionet import _stack, labelled_reference
+    from laionlab.swat import fewshot_embeddings
+
+    if spec.fewshot_dataset is None:
+        raise Failure(f"I2T/I2I methods need few-shot images: set fewshot_dataset for target {spec.name!r} in the catalog")
+    ref = labelled_reference(lance, spec.fewshot_dataset)
+    try:
+        return fewshot_embeddings(ref["label"].cast(pl.String), _stack(ref["emb"]), synonyms, spec.fewshot_labels)
+    except ValueError as err:
+        raise Failure(f"target {spec.name!r}, few-shot dataset {spec.fewshot_dataset!r}: {err}") from None
+
+
 def _export_paths(files: FileStore, frame: pl.DataFrame, name: str, log: logging.Logger | None = None) -> dict[int, str]:
-    """Write every candidate's image once under retrieval_samples/<target>/images/ (from the
-    part's shards or the target's retrieved shards) and return row → path (a local path or a
-    URI under the data root, as the SWAT lists then name them)."""
+    """Write the image of each row of ``frame`` (the rows some method picked: row, uid) once
+    under retrieval_samples/<target>/images/ (from the part's shards or the target's retrieved
+    shards) and return row → path (a local path or a URI under the data root, as the SWAT lists
+    then name them). Images already there from an earlier run are not rewritten."""
     from laionlab.io.files import current_version_dir, list_files
     from laionlab.io.shards import iter_shard_images
 
@@ -391,7 +416,7 @@ def _export_paths(files: FileStore, frame: pl.DataFrame, name: str, log: logging
     except FileNotFoundError:
         pass
     path_of = {}
-    progress = Progress(f"{name}: exporting candidate images", len(wanted), log=log, unit="images")
+    progress = Progress(f"{name}: exporting picked images", len(wanted), log=log, unit="images")
     for sample in iter_shard_images(shards, wanted):
         if sample.uid in path_of:
             continue

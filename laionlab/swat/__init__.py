@@ -7,12 +7,15 @@ images for a few-shot target by string matching and ranking.
   class matched per caption; per-class match counts; the seed's FTS5 query string.
 * ``rank``: prompt embeddings (mean over synonyms × templates) and the seed's sampling methods
   (Random, T2T/T2I/I2T/I2I ranking, T2T ranking after a T2I/I2T/I2I threshold), N per class.
-* ``export``: SWAT's ``<image path> <label>`` list files (``T2T500.txt``) and their reader.
+* ``sample``: one target end to end: few-shot images by class, every method on the same
+  candidates, a seeded per-class cap on what is downloaded.
+* ``export``: SWAT's ``<image path> <label>`` list files (``T2T500.txt``), their labels (the
+  metrics file's class ids) and their reader.
 
 Nothing here imports Dagster.
 """
 
-from laionlab.swat.export import read_swat_txt, swat_txt_name, write_swat_txt
+from laionlab.swat.export import read_swat_txt, swat_labels, swat_txt_name, write_swat_lists, write_swat_txt
 from laionlab.swat.match import class_frequency, match_synonyms, normalise, seed_fts5_query
 from laionlab.swat.rank import (
     DEFAULT_N_PER_CLASS,
@@ -22,6 +25,14 @@ from laionlab.swat.rank import (
     T2I_THRESHOLD,
     prompt_embeddings,
     rank_samples,
+)
+from laionlab.swat.sample import (
+    cap_per_class,
+    check_methods,
+    fewshot_class,
+    fewshot_embeddings,
+    needs_fewshot,
+    sample_all_methods,
 )
 from laionlab.swat.synonyms import ClassKey, ClassSynonyms, from_class_names, load_metrics_json
 
@@ -33,15 +44,23 @@ __all__ = [
     "I2T_THRESHOLD",
     "METHODS",
     "T2I_THRESHOLD",
+    "cap_per_class",
+    "check_methods",
     "class_frequency",
+    "fewshot_class",
+    "fewshot_embeddings",
     "from_class_names",
     "load_metrics_json",
     "match_synonyms",
+    "needs_fewshot",
     "normalise",
     "prompt_embeddings",
     "rank_samples",
     "read_swat_txt",
+    "sample_all_methods",
     "seed_fts5_query",
+    "swat_labels",
     "swat_txt_name",
+    "write_swat_lists",
     "write_swat_txt",
 ]

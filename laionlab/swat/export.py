@@ -9,14 +9,20 @@ each class's images in ranking order, to ``{prefix}.txt`` (``T2T500.txt``,
 0 = retrieved, 1 = few-shot, and SWAT's loader splits each line on single spaces into exactly
 three fields. The issue asks for ``<image path> <label>`` lines, which is the default here;
 ``source=0`` adds the seed's third field so SWAT's own loader reads the file. Paths therefore
-may not contain whitespace. :func:`read_swat_txt` reads both forms. Nothing here imports
-Dagster.
+may not contain whitespace. :func:`read_swat_txt` reads both forms.
+
+**Labels** (:func:`swat_labels`): the seed's label is the class id of the metrics file,
+``int(cls)`` (``add_to_split``: ``label_list.append(int(cls))``), so a target holding a subset
+of a dataset's classes (ids ``"0"``, ``"114"``, ``"27"``) keeps those ids. Targets given as
+plain class names are numbered 0..n-1 in list order (their keys already are); a metrics file
+keyed by non-integer strings has no id, so its classes are numbered 0..n-1 in file order.
+Nothing here imports Dagster.
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import fsspec
 import polars as pl
@@ -24,7 +30,7 @@ import polars as pl
 from laionlab.io.files import atomic_write_bytes
 from laionlab.swat.rank import _SPECS, DEFAULT_N_PER_CLASS, I2I_THRESHOLD, I2T_THRESHOLD, T2I_THRESHOLD
 
-__all__ = ["read_swat_txt", "swat_txt_name", "write_swat_txt"]
+__all__ = ["read_swat_txt", "swat_labels", "swat_txt_name", "write_swat_lists", "write_swat_txt"]
 
 # The seed README's --prefix of each method; {n} is N, {t} the threshold.
 _FILE_STEMS = {
@@ -56,6 +62,25 @@ def swat_txt_name(method: str, n_per_class: int = DEFAULT_N_PER_CLASS, threshold
         raise ValueError(f"threshold: method {method!r} has no threshold, got {threshold!r}")
     t = _DEFAULT_THRESHOLDS.get(method) if threshold is None else threshold
     return _FILE_STEMS[method].format(n=int(n_per_class), t=f"{t:g}" if t is not None else "") + ".txt"
+
+
+def swat_labels(classes: Iterable) -> dict:
+    """Class key → the integer label SWAT's lists give it (module docstring): integer keys are
+    their own label (a metrics file's class ids, gaps and file order kept); string keys are
+    numbered 0..n-1 in the given order. Keys must be unique and all of one kind."""
+    if isinstance(classes, (str, bytes)):
+        raise ValueError(f"classes: expected class keys (a mapping or a list), got {classes!r}")
+    keys = list(classes)
+    if not keys:
+        raise ValueError("classes: expected at least one class")
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"classes: duplicate class {next(k for k in keys if keys.count(k) > 1)!r}")
+    ints = [isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in keys]
+    if all(ints):
+        return {k: int(k) for k in keys}
+    if any(ints) or not all(isinstance(k, str) for k in keys):
+        raise ValueError(f"classes: expected keys all integers or all strings, got {keys[:5]!r}")
+    return {k: i for i, k in enumerate(keys)}
 
 
 def _lookup(name: str, source, keys: list, what: str) -> list:
@@ -166,3 +191,44 @@ def read_swat_txt(path: str) -> pl.DataFrame:
         {"path": paths, "label": labels, "source": sources},
         schema={"path": pl.String, "label": pl.Int64, "source": pl.Int64},
     )
+
+
+def write_swat_lists(
+    picks: pl.DataFrame,
+    paths: Mapping[int, str] | Sequence[str] | pl.Series,
+    labels: Mapping | None,
+    out_dir: str,
+    *,
+    methods: Sequence[str] | None = None,
+    n_per_class: int = DEFAULT_N_PER_CLASS,
+    t2i_threshold: float = T2I_THRESHOLD,
+    i2t_threshold: float = I2T_THRESHOLD,
+    i2i_threshold: float = I2I_THRESHOLD,
+    source: int | None = None,
+) -> dict[str, int]:
+    """One :func:`write_swat_txt` list per method of ``picks``
+    (:func:`~laionlab.swat.sample.sample_all_methods`' frame) in ``out_dir``, each named by
+    :func:`swat_txt_name` from ``n_per_class`` and the method's threshold.
+
+    ``methods``: the lists to write, in order (a method without picks gets an empty file);
+    default: the methods present in ``picks``. ``paths``, ``labels``, ``source``: as
+    :func:`write_swat_txt` (``paths`` needs only the picked rows). Returns method → lines.
+    """
+    if not isinstance(picks, pl.DataFrame) or "method" not in picks.columns:
+        raise ValueError("picks: expected sample_all_methods' frame (row, class, score, rank, method)")
+    if not isinstance(out_dir, str) or not out_dir:
+        raise ValueError(f"out_dir: expected a folder path or URI, got {out_dir!r}")
+    if methods is None:
+        methods = picks["method"].unique(maintain_order=True).to_list()
+    unknown = [m for m in methods if m not in _SPECS]
+    if unknown:
+        raise ValueError(f"methods: expected names of {', '.join(_SPECS)}, got {unknown}")
+    threshold_of = {"T2I": t2i_threshold, "I2T": i2t_threshold, "I2I": i2i_threshold}
+    out = {}
+    for method in methods:
+        threshold = threshold_of.get(_SPECS[method][1])
+        name = swat_txt_name(method, n_per_class, threshold)
+        out[method] = write_swat_txt(
+            picks.filter(pl.col("method") == method), paths, labels, f"{out_dir.rstrip('/')}/{name}", source=source
+        )
+    return out

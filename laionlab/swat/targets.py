@@ -8,7 +8,7 @@ from LAION, listed under ``targets:`` in the dataset catalog YAML::
         fewshot_dataset: eurosat_fewshot           # optional: labelled catalog dataset (I2T/I2I)
       flowers:
         classes: [pink primrose, hard-leaved pocket orchid, ...]  # or plain class names
-        fewshot_labels: {"001": 0, "002": 1}       # optional: dataset label -> class key
+        fewshot_labels: {"001": 0, "002": 1}       # optional: dataset label -> class key or name
 
 Relative paths are relative to the catalog file. Each name is one ``target`` partition.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from laionlab.swat.sample import fewshot_class
 from laionlab.swat.synonyms import ClassKey, ClassSynonyms, from_class_names, load_metrics_json
 
 __all__ = ["TargetSpec", "load_targets"]
@@ -42,14 +43,10 @@ class TargetSpec:
         return from_class_names(list(self.classes))
 
     def class_of_label(self, label: str, synonyms: dict[ClassKey, ClassSynonyms]) -> ClassKey | None:
-        """The class a few-shot image's dataset label stands for: ``fewshot_labels`` first,
-        else a class key or class name equal to the label; None for other labels."""
-        if label in self.fewshot_labels:
-            return self.fewshot_labels[label]
-        for key, syn in synonyms.items():
-            if str(key) == label or syn.name == label:
-                return key
-        return None
+        """The class a few-shot image's dataset label stands for: ``fewshot_labels`` first
+        (a value naming no class raises ValueError), else a class key or class name equal to
+        the label; None for other labels (:func:`laionlab.swat.sample.fewshot_class`)."""
+        return fewshot_class(label, synonyms, self.fewshot_labels)
 
 
 def load_targets(path: str | Path) -> dict[str, TargetSpec]:

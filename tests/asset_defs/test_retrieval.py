@@ -1,5 +1,6 @@
 """materialize() tests of the SWAT retrieval assets (seed 003) on the demo."""
 
+import json
 import re
 from pathlib import Path
 
@@ -25,6 +26,30 @@ FEWSHOT = "demo_imagenet_val"
 
 def _error(result) -> str:
     return str(result.get_step_failure_events()[0].event_specific_data.error)
+
+
+def _with_targets(resources, instance, file_name: str, targets: dict, files: dict | None = None) -> dict:
+    """Resources whose catalog is the demo's plus ``targets`` (written next to it, so relative
+    paths hold; ``files``: name -> JSON value written there too), the targets registered."""
+    from resources import DatasetCatalog
+
+    original = Path(resources["catalog"].path)
+    for name, value in (files or {}).items():
+        original.with_name(name).write_text(json.dumps(value))
+    entries = yaml.safe_load(original.read_text())
+    entries["targets"].update(targets)
+    catalog = original.with_name(file_name)
+    catalog.write_text(yaml.safe_dump(entries))
+    instance.add_dynamic_partitions("target", list(targets))
+    return {**resources, "catalog": DatasetCatalog(path=str(catalog))}
+
+
+def _samples_config(**config) -> dict:
+    return {"ops": {"retrieval_samples": {"config": {"templates": "simple", **config}}}}
+
+
+def _metadata(result, asset: str) -> dict:
+    return {k: v.value for k, v in result.asset_materializations_for_node(asset)[0].metadata.items()}
 
 
 def _rule(text: str | None, synonym: str) -> bool:
@@ -70,6 +95,46 @@ def test_caption_index_adds_only_new_parts(swat, demo):
     result = run([caption_search_index], resources, first, None)
     meta = result.asset_materializations_for_node("caption_search_index")[0].metadata
     assert meta["parts_added"].value == "none"
+
+
+def test_caption_index_adds_and_removes_parts_incrementally(tmp_path, demo):
+    """Part 0 indexed, then part 1 registered: only part 1 is added and its captions are found
+    by phrase; part 0 unregistered: its rows leave the index."""
+    from asset_defs.ingest import laion_metadata
+
+    resources = make_resources(tmp_path, str(Path(demo.root) / "laion_parts"))
+    files, lance = resources["files"], resources["lance"]
+    p0, p1 = demo.parts[:2]
+    instance = instance_with_parts([p0])
+    assert run([laion_metadata], resources, instance, p0).success
+    meta = _metadata(run([caption_search_index], resources, instance, None), "caption_search_index")
+    instance.add_dynamic_partitions("laion_part", [p1])
+    assert run([laion_metadata], resources, instance, p1).success
+    captions = {p: files.read_parquet("laion_metadata", f"{p}.parquet") for p in (p0, p1)}
+    assert meta["parts_added"] == p0 and meta["rows"] == captions[p0].height
+
+    def only_in(part, other):
+        """(uid, caption) of a caption of ``part`` that no caption of ``other`` contains."""
+        rows = [(u, t) for u, t in zip(captions[part]["uid"], captions[part]["TEXT"])
+                if t and not any(_rule(o, t) for o in captions[other]["TEXT"])]
+        assert rows, f"every caption of {part} occurs in {other}"
+        return rows[0]
+
+    uid1, text1 = only_in(p1, p0)
+    assert not len(search_captions(lance, text1, limit=None))  # part 1 is registered, not yet indexed
+    meta = _metadata(run([caption_search_index], resources, instance, None), "caption_search_index")
+    assert (meta["parts_added"], meta["parts_removed"]) == (p1, "none")
+    assert meta["rows"] == captions[p0].height + captions[p1].height
+    both = pl.concat([captions[p0], captions[p1]])
+    assert set(search_captions(lance, text1, limit=None)["uid"]) == {u for u, t in zip(both["uid"], both["TEXT"]) if _rule(t, text1)} >= {uid1}
+
+    uid0, text0 = only_in(p0, p1)
+    assert uid0 in set(search_captions(lance, text0, limit=None)["uid"])
+    instance.delete_dynamic_partition("laion_part", p0)
+    meta = _metadata(run([caption_search_index], resources, instance, None), "caption_search_index")
+    assert (meta["parts_added"], meta["parts_removed"], meta["rows"]) == ("none", p0, captions[p1].height)
+    assert not len(search_captions(lance, text0, limit=None))
+    assert uid1 in set(search_captions(lance, text1, limit=None)["uid"])
 
 
 def test_t2t_rank_picks_the_captions_closest_to_the_prompt(swat):
@@ -120,22 +185,87 @@ def test_retrieved_images_downloads_only_rows_never_downloaded(tmp_path, demo):
     assert set(samples["uid"]) <= set(rows) and samples.height > 0
 
 
-def test_bad_targets_name_the_problem(swat):
-    from resources import DatasetCatalog
+def test_swat_lists_label_rows_by_the_metrics_class_ids(swat):
+    """A metrics file holding demo classes 1 and 0 as ids "3" and "0" (a gap, not in id order):
+    every line's label is its class id, as SWAT writes int(class id)."""
+    from laionlab.swat import read_swat_txt
 
     resources, instance = swat
-    original = Path(resources["catalog"].path)
-    catalog = original.with_name("bad_targets.yaml")  # next to the demo's, so relative paths hold
-    entries = yaml.safe_load(original.read_text())
-    entries["targets"].update({"no_fewshot": {"classes": ["tench", "goldfish"]}, "empty": {"classes": ["tench", ""]}})
-    catalog.write_text(yaml.safe_dump(entries))
-    bad = {**resources, "catalog": DatasetCatalog(path=str(catalog))}
-    instance.add_dynamic_partitions("target", ["no_fewshot", "empty"])
-    result = run([concept_synonyms], bad, instance, "empty", raise_on_error=False)
-    assert not result.success and "empty" in _error(result)
+    demo_metrics = json.loads(Path(resources["catalog"].path).with_name("demo_target_metrics.json").read_text())
+    subset = {"3": demo_metrics["1"], "0": demo_metrics["0"]}
+    res = _with_targets(resources, instance, "subset_targets.yaml", {"subset": {"metrics": "subset_metrics.json"}},
+                        {"subset_metrics.json": subset})
+    config = _samples_config(n_per_class=2, methods=["T2T-rank", "Random"], export_images=False)
+    assert run([concept_synonyms, string_matches, retrieval_samples], res, instance, "subset", run_config=config).success
+    files = resources["files"]
+    samples = files.read_parquet("retrieval_samples", "subset.parquet")
+    assert set(samples["class"]) == {"3", "0"}
+    for method, name in (("T2T-rank", "T2T2.txt"), ("Random", "Random2.txt")):
+        listed = read_swat_txt(files.path("retrieval_samples", "subset", name))
+        want = samples.filter(pl.col("method") == method)
+        assert sorted(zip(listed["path"], listed["label"])) == sorted(zip(want["uid"], want["class"].cast(pl.Int64)))
+        assert listed["label"].to_list() == sorted(listed["label"]) and set(listed["label"]) == {0, 3}
+
+
+def test_only_the_picked_images_are_exported(swat):
+    resources, instance = swat
+    res = _with_targets(resources, instance, "picked_targets.yaml", {"picked": {"metrics": "demo_target_metrics.json"}})
+    config = _samples_config(n_per_class=1, methods=["T2T-rank", "T2I-rank"])
+    result = run([concept_synonyms, string_matches, retrieval_samples], res, instance, "picked", run_config=config)
+    files = resources["files"]
+    samples = files.read_parquet("retrieval_samples", "picked.parquet")
+    exported = {Path(p).name.rsplit(".", 1)[0] for p in files.glob("retrieval_samples", "picked", "images")}
+    assert exported == {u.replace(":", "_") for u in samples["uid"]}
+    meta = _metadata(result, "retrieval_samples")
+    assert meta["images_picked"] == len(exported) < meta["candidates_with_embeddings"]
+
+
+def test_bad_targets_name_the_problem(swat):
+    resources, instance = swat
+    bad = _with_targets(
+        resources, instance, "bad_targets.yaml",
+        {
+            "no_fewshot": {"classes": ["tench", "goldfish"]},
+            "empty": {"classes": ["tench", ""]},
+            "duplicate": {"classes": ["tench", "Tench"]},
+            "no_synonyms": {"metrics": "no_synonyms_metrics.json"},
+            "unknown_label": {"classes": ["tench", "goldfish"], "fewshot_dataset": FEWSHOT, "fewshot_labels": {"n01440764": "shark"}},
+        },
+        {"no_synonyms_metrics.json": {"0": {"name": "tench", "alternates": {"tench": 1}}, "5": {"name": "eft", "alternates": {}}}},
+    )
+    expected = {
+        "empty": "target 'empty': names[1]: expected a non-empty str, got ''",
+        "duplicate": "target 'duplicate': names: duplicate class name 'Tench' at 0 and 1",
+        "no_synonyms": "class '5': synonyms: expected at least one synonym for class 'eft', got none",
+    }
+    for name, message in expected.items():
+        result = run([concept_synonyms], bad, instance, name, raise_on_error=False)
+        assert not result.success and message in _error(result), name
     assert run([concept_synonyms, string_matches], bad, instance, "no_fewshot").success
     result = run([retrieval_samples], bad, instance, "no_fewshot", raise_on_error=False)
     assert not result.success and "fewshot_dataset" in _error(result)
     config = {"methods": ["T2T-rank", "Best"]}
     result = run([retrieval_samples], bad, instance, "no_fewshot", run_config={"ops": {"retrieval_samples": {"config": config}}}, raise_on_error=False)
-    assert not result.success and "Best" in _error(result)
+    assert not result.success and "unknown ['Best']" in _error(result)
+    # a fewshot_labels value that names no class of the target
+    assert run([concept_synonyms, string_matches], bad, instance, "unknown_label").success
+    result = run([retrieval_samples], bad, instance, "unknown_label", run_config=_samples_config(methods=["I2I-rank"]), raise_on_error=False)
+    assert not result.success
+    assert "label 'n01440764' maps to 'shark', which is no class of the target; known classes: 0 (tench), 1 (goldfish)" in _error(result)
+
+
+def test_string_matches_without_parts_says_so(swat):
+    resources, _ = swat
+    empty = instance_with_parts([])
+    empty.add_dynamic_partitions("target", [TARGET])
+    result = run([string_matches], resources, empty, TARGET, raise_on_error=False)
+    assert not result.success and "no captions to match (0 laion_part partitions registered" in _error(result)
+
+
+def test_string_matches_records_the_class_frequency_json(swat):
+    resources, instance = swat
+    result = run([string_matches], resources, instance, TARGET)
+    path = _metadata(result, "string_matches")["class_frequency_json"]
+    frequency = json.loads(Path(path).read_text())
+    matches = resources["files"].read_parquet("string_matches", f"{TARGET}.parquet")
+    assert sum(v["actual_freq"] for v in frequency.values()) == matches["classes"].list.len().sum()

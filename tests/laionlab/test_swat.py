@@ -14,16 +14,24 @@ import pytest
 from laionlab.swat import (
     METHODS,
     ClassSynonyms,
+    cap_per_class,
+    check_methods,
     class_frequency,
+    fewshot_class,
+    fewshot_embeddings,
     from_class_names,
     load_metrics_json,
     match_synonyms,
+    needs_fewshot,
     normalise,
     prompt_embeddings,
     rank_samples,
     read_swat_txt,
+    sample_all_methods,
     seed_fts5_query,
+    swat_labels,
     swat_txt_name,
+    write_swat_lists,
     write_swat_txt,
 )
 
@@ -542,3 +550,109 @@ def test_pipeline_match_rank_export(tmp_path):
     write_swat_txt(out, [f"img/{i}.jpg" for i in range(5)], None, str(tmp_path / "T2T2.txt"))
     back = read_swat_txt(str(tmp_path / "T2T2.txt"))
     assert back["path"].to_list() == ["img/4.jpg", "img/0.jpg", "img/2.jpg", "img/1.jpg"]
+
+
+def test_swat_labels_are_the_metrics_class_ids(tmp_path):
+    # a class subset with gaps, not in id order: SWAT writes int(class id), not the position
+    subset = {k: METRICS[k] for k in ("114", "0", "27")}
+    syn = load_metrics_json(write_json(tmp_path, subset))
+    assert swat_labels(syn) == {114: 114, 0: 0, 27: 27}
+    # plain class names are numbered in list order (their keys already are)
+    assert swat_labels(from_class_names(["tench", "goldfish"])) == {0: 0, 1: 1}
+    # keys that are not ids (a metrics file keyed by names): numbered in file order
+    assert swat_labels(["zebra", "apple"]) == {"zebra": 0, "apple": 1}
+    with pytest.raises(ValueError, match="all integers or all strings"):
+        swat_labels([0, "a"])
+    with pytest.raises(ValueError, match="duplicate class 3"):
+        swat_labels([3, 0, 3])
+
+
+def test_swat_lists_carry_the_class_ids_through_a_round_trip(tmp_path, pool):
+    """Classes 3 and 0 (a gap, not in id order): each line's label is its class id."""
+    classes = [[{0: 3, 1: 0}[c] for c in cs] for cs in pool["classes"]]
+    prompts = {3: E0, 0: E1}
+    picked = sample_all_methods(["T2T-rank", "Random"], classes, text_emb=pool["text"], prompt_emb=prompts, n_per_class=2)
+    paths = {r: f"img/{r}.jpg" for r in picked["row"].unique()}  # only the picked rows
+    sizes = write_swat_lists(picked, paths, swat_labels(prompts), str(tmp_path), n_per_class=2)
+    assert sizes == {"T2T-rank": 4, "Random": 4}
+    back = read_swat_txt(str(tmp_path / "T2T2.txt"))
+    want = picked.filter(pl.col("method") == "T2T-rank").sort("class", "rank")
+    assert back["path"].to_list() == [f"img/{r}.jpg" for r in want["row"]]
+    assert back["label"].to_list() == want["class"].to_list() == [0, 0, 3, 3]
+    assert picks(want, 3) == [1, 3] and picks(want, 0) == [8, 6]  # T2T order, class 3 scored by e0
+    assert set(read_swat_txt(str(tmp_path / "Random2.txt"))["label"]) == {0, 3}
+
+
+def test_write_swat_lists_names_files_by_threshold_and_writes_empty_methods(tmp_path, pool):
+    picks = sample_all_methods(["T2T-rank-T2I-tshd"], pool["classes"], pool["text"], pool["image"], pool["prompt"],
+                               n_per_class=5, t2i_threshold=0.99)
+    assert picks.height == 0
+    sizes = write_swat_lists(picks, {}, None, str(tmp_path), methods=["T2T-rank-T2I-tshd"], n_per_class=5,
+                             t2i_threshold=0.99)
+    assert sizes == {"T2T-rank-T2I-tshd": 0} and (tmp_path / "T2T5+T2I0.99.txt").read_text() == ""
+    with pytest.raises(ValueError, match="methods"):
+        write_swat_lists(picks, {}, None, str(tmp_path), methods=["Best"])
+
+
+def test_sample_all_methods_equals_rank_samples_per_method(pool):
+    fewshot = {0: np.stack([E0, E1]), 1: E2[None, :]}
+    kw = dict(text_emb=pool["text"], image_emb=pool["image"], prompt_emb=pool["prompt"], fewshot_emb=fewshot,
+              n_per_class=3, t2i_threshold=0.2, i2t_threshold=0.1, i2i_threshold=0.3, seed=4)
+    out = sample_all_methods(list(reversed(METHODS)), pool["classes"], **kw)
+    assert out["method"].unique(maintain_order=True).to_list() == list(reversed(METHODS))
+    for method in METHODS:
+        want = rank_samples(method, pool["classes"], **kw)
+        assert out.filter(pl.col("method") == method).equals(want), method
+    with pytest.raises(ValueError, match="unknown"):
+        sample_all_methods(["T2T-rank", "Best"], pool["classes"], **kw)
+    with pytest.raises(ValueError, match="more than once"):
+        check_methods(["Random", "Random"])
+    with pytest.raises(ValueError, match="non-empty"):
+        check_methods([])
+
+
+def test_needs_fewshot():
+    assert not needs_fewshot(["Random", "T2T-rank", "T2I-rank", "T2T-rank-T2I-tshd"])
+    for method in ("I2T-rank", "I2I-rank", "T2T-rank-I2T-tshd", "T2T-rank-I2I-tshd"):
+        assert needs_fewshot(["T2T-rank", method]), method
+
+
+def test_fewshot_embeddings_group_images_by_class():
+    syn = from_class_names({3: ["tench"], 0: ["goldfish"], 7: ["shark"]})
+    labels = ["n01443537", "n01440764", "other", "n01440764", "goldfish", "7"]
+    emb = np.arange(12, dtype=np.float32).reshape(6, 2)
+    out = fewshot_embeddings(labels, emb, syn, {"n01440764": 3, "n01443537": "0"})
+    # order of the classes, rows in dataset order; "goldfish" by name, "7" by key, "other" dropped
+    assert list(out) == [3, 0, 7]
+    np.testing.assert_array_equal(out[3], emb[[1, 3]])
+    np.testing.assert_array_equal(out[0], emb[[0, 4]])
+    np.testing.assert_array_equal(out[7], emb[[5]])
+    assert fewshot_class("n01440764", syn, {"n01440764": "tench"}) == 3  # a class name as the value
+    assert fewshot_class("other", syn) is None
+
+
+def test_fewshot_embeddings_reject_unknown_classes():
+    syn = from_class_names({3: ["tench"], 0: ["goldfish"]})
+    emb = np.ones((2, 2), np.float32)
+    with pytest.raises(ValueError, match=r"label 'n01' maps to 5, which is no class.*known classes: 3 \(tench\), 0"):
+        fewshot_embeddings(["n01", "n02"], emb, syn, {"n01": 5})
+    with pytest.raises(ValueError, match="no few-shot label \\('a', 'b'\\).*fewshot_labels"):
+        fewshot_embeddings(["a", "b"], emb, syn)
+    with pytest.raises(ValueError, match="one row per label"):
+        fewshot_embeddings(["a"], emb, syn)
+
+
+def test_cap_per_class_is_seeded_and_keeps_at_most_n_per_class():
+    matches = pl.DataFrame({"uid": [f"u{i}" for i in range(30)],
+                            "classes": [["a"]] * 20 + [["b"]] * 5 + [["a", "b"]] * 5})
+    out = cap_per_class(matches, 4, seed=1)
+    per_class = out.explode("classes")["classes"].value_counts()
+    counts = dict(zip(per_class["classes"], per_class["count"]))
+    # a row of both classes drawn for one of them may push the other over 4, never beyond 4 + 4
+    assert counts["a"] >= 4 and counts["b"] >= 4 and out.height <= 8
+    assert out["uid"].to_list() == sorted(out["uid"].to_list(), key=lambda u: int(u[1:]))  # input order
+    assert cap_per_class(matches, 4, seed=1).equals(out)
+    assert {tuple(cap_per_class(matches, 4, seed=s)["uid"]) for s in range(10)} != {tuple(out["uid"])}
+    assert cap_per_class(matches, 100).equals(matches)
+    with pytest.raises(ValueError, match="max_per_class"):
+        cap_per_class(matches, 0)
