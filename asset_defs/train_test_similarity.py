@@ -13,6 +13,7 @@ from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.partitions import dataset, laion_part, registered
 from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors
+from laionlab.io.lance import read_vectors
 from laionlab.progress import Progress
 from resources import FileStore, LanceStore
 
@@ -23,12 +24,31 @@ def _part_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray]:
     return laion_vectors(lance, where=f"part = '{part}'", raw=False)
 
 
+def _sampled_part_vectors(lance: LanceStore, part: str, n_rows: int, rows: np.ndarray) -> np.ndarray:
+    """Unit vectors of the part's rows at positions ``rows`` of its uid order (the order of
+    :func:`_part_vectors`), in that order. Only the part's uids are scanned; the vectors of the
+    chosen rows are fetched by row id, so an unsampled row's vector is never read."""
+    tables = lance.tables()
+    index = tables.part_query(EMBEDDINGS_TABLE, part, ["uid"]).with_row_id(True).to_polars().sort("uid")
+    if index.height != n_rows:
+        raise Failure(f"laion_embeddings[{part}] changed while dedup_centroids sampled it: rematerialise dedup_centroids")
+    want = index[rows]
+    taken = tables.open(EMBEDDINGS_TABLE).take_row_ids(want["_rowid"].to_list()).select(["uid", "image_emb"])
+    uids, X = read_vectors(taken.to_batches())
+    order = pl.Series(uids, dtype=pl.String).arg_sort().to_numpy()
+    if [uids[i] for i in order] != want["uid"].to_list():
+        raise Failure(f"laion_embeddings[{part}] changed while dedup_centroids sampled it: rematerialise dedup_centroids")
+    return X[order]
+
+
 class DedupCentroidsConfig(Config):
     k: int = Field(50_000, ge=1, description="clusters (seed: 50,000 for LAION-400M)")
-    sample_size: int = Field(10_000_000, ge=1, description="rows sampled uniformly across parts for k-means")
+    sample_size: int = Field(
+        10_000_000, ge=1, description="rows sampled for k-means, from each part in proportion to its size (the seed used every row)"
+    )
     duplicate_cosine: float = Field(0.9, gt=0, lt=1, description="initial centres closer than this are redrawn (seed: 0.9)")
     n_iter: int = Field(25, ge=1)
-    seed: int = Field(0)
+    seed: int = Field(0, ge=0)
 
 
 @asset(
@@ -37,19 +57,32 @@ class DedupCentroidsConfig(Config):
     kinds={"faiss", "numpy"},
     pool="gpu",
     description="Spherical k-means centroids of LAION image embeddings for deduplication (seed 004: 50,000 "
-    "clusters, initial centres with cosine > 0.9 redrawn).",
+    "clusters, initial centres with cosine > 0.9 redrawn), trained on a sample drawn part by part.",
 )
 def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.cluster import kmeans
-    from laionlab.coverage.report import sample_rows
+    """Spherical (cosine) k-means on ``sample_size`` rows drawn from every part in proportion
+    to its size (:func:`laionlab.cluster.sample_across_parts`; only the sampled rows' vectors
+    are read). The seed (``assign_clusters.py``) ran Euclidean Lloyd on all rows, with centres
+    the plain means of their unit vectors. For a unit row ``x``, ``|x - c|² = 1 + |c|² - 2<x, c>``,
+    so Euclidean assignment is ``argmax <x, c> - |c|²/2`` and equals cosine assignment
+    ``argmax <x, c/|c|>`` exactly when all centres have the same norm, as ours (unit) do; the
+    seed's means have norms below 1 that differ between tight and spread clusters, so its
+    assignments can differ near cluster borders. Update directions agree (a mean and its
+    normalised version point the same way). Every row is then assigned by cosine in
+    dedup_assignments."""
+    from laionlab.cluster import kmeans, sample_across_parts
 
     parts = registered(context, laion_part)
-    blocks, progress = [], Progress("reading LAION vectors", len(parts), log=context.log, unit="parts")
-    for part in parts:
-        blocks.append(_part_vectors(lance, part)[1])
+    counts = [lance.tables().count(EMBEDDINGS_TABLE, f"part = '{p}'") for p in parts]
+    if not parts or not sum(counts):
+        raise Failure("laion_embeddings has no rows in the registered laion_part partitions: materialise laion_embeddings")
+    blocks, progress = [], Progress("sampling LAION vectors", len(parts), log=context.log, unit="parts")
+    for part, n, rows in zip(parts, counts, sample_across_parts(counts, config.sample_size, config.seed)):
+        if len(rows):
+            blocks.append(_part_vectors(lance, part)[1] if len(rows) == n else _sampled_part_vectors(lance, part, n, rows))
         progress.update()
     progress.close()
-    X = sample_rows(np.concatenate(blocks), config.sample_size, config.seed)
+    X = np.concatenate(blocks)
     del blocks
     if config.k > len(X):
         raise Failure(f"k={config.k} is larger than the sample ({len(X)} LAION rows); lower k")
@@ -59,6 +92,7 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
         metadata={
             "k": config.k,
             "sample": len(X),
+            "laion_rows": sum(counts),
             "parts_seen": ", ".join(parts),
             "empty_clusters": int((result.sizes == 0).sum()),
             "cluster_sizes": histogram(
@@ -116,26 +150,14 @@ def read_dedup(files: FileStore, columns: list[str] | None = None) -> pl.DataFra
     return pl.concat([read_parquet(f, columns) for f in found])
 
 
-@asset(
-    group_name=GROUP,
-    deps=[dedup_assignments],
-    kinds={"parquet"},
-    description="Semantic deduplication of LAION (seed 004's compute_dedup_paths): keep/drop per uid, streamed "
-    "cluster group by cluster group over the parts, with the removal fraction and its curve over ε.",
-)
-def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.dedup import ClusterShard, cluster_offsets, dedup_shards, removal_curve
-    from laionlab.io.files import atomic_write_parquet, commit_version_dir, join, new_version_dir
+def _open_shards(context: AssetExecutionContext, files: FileStore, parts: list[str], k: int) -> list:
+    """dedup_assignments of every part as ClusterShards (vectors memory-mapped locally, read
+    with ranged reads on an object store), after checking each part's files agree."""
+    from laionlab.dedup import ClusterShard, cluster_offsets
 
-    if config.rule not in ("seed", "semdedup"):
-        raise Failure(f"rule must be 'seed' or 'semdedup', got {config.rule!r}")
-    parts = registered(context, laion_part)
-    k = len(files.load_npy("dedup_centroids", "centroids.npy", mmap=True))
-    shards = []
-    progress = Progress("opening dedup_assignments", len(parts), log=context.log, unit="parts")
+    shards, progress = [], Progress("opening dedup_assignments", len(parts), log=context.log, unit="parts")
     for part in parts:
         clusters = files.read_parquet("dedup_assignments", f"{part}.parquet", columns=["cluster"])["cluster"].to_numpy()
-        # rows are read group by group (memory-mapped locally, ranged reads on an object store)
         vectors = files.load_npy("dedup_assignments", f"{part}.vectors.npy", mmap=True)
         if len(vectors) != len(clusters) or (len(clusters) and clusters.max() >= k):
             raise Failure(
@@ -145,37 +167,63 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
         shards.append(ClusterShard(vectors, cluster_offsets(clusters, k)))
         progress.update()
     progress.close()
-    total = sum(len(s.vectors) for s in shards)
-    context.log.info(f"deduplicating {total} rows of {len(parts)} parts in {k} clusters, {config.group_rows} rows at a time")
-    # the library logs rows done, rate and ETA through the laionlab logger
-    flags = dedup_shards(shards, eps=config.eps, rule=config.rule, block_rows=config.block_rows, group_rows=config.group_rows)
+    return shards
+
+
+def _write_dedup(context: AssetExecutionContext, files: FileStore, parts: list[str], flags: list) -> None:
+    """One Parquet per part (uid, cluster, part, keep, max_earlier_sim) into a new version
+    folder of laion_dedup, made current only once every part is written."""
+    from laionlab.io.files import atomic_write_parquet, commit_version_dir, join, new_version_dir
+
     version = new_version_dir(files.path("laion_dedup"))
-    removed, curve_counts = 0, np.zeros(len(config.curve_eps))
     progress = Progress("writing laion_dedup", len(parts), log=context.log, unit="parts")
     for part, (keep, max_sim) in zip(parts, flags):
         frame = files.read_parquet("dedup_assignments", f"{part}.parquet", columns=["uid", "cluster"])
         frame = frame.with_columns(part=pl.lit(part), keep=pl.Series(keep), max_earlier_sim=pl.Series(max_sim))
         atomic_write_parquet(frame, join(version, f"{part}.parquet"))
-        removed += int((~keep).sum())
-        curve_counts += np.array([f * len(keep) for _, f in removal_curve(max_sim, config.curve_eps)])
         progress.update()
     progress.close()
     commit_version_dir(files.path("laion_dedup"), version)
-    frac = curve_counts / max(total, 1)
+
+
+@asset(
+    group_name=GROUP,
+    deps=[dedup_assignments],
+    kinds={"parquet"},
+    description="Semantic deduplication of LAION (seed 004's compute_dedup_paths): keep/drop per uid, streamed "
+    "cluster group by cluster group over the parts, with the removal fraction and its curve over ε.",
+)
+def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: FileStore) -> MaterializeResult:
+    from laionlab.dedup import dedup_shards, removal_summary
+
+    if config.rule not in ("seed", "semdedup"):
+        raise Failure(f"rule must be 'seed' or 'semdedup', got {config.rule!r}")
+    parts = registered(context, laion_part)
+    k = len(files.load_npy("dedup_centroids", "centroids.npy", mmap=True))
+    shards = _open_shards(context, files, parts, k)
+    context.log.info(f"deduplicating {sum(len(s.vectors) for s in shards)} rows of {len(parts)} parts in {k} clusters, {config.group_rows} rows at a time")
+    # the library logs rows done, rate and ETA through the laionlab logger
+    flags = dedup_shards(shards, eps=config.eps, rule=config.rule, block_rows=config.block_rows, group_rows=config.group_rows)
+    _write_dedup(context, files, parts, flags)
+    summary = removal_summary(flags, config.curve_eps)
+    # the curve is the seed rule's; semdedup removes at least as much at every ε
+    curve_rule = "seed rule" if config.rule == "seed" else "seed rule, a lower bound for semdedup"
+    frac = [f for _, f in summary.curve]
     return MaterializeResult(
         metadata={
-            "rows": total,
-            "removed": removed,
-            "removal_fraction": removed / max(total, 1),
+            "rows": summary.rows,
+            "removed": summary.removed,
+            "removal_fraction": summary.removal_fraction,
             "eps": config.eps,
             "rule": config.rule,
+            "removal_curve_rule": curve_rule,
             "parts_seen": ", ".join(parts),
             "removal_curve": line_plot(
-                list(config.curve_eps), {"removed": list(frac)}, "ε (drop when cosine > 1 − ε)", "removal fraction vs ε (seed rule)",
+                list(config.curve_eps), {f"removed ({curve_rule})": frac}, "ε (drop when cosine > 1 − ε)", f"removal fraction vs ε ({curve_rule})",
                 files.path("laion_dedup", "removal_curve.png"), logx=False, ylabel="fraction removed",
             ),
             "removal_table": markdown_table(
-                pl.DataFrame({"eps": list(config.curve_eps), "drop_when_cosine_above": [round(1 - e, 4) for e in config.curve_eps], "fraction_removed": frac.round(4)})
+                pl.DataFrame({"eps": list(config.curve_eps), "drop_when_cosine_above": [round(1 - e, 4) for e in config.curve_eps], "fraction_removed_seed_rule": np.round(frac, 4)})
             ),
         }
     )
@@ -183,7 +231,20 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
 
 class EvalSimilarityConfig(Config):
     k: int = Field(10_000, ge=1, description="candidates per eval sample (seed: 10,000)")
-    block_rows: int = Field(65_536, ge=1)
+    block_rows: int = Field(65_536, ge=1, description="LAION rows per block of the top-k search")
+
+
+def _laion_parts(context: AssetExecutionContext, lance: LanceStore, parts: list[str], eval_name: str, dim: int, total: int):
+    """(uids, unit vectors) of each LAION part in turn, refusing a part of another dimension
+    than the eval set's."""
+    progress = Progress(f"{eval_name} vs LAION", total, log=context.log)
+    for part in parts:
+        uids, X = _part_vectors(lance, part)
+        if uids and X.shape[1] != dim:
+            raise Failure(f"eval set {eval_name!r} has dimension {dim}, laion_embeddings[{part}] {X.shape[1]}")
+        yield uids, X
+        progress.update(len(uids))
+    progress.close()
 
 
 @asset(
@@ -198,46 +259,32 @@ class EvalSimilarityConfig(Config):
 def eval_to_laion_similarity(
     context: AssetExecutionContext, config: EvalSimilarityConfig, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
-    from laionlab.retrieval import max_similarity, merge_topk, topk_similar
+    from laionlab.retrieval import search_parts
 
     name = context.partition_key
     queries = reference_vectors(lance, name, raw=False)
     parts = registered(context, laion_part)
-    tops, max_rows, all_uids = [], [], []
-    offset = 0
     total = sum(lance.tables().count(EMBEDDINGS_TABLE, f"part = '{p}'") for p in parts)
     if config.k > total:
         raise Failure(f"k={config.k} candidates per eval sample is larger than the LAION pool ({total} rows); lower k")
-    progress = Progress(f"{name} vs LAION", total, log=context.log)
-    for part in parts:
-        uids, X = _part_vectors(lance, part)
-        if X.shape[1] != queries.shape[1]:
-            raise Failure(f"eval set {name!r} has dimension {queries.shape[1]}, laion_embeddings[{part}] {X.shape[1]}")
-        tops.append(topk_similar(queries, X, min(config.k, len(X)), corpus_ids=np.arange(offset, offset + len(X)), block_rows=config.block_rows))
-        max_rows.append(max_similarity(X, queries, block_rows=config.block_rows))
-        all_uids.extend(uids)
-        offset += len(X)
-        progress.update(len(X))
-    progress.close()
-    top = merge_topk(tops, config.k)
-    uid_arr = np.array(all_uids)
-    q, kk = top.ids.shape
+    found = search_parts(queries, _laion_parts(context, lance, parts, name, queries.shape[1], total), config.k, block_rows=config.block_rows)
+    q, kk = found.top.ids.shape
     candidates = pl.DataFrame(
-        {"eval_index": np.repeat(np.arange(q), kk), "rank": np.tile(np.arange(kk), q), "uid": uid_arr[top.ids.ravel()], "sim": top.scores.ravel()}
+        {"eval_index": np.repeat(np.arange(q), kk), "rank": np.tile(np.arange(kk), q), "uid": np.array(found.uids)[found.top.ids.ravel()], "sim": found.top.scores.ravel()}
     )
     files.write_parquet(candidates, "eval_to_laion_similarity", f"{name}.topk.parquet")
-    maxsim = pl.DataFrame({"uid": all_uids, "max_sim": np.concatenate(max_rows)})
+    maxsim = pl.DataFrame({"uid": found.uids, "max_sim": np.concatenate(found.max_sims)})
     files.write_parquet(maxsim, "eval_to_laion_similarity", f"{name}.max_sim.parquet")
     return MaterializeResult(
         metadata={
             "eval_samples": q,
             "k": kk,
-            "laion_rows": offset,
-            "mean_top1_sim": float(top.scores[:, 0].mean()),
+            "laion_rows": found.rows,
+            "mean_top1_sim": float(found.top.scores[:, 0].mean()),
             "parts_seen": ", ".join(parts),
             "similarity_histogram": histogram(
                 None, "cosine similarity", f"{name} vs LAION", files.path("eval_to_laion_similarity", f"{name}.png"),
-                series={"eval sample → nearest LAION row": top.scores[:, 0], "LAION row → nearest eval sample": maxsim["max_sim"].to_numpy()},
+                series={"eval sample → nearest LAION row": found.top.scores[:, 0], "LAION row → nearest eval sample": maxsim["max_sim"].to_numpy()},
             ),
             "closest_pairs": markdown_table(candidates.filter(pl.col("rank") == 0).sort("sim", descending=True).head(10)),
         }
@@ -278,7 +325,21 @@ def train_to_eval_threshold(context: AssetExecutionContext, config: ThresholdCon
 
 class PrunedPoolConfig(Config):
     target_size: int | None = Field(None, ge=1, description="optional uniform subsample of the pruned pool (seeded)")
-    seed: int = Field(0)
+    seed: int = Field(0, ge=0)
+
+
+def _candidate_matrix(candidates: pl.DataFrame, uids: pl.Series, q: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """eval_to_laion_similarity's candidate table as prune_mask's ``(q, k)`` arrays: the row
+    number of each candidate in ``uids`` (-1, ignored, for a uid not there, e.g. of a part
+    added after laion_dedup ran) and its similarity."""
+    if candidates.is_empty() or candidates["eval_index"].max() >= q:
+        raise Failure(f"eval_to_laion_similarity[{name}] and train_to_eval_threshold[{name}] disagree on the eval set size: rematerialise both")
+    c = candidates.join(pl.DataFrame({"uid": uids, "row": np.arange(len(uids))}), on="uid", how="left")
+    ids = np.full((q, int(c["rank"].max()) + 1), -1, dtype=np.int64)
+    scores = np.full(ids.shape, -np.inf, dtype=np.float32)
+    at = (c["eval_index"].to_numpy(), c["rank"].to_numpy())
+    ids[at], scores[at] = c["row"].fill_null(-1).to_numpy(), c["sim"].to_numpy()
+    return ids, scores
 
 
 @asset(
@@ -290,28 +351,33 @@ class PrunedPoolConfig(Config):
     "above that sample's train→eval threshold (seed 004's get_paths_chunk), optionally subsampled.",
 )
 def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.dedup import subsample
+    from laionlab.dedup import prune_mask, subsample
 
     name = context.partition_key
-    dedup = read_dedup(files, ["uid", "keep"])
-    pool = dedup.filter(pl.col("keep")).select("uid")
-    candidates = files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
-    thresholds = files.read_parquet("train_to_eval_threshold", f"{name}.parquet")
-    if candidates["eval_index"].max() >= thresholds.height:
-        raise Failure(f"eval_to_laion_similarity[{name}] and train_to_eval_threshold[{name}] disagree on the eval set size: rematerialise both")
-    # seed 004 (get_paths_chunk.py): drop a candidate when sims > per_query_imagenet_train
-    too_close = candidates.join(thresholds, on="eval_index").filter(pl.col("sim") > pl.col("threshold")).select("uid").unique()
-    kept = pool.join(too_close, on="uid", how="anti").sort("uid")["uid"]
-    pruned_size = len(kept)
+    dedup = read_dedup(files, ["uid", "keep"]).sort("uid")
+    thresholds = files.read_parquet("train_to_eval_threshold", f"{name}.parquet").sort("eval_index")["threshold"].to_numpy()
+    ids, scores = _candidate_matrix(files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet"), dedup["uid"], len(thresholds), name)
+    # seed 004 (get_paths_chunk.py): drop a candidate when sims > per_query_imagenet_train. The
+    # pool prune_mask sees is all of LAION (what the candidates were searched in), so a sample
+    # whose k candidates all pass its threshold counts as saturated even if dedup dropped some.
+    keep, saturated = prune_mask(ids, scores, thresholds, dedup.height, return_saturated=True)
+    if saturated.any():
+        context.log.warning(f"{int(saturated.sum())} eval samples have all {ids.shape[1]} candidates above their threshold: raise eval_to_laion_similarity's k")
+    rows = np.flatnonzero(dedup["keep"].to_numpy() & keep)
+    pruned_size = len(rows)
     if config.target_size is not None:
-        kept = kept.gather(np.sort(subsample(np.arange(len(kept)), config.target_size, config.seed)))
+        if config.target_size > pruned_size:
+            raise Failure(f"target_size={config.target_size} is larger than the pruned pool for {name} ({pruned_size} rows)")
+        rows = subsample(rows, config.target_size, config.seed)
+    kept = dedup["uid"].gather(rows)
     files.write_parquet(pl.DataFrame({"uid": kept}), "pruned_pools", f"{name}.parquet")
-    sizes = pl.DataFrame({"stage": ["laion", "deduplicated", "pruned", "final"], "rows": [dedup.height, pool.height, pruned_size, len(kept)]})
+    sizes = pl.DataFrame({"stage": ["laion", "deduplicated", "pruned", "final"], "rows": [dedup.height, int(dedup["keep"].sum()), pruned_size, len(kept)]})
     return MaterializeResult(
         metadata={
             "sizes": markdown_table(sizes),
-            "pruned_away": pool.height - pruned_size,
+            "pruned_away": int(dedup["keep"].sum()) - pruned_size,
             "final_size": len(kept),
+            "saturated_eval_samples": int(saturated.sum()),
             "sizes_plot": bar_plot(sizes["stage"].to_list(), sizes["rows"].to_list(), f"pool size for {name}", "rows", files.path("pruned_pools", f"{name}.png")),
         }
     )

@@ -37,7 +37,7 @@ import numpy as np
 from laionlab import validate
 from laionlab.progress import Progress, format_duration, phase
 
-__all__ = ["KMeansResult", "assign", "draw_distinct_centres", "kmeans"]
+__all__ = ["KMeansResult", "assign", "draw_distinct_centres", "kmeans", "sample_across_parts"]
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,44 @@ def assign(
         log_every_s=log_every_s, what="nearest-centroid assignment",
     )
     return labels, scores
+
+
+def sample_across_parts(part_rows, sample_size: int, seed: int = 0) -> list[np.ndarray]:
+    """Which rows of each part go into a k-means training sample of ``sample_size`` rows,
+    drawn part by part so a table too big for memory never has to be read whole.
+
+    The sample is uniform in the sense that each part contributes in proportion to its size:
+    ``sample_size * part_rows[i] / sum(part_rows)`` rows, rounded by largest remainders (ties
+    to the earlier part) so the quotas add up to exactly ``min(sample_size, total)``. Part
+    ``i``'s rows are then drawn without replacement by ``np.random.default_rng([seed, i])``,
+    so a part's draw depends only on the seed, its index, its size and its quota.
+
+    Args:
+        part_rows: ``(p,)`` non-negative row counts of the parts, in a fixed order.
+        sample_size: rows wanted in all, ``>= 1``; all rows when the parts hold fewer.
+        seed: seeds every part's draw.
+
+    Returns:
+        per part, ascending int64 row numbers in ``[0, part_rows[i])`` (all of them when the
+        quota is the whole part, none for a part with quota 0).
+    """
+    sizes = np.asarray(part_rows)
+    if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer) or (sizes < 0).any():
+        raise ValueError(f"part_rows: expected a non-empty 1-D array of row counts >= 0, got {part_rows!r}")
+    sample_size = validate.int_at_least("sample_size", sample_size, 1)
+    seed = validate.int_at_least("seed", seed, 0)
+    sizes = sizes.astype(np.int64)
+    total = int(sizes.sum())
+    if sample_size >= total:
+        return [np.arange(n, dtype=np.int64) for n in sizes]
+    exact = sizes * (sample_size / total)
+    quota = np.floor(exact).astype(np.int64)  # < sizes, since sample_size < total
+    quota[np.argsort(-(exact - quota), kind="stable")[: sample_size - int(quota.sum())]] += 1
+    return [
+        np.arange(n, dtype=np.int64) if q == n
+        else np.sort(np.random.default_rng([seed, i]).choice(n, size=q, replace=False)).astype(np.int64)
+        for i, (n, q) in enumerate(zip(sizes.tolist(), quota.tolist()))
+    ]
 
 
 def draw_distinct_centres(

@@ -15,12 +15,14 @@ from laionlab.dedup.semantic import (
     DEFAULT_EPS,
     DEFAULT_GROUP_ROWS,
     ClusterShard,
+    RemovalSummary,
     cluster_offsets,
     dedup_keep,
     dedup_shards,
     keep_from_max_sim,
     max_earlier_similarity,
     removal_curve,
+    removal_summary,
 )
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "DEFAULT_EPS",
     "DEFAULT_GROUP_ROWS",
     "ClusterShard",
+    "RemovalSummary",
     "cluster_offsets",
     "dedup_keep",
     "dedup_shards",
@@ -36,5 +39,6 @@ __all__ = [
     "nearest_similarity",
     "prune_mask",
     "removal_curve",
+    "removal_summary",
     "subsample",
 ]

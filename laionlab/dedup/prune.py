@@ -63,7 +63,9 @@ def nearest_similarity(
     )
 
 
-def prune_mask(candidate_ids, candidate_scores, thresholds, n_pool: int) -> np.ndarray:
+def prune_mask(
+    candidate_ids, candidate_scores, thresholds, n_pool: int, *, return_saturated: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Which pool rows survive pruning (``get_paths_chunk.py``).
 
     A pool row is removed when it is among some eval sample's candidates with similarity
@@ -78,13 +80,15 @@ def prune_mask(candidate_ids, candidate_scores, thresholds, n_pool: int) -> np.n
             empty slots, whose scores are ignored (``-inf`` or NaN allowed).
         thresholds: ``(q,)`` per-eval-sample thresholds (:func:`nearest_similarity`).
         n_pool: rows in the pool.
+        return_saturated: also return which eval samples are saturated (below).
 
     Returns:
-        ``(n_pool,)`` bool, True where the row is kept.
+        ``(n_pool,)`` bool, True where the row is kept; with ``return_saturated``, also
+        ``(q,)`` bool, True for an eval sample whose ``k`` slots all hold a candidate above
+        its threshold while ``k < n_pool`` (all False when ``k >= n_pool``).
 
-    Warns (``UserWarning``) when every one of an eval sample's ``k`` slots holds a
-    candidate above its threshold while ``k < n_pool``: rows past the ``k``-th may exceed it
-    too and are not removed, so ``k`` should be larger.
+    Warns (``UserWarning``) when some eval sample is saturated: rows past its ``k``-th
+    candidate may exceed its threshold too and are not removed, so ``k`` should be larger.
     """
     ids = np.asarray(candidate_ids)
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
@@ -121,15 +125,14 @@ def prune_mask(candidate_ids, candidate_scores, thresholds, n_pool: int) -> np.n
     keep[ids[above]] = False
 
     k = ids.shape[1]
-    if 0 < k < n_pool:
-        saturated = int(np.count_nonzero(above.all(axis=1)))
-        if saturated:
-            warnings.warn(
-                f"candidate_scores: {saturated} eval sample(s) have all {k} candidates above "
-                "their threshold; more pool rows may exceed it (search with a larger k)",
-                stacklevel=2,
-            )
-    return keep
+    saturated = above.all(axis=1) if 0 < k < n_pool else np.zeros(ids.shape[0], dtype=bool)
+    if saturated.any():
+        warnings.warn(
+            f"candidate_scores: {int(saturated.sum())} eval sample(s) have all {k} candidates "
+            "above their threshold; more pool rows may exceed it (search with a larger k)",
+            stacklevel=2,
+        )
+    return (keep, saturated) if return_saturated else keep
 
 
 def subsample(keep, target_size: int | None = None, seed: int = 0) -> np.ndarray:

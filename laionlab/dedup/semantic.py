@@ -50,12 +50,14 @@ __all__ = [
     "DEFAULT_EPS",
     "DEFAULT_GROUP_ROWS",
     "ClusterShard",
+    "RemovalSummary",
     "cluster_offsets",
     "dedup_keep",
     "dedup_shards",
     "keep_from_max_sim",
     "max_earlier_similarity",
     "removal_curve",
+    "removal_summary",
 ]
 
 Rule = Literal["seed", "semdedup"]
@@ -199,6 +201,54 @@ def removal_curve(max_sim: np.ndarray, eps_values: Iterable[float]) -> list[tupl
     return [
         (e, float(np.count_nonzero(max_sim > _threshold(e)) / n) if n else 0.0) for e in eps_list
     ]
+
+
+@dataclass(frozen=True)
+class RemovalSummary:
+    """Totals of a deduplication over all shards (:func:`removal_summary`).
+
+    ``rows``: rows of all shards; ``removed``: rows whose ``keep`` is False (under the rule
+    that made ``keep``); ``curve``: ``[(eps, fraction), ...]``, the fraction of all rows the
+    **seed** rule removes at each ``eps`` (:func:`removal_curve` of the concatenated maxima).
+    """
+
+    rows: int
+    removed: int
+    curve: list[tuple[float, float]]
+
+    @property
+    def removal_fraction(self) -> float:
+        return self.removed / self.rows if self.rows else 0.0
+
+
+def removal_summary(flags: Iterable[tuple[np.ndarray, np.ndarray]], eps_values: Iterable[float]) -> RemovalSummary:
+    """Rows, rows removed and the seed rule's removal curve over every shard of
+    :func:`dedup_shards`' output, one shard at a time (integer counts, so the curve equals
+    ``removal_curve(np.concatenate(max_sims), eps_values)`` exactly).
+
+    The curve is the seed rule's whatever rule made ``keep``: SemDeDup's rule removes every
+    row the seed rule removes and possibly more, so for ``rule="semdedup"`` the curve is a
+    lower bound (computing SemDeDup's own curve needs one grouping pass per ``eps``).
+
+    Args:
+        flags: per shard, ``(keep, max_sim)``: ``(n,)`` bool and ``(n,)`` float from
+            :func:`dedup_shards` (or :func:`dedup_keep` and :func:`max_earlier_similarity`).
+        eps_values: thresholds of the curve, each in (0, 1).
+    """
+    eps_list = validate.real_list("eps_values", eps_values, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    rows = removed = 0
+    counts = np.zeros(len(eps_list), dtype=np.int64)
+    for j, (keep, max_sim) in enumerate(flags):
+        keep, max_sim = np.asarray(keep), _check_max_sim(max_sim)
+        if keep.dtype != bool or keep.shape != max_sim.shape:
+            raise ValueError(
+                f"flags[{j}]: expected a bool keep mask of the shape of max_sim {max_sim.shape}, "
+                f"got {keep.dtype} {keep.shape}"
+            )
+        rows += keep.size
+        removed += int(np.count_nonzero(~keep))
+        counts += [np.count_nonzero(max_sim > _threshold(e)) for e in eps_list]
+    return RemovalSummary(rows, removed, [(e, float(c / rows) if rows else 0.0) for e, c in zip(eps_list, counts)])
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,16 @@
 
 ``search``: exact, blocked search (seed 004: Mayilvahanan et al., ICLR 2024,
 brendel-group/clip-ood ``src/sims_and_paths/``): per-query top-k corpus rows, merging of
-per-chunk top-k lists, and per-row max similarity.
+per-chunk top-k lists, and per-row max similarity, also over a table streamed part by part.
 ``caption_index``: a persistent faiss index over caption embeddings, exact or IVF-PQ chosen
 under a memory budget (seed 001's autofaiss index over 413M LAION captions), appended to part
 by part. Nothing here imports Dagster.
 """
 
 from laionlab.retrieval.caption_index import CaptionIndex, choose_index_key, estimate_index_memory
-from laionlab.retrieval.search import TopK, max_similarity, merge_topk, topk_similar
+from laionlab.retrieval.search import PartsSearch, TopK, max_similarity, merge_topk, search_parts, topk_similar
 
-__all__ = ["CaptionIndex", "TopK", "choose_index_key", "estimate_index_memory", "max_similarity", "merge_topk", "topk_similar"]
+__all__ = [
+    "CaptionIndex", "PartsSearch", "TopK", "choose_index_key", "estimate_index_memory", "max_similarity", "merge_topk",
+    "search_parts", "topk_similar",
+]

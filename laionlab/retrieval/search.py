@@ -10,7 +10,9 @@ The seed's scripts, as library functions:
   :func:`merge_topk`;
 * ``compute_max_sims.py`` / ``combine_max_sims.py`` (each LAION row's highest similarity to
   any eval sample, chunks concatenated) → :func:`max_similarity`; concatenating the results
-  of several chunks is ``np.concatenate``.
+  of several chunks is ``np.concatenate``;
+* the three over a table streamed part by part (one LAION part in memory at a time) →
+  :func:`search_parts`.
 
 Embeddings are L2-normalised, so cosine similarity is the inner product; nothing here
 re-normalises or checks norms. Every result is exact (a brute-force matrix product, no
@@ -33,7 +35,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
@@ -43,7 +45,7 @@ from laionlab.progress import Progress
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TopK", "max_similarity", "merge_topk", "topk_similar"]
+__all__ = ["PartsSearch", "TopK", "max_similarity", "merge_topk", "search_parts", "topk_similar"]
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +188,74 @@ def merge_topk(parts: Sequence[TopK], k: int) -> TopK:
     for scores, ids in checked[1:]:
         best_s, best_i = _select(np.hstack([best_s, scores]), np.hstack([best_i, ids]), k)
     return _sorted(best_s, best_i)
+
+
+@dataclass(frozen=True)
+class PartsSearch:
+    """Outcome of :func:`search_parts`.
+
+    Attributes:
+        top: each query's top ``k`` over all parts; ``ids`` are row numbers of the
+            concatenation of the parts (index ``uids`` with them).
+        max_sims: per part, ``(n_part,)`` float32: each row's highest similarity to any query.
+        uids: the parts' row ids concatenated, in the order the parts and their rows came.
+    """
+
+    top: TopK
+    max_sims: list[np.ndarray]
+    uids: list
+
+    @property
+    def rows(self) -> int:
+        return len(self.uids)
+
+
+def search_parts(
+    queries,
+    parts: Iterable[tuple[Sequence, np.ndarray]],
+    k: int,
+    *,
+    block_rows: int = TOPK_BLOCK_ROWS,
+    max_sim_block_rows: int = MAX_SIM_BLOCK_ROWS,
+    device: str | torch.device = "auto",
+    log_every_s: float = 30.0,
+) -> PartsSearch:
+    """:func:`topk_similar` and :func:`max_similarity` of a corpus that comes part by part
+    (seed 004's LAION chunks: ``compute_sims.py`` + ``combine_sims.py``, ``compute_max_sims.py``
+    + ``combine_max_sims.py``), holding one part and a ``(q, k)`` running top-k at a time.
+
+    Each part's top ``min(k, n_part)`` is folded into the running top-k with
+    :func:`merge_topk`, so the result is the exact top-``k`` of the concatenated parts, ties
+    broken by lower concatenated row number (tested against brute force).
+
+    Args:
+        queries: ``(q, d)`` float, L2-normalised (the eval set).
+        parts: an iterable of ``(uids, vectors)``: ``(n_part,)`` ids and ``(n_part, d)``
+            L2-normalised rows; a part with no rows is skipped (its ``max_sims`` is empty).
+        k: candidates per query, ``1 <= k <=`` total rows of the parts.
+        block_rows: corpus rows per block of the top-k search (:func:`topk_similar`).
+        max_sim_block_rows: corpus rows per block of :func:`max_similarity`.
+        device, log_every_s: as in :func:`topk_similar`.
+    """
+    queries = validate.matrix("queries", queries)
+    k = validate.int_at_least("k", k, 1)
+    top, max_sims, uids = None, [], []
+    for j, (part_uids, X) in enumerate(parts):
+        if len(part_uids) != len(X):
+            raise ValueError(f"parts[{j}]: {len(part_uids)} uids for {len(X)} vectors")
+        if len(X) == 0:
+            max_sims.append(np.empty(0, np.float32))
+            continue
+        X = validate.matrix(f"parts[{j}]", X)
+        validate.same_dim(f"parts[{j}]", X, "queries", queries)
+        ids = np.arange(len(uids), len(uids) + len(X), dtype=np.int64)
+        found = topk_similar(queries, X, min(k, len(X)), corpus_ids=ids, block_rows=block_rows, device=device, log_every_s=log_every_s)
+        top = found if top is None else merge_topk([top, found], min(k, top.k + found.k))
+        max_sims.append(max_similarity(X, queries, block_rows=max_sim_block_rows, device=device, log_every_s=log_every_s))
+        uids.extend(part_uids)
+    if k > len(uids):
+        raise ValueError(f"k: expected at most the {len(uids)} rows of the parts, got {k}")
+    return PartsSearch(top=top, max_sims=max_sims, uids=uids)
 
 
 def max_similarity(

@@ -132,3 +132,137 @@ def test_eval_set_of_another_dimension_is_refused(tmp_path, demo):
     assert not result.success
     message = str(result.get_step_failure_events()[0].event_specific_data.error)
     assert "'wide' has dimension 16" in message and "laion_embeddings[p0] 8" in message
+
+
+HALF = np.float32(0.5)
+JUST_ABOVE_HALF = np.nextafter(HALF, np.float32(1))
+
+
+@pytest.fixture(scope="module")
+def hand(pruned, demo):
+    """A hand-made eval set "hand" (3 samples, k = 3 candidates each) over the demo's dedup
+    result, in a separate instance so the demo datasets' outputs are untouched:
+      sample 0, threshold 0.5: a at exactly 0.5 (kept), b one float32 step above (dropped), c below;
+      sample 1, threshold 0.1: d, e (a row laion_dedup dropped) and b all above -> saturated, d dropped;
+      sample 2, threshold 0.9: nothing above."""
+    from tests.conftest import instance_with_parts
+
+    resources, _ = pruned
+    files = resources["files"]
+    dedup = read_dedup(files).sort("uid")
+    kept = dedup.filter(pl.col("keep"))["uid"].to_list()
+    a, b, c, d = kept[:4]
+    e = dedup.filter(~pl.col("keep"))["uid"][0]
+    rows = [(0, b, JUST_ABOVE_HALF), (0, a, HALF), (0, c, 0.25), (1, d, 0.9), (1, e, 0.8), (1, b, 0.7), (2, c, 0.5), (2, a, 0.4), (2, d, 0.3)]
+    candidates = pl.DataFrame(
+        {"eval_index": [r[0] for r in rows], "rank": [i % 3 for i in range(9)], "uid": [r[1] for r in rows], "sim": np.array([r[2] for r in rows], np.float32)}
+    )
+    files.write_parquet(candidates, "eval_to_laion_similarity", "hand.topk.parquet")
+    thresholds = pl.DataFrame({"eval_index": [0, 1, 2], "threshold": np.array([HALF, 0.1, 0.9], np.float32)})
+    files.write_parquet(thresholds, "train_to_eval_threshold", "hand.parquet")
+    instance = instance_with_parts(demo.parts)
+    instance.add_dynamic_partitions("dataset", ["hand"])
+    return resources, instance, kept, (a, b, c, d, e)
+
+
+def _prune_hand(hand, **config):
+    resources, instance, _, _ = hand
+    result = run([pruned_pools], resources, instance, "hand", run_config={"ops": {"pruned_pools": {"config": config}}}, raise_on_error=False)
+    if not result.success:
+        return result, None, None
+    meta = result.asset_materializations_for_node("pruned_pools")[0].metadata
+    return result, resources["files"].read_parquet("pruned_pools", "hand.parquet")["uid"].to_list(), meta
+
+
+@pytest.mark.filterwarnings("ignore:candidate_scores.*above their threshold:UserWarning")
+def test_pruned_pools_strict_threshold_and_saturation_on_hand_set_thresholds(hand):
+    _, _, kept, (a, b, c, d, e) = hand
+    assert JUST_ABOVE_HALF > HALF and float(JUST_ABOVE_HALF) - 0.5 < 1e-7
+    _, pool, meta = _prune_hand(hand)
+    assert pool == sorted(set(kept) - {b, d})  # a at exactly its threshold stays, b one step above goes
+    assert a in pool and c in pool and e not in pool
+    assert meta["saturated_eval_samples"].value == 1  # sample 1, counted although dedup dropped e
+    assert meta["pruned_away"].value == 2 and meta["final_size"].value == len(kept) - 2
+
+
+@pytest.mark.filterwarnings("ignore:candidate_scores.*above their threshold:UserWarning")
+def test_pruned_pools_target_size_is_a_seeded_exact_subset(hand):
+    _, full, _ = _prune_hand(hand)
+    _, first, meta = _prune_hand(hand, target_size=10, seed=5)
+    _, again, _ = _prune_hand(hand, target_size=10, seed=5)
+    _, other, _ = _prune_hand(hand, target_size=10, seed=6)
+    assert len(full) > 20 and len(first) == 10 and len(set(first)) == 10
+    assert first == again and set(first) <= set(full)
+    assert set(other) <= set(full) and other != first
+    assert meta["final_size"].value == 10 and meta["pruned_away"].value == 2
+    result, _, _ = _prune_hand(hand, target_size=len(full) + 1)
+    assert not result.success
+    assert f"larger than the pruned pool for hand ({len(full)} rows)" in str(result.get_step_failure_events()[0].event_specific_data.error)
+
+
+@pytest.fixture
+def sampled_table(tmp_path, demo):
+    """laion_embeddings with three parts of 50, 30 and 20 unit rows (d = 8), written in a
+    shuffled order; the instance registers the three parts."""
+    from laionlab.io.lance import embeddings_batch, embeddings_schema
+    from tests.conftest import instance_with_parts, make_resources
+
+    resources = make_resources(tmp_path, str(Path(demo.root) / "laion_parts"))
+    rng = np.random.default_rng(0)
+    tables = resources["lance"].tables()
+    for part, n in (("p0", 50), ("p1", 30), ("p2", 20)):
+        X = rng.normal(size=(n, 8)).astype(np.float32)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        order = rng.permutation(n)
+        uids = [f"{part}:{i:03d}" for i in order]
+        tables.replace_part(EMBEDDINGS_TABLE, part, [embeddings_batch(uids, part, "m8", X[order], X[order])], embeddings_schema(8))
+    return resources, instance_with_parts(["p0", "p1", "p2"])
+
+
+def test_dedup_centroids_samples_each_part_without_reading_the_table(sampled_table, monkeypatch):
+    """sample_size 40 of 100 rows: quotas 20/12/8, only those 40 vectors are read, the
+    sample is the rows sample_across_parts picks (in uid order), and it is seeded."""
+    import asset_defs.train_test_similarity as tts
+    import asset_defs.visual_world as vw
+    import laionlab.cluster
+    from laionlab.cluster import sample_across_parts
+    from laionlab.io.lance import read_vectors
+
+    resources, instance = sampled_table
+    whole = {p: tts._part_vectors(resources["lance"], p)[1] for p in ("p0", "p1", "p2")}
+    read, samples, real_kmeans = [], [], laionlab.cluster.kmeans
+
+    def counting_read(*args, **kwargs):
+        uids, X = read_vectors(*args, **kwargs)
+        read.append(len(uids))
+        return uids, X
+
+    def recording_kmeans(X, *args, **kwargs):
+        samples.append(np.array(X))
+        return real_kmeans(X, *args, **kwargs)
+
+    monkeypatch.setattr(tts, "read_vectors", counting_read)
+    monkeypatch.setattr(vw, "read_vectors", counting_read)
+    monkeypatch.setattr(laionlab.cluster, "kmeans", recording_kmeans)
+
+    def centroids(sample_size, seed):
+        read.clear()
+        config = {"k": 3, "sample_size": sample_size, "seed": seed, "duplicate_cosine": 0.999}
+        result = run([dedup_centroids], resources, instance, None, run_config={"ops": {"dedup_centroids": {"config": config}}})
+        meta = result.asset_materializations_for_node("dedup_centroids")[0].metadata
+        return meta, sum(read), resources["files"].load_npy("dedup_centroids", "centroids.npy")
+
+    meta, rows_read, first = centroids(40, 0)
+    assert meta["sample"].value == 40 and meta["laion_rows"].value == 100 and rows_read == 40
+    picks = sample_across_parts([50, 30, 20], 40, 0)
+    assert [len(r) for r in picks] == [20, 12, 8]
+    np.testing.assert_array_equal(samples[-1], np.concatenate([whole[p][r] for p, r in zip(("p0", "p1", "p2"), picks)]))
+    _, rows_read, again = centroids(40, 0)
+    assert rows_read == 40
+    np.testing.assert_array_equal(samples[-1], samples[-2])
+    np.testing.assert_array_equal(again, first)
+    centroids(40, 1)
+    assert not np.array_equal(samples[-1], samples[-2])
+    meta, rows_read, _ = centroids(1000, 0)  # the whole table: every part read whole
+    assert meta["sample"].value == 100 and rows_read == 100
+    np.testing.assert_array_equal(samples[-1], np.concatenate(list(whole.values())))

@@ -309,3 +309,46 @@ def test_dedup_shards_logs_progress_over_rows(clustered, caplog):
     assert all("/250 rows" in line and "rows/s" in line and "ETA" in line for line in lines)
     # the per-cluster loop inside each group reports too
     assert _progress_lines(caplog, "max earlier similarity: ")
+
+
+@pytest.mark.parametrize("rule", ["seed", "semdedup"])
+def test_removal_summary_over_shards_matches_brute_force(clustered, rule):
+    """Totals of dedup_shards' per-shard flags equal a brute-force dedup of the concatenation:
+    rows removed by the chosen rule, and the seed rule's removal fraction at every ε."""
+    from laionlab.dedup import ClusterShard, cluster_offsets, dedup_shards, removal_summary
+
+    X, labels = clustered
+    cuts = [0, 90, 91, 200, len(X)]
+    shards, rows = [], []
+    for a, b in zip(cuts, cuts[1:]):
+        order = a + np.argsort(labels[a:b], kind="stable")
+        shards.append(ClusterShard(X[order], cluster_offsets(labels[order], 5)))
+        rows.append(order)
+    flags = dedup_shards(shards, eps=0.124, rule=rule, block_rows=7, group_rows=40)
+    got = removal_summary(flags, EPS_VALUES)
+    cat = np.concatenate(rows)
+    brute_max = _brute_max_earlier(X[cat], labels[cat])
+    want_removed = int((~_brute_keep(X[cat], labels[cat], 0.124, rule)).sum())
+    assert got.rows == len(X) and got.removed == want_removed > 0
+    assert got.removal_fraction == want_removed / len(X)
+    assert [e for e, _ in got.curve] == EPS_VALUES
+    want_curve = [float(np.mean(brute_max > float(np.float32(1 - e)))) for e in EPS_VALUES]
+    np.testing.assert_allclose([f for _, f in got.curve], want_curve, rtol=0, atol=1e-12)
+    assert 0 < want_curve[0] < want_curve[-1] < 1  # the ε values straddle the data
+    # the seed curve at the chosen ε is what the seed rule removes; semdedup removes at least that
+    seed_removed = int((~_brute_keep(X[cat], labels[cat], 0.124, "seed")).sum())
+    assert got.curve[1][1] == seed_removed / len(X) and got.removed >= seed_removed
+
+
+def test_removal_summary_bad_inputs():
+    from laionlab.dedup import removal_summary
+
+    ok = (np.array([True, False]), np.array([-np.inf, 0.99], np.float32))
+    empty = removal_summary([], [0.1])
+    assert (empty.rows, empty.removed, empty.curve, empty.removal_fraction) == (0, 0, [(0.1, 0.0)], 0.0)
+    with pytest.raises(ValueError, match=r"^flags\[1\]: expected a bool keep mask"):
+        removal_summary([ok, (np.array([1, 0]), ok[1])], [0.1])
+    with pytest.raises(ValueError, match=r"^flags\[0\]: expected a bool keep mask of the shape"):
+        removal_summary([(ok[0][:1], ok[1])], [0.1])
+    with pytest.raises(ValueError, match=r"^eps_values"):
+        removal_summary([ok], [1.0])

@@ -260,3 +260,50 @@ def test_distinct_centre_draw_logs_progress(duplicated, caplog):
     draw_distinct_centres(duplicated, 5, 0.9, seed=0, log_every_s=0.0)
     lines = _lines(caplog, "laionlab.cluster.kmeans", "k-means init: distinct centres: ")
     assert lines and lines[-1].startswith("k-means init: distinct centres: 5/5 centres (100.0 %)")
+
+
+def test_sample_across_parts_sizes_and_proportions():
+    from laionlab.cluster import sample_across_parts
+
+    sizes = [500, 0, 301, 7, 1192]
+    rows = sample_across_parts(sizes, 200, seed=3)
+    assert sum(len(r) for r in rows) == 200
+    exact = np.array(sizes) * 200 / sum(sizes)
+    assert all(abs(len(r) - e) < 1 for r, e in zip(rows, exact))  # largest remainders
+    for r, n in zip(rows, sizes):
+        assert r.dtype == np.int64 and (np.diff(r) > 0).all() and (len(r) == 0 or (0 <= r[0] and r[-1] < n))
+    # all rows when the sample is as large as the table
+    full = sample_across_parts(sizes, 5000)
+    assert [r.tolist() for r in full] == [list(range(n)) for n in sizes]
+
+
+def test_sample_across_parts_is_seeded_per_part_and_uniform():
+    from laionlab.cluster import sample_across_parts
+
+    a = sample_across_parts([100, 60, 40], 50, seed=11)
+    b = sample_across_parts([100, 60, 40], 50, seed=11)
+    c = sample_across_parts([100, 60, 40], 50, seed=12)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    # a part's draw depends on (seed, its index, its size, its quota), not on the other parts' rows
+    d = sample_across_parts([300, 60, 40], 100, seed=11)  # quotas 75, 15, 10 (were 25, 15, 10)
+    assert [len(r) for r in a] == [25, 15, 10] and [len(r) for r in d] == [75, 15, 10]
+    np.testing.assert_array_equal(d[1], a[1])
+    np.testing.assert_array_equal(d[2], a[2])
+    # uniform inside a part: over many seeds every row is drawn about quota/size of the time
+    hits = np.zeros(100)
+    for seed in range(400):
+        hits[sample_across_parts([100, 60, 40], 50, seed=seed)[0]] += 1
+    freq = hits / 400  # 25 of 100 rows: p = 0.25, sd of a frequency ~0.022
+    assert abs(freq.mean() - 0.25) < 1e-12 and freq.min() > 0.14 and freq.max() < 0.36
+
+
+def test_sample_across_parts_bad_inputs():
+    from laionlab.cluster import sample_across_parts
+
+    with pytest.raises(ValueError, match=r"^part_rows"):
+        sample_across_parts([3, -1], 2)
+    with pytest.raises(ValueError, match=r"^part_rows"):
+        sample_across_parts([], 2)
+    with pytest.raises(ValueError, match=r"^sample_size"):
+        sample_across_parts([3, 4], 0)

@@ -108,3 +108,24 @@ def test_bad_inputs_name_the_argument():
         prune_mask(CANDIDATE_IDS, CANDIDATE_SCORES, THRESHOLDS[:2], n_pool=6)
     with pytest.raises(ValueError, match=r"^candidate_ids: expected a 2-D integer"):
         prune_mask(CANDIDATE_IDS.astype(float), CANDIDATE_SCORES, THRESHOLDS, n_pool=6)
+
+
+def test_prune_mask_returns_saturated_samples():
+    # thresholds 0.75, 0.5, 0.125: only sample 2 has both candidates above its threshold
+    # (sample 1's row 4 sits at exactly 0.5)
+    thresholds = np.array([0.75, 0.5, 0.125], np.float32)
+    with pytest.warns(UserWarning, match=r"1 eval sample\(s\)"):
+        keep, saturated = prune_mask(CANDIDATE_IDS, CANDIDATE_SCORES, thresholds, n_pool=6, return_saturated=True)
+        plain = prune_mask(CANDIDATE_IDS, CANDIDATE_SCORES, thresholds, n_pool=6)
+    np.testing.assert_array_equal(keep, plain)
+    # sample 1 (threshold 0.5) removes row 1 (0.75) and keeps row 4 at exactly 0.5
+    np.testing.assert_array_equal(keep, [False, False, False, True, False, True])
+    np.testing.assert_array_equal(saturated, [False, False, True])
+    # an empty slot is not a candidate above the threshold
+    ids = CANDIDATE_IDS.copy()
+    ids[2, 1] = -1
+    _, saturated = prune_mask(ids, CANDIDATE_SCORES, thresholds, n_pool=6, return_saturated=True)  # no warning
+    np.testing.assert_array_equal(saturated, [False, False, False])
+    # k = the whole pool: nothing can lie past the k-th candidate, so no sample is saturated
+    _, saturated = prune_mask(np.array([[0, 1]]), np.array([[0.9, 0.8]], np.float32), [0.1], n_pool=2, return_saturated=True)
+    assert saturated.dtype == bool and not saturated.any()

@@ -176,3 +176,35 @@ def test_search_logs_progress_over_corpus_blocks(search, caplog):
     done = [line.split(": ")[1].split(" rows")[0] for line in lines]
     assert done == ["250/1,000", "500/1,000", "750/1,000", "1,000/1,000", "1,000/1,000"]
     assert all(line.startswith(f"{what}: ") and "rows/s" in line and "ETA" in line for line in lines)
+
+
+@DEVICES
+@pytest.mark.parametrize("k", [1, 9, 40, 300])
+def test_search_parts_equals_brute_force_on_the_concatenation(tied, device, k):
+    """Parts of uneven sizes (one empty, some smaller than k) folded one at a time give the
+    exact top-k of the whole corpus, ties included, and each row's max similarity."""
+    from laionlab.retrieval import search_parts
+
+    queries, corpus = tied
+    cuts = [0, 5, 5, 155, 160, 300]  # the duplicates of row 10 sit in the third part
+    parts = [([f"u{i}" for i in range(a, b)], corpus[a:b]) for a, b in zip(cuts, cuts[1:])]
+    got = search_parts(queries, iter(parts), k, block_rows=32, max_sim_block_rows=17, device=device)
+    want_s, want_i = brute_topk(queries, corpus, k)
+    np.testing.assert_array_equal(got.top.scores, want_s)
+    np.testing.assert_array_equal(got.top.ids, want_i)
+    assert got.uids == [f"u{i}" for i in range(300)] and got.rows == 300
+    assert [len(m) for m in got.max_sims] == [5, 0, 150, 5, 140]
+    np.testing.assert_array_equal(np.concatenate(got.max_sims), (queries @ corpus.T).max(axis=0))
+
+
+def test_search_parts_bad_inputs():
+    from laionlab.retrieval import search_parts
+
+    rng = np.random.default_rng(3)
+    queries, X = unit(rng, 4, 8), unit(rng, 6, 8)
+    with pytest.raises(ValueError, match=r"^k: expected at most the 6 rows of the parts, got 7"):
+        search_parts(queries, [(list("abc"), X[:3]), (list("def"), X[3:])], 7, device="cpu")
+    with pytest.raises(ValueError, match=r"^parts\[1\]: dimension mismatch, expected d=8 as in queries, got d=16"):
+        search_parts(queries, [(list("abc"), X[:3]), (list("de"), unit(rng, 2, 16))], 2, device="cpu")
+    with pytest.raises(ValueError, match=r"^parts\[0\]: 2 uids for 3 vectors"):
+        search_parts(queries, [(list("ab"), X[:3])], 2, device="cpu")
