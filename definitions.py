@@ -33,10 +33,31 @@ def _env_json(name: str) -> dict:
     return {str(k): str(v) for k, v in value.items()}
 
 
+def _laionet_text_spec(clip: dict) -> dict:
+    """The LAIONet text model (synset_similarity): LAIONLAB_LAIONET_TEXT_MODEL /
+    _PRETRAINED / _CHECKPOINT, or the clip resource's model when none of them is set. The
+    paper's 0.82 threshold is calibrated on OpenAI CLIP ViT-B/32's text tower
+    (``ViT-B-32`` / ``openai``), whatever model embeds the images."""
+    model = os.environ.get("LAIONLAB_LAIONET_TEXT_MODEL") or None
+    pretrained = os.environ.get("LAIONLAB_LAIONET_TEXT_PRETRAINED") or None
+    checkpoint = os.environ.get("LAIONLAB_LAIONET_TEXT_CHECKPOINT") or None
+    if not (model or pretrained or checkpoint):
+        return {}
+    return {"model_name": model or clip["model_name"], "pretrained": pretrained, "checkpoint": checkpoint}
+
+
 def build_resources(data_root: str | None = None, source_uri: str | None = None, catalog: str | None = None) -> dict:
     """The resources keyed as the assets expect, from arguments or LAIONLAB_* variables."""
     root = data_root or _env("LAIONLAB_DATA_ROOT", os.path.abspath("data/lab"))
-    checkpoint = os.environ.get("LAIONLAB_CLIP_CHECKPOINT") or None
+    clip = {
+        "model_name": _env("LAIONLAB_CLIP_MODEL", "laionlab-tiny"),
+        "pretrained": os.environ.get("LAIONLAB_CLIP_PRETRAINED") or None,
+        "checkpoint": os.environ.get("LAIONLAB_CLIP_CHECKPOINT") or None,
+        "device": _env("LAIONLAB_DEVICE", "auto"),
+        "precision": _env("LAIONLAB_PRECISION", "fp32"),
+        "batch_size": int(_env("LAIONLAB_BATCH_SIZE", "256")),
+        "num_workers": int(_env("LAIONLAB_NUM_WORKERS", "2")),
+    }
     return {
         "source": LaionSource(uri=source_uri or _env("LAIONLAB_SOURCE_URI", os.path.abspath("data/demo/laion_parts"))),
         "files": FileStore(root=root),
@@ -45,17 +66,13 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
             uri=_env("LAIONLAB_LANCE_URI", join(root, "lance")), storage_options=_env_json("LAIONLAB_LANCE_STORAGE_OPTIONS")
         ),
         "clip": ClipEncoder(
-            model_name=_env("LAIONLAB_CLIP_MODEL", "laionlab-tiny"),
-            pretrained=os.environ.get("LAIONLAB_CLIP_PRETRAINED") or None,
-            checkpoint=checkpoint,
-            device=_env("LAIONLAB_DEVICE", "auto"),
-            precision=_env("LAIONLAB_PRECISION", "fp32"),
-            batch_size=int(_env("LAIONLAB_BATCH_SIZE", "256")),
-            num_workers=int(_env("LAIONLAB_NUM_WORKERS", "2")),
+            **clip,
             ray_address=os.environ.get("LAIONLAB_RAY_ADDRESS") or None,
             ray_actors=int(_env("LAIONLAB_RAY_ACTORS", "2")),
             ray_gpus_per_actor=float(_env("LAIONLAB_RAY_GPUS_PER_ACTOR", "0")),
         ),
+        # LAIONet's caption-to-synset text model; it only encodes texts, in the step's process
+        "laionet_text_clip": ClipEncoder(**{**clip, **_laionet_text_spec(clip)}),
         "downloader": Downloader(
             processes_count=int(_env("LAIONLAB_DOWNLOAD_PROCESSES", "2")),
             thread_count=int(_env("LAIONLAB_DOWNLOAD_THREADS", "16")),

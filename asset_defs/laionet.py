@@ -37,21 +37,6 @@ LAIONET_COLUMNS = [
 # --- shared readers -------------------------------------------------------------------------
 
 
-def _check_threshold(name: str, value: float) -> None:
-    if not -1.0 <= value <= 1.0:
-        raise Failure(f"{name}={value} is not a cosine similarity: expected a value in [-1, 1]")
-
-
-def _load_clip(clip: ClipEncoder, model_name: str | None, pretrained: str | None, checkpoint: str | None):
-    """The clip resource's model, or another open_clip model for the text tower (the paper:
-    OpenAI CLIP ViT-B/32 text embeddings whatever model embedded the images)."""
-    if model_name is None:
-        return clip.load()
-    from laionlab.embed.model import ClipSpec, load_clip
-
-    return load_clip(ClipSpec(model_name, pretrained, checkpoint, clip.device, clip.precision, clip.seed))
-
-
 def laion_vectors_for(
     lance: LanceStore, uids: list[str], column: str = "image_emb", log: logging.Logger | None = None
 ) -> tuple[list[str], np.ndarray]:
@@ -262,9 +247,6 @@ def lemma_matches(context: AssetExecutionContext, config: LemmaMatchConfig, file
 class SynsetSimilarityConfig(Config):
     query: str = Field("name_def", description="synset text (the seed's QueryType): name_def ('<name> which is <definition>'), name, lemmas, "
         "a_photo_of_name, a_photo_of_name_def, a_clear_photo_of_name_def, a_photo_of_lemmas")
-    model_name: str | None = Field(None, description="text model (the paper: ViT-B-32 with pretrained openai); default: the clip resource")
-    pretrained: str | None = Field(None)
-    checkpoint: str | None = Field(None)
     batch_size: int = Field(256, ge=1)
 
 
@@ -279,15 +261,18 @@ def similarity_column(query: str) -> str:
     kinds={"parquet", "pytorch"},
     pool="gpu",
     description="Rows matched to exactly one synset (others dropped and counted): CLIP text cosine between the "
-    "caption and the synset text ('<name> which is <definition>').",
+    "caption and the synset text ('<name> which is <definition>'), with the laionet_text_clip resource's model "
+    "(the paper: OpenAI CLIP ViT-B/32, open_clip ViT-B-32/openai).",
 )
-def synset_similarity(context: AssetExecutionContext, config: SynsetSimilarityConfig, clip: ClipEncoder, files: FileStore) -> MaterializeResult:
+def synset_similarity(
+    context: AssetExecutionContext, config: SynsetSimilarityConfig, laionet_text_clip: ClipEncoder, files: FileStore
+) -> MaterializeResult:
     from laionlab.embed.encode import encode_texts
-    from laionlab.laionet import synset_queries
+    from laionlab.laionet import is_paper_text_model, single_synset, synset_queries
 
     part = context.partition_key
     matches = files.read_parquet("lemma_matches", f"{part}.parquet")
-    single = matches.filter(pl.col("wnids").list.len() == 1).with_columns(wnid=pl.col("wnids").list.first())
+    single, dropped = single_synset(matches)
     meta = files.read_parquet("laion_metadata", f"{part}.parquet").select("uid", "TEXT")
     single = single.join(meta, on="uid").sort("uid")
     try:
@@ -295,7 +280,7 @@ def synset_similarity(context: AssetExecutionContext, config: SynsetSimilarityCo
     except ValueError as err:
         raise Failure(f"synset_similarity: {err}") from None
     queries = queries.filter(pl.col("wnid").is_in(single["wnid"].unique().implode()))
-    loaded = _load_clip(clip, config.model_name, config.pretrained, config.checkpoint)
+    loaded = laionet_text_clip.load()
     context.log.info(f"{part}: encoding {single.height} captions and {queries.height} synset texts with {loaded.model_id}")
     captions = encode_texts(loaded, single["TEXT"].to_list(), config.batch_size)
     query_emb = encode_texts(loaded, queries["query"].to_list(), config.batch_size)
@@ -311,10 +296,11 @@ def synset_similarity(context: AssetExecutionContext, config: SynsetSimilarityCo
     return MaterializeResult(
         metadata={
             "matched_rows": matches.height,
-            "dropped_multi_synset": matches.height - int((matches["wnids"].list.len() == 1).sum()),
+            "dropped_multi_synset": dropped,
             "scored_rows": out.height,
             "query": config.query,
             "text_model": loaded.model_id,
+            "paper_text_model": is_paper_text_model(loaded.model_id),
             "mean_similarity": float(sims.mean()) if len(sims) else float("nan"),
             "similarity_histogram": histogram(
                 sims, f"caption-to-synset ({config.query}) cosine similarity", f"{part}: single-synset captions",
@@ -329,7 +315,7 @@ def synset_similarity(context: AssetExecutionContext, config: SynsetSimilarityCo
 
 
 class LaionetConfig(Config):
-    threshold: float = Field(0.82, description="keep rows with similarity strictly above this (seed: 0.82 for CLIP)")
+    threshold: float = Field(0.82, description="keep rows with similarity strictly above this (seed: 0.82, calibrated on OpenAI CLIP ViT-B/32's text tower)")
     query: str = Field("name_def", description="which synset_similarity column to threshold (as configured there)")
     nsfw_keep: list[str] | None = Field(["UNLIKELY"], description="NSFW values kept (seed since Dec 2024: UNLIKELY only); null keeps all")
     text_in_image_column: str | None = Field(
@@ -338,58 +324,65 @@ class LaionetConfig(Config):
     sweep: list[float] = Field([round(float(t), 4) for t in np.linspace(0.5, 0.9, 20)], description="thresholds of the size-vs-threshold curve")
 
 
+def _laionet_candidates(files: FileStore, parts: list[str], query: str, log: logging.Logger) -> pl.DataFrame:
+    """Every matched caption of the parts: lemma_matches (all synsets it names) left-joined
+    with its synset_similarity score (single-synset rows only) and its laion_metadata row."""
+    column, frames = similarity_column(query), []
+    progress = Progress("reading lemma_matches and synset_similarity", len(parts), log=log, unit="parts")
+    for part in parts:
+        scored = files.read_parquet("synset_similarity", f"{part}.parquet")
+        if column not in scored.columns:
+            raise Failure(f"synset_similarity[{part}] was computed with another query type (no {column}); rematerialise it with query={query!r}")
+        matches = files.read_parquet("lemma_matches", f"{part}.parquet").select("uid", "wnids")
+        meta = files.read_parquet("laion_metadata", f"{part}.parquet")
+        frames.append(matches.join(scored, on="uid", how="left").join(meta, on="uid", how="inner"))
+        progress.update()
+    progress.close()
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
 @asset(
     group_name=GROUP,
-    deps=[synset_similarity],
+    deps=[lemma_matches, synset_similarity],
     kinds={"parquet"},
     description="LAIONet over all parts: single-synset rows with caption-to-synset similarity > 0.82 and NSFW == "
     "UNLIKELY, with LAIONet's columns and the wnid → rows label map (JSON).",
 )
 def laionet(context: AssetExecutionContext, config: LaionetConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.laionet import threshold_curve
+    from laionlab.laionet import check_threshold, is_paper_text_model, label_map, select_laionet, threshold_curve, threshold_warning
 
-    _check_threshold("threshold", config.threshold)
-    column = similarity_column(config.query)
-    parts = registered(context, laion_part)
-    frames = []
-    progress = Progress("reading synset_similarity", len(parts), log=context.log, unit="parts")
-    for part in parts:
-        scored = files.read_parquet("synset_similarity", f"{part}.parquet")
-        if column not in scored.columns:
-            raise Failure(f"synset_similarity[{part}] was computed with another query type (no {column}); rematerialise it with query={config.query!r}")
-        meta = files.read_parquet("laion_metadata", f"{part}.parquet")
-        frames.append(scored.join(meta, on="uid", how="inner"))
-        progress.update()
-    progress.close()
-    rows = pl.concat(frames, how="diagonal_relaxed")
-    if rows.height == 0:
+    try:
+        check_threshold(config.threshold)
+        parts = registered(context, laion_part)
+        column = similarity_column(config.query)
+        sel = select_laionet(_laionet_candidates(files, parts, config.query, context.log), config.threshold, config.nsfw_keep, config.text_in_image_column, column)
+    except ValueError as err:
+        raise Failure(f"laionet: {err}") from None
+    if sel.counts["candidates"] == sel.counts["dropped_multi_synset"]:
         raise Failure(f"no caption of parts {parts} matched exactly one synset: LAIONet would be empty")
-    counts = {"matched_single_synset": rows.height}
-    if config.nsfw_keep is not None:
-        rows = rows.filter(pl.col("NSFW").is_in(config.nsfw_keep))
-        counts["after_nsfw"] = rows.height
-    if config.text_in_image_column and config.text_in_image_column in rows.columns:
-        rows = rows.filter(~pl.col(config.text_in_image_column).fill_null(False))
-        counts["after_text_in_image"] = rows.height
-    curve = threshold_curve(rows[column].to_numpy(), rows["wnid"].to_numpy(), config.sweep)
-    selected = rows.filter(pl.col(column) > config.threshold).sort("wnid", "uid")
+    text_models = sorted(set(sel.eligible["text_model"].drop_nulls().to_list()))
+    if warning := threshold_warning(config.threshold, text_models):
+        context.log.warning(warning)
+    curve = threshold_curve(sel.eligible[column].to_numpy(), sel.eligible["wnid"].to_numpy(), config.sweep)
+    selected = sel.rows
     if config.query != "name_def":  # LAIONet's column names; the query actually used is recorded
-        selected = selected.with_columns(
-            pl.col(f"{config.query}_wnid").alias("name_def_wnid"), pl.col(column).alias("text_to_name_def_wnid_similarity")
-        )
+        selected = selected.with_columns(pl.col(f"{config.query}_wnid").alias("name_def_wnid"), pl.col(column).alias("text_to_name_def_wnid_similarity"))
     selected = selected.select(LAIONET_COLUMNS + [c for c in ("lemmas", "text_model") if c in selected.columns])
     files.write_parquet(selected, "laionet", "laionet.parquet")
-    labels = selected.with_row_index("index").group_by("wnid", maintain_order=True).agg(pl.col("index"))
-    label_map = {w: [int(i) for i in idx] for w, idx in zip(labels["wnid"].to_list(), labels["index"].to_list())}
-    files.write_json(label_map, "laionet", "wnid_to_rows.json", indent=0)
+    labels = label_map(selected)
+    files.write_json(labels, "laionet", "wnid_to_rows.json", indent=0)
     per_class = selected.group_by("wnid").len().sort("len", descending=True)
     synsets = _synsets(files).select("wnid", "name")
     return MaterializeResult(
         metadata={
             "rows": selected.height,
-            "classes": len(label_map),
+            "classes": len(labels),
             "threshold": config.threshold,
-            **counts,
+            **sel.counts,
+            "text_in_image_checked": sel.text_in_image_checked,
+            "text_models": ", ".join(text_models),
+            "paper_text_model": bool(text_models) and all(is_paper_text_model(m) for m in text_models),
+            "threshold_calibration_warning": warning is not None,
             "largest_classes": markdown_table(per_class.join(synsets, on="wnid", how="left").head(20).rename({"len": "rows"})),
             "class_size_histogram": histogram(per_class["len"].to_numpy(), "rows per class", "LAIONet class sizes", files.path("laionet", "class_sizes.png")),
             "size_vs_threshold": line_plot(
@@ -408,47 +401,31 @@ class IntraClassConfig(Config):
     reference_dataset: str = Field(description="labelled reference dataset (ImageNet-val in the paper; labels = wnids)")
     n_per_class: int = Field(100, ge=2, description="LAIONet images per class (seed: 100)")
     reference_per_class: int | None = Field(None, ge=2, description="reference images per class (seed: all 50 of ImageNet-val)")
-    sampling: str = Field("random", description="random (seeded) or first (seed_compat: the seed takes the first n of each class list)")
+    sampling: str = Field("random", description="random (seeded per class) or seed_compat (the seed: the first n of each class list; 'first' is an alias)")
     min_pairs: int = Field(7, ge=2, description="classes with fewer pairs are not compared (seed: 7)")
-    hist_pairs_per_class: int = Field(100, ge=1, description="pairs per class resampled for the histogram (seed: min(#pairs, 100))")
+    hist_pairs_per_class: int = Field(100, ge=1, description="pairs per class resampled for the histogram, from the same per-class sample (seed: min(#pairs, 100))")
     seed: int = Field(0)
 
 
-def _intra(emb: np.ndarray, labels: np.ndarray, n: int | None, mode: str, seed: int) -> pl.DataFrame:
-    from laionlab.laionet import intra_class_similarity
+def compare_sets(a_emb: np.ndarray, a_labels: np.ndarray, b_emb: np.ndarray, b_labels: np.ndarray, config):
+    """:func:`laionlab.laionet.compare_intra_class_sets` with the sampling settings of
+    ``config`` (n_per_class, reference_per_class, sampling, min_pairs, hist_pairs_per_class,
+    seed); a Failure naming the bad setting."""
+    from laionlab.laionet import SAMPLE_MODES, compare_intra_class_sets
 
-    return intra_class_similarity(emb, labels, n_per_class=n if n is not None else len(labels), mode=mode, seed=seed)
-
-
-def _pair_sample(emb: np.ndarray, labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    """The seed's histogram: each class contributes min(#pairs, per_class) pair similarities
-    resampled with replacement."""
-    from laionlab.laionet import lower_triangle_similarities
-
-    out = []
-    for label in np.unique(labels):
-        sims = lower_triangle_similarities(emb[labels == label])
-        if len(sims):
-            out.append(rng.choice(sims, size=min(len(sims), per_class), replace=True))
-    return np.concatenate(out) if out else np.zeros(0)
+    if config.sampling not in SAMPLE_MODES:
+        raise Failure(f"sampling must be one of {', '.join(SAMPLE_MODES)} ('first' = 'seed_compat'), got {config.sampling!r}")
+    try:
+        return compare_intra_class_sets(
+            a_emb, a_labels, b_emb, b_labels, n_per_class=config.n_per_class, reference_per_class=config.reference_per_class,
+            mode=config.sampling, min_pairs=config.min_pairs, hist_pairs_per_class=config.hist_pairs_per_class, seed=config.seed,
+        )  # fmt: skip
+    except ValueError as err:
+        raise Failure(f"intra-class similarity: {err}") from None
 
 
-def compare_sets(
-    a_emb: np.ndarray, a_labels: np.ndarray, b_emb: np.ndarray, b_labels: np.ndarray, config
-) -> tuple[pl.DataFrame, dict, np.ndarray, np.ndarray]:
-    """Per-class intra-class similarity of set a (LAIONet) minus set b (the reference) with the
-    seed's interval test, and the pair samples of the histogram. ``config`` carries
-    n_per_class, reference_per_class, sampling, min_pairs, hist_pairs_per_class and seed."""
-    from laionlab.laionet import compare_intra_class
-
-    if config.sampling not in ("random", "first"):
-        raise Failure(f"sampling must be 'random' or 'first', got {config.sampling!r}")
-    a = _intra(a_emb, a_labels, config.n_per_class, config.sampling, config.seed)
-    b = _intra(b_emb, b_labels, config.reference_per_class, config.sampling, config.seed)
-    per_class, summary = compare_intra_class(a, b, min_pairs=config.min_pairs)
-    rng = np.random.default_rng(config.seed)
-    pairs = [_pair_sample(e, l, config.hist_pairs_per_class, rng) for e, l in ((a_emb, a_labels), (b_emb, b_labels))]
-    return per_class, summary, pairs[0], pairs[1]
+def _summary_metadata(summary: dict) -> dict:
+    return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in summary.items()}
 
 
 @asset(
@@ -465,7 +442,8 @@ def laionet_intra_class_similarity(context: AssetExecutionContext, config: Intra
         raise Failure("no LAIONet row has an image embedding: materialise laion_images/laion_embeddings for the parts")
     labels = pl.DataFrame({"uid": uids}).join(net, on="uid", how="left")["wnid"].to_numpy()
     ref = labelled_reference(lance, config.reference_dataset)
-    per_class, summary, laion_pairs, ref_pairs = compare_sets(emb, labels, _stack(ref["emb"]), ref["label"].to_numpy(), config)
+    result = compare_sets(emb, labels, _stack(ref["emb"]), ref["label"].to_numpy(), config)
+    per_class = result.per_class
     if per_class.height == 0:
         raise Failure(
             f"no class has >= {config.min_pairs} pairs in both LAIONet and {config.reference_dataset!r} "
@@ -477,11 +455,11 @@ def laionet_intra_class_similarity(context: AssetExecutionContext, config: Intra
             "laionet_rows_with_images": len(uids),
             "laionet_rows": net.height,
             "reference_dataset": config.reference_dataset,
-            **{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in summary.items()},
+            **_summary_metadata(result.summary),
             "per_class": markdown_table(per_class.sort(per_class.columns[0]).head(50)),
             "distribution": histogram(
                 None, "pairwise cosine similarity", "intra-class similarity", files.path("laionet_intra_class_similarity", "hist.png"),
-                series={"LAIONet": laion_pairs, config.reference_dataset: ref_pairs},
+                series={"LAIONet": result.pairs_a, config.reference_dataset: result.pairs_b},
             ),
         }
     )
@@ -502,20 +480,24 @@ class AccuracyConfig(Config):
     timm_models: list[TimmModelConfig] = Field([], description="timm classifiers to evaluate on the images")
     top_k: list[int] = Field([1, 5], description="top-k accuracies")
     min_area: int = Field(100, ge=0, description="images under this many pixels are excluded (seed: 100)")
-    require_rgb: bool = Field(True, description="exclude images whose mode is not RGB (seed's verify_image)")
+    require_rgb: bool = Field(True, description="exclude images whose mode is not RGB (seed's verify_image); a LAION row's image is the one img2dataset re-encoded")
     batch_size: int = Field(64, ge=1)
 
 
-def _laionet_images(files: FileStore, uids: set[str]):
-    """LAIONet images from the parts' shards, as stored by img2dataset."""
+def _laionet_images(files: FileStore, net: pl.DataFrame):
+    """(uid, image, original area) of the LAIONet rows from the parts' shards (img2dataset's
+    re-encoded images); the area is the smaller of the shard's and the metadata's original size."""
     from asset_defs.ingest import image_shards
     from laionlab.io.shards import iter_shard_images
 
-    for part in sorted({u.rsplit(":", 1)[0] for u in uids}):
-        yield from iter_shard_images(image_shards(files, part), uids)
+    original = dict(zip(net["uid"].to_list(), (net["HEIGHT"] * net["WIDTH"]).to_list()))
+    for part in sorted({u.rsplit(":", 1)[0] for u in original}):
+        for s in iter_shard_images(image_shards(files, part), set(original)):
+            yield s.uid, s.image, min(s.original_area, original.get(s.uid) or s.original_area)
 
 
-def _reference_images(catalog: DatasetCatalog, name: str):
+def _reference_images(catalog: DatasetCatalog, name: str, wanted: set[str]):
+    """(uid, image, area) of the wanted images of a reference dataset, as stored."""
     from PIL import Image
 
     from laionlab.io.reference import list_items
@@ -524,53 +506,49 @@ def _reference_images(catalog: DatasetCatalog, name: str):
     if spec.kind == "hdf5":
         raise Failure(f"reference dataset {name!r} is an HDF5 array without labels; LAIONet accuracy needs labelled images")
     items = list_items(spec)
-    for i, (source, label) in enumerate(zip(items.sources, items.labels)):
-        with Image.open(source) as img:
-            img.load()
-            yield f"{name}:{i:09d}", img, label, img.width * img.height
+    for i, source in enumerate(items.sources):
+        uid = f"{name}:{i:09d}"
+        if uid in wanted:
+            with Image.open(source) as img:
+                img.load()
+                yield uid, img, img.width * img.height
 
 
-class _Evaluator:
-    """Runs the configured timm models on a stream of images, batch by batch, after the seed's
-    image filter; remembers which uids passed."""
+def _accuracy_reference(lance: LanceStore, name: str, classes: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The reference set's rows (uid, label, emb) and its labels restricted to LAIONet's classes."""
+    from laionlab.laionet import ilsvrc_wnids
 
-    def __init__(self, config: AccuracyConfig, context: AssetExecutionContext):
-        from laionlab.laionet import load_timm_classifier
+    reference = labelled_reference(lance, name)
+    unknown = sorted(set(reference["label"].unique().to_list()) - set(ilsvrc_wnids()))
+    if unknown:
+        raise Failure(f"reference dataset {name!r} has labels that are not ILSVRC wnids, e.g. {unknown[:5]}")
+    labels = reference.select("uid", "label").filter(pl.col("label").is_in(classes))
+    if labels.height == 0:
+        raise Failure(f"reference dataset {name!r} has no image of LAIONet's {len(classes)} classes")
+    return reference, labels
 
-        self.config, self.context = config, context
-        self.models = [(m.name, load_timm_classifier(m.name, m.checkpoint)) for m in config.timm_models]
-        self.k = max(config.top_k)  # the evaluator's predictions hold the top max(top_k) classes
 
-    def run(self, samples, label: str) -> tuple[list[str], dict[str, list[np.ndarray]], dict[str, int]]:
-        from laionlab.laionet import image_problem, timm_predict
+def _zero_shot(clip: ClipEncoder, lance: LanceStore, config: AccuracyConfig, kept: dict[str, list[str]], reference: pl.DataFrame, k: int, log):
+    """CLIP zero-shot top-k of the kept images of each set from their stored image embeddings:
+    set → (uids, (n, k) wnids)."""
+    from laionlab.laionet import ilsvrc_wnids, zero_shot_classifier, zero_shot_predict
 
-        kept, preds, problems, batch = [], {name: [] for name, _ in self.models}, {}, []
-        progress = Progress(f"{label}: reading and classifying", log=self.context.log, unit="images")
-
-        def flush():
-            for name, model in self.models:
-                preds[name].append(timm_predict(model, [img for _, img in batch], k=self.k, batch_size=self.config.batch_size))
-            batch.clear()
-
-        for uid, img, area in samples:
-            progress.update()
-            problem = image_problem(img, min_area=self.config.min_area, require_rgb=self.config.require_rgb)
-            if problem is None and area < self.config.min_area:
-                problem = f"original area {area} < {self.config.min_area} px"
-            if problem is not None:
-                key = problem.split(" ")[0]
-                problems[key] = problems.get(key, 0) + 1
-                continue
-            kept.append(uid)
-            if self.models:
-                batch.append((uid, img.copy()))
-                if len(batch) >= self.config.batch_size:
-                    flush()
-        if batch:
-            flush()
-        progress.close()
-        self.context.log.info(f"{label}: {len(kept)} of {progress.done} images usable")
-        return kept, preds, problems
+    loaded = clip.load()
+    _check_model(lance, EMBEDDINGS_TABLE, loaded.model_id)
+    _check_model(lance, REFERENCE_TABLE, loaded.model_id, f"dataset = '{config.reference_dataset}'")
+    wnids = ilsvrc_wnids()
+    text = zero_shot_classifier(loaded, wnids, config.prompts)
+    out = {}
+    for set_name, uids in kept.items():
+        if not uids:
+            continue
+        if set_name == "LAIONet":
+            uids, emb = laion_vectors_for(lance, uids, log=log)
+        else:
+            ref = reference.filter(pl.col("uid").is_in(uids))
+            uids, emb = ref["uid"].to_list(), _stack(ref["emb"])
+        out[set_name] = (uids, zero_shot_predict(emb, text, wnids, k=k))
+    return out
 
 
 @asset(
@@ -585,64 +563,28 @@ class _Evaluator:
 def laionet_accuracy(
     context: AssetExecutionContext, config: AccuracyConfig, clip: ClipEncoder, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
-    from laionlab.laionet import ilsvrc_wnids, laion_weights, name_def_queries, per_class_recall, weighted_accuracy, zero_shot_predict, zero_shot_weights
+    from laionlab.laionet import PROMPT_KINDS, ImageEvaluator, accuracy_tables, laion_weights, load_timm_classifier
 
     if not config.clip_zero_shot and not config.timm_models:
         raise Failure("nothing to evaluate: set clip_zero_shot or list timm_models")
-    if any(k < 1 for k in config.top_k):
-        raise Failure(f"top_k must be positive, got {config.top_k}")
+    if any(k < 1 for k in config.top_k) or config.prompts not in PROMPT_KINDS:
+        raise Failure(f"top_k must be positive (got {config.top_k}) and prompts one of {', '.join(PROMPT_KINDS)} (got {config.prompts!r})")
     net = files.read_parquet("laionet", "laionet.parquet").select("uid", "wnid", "HEIGHT", "WIDTH")
     classes = sorted(net["wnid"].unique().to_list())
-    weights = laion_weights(dict(net.group_by("wnid").len().iter_rows()))
-    reference = labelled_reference(lance, config.reference_dataset)
-    ref_labels = reference.select("uid", "label")
-    unknown = sorted(set(ref_labels["label"].unique().to_list()) - set(ilsvrc_wnids()))
-    if unknown:
-        raise Failure(f"reference dataset {config.reference_dataset!r} has labels that are not ILSVRC wnids, e.g. {unknown[:5]}")
-    ref_labels = ref_labels.filter(pl.col("label").is_in(classes))
-    if ref_labels.height == 0:
-        raise Failure(f"reference dataset {config.reference_dataset!r} has no image of LAIONet's {len(classes)} classes")
-    evaluator = _Evaluator(config, context)
-    original = dict(zip(net["uid"].to_list(), (net["HEIGHT"] * net["WIDTH"]).to_list()))
-    laion_stream = ((s.uid, s.image, min(s.original_area, original.get(s.uid) or s.original_area)) for s in _laionet_images(files, set(net["uid"])))
-    ref_wanted = set(ref_labels["uid"].to_list())
-    ref_stream = ((uid, img, area) for uid, img, _, area in _reference_images(catalog, config.reference_dataset) if uid in ref_wanted)
-    sets = {"LAIONet": evaluator.run(laion_stream, "LAIONet"), config.reference_dataset: evaluator.run(ref_stream, config.reference_dataset)}
-    truth = {"LAIONet": dict(zip(net["uid"], net["wnid"])), config.reference_dataset: dict(zip(ref_labels["uid"], ref_labels["label"]))}
+    reference, ref_labels = _accuracy_reference(lance, config.reference_dataset, classes)
+    models = [(m.name, load_timm_classifier(m.name, m.checkpoint)) for m in config.timm_models]
+    evaluator = ImageEvaluator(models, k=max(config.top_k), batch_size=config.batch_size, min_area=config.min_area, require_rgb=config.require_rgb, log=context.log)
+    ref_stream = _reference_images(catalog, config.reference_dataset, set(ref_labels["uid"].to_list()))
+    sets = {"LAIONet": evaluator.run(_laionet_images(files, net), "LAIONet"), config.reference_dataset: evaluator.run(ref_stream, config.reference_dataset)}
+    predictions = {name: {model: (s.kept, pred) for model, pred in s.predictions.items()} for name, s in sets.items()}
     if config.clip_zero_shot:
-        loaded = clip.load()
-        _check_model(lance, EMBEDDINGS_TABLE, loaded.model_id)
-        _check_model(lance, REFERENCE_TABLE, loaded.model_id, f"dataset = '{config.reference_dataset}'")
-        wnids = ilsvrc_wnids()
-        if config.prompts == "name_def":
-            text = zero_shot_weights(loaded, wnids, classnames=name_def_queries(wnids), templates=("{}",))
-        elif config.prompts in ("openai", "simple"):
-            text = zero_shot_weights(loaded, wnids, templates=None if config.prompts == "openai" else ("a photo of a {}.",))
-        else:
-            raise Failure(f"prompts must be openai, simple or name_def, got {config.prompts!r}")
-    results = {}  # set → model → (uids, (n, k) predicted wnids)
-    for set_name, (kept, preds, problems) in sets.items():
-        results[set_name] = {model: (kept, np.concatenate(chunks) if chunks else np.zeros((0, evaluator.k), object)) for model, chunks in preds.items()}
-        if config.clip_zero_shot and kept:
-            if set_name == "LAIONet":
-                uids, emb = laion_vectors_for(lance, kept, log=context.log)
-            else:
-                ref = reference.filter(pl.col("uid").is_in(kept))
-                uids, emb = ref["uid"].to_list(), _stack(ref["emb"])
-            results[set_name]["clip-zero-shot"] = (uids, zero_shot_predict(emb, text, wnids, k=evaluator.k))
-    rows, summary = [], []
-    for set_name, models in results.items():
-        for model, (uids, pred) in models.items():
-            true = np.array([truth[set_name][u] for u in uids])
-            for k in config.top_k:
-                frame = per_class_recall(true, pred[:, :k], classes=classes)
-                rows.append(frame.with_columns(model=pl.lit(model), dataset=pl.lit(set_name), k=pl.lit(k)))
-                for weighting, w in (("equal", None), ("laion", weights)):
-                    acc, se = weighted_accuracy(frame, w)
-                    summary.append({"model": model, "dataset": set_name, "k": k, "weighting": weighting, "accuracy": acc, "se": se, "images": len(uids)})
-        context.log.info(f"{set_name}: {len(sets[set_name][0])} images usable, excluded {sets[set_name][2] or 'none'}")
-    per_class = pl.concat(rows, how="diagonal_relaxed")
-    table = pl.DataFrame(summary)
+        for name, found in _zero_shot(clip, lance, config, {n: s.kept for n, s in sets.items()}, reference, evaluator.k, context.log).items():
+            predictions[name]["clip-zero-shot"] = found
+    for name, s in sets.items():
+        context.log.info(f"{name}: {len(s.kept)} images usable, excluded {s.problems or 'none'}")
+    truth = {"LAIONet": dict(zip(net["uid"], net["wnid"])), config.reference_dataset: dict(zip(ref_labels["uid"], ref_labels["label"]))}
+    weights = laion_weights(dict(net.group_by("wnid").len().iter_rows()))
+    per_class, table = accuracy_tables(predictions, truth, classes, weights, config.top_k)
     files.write_parquet(per_class, "laionet_accuracy", "per_class.parquet")
     files.write_parquet(table, "laionet_accuracy", "summary.parquet")
     top1 = table.filter((pl.col("k") == min(config.top_k)))
@@ -650,14 +592,13 @@ def laionet_accuracy(
         metadata={
             "summary": markdown_table(table.with_columns(pl.col("accuracy").round(4), pl.col("se").round(4))),
             "classes": len(classes),
-            "excluded_images": json.dumps({n: p for n, (_, _, p) in sets.items()}),
+            "excluded_images": json.dumps({n: s.problems for n, s in sets.items()}),
             "accuracy_plot": bar_plot(
                 [f"{r['model']}\n{r['dataset']}\n{r['weighting']}" for r in top1.iter_rows(named=True)], top1["accuracy"].to_list(),
                 f"top-{min(config.top_k)} accuracy", "accuracy", files.path("laionet_accuracy", "accuracy.png"),
             ),
         }
     )
-
 
 
 # --- caption index and nearest-caption ImageNet (the paper's Section 4.3) -------------------
@@ -669,20 +610,6 @@ class CaptionIndexConfig(Config):
     nprobe: int = Field(32, ge=1, description="IVF lists probed per query")
     rebuild: bool = Field(False, description="retrain from scratch instead of appending new parts")
     seed: int = Field(0)
-
-
-def parse_bytes(text: str) -> int:
-    """'16GB', '40MB', '512KiB', '1000' → bytes (decimal units for kB/MB/GB/TB, binary for KiB...)."""
-    import re
-
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKMGT]i?B|B)?\s*", text)
-    if not m:
-        raise Failure(f"max_memory: cannot read {text!r} as a size (e.g. 16GB, 512MiB)")
-    unit = m.group(2) or "B"
-    scale = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
-    if unit not in scale:
-        raise Failure(f"max_memory: unknown unit {unit!r} in {text!r}")
-    return int(float(m.group(1)) * scale[unit])
 
 
 def _text_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray, set[str]]:
@@ -706,62 +633,43 @@ def _text_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray, 
     "trained once and appended to as parts arrive.",
 )
 def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.retrieval.caption_index import CaptionIndex, choose_index_key, estimate_index_memory, train_size
+    from laionlab.retrieval.caption_index import CaptionIndex
+    from laionlab.retrieval.index_parts import add_parts, parse_bytes, plan_update
 
-    budget = parse_bytes(config.max_memory)
+    try:
+        budget = parse_bytes(config.max_memory, "max_memory")
+    except ValueError as err:
+        raise Failure(str(err)) from None
     parts = registered(context, laion_part)
     tables = lance.tables()
     counts = {p: tables.count(EMBEDDINGS_TABLE, f"part = '{p}'") for p in parts}
     index_path = files.path("caption_index", "index.faiss")
     built = files.exists("caption_index", "state.json") and files.exists("caption_index", "index.faiss")
-    state = files.read_json("caption_index", "state.json") if built else None
-    stale = state is not None and any(counts.get(p) != info["rows"] for p, info in state["parts"].items())
-    if state is None or config.rebuild or stale:
-        if stale:
-            context.log.info("a part was re-embedded or removed since the index was built: rebuilding it")
-        state, index = {"parts": {}, "next_id": 0, "model": None, "key": None}, None
-    else:
-        index = CaptionIndex.load(index_path)
-    todo = [p for p in parts if p not in state["parts"] and counts[p] > 0]
-    pending: list[tuple[np.ndarray, np.ndarray]] = []  # (ids, vectors) held until the index is trained
-    progress = Progress("caption_index: adding parts", sum(counts[p] for p in todo), log=context.log, unit="captions")
-    for part in todo:
-        uids, X, models = _text_vectors(lance, part)
-        if state["model"] is None:
-            state["model"] = next(iter(models))
-        if models != {state["model"]}:
-            raise Failure(f"laion_embeddings[{part}] holds text embeddings of {sorted(models)}, the index {state['model']}: rebuild")
-        ids = np.arange(state["next_id"], state["next_id"] + len(uids), dtype=np.int64)
+    plan = plan_update(files.read_json("caption_index", "state.json") if built else None, counts, config.rebuild)
+    if plan.stale:
+        context.log.info("a part was re-embedded or removed since the index was built: rebuilding it")
+
+    def write_ids(part: str, ids: np.ndarray, uids: list[str]) -> None:
         files.write_parquet(pl.DataFrame({"id": ids, "uid": uids}), "caption_index", "ids", f"{part}.parquet")
-        state["parts"][part] = {"rows": len(uids), "first_id": int(ids[0])}
-        state["next_id"] += len(uids)
-        if index is not None:
-            index.append(X, ids)
-            progress.update(len(uids))
-            continue
-        # train once enough rows are in hand (the seed: on its first ~1M-vector chunk)
-        pending.append((ids, X))
-        total = sum(counts.values())
-        key = choose_index_key(total, X.shape[1], budget, flat_max_rows=config.flat_max_rows)
-        if sum(len(i) for i, _ in pending) >= train_size(total, key, X.shape[1]) or part == todo[-1]:
-            all_ids = np.concatenate([i for i, _ in pending])
-            index = CaptionIndex.build(np.concatenate([x for _, x in pending]), all_ids, key, seed=config.seed, nprobe=config.nprobe)
-            state["key"] = key
-            context.log.info(f"caption_index: trained {key} on {len(all_ids)} captions (estimated {estimate_index_memory(key, total, X.shape[1]) / 1e9:.2f} GB for {total})")
-            pending = []
-        progress.update(len(uids))
-    progress.close()
+
+    try:
+        index = add_parts(
+            CaptionIndex.load(index_path) if plan.keep_index else None, plan.state, plan.todo, counts, lambda p: _text_vectors(lance, p),
+            budget=budget, flat_max_rows=config.flat_max_rows, nprobe=config.nprobe, seed=config.seed, on_ids=write_ids, log=context.log,
+        )  # fmt: skip
+    except ValueError as err:
+        raise Failure(f"caption_index: {err}") from None
     if index is None:
         raise Failure(f"laion_embeddings has no rows for parts {parts}: nothing to index")
-    if todo:
+    if plan.todo:
         index.save(index_path)  # the index first, then the state that says which parts it holds
-        files.write_json(state, "caption_index", "state.json", indent=1)
+        files.write_json(plan.state, "caption_index", "state.json", indent=1)
     return MaterializeResult(
         metadata={
-            "index": state["key"],
+            "index": plan.state["key"],
             "vectors": index.ntotal,
-            "parts_added": ", ".join(todo) or "none (up to date)",
-            "text_model": state["model"],
+            "parts_added": ", ".join(plan.todo) or "none (up to date)",
+            "text_model": plan.state["model"],
             "budget_bytes": budget,
         }
     )
@@ -772,11 +680,30 @@ class NearestCaptionConfig(Config):
     nprobe: int | None = Field(None, ge=1, description="IVF lists probed (default: the index's)")
     n_per_class: int = Field(100, ge=2, description="recreated-dataset images per class")
     reference_per_class: int | None = Field(None, ge=2, description="original images per class (default all)")
-    sampling: str = Field("random", description="random (seeded) or first")
+    sampling: str = Field("random", description="random (seeded per class) or seed_compat (the first n of each class; 'first' is an alias)")
     min_pairs: int = Field(7, ge=2)
     hist_pairs_per_class: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=1)
     seed: int = Field(0)
+
+
+def _nearest_captions(loaded, files: FileStore, name: str, items, config: NearestCaptionConfig) -> tuple[pl.DataFrame, int]:
+    """The nearest LAION caption of each captioned, labelled item (rows without a neighbour
+    dropped and counted)."""
+    from laionlab.embed.encode import encode_texts
+    from laionlab.laionet import nearest_caption_rows
+    from laionlab.retrieval.caption_index import CaptionIndex
+
+    keep = [i for i, (c, l) in enumerate(zip(items.captions, items.labels)) if c and l]
+    captions = [items.captions[i] for i in keep]
+    queries = encode_texts(loaded, captions, config.batch_size)
+    scores, ids = CaptionIndex.load(files.path("caption_index", "index.faiss")).search(queries, 1, nprobe=config.nprobe)
+    state = files.read_json("caption_index", "state.json")
+    id_map = pl.concat([files.read_parquet("caption_index", "ids", f"{p}.parquet") for p in state["parts"]])
+    try:
+        return nearest_caption_rows([f"{name}:{i:09d}" for i in keep], captions, [items.labels[i] for i in keep], scores, ids, id_map)
+    except ValueError as err:
+        raise Failure(f"nearest_caption_imagenet: {err}") from None
 
 
 @asset(
@@ -790,52 +717,39 @@ class NearestCaptionConfig(Config):
 def nearest_caption_imagenet(
     context: AssetExecutionContext, config: NearestCaptionConfig, clip: ClipEncoder, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
-    from laionlab.embed.encode import encode_texts
     from laionlab.io.reference import list_items
-    from laionlab.retrieval.caption_index import CaptionIndex
+    from laionlab.laionet import recreated_pairs
 
     name = config.captions_dataset
     items = list_items(catalog.get(name))
     if all(c is None for c in items.captions) or all(l is None for l in items.labels):
         raise Failure(f"dataset {name!r} needs captions and labels (a parquet entry with caption_column and label_column)")
-    state = files.read_json("caption_index", "state.json")
-    loaded = clip.load()
-    if loaded.model_id != state["model"]:
-        raise Failure(f"caption_index holds text embeddings of {state['model']}, the clip resource is {loaded.model_id}: same model needed")
-    keep = [i for i, (c, l) in enumerate(zip(items.captions, items.labels)) if c and l]
-    queries = encode_texts(loaded, [items.captions[i] for i in keep], config.batch_size)
-    index = CaptionIndex.load(files.path("caption_index", "index.faiss"))
-    scores, ids = index.search(queries, 1, nprobe=config.nprobe)
-    id_map = pl.concat([files.read_parquet("caption_index", "ids", f"{p}.parquet") for p in state["parts"]])
-    found = pl.DataFrame(
-        {
-            "caption_uid": [f"{name}:{i:09d}" for i in keep],
-            "caption": [items.captions[i] for i in keep],
-            "wnid": [items.labels[i] for i in keep],
-            "id": ids[:, 0],
-            "caption_similarity": scores[:, 0],
-        }
-    ).join(id_map, on="id", how="left")
+    loaded, index_model = clip.load(), files.read_json("caption_index", "state.json")["model"]
+    if loaded.model_id != index_model:
+        raise Failure(f"caption_index holds text embeddings of {index_model}, the clip resource is {loaded.model_id}: same model needed")
+    found, no_neighbour = _nearest_captions(loaded, files, name, items, config)
+    if no_neighbour:
+        context.log.warning(f"{no_neighbour} captions found no neighbour in caption_index (raise nprobe): left out")
     files.write_parquet(found, "nearest_caption_imagenet", "recreated.parquet")
-    # the recreated dataset: distinct (LAION row, class) pairs
-    recreated = found.select("uid", "wnid").unique(maintain_order=True)
+    recreated = recreated_pairs(found)
     uids, emb = laion_vectors_for(lance, recreated["uid"].to_list(), log=context.log)
-    vec = dict(zip(uids, emb))
+    row_of = {u: i for i, u in enumerate(uids)}
     recreated = recreated.filter(pl.col("uid").is_in(uids))
-    laion_emb = np.stack([vec[u] for u in recreated["uid"]]) if recreated.height else np.zeros((0, 1), np.float32)
+    laion_emb = emb[[row_of[u] for u in recreated["uid"]]] if recreated.height else np.zeros((0, 1), np.float32)
     original = labelled_reference(lance, name)
-    per_class, summary, a_pairs, b_pairs = compare_sets(laion_emb, recreated["wnid"].to_numpy(), _stack(original["emb"]), original["label"].to_numpy(), config)
-    files.write_parquet(per_class, "nearest_caption_imagenet", "per_class.parquet")
+    result = compare_sets(laion_emb, recreated["wnid"].to_numpy(), _stack(original["emb"]), original["label"].to_numpy(), config)
+    files.write_parquet(result.per_class, "nearest_caption_imagenet", "per_class.parquet")
     return MaterializeResult(
         metadata={
-            "captions": len(keep),
+            "captions": found.height + no_neighbour,
+            "no_neighbour": no_neighbour,
             "distinct_laion_rows": recreated.height,
-            "mean_caption_similarity": float(scores[:, 0].mean()) if len(keep) else float("nan"),
-            **{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in summary.items()},
-            "per_class": markdown_table(per_class.head(50)),
+            "mean_caption_similarity": float(found["caption_similarity"].mean()) if found.height else float("nan"),
+            **_summary_metadata(result.summary),
+            "per_class": markdown_table(result.per_class.head(50)),
             "distribution": histogram(
                 None, "pairwise cosine similarity", "intra-class similarity: recreated vs original",
-                files.path("nearest_caption_imagenet", "hist.png"), series={"LAION (nearest captions)": a_pairs, name: b_pairs},
+                files.path("nearest_caption_imagenet", "hist.png"), series={"LAION (nearest captions)": result.pairs_a, name: result.pairs_b},
             ),
         }
     )

@@ -13,11 +13,16 @@ empty. The library side is ``match_lemmas(captions, lemma_to_wnid)`` on all ``--
 side is the seed's rule written out, on one core:
 ``caption.translate(str.maketrans(string.punctuation, ' ' * 32))``, padded with a space on
 each side, then ``' ' + lemma + ' ' in caption`` for every lemma (the padded lemmas built once,
-which only speeds this side up). It runs on the first ``--baseline-n`` captions only (default
-20,000; ~11k captions/s on the 2-core build host, so all 200k would add ~20 s per repeat), and
-the two sides are compared as rates. The matched wnid sets of both sides must be identical on
-that subsample (reported as ``identical``; the target counts as met only if they are). Each
-side is timed ``--repeats`` times, best kept, after a warm-up of the library on a slice.
+which only speeds this side up). It runs on the first ``--baseline-n`` captions (default: all
+``--n``; ~11k captions/s on the 2-core build host, ~20 s per repeat for 200k), and the two
+sides are compared as rates. The matched wnid sets of both sides must be identical on every
+caption both ran (reported as ``identical``; the target counts as met only if they are).
+Each side is timed ``--repeats`` times, best kept, after a warm-up of the library on a slice.
+
+Detail, not the headline: the same library timing with polars limited to one thread
+(``ratio_1_thread``: a child process started with ``POLARS_MAX_THREADS=1``, since polars fixes
+its pool size at import), i.e. what the vectorised pass gains on one core against the seed's
+one-core loop. ``--no-single-thread`` skips it.
 
 Prints a summary, then exactly one JSON line on stdout as its last line; always exits 0.
 Run from the repository root: ``python benchmarks/lemma_matching.py [--n 20000 ...]``.
@@ -26,9 +31,11 @@ Run from the repository root: ``python benchmarks/lemma_matching.py [--n 20000 .
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import string
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -105,35 +112,69 @@ def seed_rule(captions: list[str], lemma_to_wnid: dict[str, str]) -> list[list[s
     return out
 
 
+def time_library(captions: list[str], lemma_to_wnid: dict[str, str], repeats: int) -> tuple[list[float], list[list[str]]]:
+    """Best-of-``repeats`` timings of match_lemmas on all captions, after a warm-up."""
+    from laionlab.laionet import match_lemmas
+
+    match_lemmas(captions[:1_000], lemma_to_wnid)  # warm-up: thread pool, pattern automaton
+    times, got = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        got = match_lemmas(captions, lemma_to_wnid)
+        times.append(time.perf_counter() - t)
+    return times, got
+
+
+def single_thread_child(args) -> None:
+    """``--library-only``: time the library side alone and print one JSON line (run with
+    POLARS_MAX_THREADS=1 by :func:`single_thread_rate`)."""
+    import polars as pl
+
+    from laionlab.io.imagenet import ilsvrc_synsets
+    from laionlab.laionet import unique_lemma_map
+
+    lemma_to_wnid = unique_lemma_map(ilsvrc_synsets()).lemma_to_wnid
+    captions = make_captions(list(lemma_to_wnid), args.n, args.seed)
+    times, got = time_library(captions, lemma_to_wnid, args.repeats)
+    print(json.dumps({"threads": pl.thread_pool_size(), "best_s": min(times), "matched": sum(1 for w in got if w)}))
+
+
+def single_thread_rate(args) -> dict:
+    """The library's rate on one polars thread, from a child process."""
+    env = {**os.environ, "POLARS_MAX_THREADS": "1"}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--library-only", "--n", str(args.n), "--seed", str(args.seed), "--repeats", str(args.repeats)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"single-thread child failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run(args, result: dict) -> dict:
     load_before = os.getloadavg()[0]  # before the imports below load the host
 
     import polars as pl
 
     from laionlab.io.imagenet import ilsvrc_synsets
-    from laionlab.laionet import match_lemmas, unique_lemma_map
+    from laionlab.laionet import unique_lemma_map
 
     lemmas = unique_lemma_map(ilsvrc_synsets())
     lemma_to_wnid = lemmas.lemma_to_wnid
     captions = make_captions(list(lemma_to_wnid), args.n, args.seed)
-    m = min(args.baseline_n, args.n)
+    m = args.n if args.baseline_n is None else min(args.baseline_n, args.n)
     say(
         f"lemma matching benchmark: {args.n} captions, {lemmas.n_lemmas} lemmas of "
         f"{lemmas.n_wnids} synsets, seed rule on the first {m}; cpus={os.cpu_count()} "
         f"load {os.getloadavg()[0]:.2f} polars {pl.__version__} (threads {pl.thread_pool_size()})"
     )
 
-    match_lemmas(captions[:1_000], lemma_to_wnid)  # warm-up: thread pool, pattern automaton
-    lib_times, seed_times = [], []
+    lib_times, got = time_library(captions, lemma_to_wnid, args.repeats)
+    say(f"library: {', '.join(f'{t:.2f}s' for t in lib_times)} ({args.n} captions, {pl.thread_pool_size()} threads)")
+    seed_times = []
     for r in range(args.repeats):
-        t = time.perf_counter()
-        got = match_lemmas(captions, lemma_to_wnid)
-        lib_times.append(time.perf_counter() - t)
         t = time.perf_counter()
         want = seed_rule(captions[:m], lemma_to_wnid)
         seed_times.append(time.perf_counter() - t)
-        say(f"repeat {r + 1}: library {lib_times[-1]:.2f}s ({args.n}), seed rule "
-            f"{seed_times[-1]:.2f}s ({m})")
+        say(f"repeat {r + 1}: seed rule {seed_times[-1]:.2f}s ({m} captions)")
     lib_rate, seed_rate = args.n / min(lib_times), m / min(seed_times)
     ratio = lib_rate / seed_rate
     mismatches = [i for i in range(m) if got[i] != want[i]]
@@ -147,6 +188,16 @@ def run(args, result: dict) -> dict:
     )
     for i in mismatches[:5]:
         say(f"  mismatch {i}: {captions[i]!r}: library {got[i]} vs seed rule {want[i]}")
+    single = {}
+    if args.single_thread:
+        one = single_thread_rate(args)
+        one_rate = args.n / one["best_s"]
+        single = {
+            "library_1_thread_captions_per_s": round(one_rate, 1),
+            "ratio_1_thread": round(one_rate / seed_rate, 2),
+            "polars_threads_child": one["threads"],
+        }
+        say(f"library on {one['threads']} polars thread: {one_rate:,.0f} captions/s, ratio {one_rate / seed_rate:.1f}")
     return {
         "value": round(ratio, 2),
         "meets_target": bool(meets),
@@ -162,6 +213,8 @@ def run(args, result: dict) -> dict:
         "baseline_n": m,
         "lemmas": lemmas.n_lemmas,
         "repeats": args.repeats,
+        "polars_threads": pl.thread_pool_size(),
+        **single,
         "peak_rss_gib": round(peak_rss_gib(), 3),
         **host_load(load_before),
     }
@@ -170,10 +223,16 @@ def run(args, result: dict) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=200_000, help="captions (default 200,000)")
-    p.add_argument("--baseline-n", type=int, default=20_000,
-                   help="first captions the seed rule runs on (default 20,000)")
+    p.add_argument("--baseline-n", type=int, default=None,
+                   help="first captions the seed rule runs on and the match sets are compared on (default: all --n)")
     p.add_argument("--repeats", type=int, default=2, help="timings per side, best kept")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-single-thread", dest="single_thread", action="store_false",
+                   help="skip the library timing with POLARS_MAX_THREADS=1 (a child process)")
+    p.add_argument("--library-only", action="store_true", help=argparse.SUPPRESS)
+    if "--library-only" in (sys.argv[1:] if argv is None else argv):
+        single_thread_child(p.parse_args(argv))
+        return
     run_benchmark(
         "lemma_matching", "x", TARGET, p, run, argv=argv,
         error_details=lambda args: {"n": args.n, "baseline_n": args.baseline_n},

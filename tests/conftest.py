@@ -34,6 +34,8 @@ def make_resources(data_root: Path, source_uri: str, **clip_overrides) -> dict:
     demo_root = str(Path(source_uri).parent)
     resources["downloader"] = Downloader(processes_count=1, thread_count=4, image_size=64, timeout=5, allowed_file_roots=[demo_root])
     resources["clip"] = ClipEncoder(**{"model_name": "laionlab-tiny", "batch_size": 16, "num_workers": 0, **clip_overrides})
+    # LAIONet's text model falls back to the clip resource's settings, as in definitions.py
+    resources["laionet_text_clip"] = ClipEncoder(**{"model_name": "laionlab-tiny", "batch_size": 16, "num_workers": 0, **clip_overrides})
     return resources
 
 

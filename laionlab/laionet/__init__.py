@@ -7,14 +7,20 @@
 * ``classify``: CLIP zero-shot (open_clip's ImageNet class names and OpenAI templates, or
   the seed's single name_def query) and timm classifiers from local checkpoints, and the
   seed's image filter (RGB, area >= 100 px).
-* ``stats``: intra-class similarity and its per-class LAIONet − ImageNet test, per-class
-  recall with Wilson intervals, equally- and LAION-weighted accuracy, and the text-threshold
-  sweep.
+* ``stats``: intra-class similarity (and the histogram's pairs, from the same per-class
+  sample) and its per-class LAIONet − ImageNet test, per-class recall with Wilson intervals,
+  equally- and LAION-weighted accuracy, and the text-threshold sweep.
+* ``select``: LAIONet's selection rules (single synset, NSFW keep-list, text in the image,
+  similarity > 0.82) and the check of the text model the 0.82 was calibrated on.
+* ``evaluate``: timm classifiers over image streams after the seed's filter, and the
+  accuracy tables.
+* ``recreate``: ImageNet recreated from LAION by nearest captions (Section 4.3).
 
 Nothing here imports Dagster.
 """
 
 from laionlab.laionet.classify import (
+    PROMPT_KINDS,
     TimmClassifier,
     TimmSpec,
     ilsvrc_wnids,
@@ -23,9 +29,11 @@ from laionlab.laionet.classify import (
     name_def_queries,
     timm_predict,
     usable_image,
+    zero_shot_classifier,
     zero_shot_predict,
     zero_shot_weights,
 )
+from laionlab.laionet.evaluate import EvaluatedImages, ImageEvaluator, accuracy_tables
 from laionlab.laionet.match import (
     UniqueLemmas,
     match_lemmas,
@@ -41,12 +49,30 @@ from laionlab.laionet.queries import (
     synset_queries,
     synset_query,
 )
+from laionlab.laionet.recreate import nearest_caption_rows, recreated_pairs
+from laionlab.laionet.select import (
+    DEFAULT_NSFW_KEEP,
+    PAPER_TEXT_MODEL,
+    TEXT_IN_IMAGE_COLUMN,
+    LaionetSelection,
+    check_threshold,
+    is_paper_text_model,
+    label_map,
+    select_laionet,
+    single_synset,
+    threshold_warning,
+)
 from laionlab.laionet.stats import (
     LAIONET_THRESHOLD,
+    SAMPLE_MODES,
     THRESHOLD_SWEEP,
     WILSON_Z,
+    IntraClassComparison,
     class_sample,
+    class_samples,
     compare_intra_class,
+    compare_intra_class_sets,
+    intra_class_pairs,
     intra_class_similarity,
     laion_weights,
     lower_triangle_similarities,
@@ -65,18 +91,40 @@ __all__ = [
     "name_def_queries",
     "timm_predict",
     "usable_image",
+    "zero_shot_classifier",
     "zero_shot_predict",
     "zero_shot_weights",
+    "DEFAULT_NSFW_KEEP",
     "DEFAULT_QUERY_KIND",
+    "EvaluatedImages",
+    "ImageEvaluator",
+    "IntraClassComparison",
     "LAIONET_THRESHOLD",
+    "LaionetSelection",
+    "PAPER_TEXT_MODEL",
+    "PROMPT_KINDS",
+    "SAMPLE_MODES",
+    "TEXT_IN_IMAGE_COLUMN",
     "QUERY_KINDS",
     "QueryKind",
     "THRESHOLD_SWEEP",
     "UniqueLemmas",
     "WILSON_Z",
+    "accuracy_tables",
+    "check_threshold",
     "class_sample",
+    "class_samples",
     "compare_intra_class",
+    "compare_intra_class_sets",
+    "intra_class_pairs",
     "intra_class_similarity",
+    "is_paper_text_model",
+    "label_map",
+    "nearest_caption_rows",
+    "recreated_pairs",
+    "select_laionet",
+    "single_synset",
+    "threshold_warning",
     "laion_weights",
     "lower_triangle_similarities",
     "match_lemmas",

@@ -54,6 +54,7 @@ __all__ = [
     "name_def_queries",
     "timm_predict",
     "usable_image",
+    "zero_shot_classifier",
     "zero_shot_predict",
     "zero_shot_weights",
 ]
@@ -61,6 +62,9 @@ __all__ = [
 # The seed's configs.RetrieveConfig.MIN_IMAGE_SIZE = 10*10, compared with width * height.
 MIN_IMAGE_AREA = 100
 N_ILSVRC_CLASSES = 1000
+# Zero-shot prompt sets: open_clip's class names x 80 OpenAI templates, "a photo of a {}.",
+# or the seed's notebook's single "<name> which is <definition>" query per class.
+PROMPT_KINDS = ("openai", "simple", "name_def")
 
 
 # --- classes -------------------------------------------------------------------------------
@@ -175,6 +179,21 @@ def zero_shot_weights(
         device=clip.device,
     )  # (d, n_classes)
     return weights.T.float().cpu().numpy()
+
+
+def zero_shot_classifier(clip: LoadedClip, wnids: Sequence[str], prompts: str = "openai") -> np.ndarray:
+    """:func:`zero_shot_weights` for one of the prompt sets of :data:`PROMPT_KINDS`.
+
+    ``openai``: open_clip's ``IMAGENET_CLASSNAMES`` with the 80 OpenAI templates (CLIP's
+    ImageNet protocol); ``simple``: the class names in ``"a photo of a {}."``; ``name_def``:
+    the seed's notebook, one ``"<name> which is <definition>"`` query per class
+    (:func:`name_def_queries`). Returns ``(len(wnids), d)`` unit rows.
+    """
+    if prompts == "name_def":
+        return zero_shot_weights(clip, wnids, classnames=name_def_queries(wnids), templates=("{}",))
+    if prompts in ("openai", "simple"):
+        return zero_shot_weights(clip, wnids, templates=None if prompts == "openai" else ("a photo of a {}.",))
+    raise ValueError(f"prompts: expected one of {', '.join(PROMPT_KINDS)}, got {prompts!r}")
 
 
 def zero_shot_predict(

@@ -8,7 +8,8 @@ What the seed's code does, and what is reproduced here:
 * **Intra-class similarity** (``scripts/calcsimilarity/calc_image_image_similarity*`` and
   ``notebooks/compare_intra_class_similarites_of_laionet_vs_others.ipynb``): per class,
   L2-normalised image embeddings ``E`` of at most 100 images (``--do_sample --n_sample 100``
-  keeps the **first** 100 of the class's index list; ImageNet-val uses all 50), ``S = E·Eᵀ``,
+  keeps the **first** 100 of the class's index list, here ``mode="seed_compat"``; ImageNet-val
+  uses all 50), ``S = E·Eᵀ``,
   and the pair vector is the strict lower triangle of ``S`` (``vec``:
   ``x[np.tril(np.eye(n) < 0.5)]``, row-major order), here
   :func:`lower_triangle_similarities`. Per class the notebook records ``mean`` and the
@@ -19,6 +20,9 @@ What the seed's code does, and what is reproduced here:
   bound is < 0, *significantly higher* when the lower bound is > 0
   (:func:`compare_intra_class`). Paper / notebook, CLIP ViT-B/32 on 872 classes: mean lower
   for 66.4 %, significantly lower for 57.6 % (502), significantly higher for 27.9 % (243).
+  The notebook's histograms read the same stored per-class matrices (of the sampled images):
+  each class contributes ``min(#pairs, 100)`` of its pair similarities resampled with
+  replacement (:func:`intra_class_pairs`; :func:`compare_intra_class_sets` does both sets).
 * **Per-class recall** (``utils/calc_utils.calc_recall_per_y``): recall = top-k correct /
   images with a prediction; standard error ``(hi − lo) / 2 / 1.96`` from the 95 % Wilson
   interval (``statsmodels proportion_confint(method='wilson', alpha=0.05)``, whose critical
@@ -45,6 +49,7 @@ import math
 import numbers
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -53,14 +58,20 @@ import polars as pl
 from laionlab import validate
 
 __all__ = [
+    "DEFAULT_HIST_PAIRS_PER_CLASS",
     "DEFAULT_MIN_PAIRS",
     "DEFAULT_N_PER_CLASS",
     "LAIONET_THRESHOLD",
     "THRESHOLD_SWEEP",
     "WILSON_Z",
     "Z95",
+    "SAMPLE_MODES",
+    "IntraClassComparison",
     "class_sample",
+    "class_samples",
     "compare_intra_class",
+    "compare_intra_class_sets",
+    "intra_class_pairs",
     "intra_class_similarity",
     "laion_weights",
     "lower_triangle_similarities",
@@ -70,7 +81,9 @@ __all__ = [
     "wilson_interval",
 ]
 
-SampleMode = Literal["random", "first"]
+# "seed_compat" is the seed's first-n-per-class rule (the issue's name); "first" is its alias.
+SampleMode = Literal["random", "seed_compat", "first"]
+SAMPLE_MODES: tuple[str, ...] = ("random", "seed_compat", "first")
 
 # The seed's 1.96 (calc_utils.z, and the intra-class notebook's half-width).
 Z95 = 1.96
@@ -80,6 +93,8 @@ WILSON_Z = 1.9599639845400545
 DEFAULT_N_PER_CLASS = 100
 # Pairs a class needs in both sets to be compared (notebook: len(sims) < 7 is skipped).
 DEFAULT_MIN_PAIRS = 7
+# Pair similarities each class contributes to the histograms (notebook: min(#pairs, 100)).
+DEFAULT_HIST_PAIRS_PER_CLASS = 100
 # LAIONet's caption-to-query CLIP similarity threshold (kept: similarity > 0.82).
 LAIONET_THRESHOLD = 0.82
 # The threshold-choice notebook's sweep: np.linspace(0.5, 0.9, 20).
@@ -118,15 +133,15 @@ def class_sample(
 ) -> np.ndarray:
     """Up to ``n`` members of one class, in their original order.
 
-    ``mode="first"`` is the seed's rule (``indices[:n]``, the first ``n`` of the class's index
-    list); ``mode="random"`` draws ``n`` without replacement with
+    ``mode="seed_compat"`` (alias ``"first"``) is the seed's rule (``indices[:n]``, the first
+    ``n`` of the class's index list); ``mode="random"`` draws ``n`` without replacement with
     ``np.random.default_rng(seed)`` and keeps the drawn members in their original order.
     A class with at most ``n`` members is returned whole in both modes.
 
     Args:
         indices: the class's members (row numbers, LAION indices, ...), 1-D.
         n: the most to keep, >= 1.
-        mode: ``"random"`` or ``"first"``.
+        mode: ``"random"``, ``"seed_compat"`` or ``"first"`` (the same as ``"seed_compat"``).
         seed: anything ``np.random.default_rng`` takes (``"random"`` only).
 
     Returns:
@@ -145,6 +160,45 @@ def class_sample(
     return a[np.sort(picked)]
 
 
+def class_samples(
+    labels: Sequence | np.ndarray,
+    n_per_class: int | None = DEFAULT_N_PER_CLASS,
+    mode: SampleMode = "random",
+    seed: int = 0,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The rows intra-class similarity uses: per class, up to ``n_per_class`` of its rows.
+
+    The rows of a class are taken in the order of ``labels`` and sampled with
+    :func:`class_sample`; ``mode="random"`` seeds each class with
+    ``SeedSequence([seed, crc32(str(label))])``, so a class's sample does not depend on which
+    other classes are present.
+
+    Args:
+        labels: ``(n,)`` class of each row: integers or strings, no nulls.
+        n_per_class: rows kept per class (seed: 100); ``None`` keeps all.
+        mode: ``"random"``, ``"seed_compat"`` (the seed's first ``n_per_class``) or ``"first"``.
+        seed: base seed for ``"random"``, >= 0.
+
+    Returns:
+        ``(classes, rows)``: the sorted distinct labels and, per class, the int64 row numbers
+        kept (increasing).
+    """
+    lab = _labels("labels", labels)
+    if n_per_class is not None:
+        n_per_class = validate.int_at_least("n_per_class", n_per_class, 1)
+    mode = _check_mode(mode)
+    seed = validate.int_at_least("seed", seed, 0)
+    classes, inverse = np.unique(lab, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    groups = np.split(order, np.cumsum(np.bincount(inverse, minlength=classes.size))[:-1])
+    if n_per_class is not None:
+        groups = [
+            class_sample(idx, n_per_class, mode, np.random.SeedSequence([seed, zlib.crc32(str(label).encode())]))
+            for label, idx in zip(classes, groups)
+        ]
+    return classes, [g.astype(np.int64) for g in groups]
+
+
 def intra_class_similarity(
     emb: np.ndarray,
     labels: Sequence | np.ndarray,
@@ -154,22 +208,22 @@ def intra_class_similarity(
 ) -> pl.DataFrame:
     """Mean pairwise cosine similarity inside each class, with the seed's 95 % interval.
 
-    Per class: up to ``n_per_class`` of its rows (:func:`class_sample`; the rows of a class in
-    the order of ``emb``), all pairs (:func:`lower_triangle_similarities`, float32), then in
-    float64 ``mean``, ``sd = np.std(sims)`` (ddof = 0, as the seed) and
+    Per class: the rows of :func:`class_samples` (up to ``n_per_class``), all pairs
+    (:func:`lower_triangle_similarities`, float32), then in float64 ``mean``,
+    ``sd = np.std(sims)`` (ddof = 0, as the seed) and
     ``lo, hi = mean ∓ 1.96 · sd / √(n_pairs − 1)`` (the seed's half-width, as written).
+    Memory per class is ``O(n_per_class²)``, whatever the class size.
 
-    ``mode="first"`` is seed-compatible when rows are ordered as the seed's class index lists
-    (it keeps the first 100). ``mode="random"`` seeds each class with
-    ``SeedSequence([seed, crc32(str(label))])``, so a class's sample does not depend on which
-    other classes are present.
+    ``mode="seed_compat"`` (alias ``"first"``) is the seed's rule when rows are ordered as the
+    seed's class index lists (it keeps the first 100). ``mode="random"`` is seeded per class
+    (see :func:`class_samples`).
 
     Args:
         emb: ``(n, d)`` L2-normalised embeddings (rows not sampled are not read).
         labels: ``(n,)`` class of each row: integers or strings, no nulls.
         n_per_class: images kept per class (seed: 100); ``None`` keeps all (as the seed's
             ImageNet-val, 50 per class).
-        mode: ``"random"`` or ``"first"``.
+        mode: ``"random"``, ``"seed_compat"`` or ``"first"``.
         seed: base seed for ``"random"``.
 
     Returns:
@@ -182,29 +236,65 @@ def intra_class_similarity(
         ValueError: naming the argument: ``emb`` not 2-D/finite or a used row not of unit
             norm, ``labels`` of the wrong length or type, bad ``n_per_class`` or ``mode``.
     """
+    return _intra_pass(emb, labels, n_per_class, mode, seed, pairs_per_class=0, rng=None)[0]
+
+
+def intra_class_pairs(
+    emb: np.ndarray,
+    labels: Sequence | np.ndarray,
+    n_per_class: int | None = DEFAULT_N_PER_CLASS,
+    mode: SampleMode = "random",
+    seed: int = 0,
+    pairs_per_class: int | None = DEFAULT_HIST_PAIRS_PER_CLASS,
+    rng: int | np.random.Generator | None = 0,
+) -> np.ndarray:
+    """Pair similarities for the intra-class similarity histogram, as the seed's notebook.
+
+    Per class (in label order), the pairs of the same sample :func:`intra_class_similarity`
+    uses (:func:`class_samples` with ``n_per_class``, ``mode``, ``seed``), so a class of 30k
+    images costs a ``n_per_class × n_per_class`` product, not ``30k × 30k``. Each class then
+    contributes ``min(#pairs, pairs_per_class)`` of its pair similarities drawn with
+    replacement by ``rng`` (the notebook's resampling); ``pairs_per_class=None`` keeps every
+    pair of the sample, in :func:`lower_triangle_similarities` order.
+
+    Args:
+        emb, labels, n_per_class, mode, seed: as :func:`intra_class_similarity`.
+        pairs_per_class: pairs per class in the result (seed: 100), >= 1, or None for all.
+        rng: seed or ``np.random.Generator`` of the resampling.
+
+    Returns:
+        1-D float32 array of pair similarities, classes concatenated.
+    """
+    if pairs_per_class is not None:
+        pairs_per_class = validate.int_at_least("pairs_per_class", pairs_per_class, 1)
+    generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return _intra_pass(emb, labels, n_per_class, mode, seed, pairs_per_class, generator)[1]
+
+
+def _intra_pass(
+    emb, labels, n_per_class, mode, seed, pairs_per_class: int | None, rng: np.random.Generator | None
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """One pass over the classes: the statistics frame and, unless ``pairs_per_class == 0``,
+    the histogram's pair sample."""
     emb = validate.matrix("emb", emb, finite=False)
     lab = _labels("labels", labels)
     if lab.shape[0] != emb.shape[0]:
         raise ValueError(
             f"labels: expected shape ({emb.shape[0]},) to match emb {emb.shape}, got {lab.shape}"
         )
-    if n_per_class is not None:
-        n_per_class = validate.int_at_least("n_per_class", n_per_class, 1)
-    mode = _check_mode(mode)
-    seed = validate.int_at_least("seed", seed, 0)
-
-    classes, inverse = np.unique(lab, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    groups = np.split(order, np.cumsum(np.bincount(inverse, minlength=classes.size))[:-1])
-    rows = []
-    for label, idx in zip(classes, groups):
-        if n_per_class is not None:
-            class_seed = np.random.SeedSequence([seed, zlib.crc32(str(label).encode())])
-            idx = class_sample(idx, n_per_class, mode, class_seed)
-        rows.append(_pair_stats(emb, idx))
+    classes, groups = class_samples(lab, n_per_class, mode, seed)
+    rows, pairs = [], []
+    for idx in groups:
+        sims = _class_sims(emb, idx)
+        rows.append(_pair_stats(idx.size, sims))
+        if pairs_per_class != 0 and sims.size:
+            if pairs_per_class is None:
+                pairs.append(sims)
+            else:
+                pairs.append(rng.choice(sims, size=min(sims.size, pairs_per_class), replace=True))
     stats = np.array(rows, dtype=np.float64).reshape(-1, 6)
     n_img = stats[:, 0].astype(np.int64)
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "label": pl.Series(classes.tolist(), dtype=_label_dtype(classes)),
             "n_images": n_img,
@@ -215,17 +305,22 @@ def intra_class_similarity(
             "hi": stats[:, 5],
         }
     ).with_columns(pl.col("mean", "sd", "lo", "hi").fill_nan(None))
+    return frame, (np.concatenate(pairs) if pairs else np.zeros(0, np.float32))
 
 
-def _pair_stats(emb: np.ndarray, idx: np.ndarray) -> tuple[float, ...]:
-    n = idx.size
-    if n < 2:
-        return (n, 0, np.nan, np.nan, np.nan, np.nan)
+def _class_sims(emb: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    if idx.size < 2:
+        return np.zeros(0, np.float32)
     try:
-        sims = lower_triangle_similarities(np.asarray(emb[idx]))
+        return lower_triangle_similarities(np.asarray(emb[idx]))
     except ValueError as err:
         # Name the row of emb, not the row of the class block.
         raise ValueError(_global_row_message(str(err), idx)) from None
+
+
+def _pair_stats(n: int, sims: np.ndarray) -> tuple[float, ...]:
+    if n < 2:
+        return (n, 0, np.nan, np.nan, np.nan, np.nan)
     s = sims.astype(np.float64)
     mean, sd = float(s.mean()), float(s.std())
     if s.size > 1:
@@ -303,6 +398,56 @@ def compare_intra_class(
         summary[f"n_{key}"] = count
         summary[f"share_{key}"] = count / n if n else float("nan")
     return per_class, summary
+
+
+@dataclass(frozen=True)
+class IntraClassComparison:
+    """:func:`compare_intra_class_sets`'s result: ``per_class`` and ``summary`` of
+    :func:`compare_intra_class`, the statistics of each set (:func:`intra_class_similarity`)
+    and each set's histogram pairs (:func:`intra_class_pairs`)."""
+
+    per_class: pl.DataFrame
+    summary: dict[str, float | int]
+    stats_a: pl.DataFrame
+    stats_b: pl.DataFrame
+    pairs_a: np.ndarray
+    pairs_b: np.ndarray
+
+
+def compare_intra_class_sets(
+    a_emb: np.ndarray,
+    a_labels: Sequence | np.ndarray,
+    b_emb: np.ndarray,
+    b_labels: Sequence | np.ndarray,
+    *,
+    n_per_class: int | None = DEFAULT_N_PER_CLASS,
+    reference_per_class: int | None = None,
+    mode: SampleMode = "random",
+    min_pairs: int = DEFAULT_MIN_PAIRS,
+    hist_pairs_per_class: int | None = DEFAULT_HIST_PAIRS_PER_CLASS,
+    seed: int = 0,
+) -> IntraClassComparison:
+    """Intra-class similarity of set a (LAIONet) against set b (the reference, ImageNet-val).
+
+    Each set is sampled per class (:func:`class_samples`: ``n_per_class`` for a,
+    ``reference_per_class`` for b, ``None`` = all, the seed's 50 ImageNet-val images), its
+    statistics and histogram pairs come from that one sample (:func:`intra_class_similarity`,
+    :func:`intra_class_pairs`, one pass per set), and the classes are compared with
+    :func:`compare_intra_class`. The histogram's resampling draws from
+    ``np.random.default_rng(seed)``, set a first.
+
+    Returns:
+        :class:`IntraClassComparison`.
+    """
+    rng = np.random.default_rng(seed)
+    stats_a, pairs_a = _intra_pass(a_emb, a_labels, n_per_class, mode, seed, _hist_pairs(hist_pairs_per_class), rng)
+    stats_b, pairs_b = _intra_pass(b_emb, b_labels, reference_per_class, mode, seed, _hist_pairs(hist_pairs_per_class), rng)
+    per_class, summary = compare_intra_class(stats_a, stats_b, min_pairs=min_pairs)
+    return IntraClassComparison(per_class, summary, stats_a, stats_b, pairs_a, pairs_b)
+
+
+def _hist_pairs(value: int | None) -> int | None:
+    return None if value is None else validate.int_at_least("hist_pairs_per_class", value, 1)
 
 
 # --- recall and accuracy -------------------------------------------------------------------
@@ -538,9 +683,10 @@ def threshold_curve(
 
 
 def _check_mode(mode) -> str:
-    if mode not in ("random", "first"):
-        raise ValueError(f"mode: expected 'random' or 'first', got {mode!r}")
-    return mode
+    """The sampling mode, ``"seed_compat"`` spelled ``"first"``."""
+    if mode not in SAMPLE_MODES:
+        raise ValueError(f"mode: expected 'random' or 'seed_compat' (alias 'first'), got {mode!r}")
+    return "first" if mode == "seed_compat" else mode
 
 
 def _unit_rows(name: str, emb) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 import json
 import string
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -26,13 +27,20 @@ def _error(result) -> str:
     return str(result.get_step_failure_events()[0].event_specific_data.error)
 
 
+TEXT_MODEL = "laionlab-tiny/random-seed1"
+
+
 @pytest.fixture(scope="module")
 def net(world, demo):
     """ilsvrc_synsets → lemma_matches/synset_similarity per part → laionet at the median
-    similarity (the random tiny CLIP's cosines are not the paper's)."""
+    similarity (the random tiny CLIP's cosines are not the paper's). The caption-to-synset
+    text model (laionet_text_clip) is another model than the image model (clip)."""
+    from resources import ClipEncoder
     from tests.conftest import DATASETS, instance_with_parts
 
     resources, _ = world
+    resources = {**resources, "laionet_text_clip": ClipEncoder(model_name="laionlab-tiny", seed=1, batch_size=16, num_workers=0)}
+    assert resources["laionet_text_clip"].model_id == TEXT_MODEL != resources["clip"].model_id
     instance = instance_with_parts(demo.parts)  # its own instance: the session's keeps its datasets
     instance.add_dynamic_partitions("dataset", [*DATASETS, IMAGENET])
     assert run([reference_embeddings], resources, instance, IMAGENET).success
@@ -81,23 +89,26 @@ def test_lemma_matches_equal_the_seed_loop(net, demo):
 def test_synset_similarity_is_the_caption_query_cosine_of_single_synset_rows(net, demo):
     from laionlab.embed.encode import encode_texts
 
-    resources, _, _ = net
+    resources, instance, _ = net
     files = resources["files"]
-    loaded = resources["clip"].load()
+    loaded = resources["laionet_text_clip"].load()  # the text model, not the image model
     synsets = files.read_parquet("ilsvrc_synsets", "synsets.parquet")
     for part in demo.parts:
         matches = files.read_parquet("lemma_matches", f"{part}.parquet")
         scored = files.read_parquet("synset_similarity", f"{part}.parquet")
         assert set(scored["uid"]) == set(matches.filter(pl.col("wnids").list.len() == 1)["uid"])
+        assert set(scored["text_model"]) == {TEXT_MODEL}
         meta = files.read_parquet("laion_metadata", f"{part}.parquet").select("uid", "TEXT")
         rows = scored.head(5).join(meta, on="uid").join(synsets.select("wnid", "name_def"), on="wnid")
         assert (rows["name_def_wnid"] == rows["name_def"]).all()
         want = np.einsum("nd,nd->n", encode_texts(loaded, rows["TEXT"].to_list()), encode_texts(loaded, rows["name_def"].to_list()))
         np.testing.assert_allclose(rows["text_to_name_def_wnid_similarity"].to_numpy(), want, atol=1e-5)
+    event = instance.get_latest_materialization_event(synset_similarity.key).asset_materialization
+    assert event.metadata["text_model"].value == TEXT_MODEL and event.metadata["paper_text_model"].value is False
 
 
 def test_laionet_keeps_exactly_confident_safe_single_synset_rows(net, demo):
-    resources, _, threshold = net
+    resources, instance, threshold = net
     files = resources["files"]
     scored = pl.concat([files.read_parquet("synset_similarity", f"{p}.parquet") for p in demo.parts])
     meta = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet") for p in demo.parts])
@@ -105,10 +116,60 @@ def test_laionet_keeps_exactly_confident_safe_single_synset_rows(net, demo):
     out = files.read_parquet("laionet", "laionet.parquet")
     assert out.columns[: len(LAIONET_COLUMNS)] == LAIONET_COLUMNS
     assert set(out["uid"]) == set(want["uid"]) and out.height == want.height > 0
+    md = {k: v.value for k, v in instance.get_latest_materialization_event(laionet.key).asset_materialization.metadata.items()}
+    unsafe = scored.join(meta, on="uid").filter(pl.col("NSFW") != "UNLIKELY").height
+    assert (md["candidates"], md["dropped_nsfw"], md["kept"]) == (sum(_matched_rows(files, demo.parts)), unsafe, out.height) and unsafe > 0
+    assert md["text_models"] == TEXT_MODEL and md["threshold_calibration_warning"] is False  # not the paper's 0.82
     labels = json.loads(open(files.path("laionet", "wnid_to_rows.json")).read())
     assert sum(len(v) for v in labels.values()) == out.height
     for wnid, rows in labels.items():
         assert (out[rows]["wnid"] == wnid).all()
+
+
+def _matched_rows(files, parts) -> list[int]:
+    return [files.read_parquet("lemma_matches", f"{p}.parquet").height for p in parts]
+
+
+def test_laionet_counts_multi_synset_captions(net, demo, tmp_path):
+    """A part whose captions are known: three name two or three synsets; at the paper's 0.82
+    the tiny model's similarities raise the calibration warning."""
+    from tests.conftest import instance_with_parts, make_resources
+
+    part = demo.parts[0]
+    meta = net[0]["files"].read_parquet("laion_metadata", f"{part}.parquet")
+    multi = ["a goldfish and a tench", "Tench, goldfish and great white shark", "my goldfish next to a tench!"]
+    meta = meta.with_columns(pl.Series("TEXT", multi + meta["TEXT"].to_list()[3:]))
+    resources = make_resources(tmp_path / "lab", str(Path(demo.root) / "laion_parts"))
+    resources["files"].write_parquet(meta, "laion_metadata", f"{part}.parquet")
+    instance = instance_with_parts([part])
+    assert run([ilsvrc_synsets], resources, instance, None).success
+    assert run([lemma_matches, synset_similarity], resources, instance, part).success
+    table = resources["files"].read_parquet("ilsvrc_synsets", "lemma_to_wnid.parquet")
+    lemma_to_wnid = dict(zip(table["lemma"], table["wnid"]))
+    known = sum(len(_seed_rule(t, lemma_to_wnid)) > 1 for t in meta["TEXT"])
+    assert known >= 3
+    event = instance.get_latest_materialization_event(synset_similarity.key).asset_materialization
+    assert event.metadata["dropped_multi_synset"].value == known
+    assert run([laionet], resources, instance, None, run_config={"ops": {"laionet": {"config": {"threshold": 0.82}}}}).success
+    md = {k: v.value for k, v in instance.get_latest_materialization_event(laionet.key).asset_materialization.metadata.items()}
+    assert md["dropped_multi_synset"] == known and md["candidates"] == _matched_rows(resources["files"], [part])[0]
+    assert md["threshold_calibration_warning"] is True and md["paper_text_model"] is False
+    assert md["kept"] == md["rows"] == resources["files"].read_parquet("laionet", "laionet.parquet").height
+
+
+def test_laionet_text_clip_defaults_to_the_clip_resource(monkeypatch):
+    from definitions import build_resources
+
+    for var in ("LAIONLAB_LAIONET_TEXT_MODEL", "LAIONLAB_LAIONET_TEXT_PRETRAINED", "LAIONLAB_LAIONET_TEXT_CHECKPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LAIONLAB_CLIP_MODEL", "ViT-L-14")
+    monkeypatch.setenv("LAIONLAB_CLIP_PRETRAINED", "laion2b_s32b_b82k")
+    text = build_resources()["laionet_text_clip"]
+    assert (text.model_name, text.pretrained) == ("ViT-L-14", "laion2b_s32b_b82k")
+    monkeypatch.setenv("LAIONLAB_LAIONET_TEXT_MODEL", "ViT-B-32")
+    monkeypatch.setenv("LAIONLAB_LAIONET_TEXT_PRETRAINED", "openai")
+    resources = build_resources()
+    assert resources["laionet_text_clip"].model_id == "ViT-B-32/openai" and resources["clip"].model_id == "ViT-L-14/laion2b_s32b_b82k"
 
 
 def test_intra_class_similarity_matches_brute_force(net):
@@ -127,6 +188,18 @@ def test_intra_class_similarity_matches_brute_force(net):
     brute = lambda E: (E @ E.T)[np.tril_indices(len(E), -1)].mean()  # noqa: E731
     np.testing.assert_allclose([row["mean_a"], row["mean_b"]], [brute(X), brute(R)], rtol=1e-5)
     np.testing.assert_allclose(row["diff"], brute(X) - brute(R), rtol=1e-4, atol=1e-6)
+
+    # seed_compat: the first 3 images of each class (in uid order), pairs only from them
+    config = {"reference_dataset": IMAGENET, "n_per_class": 3, "min_pairs": 2, "sampling": "seed_compat"}
+    assert run([laionet_intra_class_similarity], resources, instance, None, run_config={"ops": {"laionet_intra_class_similarity": {"config": config}}}).success
+    first3 = resources["files"].read_parquet("laionet_intra_class_similarity", "per_class.parquet")
+    assert set(first3["n_pairs_a"]) == {3}
+    big = first3.join(out.group_by("wnid").len(), left_on="label", right_on="wnid").filter(pl.col("len") > 3).row(0, named=True)
+    uids, X = laion_vectors_for(resources["lance"], out.filter(pl.col("wnid") == big["label"])["uid"].to_list())
+    np.testing.assert_allclose(big["mean_a"], brute(X[:3]), rtol=1e-5)
+    config["sampling"] = "last"
+    result = run([laionet_intra_class_similarity], resources, instance, None, run_config={"ops": {"laionet_intra_class_similarity": {"config": config}}}, raise_on_error=False)
+    assert not result.success and "sampling must be one of random, seed_compat, first" in _error(result)
 
 
 def test_accuracy_weightings_follow_the_per_class_recalls(net):
@@ -165,6 +238,10 @@ def test_bad_inputs_name_the_problem(net, tmp_path):
     config = {"synsets_file": str(bad)}
     result = run([ilsvrc_synsets], resources, instance, None, run_config={"ops": {"ilsvrc_synsets": {"config": config}}}, raise_on_error=False)
     assert not result.success and "n01443537" in _error(result) and "no definition" in _error(result)
+    from asset_defs.laionet import caption_index
+
+    result = run([caption_index], resources, instance, None, run_config={"ops": {"caption_index": {"config": {"max_memory": "lots"}}}}, raise_on_error=False)
+    assert not result.success and "max_memory: cannot read 'lots'" in _error(result)
 
 
 def test_caption_index_appends_parts_and_nearest_captions_are_exact(net, demo):
@@ -199,13 +276,5 @@ def test_caption_index_appends_parts_and_nearest_captions_are_exact(net, demo):
     np.testing.assert_allclose(got, sims.max(axis=1), rtol=1e-5)
     np.testing.assert_allclose(found["caption_similarity"].to_numpy(), sims.max(axis=1), rtol=1e-5)
     assert found["wnid"].to_list() == items.labels
-
-
-def test_caption_index_budget_parsing():
-    from dagster import Failure
-
-    from asset_defs.laionet import parse_bytes
-
-    assert parse_bytes("16GB") == 16_000_000_000 and parse_bytes("40MB") == 40_000_000 and parse_bytes("1KiB") == 1024
-    with pytest.raises(Failure, match="max_memory"):
-        parse_bytes("lots")
+    event = instance.get_latest_materialization_event(nearest_caption_imagenet.key).asset_materialization
+    assert event.metadata["no_neighbour"].value == 0 and event.metadata["captions"].value == len(items.captions)

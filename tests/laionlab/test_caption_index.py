@@ -346,3 +346,76 @@ def test_wrapping_checks_the_faiss_index():
 def test_use_gpu_without_gpu_support(flat):
     with pytest.raises(ValueError, match="use_gpu"):
         flat[2].search(random_unit(np.random.default_rng(12), 2), 1, use_gpu=True)
+
+
+# --- growing the index part by part (laionlab.retrieval.index_parts) -------------------------
+
+
+def test_parse_bytes():
+    from laionlab.retrieval.index_parts import parse_bytes
+
+    assert parse_bytes("16GB") == 16_000_000_000 and parse_bytes("40MB") == 40_000_000
+    assert parse_bytes("1KiB") == 1024 and parse_bytes(" 1.5 GiB ") == int(1.5 * 2**30) and parse_bytes("1000") == 1000
+    with pytest.raises(ValueError, match="max_memory: cannot read 'lots'"):
+        parse_bytes("lots")
+    with pytest.raises(ValueError, match="budget: unknown unit 'kiB'"):
+        parse_bytes("3kiB", "budget")
+
+
+def test_plan_update_appends_new_parts_and_rebuilds_changed_ones():
+    from laionlab.retrieval.index_parts import empty_state, plan_update
+
+    plan = plan_update(None, {"a": 5, "b": 0, "c": 3})
+    assert (plan.keep_index, plan.todo, plan.stale, plan.state) == (False, ["a", "c"], False, empty_state())
+    state = {"parts": {"a": {"rows": 5, "first_id": 0}}, "next_id": 5, "model": "m", "key": "Flat"}
+    plan = plan_update(state, {"a": 5, "c": 3})
+    assert plan.keep_index and plan.todo == ["c"] and plan.state["next_id"] == 5
+    assert plan.state["parts"] is not state["parts"]  # the caller's state is not changed
+    plan = plan_update(state, {"a": 6, "c": 3})  # a re-embedded part: its ids are wrong now
+    assert plan.stale and not plan.keep_index and plan.todo == ["a", "c"] and plan.state["parts"] == {}
+    plan = plan_update(state, {"c": 3})  # a removed part
+    assert plan.stale and plan.todo == ["c"]
+    assert plan_update(state, {"a": 5}, rebuild=True).todo == ["a"]
+
+
+@pytest.mark.parametrize("flat_max_rows", [100_000, 100])
+def test_add_parts_assigns_ids_trains_once_and_appends(flat_max_rows):
+    from laionlab.retrieval.index_parts import add_parts, plan_update
+
+    rng = np.random.default_rng(3)
+    data = {p: random_unit(rng, n, 16) for p, n in (("a", 1500), ("b", 2500), ("c", 2000))}
+    uids = {p: [f"{p}:{i}" for i in range(len(x))] for p, x in data.items()}
+    written = {}
+
+    def read(part):
+        return uids[part], data[part], {"model/x"}
+
+    def grow(index, state, parts):
+        counts = {p: len(data[p]) for p in parts}
+        plan = plan_update(state, counts)
+        state = plan.state
+        index = add_parts(index if plan.keep_index else None, state, plan.todo, counts, read, budget=10**9,
+                          flat_max_rows=flat_max_rows, nprobe=64, on_ids=lambda p, i, u: written.__setitem__(p, (i, u)))
+        return index, state
+
+    index, state = grow(None, None, ["a", "b"])
+    assert state["key"] == ("Flat" if flat_max_rows > 4000 else choose_index_key(4000, 16, 10**9, flat_max_rows=100))
+    assert state["key"].startswith("Flat" if flat_max_rows > 4000 else "IVF")
+    index, state = grow(index, state, ["a", "b", "c"])  # c appended without retraining
+    assert index.ntotal == 6000 and state["next_id"] == 6000 and state["model"] == "model/x"
+    assert state["parts"] == {"a": {"rows": 1500, "first_id": 0}, "b": {"rows": 2500, "first_id": 1500}, "c": {"rows": 2000, "first_id": 4000}}
+    assert written["c"][0].tolist() == list(range(4000, 6000)) and written["c"][1] == uids["c"]
+    for part in ("a", "c"):
+        _, found = index.search(data[part][:20], 1)
+        assert found[:, 0].tolist() == written[part][0][:20].tolist()
+
+
+def test_add_parts_refuses_a_part_of_another_model():
+    from laionlab.retrieval.index_parts import add_parts, empty_state
+
+    rng = np.random.default_rng(4)
+    x = random_unit(rng, 50, 8)
+    models = {"a": {"m1"}, "b": {"m2"}}
+    with pytest.raises(ValueError, match=r"laion_embeddings\[b\] holds text embeddings of \['m2'\], the index m1"):
+        add_parts(None, empty_state(), ["a", "b"], {"a": 50, "b": 50}, lambda p: ([f"{p}:{i}" for i in range(50)], x, models[p]),
+                  budget=10**9, flat_max_rows=1000, nprobe=1)

@@ -12,7 +12,10 @@ from laionlab.laionet import (
     THRESHOLD_SWEEP,
     WILSON_Z,
     class_sample,
+    class_samples,
     compare_intra_class,
+    compare_intra_class_sets,
+    intra_class_pairs,
     intra_class_similarity,
     laion_weights,
     lower_triangle_similarities,
@@ -86,6 +89,16 @@ def test_class_sample_first_is_the_seeds_first_n():
     np.testing.assert_array_equal(class_sample(idx, 10, "random"), idx)
 
 
+def test_seed_compat_is_the_first_n_rule():
+    idx = np.array([40, 7, 33, 2, 18])
+    np.testing.assert_array_equal(class_sample(idx, 3, "seed_compat"), [40, 7, 33])
+    E = unit(np.random.default_rng(1), 30)
+    labels = np.array(["a", "b", "c"] * 10)
+    assert intra_class_similarity(E, labels, 4, mode="seed_compat").equals(intra_class_similarity(E, labels, 4, mode="first"))
+    _, rows = class_samples(labels, 4, mode="seed_compat")
+    assert [r.tolist() for r in rows] == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]]
+
+
 def test_class_sample_random_is_seeded_and_keeps_order():
     idx = np.arange(1000, 1100)[::-1]  # descending, so "original order" is not sorted order
     a = class_sample(idx, 10, "random", seed=1)
@@ -101,7 +114,7 @@ def test_class_sample_random_is_seeded_and_keeps_order():
 def test_class_sample_bad_inputs():
     with pytest.raises(ValueError, match="n: expected an integer >= 1"):
         class_sample([1, 2], 0)
-    with pytest.raises(ValueError, match="mode: expected 'random' or 'first'"):
+    with pytest.raises(ValueError, match=r"mode: expected 'random' or 'seed_compat' \(alias 'first'\)"):
         class_sample([1, 2], 1, "all")
     with pytest.raises(ValueError, match="indices: expected a 1-D"):
         class_sample(np.zeros((2, 2)), 1)
@@ -191,6 +204,82 @@ def test_intra_class_bad_inputs(rng):
     # The message names the row of emb, not its row inside the class block.
     with pytest.raises(ValueError, match="emb: expected L2-normalised rows, row 4 has norm 2"):
         intra_class_similarity(bad, [0, 1, 0, 1, 1, 0])
+
+
+# --- intra_class_pairs (the histogram) ---------------------------------------------------------
+
+
+def big_class(rng, n_big=300, n_small=5):
+    """One class much larger than n_per_class and one small class, rows interleaved."""
+    E = unit(rng, n_big + n_small, d=32)
+    labels = np.array(["big"] * n_big + ["small"] * n_small)
+    perm = rng.permutation(labels.size)
+    return E[perm], labels[perm]
+
+
+def test_histogram_pairs_come_only_from_the_first_n_sample(rng, monkeypatch):
+    import laionlab.laionet.stats as stats
+
+    # A 300-image class whose first 100 rows (the seed_compat sample) point near e0 and whose
+    # other rows are random in the other 255 dimensions: a pair of the sample has cosine > 0.9,
+    # a pair with any other row < 0.5, so every value tells where it came from.
+    n, d = 100, 256
+    labels = rng.permutation(np.array(["big"] * 300 + ["small"] * 5))
+    E = unit(rng, labels.size, d)
+    big = np.flatnonzero(labels == "big")
+    sample, rest = big[:n], big[n:]
+    E[sample] = 0.01 * rng.normal(size=(n, d))
+    E[sample, 0] = 1.0
+    E[rest, 0] = 0.0
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    inside = lower_triangle_similarities(E[sample])
+    assert inside.min() > 0.9 and np.abs(E[rest] @ E[big].T - np.eye(len(rest), len(big), k=n)).max() < 0.5
+
+    seen_rows = []
+    real = stats.lower_triangle_similarities
+    monkeypatch.setattr(stats, "lower_triangle_similarities", lambda X: seen_rows.append(len(X)) or real(X))
+    every = intra_class_pairs(E, labels, n_per_class=n, mode="seed_compat", pairs_per_class=None)
+    # memory stays bounded: no similarity block larger than the sample
+    assert max(seen_rows) == n
+    assert every.size == n * (n - 1) // 2 + 5 * 4 // 2  # 4950 + 10 pairs, not 300·299/2 + 10
+    np.testing.assert_array_equal(every[: n * (n - 1) // 2], inside)  # classes in label order
+
+    drawn = intra_class_pairs(E, labels, n_per_class=n, mode="seed_compat", pairs_per_class=100, rng=3)
+    assert drawn.size == 100 + 10  # min(#pairs, 100) per class
+    assert drawn[:100].min() > 0.9 and set(drawn[:100].tolist()) <= set(inside.tolist())
+    # the per-class statistics use the same sample
+    row = intra_class_similarity(E, labels, n_per_class=n, mode="seed_compat").row(0, named=True)
+    assert row["n_pairs"] == 4950 and row["mean"] == pytest.approx(float(inside.astype(np.float64).mean()), abs=1e-9)
+
+
+def test_histogram_pairs_use_the_same_random_sample_as_the_statistics(rng):
+    E, labels = big_class(rng)
+    stats_frame_ = intra_class_similarity(E, labels, n_per_class=50, seed=7)
+    every = intra_class_pairs(E, labels, n_per_class=50, seed=7, pairs_per_class=None)
+    big = stats_frame_.row(0, named=True)
+    assert big["label"] == "big" and big["n_pairs"] == 1225
+    assert float(every[:1225].astype(np.float64).mean()) == pytest.approx(big["mean"], abs=1e-9)
+    classes, rows = class_samples(labels, 50, seed=7)
+    assert classes.tolist() == ["big", "small"] and rows[0].size == 50
+    np.testing.assert_array_equal(every[:1225], lower_triangle_similarities(E[rows[0]]))
+    with pytest.raises(ValueError, match="pairs_per_class: expected an integer >= 1"):
+        intra_class_pairs(E, labels, pairs_per_class=0)
+
+
+def test_compare_sets_samples_each_set_once(rng):
+    E, labels = big_class(rng)
+    R = unit(rng, 40, d=32)
+    ref_labels = np.array(["big", "small"] * 20)
+    out = compare_intra_class_sets(E, labels, R, ref_labels, n_per_class=60, mode="random", min_pairs=2, hist_pairs_per_class=30, seed=5)
+    assert out.stats_a.equals(intra_class_similarity(E, labels, n_per_class=60, seed=5))
+    assert out.stats_b.equals(intra_class_similarity(R, ref_labels, n_per_class=None, seed=5))
+    per_class, summary = compare_intra_class(out.stats_a, out.stats_b, min_pairs=2)
+    assert out.per_class.equals(per_class) and out.summary == summary
+    assert out.pairs_a.size == 30 + 10 and out.pairs_b.size == 30 + 30
+    _, rows = class_samples(labels, 60, seed=5)
+    assert set(out.pairs_a[:30].tolist()) <= set(lower_triangle_similarities(E[rows[0]]).tolist())
+    with pytest.raises(ValueError, match="mode: expected"):
+        compare_intra_class_sets(E, labels, R, ref_labels, mode="last")
 
 
 # --- compare_intra_class ------------------------------------------------------------------------
