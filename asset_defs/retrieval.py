@@ -359,7 +359,10 @@ def retrieval_samples(
     fewshot = _fewshot(lance, spec, synonyms) if needs_fewshot(config.methods) else None
     thresholds = {"t2i_threshold": config.t2i_threshold, "i2t_threshold": config.i2t_threshold, "i2i_threshold": config.i2i_threshold}
     candidates = frame.select("row", pl.col("classes").cast(pl.List(key_type)))
-    picks = sample_all_methods(config.methods, candidates, T, I, prompts, fewshot, config.n_per_class, seed=config.seed, **thresholds)
+    try:
+        picks = sample_all_methods(config.methods, candidates, T, I, prompts, fewshot, config.n_per_class, seed=config.seed, **thresholds)
+    except ValueError as err:  # e.g. string_matches made before the target's classes changed
+        raise Failure(f"retrieval_samples[{name}]: {err}; rematerialise string_matches[{name}] if the target's classes changed") from None
     picked = frame.join(picks.select("row").unique(), on="row").sort("row")  # only these images are exported
     paths = _export_paths(files, picked, name, context.log) if config.export_images else dict(zip(picked["row"], picked["uid"]))
     out_dir = files.path("retrieval_samples", name)

@@ -35,8 +35,9 @@ class EvaluatedImages:
 
     kept: uids of the images that passed the filter, in stream order.
     predictions: model name → ``(len(kept), k)`` wnids, best first.
-    problems: why images were excluded → count (the first word of
-        :func:`laionlab.laionet.image_problem`'s reason, e.g. ``mode``).
+    problems: why images were excluded → count: ``not_rgb`` (PIL mode other than RGB),
+        ``small`` (stored image under ``min_area`` px), ``small_original`` (the original
+        size under ``min_area`` px, though the stored copy was resized up).
     """
 
     kept: list[str] = field(default_factory=list)
@@ -92,10 +93,11 @@ class ImageEvaluator:
         for uid, img, area in samples:
             progress.update()
             problem = image_problem(img, min_area=self.min_area, require_rgb=self.require_rgb)
-            if problem is None and area < self.min_area:
-                problem = f"original area {area} < {self.min_area} px"
             if problem is not None:
-                key = problem.split(" ")[0]
+                key = "not_rgb" if problem.startswith("mode") else "small"
+            else:
+                key = "small_original" if area < self.min_area else None
+            if key is not None:
                 out.problems[key] = out.problems.get(key, 0) + 1
                 continue
             out.kept.append(uid)

@@ -269,3 +269,15 @@ def test_string_matches_records_the_class_frequency_json(swat):
     frequency = json.loads(Path(path).read_text())
     matches = resources["files"].read_parquet("string_matches", f"{TARGET}.parquet")
     assert sum(v["actual_freq"] for v in frequency.values()) == matches["classes"].list.len().sum()
+
+
+def test_classes_changed_after_string_matches_says_what_to_rematerialise(swat):
+    resources, instance = swat
+    before = _with_targets(resources, instance, "changing_before.yaml", {"changing": {"classes": ["tench", "goldfish"]}})
+    assert run([concept_synonyms, string_matches], before, instance, "changing").success
+    matched = resources["files"].read_parquet("string_matches", "changing.parquet")
+    assert matched["classes"].list.contains("1").any()  # goldfish rows exist, so class 1 is needed below
+    after = _with_targets(resources, instance, "changing_after.yaml", {"changing": {"classes": ["tench"]}})
+    result = run([retrieval_samples], after, instance, "changing", run_config=_samples_config(methods=["T2T-rank"]), raise_on_error=False)
+    assert not result.success
+    assert "retrieval_samples[changing]" in _error(result) and "rematerialise string_matches[changing]" in _error(result)

@@ -24,7 +24,7 @@ def samples():
 def test_evaluator_filters_as_the_seed_and_counts_why():
     out = ImageEvaluator([], k=3).run(iter(samples()), "test")
     assert out.kept == ["u:0", "u:5"]
-    assert out.problems == {"mode": 2, "5x5": 1, "original": 1}
+    assert out.problems == {"not_rgb": 2, "small": 1, "small_original": 1}
     assert out.predictions == {}
     loose = ImageEvaluator([], k=3, require_rgb=False, min_area=0).run(iter(samples()), "test")
     assert loose.kept == [f"u:{i}" for i in range(6)] and loose.problems == {}
