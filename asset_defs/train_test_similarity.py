@@ -234,6 +234,11 @@ class EvalSimilarityConfig(Config):
     block_rows: int = Field(65_536, ge=1, description="LAION rows per block of the top-k search")
 
 
+def _part_uids(lance: LanceStore, part: str) -> pl.Series:
+    """The part's uids in uid order (the row order of :func:`_part_vectors`), without vectors."""
+    return lance.tables().part_query(EMBEDDINGS_TABLE, part, ["uid"]).to_polars()["uid"].sort()
+
+
 def _laion_parts(context: AssetExecutionContext, lance: LanceStore, parts: list[str], eval_name: str, dim: int, total: int):
     """(uids, unit vectors) of each LAION part in turn, refusing a part of another dimension
     than the eval set's."""
@@ -247,6 +252,28 @@ def _laion_parts(context: AssetExecutionContext, lance: LanceStore, parts: list[
     progress.close()
 
 
+def _candidate_uids(lance: LanceStore, parts: list[str], found) -> np.ndarray:
+    """The uid of every top-k entry, ``(q, k)``, read back part by part (only uids; no part's
+    uids are held while the others are searched)."""
+    names = np.empty(found.top.ids.shape, dtype=object)
+    for j, part in enumerate(parts):
+        query, rank, row = found.in_part(j)
+        if len(row):
+            uids = _part_uids(lance, part)
+            if len(uids) != found.offsets[j + 1] - found.offsets[j]:
+                raise Failure(f"laion_embeddings[{part}] changed during eval_to_laion_similarity: rematerialise it")
+            names[query, rank] = uids.gather(row).to_numpy()
+    return names
+
+
+def read_max_sims(files: FileStore, name: str) -> pl.DataFrame:
+    """eval_to_laion_similarity[name]'s current per-LAION-row max similarities: uid, part, max_sim."""
+    from laionlab.io.files import current_version_dir, list_files, read_parquet
+
+    folder = current_version_dir(files.path("eval_to_laion_similarity", f"{name}.max_sim"))
+    return pl.concat([read_parquet(f) for f in list_files(folder, "*.parquet")])
+
+
 @asset(
     partitions_def=dataset,
     group_name=GROUP,
@@ -254,11 +281,12 @@ def _laion_parts(context: AssetExecutionContext, lance: LanceStore, parts: list[
     kinds={"parquet", "numpy"},
     pool="gpu",
     description="For one eval dataset: each eval sample's exact top-k LAION neighbours (merged over parts) and each "
-    "LAION row's max similarity to the eval set.",
+    "LAION row's max similarity to the eval set (one Parquet per part).",
 )
 def eval_to_laion_similarity(
     context: AssetExecutionContext, config: EvalSimilarityConfig, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
+    from laionlab.io.files import atomic_write_parquet, commit_version_dir, join, new_version_dir
     from laionlab.retrieval import search_parts
 
     name = context.partition_key
@@ -267,14 +295,21 @@ def eval_to_laion_similarity(
     total = sum(lance.tables().count(EMBEDDINGS_TABLE, f"part = '{p}'") for p in parts)
     if config.k > total:
         raise Failure(f"k={config.k} candidates per eval sample is larger than the LAION pool ({total} rows); lower k")
-    found = search_parts(queries, _laion_parts(context, lance, parts, name, queries.shape[1], total), config.k, block_rows=config.block_rows)
+    folder = files.path("eval_to_laion_similarity", f"{name}.max_sim")
+    version, plotted = new_version_dir(folder), []
+
+    def write_max_sims(j: int, uids: list[str], sims: np.ndarray) -> None:
+        atomic_write_parquet(pl.DataFrame({"uid": list(uids), "part": [parts[j]] * len(sims), "max_sim": sims}, schema_overrides={"uid": pl.String, "part": pl.String}), join(version, f"{parts[j]}.parquet"))
+        plotted.append(sims[:: max(1, len(sims) // 100_000)])  # ≤ ~100k per part for the histogram
+
+    found = search_parts(queries, _laion_parts(context, lance, parts, name, queries.shape[1], total), config.k, on_part=write_max_sims, block_rows=config.block_rows)
+    commit_version_dir(folder, version)
     q, kk = found.top.ids.shape
     candidates = pl.DataFrame(
-        {"eval_index": np.repeat(np.arange(q), kk), "rank": np.tile(np.arange(kk), q), "uid": np.array(found.uids)[found.top.ids.ravel()], "sim": found.top.scores.ravel()}
+        {"eval_index": np.repeat(np.arange(q), kk), "rank": np.tile(np.arange(kk), q), "uid": _candidate_uids(lance, parts, found).ravel(), "sim": found.top.scores.ravel()},
+        schema_overrides={"uid": pl.String},
     )
     files.write_parquet(candidates, "eval_to_laion_similarity", f"{name}.topk.parquet")
-    maxsim = pl.DataFrame({"uid": found.uids, "max_sim": np.concatenate(found.max_sims)})
-    files.write_parquet(maxsim, "eval_to_laion_similarity", f"{name}.max_sim.parquet")
     return MaterializeResult(
         metadata={
             "eval_samples": q,
@@ -282,9 +317,10 @@ def eval_to_laion_similarity(
             "laion_rows": found.rows,
             "mean_top1_sim": float(found.top.scores[:, 0].mean()),
             "parts_seen": ", ".join(parts),
+            "max_sim_folder": version,
             "similarity_histogram": histogram(
                 None, "cosine similarity", f"{name} vs LAION", files.path("eval_to_laion_similarity", f"{name}.png"),
-                series={"eval sample → nearest LAION row": found.top.scores[:, 0], "LAION row → nearest eval sample": maxsim["max_sim"].to_numpy()},
+                series={"eval sample → nearest LAION row": found.top.scores[:, 0], "LAION row → nearest eval sample": np.concatenate(plotted)},
             ),
             "closest_pairs": markdown_table(candidates.filter(pl.col("rank") == 0).sort("sim", descending=True).head(10)),
         }

@@ -35,7 +35,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -196,18 +196,23 @@ class PartsSearch:
 
     Attributes:
         top: each query's top ``k`` over all parts; ``ids`` are row numbers of the
-            concatenation of the parts (index ``uids`` with them).
-        max_sims: per part, ``(n_part,)`` float32: each row's highest similarity to any query.
-        uids: the parts' row ids concatenated, in the order the parts and their rows came.
+            concatenation of the parts (:meth:`in_part` maps them back to a part's rows).
+        offsets: ``(n_parts + 1,)`` int64: part ``j`` holds rows ``offsets[j]:offsets[j + 1]``.
     """
 
     top: TopK
-    max_sims: list[np.ndarray]
-    uids: list
+    offsets: np.ndarray
 
     @property
     def rows(self) -> int:
-        return len(self.uids)
+        return int(self.offsets[-1])
+
+    def in_part(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The top-k entries that fall in part ``j``: ``(query, rank, row)`` arrays, ``row``
+        counted within the part (so ``part_uids[row]`` names each candidate)."""
+        start, stop = int(self.offsets[j]), int(self.offsets[j + 1])
+        query, rank = np.nonzero((self.top.ids >= start) & (self.top.ids < stop))
+        return query, rank, self.top.ids[query, rank] - start
 
 
 def search_parts(
@@ -215,6 +220,7 @@ def search_parts(
     parts: Iterable[tuple[Sequence, np.ndarray]],
     k: int,
     *,
+    on_part: Callable[[int, Sequence, np.ndarray], None] | None = None,
     block_rows: int = TOPK_BLOCK_ROWS,
     max_sim_block_rows: int = MAX_SIM_BLOCK_ROWS,
     device: str | torch.device = "auto",
@@ -222,7 +228,9 @@ def search_parts(
 ) -> PartsSearch:
     """:func:`topk_similar` and :func:`max_similarity` of a corpus that comes part by part
     (seed 004's LAION chunks: ``compute_sims.py`` + ``combine_sims.py``, ``compute_max_sims.py``
-    + ``combine_max_sims.py``), holding one part and a ``(q, k)`` running top-k at a time.
+    + ``combine_max_sims.py``), holding one part and a ``(q, k)`` running top-k at a time:
+    no row id or max similarity of an earlier part is kept, so memory does not grow with the
+    corpus (LAION-2B: 2.3 billion rows).
 
     Each part's top ``min(k, n_part)`` is folded into the running top-k with
     :func:`merge_topk`, so the result is the exact top-``k`` of the concatenated parts, ties
@@ -231,31 +239,36 @@ def search_parts(
     Args:
         queries: ``(q, d)`` float, L2-normalised (the eval set).
         parts: an iterable of ``(uids, vectors)``: ``(n_part,)`` ids and ``(n_part, d)``
-            L2-normalised rows; a part with no rows is skipped (its ``max_sims`` is empty).
+            L2-normalised rows; a part with no rows adds nothing.
         k: candidates per query, ``1 <= k <=`` total rows of the parts.
+        on_part: called as ``on_part(j, uids, max_sims)`` after part ``j``, with ``max_sims``
+            ``(n_part,)`` float32, each row's highest similarity to any query (empty for an
+            empty part): the caller writes or summarises them.
         block_rows: corpus rows per block of the top-k search (:func:`topk_similar`).
         max_sim_block_rows: corpus rows per block of :func:`max_similarity`.
         device, log_every_s: as in :func:`topk_similar`.
     """
     queries = validate.matrix("queries", queries)
     k = validate.int_at_least("k", k, 1)
-    top, max_sims, uids = None, [], []
+    top, offsets = None, [0]
     for j, (part_uids, X) in enumerate(parts):
         if len(part_uids) != len(X):
             raise ValueError(f"parts[{j}]: {len(part_uids)} uids for {len(X)} vectors")
         if len(X) == 0:
-            max_sims.append(np.empty(0, np.float32))
-            continue
-        X = validate.matrix(f"parts[{j}]", X)
-        validate.same_dim(f"parts[{j}]", X, "queries", queries)
-        ids = np.arange(len(uids), len(uids) + len(X), dtype=np.int64)
-        found = topk_similar(queries, X, min(k, len(X)), corpus_ids=ids, block_rows=block_rows, device=device, log_every_s=log_every_s)
-        top = found if top is None else merge_topk([top, found], min(k, top.k + found.k))
-        max_sims.append(max_similarity(X, queries, block_rows=max_sim_block_rows, device=device, log_every_s=log_every_s))
-        uids.extend(part_uids)
-    if k > len(uids):
-        raise ValueError(f"k: expected at most the {len(uids)} rows of the parts, got {k}")
-    return PartsSearch(top=top, max_sims=max_sims, uids=uids)
+            sims = np.empty(0, np.float32)
+        else:
+            X = validate.matrix(f"parts[{j}]", X)
+            validate.same_dim(f"parts[{j}]", X, "queries", queries)
+            ids = np.arange(offsets[-1], offsets[-1] + len(X), dtype=np.int64)
+            found = topk_similar(queries, X, min(k, len(X)), corpus_ids=ids, block_rows=block_rows, device=device, log_every_s=log_every_s)
+            top = found if top is None else merge_topk([top, found], min(k, top.k + found.k))
+            sims = max_similarity(X, queries, block_rows=max_sim_block_rows, device=device, log_every_s=log_every_s)
+        offsets.append(offsets[-1] + len(X))
+        if on_part is not None:
+            on_part(j, part_uids, sims)
+    if k > offsets[-1]:
+        raise ValueError(f"k: expected at most the {offsets[-1]} rows of the parts, got {k}")
+    return PartsSearch(top=top, offsets=np.asarray(offsets, dtype=np.int64))
 
 
 def max_similarity(

@@ -14,6 +14,7 @@ from asset_defs.train_test_similarity import (
     laion_dedup,
     pruned_pools,
     read_dedup,
+    read_max_sims,
     train_to_eval_threshold,
 )
 from asset_defs.visual_world import REFERENCE_TABLE
@@ -79,7 +80,12 @@ def test_eval_topk_equals_brute_force_over_all_parts(pruned):
     for i in (0, 17, len(queries) - 1):
         got = top.filter(pl.col("eval_index") == i).sort("rank")
         np.testing.assert_allclose(got["sim"].to_numpy(), np.sort(sims[i])[::-1][:K], rtol=1e-5)
-    maxsim = resources["files"].read_parquet("eval_to_laion_similarity", f"{name}.max_sim.parquet")
+    # every candidate's uid is the LAION row with that similarity (uids mapped back part by part)
+    column = {u: j for j, u in enumerate(uids)}
+    assert top.height == len(queries) * K and top["uid"].null_count() == 0
+    np.testing.assert_allclose(top["sim"].to_numpy(), sims[top["eval_index"].to_numpy(), [column[u] for u in top["uid"]]], rtol=1e-5, atol=1e-6)
+    maxsim = read_max_sims(resources["files"], name)
+    assert sorted(maxsim["uid"]) == sorted(uids) and maxsim["part"].to_list() == [u.rsplit(":", 1)[0] for u in maxsim["uid"]]
     lookup = dict(zip(uids, sims.max(axis=0)))
     np.testing.assert_allclose(maxsim["max_sim"].to_numpy(), [lookup[u] for u in maxsim["uid"]], rtol=1e-5)
 

@@ -188,13 +188,24 @@ def test_search_parts_equals_brute_force_on_the_concatenation(tied, device, k):
     queries, corpus = tied
     cuts = [0, 5, 5, 155, 160, 300]  # the duplicates of row 10 sit in the third part
     parts = [([f"u{i}" for i in range(a, b)], corpus[a:b]) for a, b in zip(cuts, cuts[1:])]
-    got = search_parts(queries, iter(parts), k, block_rows=32, max_sim_block_rows=17, device=device)
+    seen = []
+    got = search_parts(
+        queries, iter(parts), k, on_part=lambda j, uids, sims: seen.append((j, list(uids), sims)), block_rows=32, max_sim_block_rows=17, device=device
+    )
     want_s, want_i = brute_topk(queries, corpus, k)
     np.testing.assert_array_equal(got.top.scores, want_s)
     np.testing.assert_array_equal(got.top.ids, want_i)
-    assert got.uids == [f"u{i}" for i in range(300)] and got.rows == 300
-    assert [len(m) for m in got.max_sims] == [5, 0, 150, 5, 140]
-    np.testing.assert_array_equal(np.concatenate(got.max_sims), (queries @ corpus.T).max(axis=0))
+    assert got.rows == 300 and got.offsets.tolist() == cuts
+    assert [j for j, _, _ in seen] == [0, 1, 2, 3, 4] and [u for _, u, _ in seen] == [u for u, _ in parts]
+    assert [len(m) for _, _, m in seen] == [5, 0, 150, 5, 140]
+    np.testing.assert_array_equal(np.concatenate([m for _, _, m in seen]), (queries @ corpus.T).max(axis=0))
+    # in_part maps every top-k entry to exactly one part and its row there
+    named = np.full(want_i.shape, "", dtype=object)
+    for j, (uids, _) in enumerate(parts):
+        query, rank, row = got.in_part(j)
+        assert not named[query, rank].any()
+        named[query, rank] = np.asarray(uids, dtype=object)[row]
+    np.testing.assert_array_equal(named, np.vectorize(lambda i: f"u{i}", otypes=[object])(want_i))
 
 
 def test_search_parts_bad_inputs():
