@@ -22,6 +22,8 @@ from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
 from asset_defs.partitions import laion_part, registered
 from asset_defs.visual_world import REFERENCE_TABLE, reference_embeddings
 from laionlab.io.lance import read_vectors, uid_filters
+from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN
+from laionlab.laionet.stats import LAIONET_THRESHOLD, THRESHOLD_SWEEP
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
@@ -315,13 +317,13 @@ def synset_similarity(
 
 
 class LaionetConfig(Config):
-    threshold: float = Field(0.82, description="keep rows with similarity strictly above this (seed: 0.82, calibrated on OpenAI CLIP ViT-B/32's text tower)")
+    threshold: float = Field(LAIONET_THRESHOLD, description="keep rows with similarity strictly above this (seed: 0.82, calibrated on OpenAI CLIP ViT-B/32's text tower)")
     query: str = Field("name_def", description="which synset_similarity column to threshold (as configured there)")
-    nsfw_keep: list[str] | None = Field(["UNLIKELY"], description="NSFW values kept (seed since Dec 2024: UNLIKELY only); null keeps all")
+    nsfw_keep: list[str] | None = Field(list(DEFAULT_NSFW_KEEP), description="NSFW values kept (seed since Dec 2024: UNLIKELY only); null keeps all")
     text_in_image_column: str | None = Field(
-        "wnid_is_in_recognized_text", description="metadata column flagging the class name written in the image (the seed's OCR step); rows True are dropped when it exists"
+        TEXT_IN_IMAGE_COLUMN, description="metadata column flagging the class name written in the image (the seed's OCR step); rows True are dropped when it exists"
     )
-    sweep: list[float] = Field([round(float(t), 4) for t in np.linspace(0.5, 0.9, 20)], description="thresholds of the size-vs-threshold curve")
+    sweep: list[float] = Field([round(t, 4) for t in THRESHOLD_SWEEP], description="thresholds of the size-vs-threshold curve (the seed's notebook: linspace(0.5, 0.9, 20))")
 
 
 def _laionet_candidates(files: FileStore, parts: list[str], query: str, log: logging.Logger) -> pl.DataFrame:

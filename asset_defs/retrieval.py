@@ -205,7 +205,7 @@ def _match_parts(context: AssetExecutionContext, lance: LanceStore, name: str, s
 
 
 class RetrievedImagesConfig(Config):
-    max_per_class: int | None = Field(None, ge=1, description="download at most this many rows per class (seeded random; the seed's --sampling random)")
+    max_per_class: int | None = Field(None, ge=1, description="each class draws at most this many of its rows to download (seeded random; the seed's --sampling random); a row of several classes drawn by one counts for all")
     seed: int = Field(0)
 
 
@@ -358,10 +358,10 @@ def retrieval_samples(
     prompts = prompt_embeddings(lambda texts: encode_texts(loaded, texts), synonyms, None if config.templates == "openai" else ("a photo of a {}.",))
     fewshot = _fewshot(lance, spec, synonyms) if needs_fewshot(config.methods) else None
     thresholds = {"t2i_threshold": config.t2i_threshold, "i2t_threshold": config.i2t_threshold, "i2i_threshold": config.i2i_threshold}
-    candidates = frame.select("row", pl.col("classes").cast(pl.List(key_type)))
     try:
+        candidates = frame.select("row", pl.col("classes").cast(pl.List(key_type)))
         picks = sample_all_methods(config.methods, candidates, T, I, prompts, fewshot, config.n_per_class, seed=config.seed, **thresholds)
-    except ValueError as err:  # e.g. string_matches made before the target's classes changed
+    except (ValueError, pl.exceptions.InvalidOperationError) as err:  # e.g. string_matches made before the target's classes changed
         raise Failure(f"retrieval_samples[{name}]: {err}; rematerialise string_matches[{name}] if the target's classes changed") from None
     picked = frame.join(picks.select("row").unique(), on="row").sort("row")  # only these images are exported
     paths = _export_paths(files, picked, name, context.log) if config.export_images else dict(zip(picked["row"], picked["uid"]))

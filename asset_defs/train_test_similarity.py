@@ -196,16 +196,22 @@ def _write_dedup(context: AssetExecutionContext, files: FileStore, parts: list[s
 def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: FileStore) -> MaterializeResult:
     from laionlab.dedup import dedup_shards, removal_summary
 
+    from laionlab import validate
+
     if config.rule not in ("seed", "semdedup"):
         raise Failure(f"rule must be 'seed' or 'semdedup', got {config.rule!r}")
+    try:  # before any work, so a bad curve never follows a published version
+        validate.real_list("curve_eps", config.curve_eps, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    except ValueError as err:
+        raise Failure(f"laion_dedup: {err}") from None
     parts = registered(context, laion_part)
     k = len(files.load_npy("dedup_centroids", "centroids.npy", mmap=True))
     shards = _open_shards(context, files, parts, k)
     context.log.info(f"deduplicating {sum(len(s.vectors) for s in shards)} rows of {len(parts)} parts in {k} clusters, {config.group_rows} rows at a time")
     # the library logs rows done, rate and ETA through the laionlab logger
     flags = dedup_shards(shards, eps=config.eps, rule=config.rule, block_rows=config.block_rows, group_rows=config.group_rows)
-    _write_dedup(context, files, parts, flags)
     summary = removal_summary(flags, config.curve_eps)
+    _write_dedup(context, files, parts, flags)
     # the curve is the seed rule's; semdedup removes at least as much at every ε
     curve_rule = "seed rule" if config.rule == "seed" else "seed rule, a lower bound for semdedup"
     frac = [f for _, f in summary.curve]

@@ -37,7 +37,7 @@ import numpy as np
 from laionlab import validate
 from laionlab.progress import Progress, format_duration, phase
 
-__all__ = ["KMeansResult", "assign", "draw_distinct_centres", "kmeans", "sample_across_parts"]
+__all__ = ["KMeansResult", "assign", "draw_distinct_centres", "kmeans", "proportional_quota", "sample_across_parts"]
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +275,20 @@ def assign(
     return labels, scores
 
 
+def proportional_quota(sizes, n: int) -> np.ndarray:
+    """``n`` split over groups of ``sizes`` rows in proportion to their sizes, by largest
+    remainders (ties to the earlier group): int64 quotas summing to ``n``, each at most its
+    group's size. ``n`` must be below ``sizes.sum()`` (callers take everything otherwise)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    total = int(sizes.sum())
+    if not 0 <= n < total:
+        raise ValueError(f"n: expected 0 <= n < {total} (the rows of all groups), got {n}")
+    exact = sizes * n / total
+    quota = np.floor(exact).astype(np.int64)
+    quota[np.argsort(-(exact - quota), kind="stable")[: n - int(quota.sum())]] += 1
+    return quota
+
+
 def sample_across_parts(part_rows, sample_size: int, seed: int = 0) -> list[np.ndarray]:
     """Which rows of each part go into a k-means training sample of ``sample_size`` rows,
     drawn part by part so a table too big for memory never has to be read whole.
@@ -303,9 +317,7 @@ def sample_across_parts(part_rows, sample_size: int, seed: int = 0) -> list[np.n
     total = int(sizes.sum())
     if sample_size >= total:
         return [np.arange(n, dtype=np.int64) for n in sizes]
-    exact = sizes * (sample_size / total)
-    quota = np.floor(exact).astype(np.int64)  # < sizes, since sample_size < total
-    quota[np.argsort(-(exact - quota), kind="stable")[: sample_size - int(quota.sum())]] += 1
+    quota = proportional_quota(sizes, sample_size)
     return [
         np.arange(n, dtype=np.int64) if q == n
         else np.sort(np.random.default_rng([seed, i]).choice(n, size=q, replace=False)).astype(np.int64)

@@ -608,13 +608,9 @@ def _proportional_draw(parts: list[np.ndarray], n: int, rng: np.random.Generator
     """n rows from the union of parts, each part contributing in proportion to its size
     (largest remainders), without replacement; all rows when the union is smaller."""
     sizes = np.array([len(p) for p in parts], dtype=np.int64)
-    total = int(sizes.sum())
-    if n >= total:
+    if n >= sizes.sum():
         return np.sort(np.concatenate(parts))
-    exact = sizes * n / total
-    quota = np.floor(exact).astype(np.int64)
-    short = n - int(quota.sum())
-    quota[np.argsort(-(exact - quota), kind="stable")[:short]] += 1
+    quota = cluster.proportional_quota(sizes, n)
     picked = [rng.choice(p, q, replace=False) for p, q in zip(parts, quota) if q]
     return np.sort(np.concatenate(picked))
 

@@ -4,8 +4,9 @@
 brendel-group/clip-ood ``src/sims_and_paths/``): per-query top-k corpus rows, merging of
 per-chunk top-k lists, and per-row max similarity, also over a table streamed part by part.
 ``caption_index``: a persistent faiss index over caption embeddings, exact or IVF-PQ chosen
-under a memory budget (seed 001's autofaiss index over 413M LAION captions), appended to part
-by part. Nothing here imports Dagster.
+under a memory budget (seed 001's autofaiss index over 413M LAION captions); ``index_parts``:
+which parts the index holds and how a new part is appended (``plan_update``, ``add_parts``).
+Nothing here imports Dagster.
 """
 
 from laionlab.retrieval.caption_index import CaptionIndex, choose_index_key, estimate_index_memory

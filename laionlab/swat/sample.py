@@ -152,11 +152,14 @@ def sample_all_methods(
 
 
 def cap_per_class(matches: pl.DataFrame, max_per_class: int, seed: int = 0) -> pl.DataFrame:
-    """At most ``max_per_class`` rows of each class, drawn uniformly at random (seeded).
+    """Each class draws at most ``max_per_class`` of its rows, uniformly at random (seeded);
+    the rows any class drew are kept.
 
     ``matches``: :func:`~laionlab.swat.match.match_synonyms`-style rows with a unique ``uid``
     and their ``classes`` (a list). A row of several classes is drawn for each class
-    independently and kept when any class draws it. Returns the kept rows in input order.
+    independently and kept when any class draws it, so a class can hold more than
+    ``max_per_class`` kept rows (rows drawn for another class it also names); the result
+    has at most ``max_per_class`` × classes rows. Returns the kept rows in input order.
     """
     if not isinstance(matches, pl.DataFrame) or {"uid", "classes"} - set(matches.columns):
         raise ValueError("matches: expected a DataFrame with columns 'uid' and 'classes'")

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import yaml
 
-from laionlab.swat.sample import fewshot_class
 from laionlab.swat.synonyms import ClassKey, ClassSynonyms, from_class_names, load_metrics_json
 
 __all__ = ["TargetSpec", "load_targets"]
@@ -41,12 +40,6 @@ class TargetSpec:
         if self.metrics is not None:
             return load_metrics_json(self.metrics)
         return from_class_names(list(self.classes))
-
-    def class_of_label(self, label: str, synonyms: dict[ClassKey, ClassSynonyms]) -> ClassKey | None:
-        """The class a few-shot image's dataset label stands for: ``fewshot_labels`` first
-        (a value naming no class raises ValueError), else a class key or class name equal to
-        the label; None for other labels (:func:`laionlab.swat.sample.fewshot_class`)."""
-        return fewshot_class(label, synonyms, self.fewshot_labels)
 
 
 def load_targets(path: str | Path) -> dict[str, TargetSpec]:

@@ -281,3 +281,10 @@ def test_classes_changed_after_string_matches_says_what_to_rematerialise(swat):
     result = run([retrieval_samples], after, instance, "changing", run_config=_samples_config(methods=["T2T-rank"]), raise_on_error=False)
     assert not result.success
     assert "retrieval_samples[changing]" in _error(result) and "rematerialise string_matches[changing]" in _error(result)
+    # string_matches keyed by class names (a metrics file), then the target becomes a class list
+    named = _with_targets(resources, instance, "named_before.yaml", {"renamed": {"metrics": "named_metrics.json"}},
+                          {"named_metrics.json": {"tench": {"name": "tench", "alternates": {"tench": 1}}}})
+    assert run([concept_synonyms, string_matches], named, instance, "renamed").success
+    listed = _with_targets(resources, instance, "named_after.yaml", {"renamed": {"classes": ["tench"]}})
+    result = run([retrieval_samples], listed, instance, "renamed", run_config=_samples_config(methods=["T2T-rank"]), raise_on_error=False)
+    assert not result.success and "rematerialise string_matches[renamed]" in _error(result)

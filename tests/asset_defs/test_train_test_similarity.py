@@ -114,6 +114,14 @@ def test_bad_inputs_name_the_problem(pruned):
     resources, instance = pruned
     with pytest.raises(Exception, match="eps"):
         run([laion_dedup], resources, instance, None, run_config={"ops": {"laion_dedup": {"config": {"eps": 1.5}}}})
+    # a bad curve ε fails before laion_dedup publishes anything
+    from laionlab.io.files import current_version_dir
+
+    current = current_version_dir(resources["files"].path("laion_dedup"))
+    bad_curve = {"ops": {"laion_dedup": {"config": {"eps": EPS, "curve_eps": [0.1, 1.0]}}}}
+    result = run([laion_dedup], resources, instance, None, run_config=bad_curve, raise_on_error=False)
+    assert not result.success and "curve_eps[1]" in str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert current_version_dir(resources["files"].path("laion_dedup")) == current
     too_big = {"ops": {"eval_to_laion_similarity": {"config": {"k": 10_000}}}}
     result = run([eval_to_laion_similarity], resources, instance, "demo_narrow", run_config=too_big, raise_on_error=False)
     assert not result.success and "larger than the LAION pool" in str(result.get_step_failure_events()[0].event_specific_data.error)

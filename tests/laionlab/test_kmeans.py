@@ -307,3 +307,20 @@ def test_sample_across_parts_bad_inputs():
         sample_across_parts([], 2)
     with pytest.raises(ValueError, match=r"^sample_size"):
         sample_across_parts([3, 4], 0)
+
+
+def test_proportional_quota_largest_remainders():
+    from laionlab.cluster import proportional_quota
+
+    np.testing.assert_array_equal(proportional_quota([5, 5, 5], 4), [2, 1, 1])  # ties to the earlier group
+    np.testing.assert_array_equal(proportional_quota([1, 2, 7], 4), [0, 1, 3])  # 0.4, 0.8, 2.8: the two largest remainders
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        sizes = rng.integers(0, 50, size=rng.integers(1, 8))
+        if sizes.sum() == 0:
+            continue
+        n = int(rng.integers(0, sizes.sum()))
+        quota = proportional_quota(sizes, n)
+        assert quota.sum() == n and (quota <= sizes).all() and (np.abs(quota - sizes * n / sizes.sum()) < 1).all()
+    with pytest.raises(ValueError, match=r"^n: expected 0 <= n < 10"):
+        proportional_quota([4, 6], 10)

@@ -108,6 +108,7 @@ def test_bad_inputs_name_the_problem():
 def test_paper_text_model_and_threshold_warning():
     assert is_paper_text_model("ViT-B-32/openai") and is_paper_text_model("ViT-B/32/openai")
     assert not is_paper_text_model("ViT-B-32/laion2b_s34b_b79k")
+    assert is_paper_text_model("ViT-B-32-quickgelu/openai") and not is_paper_text_model("ViT-B-32-quickgelu/metaclip_400m")
     assert not is_paper_text_model("ViT-L-14/openai")
     assert not is_paper_text_model("ViT-B-32/ckpt:model.bin")
     assert threshold_warning(0.82, ["ViT-B-32/openai"]) is None

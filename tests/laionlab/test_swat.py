@@ -642,7 +642,7 @@ def test_fewshot_embeddings_reject_unknown_classes():
         fewshot_embeddings(["a"], emb, syn)
 
 
-def test_cap_per_class_is_seeded_and_keeps_at_most_n_per_class():
+def test_cap_per_class_is_seeded_and_each_class_draws_at_most_n():
     matches = pl.DataFrame({"uid": [f"u{i}" for i in range(30)],
                             "classes": [["a"]] * 20 + [["b"]] * 5 + [["a", "b"]] * 5})
     out = cap_per_class(matches, 4, seed=1)
@@ -654,5 +654,7 @@ def test_cap_per_class_is_seeded_and_keeps_at_most_n_per_class():
     assert cap_per_class(matches, 4, seed=1).equals(out)
     assert {tuple(cap_per_class(matches, 4, seed=s)["uid"]) for s in range(10)} != {tuple(out["uid"])}
     assert cap_per_class(matches, 100).equals(matches)
+    single = cap_per_class(matches.head(25), 4, seed=1)  # one class per row: exactly min(n, rows) each
+    assert single.explode("classes")["classes"].value_counts(sort=True)["count"].to_list() == [4, 4]
     with pytest.raises(ValueError, match="max_per_class"):
         cap_per_class(matches, 0)
