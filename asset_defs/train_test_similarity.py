@@ -139,15 +139,22 @@ class DedupConfig(Config):
     curve_eps: list[float] = Field([0.02, 0.05, 0.08, 0.1, 0.124, 0.15, 0.2, 0.3], description="ε values of the removal curve")
 
 
-def read_dedup(files: FileStore, columns: list[str] | None = None) -> pl.DataFrame:
-    """laion_dedup's current result over all parts: uid, part, cluster, keep, max_earlier_sim."""
-    from laionlab.io.files import current_version_dir, list_files, read_parquet
+def dedup_files(files: FileStore) -> list[str]:
+    """laion_dedup's current per-part Parquet files (uid, part, cluster, keep, max_earlier_sim)."""
+    from laionlab.io.files import current_version_dir, list_files
 
     folder = current_version_dir(files.path("laion_dedup"))
     found = list_files(folder, "*.parquet")
     if not found:
         raise Failure(f"laion_dedup's current version {folder} holds no parquet file: rematerialise laion_dedup")
-    return pl.concat([read_parquet(f, columns) for f in found])
+    return found
+
+
+def read_dedup(files: FileStore, columns: list[str] | None = None) -> pl.DataFrame:
+    """laion_dedup's current result over all parts, in one frame (small tables, tests)."""
+    from laionlab.io.files import read_parquet
+
+    return pl.concat([read_parquet(f, columns) for f in dedup_files(files)])
 
 
 def _open_shards(context: AssetExecutionContext, files: FileStore, parts: list[str], k: int) -> list:
@@ -372,8 +379,7 @@ class PrunedPoolConfig(Config):
 
 def _candidate_matrix(candidates: pl.DataFrame, uids: pl.Series, q: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     """eval_to_laion_similarity's candidate table as prune_mask's ``(q, k)`` arrays: the row
-    number of each candidate in ``uids`` (-1, ignored, for a uid not there, e.g. of a part
-    added after laion_dedup ran) and its similarity."""
+    number of each candidate in ``uids`` and its similarity."""
     if candidates.is_empty() or candidates["eval_index"].max() >= q:
         raise Failure(f"eval_to_laion_similarity[{name}] and train_to_eval_threshold[{name}] disagree on the eval set size: rematerialise both")
     c = candidates.join(pl.DataFrame({"uid": uids, "row": np.arange(len(uids))}), on="uid", how="left")
@@ -384,45 +390,91 @@ def _candidate_matrix(candidates: pl.DataFrame, uids: pl.Series, q: int, name: s
     return ids, scores
 
 
+def _dedup_counts(sources: list[str]) -> tuple[int, int]:
+    """(rows, rows kept) of laion_dedup over its part files, reading only the keep flags."""
+    from laionlab.io.files import read_parquet
+
+    flags = [read_parquet(source, ["keep"])["keep"] for source in sources]
+    return sum(len(f) for f in flags), int(sum(f.sum() for f in flags))
+
+
+def _pool_parts(sources: list[str], pruned: pl.Series):
+    """Per laion_dedup part file: its name and the uids dedup kept and pruning did not remove
+    (uid order), one part in memory at a time."""
+    from laionlab.io.files import read_parquet
+
+    for source in sources:
+        frame = read_parquet(source, ["uid", "keep"])
+        yield source.rstrip("/").rsplit("/", 1)[-1], frame.filter(pl.col("keep") & ~pl.col("uid").is_in(pruned.implode())).select("uid").sort("uid")
+
+
+def read_pruned_pool(files: FileStore, name: str) -> pl.DataFrame:
+    """pruned_pools[name]'s current uids over all parts."""
+    from laionlab.io.files import current_version_dir, list_files, read_parquet
+
+    return pl.concat([read_parquet(f) for f in list_files(current_version_dir(files.path("pruned_pools", name)), "*.parquet")])
+
+
 @asset(
     partitions_def=dataset,
     group_name=GROUP,
     deps=[laion_dedup, eval_to_laion_similarity, train_to_eval_threshold],
     kinds={"parquet"},
     description="The deduplicated LAION pool minus every row that is some eval sample's candidate with similarity "
-    "above that sample's train→eval threshold (seed 004's get_paths_chunk), optionally subsampled.",
+    "above that sample's train→eval threshold (seed 004's get_paths_chunk), optionally subsampled; one Parquet per part.",
 )
 def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.dedup import prune_mask, subsample
+    from laionlab.dedup import prune_mask, subsample_parts
+    from laionlab.io.files import atomic_write_parquet, commit_version_dir, join, new_version_dir
 
     name = context.partition_key
-    dedup = read_dedup(files, ["uid", "keep"]).sort("uid")
     thresholds = files.read_parquet("train_to_eval_threshold", f"{name}.parquet").sort("eval_index")["threshold"].to_numpy()
-    ids, scores = _candidate_matrix(files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet"), dedup["uid"], len(thresholds), name)
+    candidates = files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
+    unique = candidates["uid"].unique().sort()
+    ids, scores = _candidate_matrix(candidates, unique, len(thresholds), name)
+    sources = dedup_files(files)
+    laion_rows, deduplicated = _dedup_counts(sources)
     # seed 004 (get_paths_chunk.py): drop a candidate when sims > per_query_imagenet_train. The
-    # pool prune_mask sees is all of LAION (what the candidates were searched in), so a sample
-    # whose k candidates all pass its threshold counts as saturated even if dedup dropped some.
-    keep, saturated = prune_mask(ids, scores, thresholds, dedup.height, return_saturated=True)
+    # pool prune_mask sees is the candidates plus one row standing for the LAION rows that are
+    # none (so a sample whose k candidates all pass its threshold counts as saturated).
+    keep, saturated = prune_mask(ids, scores, thresholds, len(unique) + int(laion_rows > len(unique)), return_saturated=True)
     if saturated.any():
         context.log.warning(f"{int(saturated.sum())} eval samples have all {ids.shape[1]} candidates above their threshold: raise eval_to_laion_similarity's k")
-    rows = np.flatnonzero(dedup["keep"].to_numpy() & keep)
-    pruned_size = len(rows)
-    if config.target_size is not None:
-        if config.target_size > pruned_size:
-            raise Failure(f"target_size={config.target_size} is larger than the pruned pool for {name} ({pruned_size} rows)")
-        rows = subsample(rows, config.target_size, config.seed)
-    kept = dedup["uid"].gather(rows)
-    files.write_parquet(pl.DataFrame({"uid": kept}), "pruned_pools", f"{name}.parquet")
-    sizes = pl.DataFrame({"stage": ["laion", "deduplicated", "pruned", "final"], "rows": [dedup.height, int(dedup["keep"].sum()), pruned_size, len(kept)]})
+    pruned = unique.filter(pl.Series(~keep[: len(unique)]))
+    counts = [pool.height for _, pool in _pool_parts(sources, pruned)]
+    if config.target_size is not None and config.target_size > sum(counts):
+        raise Failure(f"target_size={config.target_size} is larger than the pruned pool for {name} ({sum(counts)} rows)")
+    picks = subsample_parts(counts, config.target_size, config.seed)
+    folder = files.path("pruned_pools", name)
+    version = new_version_dir(folder)
+    for (file_name, pool), rows in zip(_pool_parts(sources, pruned), picks):
+        atomic_write_parquet(pool.select(pl.col("uid").gather(rows)), join(version, file_name))
+    commit_version_dir(folder, version)
+    final = sum(len(rows) for rows in picks)
+    sizes = pl.DataFrame({"stage": ["laion", "deduplicated", "pruned", "final"], "rows": [laion_rows, deduplicated, sum(counts), final]})
     return MaterializeResult(
         metadata={
             "sizes": markdown_table(sizes),
-            "pruned_away": int(dedup["keep"].sum()) - pruned_size,
-            "final_size": len(kept),
+            "pruned_away": deduplicated - sum(counts),
+            "final_size": final,
             "saturated_eval_samples": int(saturated.sum()),
+            "pool_folder": version,
             "sizes_plot": bar_plot(sizes["stage"].to_list(), sizes["rows"].to_list(), f"pool size for {name}", "rows", files.path("pruned_pools", f"{name}.png")),
         }
     )
+
+
+def _pool_size(files: FileStore, name: str) -> int:
+    """Rows of pruned_pools[name], from the Parquet footers (no uid is read)."""
+    import pyarrow.parquet as pq
+
+    from laionlab.io.files import current_version_dir, list_files, open_read
+
+    total = 0
+    for path in list_files(current_version_dir(files.path("pruned_pools", name)), "*.parquet"):
+        with open_read(path) as f:
+            total += pq.ParquetFile(f).metadata.num_rows
+    return total
 
 
 @asset(
@@ -433,7 +485,7 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
 )
 def pruned_pool_sizes(context: AssetExecutionContext, files: FileStore) -> MaterializeResult:
     names = registered(context, dataset)
-    sizes = pl.DataFrame({"dataset": names, "pool_size": [files.read_parquet("pruned_pools", f"{n}.parquet").height for n in names]})
+    sizes = pl.DataFrame({"dataset": names, "pool_size": [_pool_size(files, n) for n in names]})
     files.write_parquet(sizes, "pruned_pools", "sizes.parquet")
     return MaterializeResult(
         metadata={

@@ -9,7 +9,7 @@ the removal fraction as a function of eps. Clusters come from :mod:`laionlab.clu
 similarity-gap pruning), then subsampling. Numpy in, numpy out; nothing here imports Dagster.
 """
 
-from laionlab.dedup.prune import nearest_similarity, prune_mask, subsample
+from laionlab.dedup.prune import nearest_similarity, prune_mask, subsample_parts
 from laionlab.dedup.semantic import (
     DEFAULT_BLOCK_ROWS,
     DEFAULT_EPS,
@@ -40,5 +40,5 @@ __all__ = [
     "prune_mask",
     "removal_curve",
     "removal_summary",
-    "subsample",
+    "subsample_parts",
 ]

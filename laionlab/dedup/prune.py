@@ -8,7 +8,7 @@ threshold, its similarity to the nearest ImageNet-train image (:func:`nearest_si
 the seed's ``per_query_imagenet_train``); every LAION row that is more similar than that to
 some eval sample is removed (:func:`prune_mask`, the seed's
 ``sims_chunk > per_query_chunk``), so the pruned LAION is no closer to the eval set than
-ImageNet-train is. The pruned pool is then subsampled to a fixed size (:func:`subsample`) to
+ImageNet-train is. The pruned pool is then subsampled to a fixed size (:func:`subsample_parts`) to
 compare pruned and unpruned datasets at equal scale.
 
 The candidates come from :func:`laionlab.retrieval.topk_similar` (per LAION chunk, then
@@ -19,7 +19,6 @@ lies above its threshold.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
@@ -31,7 +30,7 @@ from laionlab.retrieval.search import (
     _max_similarity,
 )
 
-__all__ = ["nearest_similarity", "prune_mask", "subsample"]
+__all__ = ["nearest_similarity", "prune_mask", "subsample_parts"]
 
 
 def nearest_similarity(
@@ -135,33 +134,37 @@ def prune_mask(
     return (keep, saturated) if return_saturated else keep
 
 
-def subsample(keep, target_size: int | None = None, seed: int = 0) -> np.ndarray:
-    """A uniform, seeded subsample of the kept pool rows (the pruned pool brought to a fixed
-    size before training, as ``subsample_dataset.py`` does with its path list).
+def subsample_parts(part_sizes, target_size: int | None = None, seed: int = 0) -> list[np.ndarray]:
+    """A uniform, seeded subsample of ``target_size`` rows from parts of ``part_sizes`` rows,
+    drawn part by part (the pruned pool brought to a fixed size before training, as
+    ``subsample_dataset.py`` does with its path list, without holding the pool at once).
+
+    How many rows each part gives is drawn from the multivariate hypergeometric distribution,
+    which is exactly how a uniform draw of ``target_size`` from all rows spreads over the
+    parts; each part's rows are then drawn uniformly (seeded by ``(seed, part index)``). So
+    every subset of ``target_size`` rows is equally likely, as with one draw from the whole.
 
     Args:
-        keep: ``(n_pool,)`` bool mask (:func:`prune_mask`) or a 1-D array of distinct
-            integer row ids.
-        target_size: rows to draw without replacement, at most the number kept; ``None``
+        part_sizes: ``(n_parts,)`` non-negative row counts.
+        target_size: rows to draw without replacement, at most ``sum(part_sizes)``; ``None``
             keeps them all.
-        seed: seed of ``np.random.default_rng``; the same inputs and seed give the same rows.
+        seed: non-negative integer; the same sizes and seed give the same rows.
 
     Returns:
-        ``(target_size,)`` int64 row ids, ascending.
+        per part, ascending int64 row numbers in ``[0, part_sizes[i])``.
     """
-    a = np.asarray(keep)
-    if a.ndim != 1 or not (a.dtype == bool or np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(
-            f"keep: expected a 1-D bool mask or 1-D integer ids, got shape {a.shape} "
-            f"dtype {a.dtype}"
-        )
-    ids = np.flatnonzero(a) if a.dtype == bool else np.sort(a.astype(np.int64, copy=False))
+    sizes = np.asarray(part_sizes)
+    if sizes.ndim != 1 or not np.issubdtype(sizes.dtype, np.integer) or (sizes < 0).any():
+        raise ValueError(f"part_sizes: expected a 1-D array of row counts >= 0, got {part_sizes!r}")
+    sizes = sizes.astype(np.int64)
     if target_size is None:
-        return ids.astype(np.int64, copy=False)
+        return [np.arange(n, dtype=np.int64) for n in sizes]
     target_size = validate.int_at_least("target_size", target_size, 0)
-    if target_size > ids.size:
-        raise ValueError(f"target_size: expected at most the {ids.size} kept rows, got {target_size}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed: expected an integer, got {seed!r}")
-    chosen = np.random.default_rng(seed).choice(ids.size, size=target_size, replace=False)
-    return ids[np.sort(chosen)].astype(np.int64, copy=False)
+    seed = validate.int_at_least("seed", seed, 0)
+    if target_size > sizes.sum():
+        raise ValueError(f"target_size: expected at most the {int(sizes.sum())} kept rows, got {target_size}")
+    quota = np.random.default_rng(seed).multivariate_hypergeometric(sizes, target_size) if len(sizes) else sizes
+    return [
+        np.sort(np.random.default_rng([seed, i]).choice(n, size=q, replace=False)).astype(np.int64)
+        for i, (n, q) in enumerate(zip(sizes.tolist(), quota.tolist()))
+    ]

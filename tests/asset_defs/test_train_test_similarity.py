@@ -15,6 +15,7 @@ from asset_defs.train_test_similarity import (
     pruned_pools,
     read_dedup,
     read_max_sims,
+    read_pruned_pool,
     train_to_eval_threshold,
 )
 from asset_defs.visual_world import REFERENCE_TABLE
@@ -95,7 +96,7 @@ def test_pruned_pool_is_no_more_similar_than_the_train_set(pruned):
     dedup = read_dedup(resources["files"])
     kept = set(dedup.filter(pl.col("keep"))["uid"])
     for name in DATASETS:
-        pool = set(resources["files"].read_parquet("pruned_pools", f"{name}.parquet")["uid"])
+        pool = set(read_pruned_pool(resources["files"], name)["uid"])
         assert pool <= kept
         top = resources["files"].read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
         thr = resources["files"].read_parquet("train_to_eval_threshold", f"{name}.parquet")
@@ -106,8 +107,9 @@ def test_pruned_pool_is_no_more_similar_than_the_train_set(pruned):
     assert run([pruned_pool_sizes], resources, instance, None).success
     sizes = resources["files"].read_parquet("pruned_pools", "sizes.parquet")
     assert sizes["dataset"].to_list() == DATASETS
+    assert sizes["pool_size"].to_list() == [read_pruned_pool(resources["files"], n).height for n in DATASETS]
     # the train set itself: every eval sample's nearest train sample is itself (threshold ~1)
-    assert len(resources["files"].read_parquet("pruned_pools", "demo_broad.parquet")) >= len(kept) - 1
+    assert len(read_pruned_pool(resources["files"], "demo_broad")) >= len(kept) - 1
 
 
 def test_bad_inputs_name_the_problem(pruned):
@@ -185,7 +187,7 @@ def _prune_hand(hand, **config):
     if not result.success:
         return result, None, None
     meta = result.asset_materializations_for_node("pruned_pools")[0].metadata
-    return result, resources["files"].read_parquet("pruned_pools", "hand.parquet")["uid"].to_list(), meta
+    return result, read_pruned_pool(resources["files"], "hand")["uid"].sort().to_list(), meta
 
 
 @pytest.mark.filterwarnings("ignore:candidate_scores.*above their threshold:UserWarning")

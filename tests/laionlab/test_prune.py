@@ -4,7 +4,7 @@ example, and the seeded subsample."""
 import numpy as np
 import pytest
 
-from laionlab.dedup.prune import nearest_similarity, prune_mask, subsample
+from laionlab.dedup.prune import nearest_similarity, prune_mask, subsample_parts
 from laionlab.retrieval import topk_similar
 
 
@@ -75,31 +75,41 @@ def test_prune_end_to_end_matches_brute_force():
     assert 0 < keep.sum() < 400
 
 
-def test_subsample_is_seeded_uniform_and_sized():
-    keep = np.zeros(1000, bool)
-    keep[::3] = True  # 334 kept rows
-    a = subsample(keep, 100, seed=7)
-    b = subsample(keep, 100, seed=7)
-    c = subsample(keep, 100, seed=8)
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    assert a.dtype == np.int64 and a.shape == (100,) and len(np.unique(a)) == 100
-    assert (np.diff(a) > 0).all() and keep[a].all()
-    np.testing.assert_array_equal(subsample(keep), np.flatnonzero(keep))
-    np.testing.assert_array_equal(subsample(keep, 334, seed=1), np.flatnonzero(keep))
-    # ids give the same draw as the mask they come from
-    np.testing.assert_array_equal(subsample(np.flatnonzero(keep)[::-1], 100, seed=7), a)
+def test_subsample_parts_is_seeded_sized_and_uniform():
+    sizes = [300, 0, 34, 1000]
+    a = subsample_parts(sizes, 100, seed=7)
+    assert [len(r) for r in subsample_parts(sizes)] == sizes
+    assert all(np.array_equal(x, y) for x, y in zip(a, subsample_parts(sizes, 100, seed=7)))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, subsample_parts(sizes, 100, seed=8)))
+    assert sum(len(r) for r in a) == 100 and len(a[1]) == 0
+    for rows, n in zip(a, sizes):
+        assert rows.dtype == np.int64 and (np.diff(rows) > 0).all() and ((rows >= 0) & (rows < n)).all()
+    assert [len(r) for r in subsample_parts(sizes, sum(sizes), seed=1)] == sizes
+    # uniform over all rows: every row of 3 parts of 2, 3 and 5 rows is drawn 4 of 10 times as
+    # often as a whole, and each part gives 4 x its share on average (a per-part quota would not
+    # vary); 4000 seeded draws, a generous 5-sigma band
+    draws = 4000
+    hits = np.zeros(10)
+    given = np.zeros((draws, 3))
+    for s in range(draws):
+        rows = subsample_parts([2, 3, 5], 4, seed=s)
+        given[s] = [len(r) for r in rows]
+        hits[np.concatenate([r + o for r, o in zip(rows, (0, 2, 5))])] += 1
+    p, sigma = 0.4, np.sqrt(0.4 * 0.6 / draws)
+    assert (np.abs(hits / draws - p) < 5 * sigma).all()
+    np.testing.assert_allclose(given.mean(axis=0), [0.8, 1.2, 2.0], atol=0.1)
+    assert given[:, 2].std() > 0.5  # the split over parts is random, as in one draw from all rows
 
 
 def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match=r"^train_emb: dimension"):
         nearest_similarity(np.zeros((3, 8), np.float32), np.zeros((5, 4), np.float32))
     with pytest.raises(ValueError, match=r"^target_size: expected at most the 4 kept rows"):
-        subsample(np.array([True, False, True, True, True]), 5)
+        subsample_parts([1, 3], 5)
     with pytest.raises(ValueError, match=r"^target_size:"):
-        subsample(np.array([1, 2]), -1)
-    with pytest.raises(ValueError, match=r"^keep:"):
-        subsample(np.ones((2, 2), bool), 1)
+        subsample_parts([1, 2], -1)
+    with pytest.raises(ValueError, match=r"^part_sizes:"):
+        subsample_parts(np.ones((2, 2), int), 1)
     with pytest.raises(ValueError, match=r"^candidate_ids: expected pool row numbers in \[0, 4\) or -1"):
         prune_mask(CANDIDATE_IDS, CANDIDATE_SCORES, THRESHOLDS, n_pool=4)
     with pytest.raises(ValueError, match=r"^candidate_scores: expected the shape"):
