@@ -139,22 +139,31 @@ class DedupConfig(Config):
     curve_eps: list[float] = Field([0.02, 0.05, 0.08, 0.1, 0.124, 0.15, 0.2, 0.3], description="ε values of the removal curve")
 
 
-def dedup_files(files: FileStore) -> list[str]:
-    """laion_dedup's current per-part Parquet files (uid, part, cluster, keep, max_earlier_sim)."""
+def _version_files(files: FileStore, *folder: str) -> list[str]:
+    """The Parquet files of the current version of a versioned output folder (one per part)."""
     from laionlab.io.files import current_version_dir, list_files
 
-    folder = current_version_dir(files.path("laion_dedup"))
-    found = list_files(folder, "*.parquet")
+    current = current_version_dir(files.path(*folder))
+    found = list_files(current, "*.parquet")
     if not found:
-        raise Failure(f"laion_dedup's current version {folder} holds no parquet file: rematerialise laion_dedup")
+        raise Failure(f"{'/'.join(folder)}'s current version {current} holds no parquet file: rematerialise {folder[0]}")
     return found
+
+
+def _read_version(files: FileStore, *folder: str, columns: list[str] | None = None) -> pl.DataFrame:
+    from laionlab.io.files import read_parquet
+
+    return pl.concat([read_parquet(f, columns) for f in _version_files(files, *folder)])
+
+
+def dedup_files(files: FileStore) -> list[str]:
+    """laion_dedup's current per-part Parquet files (uid, part, cluster, keep, max_earlier_sim)."""
+    return _version_files(files, "laion_dedup")
 
 
 def read_dedup(files: FileStore, columns: list[str] | None = None) -> pl.DataFrame:
     """laion_dedup's current result over all parts, in one frame (small tables, tests)."""
-    from laionlab.io.files import read_parquet
-
-    return pl.concat([read_parquet(f, columns) for f in dedup_files(files)])
+    return _read_version(files, "laion_dedup", columns=columns)
 
 
 def _open_shards(context: AssetExecutionContext, files: FileStore, parts: list[str], k: int) -> list:
@@ -281,10 +290,7 @@ def _candidate_uids(lance: LanceStore, parts: list[str], found) -> np.ndarray:
 
 def read_max_sims(files: FileStore, name: str) -> pl.DataFrame:
     """eval_to_laion_similarity[name]'s current per-LAION-row max similarities: uid, part, max_sim."""
-    from laionlab.io.files import current_version_dir, list_files, read_parquet
-
-    folder = current_version_dir(files.path("eval_to_laion_similarity", f"{name}.max_sim"))
-    return pl.concat([read_parquet(f) for f in list_files(folder, "*.parquet")])
+    return _read_version(files, "eval_to_laion_similarity", f"{name}.max_sim")
 
 
 @asset(
@@ -379,14 +385,15 @@ class PrunedPoolConfig(Config):
 
 def _candidate_matrix(candidates: pl.DataFrame, uids: pl.Series, q: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     """eval_to_laion_similarity's candidate table as prune_mask's ``(q, k)`` arrays: the row
-    number of each candidate in ``uids`` and its similarity."""
+    number of each candidate in ``uids`` (sorted, holding every candidate) and its similarity;
+    slots past a sample's last candidate are -1."""
     if candidates.is_empty() or candidates["eval_index"].max() >= q:
         raise Failure(f"eval_to_laion_similarity[{name}] and train_to_eval_threshold[{name}] disagree on the eval set size: rematerialise both")
     c = candidates.join(pl.DataFrame({"uid": uids, "row": np.arange(len(uids))}), on="uid", how="left")
     ids = np.full((q, int(c["rank"].max()) + 1), -1, dtype=np.int64)
     scores = np.full(ids.shape, -np.inf, dtype=np.float32)
     at = (c["eval_index"].to_numpy(), c["rank"].to_numpy())
-    ids[at], scores[at] = c["row"].fill_null(-1).to_numpy(), c["sim"].to_numpy()
+    ids[at], scores[at] = c["row"].to_numpy(), c["sim"].to_numpy()
     return ids, scores
 
 
@@ -410,9 +417,7 @@ def _pool_parts(sources: list[str], pruned: pl.Series):
 
 def read_pruned_pool(files: FileStore, name: str) -> pl.DataFrame:
     """pruned_pools[name]'s current uids over all parts."""
-    from laionlab.io.files import current_version_dir, list_files, read_parquet
-
-    return pl.concat([read_parquet(f) for f in list_files(current_version_dir(files.path("pruned_pools", name)), "*.parquet")])
+    return _read_version(files, "pruned_pools", name)
 
 
 @asset(
@@ -441,16 +446,20 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     if saturated.any():
         context.log.warning(f"{int(saturated.sum())} eval samples have all {ids.shape[1]} candidates above their threshold: raise eval_to_laion_similarity's k")
     pruned = unique.filter(pl.Series(~keep[: len(unique)]))
-    counts = [pool.height for _, pool in _pool_parts(sources, pruned)]
-    if config.target_size is not None and config.target_size > sum(counts):
-        raise Failure(f"target_size={config.target_size} is larger than the pruned pool for {name} ({sum(counts)} rows)")
-    picks = subsample_parts(counts, config.target_size, config.seed)
-    folder = files.path("pruned_pools", name)
+    picks = None
+    if config.target_size is not None:  # the subsample needs every part's size first: one more pass
+        part_sizes = [pool.height for _, pool in _pool_parts(sources, pruned)]
+        if config.target_size > sum(part_sizes):
+            raise Failure(f"target_size={config.target_size} is larger than the pruned pool for {name} ({sum(part_sizes)} rows)")
+        picks = subsample_parts(part_sizes, config.target_size, config.seed)
+    folder, counts, final = files.path("pruned_pools", name), [], 0
     version = new_version_dir(folder)
-    for (file_name, pool), rows in zip(_pool_parts(sources, pruned), picks):
-        atomic_write_parquet(pool.select(pl.col("uid").gather(rows)), join(version, file_name))
+    for j, (file_name, pool) in enumerate(_pool_parts(sources, pruned)):
+        counts.append(pool.height)
+        pool = pool if picks is None else pool.select(pl.col("uid").gather(picks[j]))
+        atomic_write_parquet(pool, join(version, file_name))
+        final += pool.height
     commit_version_dir(folder, version)
-    final = sum(len(rows) for rows in picks)
     sizes = pl.DataFrame({"stage": ["laion", "deduplicated", "pruned", "final"], "rows": [laion_rows, deduplicated, sum(counts), final]})
     return MaterializeResult(
         metadata={
@@ -468,10 +477,10 @@ def _pool_size(files: FileStore, name: str) -> int:
     """Rows of pruned_pools[name], from the Parquet footers (no uid is read)."""
     import pyarrow.parquet as pq
 
-    from laionlab.io.files import current_version_dir, list_files, open_read
+    from laionlab.io.files import open_read
 
     total = 0
-    for path in list_files(current_version_dir(files.path("pruned_pools", name)), "*.parquet"):
+    for path in _version_files(files, "pruned_pools", name):
         with open_read(path) as f:
             total += pq.ParquetFile(f).metadata.num_rows
     return total
