@@ -397,22 +397,27 @@ def _candidate_matrix(candidates: pl.DataFrame, uids: pl.Series, q: int, name: s
     return ids, scores
 
 
-def _dedup_counts(sources: list[str]) -> tuple[int, int]:
-    """(rows, rows kept) of laion_dedup over its part files, reading only the keep flags."""
-    from laionlab.io.files import read_parquet
+def _parquet_rows(paths: list[str]) -> int:
+    """Rows of Parquet files, from their footers (no column is read)."""
+    import pyarrow.parquet as pq
 
-    flags = [read_parquet(source, ["keep"])["keep"] for source in sources]
-    return sum(len(f) for f in flags), int(sum(f.sum() for f in flags))
+    from laionlab.io.files import open_read
+
+    total = 0
+    for path in paths:
+        with open_read(path) as f:
+            total += pq.ParquetFile(f).metadata.num_rows
+    return total
 
 
 def _pool_parts(sources: list[str], pruned: pl.Series):
-    """Per laion_dedup part file: its name and the uids dedup kept and pruning did not remove
-    (uid order), one part in memory at a time."""
+    """Per laion_dedup part file: its name, how many rows dedup kept, and those of them pruning
+    did not remove (uids, uid order), one part in memory at a time."""
     from laionlab.io.files import read_parquet
 
     for source in sources:
-        frame = read_parquet(source, ["uid", "keep"])
-        yield source.rstrip("/").rsplit("/", 1)[-1], frame.filter(pl.col("keep") & ~pl.col("uid").is_in(pruned.implode())).select("uid").sort("uid")
+        frame = read_parquet(source, ["uid", "keep"]).filter(pl.col("keep"))
+        yield source.rstrip("/").rsplit("/", 1)[-1], frame.height, frame.filter(~pl.col("uid").is_in(pruned.implode())).select("uid").sort("uid")
 
 
 def read_pruned_pool(files: FileStore, name: str) -> pl.DataFrame:
@@ -438,7 +443,7 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     unique = candidates["uid"].unique().sort()
     ids, scores = _candidate_matrix(candidates, unique, len(thresholds), name)
     sources = dedup_files(files)
-    laion_rows, deduplicated = _dedup_counts(sources)
+    laion_rows = _parquet_rows(sources)
     # seed 004 (get_paths_chunk.py): drop a candidate when sims > per_query_imagenet_train. The
     # pool prune_mask sees is the candidates plus one row standing for the LAION rows that are
     # none (so a sample whose k candidates all pass its threshold counts as saturated).
@@ -448,13 +453,14 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     pruned = unique.filter(pl.Series(~keep[: len(unique)]))
     picks = None
     if config.target_size is not None:  # the subsample needs every part's size first: one more pass
-        part_sizes = [pool.height for _, pool in _pool_parts(sources, pruned)]
+        part_sizes = [pool.height for _, _, pool in _pool_parts(sources, pruned)]
         if config.target_size > sum(part_sizes):
             raise Failure(f"target_size={config.target_size} is larger than the pruned pool for {name} ({sum(part_sizes)} rows)")
         picks = subsample_parts(part_sizes, config.target_size, config.seed)
-    folder, counts, final = files.path("pruned_pools", name), [], 0
+    folder, counts, deduplicated, final = files.path("pruned_pools", name), [], 0, 0
     version = new_version_dir(folder)
-    for j, (file_name, pool) in enumerate(_pool_parts(sources, pruned)):
+    for j, (file_name, kept, pool) in enumerate(_pool_parts(sources, pruned)):
+        deduplicated += kept
         counts.append(pool.height)
         pool = pool if picks is None else pool.select(pl.col("uid").gather(picks[j]))
         atomic_write_parquet(pool, join(version, file_name))
@@ -475,15 +481,7 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
 
 def _pool_size(files: FileStore, name: str) -> int:
     """Rows of pruned_pools[name], from the Parquet footers (no uid is read)."""
-    import pyarrow.parquet as pq
-
-    from laionlab.io.files import open_read
-
-    total = 0
-    for path in _version_files(files, "pruned_pools", name):
-        with open_read(path) as f:
-            total += pq.ParquetFile(f).metadata.num_rows
-    return total
+    return _parquet_rows(_version_files(files, "pruned_pools", name))
 
 
 @asset(
