@@ -28,11 +28,20 @@ export MALLOC_ARENA_MAX ?= 2
 venv: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
 # pip (not uv/poetry) so torch/torchvision come from the local wheels where a machine has them.
+# A registry download cut off mid-file (seen in CI: "incomplete-download" of a 55 MB wheel)
+# is resumed by pip (--resume-retries) and, failing that, the whole step is tried again.
+PIP_INSTALL = $(PY) -m pip install --quiet --retries 10 --timeout 60 --resume-retries 20
+define retry
+	@for attempt in 1 2 3; do $(1) && break; \
+	  if [ $$attempt = 3 ]; then echo "pip install failed 3 times (see the errors above)" >&2; exit 1; fi; \
+	  echo "install attempt $$attempt failed; retrying in 15 s" >&2; sleep 15; done
+endef
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1" || $(PY) -m pip install --quiet "torch<=2.14.1" "torchvision<=0.29.1"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(call retry,$(PY) -m pip install --quiet --retries 10 --timeout 60 --upgrade "pip>=25.1")
+	$(call retry,$(PIP_INSTALL) "torch==2.14.1" "torchvision==0.29.1" || $(PIP_INSTALL) "torch<=2.14.1" "torchvision<=0.29.1")
+	$(call retry,$(PIP_INSTALL) -e ".[dev]")
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml FORCE
@@ -70,8 +79,8 @@ dev: venv
 # The UI in a real browser: the demo materialised, dagster-webserver on 127.0.0.1, headless
 # Debian Chromium (installed here when missing and run as root); screenshots in e2e-artifacts/.
 e2e: demo
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq -o Acquire::Retries=5 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Acquire::Retries=5 chromium >/dev/null; } || \
 	  { echo "make e2e needs Debian's chromium: apt-get install chromium"; exit 1; }
 	$(PY) e2e/ui_check.py
 

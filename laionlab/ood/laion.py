@@ -58,6 +58,7 @@ from scipy.spatial.distance import pdist
 
 from laionlab import validate
 from laionlab.progress import Progress
+from laionlab.vectors import l2_normalise
 
 __all__ = [
     "LaionOODSetup",
@@ -229,8 +230,8 @@ def identification_accuracy(setup: LaionOODSetup, predictions, true_labels, clus
     true_labels = _index_array("true_labels", true_labels, len(setup.centroids))
     if len(true_labels) != len(predictions):
         raise ValueError(f"true_labels: expected {len(predictions)} labels, got {len(true_labels)}")
-    p = _unit_rows(setup.standardise(predictions))
-    c = _unit_rows(np.asarray(setup.centroids, dtype=np.float64))
+    p = l2_normalise(setup.standardise(predictions), copy=False, name="standardised predictions")
+    c = l2_normalise(np.asarray(setup.centroids, dtype=np.float64), name="centroids")
     cos = p @ c.T
     idx = np.arange(len(p))
     own = cos[idx, true_labels].copy()
@@ -550,11 +551,6 @@ def _sample_rows(n: int, limit: int, rng) -> np.ndarray:
     if n <= limit:
         return np.arange(n)
     return np.sort(rng.choice(n, limit, replace=False))
-
-
-def _unit_rows(a: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(a, axis=1, keepdims=True)
-    return a / np.where(norm > 0, norm, 1.0)
 
 
 def _index_array(name: str, idx, n: int) -> np.ndarray:
