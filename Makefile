@@ -5,6 +5,14 @@ PY := $(VENV)/bin/python
 DAGSTER := $(VENV)/bin/dagster
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# The parameter profile every launch path applies (profiles/, asset_defs/profile.py): the demo's
+# scaled sizes while the source is the embedded demo, the papers' as soon as you point
+# LAIONLAB_SOURCE_URI at real LAION (or set LAIONLAB_PROFILE yourself).
+ifeq ($(origin LAIONLAB_SOURCE_URI),undefined)
+export LAIONLAB_PROFILE ?= demo
+else
+export LAIONLAB_PROFILE ?= paper
+endif
 export LAIONLAB_DATA_ROOT ?= $(CURDIR)/data/lab
 export LAIONLAB_SOURCE_URI ?= $(CURDIR)/data/demo/laion_parts
 export LAIONLAB_DEMO_ROOT ?= $(CURDIR)/data/demo
@@ -54,19 +62,18 @@ demo-data: venv
 	$(PY) -m laionlab.demo --root $(LAIONLAB_DEMO_ROOT)
 
 # The main job: one `dagster job execute` run of ingest_job per demo part (laion_part is a
-# dynamic partition set). The demo decodes its tiny images in-process (no DataLoader workers)
-# and downloads with one img2dataset process (its pool start-up dominates 200 images)
-# unless told otherwise. Then every other asset, in dependency order (jobs/demo.py run).
+# dynamic partition set), then every other asset in dependency order, one run of its named job
+# per partition (jobs/demo.py run). Parameters (sizes, loader workers, download processes) come
+# from the profile, as in the UI and the daemon: no run config here.
 demo: demo-data
 	$(PY) -m jobs.demo register
 	@start=$$(date +%s); \
 	for part in $$($(PY) -m jobs.demo parts); do \
 	  echo "== ingest_job [$$part]"; \
-	  LAIONLAB_NUM_WORKERS=$${LAIONLAB_NUM_WORKERS:-0} LAIONLAB_DOWNLOAD_PROCESSES=$${LAIONLAB_DOWNLOAD_PROCESSES:-1} $(DAGSTER) job execute -f definitions.py -a defs -j ingest_job -c jobs/demo_run.yaml \
-	    --tags "{\"dagster/partition\": \"$$part\"}" || exit 1; \
+	  $(DAGSTER) job execute -f definitions.py -a defs -j ingest_job --tags "{\"dagster/partition\": \"$$part\"}" || exit 1; \
 	done; \
 	echo "demo: ingest of all parts in $$(( $$(date +%s) - start )) s"; \
-	LAIONLAB_NUM_WORKERS=$${LAIONLAB_NUM_WORKERS:-0} $(PY) -m jobs.demo run || exit 1; \
+	$(PY) -m jobs.demo run || exit 1; \
 	echo "demo: whole graph in $$(( $$(date +%s) - start )) s"
 	$(PY) -m jobs.demo summary
 

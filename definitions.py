@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
-from asset_defs import all_assets
+from asset_defs import all_assets, all_checks
+from asset_defs.profile import resource_default
 from jobs import all_jobs
 from laionlab.io.files import join
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LaionSource, LanceStore
@@ -20,6 +21,11 @@ from sensors import all_schedules, all_sensors
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
+
+
+def _setting(name: str, resource: str, field: str, default):
+    """A resource field: the LAIONLAB_* variable, else the active profile's value, else ``default``."""
+    return os.environ.get(name) or resource_default(resource, field, default)
 
 
 def _env_json(name: str) -> dict:
@@ -55,8 +61,8 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
         "checkpoint": os.environ.get("LAIONLAB_CLIP_CHECKPOINT") or None,
         "device": _env("LAIONLAB_DEVICE", "auto"),
         "precision": _env("LAIONLAB_PRECISION", "fp32"),
-        "batch_size": int(_env("LAIONLAB_BATCH_SIZE", "256")),
-        "num_workers": int(_env("LAIONLAB_NUM_WORKERS", "2")),
+        "batch_size": int(_setting("LAIONLAB_BATCH_SIZE", "clip", "batch_size", 256)),
+        "num_workers": int(_setting("LAIONLAB_NUM_WORKERS", "clip", "num_workers", 2)),
     }
     return {
         "source": LaionSource(uri=source_uri or _env("LAIONLAB_SOURCE_URI", os.path.abspath("data/demo/laion_parts"))),
@@ -74,9 +80,9 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
         # LAIONet's caption-to-synset text model; it only encodes texts, in the step's process
         "laionet_text_clip": ClipEncoder(**{**clip, **_laionet_text_spec(clip)}),
         "downloader": Downloader(
-            processes_count=int(_env("LAIONLAB_DOWNLOAD_PROCESSES", "2")),
-            thread_count=int(_env("LAIONLAB_DOWNLOAD_THREADS", "16")),
-            image_size=int(_env("LAIONLAB_IMAGE_SIZE", "256")),
+            processes_count=int(_setting("LAIONLAB_DOWNLOAD_PROCESSES", "downloader", "processes_count", 2)),
+            thread_count=int(_setting("LAIONLAB_DOWNLOAD_THREADS", "downloader", "thread_count", 16)),
+            image_size=int(_setting("LAIONLAB_IMAGE_SIZE", "downloader", "image_size", 256)),
             # file:// URLs are refused outside these folders (the demo's images live in its root)
             allowed_file_roots=[p for p in _env("LAIONLAB_ALLOWED_FILE_ROOTS", os.path.abspath("data/demo")).split(os.pathsep) if p],
             ray_address=os.environ.get("LAIONLAB_RAY_ADDRESS") or None,
@@ -84,4 +90,8 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
     }
 
 
-defs = Definitions(assets=all_assets, jobs=all_jobs, sensors=all_sensors, schedules=all_schedules, resources=build_resources())
+# Steps run in their run's process (no process start-up per step); parallelism comes from runs:
+# a backfill or "Materialize all" starts one run per partition, queued up to dagster.yaml's limit.
+defs = Definitions(
+    assets=all_assets, asset_checks=all_checks, jobs=all_jobs, sensors=all_sensors, schedules=all_schedules, resources=build_resources(), executor=in_process_executor
+)

@@ -4,9 +4,14 @@ from asset_defs import ingest, laionet, representations, retrieval, train_test_s
 from asset_defs.partitions import dataset, laion_part
 
 from asset_defs.automation import automate
+from asset_defs.lineage import part_checks
+from asset_defs.profile import check_profile_assets
 
+check_profile_assets()  # a profile naming an asset that does not exist (a typo) fails the load
 all_assets = automate(
     [*ingest.assets, *visual_world.assets, *train_test_similarity.assets, *laionet.assets, *retrieval.assets, *representations.assets]
 )
+# includes_every_part: which LAION parts each cross-partition result lacks (asset_defs/lineage.py)
+all_checks = part_checks(all_assets)
 
-__all__ = ["all_assets", "dataset", "ingest", "laion_part", "laionet", "representations", "retrieval", "train_test_similarity", "visual_world"]
+__all__ = ["all_assets", "all_checks", "dataset", "ingest", "laion_part", "laionet", "representations", "retrieval", "train_test_similarity", "visual_world"]

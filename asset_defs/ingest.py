@@ -18,9 +18,9 @@ from dagster import (
 from pydantic import Field
 
 from asset_defs.metadata import markdown_table
+from asset_defs.profile import params_metadata, profiled
 from asset_defs.partitions import laion_part
 from laionlab.embed.checks import embedding_health
-from laionlab.embed.encode import EncodeStats, encode_shards
 from laionlab.io.download import download_part, failure_table
 from laionlab.io.files import atomic_write_parquet, commit_version_dir, current_version_dir, join, list_files, new_version_dir, read_parquet
 from laionlab.io.lance import embeddings_batch, embeddings_schema
@@ -30,6 +30,14 @@ from resources import ClipEncoder, Downloader, FileStore, LaionSource, LanceStor
 
 EMBEDDINGS_TABLE = "laion_embeddings"
 STATUS_FILE = "status.parquet"
+
+
+def encode_shards(*args, **kwargs):
+    """laionlab.embed.encode.encode_shards, imported on first call: torch and webdataset are
+    not imported with the code location (a module-level name, so tests can replace it)."""
+    from laionlab.embed.encode import encode_shards as encode
+
+    return encode(*args, **kwargs)
 
 
 def images_dir(files: FileStore, part: str) -> str:
@@ -70,6 +78,7 @@ def laion_metadata(context: AssetExecutionContext, source: LaionSource, files: F
     )
 
 
+@profiled("laion_images")
 class LaionImagesConfig(Config):
     min_success_rate: float = Field(
         0.5, ge=0, le=1, description="download success rate below which the check warns"
@@ -110,6 +119,7 @@ def laion_images(
     rate = result.success_rate
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "path": version,
             "rows": metadata.height,
             "successes": result.successes,
@@ -129,6 +139,7 @@ def laion_images(
     )
 
 
+@profiled("laion_embeddings")
 class EmbeddingsConfig(Config):
     unit_norm_tolerance: float = Field(1e-3, gt=0, description="allowed | ||v|| - 1 | per stored vector")
 
@@ -179,6 +190,8 @@ def _embedding_checks(lance: LanceStore, part: str, config: EmbeddingsConfig) ->
 def laion_embeddings(
     context: AssetExecutionContext, config: EmbeddingsConfig, clip: ClipEncoder, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
+    from laionlab.embed.encode import EncodeStats
+
     part = context.partition_key
     folder = images_dir(files, part)
     shards = list_files(folder, "*.tar")
@@ -203,6 +216,7 @@ def laion_embeddings(
     checks, extra = _embedding_checks(lance, part, config)
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "rows": written.rows,
             "skipped_undecodable": expected - written.rows,
             "model_id": loaded.model_id,
@@ -217,6 +231,7 @@ def laion_embeddings(
     )
 
 
+@profiled("laion_embeddings_import")
 class EmbeddingsImportConfig(Config):
     root: str = Field(description="folder or fsspec URI with img_emb/, text_emb/ and metadata/ (clip-retrieval layout)")
     model_id: str = Field("ViT-L-14/openai", description="model that produced the vectors (LAION-5B: ViT-L/14)")
@@ -248,7 +263,7 @@ def laion_embeddings_import(
         EMBEDDINGS_TABLE, part, iter_precomputed(found, part, config.model_id, config.batch_rows), schema
     )
     return MaterializeResult(
-        metadata={"rows": written.rows, "model_id": config.model_id, "source": str(found.image), "table_version": written.version}
+        metadata={**params_metadata(config), "rows": written.rows, "model_id": config.model_id, "source": str(found.image), "table_version": written.version}
     )
 
 

@@ -19,7 +19,9 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata
 from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
-from asset_defs.partitions import laion_part, registered
+from asset_defs.lineage import parts_seen_of, require_same_params
+from asset_defs.profile import params_metadata, profiled
+from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.visual_world import REFERENCE_TABLE, reference_embeddings
 from laionlab.io.lance import read_vectors, uid_filters
 from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN
@@ -122,6 +124,7 @@ def _lemma_to_wnid(files: FileStore) -> dict[str, str]:
 # --- ilsvrc_synsets -------------------------------------------------------------------------
 
 
+@profiled("ilsvrc_synsets")
 class SynsetsConfig(Config):
     synsets_file: str | None = Field(
         None,
@@ -185,6 +188,7 @@ def ilsvrc_synsets(context: AssetExecutionContext, config: SynsetsConfig, files:
     )
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "synsets": synsets.height,
             "unique_lemmas": unique.n_lemmas,
             "wnids_with_a_lemma": unique.n_wnids,
@@ -207,6 +211,7 @@ def ilsvrc_synsets(context: AssetExecutionContext, config: SynsetsConfig, files:
 # --- lemma_matches[part] --------------------------------------------------------------------
 
 
+@profiled("lemma_matches")
 class LemmaMatchConfig(Config):
     case_sensitive: bool = Field(True, description="the seed matches case-sensitively ('Goldfish' ≠ 'goldfish')")
 
@@ -214,7 +219,7 @@ class LemmaMatchConfig(Config):
 @asset(
     partitions_def=laion_part,
     group_name=GROUP,
-    deps=[ilsvrc_synsets, laion_metadata],
+    deps=[every_partition(ilsvrc_synsets), laion_metadata],
     kinds={"parquet", "polars"},
     description="Captions of the part that contain a unique ILSVRC lemma as whole words (the seed's rule: "
     "punctuation → spaces, space-padded substring), in one Aho-Corasick pass: uid → lemmas, wnids.",
@@ -230,6 +235,7 @@ def lemma_matches(context: AssetExecutionContext, config: LemmaMatchConfig, file
     top = frame.explode("wnids").group_by("wnids").len().sort("len", descending=True).head(15).rename({"wnids": "wnid", "len": "rows"})
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "rows": meta.height,
             "matched_rows": frame.height,
             "matched_fraction": frame.height / max(meta.height, 1),
@@ -246,6 +252,7 @@ def lemma_matches(context: AssetExecutionContext, config: LemmaMatchConfig, file
 # --- synset_similarity[part] ----------------------------------------------------------------
 
 
+@profiled("synset_similarity")
 class SynsetSimilarityConfig(Config):
     query: str = Field("name_def", description="synset text (the seed's QueryType): name_def ('<name> which is <definition>'), name, lemmas, "
         "a_photo_of_name, a_photo_of_name_def, a_clear_photo_of_name_def, a_photo_of_lemmas")
@@ -297,6 +304,7 @@ def synset_similarity(
     files.write_parquet(out, "synset_similarity", f"{part}.parquet")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "matched_rows": matches.height,
             "dropped_multi_synset": dropped,
             "scored_rows": out.height,
@@ -316,6 +324,7 @@ def synset_similarity(
 # --- laionet --------------------------------------------------------------------------------
 
 
+@profiled("laionet")
 class LaionetConfig(Config):
     threshold: float = Field(LAIONET_THRESHOLD, description="keep rows with similarity strictly above this (seed: 0.82, calibrated on OpenAI CLIP ViT-B/32's text tower)")
     query: str = Field("name_def", description="which synset_similarity column to threshold (as configured there)")
@@ -345,7 +354,7 @@ def _laionet_candidates(files: FileStore, parts: list[str], query: str, log: log
 
 @asset(
     group_name=GROUP,
-    deps=[lemma_matches, synset_similarity],
+    deps=[every_partition(lemma_matches), every_partition(synset_similarity)],
     kinds={"parquet"},
     description="LAIONet over all parts: single-synset rows with caption-to-synset similarity > 0.82 and NSFW == "
     "UNLIKELY, with LAIONet's columns and the wnid → rows label map (JSON).",
@@ -356,6 +365,8 @@ def laionet(context: AssetExecutionContext, config: LaionetConfig, files: FileSt
     try:
         check_threshold(config.threshold)
         parts = registered(context, laion_part)
+        for per_part in ("lemma_matches", "synset_similarity"):
+            require_same_params(context, per_part, parts)  # one matching rule and text model across parts
         column = similarity_column(config.query)
         sel = select_laionet(_laionet_candidates(files, parts, config.query, context.log), config.threshold, config.nsfw_keep, config.text_in_image_column, column)
     except ValueError as err:
@@ -377,6 +388,8 @@ def laionet(context: AssetExecutionContext, config: LaionetConfig, files: FileSt
     synsets = _synsets(files).select("wnid", "name")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
+            "parts_seen": ", ".join(parts),
             "rows": selected.height,
             "classes": len(labels),
             "threshold": config.threshold,
@@ -399,6 +412,7 @@ def laionet(context: AssetExecutionContext, config: LaionetConfig, files: FileSt
 # --- intra-class similarity -----------------------------------------------------------------
 
 
+@profiled("laionet_intra_class_similarity")
 class IntraClassConfig(Config):
     reference_dataset: str = Field(description="labelled reference dataset (ImageNet-val in the paper; labels = wnids)")
     n_per_class: int = Field(100, ge=2, description="LAIONet images per class (seed: 100)")
@@ -432,7 +446,7 @@ def _summary_metadata(summary: dict) -> dict:
 
 @asset(
     group_name=GROUP,
-    deps=[laionet, laion_embeddings, reference_embeddings],
+    deps=[laionet, every_partition(laion_embeddings), every_partition(reference_embeddings)],
     kinds={"parquet"},
     description="Per-class mean pairwise CLIP image similarity of LAIONet vs a labelled reference set (ImageNet-val), "
     "with 95% intervals and the share of classes significantly lower / higher (the paper: 57.6% / 27.9%).",
@@ -454,6 +468,8 @@ def laionet_intra_class_similarity(context: AssetExecutionContext, config: Intra
     files.write_parquet(per_class, "laionet_intra_class_similarity", "per_class.parquet")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
+            "parts_seen": parts_seen_of(context.instance, "laionet"),
             "laionet_rows_with_images": len(uids),
             "laionet_rows": net.height,
             "reference_dataset": config.reference_dataset,
@@ -475,6 +491,7 @@ class TimmModelConfig(Config):
     checkpoint: str | None = Field(None, description="local checkpoint file (state_dict); none = random weights (tests only)")
 
 
+@profiled("laionet_accuracy")
 class AccuracyConfig(Config):
     reference_dataset: str = Field(description="labelled reference dataset (ImageNet-val in the paper; labels = wnids)")
     clip_zero_shot: bool = Field(True, description="evaluate the clip resource's model zero-shot on the stored image embeddings")
@@ -555,7 +572,7 @@ def _zero_shot(clip: ClipEncoder, lance: LanceStore, config: AccuracyConfig, kep
 
 @asset(
     group_name=GROUP,
-    deps=[laionet, laion_embeddings, reference_embeddings],
+    deps=[laionet, every_partition(laion_embeddings), every_partition(reference_embeddings)],
     kinds={"parquet", "pytorch"},
     pool="gpu",
     description="Top-k accuracy of CLIP zero-shot and configured timm classifiers on LAIONet and on a labelled "
@@ -592,6 +609,8 @@ def laionet_accuracy(
     top1 = table.filter((pl.col("k") == min(config.top_k)))
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
+            "parts_seen": parts_seen_of(context.instance, "laionet"),
             "summary": markdown_table(table.with_columns(pl.col("accuracy").round(4), pl.col("se").round(4))),
             "classes": len(classes),
             "excluded_images": json.dumps({n: s.problems for n, s in sets.items()}),
@@ -606,6 +625,7 @@ def laionet_accuracy(
 # --- caption index and nearest-caption ImageNet (the paper's Section 4.3) -------------------
 
 
+@profiled("caption_index")
 class CaptionIndexConfig(Config):
     max_memory: str = Field("16GB", description="memory budget of the index (the seed: 16 GB for 413,871,335 vectors via autofaiss)")
     flat_max_rows: int = Field(100_000, ge=1, description="exact IndexFlatIP up to this many captions")
@@ -628,7 +648,7 @@ def _text_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray, 
 
 @asset(
     group_name=GROUP,
-    deps=[laion_embeddings],
+    deps=[every_partition(laion_embeddings)],
     kinds={"faiss"},
     description="A faiss inner-product index over the caption text embeddings of all parts: exact for small "
     "tables, else IVF-PQ chosen under a memory budget (autofaiss's rule, as the seed built its 413M-vector index), "
@@ -668,6 +688,8 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
         files.write_json(plan.state, "caption_index", "state.json", indent=1)
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
+            "parts_seen": ", ".join(parts),
             "index": plan.state["key"],
             "vectors": index.ntotal,
             "parts_added": ", ".join(plan.todo) or "none (up to date)",
@@ -677,6 +699,7 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
     )
 
 
+@profiled("nearest_caption_imagenet")
 class NearestCaptionConfig(Config):
     captions_dataset: str = Field(description="ImageNet-Captions-style catalog dataset (image path, caption, wnid label)")
     nprobe: int | None = Field(None, ge=1, description="IVF lists probed (default: the index's)")
@@ -710,7 +733,7 @@ def _nearest_captions(loaded, files: FileStore, name: str, items, config: Neares
 
 @asset(
     group_name=GROUP,
-    deps=[caption_index, reference_embeddings],
+    deps=[caption_index, every_partition(reference_embeddings)],
     kinds={"parquet", "faiss"},
     pool="gpu",
     description="For each caption of an ImageNet-Captions-style dataset, the most similar LAION caption: a "
@@ -743,6 +766,8 @@ def nearest_caption_imagenet(
     files.write_parquet(result.per_class, "nearest_caption_imagenet", "per_class.parquet")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
+            "parts_seen": parts_seen_of(context.instance, "caption_index"),
             "captions": found.height + no_neighbour,
             "no_neighbour": no_neighbour,
             "distinct_laion_rows": recreated.height,

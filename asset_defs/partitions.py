@@ -1,6 +1,13 @@
-"""Partition sets shared by the pipelines (DESIGN.md, "Partitions")."""
+"""Partition sets shared by the pipelines, and the partition mappings between them.
 
-from dagster import DynamicPartitionsDefinition
+Every dependency between differently partitioned assets declares its mapping here (a test
+walks the graph for any that does not), so Dagster itself — "Materialize all", asset
+backfills, automation, staleness — resolves which upstream partitions a partition reads.
+"""
+
+import warnings
+
+from dagster import AllPartitionMapping, AssetDep, DynamicPartitionsDefinition, MultiToSingleDimensionPartitionMapping
 
 # One key per LAION metadata file (its stem, e.g. part-00017); added by laion_parts_sensor.
 laion_part = DynamicPartitionsDefinition(name="laion_part")
@@ -15,6 +22,21 @@ target = DynamicPartitionsDefinition(name="target")
 # One key per model of the catalog's `models:` section (seed 002); synced by
 # reference_datasets_sensor. model_features and probe_scores are partitioned by model × dataset.
 model = DynamicPartitionsDefinition(name="model")
+
+
+def every_partition(asset) -> AssetDep:
+    """A dependency on every partition of ``asset``: the step reads all of them (a cross-part
+    summary over LAION parts, a per-dataset search over all of LAION, a per-target sample
+    drawing from every part, an unpartitioned fit read by each partition)."""
+    return AssetDep(asset, partition_mapping=AllPartitionMapping())
+
+
+def same_dataset(asset) -> AssetDep:
+    """A model × dataset asset read by a per-dataset asset: every model of that dataset."""
+    with warnings.catch_warnings():  # beta in 1.13, and exactly this mapping
+        warnings.simplefilter("ignore")
+        mapping = MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset")
+    return AssetDep(asset, partition_mapping=mapping)
 
 
 def registered(context, partitions_def: DynamicPartitionsDefinition) -> list[str]:

@@ -14,7 +14,8 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, M
 from pydantic import Field
 
 from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
-from asset_defs.partitions import dataset, model, registered
+from asset_defs.profile import params_metadata, profiled
+from asset_defs.partitions import dataset, every_partition, model, registered, same_dataset
 from resources import DatasetCatalog, FileStore
 
 GROUP = "representations"
@@ -36,6 +37,7 @@ def _model_spec(catalog: DatasetCatalog, name: str):
 # --- model_features --------------------------------------------------------------------------
 
 
+@profiled("model_features")
 class FeaturesConfig(Config):
     max_samples: int = Field(10_000, ge=2, description="images per dataset (the paper: at most 10k, the same for every model)")
     seed: int = Field(0, description="seed of the subsample (recorded with the indices)")
@@ -69,7 +71,7 @@ def model_features(context: AssetExecutionContext, config: FeaturesConfig, catal
         raise Failure(f"model {name!r} produced NaN/inf features on dataset {data!r}")
     files.save_npy(X, "model_features", data, f"{name}.npy")
     files.save_npy(indices, "model_features", data, f"{name}.indices.npy")
-    return MaterializeResult(metadata={"samples": len(indices), "dim": X.shape[1], "objective": spec.objective, "layer": spec.layer})
+    return MaterializeResult(metadata={**params_metadata(config), "samples": len(indices), "dim": X.shape[1], "objective": spec.objective, "layer": spec.layer})
 
 
 def _features(files: FileStore, data: str, names: list[str], normalize: bool = False) -> dict[str, np.ndarray]:
@@ -103,6 +105,7 @@ def _features(files: FileStore, data: str, names: list[str], normalize: bool = F
 # --- representation_similarity ---------------------------------------------------------------
 
 
+@profiled("representation_similarity")
 class SimilarityConfig(Config):
     """Defaults are the seed's (lciernik/similarity_consistency, ``sim_consistency/tasks/
     model_similarity.py`` on thingsvision 2.6.10, the version its requirements pin).
@@ -164,7 +167,7 @@ def _heatmap(matrix: np.ndarray, labels: list[str], title: str, path: str):
 @asset(
     partitions_def=dataset,
     group_name=GROUP,
-    deps=[model_features],
+    deps=[same_dataset(model_features)],
     kinds={"numpy"},
     description="Model × model similarity on one dataset: CKA (linear and RBF, unbiased by default) and RSA "
     "(Spearman of correlation-distance RDMs) on L2-normalised features, as in the seed's model_similarity task.",
@@ -194,7 +197,7 @@ def representation_similarity(context: AssetExecutionContext, config: Similarity
     buf = io.BytesIO()
     np.savez(buf, names=np.array(names), **out)
     files.write_bytes(buf.getvalue(), "representation_similarity", f"{data}.npz")
-    return MaterializeResult(metadata={"models": ", ".join(names), "samples": len(next(iter(feats.values()))), "normalized": config.normalize, **plots})
+    return MaterializeResult(metadata={**params_metadata(config), "models": ", ".join(names), "samples": len(next(iter(feats.values()))), "normalized": config.normalize, **plots})
 
 
 def load_similarity(files: FileStore, data: str) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -209,7 +212,7 @@ def load_similarity(files: FileStore, data: str) -> tuple[list[str], dict[str, n
 
 @asset(
     group_name=GROUP,
-    deps=[representation_similarity],
+    deps=[every_partition(representation_similarity)],
     kinds={"parquet"},
     description="For each pair of datasets and each metric, the Pearson and Spearman correlation of their model-"
     "similarity matrices' upper triangles (overall and for model pairs within each objective group).",
@@ -254,6 +257,7 @@ def _has_similarity(files: FileStore, data: str) -> bool:
 # --- probes ----------------------------------------------------------------------------------
 
 
+@profiled("probe_scores")
 class ProbeConfig(Config):
     test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share of the sampled images (seeded, stratified)")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training rows used to choose C")
@@ -275,7 +279,12 @@ def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: D
     name, data = _keys(context)
     labels = list_items(catalog.get(data)).labels
     if all(label is None for label in labels):
-        raise Failure(f"dataset {data!r} has no labels: a linear probe needs a labelled dataset (image_folder or a parquet with label_column)")
+        # model × dataset holds every pair, so "Materialize all" reaches unlabelled sets too: say
+        # there is no probe (probe_similarity_link skips the dataset) rather than fail the backfill
+        reason = f"dataset {data!r} has no labels: a linear probe needs a labelled dataset (image_folder or a parquet with label_column)"
+        context.log.warning(f"no probe of {name!r}: {reason}")
+        files.write_json({"model": name, "dataset": data, "applicable": False, "reason": reason}, "probe_scores", data, f"{name}.json")
+        return MaterializeResult(metadata={**params_metadata(config), "applicable": False, "reason": reason})
     X = files.load_npy("model_features", data, f"{name}.npy")
     indices = files.load_npy("model_features", data, f"{name}.indices.npy")
     y = np.array([labels[i] for i in indices])
@@ -291,12 +300,12 @@ def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: D
         f"{name} on {data}: C sweep (test accuracy {record['test_accuracy']:.3f})", files.path("probe_scores", data, f"{name}.png"),
     )
     sweep_table = markdown_table(pl.DataFrame({"C": list(DEFAULT_CS), "validation_accuracy": np.round(result["val_accuracies"], 4)}))
-    return MaterializeResult(metadata={**record, "c_sweep": sweep, "c_sweep_table": sweep_table})
+    return MaterializeResult(metadata={**params_metadata(config), **record, "c_sweep": sweep, "c_sweep_table": sweep_table})
 
 
 @asset(
     group_name=GROUP,
-    deps=[probe_scores, representation_similarity],
+    deps=[every_partition(probe_scores), every_partition(representation_similarity)],
     kinds={"parquet"},
     description="Per dataset and metric: the correlation between model-pair similarity and the pair's probe-accuracy "
     "gap (the paper's link between representational similarity and behaviour).",
@@ -309,7 +318,8 @@ def probe_similarity_link(context: AssetExecutionContext, files: FileStore) -> M
         if not _has_similarity(files, data):
             continue
         names, matrices = load_similarity(files, data)
-        acc = [files.read_json("probe_scores", data, f"{n}.json")["test_accuracy"] for n in names if files.exists("probe_scores", data, f"{n}.json")]
+        probes = [files.read_json("probe_scores", data, f"{n}.json") for n in names if files.exists("probe_scores", data, f"{n}.json")]
+        acc = [p["test_accuracy"] for p in probes if p.get("applicable", True)]
         if len(acc) < len(names):
             context.log.info(f"{data}: probe_scores for {len(acc)} of {len(names)} models (an unlabelled dataset has none); skipped")
             continue

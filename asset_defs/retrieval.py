@@ -20,7 +20,8 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, image_shards, laion_embeddings, laion_metadata
 from asset_defs.metadata import bar_plot, line_plot, markdown_table
-from asset_defs.partitions import laion_part, registered, target
+from asset_defs.profile import params_metadata, profiled
+from asset_defs.partitions import every_partition, laion_part, registered, target
 from asset_defs.visual_world import reference_embeddings
 from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors, uid_filters
 from laionlab.progress import Progress
@@ -90,7 +91,7 @@ def _synonym_map(files: FileStore, name: str) -> tuple[dict, str | None]:
 
 @asset(
     group_name=GROUP,
-    deps=[laion_metadata],
+    deps=[every_partition(laion_metadata)],
     kinds={"lancedb"},
     description="All parts' captions in one LanceDB table (uid, part, TEXT, the matcher's normalised text) "
     "with a native full-text index (phrase queries); parts are added incrementally.",
@@ -124,7 +125,10 @@ def caption_search_index(context: AssetExecutionContext, files: FileStore, lance
     elif added or stale:
         table.optimize()  # indexes the new rows into the existing full-text index
     return MaterializeResult(
-        metadata={"rows": table.count_rows(), "parts_added": ", ".join(added) or "none", "parts_removed": ", ".join(stale) or "none"}
+        metadata={
+            "rows": table.count_rows(), "parts_seen": ", ".join(parts), "parts_added": ", ".join(added) or "none",
+            "parts_removed": ", ".join(stale) or "none",
+        }
     )
 
 
@@ -143,7 +147,7 @@ def search_captions(lance: LanceStore, phrase: str, limit: int | None = 100) -> 
 @asset(
     partitions_def=target,
     group_name=GROUP,
-    deps=[concept_synonyms, caption_search_index],
+    deps=[concept_synonyms, every_partition(caption_search_index)],
     kinds={"parquet", "polars"},
     description="Captions containing a synonym of a class as whole words (case-insensitive; and the prefix): uid → "
     "classes, all matches kept. Metadata: SWAT's class frequency and its long tail.",
@@ -163,6 +167,7 @@ def string_matches(context: AssetExecutionContext, files: FileStore, lance: Lanc
     table_frame = pl.DataFrame({"class": list(freq), "name": [names[k] for k in freq], "matches": list(freq.values())})
     return MaterializeResult(
         metadata={
+            "parts_seen": ", ".join(registered(context, laion_part)),  # what _match_parts read
             "matched_captions": matches.height,
             "multi_class_captions": int((matches["classes"].list.len() > 1).sum()),
             "classes_without_match": sum(v == 0 for v in counts),
@@ -204,6 +209,7 @@ def _match_parts(context: AssetExecutionContext, lance: LanceStore, name: str, s
 # --- retrieved_images ------------------------------------------------------------------------
 
 
+@profiled("retrieved_images")
 class RetrievedImagesConfig(Config):
     max_per_class: int | None = Field(None, ge=1, description="each class draws at most this many of its rows to download (seeded random; the seed's --sampling random); a row of several classes drawn by one counts for all")
     seed: int = Field(0)
@@ -222,7 +228,7 @@ def _embedded_uids(lance: LanceStore, table: str, uids: list[str]) -> set[str]:
 @asset(
     partitions_def=target,
     group_name=GROUP,
-    deps=[string_matches, laion_embeddings],
+    deps=[string_matches, every_partition(laion_embeddings)],
     kinds={"webdataset", "lancedb"},
     pool="gpu",
     description="Matched rows whose images are not in laion_embeddings (their part was not downloaded): just those "
@@ -242,13 +248,14 @@ def retrieved_images(
     already = _embedded_uids(lance, RETRIEVED_TABLE, wanted)
     todo = [u for u in wanted if u not in already]
     if not todo:
-        return MaterializeResult(metadata={"matched_without_embedding": len(wanted), "downloaded": 0, "already_retrieved": len(already)})
+        return MaterializeResult(metadata={**params_metadata(config), "matched_without_embedding": len(wanted), "downloaded": 0, "already_retrieved": len(already)})
     parts = sorted({u.rsplit(":", 1)[0] for u in todo})
     meta = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet") for p in parts]).filter(pl.col("uid").is_in(todo))
     context.log.info(f"{name}: downloading {meta.height} matched images of parts {parts} that were never downloaded")
     downloaded, rows, version = _download_and_embed(name, meta, clip, downloader, files, lance)
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "matched_without_embedding": len(wanted),
             "requested": meta.height,
             "downloaded": downloaded,
@@ -290,6 +297,7 @@ def _download_and_embed(
 # --- retrieval_samples -----------------------------------------------------------------------
 
 
+@profiled("retrieval_samples")
 class RetrievalSamplesConfig(Config):
     methods: list[str] = Field(
         ["Random", "T2T-rank", "T2I-rank", "I2T-rank", "I2I-rank", "T2T-rank-T2I-tshd", "T2T-rank-I2T-tshd", "T2T-rank-I2I-tshd"],
@@ -330,7 +338,7 @@ def _embeddings_of(lance: LanceStore, uids: list[str], log: logging.Logger | Non
 @asset(
     partitions_def=target,
     group_name=GROUP,
-    deps=[string_matches, retrieved_images, laion_embeddings, reference_embeddings],
+    deps=[string_matches, retrieved_images, every_partition(laion_embeddings), every_partition(reference_embeddings)],
     kinds={"parquet"},
     pool="gpu",
     description="N images per class by each SWAT sampling method (Random, T2T/T2I/I2T/I2I ranking, T2T ranking after "
@@ -371,6 +379,7 @@ def retrieval_samples(
     files.write_parquet(samples, "retrieval_samples", f"{name}.parquet")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "candidates_with_embeddings": len(uids),
             "matched": matches.height,
             "images_picked": picked.height,

@@ -11,7 +11,9 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
-from asset_defs.partitions import dataset, laion_part, registered
+from asset_defs.lineage import parts_seen_of
+from asset_defs.profile import params_metadata, profiled
+from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors
 from laionlab.io.lance import read_vectors
 from laionlab.progress import Progress
@@ -41,6 +43,7 @@ def _sampled_part_vectors(lance: LanceStore, part: str, n_rows: int, rows: np.nd
     return X[order]
 
 
+@profiled("dedup_centroids")
 class DedupCentroidsConfig(Config):
     k: int = Field(50_000, ge=1, description="clusters (seed: 50,000 for LAION-400M)")
     sample_size: int = Field(
@@ -53,7 +56,7 @@ class DedupCentroidsConfig(Config):
 
 @asset(
     group_name=GROUP,
-    deps=[laion_embeddings],
+    deps=[every_partition(laion_embeddings)],
     kinds={"faiss", "numpy"},
     pool="gpu",
     description="Spherical k-means centroids of LAION image embeddings for deduplication (seed 004: 50,000 "
@@ -90,6 +93,7 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
     files.save_npy(result.centroids, "dedup_centroids", "centroids.npy")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "k": config.k,
             "sample": len(X),
             "laion_rows": sum(counts),
@@ -107,7 +111,7 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
 @asset(
     partitions_def=laion_part,
     group_name=GROUP,
-    deps=[dedup_centroids, laion_embeddings],
+    deps=[every_partition(dedup_centroids), laion_embeddings],
     kinds={"parquet", "numpy", "faiss"},
     description="Nearest dedup centroid (cosine) of every embedded row of the part, and the part's vectors "
     "sorted by cluster (seed 004's per-cluster embedding files, cut by part) for laion_dedup to stream.",
@@ -131,6 +135,7 @@ def dedup_assignments(context: AssetExecutionContext, files: FileStore, lance: L
     return MaterializeResult(metadata={"rows": frame.height, "clusters_used": frame["cluster"].n_unique(), "k": len(centroids)})
 
 
+@profiled("laion_dedup")
 class DedupConfig(Config):
     eps: float = Field(0.124, gt=0, lt=1, description="drop a row whose max cosine to an earlier row of its cluster > 1 - eps (seed: 0.124)")
     rule: str = Field("seed", description="seed (drop vs any earlier row) or semdedup (keep one per group)")
@@ -204,7 +209,7 @@ def _write_dedup(context: AssetExecutionContext, files: FileStore, parts: list[s
 
 @asset(
     group_name=GROUP,
-    deps=[dedup_assignments],
+    deps=[every_partition(dedup_assignments)],
     kinds={"parquet"},
     description="Semantic deduplication of LAION (seed 004's compute_dedup_paths): keep/drop per uid, streamed "
     "cluster group by cluster group over the parts, with the removal fraction and its curve over ε.",
@@ -233,6 +238,7 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
     frac = [f for _, f in summary.curve]
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "rows": summary.rows,
             "removed": summary.removed,
             "removal_fraction": summary.removal_fraction,
@@ -251,6 +257,7 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
     )
 
 
+@profiled("eval_to_laion_similarity")
 class EvalSimilarityConfig(Config):
     k: int = Field(10_000, ge=1, description="candidates per eval sample (seed: 10,000)")
     block_rows: int = Field(65_536, ge=1, description="LAION rows per block of the top-k search")
@@ -296,7 +303,7 @@ def read_max_sims(files: FileStore, name: str) -> pl.DataFrame:
 @asset(
     partitions_def=dataset,
     group_name=GROUP,
-    deps=[reference_embeddings, laion_embeddings],
+    deps=[reference_embeddings, every_partition(laion_embeddings)],
     kinds={"parquet", "numpy"},
     pool="gpu",
     description="For one eval dataset: each eval sample's exact top-k LAION neighbours (merged over parts) and each "
@@ -331,6 +338,7 @@ def eval_to_laion_similarity(
     files.write_parquet(candidates, "eval_to_laion_similarity", f"{name}.topk.parquet")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "eval_samples": q,
             "k": kk,
             "laion_rows": found.rows,
@@ -346,6 +354,7 @@ def eval_to_laion_similarity(
     )
 
 
+@profiled("train_to_eval_threshold")
 class ThresholdConfig(Config):
     train_dataset: str = Field(description="catalog dataset playing ImageNet-train (the paper's reference 'train' set)")
 
@@ -353,7 +362,7 @@ class ThresholdConfig(Config):
 @asset(
     partitions_def=dataset,
     group_name=GROUP,
-    deps=[reference_embeddings],
+    deps=[every_partition(reference_embeddings)],
     kinds={"parquet"},
     description="For each eval sample, the similarity to its nearest neighbour in the 'train' reference set "
     "(ImageNet-train → ImageNet-X in the paper): the per-sample pruning threshold.",
@@ -366,6 +375,7 @@ def train_to_eval_threshold(context: AssetExecutionContext, config: ThresholdCon
     files.write_parquet(pl.DataFrame({"eval_index": np.arange(len(thresholds)), "threshold": thresholds}), "train_to_eval_threshold", f"{name}.parquet")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "train_dataset": config.train_dataset,
             "eval_samples": len(thresholds),
             "mean_threshold": float(thresholds.mean()),
@@ -378,6 +388,7 @@ def train_to_eval_threshold(context: AssetExecutionContext, config: ThresholdCon
     )
 
 
+@profiled("pruned_pools")
 class PrunedPoolConfig(Config):
     target_size: int | None = Field(None, ge=1, description="optional uniform subsample of the pruned pool (seeded)")
     seed: int = Field(0, ge=0)
@@ -428,7 +439,7 @@ def read_pruned_pool(files: FileStore, name: str) -> pl.DataFrame:
 @asset(
     partitions_def=dataset,
     group_name=GROUP,
-    deps=[laion_dedup, eval_to_laion_similarity, train_to_eval_threshold],
+    deps=[every_partition(laion_dedup), eval_to_laion_similarity, train_to_eval_threshold],
     kinds={"parquet"},
     description="The deduplicated LAION pool minus every row that is some eval sample's candidate with similarity "
     "above that sample's train→eval threshold (seed 004's get_paths_chunk), optionally subsampled; one Parquet per part.",
@@ -469,6 +480,7 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     sizes = pl.DataFrame({"stage": ["laion", "deduplicated", "pruned", "final"], "rows": [laion_rows, deduplicated, sum(counts), final]})
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "sizes": markdown_table(sizes),
             "pruned_away": deduplicated - sum(counts),
             "final_size": final,
@@ -486,7 +498,7 @@ def _pool_size(files: FileStore, name: str) -> int:
 
 @asset(
     group_name=GROUP,
-    deps=[pruned_pools],
+    deps=[every_partition(pruned_pools)],
     kinds={"parquet"},
     description="Size of the pruned LAION pool for every eval dataset (table and plot).",
 )
@@ -496,6 +508,7 @@ def pruned_pool_sizes(context: AssetExecutionContext, files: FileStore) -> Mater
     files.write_parquet(sizes, "pruned_pools", "sizes.parquet")
     return MaterializeResult(
         metadata={
+            "parts_seen": parts_seen_of(context.instance, "laion_dedup"),  # the pools prune the deduplicated pool
             "sizes": markdown_table(sizes),
             "sizes_plot": bar_plot(names, sizes["pool_size"].to_list(), "pruned pool size by eval dataset", "rows", files.path("pruned_pools", "sizes.png")),
         }

@@ -3,7 +3,6 @@ visual system", CCN 2025): reference datasets, the photo classifier, LAION-natur
 k-means clusters.
 """
 
-import logging
 
 import numpy as np
 import polars as pl
@@ -18,8 +17,9 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
-from asset_defs.partitions import dataset, laion_part, registered
-from laionlab.embed.encode import EncodeStats, encode_dataset
+from asset_defs.lineage import require_same_params
+from asset_defs.profile import params_metadata, profiled
+from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from laionlab.filter.photo import (
     NON_PHOTO_PROMPTS,
     PHOTO_PROMPTS,
@@ -29,10 +29,8 @@ from laionlab.filter.photo import (
     train_photo_classifier,
     zero_shot_classifier,
 )
-from laionlab.coverage.report import sample_rows
 from laionlab.io.files import exists, read_parquet
 from laionlab.io.lance import read_vectors, reference_batch, reference_schema
-from laionlab.io.reference import ReferenceImages, list_items
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
@@ -51,6 +49,9 @@ GROUP = "visual_world"
 def reference_embeddings(
     context: AssetExecutionContext, catalog: DatasetCatalog, clip: ClipEncoder, lance: LanceStore
 ) -> MaterializeResult:
+    from laionlab.embed.encode import EncodeStats, encode_dataset
+    from laionlab.io.reference import ReferenceImages, list_items
+
     name = context.partition_key
     spec = catalog.get(name)
     items = list_items(spec)
@@ -83,6 +84,7 @@ def reference_embeddings(
     )
 
 
+@profiled("photo_classifier")
 class PhotoClassifierConfig(Config):
     labels_path: str | None = Field(
         None, description="parquet with URL or uid and is_photo to train the seed's LogisticRegression on"
@@ -109,7 +111,7 @@ def laion_vectors(lance: LanceStore, where: str | None = None, raw: bool = True)
 
 @asset(
     group_name=GROUP,
-    deps=[laion_embeddings],
+    deps=[every_partition(laion_embeddings)],
     kinds={"scikit-learn", "numpy"},
     description="The LAION-natural photo classifier as plain arrays (coef, intercept; never a pickle): "
     "trained like the seed's LogisticRegression when labels are configured, else zero-shot from text prompts.",
@@ -142,8 +144,12 @@ def photo_classifier(
         clf = zero_shot_classifier(encode_texts(loaded, PHOTO_PROMPTS), encode_texts(loaded, NON_PHOTO_PROMPTS))
         clf.info["model_id"] = loaded.model_id
     npz, meta = clf.save(files.path("photo_classifier", "classifier"))
+    # trained on labelled LAION rows: the parts it saw; zero-shot or imported: no part at all
+    seen = {"parts_seen": ", ".join(_parts(joined))} if config.labels_path and not config.import_path else {"reads_parts": False}
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
+            **seen,
             "source": clf.source,
             "input": clf.input,
             "dim": clf.dim,
@@ -161,6 +167,7 @@ def load_photo_classifier(files: FileStore) -> LinearClassifier:
     return LinearClassifier.load(files.path("photo_classifier", "classifier"))
 
 
+@profiled("laion_natural")
 class LaionNaturalConfig(Config):
     threshold: float = Field(0.75, ge=0, le=1, description="keep P(photo) > threshold (seed analyses: 0.75; code default 0.65)")
     remove_nsfw: bool = Field(True, description="drop rows whose NSFW column says NSFW")
@@ -169,7 +176,7 @@ class LaionNaturalConfig(Config):
 @asset(
     partitions_def=laion_part,
     group_name=GROUP,
-    deps=[photo_classifier, laion_embeddings],
+    deps=[every_partition(photo_classifier), laion_embeddings],
     kinds={"parquet"},
     description="LAION-natural: the uids of a part whose photo probability is above the threshold (0.75), NSFW removed.",
 )
@@ -194,6 +201,7 @@ def laion_natural(
     files.write_parquet(kept.sort("uid"), "laion_natural", f"{part}.parquet")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "rows_in": len(uids),
             "kept": kept.height,
             "fraction_kept": round(kept.height / len(uids), 4),
@@ -209,6 +217,7 @@ def laion_natural(
     )
 
 
+@profiled("laion_natural_clusters")
 class NaturalClustersConfig(Config):
     k: int = Field(5443, ge=1, description="clusters (seed: MiniBatchKMeans n_clusters=5,443)")
     sample_size: int = Field(10_000_000, ge=1, description="uniform LAION-natural sample across parts (seed: 10M)")
@@ -216,12 +225,13 @@ class NaturalClustersConfig(Config):
     seed: int = Field(42, description="seed (seed 000: random_state=42)")
 
 
-def _natural_features(files: FileStore, lance: LanceStore, parts: list[str], log: logging.Logger | None = None) -> tuple[list[str], np.ndarray]:
+def _natural_features(context: AssetExecutionContext, files: FileStore, lance: LanceStore, parts: list[str]) -> tuple[list[str], np.ndarray]:
     """Raw image features of the LAION-natural rows of the given parts (errors name a part
-    whose laion_natural is missing, rather than silently skipping it); progress over the
-    parts goes to ``log`` (the step's ``context.log``)."""
+    whose laion_natural is missing, rather than silently skipping it, or parts built with
+    another threshold); progress over the parts goes to the step's log."""
+    require_same_params(context, "laion_natural", parts)
     uids, blocks = [], []
-    progress = Progress("reading LAION-natural features", len(parts), log=log, unit="parts")
+    progress = Progress("reading LAION-natural features", len(parts), log=context.log, unit="parts")
     for part in parts:
         natural = files.read_parquet("laion_natural", f"{part}.parquet")
         part_uids, X = laion_vectors(lance, where=f"part = '{part}'", raw=True)
@@ -236,7 +246,7 @@ def _natural_features(files: FileStore, lance: LanceStore, parts: list[str], log
 
 @asset(
     group_name=GROUP,
-    deps=[laion_natural],
+    deps=[every_partition(laion_natural)],
     kinds={"faiss", "numpy"},
     pool="gpu",
     description="k-means centroids of raw CLIP features of a uniform LAION-natural sample across all parts "
@@ -248,7 +258,7 @@ def laion_natural_clusters(
     from laionlab.cluster import kmeans
 
     parts = registered(context, laion_part)
-    uids, X = _natural_features(files, lance, parts, context.log)
+    uids, X = _natural_features(context, files, lance, parts)
     if len(uids) == 0:
         raise Failure(f"no LAION-natural rows in parts {parts}")
     rng = np.random.default_rng(config.seed)
@@ -261,6 +271,7 @@ def laion_natural_clusters(
     files.write_bytes("\n".join(parts).encode(), "laion_natural_clusters", "parts.txt")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "k": config.k,
             "sample": len(take),
             "natural_rows": len(uids),
@@ -281,6 +292,7 @@ def load_centroids(files: FileStore) -> np.ndarray:
     return files.load_npy("laion_natural_clusters", "centroids.npy")
 
 
+@profiled("coverage")
 class CoverageConfig(Config):
     min_count: int = Field(3, ge=1, description="a cluster is covered by >= min_count images (seed: count > 2)")
     pca_n_components: float = Field(0.95, gt=0, description="PCA variance kept (<1) or number of components (>=1)")
@@ -304,19 +316,20 @@ def reference_vectors(lance: LanceStore, name: str, raw: bool = True) -> np.ndar
 
 @asset(
     group_name=GROUP,
-    deps=[laion_natural_clusters, reference_embeddings],
+    deps=[laion_natural_clusters, every_partition(reference_embeddings)],
     kinds={"polars", "scikit-learn"},
     description="Coverage of LAION-natural by each reference dataset (cluster occupancy, PCA-reconstruction "
     "coverage with its random-subset baseline, PRDC) and of all of LAION by LAION-natural; one row per pair.",
 )
 def coverage(context: AssetExecutionContext, config: CoverageConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
     from laionlab.coverage import coverage_report
+    from laionlab.coverage.report import sample_rows
 
     parts = registered(context, laion_part)
     datasets = registered(context, dataset)
     if not datasets:
         raise Failure("no reference datasets registered (dataset partitions); add them to the catalog")
-    natural = sample_rows(_natural_features(files, lance, parts, context.log)[1], config.max_samples, 0)
+    natural = sample_rows(_natural_features(context, files, lance, parts)[1], config.max_samples, 0)
     report = coverage_report(
         {name: reference_vectors(lance, name) for name in datasets},
         natural,
@@ -335,6 +348,7 @@ def coverage(context: AssetExecutionContext, config: CoverageConfig, files: File
     shares = [100 * report.clusters[name].share for name in datasets]
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "coverage": markdown_table(report.table.with_columns(pl.selectors.float().round(4))),
             "cluster_overlap": markdown_table(report.overlap),
             "cluster_coverage_plot": bar_plot(
@@ -349,6 +363,7 @@ def coverage(context: AssetExecutionContext, config: CoverageConfig, files: File
     )
 
 
+@profiled("stimulus_sets")
 class StimulusSetsConfig(Config):
     n: int = Field(5000, ge=1, description="images per stimulus set (seed: 5,000-10,000 are enough when diverse)")
     strategies: list[str] = Field(
@@ -374,7 +389,7 @@ def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, fi
     if unknown:
         raise Failure(f"unknown strategies {unknown}; known: {sorted(STRATEGIES)}")
     parts = registered(context, laion_part)
-    uids, X = _natural_features(files, lance, parts, context.log)
+    uids, X = _natural_features(context, files, lance, parts)
     rng = np.random.default_rng(config.seed)
     pool = np.sort(rng.choice(len(uids), size=min(config.pool_size, len(uids)), replace=False))
     X = X[pool]
@@ -402,6 +417,8 @@ def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, fi
     files.write_parquet(table, "stimulus_sets", "diversity.parquet")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
+            "parts_seen": ", ".join(parts),
             "diversity": markdown_table(table.with_columns(pl.selectors.float().round(3))),
             "effective_dim_plot": bar_plot(
                 table["strategy"].to_list(), table["effective_dim"].to_list(), f"effective dimensionality (n={config.n})",
@@ -412,6 +429,7 @@ def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, fi
     )
 
 
+@profiled("ood_generalization")
 class OODConfig(Config):
     dim: int = Field(512, ge=2, description="GMM dimension D (seed: 512)")
     cluster_sweep_samples: int = Field(50_000, ge=2, description="N of the cluster sweep (seed: 50,000)")
@@ -440,7 +458,7 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
     from laionlab.sampling import stratified
 
     parts = registered(context, laion_part)
-    _, X = _natural_features(files, lance, parts, context.log)
+    _, X = _natural_features(context, files, lance, parts)
     setup = laion_ood_setup(
         X, n_clusters=config.laion_clusters, n_groups=config.laion_groups, seed=config.seed,
         min_group_size=config.laion_min_group_size,
@@ -472,6 +490,7 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
     table = pl.DataFrame(comparison)
     files.write_parquet(table, "ood_generalization", "reference_vs_laion.parquet")
     return {
+        "parts_seen": ", ".join(parts),
         "laion_by_training_groups": markdown_table(summary.with_columns(pl.selectors.float().round(3))),
         "laion_by_training_groups_plot": line_plot(
             summary["n_other_groups"].to_list(), {"OOD identification": summary["accuracy"].to_list()},
@@ -488,7 +507,7 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
 
 @asset(
     group_name=GROUP,
-    deps=[laion_natural_clusters, reference_embeddings],
+    deps=[laion_natural_clusters, every_partition(reference_embeddings)],
     kinds={"numpy", "scikit-learn"},
     description="Out-of-distribution generalisation (seed 000): the GMM simulation sweeps (clusters, samples, "
     "fraction of clusters sampled) and the LAION-natural identification experiment.",
@@ -519,9 +538,10 @@ def ood_generalization(context: AssetExecutionContext, config: OODConfig, files:
     metadata = {"gmm": markdown_table(table.with_columns(pl.selectors.float().round(3))), **plots}
     if config.laion:
         metadata.update(_laion_ood(context, config, files, lance))
-    return MaterializeResult(metadata=metadata)
+    return MaterializeResult(metadata={**params_metadata(config), **metadata})
 
 
+@profiled("neural_generalization")
 class NeuralConfig(Config):
     start_k: int = Field(15, ge=2, description="per-subject k-means starts here and goes down (seed: 15)")
     min_cluster_size: int = Field(500, ge=1, description="until every cluster has this many images (seed: 500)")
@@ -536,7 +556,7 @@ class NeuralConfig(Config):
 
 @asset(
     group_name=GROUP,
-    deps=[reference_embeddings],
+    deps=[every_partition(reference_embeddings)],
     kinds={"scikit-learn"},
     description="Neural targets (seed 000's NSD analysis) for every catalog dataset with responses: encoding "
     "(features → voxels, mean r) and decoding (voxels → cluster) on held-out clusters, and sampling strategies vs r.",
@@ -549,7 +569,7 @@ def neural_generalization(
 
     with_responses = [spec for spec in catalog.datasets().values() if spec.responses]
     if not with_responses:
-        return MaterializeResult(metadata={"datasets": "none of the catalog datasets has responses"})
+        return MaterializeResult(metadata={**params_metadata(config), "datasets": "none of the catalog datasets has responses"})
     ood_rows, sampling_rows = [], []
     for spec in with_responses:
         raw = load_responses(spec)
@@ -582,6 +602,7 @@ def neural_generalization(
     )
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
             "ood_by_training_clusters": markdown_table(by_k.with_columns(pl.selectors.float().round(3))),
             "sampling": markdown_table(by_strategy.with_columns(pl.selectors.float().round(3))),
             "sampling_plot": plot,
@@ -590,6 +611,7 @@ def neural_generalization(
     )
 
 
+@profiled("concept_distribution")
 class ConceptDistributionConfig(Config):
     case_sensitive: bool = Field(True, description="lemma matching as the LAIONet seed (case-sensitive)")
     smoothing: float = Field(1e-6, ge=0, description="additive smoothing of KL / log ratios")
@@ -597,7 +619,7 @@ class ConceptDistributionConfig(Config):
 
 @asset(
     group_name=GROUP,
-    deps=[stimulus_sets, laion_natural],
+    deps=[stimulus_sets, every_partition(laion_natural)],
     kinds={"polars"},
     description="Concept distribution of each stimulus set vs the LAION-natural pool (seed 000 used Gemini "
     "keywords; here the ILSVRC concepts matched in the captions): entropy, KL, JS distance, concepts covered.",
@@ -610,6 +632,7 @@ def concept_distribution(
     from laionlab.ood import compare_distributions
 
     parts = registered(context, laion_part)
+    require_same_params(context, "laion_natural", parts)
     natural = pl.concat([files.read_parquet("laion_natural", f"{p}.parquet").select("uid") for p in parts])
     captions = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet").select("uid", "TEXT") for p in parts])
     pool = natural.join(captions, on="uid", how="left")
@@ -641,6 +664,8 @@ def concept_distribution(
     files.write_parquet(table, "concept_distribution", "comparison.parquet")
     return MaterializeResult(
         metadata={
+            **params_metadata(config),
+            "parts_seen": ", ".join(parts),
             "comparison": markdown_table(table.with_columns(pl.selectors.float().round(3))),
             "pool_images": pool.height,
             "pool_images_with_concepts": int((keywords["concepts"].list.len() > 0).sum()),

@@ -6,12 +6,13 @@
 - dataset_analysis_job: per `dataset`, the analyses of one dataset;
 - target_job: per `target`, SWAT retrieval (synonyms → matches → images → samples);
 - model_job: per model × dataset, features and linear probe (seed 002);
-- analysis_job: the cross-partition assets (classifier, clusters, coverage...), unpartitioned.
+- analysis_job: the cross-partition assets (classifier, clusters, coverage...), unpartitioned;
+- part_checks_job: only the includes_every_part checks (no asset is rebuilt).
 """
 
 from dagster import AssetSelection, define_asset_job
 
-from asset_defs import all_assets
+from asset_defs import all_assets, all_checks
 from asset_defs.ingest import laion_embeddings, laion_embeddings_import, laion_images, laion_metadata
 from asset_defs.visual_world import reference_embeddings
 from asset_defs.partitions import dataset, laion_part, target
@@ -75,6 +76,12 @@ analysis_job = define_asset_job(
     description="The cross-partition assets over all parts and datasets.",
 )
 
-all_jobs = [ingest_job, part_analysis_job, reference_job, dataset_analysis_job, target_job, model_job, analysis_job]
+part_checks_job = define_asset_job(
+    "part_checks_job",
+    selection=AssetSelection.checks(*all_checks),
+    description="The includes_every_part checks: which LAION parts each cross-partition result lacks (run by part_checks_sensor).",
+)
 
-__all__ = ["all_jobs", "analysis_job", "dataset_analysis_job", "ingest_job", "model_job", "part_analysis_job", "reference_job", "target_job"]
+all_jobs = [part_checks_job, ingest_job, part_analysis_job, reference_job, dataset_analysis_job, target_job, model_job, analysis_job]
+
+__all__ = ["all_jobs", "analysis_job", "part_checks_job", "dataset_analysis_job", "ingest_job", "model_job", "part_analysis_job", "reference_job", "target_job"]

@@ -3,71 +3,73 @@
 register: add a partition per demo part, per catalog dataset, retrieval target and model (what the sensors do when
     the daemon runs);
 parts:    print the part keys (the Makefile runs `dagster job execute -j ingest_job` per part);
-run:      materialise every other asset of the graph, in dependency order, one run per
-          partition (or one run for a cross-partition asset), in this process, recorded in
-          the instance under DAGSTER_HOME — what a backfill of everything does with the daemon;
+run:      materialise every other asset of the graph, in dependency order, one run of the
+          asset's named job per partition (or one run for the cross-partition assets), in this
+          process, recorded in the instance under DAGSTER_HOME — what "Materialize all" does
+          through the daemon. No run config: the parameters are the active profile's
+          (LAIONLAB_PROFILE, asset_defs/profile.py), the same as the UI's and the daemon's;
 summary:  print what the graph holds afterwards.
 """
 
 import sys
 import time
-from pathlib import Path
 
-import yaml
-
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, Definitions
 
 from asset_defs import all_assets
 from asset_defs.ingest import EMBEDDINGS_TABLE
 from asset_defs.partitions import dataset, laion_part, model, target
 from definitions import build_resources, defs
-from jobs import ingest_job
+from jobs import all_jobs, ingest_job
 from sensors.laion_parts import new_parts
 from sensors.reference_datasets import catalog_changes, model_changes, target_changes
 
 
-def stages(skip: set[AssetKey]) -> list[tuple[object, list]]:
-    """Assets in topological order, grouped into consecutive runs of one partitions_def."""
+def job_of(key: AssetKey) -> str:
+    """The named job (jobs/__init__.py) that runs ``key``: its page lists the run."""
+    for job in all_jobs:
+        if job is not ingest_job and key in defs.resolve_job_def(job.name).asset_layer.executable_asset_keys:
+            return job.name
+    raise ValueError(f"no job runs {key.to_user_string()}")
+
+
+def stages(skip: set[AssetKey]) -> list[tuple[str, list[AssetKey]]]:
+    """Runs in dependency order, as a backfill waves them: each wave takes every asset whose
+    upstream is done and runs it with the others of its job (one partitions_def) in one run
+    per partition."""
     graph = defs.resolve_asset_graph()
-    by_key = {key: a for a in all_assets for key in a.keys}
-    out: list[tuple[object, list]] = []
-    for key in graph.toposorted_asset_keys:
-        if key in skip or key not in by_key:
-            continue
-        pdef = by_key[key].partitions_def
-        if out and out[-1][0] == pdef:
-            out[-1][1].append(key)
-        else:
-            out.append((pdef, [key]))
+    todo = [k for k in graph.toposorted_asset_keys if k not in skip]
+    out: list[tuple[str, list[AssetKey]]] = []
+    while todo:
+        ready = [k for k in todo if not graph.get(k).parent_keys & set(todo)]
+        by_job: dict[str, list[AssetKey]] = {}
+        for key in ready:
+            by_job.setdefault(job_of(key), []).append(key)
+        out += list(by_job.items())
+        todo = [k for k in todo if k not in ready]
     return out
 
 
-DEMO_CONFIG = Path(__file__).with_name("demo_config.yaml")
-
-
-def run_all(instance: DagsterInstance, resources: dict, config_path: Path = DEMO_CONFIG) -> None:
-    config = yaml.safe_load(config_path.read_text()) or {}
-    ops, skips = config.get("ops", {}), config.get("skip", {})
-    skip = set(defs.resolve_job_def(ingest_job.name).asset_layer.executable_asset_keys)
-    skip.add(AssetKey("laion_embeddings_import"))
-    for pdef, keys in stages(skip):
+def run_all(instance: DagsterInstance, resources: dict | None = None, run_config: dict | None = None, skip: dict[str, list[str]] | None = None) -> None:
+    """Every asset downstream of the ingest, one run per stage and partition. ``run_config``
+    (``ops: {asset: {config: ...}}``) and ``skip`` ({asset: [partition substrings]}) are for
+    tests that run the demo profile from a process loaded with another one, on fewer partitions."""
+    ops, skip = (run_config or {}).get("ops", {}), skip or {}
+    jobs = Definitions(assets=all_assets, jobs=all_jobs, resources=resources or build_resources())
+    done = set(defs.resolve_job_def(ingest_job.name).asset_layer.executable_asset_keys) | {AssetKey("laion_embeddings_import")}
+    for name, keys in stages(done):
+        job = jobs.resolve_job_def(name)
+        pdef = job.partitions_def
         partitions = pdef.get_partition_keys(dynamic_partitions_store=instance) if pdef is not None else [None]
         for partition in partitions:
-            skipped = [k for k in keys if partition is not None and any(s in str(partition) for s in skips.get(k.to_python_identifier(), []))]
-            if skipped:
-                print(f"== {', '.join(k.to_user_string() for k in skipped)} [{partition}]: skipped (demo_config.yaml)")
-                keys_here = [k for k in keys if k not in skipped]
-            else:
-                keys_here = keys
-            if not keys_here:
+            here = [k for k in keys if partition is None or not any(s in str(partition) for s in skip.get(k.to_user_string(), []))]
+            if not here:
                 continue
             start = time.perf_counter()
-            run_config = {"ops": {k.to_python_identifier(): ops[k.to_python_identifier()] for k in keys_here if k.to_python_identifier() in ops}}
-            result = materialize(
-                all_assets, selection=keys_here, resources=resources, instance=instance, partition_key=partition, run_config=run_config
-            )
-            names = ", ".join(k.to_user_string() for k in keys_here)
-            print(f"== {names} [{partition or 'all'}]: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - start:.1f} s")
+            config = {"ops": {k.to_python_identifier(): ops[k.to_user_string()] for k in here if k.to_user_string() in ops}}
+            result = job.execute_in_process(run_config=config, instance=instance, partition_key=partition, asset_selection=here, raise_on_error=False)
+            names = ", ".join(k.to_user_string() for k in here)
+            print(f"== {job.name}: {names} [{partition or 'all'}]: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - start:.1f} s")
             if not result.success:
                 raise SystemExit(1)
 

@@ -1,11 +1,17 @@
 """The DatasetCatalog resource: the YAML file listing reference datasets."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from laionlab.io.reference import DatasetSpec, load_catalog
-from laionlab.repsim.models import ModelSpec, load_models
 from laionlab.swat.targets import TargetSpec, load_targets
+
+if TYPE_CHECKING:  # both import torch: loaded on first use, not with the code location
+    from laionlab.io.reference import DatasetSpec
+    from laionlab.repsim.models import ModelSpec
 
 
 class DatasetCatalog(ConfigurableResource):
@@ -15,6 +21,8 @@ class DatasetCatalog(ConfigurableResource):
     path: str = Field(description="YAML catalog of reference datasets")
 
     def datasets(self) -> dict[str, DatasetSpec]:
+        from laionlab.io.reference import load_catalog
+
         return load_catalog(self.path)
 
     def _entry(self, kind: str, entries: dict, name: str):
@@ -34,6 +42,8 @@ class DatasetCatalog(ConfigurableResource):
 
     def models(self) -> dict[str, ModelSpec]:
         """Models compared by seed 002, listed under ``models:``; each is one `model` partition."""
+        from laionlab.repsim.models import load_models
+
         return load_models(self.path)
 
     def model(self, name: str) -> ModelSpec:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
-from laionlab.embed.model import ClipSpec, LoadedClip, load_clip, validate_spec
+if TYPE_CHECKING:  # laionlab.embed.model imports torch: loaded on first use, not with the code location
+    from laionlab.embed.model import ClipSpec, LoadedClip
 
 
 class ClipEncoder(ConfigurableResource):
@@ -34,6 +36,8 @@ class ClipEncoder(ConfigurableResource):
 
     @property
     def spec(self) -> ClipSpec:
+        from laionlab.embed.model import ClipSpec
+
         return ClipSpec(self.model_name, self.pretrained, self.checkpoint, self.device, self.precision, self.seed)
 
     @property
@@ -42,12 +46,16 @@ class ClipEncoder(ConfigurableResource):
 
     def validate(self) -> None:
         """Fail fast on an unknown model, tag or missing checkpoint (no weights loaded)."""
+        from laionlab.embed.model import validate_spec
+
         validate_spec(self.spec)
 
     def load(self) -> LoadedClip:
         """The model; with device "auto" on a GPU host, on a GPU leased for this process
         (laionlab.devices: one lock per GPU), so concurrent steps never share a GPU by accident."""
         if self._loaded is None:
+            from laionlab.embed.model import ClipSpec, load_clip
+
             spec = self.spec
             if self.device == "auto":
                 import torch

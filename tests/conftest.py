@@ -7,6 +7,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+# The tests load the code location with the papers' defaults (`make test` may export another
+# profile); demo-profile runs pass its values as run config, or start a subprocess with it.
+os.environ["LAIONLAB_PROFILE"] = "paper"
 
 from pathlib import Path  # noqa: E402
 
@@ -113,14 +116,13 @@ GRAPH_PROBE_DATASET = "demo_imagenet_val"  # probe_similarity_link needs probes 
 @pytest.fixture(scope="session")
 def demo_graph(tmp_path_factory, ingested, demo):
     """Every asset downstream of the ingest materialised once, in dependency order, by
-    ``jobs.demo.run_all`` with ``jobs/demo_config.yaml``, on a copy of the session's ingested
+    ``jobs.demo.run_all`` with the demo profile's parameters, on a copy of the session's ingested
     parts (so nothing else of the session is overwritten). Returns (resources, instance)."""
     import shutil
 
-    import yaml
-
     from asset_defs.partitions import dataset, model, target
-    from jobs.demo import DEMO_CONFIG, run_all
+    from asset_defs.profile import profile_run_config
+    from jobs.demo import run_all
 
     resources, _, _ = ingested
     src, root = Path(resources["files"].root), tmp_path_factory.mktemp("graph")
@@ -132,11 +134,8 @@ def demo_graph(tmp_path_factory, ingested, demo):
     instance.add_dynamic_partitions(dataset.name, GRAPH_DATASETS)
     instance.add_dynamic_partitions(model.name, GRAPH_MODELS)
     instance.add_dynamic_partitions(target.name, sorted(resources["catalog"].targets()))
-    config = yaml.safe_load(DEMO_CONFIG.read_text())
-    config["skip"]["probe_scores"] = [d for d in GRAPH_DATASETS if d != GRAPH_PROBE_DATASET]
-    path = root / "graph_config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    run_all(instance, resources, path)  # raises SystemExit naming the asset that failed
+    skip = {"probe_scores": [d for d in GRAPH_DATASETS if d != GRAPH_PROBE_DATASET]}
+    run_all(instance, resources, run_config=profile_run_config("demo"), skip=skip)  # SystemExit naming a failed asset
     return resources, instance
 
 

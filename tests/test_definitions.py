@@ -85,15 +85,14 @@ def test_dagster_cli_executes_ingest_job_for_a_part(tmp_path, demo):
         "LAIONLAB_SOURCE_URI": str(Path(demo.root) / "laion_parts"),
         "LAIONLAB_DATASET_CATALOG": str(Path(demo.root) / "datasets.yaml"),
         "LAIONLAB_ALLOWED_FILE_ROOTS": demo.root,
-        "LAIONLAB_DOWNLOAD_PROCESSES": "1",
-        "LAIONLAB_NUM_WORKERS": "0",
+        "LAIONLAB_PROFILE": "demo",
     }
     py = [sys.executable, "-m", "jobs.demo"]
     subprocess.run([*py, "register"], cwd=ROOT, env=env, check=True, capture_output=True)
     parts = subprocess.run([*py, "parts"], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()
     assert parts == demo.parts
     dagster = str(Path(sys.executable).with_name("dagster"))
-    cmd = [dagster, "job", "execute", "-f", "definitions.py", "-a", "defs", "-j", "ingest_job", "-c", "jobs/demo_run.yaml",
+    cmd = [dagster, "job", "execute", "-f", "definitions.py", "-a", "defs", "-j", "ingest_job",
            "--tags", f'{{"dagster/partition": "{parts[0]}"}}']
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

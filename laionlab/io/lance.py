@@ -25,13 +25,15 @@ import time
 from contextlib import contextmanager
 from datetime import timedelta
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 
 from laionlab.progress import Progress
+
+if TYPE_CHECKING:  # lancedb is imported on first connect, not with the code location
+    import lancedb
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,8 @@ class LanceTables:
     def __init__(self, uri: str, conflict_retries: int = 20, storage_options: dict[str, str] | None = None):
         self.uri = uri
         self.conflict_retries = conflict_retries
+        import lancedb
+
         # a consistency interval of 0 makes every handle see other processes' commits
         self.db = lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options)
 

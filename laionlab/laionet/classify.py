@@ -34,14 +34,17 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from laionlab import validate
-from laionlab.embed.model import LoadedClip, resolve_device
 from laionlab.io.imagenet import ilsvrc_synsets
+
+if TYPE_CHECKING:  # torch is imported by the functions that run a model, not with the package
+    import torch
+
+    from laionlab.embed.model import LoadedClip
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +332,10 @@ def load_timm_classifier(
             nothing cached).
     """
     import timm
+    import torch
     from timm.data import create_transform, resolve_data_config
+
+    from laionlab.embed.model import resolve_device
 
     spec = TimmSpec(
         model_name=name,
@@ -399,6 +405,8 @@ def timm_predict(
     if k > N_ILSVRC_CLASSES:
         raise ValueError(f"k: expected at most {N_ILSVRC_CLASSES} classes, got {k}")
     batch_size = validate.int_at_least("batch_size", batch_size, 1)
+    import torch
+
     wnids = np.asarray(ilsvrc_wnids())
     out: list[np.ndarray] = []
     batch: list[torch.Tensor] = []

@@ -100,8 +100,11 @@ def test_probe_scores_and_their_link(reps):
 
 def test_bad_inputs_name_the_problem(reps):
     resources, instance, models = reps
-    result = run([probe_scores], resources, instance, _key(models[0], "demo_narrow"), raise_on_error=False)
-    assert not result.success and "has no labels" in _error(result)
+    # an unlabelled dataset: no probe, said in the materialisation (Materialize all must not fail on it)
+    result = run([probe_scores], resources, instance, _key(models[0], "demo_narrow"))
+    metadata = result.asset_materializations_for_node("probe_scores")[0].metadata
+    assert metadata["applicable"].value is False and "has no labels" in metadata["reason"].value
+    assert resources["files"].read_json("probe_scores", "demo_narrow", f"{models[0]}.json")["applicable"] is False
     fewer = {"ops": {"model_features": {"config": {"max_samples": 20, "device": "cpu"}}}}
     assert run([model_features], resources, instance, _key(models[0], "demo_broad"), run_config=fewer).success
     result = run([representation_similarity], resources, instance, "demo_broad", raise_on_error=False)

@@ -22,7 +22,7 @@ from asset_defs.visual_world import REFERENCE_TABLE
 from laionlab.io.lance import read_vectors
 from tests.conftest import DATASETS, run
 
-EPS = 0.002  # the random tiny CLIP puts the demo in a narrow cone (see jobs/demo_config.yaml)
+EPS = 0.002  # the random tiny CLIP puts the demo in a narrow cone (see profiles/demo.yaml)
 K = 30
 
 

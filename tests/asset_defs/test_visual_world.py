@@ -100,8 +100,6 @@ def test_clusters_and_coverage_rank_broad_above_narrow(world, demo):
 
 
 def test_stimulus_sets_and_ood_on_the_demo(world, demo):
-    import yaml
-
     from asset_defs.visual_world import (
         concept_distribution,
         laion_natural_clusters,
@@ -110,8 +108,10 @@ def test_stimulus_sets_and_ood_on_the_demo(world, demo):
         stimulus_sets,
     )
 
+    from asset_defs.profile import profile_run_config
+
     resources, instance = world
-    demo_ops = yaml.safe_load((Path(__file__).resolve().parents[2] / "jobs" / "demo_config.yaml").read_text())["ops"]
+    demo_ops = profile_run_config("demo")["ops"]
     names = ("laion_natural_clusters", "stimulus_sets", "ood_generalization", "neural_generalization")
     config = {"ops": {k: demo_ops[k] for k in names}}
     config["ops"]["neural_generalization"]["config"]["min_cluster_size"] = 5  # 60 images: k >= 3

@@ -1,0 +1,162 @@
+"""What a cross-partition result was built from, read back from Dagster's own event log.
+
+- ``require_same_params``: the per-part results a cross-part asset reads must share their
+  parameters (each records them with ``profile.params_metadata``); otherwise the step fails
+  naming the parts and the values.
+- ``includes_every_part`` checks: Dagster marks only *direct* dependents stale, so each
+  cross-partition asset downstream of LAION parts carries a WARN check that says, without
+  rebuilding the asset, which registered parts its latest result does not include (never built
+  into it, or re-materialised since). It runs with the asset, and ``part_checks_sensor``
+  re-runs all of them whenever a part is added or re-materialised.
+"""
+
+import json
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetRecordsFilter,
+    AssetsDefinition,
+    DagsterEventType,
+    DagsterInstance,
+    Failure,
+    asset_check,
+)
+
+from asset_defs.partitions import laion_part
+
+PART_CHECK = "includes_every_part"
+
+
+def latest_by_partition(instance: DagsterInstance, key: AssetKey, partitions: list[str] | None = None) -> dict:
+    """partition -> the latest materialisation record of ``key`` (one query for the ids, one for the records)."""
+    ids = instance.get_latest_storage_id_by_partition(key, DagsterEventType.ASSET_MATERIALIZATION, set(partitions) if partitions else None)
+    if not ids:
+        return {}
+    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, storage_ids=list(ids.values())), limit=len(ids)).records
+    return {r.partition_key: r for r in records}
+
+
+def require_same_params(context, asset: str, parts: list[str]) -> dict:
+    """The parameters every part of ``asset`` was built with; a Failure naming the parts and the
+    differing values when they are not all the same (a part built before parameters were
+    recorded is logged, not refused)."""
+    latest = latest_by_partition(context.instance, AssetKey(asset), parts)
+    known = {}
+    for part in parts:
+        record = latest.get(part)
+        value = record.asset_materialization.metadata.get("params") if record else None
+        if value is not None:
+            known[part] = value.value
+    unknown = sorted(set(parts) - set(known))
+    if unknown:
+        context.log.warning(f"{asset}: no recorded parameters for {', '.join(unknown)} (materialised before parameters were recorded)")
+    groups: dict[str, list[str]] = {}
+    for part, params in known.items():
+        groups.setdefault(json.dumps(params, sort_keys=True), []).append(part)
+    if len(groups) > 1:
+        values = [json.loads(g) for g in groups]
+        fields = sorted({f for v in values for f in v if len({json.dumps(w.get(f), sort_keys=True) for w in values}) > 1})
+        lines = [f"{', '.join(ps)}: " + ", ".join(f"{f}={json.loads(g).get(f)!r}" for f in fields) for g, ps in groups.items()]
+        raise Failure(
+            f"{asset} was built with different parameters across parts; a result over all parts would mix them:\n  "
+            + "\n  ".join(lines)
+            + f"\nRe-materialise {asset} for the parts with the values you do not want (the parameters come from "
+            "LAIONLAB_PROFILE unless a run overrode them)."
+        )
+    return next(iter(known.values()), {})
+
+
+def parts_seen_of(instance: DagsterInstance, asset: str) -> str:
+    """``parts_seen`` of the latest materialisation of ``asset``: what a result built only from
+    it (not from the parts themselves) inherits."""
+    record = next(iter(instance.fetch_materializations(AssetKey(asset), limit=1).records), None)
+    seen = record.asset_materialization.metadata.get("parts_seen") if record else None
+    return seen.value if seen is not None else ""
+
+
+def parts_not_included(instance: DagsterInstance, key: AssetKey, part_ancestors: list[AssetKey]) -> dict:
+    """Which registered LAION parts the latest materialisation of ``key`` does not include:
+    ``missing`` (not in its ``parts_seen``, or never built by a per-part ancestor) and
+    ``updated`` (a per-part ancestor re-materialised after it)."""
+    registered = sorted(instance.get_dynamic_partitions(laion_part.name))
+    record = next(iter(instance.fetch_materializations(key, limit=1).records), None)
+    if record is None:
+        return {"built": False, "registered": registered, "missing": registered, "updated": []}
+    metadata = record.asset_materialization.metadata
+    if metadata.get("reads_parts") is not None and metadata["reads_parts"].value is False:
+        return {"built": True, "registered": registered, "missing": [], "updated": [], "reads_parts": False}
+    seen = metadata.get("parts_seen")
+    missing = set(registered) - set(p for p in seen.value.split(", ") if p) if seen is not None else set()
+    updated = set()
+    for ancestor in part_ancestors:
+        ids = instance.get_latest_storage_id_by_partition(ancestor, DagsterEventType.ASSET_MATERIALIZATION)
+        missing |= {p for p in registered if p not in ids}
+        updated |= {p for p, storage_id in ids.items() if storage_id > record.storage_id and p in registered}
+    return {"built": True, "registered": registered, "missing": sorted(missing), "updated": sorted(updated - missing)}
+
+
+def parts_fingerprint(instance: DagsterInstance, per_part: list[AssetKey]) -> str:
+    """Changes when a LAION part is registered or removed, or any per-part asset is materialised."""
+    latest = [next((r.storage_id for r in instance.fetch_materializations(k, limit=1).records), 0) for k in per_part]
+    return json.dumps([sorted(instance.get_dynamic_partitions(laion_part.name)), latest])
+
+
+def part_check(key: AssetKey, part_ancestors: list[AssetKey]):
+    """The WARN check ``includes_every_part`` of a cross-partition asset."""
+
+    @asset_check(
+        asset=key,
+        name=PART_CHECK,
+        blocking=False,
+        description="Does the latest result include every registered LAION part in its latest version? (Dagster marks "
+        "only direct dependents stale; this says it for every asset downstream of the parts.)",
+    )
+    def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        state = parts_not_included(context.instance, key, part_ancestors)
+        n, missing, updated = len(state["registered"]), state["missing"], state["updated"]
+        if not state["built"]:
+            text = "not materialised yet"
+        elif state.get("reads_parts") is False:
+            text = "does not read LAION parts"
+        elif missing or updated:
+            text = f"built from {n - len(missing)} of {n} parts" + (f"; missing: {', '.join(missing)}" if missing else "")
+            text += f"; re-materialised since: {', '.join(updated)}" if updated else ""
+        else:
+            text = f"includes all {n} parts"
+        return AssetCheckResult(
+            passed=state["built"] and not missing and not updated,
+            severity=AssetCheckSeverity.WARN,
+            description=text,
+            metadata={"status": text, "parts_missing": missing, "parts_updated": updated, "parts_registered": n},
+        )
+
+    return _check
+
+
+def part_checks(assets: list[AssetsDefinition]) -> list:
+    """One ``includes_every_part`` check per unpartitioned asset with LAION-part ancestors
+    (per-dataset/target results are marked stale by Dagster itself through their direct
+    all-parts dependency)."""
+    parents = {spec.key: {d.asset_key for d in spec.deps} for a in assets for spec in a.specs}
+    partitioning = {key: a.partitions_def for a in assets for key in a.keys}
+    checks = []
+    for key in sorted(parents):
+        if partitioning[key] is not None:
+            continue
+        part_ancestors = sorted(a for a in _ancestors(parents, key) if partitioning.get(a) == laion_part)
+        if part_ancestors:
+            checks.append(part_check(key, part_ancestors))
+    return checks
+
+
+def _ancestors(parents: dict[AssetKey, set[AssetKey]], key: AssetKey) -> set[AssetKey]:
+    out, todo = set(), list(parents[key])
+    while todo:
+        parent = todo.pop()
+        if parent not in out:
+            out.add(parent)
+            todo.extend(parents.get(parent, ()))
+    return out
