@@ -85,11 +85,14 @@ dev: venv
 
 # The UI in a real browser: the demo materialised, dagster-webserver on 127.0.0.1, headless
 # Debian Chromium (installed here when missing and run as root); screenshots in e2e-artifacts/.
+# Then "Materialize all" clicked in that browser on a fresh instance (daemon + webserver, data/e2e/),
+# the backfill timed, its outputs compared with the demo's, and a new part through the sensors.
 e2e: demo
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq -o Acquire::Retries=5 && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Acquire::Retries=5 chromium >/dev/null; } || \
 	  { echo "make e2e needs Debian's chromium: apt-get install chromium"; exit 1; }
 	$(PY) e2e/ui_check.py
+	$(PY) e2e/materialize_all.py
 
 bench: venv
 	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

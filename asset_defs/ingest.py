@@ -18,8 +18,8 @@ from dagster import (
 from pydantic import Field
 
 from asset_defs.metadata import markdown_table
-from asset_defs.profile import params_metadata, profiled
 from asset_defs.partitions import laion_part
+from asset_defs.profile import params_metadata, profiled
 from laionlab.embed.checks import embedding_health
 from laionlab.io.download import download_part, failure_table
 from laionlab.io.files import atomic_write_parquet, commit_version_dir, current_version_dir, join, list_files, new_version_dir, read_parquet

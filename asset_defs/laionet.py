@@ -20,8 +20,8 @@ from pydantic import Field
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata
 from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
 from asset_defs.lineage import parts_seen_of, require_same_params
-from asset_defs.profile import params_metadata, profiled
 from asset_defs.partitions import every_partition, laion_part, registered
+from asset_defs.profile import params_metadata, profiled
 from asset_defs.visual_world import REFERENCE_TABLE, reference_embeddings
 from laionlab.io.lance import read_vectors, uid_filters
 from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN

@@ -14,8 +14,8 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, M
 from pydantic import Field
 
 from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
-from asset_defs.profile import params_metadata, profiled
 from asset_defs.partitions import dataset, every_partition, model, registered, same_dataset
+from asset_defs.profile import params_metadata, profiled
 from resources import DatasetCatalog, FileStore
 
 GROUP = "representations"

@@ -20,8 +20,8 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, image_shards, laion_embeddings, laion_metadata
 from asset_defs.metadata import bar_plot, line_plot, markdown_table
-from asset_defs.profile import params_metadata, profiled
 from asset_defs.partitions import every_partition, laion_part, registered, target
+from asset_defs.profile import params_metadata, profiled
 from asset_defs.visual_world import reference_embeddings
 from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors, uid_filters
 from laionlab.progress import Progress

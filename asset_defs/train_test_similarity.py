@@ -12,8 +12,8 @@ from pydantic import Field
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.lineage import parts_seen_of
-from asset_defs.profile import params_metadata, profiled
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
+from asset_defs.profile import params_metadata, profiled
 from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors
 from laionlab.io.lance import read_vectors
 from laionlab.progress import Progress

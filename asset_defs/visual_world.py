@@ -18,8 +18,8 @@ from pydantic import Field
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.lineage import require_same_params
-from asset_defs.profile import params_metadata, profiled
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
+from asset_defs.profile import params_metadata, profiled
 from laionlab.filter.photo import (
     NON_PHOTO_PROMPTS,
     PHOTO_PROMPTS,

@@ -98,3 +98,15 @@ def test_dagster_cli_executes_ingest_job_for_a_part(tmp_path, demo):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = subprocess.run([*py, "summary"], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
     assert f"{parts[0]}: 37 rows" in summary and f"{parts[1]}: 0 rows" in summary
+    # the profile's parameters on the CLI path, with no run config: photo_classifier, then
+    # laion_natural for the part through `dagster asset materialize`; the result records them
+    for select, partition in (("photo_classifier", None), ("laion_natural", parts[0])):
+        cmd = [dagster, "asset", "materialize", "-f", "definitions.py", "-a", "defs", "--select", select]
+        run = subprocess.run([*cmd, *(["--partition", partition] if partition else [])], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    from dagster import AssetKey, DagsterInstance
+
+    record = DagsterInstance.from_config(str(home)).fetch_materializations(AssetKey("laion_natural"), limit=1).records[0]
+    metadata = record.asset_materialization.metadata
+    assert metadata["threshold"].value == 0.5 and metadata["profile"].value == "demo" and metadata["params"].value["threshold"] == 0.5
+    assert {r.job_name for r in DagsterInstance.from_config(str(home)).get_runs()} >= {"ingest_job"}
