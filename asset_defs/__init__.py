@@ -4,13 +4,13 @@ from asset_defs import ingest, laionet, representations, retrieval, train_test_s
 from asset_defs.partitions import dataset, laion_part
 
 from asset_defs.automation import automate
-from asset_defs.lineage import part_checks
+from asset_defs.lineage import part_checks, with_code_versions
 from asset_defs.profile import check_profile_assets
 
 check_profile_assets()  # a profile naming an asset that does not exist (a typo) fails the load
-all_assets = automate(
+all_assets = with_code_versions(automate(
     [*ingest.assets, *visual_world.assets, *train_test_similarity.assets, *laionet.assets, *retrieval.assets, *representations.assets]
-)
+))
 # includes_every_part: which LAION parts each cross-partition result lacks (asset_defs/lineage.py)
 all_checks = part_checks(all_assets)
 

@@ -10,6 +10,8 @@
   re-runs all of them whenever a part is added or re-materialised.
 """
 
+import hashlib
+import inspect
 import json
 
 from dagster import (
@@ -134,6 +136,22 @@ def part_check(key: AssetKey, part_ancestors: list[AssetKey]):
         )
 
     return _check
+
+
+def with_code_versions(assets: list[AssetsDefinition]) -> list[AssetsDefinition]:
+    """Each asset's code version: a hash of its function's source and the active profile's
+    values for it, so the UI marks its results stale when the step's code or its profile
+    parameters change (the library code it calls is versioned by the release, not here)."""
+    from asset_defs.profile import active_profile
+
+    values = active_profile()["assets"]
+    out = []
+    for a in assets:
+        source = inspect.getsource(a.op.compute_fn.decorated_fn)
+        name = a.key.to_user_string()
+        version = hashlib.sha1((source + json.dumps(values.get(name, {}), sort_keys=True)).encode()).hexdigest()[:12]
+        out.append(a.map_asset_specs(lambda spec, v=version: spec.replace_attributes(code_version=v)))
+    return out
 
 
 def part_checks(assets: list[AssetsDefinition]) -> list:

@@ -35,6 +35,7 @@ for a in definitions.all_assets:
     out[a.key.to_user_string()] = {k: f.default_value for k, f in schema.config_type.fields.items() if f.default_provided}
 res = definitions.build_resources()
 out["_resources"] = {"num_workers": res["clip"].num_workers, "processes_count": res["downloader"].processes_count}
+out["_code_versions"] = {a.key.to_user_string(): a.specs_by_key[a.key].code_version for a in definitions.all_assets}
 print(json.dumps(out, default=str))
 """
 
@@ -52,6 +53,12 @@ def test_the_demo_profile_is_the_default_config_of_every_launch_path():
     # fields the profile does not name keep the paper's defaults
     assert demo["laion_natural_clusters"]["sample_size"] == paper["laion_natural_clusters"]["sample_size"]
     assert demo["_resources"] == {"num_workers": 0, "processes_count": 1}
+    # code versions: every asset has one; a profile value of an asset changes its version (the
+    # UI then marks results made with other values stale), other assets keep theirs
+    versions, paper_versions = demo["_code_versions"], paper["_code_versions"]
+    assert all(versions.values()) and set(versions) == set(paper_versions)
+    changed = {name for name in versions if versions[name] != paper_versions[name]}
+    assert changed == set(profile["assets"])
     assert paper["_resources"] == {"num_workers": 2, "processes_count": 2}
 
 
