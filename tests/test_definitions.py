@@ -110,3 +110,36 @@ def test_dagster_cli_executes_ingest_job_for_a_part(tmp_path, demo):
     metadata = record.asset_materialization.metadata
     assert metadata["threshold"].value == 0.5 and metadata["profile"].value == "demo" and metadata["params"].value["threshold"] == 0.5
     assert {r.job_name for r in DagsterInstance.from_config(str(home)).get_runs()} >= {"ingest_job"}
+
+
+def test_a_step_waiting_on_the_gpu_pool_says_so_in_its_log(tmp_path):
+    """With the repository's dagster.yaml (gpu pool limit 1), a gpu-pool step whose slot another
+    run holds logs "blocked by limit for pool gpu" while it waits, then runs once the slot is free."""
+    import threading
+    import time
+
+    from dagster import DagsterInstance, asset, materialize
+
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    instance = DagsterInstance.from_config(str(tmp_path))
+
+    @asset(pool="gpu")
+    def on_gpu():
+        return 1
+
+    storage = instance.event_log_storage
+    storage.initialize_concurrency_limit_to_default("gpu")
+    assert storage.claim_concurrency_slot("gpu", "another-run", "laion_embeddings").is_claimed
+    results = []
+    worker = threading.Thread(target=lambda: results.append(materialize([on_gpu], instance=instance)))
+    worker.start()
+    messages, end = [], time.time() + 60
+    while time.time() < end and not any("blocked by limit for pool gpu" in m for m in messages):
+        time.sleep(0.5)
+        runs = instance.get_runs()
+        messages = [e.message or "" for e in instance.all_logs(runs[0].run_id)] if runs else []
+    assert any("blocked by limit for pool gpu" in m for m in messages), messages
+    assert worker.is_alive()  # still waiting for the slot
+    storage.free_concurrency_slots_for_run("another-run")
+    worker.join(60)
+    assert results and results[0].success
