@@ -4,6 +4,8 @@ All assets are partitioned by ``laion_part`` (one key per source metadata file);
 reads its input for one part, calls the library and writes that part atomically.
 """
 
+import os
+
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -231,9 +233,19 @@ def laion_embeddings(
     )
 
 
+# A deployment that imports a release's embeddings instead of downloading images sets this; only
+# then is laion_embeddings_import part of the graph (otherwise "Materialize all" would run an
+# import with nothing to import).
+IMPORT_ROOT = os.environ.get("LAIONLAB_EMBEDDINGS_IMPORT_ROOT") or None
+
+
 @profiled("laion_embeddings_import")
 class EmbeddingsImportConfig(Config):
-    root: str = Field(description="folder or fsspec URI with img_emb/, text_emb/ and metadata/ (clip-retrieval layout)")
+    root: str = Field(
+        *([IMPORT_ROOT] if IMPORT_ROOT else []),
+        description="folder or fsspec URI with img_emb/, text_emb/ and metadata/ (clip-retrieval layout); default "
+        "LAIONLAB_EMBEDDINGS_IMPORT_ROOT",
+    )
     model_id: str = Field("ViT-L-14/openai", description="model that produced the vectors (LAION-5B: ViT-L/14)")
     batch_rows: int = Field(65_536, ge=1)
 
@@ -267,4 +279,4 @@ def laion_embeddings_import(
     )
 
 
-assets = [laion_metadata, laion_images, laion_embeddings, laion_embeddings_import]
+assets = [laion_metadata, laion_images, laion_embeddings, *([laion_embeddings_import] if IMPORT_ROOT else [])]

@@ -13,15 +13,19 @@
 from dagster import AssetSelection, define_asset_job
 
 from asset_defs import all_assets, all_checks
-from asset_defs.ingest import laion_embeddings, laion_embeddings_import, laion_images, laion_metadata
+from asset_defs.ingest import laion_embeddings, laion_images, laion_metadata
 from asset_defs.visual_world import reference_embeddings
 from asset_defs.partitions import dataset, laion_part, target
 from asset_defs.representations import model_dataset
 
 
-def _partitioned_by(partitions_def) -> AssetSelection:
-    keys = [key for a in all_assets for key in a.keys if a.partitions_def == partitions_def]
+def _partitioned_by(partitions_def, exclude: frozenset[str] = frozenset()) -> AssetSelection:
+    keys = [key for a in all_assets for key in a.keys if a.partitions_def == partitions_def and key.to_user_string() not in exclude]
     return AssetSelection.assets(*keys)
+
+
+# the ingest assets (laion_embeddings_import is in the graph only with an import root)
+INGEST = frozenset({"laion_metadata", "laion_images", "laion_embeddings", "laion_embeddings_import"})
 
 
 ingest_job = define_asset_job(
@@ -33,7 +37,7 @@ ingest_job = define_asset_job(
 
 part_analysis_job = define_asset_job(
     "part_analysis_job",
-    selection=_partitioned_by(laion_part) - AssetSelection.assets(laion_metadata, laion_images, laion_embeddings, laion_embeddings_import),
+    selection=_partitioned_by(laion_part, exclude=INGEST),
     partitions_def=laion_part,
     description="The per-part analyses (LAION-natural ...) for one part, once the cross-part inputs exist.",
 )

@@ -1,5 +1,6 @@
 """The code location loads, is described and grouped, and the instance config is valid."""
 
+import json
 import os
 import re
 import subprocess
@@ -18,12 +19,13 @@ def test_definitions_load_with_described_grouped_assets():
     Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"laion_metadata", "laion_images", "laion_embeddings", "laion_embeddings_import"} <= keys
+    assert {"laion_metadata", "laion_images", "laion_embeddings"} <= keys
+    assert "laion_embeddings_import" not in keys  # only with LAIONLAB_EMBEDDINGS_IMPORT_ROOT (below)
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, f"{key} has no description"
         assert node.group_name in {"ingest", "visual_world", "train_test_similarity", "laionet", "retrieval", "representations"}
-    for name in ("laion_metadata", "laion_images", "laion_embeddings", "laion_embeddings_import"):
+    for name in ("laion_metadata", "laion_images", "laion_embeddings"):
         node = graph.get(AssetKey(name))
         assert node.group_name == "ingest" and node.partitions_def.name == "laion_part"
     assert graph.get(AssetKey("laion_embeddings")).pools == {"gpu"}
@@ -143,3 +145,20 @@ def test_a_step_waiting_on_the_gpu_pool_says_so_in_its_log(tmp_path):
     storage.free_concurrency_slots_for_run("another-run")
     worker.join(60)
     assert results and results[0].success
+
+
+def test_the_import_asset_is_in_the_graph_only_with_an_import_root(tmp_path):
+    """Without LAIONLAB_EMBEDDINGS_IMPORT_ROOT, "Materialize all" must not include an import with
+    nothing to import; with it, the asset is there and its root defaults to the variable."""
+    code = (
+        "import json, definitions\n"
+        "g = definitions.defs.resolve_asset_graph()\n"
+        "a = [a for a in definitions.all_assets if a.key.to_user_string() == 'laion_embeddings_import'][0]\n"
+        "job = definitions.defs.resolve_job_def('part_analysis_job')\n"
+        "print(json.dumps({'root': a.op.config_schema.config_type.fields['root'].default_value,"
+        " 'in_part_analysis': any(k.to_user_string() == 'laion_embeddings_import' for k in job.asset_layer.executable_asset_keys)}))"
+    )
+    env = {**os.environ, "LAIONLAB_EMBEDDINGS_IMPORT_ROOT": str(tmp_path / "release")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"root": str(tmp_path / "release"), "in_part_analysis": False}
