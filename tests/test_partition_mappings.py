@@ -40,7 +40,9 @@ def test_every_cross_partition_edge_declares_its_mapping():
     assert cross_partition_edges_without_mapping(defs.resolve_asset_graph()) == []
 
 
-def test_the_check_finds_an_undeclared_edge():
+def _identity_edge_graph():
+    """laion_part → dataset through the default identity mapping: what the graph had before."""
+
     @asset(partitions_def=laion_part)
     def per_part():
         return 1
@@ -49,8 +51,11 @@ def test_the_check_finds_an_undeclared_edge():
     def per_dataset():
         return 1
 
-    graph = Definitions(assets=[per_part, per_dataset]).resolve_asset_graph()
-    assert cross_partition_edges_without_mapping(graph) == [("per_part", "per_dataset")]
+    return Definitions(assets=[per_part, per_dataset]).resolve_asset_graph()
+
+
+def test_the_check_finds_an_undeclared_edge():
+    assert cross_partition_edges_without_mapping(_identity_edge_graph()) == [("per_part", "per_dataset")]
 
 
 def _demo_instance() -> DagsterInstance:
@@ -79,16 +84,8 @@ def test_materialize_all_resolves_on_the_demo_partitions():
 
 def test_materialize_all_refuses_an_identity_edge_between_partition_sets():
     """The failure the UI showed before mappings were declared: identity from laion_part to dataset."""
-    @asset(partitions_def=laion_part)
-    def per_part():
-        return 1
-
-    @asset(partitions_def=dataset, deps=[per_part])
-    def per_dataset():
-        return 1
-
     with pytest.raises(DagsterInvariantViolationError, match="non-existent partitions"):
-        _materialize_all(Definitions(assets=[per_part, per_dataset]).resolve_asset_graph(), _demo_instance())
+        _materialize_all(_identity_edge_graph(), _demo_instance())
 
 
 def test_every_partition_resolves_its_upstream_partitions():
