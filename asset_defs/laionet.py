@@ -324,7 +324,7 @@ def synset_similarity(
 # --- laionet --------------------------------------------------------------------------------
 
 
-@profiled("laionet")
+@profiled("laionet_rows")
 class LaionetConfig(Config):
     threshold: float = Field(LAIONET_THRESHOLD, description="keep rows with similarity strictly above this (seed: 0.82, calibrated on OpenAI CLIP ViT-B/32's text tower)")
     query: str = Field("name_def", description="which synset_similarity column to threshold (as configured there)")
@@ -332,55 +332,97 @@ class LaionetConfig(Config):
     text_in_image_column: str | None = Field(
         TEXT_IN_IMAGE_COLUMN, description="metadata column flagging the class name written in the image (the seed's OCR step); rows True are dropped when it exists"
     )
-    sweep: list[float] = Field([round(t, 4) for t in THRESHOLD_SWEEP], description="thresholds of the size-vs-threshold curve (the seed's notebook: linspace(0.5, 0.9, 20))")
 
 
-def _laionet_candidates(files: FileStore, parts: list[str], query: str, log: logging.Logger) -> pl.DataFrame:
-    """Every matched caption of the parts: lemma_matches (all synsets it names) left-joined
+def _laionet_candidates(files: FileStore, part: str, query: str) -> pl.DataFrame:
+    """Every matched caption of the part: lemma_matches (all synsets it names) left-joined
     with its synset_similarity score (single-synset rows only) and its laion_metadata row."""
-    column, frames = similarity_column(query), []
-    progress = Progress("reading lemma_matches and synset_similarity", len(parts), log=log, unit="parts")
-    for part in parts:
-        scored = files.read_parquet("synset_similarity", f"{part}.parquet")
-        if column not in scored.columns:
-            raise Failure(f"synset_similarity[{part}] was computed with another query type (no {column}); rematerialise it with query={query!r}")
-        matches = files.read_parquet("lemma_matches", f"{part}.parquet").select("uid", "wnids")
-        meta = files.read_parquet("laion_metadata", f"{part}.parquet")
-        frames.append(matches.join(scored, on="uid", how="left").join(meta, on="uid", how="inner"))
-        progress.update()
-    progress.close()
-    return pl.concat(frames, how="diagonal_relaxed")
+    scored = files.read_parquet("synset_similarity", f"{part}.parquet")
+    if similarity_column(query) not in scored.columns:
+        raise Failure(f"synset_similarity[{part}] was computed with another query type (no {similarity_column(query)}); rematerialise it with query={query!r}")
+    matches = files.read_parquet("lemma_matches", f"{part}.parquet").select("uid", "wnids")
+    meta = files.read_parquet("laion_metadata", f"{part}.parquet")
+    return matches.join(scored, on="uid", how="left").join(meta, on="uid", how="inner")
 
 
 @asset(
+    partitions_def=laion_part,
     group_name=GROUP,
-    deps=[every_partition(lemma_matches), every_partition(synset_similarity)],
+    deps=[lemma_matches, synset_similarity],
     kinds={"parquet"},
-    description="LAIONet over all parts: single-synset rows with caption-to-synset similarity > 0.82 and NSFW == "
-    "UNLIKELY, with LAIONet's columns and the wnid → rows label map (JSON).",
+    description="LAIONet rows of one part: single-synset captions with caption-to-synset similarity > 0.82 and NSFW == "
+    "UNLIKELY (the seed's rules are row by row, so a new part adds only its own rows).",
 )
-def laionet(context: AssetExecutionContext, config: LaionetConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.laionet import check_threshold, is_paper_text_model, label_map, select_laionet, threshold_curve, threshold_warning
+def laionet_rows(context: AssetExecutionContext, config: LaionetConfig, files: FileStore) -> MaterializeResult:
+    from laionlab.laionet import check_threshold, select_laionet
 
+    part = context.partition_key
+    column = similarity_column(config.query)
     try:
         check_threshold(config.threshold)
-        parts = registered(context, laion_part)
-        for per_part in ("lemma_matches", "synset_similarity"):
-            require_same_params(context, per_part, parts)  # one matching rule and text model across parts
-        column = similarity_column(config.query)
-        sel = select_laionet(_laionet_candidates(files, parts, config.query, context.log), config.threshold, config.nsfw_keep, config.text_in_image_column, column)
+        sel = select_laionet(_laionet_candidates(files, part, config.query), config.threshold, config.nsfw_keep, config.text_in_image_column, column)
     except ValueError as err:
-        raise Failure(f"laionet: {err}") from None
-    if sel.counts["candidates"] == sel.counts["dropped_multi_synset"]:
-        raise Failure(f"no caption of parts {parts} matched exactly one synset: LAIONet would be empty")
-    text_models = sorted(set(sel.eligible["text_model"].drop_nulls().to_list()))
-    if warning := threshold_warning(config.threshold, text_models):
-        context.log.warning(warning)
-    curve = threshold_curve(sel.eligible[column].to_numpy(), sel.eligible["wnid"].to_numpy(), config.sweep)
+        raise Failure(f"laionet_rows[{part}]: {err}") from None
     selected = sel.rows
     if config.query != "name_def":  # LAIONet's column names; the query actually used is recorded
         selected = selected.with_columns(pl.col(f"{config.query}_wnid").alias("name_def_wnid"), pl.col(column).alias("text_to_name_def_wnid_similarity"))
     selected = selected.select(LAIONET_COLUMNS + [c for c in ("lemmas", "text_model") if c in selected.columns])
+    # what the cross-part summary needs besides the rows: the eligible scores (its size-vs-threshold
+    # curve) and the counts of each rule
+    eligible = sel.eligible.select("wnid", pl.col(column).alias("similarity"), "text_model")
+    files.write_parquet(eligible, "laionet_rows", f"{part}.eligible.parquet")
+    files.write_json({**sel.counts, "text_in_image_checked": sel.text_in_image_checked}, "laionet_rows", f"{part}.counts.json")
+    files.write_parquet(selected, "laionet_rows", f"{part}.parquet")
+    per_class = selected.group_by("wnid").len().sort("len", descending=True).rename({"len": "rows"})
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            "rows": selected.height,
+            **sel.counts,
+            "largest_classes": markdown_table(per_class.head(15)),
+            "similarity_histogram": histogram(
+                eligible["similarity"].to_numpy(), "caption-to-synset similarity", f"{part}: eligible rows",
+                files.path("laionet_rows", f"{part}.png"), mark=(config.threshold, f"threshold {config.threshold}"), ylabel="rows",
+            ),
+        }
+    )
+
+
+@profiled("laionet")
+class LaionetSummaryConfig(Config):
+    sweep: list[float] = Field([round(t, 4) for t in THRESHOLD_SWEEP], description="thresholds of the size-vs-threshold curve (the seed's notebook: linspace(0.5, 0.9, 20))")
+
+
+@asset(
+    group_name=GROUP,
+    deps=[every_partition(laionet_rows)],
+    kinds={"parquet"},
+    description="LAIONet over all parts: the per-part rows in one table with LAIONet's columns, the wnid → rows label "
+    "map (JSON), class sizes and the size-vs-threshold curve.",
+)
+def laionet(context: AssetExecutionContext, config: LaionetSummaryConfig, files: FileStore) -> MaterializeResult:
+    from laionlab.laionet import is_paper_text_model, label_map, threshold_curve, threshold_warning
+
+    parts = registered(context, laion_part)
+    params = require_same_params(context, "laionet_rows", parts)  # one threshold and rule set across parts
+    for per_part in ("lemma_matches", "synset_similarity"):
+        require_same_params(context, per_part, parts)  # one matching rule and text model across parts
+    missing = [p for p in parts if not files.exists("laionet_rows", f"{p}.parquet")]
+    if missing:
+        raise Failure(f"laionet_rows is missing for parts {missing}: materialise laionet_rows for them first")
+    counts: dict[str, int] = {}
+    for part in parts:
+        for key, value in files.read_json("laionet_rows", f"{part}.counts.json").items():
+            counts[key] = counts.get(key, 0) + int(value)
+    if counts["candidates"] == counts["dropped_multi_synset"]:
+        raise Failure(f"no caption of parts {parts} matched exactly one synset: LAIONet would be empty")
+    selected = pl.concat([files.read_parquet("laionet_rows", f"{p}.parquet") for p in parts], how="diagonal_relaxed").sort("wnid", "uid")
+    eligible = pl.concat([files.read_parquet("laionet_rows", f"{p}.eligible.parquet") for p in parts], how="diagonal_relaxed")
+    threshold = float(params.get("threshold", LAIONET_THRESHOLD))
+    text_models = sorted(set(eligible["text_model"].drop_nulls().to_list())) if "text_model" in eligible.columns else []
+    if warning := threshold_warning(threshold, text_models):
+        context.log.warning(warning)
+    curve = threshold_curve(eligible["similarity"].to_numpy(), eligible["wnid"].to_numpy(), config.sweep)
     files.write_parquet(selected, "laionet", "laionet.parquet")
     labels = label_map(selected)
     files.write_json(labels, "laionet", "wnid_to_rows.json", indent=0)
@@ -392,9 +434,9 @@ def laionet(context: AssetExecutionContext, config: LaionetConfig, files: FileSt
             "parts_seen": ", ".join(parts),
             "rows": selected.height,
             "classes": len(labels),
-            "threshold": config.threshold,
-            **sel.counts,
-            "text_in_image_checked": sel.text_in_image_checked,
+            "threshold": threshold,
+            **{k: v for k, v in counts.items() if k != "text_in_image_checked"},
+            "text_in_image_checked": counts.get("text_in_image_checked", 0) > 0,
             "text_models": ", ".join(text_models),
             "paper_text_model": bool(text_models) and all(is_paper_text_model(m) for m in text_models),
             "threshold_calibration_warning": warning is not None,
@@ -786,6 +828,7 @@ assets = [
     ilsvrc_synsets,
     lemma_matches,
     synset_similarity,
+    laionet_rows,
     laionet,
     laionet_intra_class_similarity,
     laionet_accuracy,

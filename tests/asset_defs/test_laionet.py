@@ -12,6 +12,7 @@ from asset_defs.laionet import (
     LAIONET_COLUMNS,
     ilsvrc_synsets,
     laionet,
+    laionet_rows,
     laionet_accuracy,
     laionet_intra_class_similarity,
     lemma_matches,
@@ -50,7 +51,9 @@ def net(world, demo):
     files = resources["files"]
     scored = pl.concat([files.read_parquet("synset_similarity", f"{p}.parquet") for p in demo.parts])
     threshold = float(np.median(scored["text_to_name_def_wnid_similarity"]))
-    assert run([laionet], resources, instance, None, run_config={"ops": {"laionet": {"config": {"threshold": threshold}}}}).success
+    for part in demo.parts:
+        assert run([laionet_rows], resources, instance, part, run_config={"ops": {"laionet_rows": {"config": {"threshold": threshold}}}}).success
+    assert run([laionet], resources, instance, None).success
     return resources, instance, threshold
 
 
@@ -150,7 +153,8 @@ def test_laionet_counts_multi_synset_captions(net, demo, tmp_path):
     assert known >= 3
     event = instance.get_latest_materialization_event(synset_similarity.key).asset_materialization
     assert event.metadata["dropped_multi_synset"].value == known
-    assert run([laionet], resources, instance, None, run_config={"ops": {"laionet": {"config": {"threshold": 0.82}}}}).success
+    assert run([laionet_rows], resources, instance, part, run_config={"ops": {"laionet_rows": {"config": {"threshold": 0.82}}}}).success
+    assert run([laionet], resources, instance, None).success
     md = {k: v.value for k, v in instance.get_latest_materialization_event(laionet.key).asset_materialization.metadata.items()}
     assert md["dropped_multi_synset"] == known and md["candidates"] == _matched_rows(resources["files"], [part])[0]
     assert md["threshold_calibration_warning"] is True and md["paper_text_model"] is False
@@ -228,7 +232,8 @@ def test_accuracy_weightings_follow_the_per_class_recalls(net):
 
 def test_bad_inputs_name_the_problem(net, tmp_path):
     resources, instance, _ = net
-    result = run([laionet], resources, instance, None, run_config={"ops": {"laionet": {"config": {"threshold": 1.5}}}}, raise_on_error=False)
+    part = instance.get_dynamic_partitions("laion_part")[0]
+    result = run([laionet_rows], resources, instance, part, run_config={"ops": {"laionet_rows": {"config": {"threshold": 1.5}}}}, raise_on_error=False)
     assert not result.success and "[-1, 1]" in _error(result)
     config = {"reference_dataset": "demo_narrow"}
     result = run([laionet_accuracy], resources, instance, None, run_config={"ops": {"laionet_accuracy": {"config": config}}}, raise_on_error=False)
