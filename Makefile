@@ -25,7 +25,9 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export WANDB_MODE := disabled
 export DAGSTER_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
-export LAIONLAB_GPU_POOL_LIMIT ?= 1
+# Concurrent steps of the `gpu` pool: one per GPU; on a host without one the pool bounds the
+# heavy CPU steps instead (2: the demo's 2-core machines; a backfill of the demo waits mostly on it)
+export LAIONLAB_GPU_POOL_LIMIT ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); [ "$$n" -gt 0 ] 2>/dev/null && echo $$n || echo 2)
 # glibc: large blocks from mmap and few arenas, so the heap is returned between batches
 # (20k-image part: peak 2.2 -> 1.7 GiB; see laionlab/embed/encode.py)
 export MALLOC_MMAP_THRESHOLD_ ?= 131072
