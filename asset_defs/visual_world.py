@@ -3,7 +3,6 @@ visual system", CCN 2025): reference datasets, the photo classifier, LAION-natur
 k-means clusters.
 """
 
-
 import numpy as np
 import polars as pl
 from dagster import (

@@ -28,17 +28,17 @@ from sensors.reference_datasets import catalog_changes, model_changes, target_ch
 def job_of(key: AssetKey) -> str:
     """The named job (jobs/__init__.py) that runs ``key``: its page lists the run."""
     for job in all_jobs:
-        if job is not ingest_job and key in defs.resolve_job_def(job.name).asset_layer.executable_asset_keys:
+        if key in defs.resolve_job_def(job.name).asset_layer.executable_asset_keys:
             return job.name
     raise ValueError(f"no job runs {key.to_user_string()}")
 
 
-def stages(skip: set[AssetKey]) -> list[tuple[str, list[AssetKey]]]:
-    """Runs in dependency order, as a backfill waves them: each wave takes every asset whose
-    upstream is done and runs it with the others of its job (one partitions_def) in one run
-    per partition."""
+def stages(keys: set[AssetKey]) -> list[tuple[str, list[AssetKey]]]:
+    """Runs of ``keys`` in dependency order, as a backfill waves them: each wave takes every
+    asset whose upstream (within ``keys``) is done and runs it with the others of its job (one
+    partitions_def) in one run per partition."""
     graph = defs.resolve_asset_graph()
-    todo = [k for k in graph.toposorted_asset_keys if k not in skip]
+    todo = [k for k in graph.toposorted_asset_keys if k in keys]
     out: list[tuple[str, list[AssetKey]]] = []
     while todo:
         ready = [k for k in todo if not graph.get(k).parent_keys & set(todo)]
@@ -50,19 +50,48 @@ def stages(skip: set[AssetKey]) -> list[tuple[str, list[AssetKey]]]:
     return out
 
 
-def run_all(instance: DagsterInstance, resources: dict | None = None, run_config: dict | None = None, skip: dict[str, list[str]] | None = None) -> None:
-    """Every asset downstream of the ingest, one run per stage and partition. ``run_config``
+def after_ingest() -> set[AssetKey]:
+    """Every asset but the ingest's (what `make demo` runs after `dagster job execute -j ingest_job`)."""
+    ingest = set(defs.resolve_job_def(ingest_job.name).asset_layer.executable_asset_keys)
+    return set(defs.resolve_asset_graph().materializable_asset_keys) - ingest
+
+
+def needed_by_new_part() -> set[AssetKey]:
+    """What a new LAION part makes out of date: the per-part assets (for that part only) and
+    every asset that reads the parts, directly or through another (the cross-part results)."""
+    graph = defs.resolve_asset_graph()
+    roots = {k for k in graph.materializable_asset_keys if graph.get(k).partitions_def == laion_part}
+    out, todo = set(roots), list(roots)
+    while todo:
+        for child in graph.get(todo.pop()).child_keys:
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def run_all(
+    instance: DagsterInstance,
+    resources: dict | None = None,
+    run_config: dict | None = None,
+    skip: dict[str, list[str]] | None = None,
+    keys: set[AssetKey] | None = None,
+    laion_parts: list[str] | None = None,
+) -> None:
+    """``keys`` (default: everything after the ingest), one run per stage and partition;
+    ``laion_parts`` limits the per-part runs to those parts (a new part). ``run_config``
     (``ops: {asset: {config: ...}}``) and ``skip`` ({asset: [partition substrings]}) are for
     tests that run the demo profile from a process loaded with another one, on fewer partitions."""
     ops, skip = (run_config or {}).get("ops", {}), skip or {}
     jobs = Definitions(assets=all_assets, jobs=all_jobs, resources=resources or build_resources())
-    done = set(defs.resolve_job_def(ingest_job.name).asset_layer.executable_asset_keys) | {AssetKey("laion_embeddings_import")}
-    for name, keys in stages(done):
+    for name, stage in stages(after_ingest() if keys is None else keys):
         job = jobs.resolve_job_def(name)
         pdef = job.partitions_def
         partitions = pdef.get_partition_keys(dynamic_partitions_store=instance) if pdef is not None else [None]
+        if pdef == laion_part and laion_parts is not None:
+            partitions = [p for p in partitions if p in laion_parts]
         for partition in partitions:
-            here = [k for k in keys if partition is None or not any(s in str(partition) for s in skip.get(k.to_user_string(), []))]
+            here = [k for k in stage if partition is None or not any(s in str(partition) for s in skip.get(k.to_user_string(), []))]
             if not here:
                 continue
             start = time.perf_counter()

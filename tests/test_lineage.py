@@ -103,3 +103,15 @@ def test_the_sensor_checks_again_only_after_a_part_changes():
     _report(instance, "laion_embeddings", "p0")
     context = build_sensor_context(instance=instance, cursor=context.cursor)
     assert part_checks_sensor(context).run_key != first.run_key
+
+
+def test_what_a_new_part_makes_out_of_date():
+    """jobs.demo.needed_by_new_part (benchmarks/new_part.py's update): the per-part assets and
+    everything reading the parts, nothing that reads only the catalog."""
+    from jobs.demo import after_ingest, needed_by_new_part
+
+    needed = {k.to_user_string() for k in needed_by_new_part()}
+    assert {"laion_metadata", "laion_embeddings", "laion_natural", "laionet_rows", "laionet", "coverage", "laion_dedup",
+            "eval_to_laion_similarity", "retrieval_samples", "pruned_pool_sizes"} <= needed
+    assert not needed & {"reference_embeddings", "model_features", "probe_scores", "similarity_consistency", "ilsvrc_synsets"}
+    assert {k.to_user_string() for k in after_ingest()} >= needed - {"laion_metadata", "laion_images", "laion_embeddings"}
