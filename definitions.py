@@ -12,7 +12,7 @@ import os
 from dagster import Definitions, in_process_executor
 
 from asset_defs import all_assets, all_checks
-from asset_defs.profile import resource_default
+from asset_defs.profile import active_profile, resource_default
 from jobs import all_jobs
 from laionlab.io.files import join
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LaionSource, LanceStore
@@ -23,9 +23,15 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-def _setting(name: str, resource: str, field: str, default):
-    """A resource field: the LAIONLAB_* variable, else the active profile's value, else ``default``."""
-    return os.environ.get(name) or resource_default(resource, field, default)
+def _setting(name: str, resource: str | None, field: str | None, default, kind: type = int):
+    """A resource field: the LAIONLAB_* variable, else the active profile's value, else
+    ``default``, as ``kind``; a value that is not one names the variable (or profile field)."""
+    value = os.environ.get(name) or (resource_default(resource, field, default) if resource else default)
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        source = name if os.environ.get(name) else f"the profile's resources.{resource}.{field}"
+        raise ValueError(f"{source} = {value!r} is not {'an integer' if kind is int else 'a number'}") from None
 
 
 def _env_json(name: str) -> dict:
@@ -52,8 +58,17 @@ def _laionet_text_spec(clip: dict) -> dict:
     return {"model_name": model or clip["model_name"], "pretrained": pretrained, "checkpoint": checkpoint}
 
 
+# the resource fields a profile may set (profiles/*.yaml, `resources:`)
+PROFILE_RESOURCE_FIELDS = {"clip": {"batch_size", "num_workers"}, "downloader": {"processes_count", "thread_count", "image_size"}}
+
+
 def build_resources(data_root: str | None = None, source_uri: str | None = None, catalog: str | None = None) -> dict:
     """The resources keyed as the assets expect, from arguments or LAIONLAB_* variables."""
+    profile = active_profile()
+    for resource, fields in profile["resources"].items():
+        unknown = set(fields) - PROFILE_RESOURCE_FIELDS.get(resource, set())
+        if unknown:
+            raise ValueError(f"profile {profile['path']}: resources.{resource} cannot set {sorted(unknown)} (settable: {PROFILE_RESOURCE_FIELDS})")
     root = data_root or _env("LAIONLAB_DATA_ROOT", os.path.abspath("data/lab"))
     clip = {
         "model_name": _env("LAIONLAB_CLIP_MODEL", "laionlab-tiny"),
@@ -61,8 +76,8 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
         "checkpoint": os.environ.get("LAIONLAB_CLIP_CHECKPOINT") or None,
         "device": _env("LAIONLAB_DEVICE", "auto"),
         "precision": _env("LAIONLAB_PRECISION", "fp32"),
-        "batch_size": int(_setting("LAIONLAB_BATCH_SIZE", "clip", "batch_size", 256)),
-        "num_workers": int(_setting("LAIONLAB_NUM_WORKERS", "clip", "num_workers", 2)),
+        "batch_size": _setting("LAIONLAB_BATCH_SIZE", "clip", "batch_size", 256),
+        "num_workers": _setting("LAIONLAB_NUM_WORKERS", "clip", "num_workers", 2),
     }
     return {
         "source": LaionSource(uri=source_uri or _env("LAIONLAB_SOURCE_URI", os.path.abspath("data/demo/laion_parts"))),
@@ -74,15 +89,15 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
         "clip": ClipEncoder(
             **clip,
             ray_address=os.environ.get("LAIONLAB_RAY_ADDRESS") or None,
-            ray_actors=int(_env("LAIONLAB_RAY_ACTORS", "2")),
-            ray_gpus_per_actor=float(_env("LAIONLAB_RAY_GPUS_PER_ACTOR", "0")),
+            ray_actors=_setting("LAIONLAB_RAY_ACTORS", None, None, 2),
+            ray_gpus_per_actor=_setting("LAIONLAB_RAY_GPUS_PER_ACTOR", None, None, 0, kind=float),
         ),
         # LAIONet's caption-to-synset text model; it only encodes texts, in the step's process
         "laionet_text_clip": ClipEncoder(**{**clip, **_laionet_text_spec(clip)}),
         "downloader": Downloader(
-            processes_count=int(_setting("LAIONLAB_DOWNLOAD_PROCESSES", "downloader", "processes_count", 2)),
-            thread_count=int(_setting("LAIONLAB_DOWNLOAD_THREADS", "downloader", "thread_count", 16)),
-            image_size=int(_setting("LAIONLAB_IMAGE_SIZE", "downloader", "image_size", 256)),
+            processes_count=_setting("LAIONLAB_DOWNLOAD_PROCESSES", "downloader", "processes_count", 2),
+            thread_count=_setting("LAIONLAB_DOWNLOAD_THREADS", "downloader", "thread_count", 16),
+            image_size=_setting("LAIONLAB_IMAGE_SIZE", "downloader", "image_size", 256),
             # file:// URLs are refused outside these folders (the demo's images live in its root)
             allowed_file_roots=[p for p in _env("LAIONLAB_ALLOWED_FILE_ROOTS", os.path.abspath("data/demo")).split(os.pathsep) if p],
             ray_address=os.environ.get("LAIONLAB_RAY_ADDRESS") or None,

@@ -122,3 +122,34 @@ def test_a_profile_naming_a_missing_asset_fails_the_load(tmp_path):
     path.write_text("assets:\n  laion_naturall:\n    threshold: 0.5\n")
     out = subprocess.run([sys.executable, "-c", "import definitions"], cwd=ROOT, env={**os.environ, "LAIONLAB_PROFILE": str(path)}, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0 and "no configurable asset named laion_naturall" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LAIONLAB_BATCH_SIZE": "abc"}, "LAIONLAB_BATCH_SIZE = 'abc' is not an integer"),
+        ({"LAIONLAB_RAY_GPUS_PER_ACTOR": "half"}, "LAIONLAB_RAY_GPUS_PER_ACTOR = 'half' is not a number"),
+    ],
+)
+def test_a_bad_variable_names_itself(monkeypatch, env, message):
+    from definitions import build_resources
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        build_resources()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("resources:\n  clip:\n    num_workers: many\n", r"the profile's resources.clip.num_workers = 'many' is not an integer"),
+        ("resources:\n  clip:\n    model_name: ViT-B-32\n", r"resources.clip cannot set \['model_name'\]"),
+    ],
+)
+def test_a_bad_profile_resource_is_named(tmp_path, monkeypatch, text, message):
+    from definitions import build_resources
+
+    _profile(tmp_path, monkeypatch, text)
+    with pytest.raises(ValueError, match=message):
+        build_resources()
