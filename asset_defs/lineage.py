@@ -20,6 +20,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetRecordsFilter,
+    AssetSelection,
     AssetsDefinition,
     DagsterEventType,
     DagsterInstance,
@@ -28,8 +29,14 @@ from dagster import (
 )
 
 from asset_defs.partitions import laion_part
+from asset_defs.profile import active_profile
 
 PART_CHECK = "includes_every_part"
+
+
+def _latest(instance: DagsterInstance, key: AssetKey):
+    """The latest materialisation record of ``key``, or None."""
+    return next(iter(instance.fetch_materializations(key, limit=1).records), None)
 
 
 def latest_by_partition(instance: DagsterInstance, key: AssetKey, partitions: list[str] | None = None) -> dict:
@@ -74,7 +81,7 @@ def require_same_params(context, asset: str, parts: list[str]) -> dict:
 def parts_seen_of(instance: DagsterInstance, asset: str) -> str:
     """``parts_seen`` of the latest materialisation of ``asset``: what a result built only from
     it (not from the parts themselves) inherits."""
-    record = next(iter(instance.fetch_materializations(AssetKey(asset), limit=1).records), None)
+    record = _latest(instance, AssetKey(asset))
     seen = record.asset_materialization.metadata.get("parts_seen") if record else None
     return seen.value if seen is not None else ""
 
@@ -84,7 +91,7 @@ def parts_not_included(instance: DagsterInstance, key: AssetKey, part_ancestors:
     ``missing`` (not in its ``parts_seen``, or never built by a per-part ancestor) and
     ``updated`` (a per-part ancestor re-materialised after it)."""
     registered = sorted(instance.get_dynamic_partitions(laion_part.name))
-    record = next(iter(instance.fetch_materializations(key, limit=1).records), None)
+    record = _latest(instance, key)
     if record is None:
         return {"built": False, "registered": registered, "missing": registered, "updated": []}
     metadata = record.asset_materialization.metadata
@@ -102,7 +109,7 @@ def parts_not_included(instance: DagsterInstance, key: AssetKey, part_ancestors:
 
 def parts_fingerprint(instance: DagsterInstance, per_part: list[AssetKey]) -> str:
     """Changes when a LAION part is registered or removed, or any per-part asset is materialised."""
-    latest = [next((r.storage_id for r in instance.fetch_materializations(k, limit=1).records), 0) for k in per_part]
+    latest = [record.storage_id if (record := _latest(instance, k)) else 0 for k in per_part]
     return json.dumps([sorted(instance.get_dynamic_partitions(laion_part.name)), latest])
 
 
@@ -142,8 +149,6 @@ def with_code_versions(assets: list[AssetsDefinition]) -> list[AssetsDefinition]
     """Each asset's code version: a hash of its function's source and the active profile's
     values for it, so the UI marks its results stale when the step's code or its profile
     parameters change (the library code it calls is versioned by the release, not here)."""
-    from asset_defs.profile import active_profile
-
     values = active_profile()["assets"]
     out = []
     for a in assets:
@@ -158,23 +163,13 @@ def part_checks(assets: list[AssetsDefinition]) -> list:
     """One ``includes_every_part`` check per unpartitioned asset with LAION-part ancestors
     (per-dataset/target results are marked stale by Dagster itself through their direct
     all-parts dependency)."""
-    parents = {spec.key: {d.asset_key for d in spec.deps} for a in assets for spec in a.specs}
     partitioning = {key: a.partitions_def for a in assets for key in a.keys}
     checks = []
-    for key in sorted(parents):
+    for key in sorted(partitioning):
         if partitioning[key] is not None:
             continue
-        part_ancestors = sorted(a for a in _ancestors(parents, key) if partitioning.get(a) == laion_part)
+        ancestors = AssetSelection.assets(key).upstream(include_self=False).resolve(assets)
+        part_ancestors = sorted(a for a in ancestors if partitioning.get(a) == laion_part)
         if part_ancestors:
             checks.append(part_check(key, part_ancestors))
     return checks
-
-
-def _ancestors(parents: dict[AssetKey, set[AssetKey]], key: AssetKey) -> set[AssetKey]:
-    out, todo = set(), list(parents[key])
-    while todo:
-        parent = todo.pop()
-        if parent not in out:
-            out.add(parent)
-            todo.extend(parents.get(parent, ()))
-    return out

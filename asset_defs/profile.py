@@ -68,7 +68,6 @@ def profiled(asset_name: str):
     An unknown field or a value its field refuses fails at load time, naming the profile."""
 
     def decorate(cls: type) -> type:
-        PROFILED[asset_name] = cls
         profile = active_profile()
         values = profile["assets"].get(asset_name, {})
         namespace = {"__annotations__": {}, "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
@@ -86,11 +85,8 @@ def profiled(asset_name: str):
             new.default, new.default_factory = value, None
             namespace["__annotations__"][field] = info.annotation
             namespace[field] = new
-        if not values:
-            return cls
-        subclass = type(cls)(cls.__name__, (cls,), namespace)
-        PROFILED[asset_name] = subclass
-        return subclass
+        PROFILED[asset_name] = type(cls)(cls.__name__, (cls,), namespace) if values else cls
+        return PROFILED[asset_name]
 
     return decorate
 

@@ -14,7 +14,7 @@ summary:  print what the graph holds afterwards.
 import sys
 import time
 
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions
 
 from asset_defs import all_assets
 from asset_defs.ingest import EMBEDDINGS_TABLE
@@ -60,14 +60,8 @@ def needed_by_new_part() -> set[AssetKey]:
     """What a new LAION part makes out of date: the per-part assets (for that part only) and
     every asset that reads the parts, directly or through another (the cross-part results)."""
     graph = defs.resolve_asset_graph()
-    roots = {k for k in graph.materializable_asset_keys if graph.get(k).partitions_def == laion_part}
-    out, todo = set(roots), list(roots)
-    while todo:
-        for child in graph.get(todo.pop()).child_keys:
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
+    roots = [k for k in graph.materializable_asset_keys if graph.get(k).partitions_def == laion_part]
+    return set(AssetSelection.assets(*roots).downstream().resolve(graph))
 
 
 def run_all(
