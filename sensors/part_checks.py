@@ -2,6 +2,8 @@
 includes_every_part checks, so every cross-partition asset downstream says in the UI which
 parts its latest result lacks (Dagster's own stale mark reaches only direct dependents)."""
 
+import hashlib
+
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
 
 from asset_defs import all_assets
@@ -23,4 +25,5 @@ def part_checks_sensor(context: SensorEvaluationContext):
     if fingerprint == context.cursor:
         return SkipReason("no LAION part added, removed or re-materialised since the last check")
     context.update_cursor(fingerprint)
-    return RunRequest(run_key=f"part-checks-{abs(hash(fingerprint))}")
+    # hashlib, not hash(): str hashes differ between processes, and the daemon restarts
+    return RunRequest(run_key=f"part-checks-{hashlib.sha1(fingerprint.encode()).hexdigest()[:16]}")
