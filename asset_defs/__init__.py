@@ -12,6 +12,7 @@ all_assets = with_code_versions(automate(
     [*ingest.assets, *visual_world.assets, *train_test_similarity.assets, *laionet.assets, *retrieval.assets, *representations.assets]
 ))
 # includes_every_part: which LAION parts each cross-partition result lacks (asset_defs/lineage.py)
-all_checks = part_checks(all_assets)
+# plus dedup_parts_current: which parts' dedup flags predate an earlier part's change
+all_checks = [*part_checks(all_assets), *train_test_similarity.checks]
 
 __all__ = ["all_assets", "all_checks", "dataset", "ingest", "laion_part", "laionet", "representations", "retrieval", "train_test_similarity", "visual_world"]

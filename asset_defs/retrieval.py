@@ -11,6 +11,7 @@ retrieval_samples[target].
 
 import io
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -26,6 +27,9 @@ from asset_defs.visual_world import reference_embeddings
 from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors, uid_filters
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LanceStore
+
+if TYPE_CHECKING:
+    from laionlab.io.download import DownloadResult
 
 GROUP = "retrieval"
 CAPTIONS_TABLE = "laion_captions"
@@ -213,6 +217,9 @@ def _match_parts(context: AssetExecutionContext, lance: LanceStore, name: str, s
 class RetrievedImagesConfig(Config):
     max_per_class: int | None = Field(None, ge=1, description="each class draws at most this many of its rows to download (seeded random; the seed's --sampling random); a row of several classes drawn by one counts for all")
     seed: int = Field(0)
+    retry_failed: bool = Field(
+        False, description="download again rows whose download failed in an earlier run (img2dataset's `retries` already retries within a run)"
+    )
 
 
 def _embedded_uids(lance: LanceStore, table: str, uids: list[str]) -> set[str]:
@@ -246,31 +253,49 @@ def retrieved_images(
         missing = cap_per_class(missing, config.max_per_class, seed=config.seed)
     wanted = missing["uid"].to_list()
     already = _embedded_uids(lance, RETRIEVED_TABLE, wanted)
-    todo = [u for u in wanted if u not in already]
+    failed = _failed_downloads(files, name)
+    todo = [u for u in wanted if u not in already and (config.retry_failed or u not in failed)]
+    counts = {"matched_without_embedding": len(wanted), "already_retrieved": len(already), "failed_before": len(failed)}
     if not todo:
-        return MaterializeResult(metadata={**params_metadata(config), "matched_without_embedding": len(wanted), "downloaded": 0, "already_retrieved": len(already)})
+        context.log.info(f"{name}: nothing to download ({len(already)} retrieved before, {len(failed)} failed before; retry_failed=True tries those again)")
+        return MaterializeResult(metadata={**params_metadata(config), **counts, "downloaded": 0})
     parts = sorted({u.rsplit(":", 1)[0] for u in todo})
     meta = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet") for p in parts]).filter(pl.col("uid").is_in(todo))
     context.log.info(f"{name}: downloading {meta.height} matched images of parts {parts} that were never downloaded")
-    downloaded, rows, version = _download_and_embed(name, meta, clip, downloader, files, lance)
+    result, rows, version = _download_and_embed(name, meta, clip, downloader, files, lance)
+    failures = result.status.filter(pl.col("status") != "success").select(pl.col("uid", "error_message").cast(pl.String))
+    kept = pl.DataFrame({"uid": sorted(failed)}, schema={"uid": pl.String}).filter(~pl.col("uid").is_in(result.status["uid"].implode()))
+    files.write_parquet(pl.concat([failures, kept.join(_failed_table(files, name), on="uid", how="left")]).sort("uid"), "retrieved_images", f"{name}.failed.parquet")
     return MaterializeResult(
         metadata={
             **params_metadata(config),
-            "matched_without_embedding": len(wanted),
+            **counts,
             "requested": meta.height,
-            "downloaded": downloaded,
+            "downloaded": result.successes,
+            "failed": failures.height,
             "embedded": rows,
             "shards": version,
         }
     )
 
 
+def _failed_table(files: FileStore, name: str) -> pl.DataFrame:
+    """uid, error_message of the rows whose download failed in earlier runs for target ``name``."""
+    if not files.exists("retrieved_images", f"{name}.failed.parquet"):
+        return pl.DataFrame(schema={"uid": pl.String, "error_message": pl.String})
+    return files.read_parquet("retrieved_images", f"{name}.failed.parquet")
+
+
+def _failed_downloads(files: FileStore, name: str) -> set[str]:
+    return set(_failed_table(files, name)["uid"].to_list())
+
+
 def _download_and_embed(
     name: str, meta: pl.DataFrame, clip: ClipEncoder, downloader: Downloader, files: FileStore, lance: LanceStore
-) -> tuple[int, int, str]:
+) -> tuple["DownloadResult", int, str]:
     """img2dataset the rows of ``meta`` into a new version of the target's shard folder, embed
     them, and merge them into the target's rows of retrieved_embeddings (rows retrieved before
-    stay). Returns (downloaded, embedded, shard folder)."""
+    stay). Returns (img2dataset's result, rows embedded, shard folder)."""
     from laionlab.embed.encode import encode_shards
     from laionlab.io.download import download_part
     from laionlab.io.files import commit_version_dir, new_version_dir
@@ -291,7 +316,7 @@ def _download_and_embed(
     rows = sum(b.num_rows for b in batches)
     if rows:
         lance.replace_part(RETRIEVED_TABLE, name, [*old, *batches], schema)
-    return result.successes, rows, version
+    return result, rows, version
 
 
 # --- retrieval_samples -----------------------------------------------------------------------

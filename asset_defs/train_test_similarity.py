@@ -6,12 +6,22 @@ the "train" set (ImageNet-train in the paper) is.
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    asset,
+    asset_check,
+)
 from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
-from asset_defs.lineage import parts_seen_of
+from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors
@@ -138,7 +148,6 @@ def dedup_assignments(context: AssetExecutionContext, files: FileStore, lance: L
 @profiled("laion_dedup")
 class DedupConfig(Config):
     eps: float = Field(0.124, gt=0, lt=1, description="drop a row whose max cosine to an earlier row of its cluster > 1 - eps (seed: 0.124)")
-    rule: str = Field("seed", description="seed (drop vs any earlier row) or semdedup (keep one per group)")
     block_rows: int = Field(40_000, ge=1, description="rows per block inside big clusters (seed: 40,000)")
     group_rows: int = Field(1_000_000, ge=1, description="rows of consecutive clusters read from all parts at once (memory bound)")
     curve_eps: list[float] = Field([0.02, 0.05, 0.08, 0.1, 0.124, 0.15, 0.2, 0.3], description="ε values of the removal curve")
@@ -161,14 +170,17 @@ def _read_version(files: FileStore, *folder: str, columns: list[str] | None = No
     return pl.concat([read_parquet(f, columns) for f in _version_files(files, *folder)])
 
 
-def dedup_files(files: FileStore) -> list[str]:
-    """laion_dedup's current per-part Parquet files (uid, part, cluster, keep, max_earlier_sim)."""
-    return _version_files(files, "laion_dedup")
+def dedup_files(files: FileStore, parts: list[str]) -> list[str]:
+    """laion_dedup's Parquet files of ``parts`` (uid, cluster, part, keep, max_earlier_sim)."""
+    missing = [p for p in parts if not files.exists("laion_dedup", f"{p}.parquet")]
+    if missing:
+        raise Failure(f"laion_dedup has no result for {', '.join(missing)}: materialise laion_dedup for these parts")
+    return [files.path("laion_dedup", f"{p}.parquet") for p in parts]
 
 
-def read_dedup(files: FileStore, columns: list[str] | None = None) -> pl.DataFrame:
-    """laion_dedup's current result over all parts, in one frame (small tables, tests)."""
-    return _read_version(files, "laion_dedup", columns=columns)
+def read_dedup(files: FileStore, parts: list[str], columns: list[str] | None = None) -> pl.DataFrame:
+    """laion_dedup over ``parts``, in one frame (small tables, tests)."""
+    return pl.concat([files.read_parquet("laion_dedup", f"{p}.parquet", columns=columns) for p in parts])
 
 
 def _open_shards(context: AssetExecutionContext, files: FileStore, parts: list[str], k: int) -> list:
@@ -191,69 +203,185 @@ def _open_shards(context: AssetExecutionContext, files: FileStore, parts: list[s
     return shards
 
 
-def _write_dedup(context: AssetExecutionContext, files: FileStore, parts: list[str], flags: list) -> None:
-    """One Parquet per part (uid, cluster, part, keep, max_earlier_sim) into a new version
-    folder of laion_dedup, made current only once every part is written."""
-    from laionlab.io.files import atomic_write_parquet, commit_version_dir, join, new_version_dir
+def _assignments_read(instance, parts: list[str]) -> dict[str, int]:
+    """part -> storage id of the latest dedup_assignments materialisation of each of ``parts``."""
+    latest = latest_by_partition(instance, dedup_assignments.key, parts)
+    return {p: latest[p].storage_id for p in parts if p in latest}
 
-    version = new_version_dir(files.path("laion_dedup"))
-    progress = Progress("writing laion_dedup", len(parts), log=context.log, unit="parts")
-    for part, (keep, max_sim) in zip(parts, flags):
-        frame = files.read_parquet("dedup_assignments", f"{part}.parquet", columns=["uid", "cluster"])
-        frame = frame.with_columns(part=pl.lit(part), keep=pl.Series(keep), max_earlier_sim=pl.Series(max_sim))
-        atomic_write_parquet(frame, join(version, f"{part}.parquet"))
-        progress.update()
-    progress.close()
-    commit_version_dir(files.path("laion_dedup"), version)
+
+# A backfill launches laion_dedup[p] once dedup_assignments[p] is done (Dagster cannot map a
+# dynamic partition to the partitions before it); the earlier parts' runs may still be going.
+WAIT_SECONDS, WAIT_TRIES = 15, 40
+
+
+def _wait_for_earlier_parts(context: AssetExecutionContext, order: list[str]) -> None:
+    """Retry the step (RetryRequested, every WAIT_SECONDS, up to WAIT_TRIES times) while a run
+    that will materialise dedup_assignments of a part in ``order`` is queued or going; fail
+    at once naming the parts that have none and no run on the way."""
+    from dagster import DagsterRunStatus, RetryRequested
+
+    instance, done = context.instance, _assignments_read(context.instance, order)
+    pending, missing = [], []
+    for p in order:
+        planned = instance.get_latest_planned_materialization_info(dedup_assignments.key, p)
+        run = instance.get_run_by_id(planned.run_id) if planned and planned.storage_id > done.get(p, -1) else None
+        if run is not None and run.status in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED):
+            pending.append(p)
+        elif p not in done:
+            missing.append(p)
+    if missing:
+        raise Failure(
+            f"laion_dedup[{order[-1]}] compares its rows with every earlier part's; dedup_assignments is missing for "
+            f"{', '.join(missing)}: materialise it for those parts first"
+        )
+    if pending:
+        if context.retry_number >= WAIT_TRIES:
+            raise Failure(f"laion_dedup[{order[-1]}]: dedup_assignments of {', '.join(pending)} still running after {WAIT_TRIES * WAIT_SECONDS} s")
+        context.log.info(f"waiting for dedup_assignments of {', '.join(pending)} (earlier parts this part is compared with); retry in {WAIT_SECONDS} s")
+        raise RetryRequested(max_retries=WAIT_TRIES, seconds_to_wait=WAIT_SECONDS)
+
+
+def dedup_chain_problems(instance, parts: list[str]) -> dict[str, str]:
+    """Parts whose laion_dedup result no longer matches the earlier parts it was computed
+    against (seed 004's rule compares a row with the earlier rows of its cluster, so
+    re-materialising part p's assignments, or registering a part that sorts before p,
+    changes every later part's flags): part -> why."""
+    latest = latest_by_partition(instance, laion_dedup.key, parts)
+    current = _assignments_read(instance, parts)
+    problems = {}
+    for i, part in enumerate(parts):
+        record = latest.get(part)
+        if record is None:
+            problems[part] = "not materialised"
+            continue
+        read = record.asset_materialization.metadata.get("assignments_read")
+        read = read.value if read is not None else {}
+        if list(read) != parts[: i + 1]:
+            problems[part] = f"computed after parts [{', '.join(list(read)[:-1])}], now after [{', '.join(parts[:i])}]"
+        elif changed := [q for q in read if read[q] != current.get(q)]:
+            problems[part] = f"dedup_assignments re-materialised since for {', '.join(changed)}"
+    return problems
+
+
+def require_dedup_chain(context: AssetExecutionContext, parts: list[str]) -> dict:
+    """laion_dedup's parameters over ``parts`` (one set, or a Failure naming the parts), after
+    checking that every part's flags are computed against the current earlier parts."""
+    params = require_same_params(context, laion_dedup.key.to_user_string(), parts)
+    problems = dedup_chain_problems(context.instance, parts)
+    if problems:
+        raise Failure(
+            "laion_dedup is out of date for some parts (a part's flags depend on every earlier part):\n  "
+            + "\n  ".join(f"{p}: {why}" for p, why in problems.items())
+            + f"\nRe-materialise laion_dedup for {', '.join(problems)} (in part order)."
+        )
+    return params
+
+
+@asset(
+    partitions_def=laion_part,
+    group_name=GROUP,
+    deps=[every_partition(dedup_centroids), dedup_assignments],
+    kinds={"parquet"},
+    description="Semantic deduplication of one LAION part (seed 004's compute_dedup_paths): a row is dropped when an "
+    "earlier row of its cluster (earlier parts, then earlier uids of this part) is more similar than 1 − ε. "
+    "Earlier parts' results never change when a part is appended.",
+)
+def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: FileStore) -> MaterializeResult:
+    """The part's rows against every earlier row of their clusters (parts in sorted order,
+    then uid order inside a part: the stable order the seed's per-cluster files give), read
+    cluster group by cluster group from the parts' ``dedup_assignments`` (memory bounded by
+    ``group_rows``). The seed's rule drops a row whatever happened to the earlier row, so
+    the earlier parts' flags stay valid and only this part's rows are computed
+    (:func:`laionlab.dedup.dedup_shards` with ``from_shard``)."""
+    from laionlab import validate
+    from laionlab.dedup import dedup_shards, removal_summary
+
+    try:  # before any work, so a bad curve never follows a written result
+        validate.real_list("curve_eps", config.curve_eps, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    except ValueError as err:
+        raise Failure(f"laion_dedup: {err}") from None
+    part = context.partition_key
+    parts = registered(context, laion_part)
+    order = parts[: parts.index(part) + 1]
+    _wait_for_earlier_parts(context, order)
+    read = _assignments_read(context.instance, order)
+    k = len(files.load_npy("dedup_centroids", "centroids.npy", mmap=True))
+    shards = _open_shards(context, files, order, k)
+    earlier = sum(len(s.vectors) for s in shards[:-1])
+    context.log.info(f"deduplicating {len(shards[-1].vectors)} rows of {part} against {earlier} rows of {len(order) - 1} earlier parts in {k} clusters")
+    keep, max_sim = dedup_shards(shards, eps=config.eps, block_rows=config.block_rows, group_rows=config.group_rows, from_shard=len(order) - 1)[0]
+    frame = files.read_parquet("dedup_assignments", f"{part}.parquet", columns=["uid", "cluster"])
+    files.write_parquet(frame.with_columns(part=pl.lit(part), keep=pl.Series(keep), max_earlier_sim=pl.Series(max_sim)), "laion_dedup", f"{part}.parquet")
+    curve = removal_summary([(keep, max_sim)], config.curve_eps).curve
+    curve_table = pl.DataFrame({"eps": [e for e, _ in curve], "drop_when_cosine_above": [round(1 - e, 4) for e, _ in curve], "fraction_removed": [round(f, 4) for _, f in curve]})
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            "rows": len(keep),
+            "removed": int((~keep).sum()),
+            "removal_fraction": float((~keep).mean()) if len(keep) else 0.0,
+            "earlier_rows": earlier,
+            "assignments_read": read,
+            "curve_removed": {str(e): round(f * len(keep)) for e, f in curve},
+            "removal_table": markdown_table(curve_table),
+            "max_earlier_similarity": histogram(
+                max_sim[np.isfinite(max_sim)], "max cosine to an earlier row of the cluster", f"{part}: rows with an earlier row in their cluster",
+                files.path("laion_dedup", f"{part}.png"), mark=(1 - config.eps, f"1 − ε = {1 - config.eps:.3f}"), ylabel="rows",
+            ),
+        }
+    )
 
 
 @asset(
     group_name=GROUP,
-    deps=[every_partition(dedup_assignments)],
+    deps=[every_partition(laion_dedup)],
     kinds={"parquet"},
-    description="Semantic deduplication of LAION (seed 004's compute_dedup_paths): keep/drop per uid, streamed "
-    "cluster group by cluster group over the parts, with the removal fraction and its curve over ε.",
+    description="LAION's deduplication over all parts: rows kept and removed per part, the removal fraction and its "
+    "curve over ε (seed 004), summed from the parts' results; fails naming any part out of date.",
 )
-def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.dedup import dedup_shards, removal_summary
-
-    from laionlab import validate
-
-    if config.rule not in ("seed", "semdedup"):
-        raise Failure(f"rule must be 'seed' or 'semdedup', got {config.rule!r}")
-    try:  # before any work, so a bad curve never follows a published version
-        validate.real_list("curve_eps", config.curve_eps, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-    except ValueError as err:
-        raise Failure(f"laion_dedup: {err}") from None
+def dedup_summary(context: AssetExecutionContext, files: FileStore) -> MaterializeResult:
     parts = registered(context, laion_part)
-    k = len(files.load_npy("dedup_centroids", "centroids.npy", mmap=True))
-    shards = _open_shards(context, files, parts, k)
-    context.log.info(f"deduplicating {sum(len(s.vectors) for s in shards)} rows of {len(parts)} parts in {k} clusters, {config.group_rows} rows at a time")
-    # the library logs rows done, rate and ETA through the laionlab logger
-    flags = dedup_shards(shards, eps=config.eps, rule=config.rule, block_rows=config.block_rows, group_rows=config.group_rows)
-    summary = removal_summary(flags, config.curve_eps)
-    _write_dedup(context, files, parts, flags)
-    # the curve is the seed rule's; semdedup removes at least as much at every ε
-    curve_rule = "seed rule" if config.rule == "seed" else "seed rule, a lower bound for semdedup"
-    frac = [f for _, f in summary.curve]
+    params = require_dedup_chain(context, parts)
+    latest = latest_by_partition(context.instance, laion_dedup.key, parts)
+    meta = [latest[p].asset_materialization.metadata for p in parts]
+    table = pl.DataFrame({"part": parts, "rows": [m["rows"].value for m in meta], "removed": [m["removed"].value for m in meta]})
+    table = table.with_columns(removal_fraction=(pl.col("removed") / pl.col("rows")).round(4))
+    files.write_parquet(table, "dedup_summary", "parts.parquet")
+    rows, removed = int(table["rows"].sum()), int(table["removed"].sum())
+    curve_eps = params.get("curve_eps") or [float(e) for e in meta[0]["curve_removed"].value]
+    frac = [sum(m["curve_removed"].value[str(e)] for m in meta) / rows if rows else 0.0 for e in curve_eps]
     return MaterializeResult(
         metadata={
-            **params_metadata(config),
-            "rows": summary.rows,
-            "removed": summary.removed,
-            "removal_fraction": summary.removal_fraction,
-            "eps": config.eps,
-            "rule": config.rule,
-            "removal_curve_rule": curve_rule,
+            "params": params,
+            "rows": rows,
+            "removed": removed,
+            "removal_fraction": removed / rows if rows else 0.0,
             "parts_seen": ", ".join(parts),
+            "per_part": markdown_table(table),
             "removal_curve": line_plot(
-                list(config.curve_eps), {f"removed ({curve_rule})": frac}, "ε (drop when cosine > 1 − ε)", f"removal fraction vs ε ({curve_rule})",
-                files.path("laion_dedup", "removal_curve.png"), logx=False, ylabel="fraction removed",
+                list(curve_eps), {"removed": frac}, "ε (drop when cosine > 1 − ε)", "removal fraction vs ε (seed 004's rule)",
+                files.path("dedup_summary", "removal_curve.png"), logx=False, ylabel="fraction removed",
             ),
             "removal_table": markdown_table(
-                pl.DataFrame({"eps": list(config.curve_eps), "drop_when_cosine_above": [round(1 - e, 4) for e in config.curve_eps], "fraction_removed_seed_rule": np.round(frac, 4)})
+                pl.DataFrame({"eps": list(curve_eps), "drop_when_cosine_above": [round(1 - e, 4) for e in curve_eps], "fraction_removed": np.round(frac, 4)})
             ),
         }
+    )
+
+
+@asset_check(
+    asset=dedup_summary,
+    name="dedup_parts_current",
+    blocking=False,
+    description="Is every registered part's laion_dedup computed against the current earlier parts? (re-materialising a "
+    "part's assignments changes every later part's flags; Dagster cannot mark those partitions stale itself)",
+)
+def dedup_parts_current(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
+    problems = dedup_chain_problems(context.instance, parts)
+    text = "; ".join(f"{p}: {why}" for p, why in problems.items()) or f"all {len(parts)} parts current"
+    return AssetCheckResult(
+        passed=not problems, severity=AssetCheckSeverity.WARN, description=text, metadata={"parts_out_of_date": sorted(problems)}
     )
 
 
@@ -453,7 +581,9 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     candidates = files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
     unique = candidates["uid"].unique().sort()
     ids, scores = _candidate_matrix(candidates, unique, len(thresholds), name)
-    sources = dedup_files(files)
+    parts = registered(context, laion_part)
+    dedup_params = require_dedup_chain(context, parts)
+    sources = dedup_files(files, parts)
     laion_rows = _parquet_rows(sources)
     # seed 004 (get_paths_chunk.py): drop a candidate when sims > per_query_imagenet_train. The
     # pool prune_mask sees is the candidates plus one row standing for the LAION rows that are
@@ -481,6 +611,8 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     return MaterializeResult(
         metadata={
             **params_metadata(config),
+            "dedup_params": dedup_params,
+            "parts_seen": ", ".join(parts),
             "sizes": markdown_table(sizes),
             "pruned_away": deduplicated - sum(counts),
             "final_size": final,
@@ -508,7 +640,7 @@ def pruned_pool_sizes(context: AssetExecutionContext, files: FileStore) -> Mater
     files.write_parquet(sizes, "pruned_pools", "sizes.parquet")
     return MaterializeResult(
         metadata={
-            "parts_seen": parts_seen_of(context.instance, "laion_dedup"),  # the pools prune the deduplicated pool
+            "parts_seen": parts_seen_of(context.instance, "pruned_pools"),  # what the pools were built from
             "sizes": markdown_table(sizes),
             "sizes_plot": bar_plot(names, sizes["pool_size"].to_list(), "pruned pool size by eval dataset", "rows", files.path("pruned_pools", "sizes.png")),
         }
@@ -519,8 +651,11 @@ assets = [
     dedup_centroids,
     dedup_assignments,
     laion_dedup,
+    dedup_summary,
     eval_to_laion_similarity,
     train_to_eval_threshold,
     pruned_pools,
     pruned_pool_sizes,
 ]
+
+checks = [dedup_parts_current]

@@ -74,7 +74,7 @@ def test_the_checks_run_alone_and_say_what_is_missing():
     """part_checks_job (what part_checks_sensor launches) evaluates every includes_every_part
     check without rebuilding any asset."""
     names = {k.asset_key.to_user_string() for c in all_checks for k in c.check_keys}
-    assert {"coverage", "stimulus_sets", "ood_generalization", "pruned_pool_sizes", "laion_dedup", "laionet"} <= names
+    assert {"coverage", "stimulus_sets", "ood_generalization", "pruned_pool_sizes", "dedup_summary", "laionet"} <= names
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("laion_part", ["p0", "p1"])
     for key in ("laion_metadata", "laion_images", "laion_embeddings", "laion_natural"):
@@ -111,7 +111,7 @@ def test_what_a_new_part_makes_out_of_date():
     from jobs.demo import after_ingest, needed_by_new_part
 
     needed = {k.to_user_string() for k in needed_by_new_part()}
-    assert {"laion_metadata", "laion_embeddings", "laion_natural", "laionet_rows", "laionet", "coverage", "laion_dedup",
+    assert {"laion_metadata", "laion_embeddings", "laion_natural", "laionet_rows", "laionet", "coverage", "laion_dedup", "dedup_summary",
             "eval_to_laion_similarity", "retrieval_samples", "pruned_pool_sizes"} <= needed
     assert not needed & {"reference_embeddings", "model_features", "probe_scores", "similarity_consistency", "ilsvrc_synsets"}
     assert {k.to_user_string() for k in after_ingest()} >= needed - {"laion_metadata", "laion_images", "laion_embeddings"}

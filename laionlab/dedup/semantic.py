@@ -141,7 +141,11 @@ def dedup_keep(
 
 
 def max_earlier_similarity(
-    emb: np.ndarray, labels: np.ndarray, block_rows: int = DEFAULT_BLOCK_ROWS, log_every_s: float = 30.0
+    emb: np.ndarray,
+    labels: np.ndarray,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    log_every_s: float = 30.0,
+    rows_from: int = 0,
 ) -> np.ndarray:
     """Each row's largest cosine similarity to an earlier row of the same cluster.
 
@@ -154,17 +158,23 @@ def max_earlier_similarity(
         labels: ``(n,)`` integer cluster ids.
         block_rows: rows of a cluster compared at once (see :func:`dedup_keep`).
         log_every_s: seconds between progress lines (rows of multi-row clusters done).
+        rows_from: compute only rows ``rows_from..n-1`` (each still against every earlier
+            row of its cluster, before ``rows_from`` or not); rows before it are left
+            ``-inf``. Appending rows to a table costs only the new rows' comparisons.
 
     Returns:
         ``(n,)`` float32; ``-inf`` for the first row of each cluster.
     """
     emb, labels = _check_inputs(emb, labels)
     block_rows = validate.int_at_least("block_rows", block_rows, 1)
+    rows_from = validate.int_at_least("rows_from", rows_from, 0)
     out = np.full(emb.shape[0], -np.inf, dtype=np.float32)
     tri = _upper_mask(block_rows)
     progress = _cluster_progress("max earlier similarity", labels, log_every_s)
     for idx in _clusters(labels):
-        for a in range(0, idx.size, block_rows):
+        # a cluster's rows ascend, so the rows to compute are a suffix of idx; the blocks
+        # start there and _earlier_tiles compares each with every earlier position
+        for a in range(int(np.searchsorted(idx, rows_from)), idx.size, block_rows):
             R = _gather(emb, idx[a : a + block_rows])
             best = np.full(R.shape[0], -np.inf, dtype=np.float32)
             for r0, _, S in _earlier_tiles(emb, idx, a, R, block_rows, tri):
@@ -284,6 +294,7 @@ def dedup_shards(
     group_rows: int = DEFAULT_GROUP_ROWS,
     progress: Callable[[int, int], None] | None = None,
     log_every_s: float = 30.0,
+    from_shard: int = 0,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`dedup_keep` and :func:`max_earlier_similarity` over cluster-sorted shards,
     reading consecutive clusters from every shard at a time, so memory is bounded by
@@ -291,6 +302,11 @@ def dedup_shards(
 
     The stable order inside a cluster is shard order, then row order inside a shard: the
     result equals ``dedup_keep(concat(shards), labels)`` on the concatenation (tested).
+    Under the seed rule a row's flag depends only on the rows before it, so the flags of
+    the last shards can be computed alone (``from_shard``): appending a LAION part costs
+    that part's rows against the earlier rows of their clusters, and earlier shards' flags
+    do not change. SemDeDup's grouping is not incremental (a later row can join two earlier
+    groups), so it needs ``from_shard=0``.
 
     Args:
         shards: the parts of the table (all with the same ``d`` and the same ``k``).
@@ -299,10 +315,12 @@ def dedup_shards(
         progress: called with ``(clusters_done, k)`` after every group.
         log_every_s: seconds between progress lines (rows of the table done, rate, ETA; the
             groups' own loops log too when one group runs that long).
+        from_shard: return the flags of ``shards[from_shard:]`` only, the earlier shards
+            being read only where a cluster has rows in those (seed rule only).
 
     Returns:
-        per shard, ``(keep, max_sim)``: ``(n_shard,)`` bool and float32, in the shard's row
-        (cluster-sorted) order.
+        per shard from ``from_shard`` on, ``(keep, max_sim)``: ``(n_shard,)`` bool and
+        float32, in the shard's row (cluster-sorted) order.
     """
     eps = _check_eps("eps", eps)
     if rule not in ("seed", "semdedup"):
@@ -310,6 +328,9 @@ def dedup_shards(
     group_rows = validate.int_at_least("group_rows", group_rows, 1)
     if not shards:
         raise ValueError("shards: expected at least one shard")
+    from_shard = validate.int_at_least("from_shard", from_shard, 0)
+    if from_shard >= len(shards) or (from_shard and rule != "seed"):
+        raise ValueError(f"from_shard: expected 0..{len(shards) - 1} (and 0 for rule 'semdedup'), got {from_shard}")
     ks = {len(s.offsets) - 1 for s in shards}
     dims = {s.vectors.shape[1] for s in shards if s.vectors.ndim == 2}
     if len(ks) != 1 or len(dims) > 1:
@@ -318,28 +339,33 @@ def dedup_shards(
         if s.vectors.ndim != 2 or s.offsets[-1] != s.vectors.shape[0] or s.offsets[0] != 0:
             raise ValueError(f"shards[{i}]: offsets end at {s.offsets[-1]} but vectors have shape {s.vectors.shape}")
     k = ks.pop()
+    tail = shards[from_shard:]
     sizes = np.sum([np.diff(s.offsets) for s in shards], axis=0)
-    out = [(np.ones(len(s.vectors), bool), np.full(len(s.vectors), -np.inf, np.float32)) for s in shards]
+    # only clusters with rows in the shards asked for are read
+    sizes[np.sum([np.diff(s.offsets) for s in tail], axis=0) == 0] = 0
+    out = [(np.ones(len(s.vectors), bool), np.full(len(s.vectors), -np.inf, np.float32)) for s in tail]
     thr = _threshold(eps)
     lines = Progress(
-        f"semantic dedup ({k:,} clusters, {len(shards)} shards)", int(sizes.sum()), log_every_s, log,
+        f"semantic dedup ({k:,} clusters, {f'the last {len(tail)} of ' if from_shard else ''}{len(shards)} shards)", int(sizes.sum()), log_every_s, log,
         quiet_below_s=log_every_s,
     )
     c0 = 0
     while c0 < k:
         # the longest run of clusters c0..c1-1 within group_rows (at least one cluster)
         c1 = c0 + max(1, int(np.searchsorted(np.cumsum(sizes[c0:]), group_rows, side="right")))
-        blocks = [np.asarray(s.vectors[s.offsets[c0] : s.offsets[c1]]) for s in shards]
-        labels = np.concatenate([np.repeat(np.arange(c0, c1), np.diff(s.offsets[c0 : c1 + 1])) for s in shards])
+        wanted = np.flatnonzero(sizes[c0:c1]) + c0
+        blocks = [_cluster_rows(s, wanted) for s in shards]
+        labels = np.concatenate([np.repeat(wanted, np.diff(s.offsets)[wanted]) for s in shards])
         if labels.size:
             X = np.concatenate(blocks)
-            max_sim = max_earlier_similarity(X, labels, block_rows, log_every_s)
+            rows_from = sum(len(b) for b in blocks[:from_shard])
+            max_sim = max_earlier_similarity(X, labels, block_rows, log_every_s, rows_from)
             keep = max_sim <= thr if rule == "seed" else dedup_keep(X, labels, eps, block_rows, rule, log_every_s)
-            at = 0
-            for s, (keep_out, sim_out), block in zip(shards, out, blocks):
-                a, b = s.offsets[c0], s.offsets[c1]
-                keep_out[a:b] = keep[at : at + len(block)]
-                sim_out[a:b] = max_sim[at : at + len(block)]
+            at = rows_from
+            for s, (keep_out, sim_out), block in zip(tail, out, blocks[from_shard:]):
+                rows = _cluster_positions(s, wanted)
+                keep_out[rows] = keep[at : at + len(block)]
+                sim_out[rows] = max_sim[at : at + len(block)]
                 at += len(block)
         lines.update(int(labels.size))
         if progress is not None:
@@ -347,6 +373,23 @@ def dedup_shards(
         c0 = c1
     lines.close()
     return out
+
+
+def _cluster_positions(shard: ClusterShard, clusters: np.ndarray) -> np.ndarray:
+    """Row positions of ``clusters`` (ascending ids) in a cluster-sorted shard, in order."""
+    starts, ends = shard.offsets[clusters], shard.offsets[clusters + 1]
+    if not len(clusters):
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)])
+
+
+def _cluster_rows(shard: ClusterShard, clusters: np.ndarray) -> np.ndarray:
+    """The vectors of ``clusters`` in a shard, read as one slice per run of adjacent clusters."""
+    if not len(clusters):
+        return np.zeros((0, shard.vectors.shape[1]), np.float32)
+    breaks = np.flatnonzero(np.diff(clusters) != 1) + 1
+    runs = [(r[0], r[-1] + 1) for r in np.split(clusters, breaks)]
+    return np.concatenate([np.asarray(shard.vectors[shard.offsets[a] : shard.offsets[b]]) for a, b in runs])
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -179,6 +179,16 @@ def test_retrieved_images_downloads_only_rows_never_downloaded(tmp_path, demo):
     broken = {f"{demo.parts[0]}:{i:09d}" for i in demo.broken_rows[demo.parts[0]].values()}
     assert set(rows) <= matched and matched - broken <= set(rows) and len(rows) == len(set(rows))
     assert not set(rows) & {f"{demo.parts[0]}:{i:09d}" for i in (0, 1)}  # missing file, not an image
+    # the failures are remembered: a second run downloads nothing (no img2dataset start-up)
+    # unless asked to try them again
+    failed = resources["files"].read_parquet("retrieved_images", f"{TARGET}.failed.parquet")
+    assert set(failed["uid"]) == (matched - set(rows)) and failed.height > 0 and failed["error_message"].null_count() == 0
+    again = run([retrieved_images], resources, instance, TARGET).asset_materializations_for_node("retrieved_images")[0].metadata
+    assert again["downloaded"].value == 0 and again["failed_before"].value == failed.height and "requested" not in again
+    retry = {"ops": {"retrieved_images": {"config": {"retry_failed": True}}}}
+    again = run([retrieved_images], resources, instance, TARGET, run_config=retry).asset_materializations_for_node("retrieved_images")[0].metadata
+    assert again["requested"].value == failed.height and again["failed"].value == failed.height
+    assert resources["files"].read_parquet("retrieved_images", f"{TARGET}.failed.parquet")["uid"].sort().equals(failed["uid"].sort())
     config = {"n_per_class": 2, "templates": "simple", "methods": ["Random", "T2T-rank", "T2I-rank"], "export_images": False}
     assert run([retrieval_samples], resources, instance, TARGET, run_config={"ops": {"retrieval_samples": {"config": config}}}).success
     samples = resources["files"].read_parquet("retrieval_samples", f"{TARGET}.parquet")

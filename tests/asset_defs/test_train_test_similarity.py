@@ -36,7 +36,8 @@ def pruned(world, demo):
     assert run([dedup_centroids], resources, instance, None, run_config={"ops": {"dedup_centroids": ops["dedup_centroids"]}}).success
     for part in demo.parts:
         assert run([dedup_assignments], resources, instance, part).success
-    assert run([laion_dedup], resources, instance, None, run_config={"ops": {"laion_dedup": ops["laion_dedup"]}}).success
+    for part in demo.parts:
+        assert run([laion_dedup], resources, instance, part, run_config={"ops": {"laion_dedup": ops["laion_dedup"]}}).success
     per_dataset = {
         "eval_to_laion_similarity": {"config": {"k": K}},
         "train_to_eval_threshold": {"config": {"train_dataset": "demo_broad"}},
@@ -52,9 +53,9 @@ def _all_laion(resources):
     return read_vectors(tbl.search().limit(None).select(["uid", "image_emb"]).to_batches())
 
 
-def test_dedup_drops_exactly_rows_too_similar_to_an_earlier_one(pruned):
+def test_dedup_drops_exactly_rows_too_similar_to_an_earlier_one(pruned, demo):
     resources, _ = pruned
-    dedup = read_dedup(resources["files"])
+    dedup = read_dedup(resources["files"], sorted(demo.parts))
     uids, laion = _all_laion(resources)
     assert dedup.height == len(uids) and dedup["uid"].is_unique().all()
     # brute force: the seed's rule over each cluster in (part, uid) order
@@ -91,9 +92,9 @@ def test_eval_topk_equals_brute_force_over_all_parts(pruned):
     np.testing.assert_allclose(maxsim["max_sim"].to_numpy(), [lookup[u] for u in maxsim["uid"]], rtol=1e-5)
 
 
-def test_pruned_pool_is_no_more_similar_than_the_train_set(pruned):
+def test_pruned_pool_is_no_more_similar_than_the_train_set(pruned, demo):
     resources, instance = pruned
-    dedup = read_dedup(resources["files"])
+    dedup = read_dedup(resources["files"], demo.parts)
     kept = set(dedup.filter(pl.col("keep"))["uid"])
     for name in DATASETS:
         pool = set(read_pruned_pool(resources["files"], name)["uid"])
@@ -112,18 +113,17 @@ def test_pruned_pool_is_no_more_similar_than_the_train_set(pruned):
     assert len(read_pruned_pool(resources["files"], "demo_broad")) >= len(kept) - 1
 
 
-def test_bad_inputs_name_the_problem(pruned):
+def test_bad_inputs_name_the_problem(pruned, demo):
     resources, instance = pruned
+    part = demo.parts[-1]
     with pytest.raises(Exception, match="eps"):
-        run([laion_dedup], resources, instance, None, run_config={"ops": {"laion_dedup": {"config": {"eps": 1.5}}}})
-    # a bad curve ε fails before laion_dedup publishes anything
-    from laionlab.io.files import current_version_dir
-
-    current = current_version_dir(resources["files"].path("laion_dedup"))
-    bad_curve = {"ops": {"laion_dedup": {"config": {"eps": EPS, "curve_eps": [0.1, 1.0]}}}}
-    result = run([laion_dedup], resources, instance, None, run_config=bad_curve, raise_on_error=False)
+        run([laion_dedup], resources, instance, part, run_config={"ops": {"laion_dedup": {"config": {"eps": 1.5}}}})
+    # a bad curve ε fails before laion_dedup writes anything
+    before = resources["files"].read_parquet("laion_dedup", f"{part}.parquet")
+    bad_curve = {"ops": {"laion_dedup": {"config": {"eps": 0.5, "curve_eps": [0.1, 1.0]}}}}
+    result = run([laion_dedup], resources, instance, part, run_config=bad_curve, raise_on_error=False)
     assert not result.success and "curve_eps[1]" in str(result.get_step_failure_events()[0].event_specific_data.error)
-    assert current_version_dir(resources["files"].path("laion_dedup")) == current
+    assert resources["files"].read_parquet("laion_dedup", f"{part}.parquet").equals(before)
     too_big = {"ops": {"eval_to_laion_similarity": {"config": {"k": 10_000}}}}
     result = run([eval_to_laion_similarity], resources, instance, "demo_narrow", run_config=too_big, raise_on_error=False)
     assert not result.success and "larger than the LAION pool" in str(result.get_step_failure_events()[0].event_specific_data.error)
@@ -165,7 +165,7 @@ def hand(pruned, demo):
 
     resources, _ = pruned
     files = resources["files"]
-    dedup = read_dedup(files).sort("uid")
+    dedup = read_dedup(files, demo.parts).sort("uid")
     kept = dedup.filter(pl.col("keep"))["uid"].to_list()
     a, b, c, d = kept[:4]
     e = dedup.filter(~pl.col("keep"))["uid"][0]
@@ -178,6 +178,11 @@ def hand(pruned, demo):
     files.write_parquet(thresholds, "train_to_eval_threshold", "hand.parquet")
     instance = instance_with_parts(demo.parts)
     instance.add_dynamic_partitions("dataset", ["hand"])
+    # pruned_pools checks the dedup results it reads against this instance's lineage
+    for part in demo.parts:
+        assert run([dedup_assignments], resources, instance, part).success
+    for part in demo.parts:
+        assert run([laion_dedup], resources, instance, part, run_config={"ops": {"laion_dedup": {"config": {"eps": EPS, "block_rows": 16}}}}).success
     return resources, instance, kept, (a, b, c, d, e)
 
 
@@ -282,3 +287,81 @@ def test_dedup_centroids_samples_each_part_without_reading_the_table(sampled_tab
     meta, rows_read, _ = centroids(1000, 0)  # the whole table: every part read whole
     assert meta["sample"].value == 100 and rows_read == 100
     np.testing.assert_array_equal(samples[-1], np.concatenate(list(whole.values())))
+
+
+def test_dedup_summary_and_parts_computed_before_an_earlier_part_changed(pruned, demo):
+    """dedup_summary sums the parts' own results; after an earlier part's assignments are
+    re-materialised, every part from there on is named out of date (summary fails, WARN check
+    fails) until laion_dedup is re-materialised for them, and only for them."""
+    from asset_defs.train_test_similarity import dedup_chain_problems, dedup_parts_current, dedup_summary
+    from dagster import AssetSelection
+
+    from tests.conftest import instance_with_parts
+
+    resources, _ = pruned
+    parts = sorted(demo.parts)
+    instance = instance_with_parts(parts)
+    config = {"ops": {"laion_dedup": {"config": {"eps": EPS, "block_rows": 16}}}}
+    for part in parts:
+        assert run([dedup_assignments], resources, instance, part).success
+    for part in parts:
+        assert run([laion_dedup], resources, instance, part, run_config=config).success
+    result = run([dedup_summary, dedup_parts_current], resources, instance, None)
+    meta = result.asset_materializations_for_node("dedup_summary")[0].metadata
+    dedup = read_dedup(resources["files"], parts)
+    assert meta["rows"].value == dedup.height and meta["removed"].value == (~dedup["keep"]).sum() > 0
+    table = meta["removal_table"].value
+    want = {e: float((dedup["max_earlier_sim"] > np.float32(1 - e)).mean()) for e in (0.02, 0.124)}
+    for e, frac in want.items():
+        assert f"| {e} " in table and f"{frac:.4f}".rstrip("0").rstrip(".") in table
+    assert [c.passed for c in result.get_asset_check_evaluations()] == [True]
+
+    assert run([dedup_assignments], resources, instance, parts[0]).success
+    assert sorted(dedup_chain_problems(instance, parts)) == parts
+    assert run([laion_dedup], resources, instance, parts[0], run_config=config).success
+    problems = dedup_chain_problems(instance, parts)
+    assert sorted(problems) == parts[1:] and all(parts[0] in why for why in problems.values())
+    failed = run([dedup_summary], resources, instance, None, raise_on_error=False)
+    message = str(failed.get_step_failure_events()[0].event_specific_data.error)
+    assert "out of date" in message and all(p in message for p in parts[1:])
+    only_check = run([dedup_summary, dedup_parts_current], resources, instance, None, selection=AssetSelection.checks(dedup_parts_current))
+    [evaluation] = only_check.get_asset_check_evaluations()
+    assert not evaluation.passed and all(p in evaluation.description for p in parts[1:])
+    for part in parts[1:]:
+        assert run([laion_dedup], resources, instance, part, run_config=config).success
+    assert dedup_chain_problems(instance, parts) == {}
+    assert read_dedup(resources["files"], parts).equals(dedup)  # same inputs, same flags
+
+
+def test_laion_dedup_waits_for_an_earlier_part_in_flight_and_names_a_missing_one(pruned, demo, monkeypatch):
+    """What a backfill does: laion_dedup[p] starts while dedup_assignments of an earlier part is
+    still queued -> the step retries (logging why) and, if that run never comes, fails naming
+    it; an earlier part with no assignments and no run on the way fails at once."""
+    from dagster import Definitions, define_asset_job
+
+    from asset_defs import train_test_similarity
+    from asset_defs.partitions import laion_part
+    from tests.conftest import instance_with_parts
+
+    resources, _ = pruned
+    parts = sorted(demo.parts)
+    config = {"ops": {"laion_dedup": {"config": {"eps": EPS, "block_rows": 16}}}}
+    instance = instance_with_parts(parts)
+    assert run([dedup_assignments], resources, instance, parts[1]).success
+    result = run([laion_dedup], resources, instance, parts[1], run_config=config, raise_on_error=False)
+    message = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert "dedup_assignments is missing for " + parts[0] in message
+
+    monkeypatch.setattr(train_test_similarity, "WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(train_test_similarity, "WAIT_TRIES", 2)
+    assign = define_asset_job("assign", [dedup_assignments], partitions_def=laion_part)
+    job = Definitions(assets=[dedup_assignments], jobs=[assign], resources=resources).resolve_job_def("assign")
+    queued = instance.create_run_for_job(job, tags={"dagster/partition": parts[0]}, asset_selection=frozenset({dedup_assignments.key}))
+    assert instance.get_latest_planned_materialization_info(dedup_assignments.key, parts[0]).run_id == queued.run_id
+    result = run([laion_dedup], resources, instance, parts[1], run_config=config, raise_on_error=False)
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 2
+    message = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert f"dedup_assignments of {parts[0]} still running" in message
+    # once the earlier part is done, the same step goes through
+    assert run([dedup_assignments], resources, instance, parts[0]).success
+    assert run([laion_dedup], resources, instance, parts[1], run_config=config).success

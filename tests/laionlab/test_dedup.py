@@ -266,6 +266,67 @@ def test_dedup_shards_equals_dedup_on_the_concatenation(clustered, rule, group_r
     assert (~want_keep).any()  # the case exercises drops
 
 
+@pytest.mark.parametrize("group_rows", [1, 37, 10_000])
+@pytest.mark.parametrize("from_shard", [1, 3])
+def test_dedup_of_the_last_shards_equals_their_slice_of_the_whole(clustered, group_rows, from_shard):
+    """Appending parts: the flags of shards[from_shard:] alone equal their rows' flags in the
+    whole table's dedup, brute force included; only clusters with rows there are read (a
+    cluster absent from the new part costs nothing)."""
+    from laionlab.dedup import ClusterShard, cluster_offsets, dedup_shards
+
+    X, labels = clustered
+    cuts = [0, 60, 61, 180, len(X)]
+    shards, rows = [], []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        order = a + np.argsort(labels[a:b], kind="stable")
+        if i == 3:  # the last part has no row of cluster 4
+            order = order[labels[order] != 4]
+        shards.append(ClusterShard(X[order], cluster_offsets(labels[order], 5)))
+        rows.append(order)
+    whole = dedup_shards(shards, eps=0.124, block_rows=7, group_rows=group_rows)
+    tail = dedup_shards(shards, eps=0.124, block_rows=7, group_rows=group_rows, from_shard=from_shard)
+    assert len(tail) == len(shards) - from_shard
+    for (keep, sim), (want_keep, want_sim) in zip(tail, whole[from_shard:]):
+        np.testing.assert_array_equal(keep, want_keep)
+        np.testing.assert_allclose(sim, want_sim, rtol=1e-6)
+    cat = np.concatenate(rows)
+    brute = _brute_max_earlier(X[cat], labels[cat])[sum(len(r) for r in rows[:from_shard]) :]
+    np.testing.assert_allclose(np.concatenate([s for _, s in tail]), brute, rtol=1e-5)
+
+    class Counting(np.ndarray):
+        reads: list = []
+
+        def __getitem__(self, key):
+            Counting.reads.append(key)
+            return super().__getitem__(key)
+
+    first = shards[0]
+    spy = ClusterShard(first.vectors.view(Counting), first.offsets)
+    dedup_shards([spy, *shards[1:]], eps=0.124, block_rows=7, group_rows=group_rows, from_shard=3)
+    read = {c for key in Counting.reads for c in range(5) if first.offsets[c] < first.offsets[c + 1] and key.start <= first.offsets[c] < key.stop}
+    assert 4 not in read and read
+
+
+def test_max_earlier_similarity_from_a_row(clustered):
+    X, labels = clustered
+    got = max_earlier_similarity(X, labels, block_rows=7, rows_from=100)
+    want = max_earlier_similarity(X, labels, block_rows=7)
+    np.testing.assert_allclose(got[100:], want[100:], rtol=1e-6)
+    assert np.isneginf(got[:100]).all()
+
+
+def test_incremental_dedup_needs_the_seed_rule(clustered):
+    from laionlab.dedup import ClusterShard, cluster_offsets, dedup_shards
+
+    X, labels = clustered
+    order = np.argsort(labels, kind="stable")
+    good = ClusterShard(X[order], cluster_offsets(labels[order], 5))
+    with pytest.raises(ValueError, match="from_shard"):
+        dedup_shards([good, good], rule="semdedup", from_shard=1)
+    with pytest.raises(ValueError, match="from_shard"):
+        dedup_shards([good, good], from_shard=2)
+
+
 def test_dedup_shards_rejects_inconsistent_shards(clustered):
     from laionlab.dedup import ClusterShard, cluster_offsets, dedup_shards
 
