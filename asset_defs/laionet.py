@@ -19,7 +19,7 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata
 from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
-from asset_defs.lineage import parts_seen_of, require_same_params
+from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.visual_world import REFERENCE_TABLE, reference_embeddings
@@ -533,9 +533,8 @@ class TimmModelConfig(Config):
     checkpoint: str | None = Field(None, description="local checkpoint file (state_dict); none = random weights (tests only)")
 
 
-@profiled("laionet_accuracy")
-class AccuracyConfig(Config):
-    reference_dataset: str = Field(description="labelled reference dataset (ImageNet-val in the paper; labels = wnids)")
+@profiled("laionet_predictions")
+class PredictionConfig(Config):
     clip_zero_shot: bool = Field(True, description="evaluate the clip resource's model zero-shot on the stored image embeddings")
     prompts: str = Field("openai", description="openai (open_clip's ImageNet class names × 80 OpenAI templates), simple ('a photo of a {}.'), or name_def (the seed's notebook: one '<name> which is <definition>' query)")
     timm_models: list[TimmModelConfig] = Field([], description="timm classifiers to evaluate on the images")
@@ -589,76 +588,179 @@ def _accuracy_reference(lance: LanceStore, name: str, classes: list[str]) -> tup
     return reference, labels
 
 
-def _zero_shot(clip: ClipEncoder, lance: LanceStore, config: AccuracyConfig, kept: dict[str, list[str]], reference: pl.DataFrame, k: int, log):
-    """CLIP zero-shot top-k of the kept images of each set from their stored image embeddings:
-    set → (uids, (n, k) wnids)."""
-    from laionlab.laionet import ilsvrc_wnids, zero_shot_classifier, zero_shot_predict
-
-    loaded = clip.load()
-    _check_model(lance, EMBEDDINGS_TABLE, loaded.model_id)
-    _check_model(lance, REFERENCE_TABLE, loaded.model_id, f"dataset = '{config.reference_dataset}'")
-    wnids = ilsvrc_wnids()
-    text = zero_shot_classifier(loaded, wnids, config.prompts)
-    out = {}
-    for set_name, uids in kept.items():
-        if not uids:
-            continue
-        if set_name == "LAIONet":
-            uids, emb = laion_vectors_for(lance, uids, log=log)
-        else:
-            ref = reference.filter(pl.col("uid").is_in(uids))
-            uids, emb = ref["uid"].to_list(), _stack(ref["emb"])
-        out[set_name] = (uids, zero_shot_predict(emb, text, wnids, k=k))
-    return out
-
-
-@asset(
-    group_name=GROUP,
-    deps=[laionet, every_partition(laion_embeddings), every_partition(reference_embeddings)],
-    kinds={"parquet", "pytorch"},
-    pool="gpu",
-    description="Top-k accuracy of CLIP zero-shot and configured timm classifiers on LAIONet and on a labelled "
-    "reference set restricted to LAIONet's classes: per-class recall with Wilson intervals, equally weighted and "
-    "LAION weighted (each class's share of LAIONet).",
-)
-def laionet_accuracy(
-    context: AssetExecutionContext, config: AccuracyConfig, clip: ClipEncoder, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
-) -> MaterializeResult:
-    from laionlab.laionet import PROMPT_KINDS, ImageEvaluator, accuracy_tables, laion_weights, load_timm_classifier
+def _predict(config: PredictionConfig, clip: ClipEncoder, lance: LanceStore, images, label: str, vectors, log) -> tuple[dict, dict]:
+    """Top-k predictions of every configured model on ``images`` ((uid, image, area) stream):
+    model -> (kept uids, (n, k) wnids), and the excluded images' counts by problem. timm
+    classifiers see the images; CLIP zero-shot classifies the kept images' stored embeddings
+    (``vectors(uids) -> (uids, (n, d))``, whose model must be the clip resource's)."""
+    from laionlab.laionet import PROMPT_KINDS, ImageEvaluator, ilsvrc_wnids, load_timm_classifier, zero_shot_classifier, zero_shot_predict
 
     if not config.clip_zero_shot and not config.timm_models:
         raise Failure("nothing to evaluate: set clip_zero_shot or list timm_models")
     if any(k < 1 for k in config.top_k) or config.prompts not in PROMPT_KINDS:
         raise Failure(f"top_k must be positive (got {config.top_k}) and prompts one of {', '.join(PROMPT_KINDS)} (got {config.prompts!r})")
-    net = files.read_parquet("laionet", "laionet.parquet").select("uid", "wnid", "HEIGHT", "WIDTH")
-    classes = sorted(net["wnid"].unique().to_list())
-    reference, ref_labels = _accuracy_reference(lance, config.reference_dataset, classes)
     models = [(m.name, load_timm_classifier(m.name, m.checkpoint)) for m in config.timm_models]
-    evaluator = ImageEvaluator(models, k=max(config.top_k), batch_size=config.batch_size, min_area=config.min_area, require_rgb=config.require_rgb, log=context.log)
-    ref_stream = _reference_images(catalog, config.reference_dataset, set(ref_labels["uid"].to_list()))
-    sets = {"LAIONet": evaluator.run(_laionet_images(files, net), "LAIONet"), config.reference_dataset: evaluator.run(ref_stream, config.reference_dataset)}
-    predictions = {name: {model: (s.kept, pred) for model, pred in s.predictions.items()} for name, s in sets.items()}
-    if config.clip_zero_shot:
-        for name, found in _zero_shot(clip, lance, config, {n: s.kept for n, s in sets.items()}, reference, evaluator.k, context.log).items():
-            predictions[name]["clip-zero-shot"] = found
-    for name, s in sets.items():
-        context.log.info(f"{name}: {len(s.kept)} images usable, excluded {s.problems or 'none'}")
-    truth = {"LAIONet": dict(zip(net["uid"], net["wnid"])), config.reference_dataset: dict(zip(ref_labels["uid"], ref_labels["label"]))}
-    weights = laion_weights(dict(net.group_by("wnid").len().iter_rows()))
-    per_class, table = accuracy_tables(predictions, truth, classes, weights, config.top_k)
-    files.write_parquet(per_class, "laionet_accuracy", "per_class.parquet")
-    files.write_parquet(table, "laionet_accuracy", "summary.parquet")
-    top1 = table.filter((pl.col("k") == min(config.top_k)))
+    k = max(config.top_k)
+    evaluator = ImageEvaluator(models, k=k, batch_size=config.batch_size, min_area=config.min_area, require_rgb=config.require_rgb, log=log)
+    s = evaluator.run(images, label)
+    out = {model: (s.kept, pred) for model, pred in s.predictions.items()}
+    if config.clip_zero_shot and s.kept:
+        loaded = clip.load()
+        uids, emb = vectors(s.kept, loaded.model_id)
+        wnids = ilsvrc_wnids()
+        out["clip-zero-shot"] = (uids, zero_shot_predict(emb, zero_shot_classifier(loaded, wnids, config.prompts), wnids, k=k))
+    log.info(f"{label}: {len(s.kept)} images usable, excluded {s.problems or 'none'}")
+    return out, s.problems
+
+
+def _prediction_frame(predictions: dict) -> pl.DataFrame:
+    """model -> (uids, (n, k) wnids) as one table: model, uid, predicted (list of k wnids)."""
+    frames = [
+        pl.DataFrame({"model": [model] * len(uids), "uid": list(uids), "predicted": [list(map(str, row)) for row in pred]},
+                     schema={"model": pl.String, "uid": pl.String, "predicted": pl.List(pl.String)})
+        for model, (uids, pred) in predictions.items()
+    ]  # fmt: skip
+    return pl.concat(frames) if frames else pl.DataFrame(schema={"model": pl.String, "uid": pl.String, "predicted": pl.List(pl.String)})
+
+
+def _from_frame(frame: pl.DataFrame) -> dict:
+    """The inverse of :func:`_prediction_frame`."""
+    return {
+        model: (group["uid"].to_list(), np.array(group["predicted"].to_list(), dtype=object).reshape(group.height, -1))
+        for (model,), group in frame.group_by("model", maintain_order=True)
+    }
+
+
+@asset(
+    partitions_def=laion_part,
+    group_name=GROUP,
+    deps=[laionet_rows, laion_embeddings],
+    kinds={"parquet", "pytorch"},
+    pool="gpu",
+    description="Top-k ImageNet-class predictions of CLIP zero-shot and the configured timm classifiers on one part's "
+    "LAIONet images, after the seed's image filter (a new part classifies only its own images).",
+)
+def laionet_predictions(context: AssetExecutionContext, config: PredictionConfig, clip: ClipEncoder, files: FileStore, lance: LanceStore) -> MaterializeResult:
+    part = context.partition_key
+    rows_read = latest_by_partition(context.instance, laionet_rows.key, [part])
+    rows = files.read_parquet("laionet_rows", f"{part}.parquet").select("uid", "wnid", "HEIGHT", "WIDTH")
+
+    def vectors(uids, model_id):
+        _check_model(lance, EMBEDDINGS_TABLE, model_id, f"part = '{part}'")
+        return laion_vectors_for(lance, uids, log=context.log)
+
+    predictions, problems = _predict(config, clip, lance, _laionet_images(files, rows), f"LAIONet {part}", vectors, context.log)
+    files.write_parquet(_prediction_frame(predictions), "laionet_predictions", f"{part}.parquet")
+    truth = dict(zip(rows["uid"], rows["wnid"]))
+    k = min(config.top_k)
+    top = pl.DataFrame(
+        {"model": list(predictions), "images": [len(u) for u, _ in predictions.values()],
+         f"top{k}_hits": [int(sum(truth[u] in row[:k] for u, row in zip(uids, pred))) for uids, pred in predictions.values()]}
+    ).with_columns((pl.col(f"top{k}_hits") / pl.col("images")).round(4).alias(f"top{k}_accuracy_unweighted"))  # fmt: skip
     return MaterializeResult(
         metadata={
             **params_metadata(config),
-            "parts_seen": parts_seen_of(context.instance, "laionet"),
+            "laionet_rows": rows.height,
+            "images_usable": max((len(u) for u, _ in predictions.values()), default=0),
+            "excluded": problems,
+            "laionet_rows_read": rows_read[part].storage_id if part in rows_read else 0,
+            "per_model": markdown_table(top),
+            "accuracy_plot": bar_plot(
+                top["model"].to_list(), top[f"top{k}_accuracy_unweighted"].fill_nan(0).to_list(), f"{part}: top-{k} accuracy over its LAIONet images",
+                "accuracy", files.path("laionet_predictions", f"{part}.png"),
+            ),
+        }
+    )
+
+
+def _parts_predictions(context: AssetExecutionContext, files: FileStore, parts: list[str]) -> tuple[dict, dict]:
+    """Every part's laionet_predictions in one model -> (uids, preds) map and the summed
+    exclusions, after checking each was made from the part's current laionet_rows."""
+    rows_now = latest_by_partition(context.instance, laionet_rows.key, parts)
+    made = latest_by_partition(context.instance, laionet_predictions.key, parts)
+    stale = [p for p in parts if p not in made or made[p].asset_materialization.metadata["laionet_rows_read"].value != rows_now[p].storage_id]
+    if stale:
+        raise Failure(f"laionet_predictions is missing, or older than laionet_rows, for {', '.join(stale)}: materialise laionet_predictions for them")
+    frame = pl.concat([files.read_parquet("laionet_predictions", f"{p}.parquet") for p in parts])
+    problems: dict[str, int] = {}
+    for p in parts:
+        for key, n in made[p].asset_materialization.metadata["excluded"].value.items():
+            problems[key] = problems.get(key, 0) + int(n)
+    return _from_frame(frame), problems
+
+
+def _reference_predictions(context, config: PredictionConfig, reference_dataset: str, clip, catalog, files, lance, reference, wanted: set[str]):
+    """The reference set's predictions under ``config``, computed once per (config, reference
+    embeddings, wanted images) and kept under laionet_accuracy/reference/ for the next summary."""
+    import hashlib
+
+    ref_key = latest_by_partition(context.instance, reference_embeddings.key, [reference_dataset])
+    key = json.dumps([config.model_dump(), reference_dataset, ref_key[reference_dataset].storage_id if ref_key else 0, sorted(wanted)], sort_keys=True)
+    name = f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.parquet"
+    if files.exists("laionet_accuracy", "reference", name):
+        context.log.info(f"{reference_dataset}: predictions reused from an earlier run with the same models and images")
+        cached = files.read_parquet("laionet_accuracy", "reference", name)
+        return _from_frame(cached.filter(pl.col("model") != "")), json.loads(cached.filter(pl.col("model") == "")["uid"][0])
+
+    def vectors(uids, model_id):
+        _check_model(lance, REFERENCE_TABLE, model_id, f"dataset = '{reference_dataset}'")
+        ref = reference.filter(pl.col("uid").is_in(uids))
+        return ref["uid"].to_list(), _stack(ref["emb"])
+
+    predictions, problems = _predict(config, clip, lance, _reference_images(catalog, reference_dataset, wanted), reference_dataset, vectors, context.log)
+    # the exclusions ride along as one row with an empty model name
+    extra = pl.DataFrame({"model": [""], "uid": [json.dumps(problems)], "predicted": [[]]}, schema={"model": pl.String, "uid": pl.String, "predicted": pl.List(pl.String)})
+    files.write_parquet(pl.concat([_prediction_frame(predictions), extra]), "laionet_accuracy", "reference", name)
+    return predictions, problems
+
+
+@profiled("laionet_accuracy")
+class AccuracyConfig(Config):
+    reference_dataset: str = Field(description="labelled reference dataset (ImageNet-val in the paper; labels = wnids)")
+
+
+@asset(
+    group_name=GROUP,
+    deps=[laionet, every_partition(laionet_predictions), every_partition(reference_embeddings)],
+    kinds={"parquet", "pytorch"},
+    pool="gpu",
+    description="Top-k accuracy of CLIP zero-shot and configured timm classifiers on LAIONet (the parts' "
+    "laionet_predictions) and on a labelled reference set restricted to LAIONet's classes (predicted with the same "
+    "models): per-class recall with Wilson intervals, equally weighted and LAION weighted (each class's share of LAIONet).",
+)
+def laionet_accuracy(
+    context: AssetExecutionContext, config: AccuracyConfig, clip: ClipEncoder, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
+    from laionlab.laionet import accuracy_tables, laion_weights
+
+    parts = registered(context, laion_part)
+    params = require_same_params(context, laionet_predictions.key.to_user_string(), parts)  # one model set and filter
+    predict = PredictionConfig(**params) if params else PredictionConfig()
+    net = files.read_parquet("laionet", "laionet.parquet").select("uid", "wnid")
+    classes = sorted(net["wnid"].unique().to_list())
+    reference, ref_labels = _accuracy_reference(lance, config.reference_dataset, classes)
+    laion, laion_problems = _parts_predictions(context, files, parts)
+    in_net = set(net["uid"].to_list())
+    laion = {m: ([u for u in uids if u in in_net], pred[[u in in_net for u in uids]]) for m, (uids, pred) in laion.items()}
+    ref, ref_problems = _reference_predictions(context, predict, config.reference_dataset, clip, catalog, files, lance, reference, set(ref_labels["uid"].to_list()))
+    predictions = {"LAIONet": laion, config.reference_dataset: ref}
+    truth = {"LAIONet": dict(zip(net["uid"], net["wnid"])), config.reference_dataset: dict(zip(ref_labels["uid"], ref_labels["label"]))}
+    weights = laion_weights(dict(net.group_by("wnid").len().iter_rows()))
+    per_class, table = accuracy_tables(predictions, truth, classes, weights, predict.top_k)
+    files.write_parquet(per_class, "laionet_accuracy", "per_class.parquet")
+    files.write_parquet(table, "laionet_accuracy", "summary.parquet")
+    top1 = table.filter((pl.col("k") == min(predict.top_k)))
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            "prediction_params": params,
+            "parts_seen": ", ".join(parts),
             "summary": markdown_table(table.with_columns(pl.col("accuracy").round(4), pl.col("se").round(4))),
             "classes": len(classes),
-            "excluded_images": json.dumps({n: s.problems for n, s in sets.items()}),
+            "excluded_images": json.dumps({"LAIONet": laion_problems, config.reference_dataset: ref_problems}),
             "accuracy_plot": bar_plot(
                 [f"{r['model']}\n{r['dataset']}\n{r['weighting']}" for r in top1.iter_rows(named=True)], top1["accuracy"].to_list(),
-                f"top-{min(config.top_k)} accuracy", "accuracy", files.path("laionet_accuracy", "accuracy.png"),
+                f"top-{min(predict.top_k)} accuracy", "accuracy", files.path("laionet_accuracy", "accuracy.png"),
             ),
         }
     )
@@ -831,6 +933,7 @@ assets = [
     laionet_rows,
     laionet,
     laionet_intra_class_similarity,
+    laionet_predictions,
     laionet_accuracy,
     caption_index,
     nearest_caption_imagenet,

@@ -14,6 +14,7 @@ from asset_defs.laionet import (
     laionet,
     laionet_rows,
     laionet_accuracy,
+    laionet_predictions,
     laionet_intra_class_similarity,
     lemma_matches,
     synset_similarity,
@@ -206,9 +207,15 @@ def test_intra_class_similarity_matches_brute_force(net):
     assert not result.success and "sampling must be one of random, seed_compat, first" in _error(result)
 
 
+def _predict_parts(resources, instance, config) -> None:
+    for part in sorted(instance.get_dynamic_partitions("laion_part")):
+        assert run([laionet_predictions], resources, instance, part, run_config={"ops": {"laionet_predictions": {"config": config}}}).success
+
+
 def test_accuracy_weightings_follow_the_per_class_recalls(net):
     resources, instance, _ = net
-    config = {"reference_dataset": IMAGENET, "prompts": "simple", "timm_models": [{"name": "test_convnext"}], "top_k": [1, 3]}
+    _predict_parts(resources, instance, {"prompts": "simple", "timm_models": [{"name": "test_convnext"}], "top_k": [1, 3]})
+    config = {"reference_dataset": IMAGENET}
     assert run([laionet_accuracy], resources, instance, None, run_config={"ops": {"laionet_accuracy": {"config": config}}}).success
     files = resources["files"]
     summary = files.read_parquet("laionet_accuracy", "summary.parquet")
@@ -228,6 +235,36 @@ def test_accuracy_weightings_follow_the_per_class_recalls(net):
     top1 = summary.filter(pl.col("k") == 1).sort("model", "dataset", "weighting")["accuracy"].to_numpy()
     top3 = summary.filter(pl.col("k") == 3).sort("model", "dataset", "weighting")["accuracy"].to_numpy()
     assert (top3 >= top1 - 1e-12).all()
+    # the LAIONet images were classified part by part: every LAIONet row with a usable image once
+    predicted = pl.concat([files.read_parquet("laionet_predictions", f"{p}.parquet") for p in sorted(instance.get_dynamic_partitions("laion_part"))])
+    per_model = predicted.group_by("model").agg(pl.col("uid").n_unique().alias("n"), pl.len())
+    assert (per_model["n"] == per_model["len"]).all() and set(predicted["uid"]) <= set(out["uid"])
+    laion = summary.filter((pl.col("dataset") == "LAIONet") & (pl.col("k") == 1) & (pl.col("weighting") == "equal"))
+    assert dict(zip(laion["model"], laion["images"])) == dict(zip(per_model["model"], per_model["n"]))
+    # a second summary reuses the reference predictions, and gives the same table
+    again = run([laionet_accuracy], resources, instance, None, run_config={"ops": {"laionet_accuracy": {"config": config}}})
+    assert files.read_parquet("laionet_accuracy", "summary.parquet").equals(summary)
+    logs = [e.user_message for e in instance.all_logs(again.run_id)]
+    assert any("predictions reused" in m for m in logs) and len(files.glob("laionet_accuracy", "reference", pattern="*.parquet")) == 1
+
+
+def test_accuracy_refuses_predictions_older_than_the_rows_or_with_other_models(net):
+    resources, instance, _ = net
+    parts = sorted(instance.get_dynamic_partitions("laion_part"))
+    _predict_parts(resources, instance, {"prompts": "simple", "top_k": [1]})
+    run([laionet_predictions], resources, instance, parts[0], run_config={"ops": {"laionet_predictions": {"config": {"prompts": "openai", "top_k": [1]}}}})
+    config = {"ops": {"laionet_accuracy": {"config": {"reference_dataset": IMAGENET}}}}
+    result = run([laionet_accuracy], resources, instance, None, run_config=config, raise_on_error=False)
+    assert not result.success and "different parameters" in _error(result) and "prompts='openai'" in _error(result)
+    run([laionet_predictions], resources, instance, parts[0], run_config={"ops": {"laionet_predictions": {"config": {"prompts": "simple", "top_k": [1]}}}})
+    assert run([laionet_accuracy], resources, instance, None, run_config=config).success
+    # laionet_rows of a part re-made (same parameters) after its predictions: refused, naming the part
+    params = instance.fetch_materializations(laionet_rows.key, limit=1).records[0].asset_materialization.metadata["params"].value
+    assert run([laionet_rows], resources, instance, parts[1], run_config={"ops": {"laionet_rows": {"config": params}}}).success
+    result = run([laionet_accuracy], resources, instance, None, run_config=config, raise_on_error=False)
+    assert not result.success and f"older than laionet_rows, for {parts[1]}" in _error(result)
+    run([laionet_predictions], resources, instance, parts[1], run_config={"ops": {"laionet_predictions": {"config": {"prompts": "simple", "top_k": [1]}}}})
+    assert run([laionet_accuracy], resources, instance, None, run_config=config).success
 
 
 def test_bad_inputs_name_the_problem(net, tmp_path):
