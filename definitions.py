@@ -59,7 +59,11 @@ def _laionet_text_spec(clip: dict) -> dict:
 
 
 # the resource fields a profile may set (profiles/*.yaml, `resources:`)
-PROFILE_RESOURCE_FIELDS = {"clip": {"batch_size", "num_workers"}, "downloader": {"processes_count", "thread_count", "image_size"}}
+PROFILE_RESOURCE_FIELDS = {
+    "clip": {"batch_size", "num_workers"},
+    "downloader": {"processes_count", "thread_count", "image_size"},
+    "source": {"rows_per_partition"},
+}
 
 
 def build_resources(data_root: str | None = None, source_uri: str | None = None, catalog: str | None = None) -> dict:
@@ -80,7 +84,10 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
         "num_workers": _setting("LAIONLAB_NUM_WORKERS", "clip", "num_workers", 2),
     }
     return {
-        "source": LaionSource(uri=source_uri or _env("LAIONLAB_SOURCE_URI", os.path.abspath("data/demo/laion_parts"))),
+        "source": LaionSource(
+            uri=source_uri or _env("LAIONLAB_SOURCE_URI", os.path.abspath("data/demo/laion_parts")),
+            rows_per_partition=_setting("LAIONLAB_ROWS_PER_PARTITION", "source", "rows_per_partition", 1_000_000),
+        ),
         "files": FileStore(root=root),
         "catalog": DatasetCatalog(path=catalog or _env("LAIONLAB_DATASET_CATALOG", os.path.abspath("data/demo/datasets.yaml"))),
         "lance": LanceStore(

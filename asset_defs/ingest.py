@@ -26,7 +26,7 @@ from laionlab.embed.checks import embedding_health
 from laionlab.io.download import download_part, failure_table
 from laionlab.io.files import atomic_write_parquet, commit_version_dir, current_version_dir, join, list_files, new_version_dir, read_parquet
 from laionlab.io.lance import embeddings_batch, embeddings_schema
-from laionlab.io.metadata import metadata_summary, read_part
+from laionlab.io.metadata import metadata_summary, read_part, split_part_key
 from laionlab.io.precomputed import find_precomputed, iter_precomputed
 from resources import ClipEncoder, Downloader, FileStore, LaionSource, LanceStore
 
@@ -60,8 +60,20 @@ def image_shards(files: FileStore, part: str) -> list[str]:
 )
 def laion_metadata(context: AssetExecutionContext, source: LaionSource, files: FileStore) -> MaterializeResult:
     part = context.partition_key
-    uri = source.part_uri(part)
-    frame = read_part(uri, part)
+    try:
+        piece = source.part_slice(part)
+    except FileNotFoundError as err:
+        raise Failure(str(err)) from None
+    if piece.chunks > 1:  # the file's other partitions must be the ones this setting cuts
+        registered_chunks = [k for k in context.instance.get_dynamic_partitions(laion_part.name) if k.startswith(f"{piece.file_key}.")]
+        if len(registered_chunks) != piece.chunks:
+            raise Failure(
+                f"{piece.uri} is registered as {len(registered_chunks)} partitions but rows_per_partition="
+                f"{source.rows_per_partition:,} cuts it into {piece.chunks}: set it back to the value used at registration"
+            )
+    uri = piece.uri
+    context.log.info(f"{part}: rows {piece.start:,}..{piece.stop - 1:,} of {uri}")
+    frame = read_part(uri, part, piece.start, piece.stop)
     if frame.height == 0:
         raise Failure(f"LAION part {part!r} ({uri}) has no rows; nothing written")
     out = files.write_parquet(frame, "laion_metadata", f"{part}.parquet")
@@ -70,6 +82,7 @@ def laion_metadata(context: AssetExecutionContext, source: LaionSource, files: F
     return MaterializeResult(
         metadata={
             "source": uri,
+            "source_rows": f"{piece.start}..{piece.stop - 1}",
             "path": out,
             "rows": summary["rows"],
             "nsfw_share": round(summary["nsfw_share"], 4),
@@ -262,17 +275,20 @@ def laion_embeddings_import(
     context: AssetExecutionContext, config: EmbeddingsImportConfig, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
     part = context.partition_key
-    found = find_precomputed(config.root, part)
-    metadata_rows = files.read_parquet("laion_metadata", f"{part}.parquet").height
-    if found.rows != metadata_rows:
+    file_key, chunk = split_part_key(part)
+    found = find_precomputed(config.root, file_key)
+    rows = files.read_parquet("laion_metadata", f"{part}.parquet", columns=["row"])["row"]
+    start, stop = (int(rows.min()), int(rows.max()) + 1) if len(rows) else (0, 0)
+    whole = chunk is None and found.rows != len(rows)
+    if whole or stop > found.rows or stop - start != len(rows):
         raise Failure(
-            f"{found.image} has {found.rows} rows but laion_metadata[{part}] has {metadata_rows}: "
+            f"{found.image} has {found.rows} rows but laion_metadata[{part}] has {len(rows)} (file rows {start}..{stop - 1}): "
             "the embeddings do not belong to this part"
         )
-    first = next(iter_precomputed(found, part, config.model_id, batch_rows=1))
+    first = next(iter_precomputed(found, part, config.model_id, batch_rows=1, start=start, stop=stop))
     schema = first.schema
     written = lance.replace_part(
-        EMBEDDINGS_TABLE, part, iter_precomputed(found, part, config.model_id, config.batch_rows), schema
+        EMBEDDINGS_TABLE, part, iter_precomputed(found, part, config.model_id, config.batch_rows, start, stop), schema
     )
     return MaterializeResult(
         metadata={**params_metadata(config), "rows": written.rows, "model_id": config.model_id, "source": str(found.image), "table_version": written.version}

@@ -1,4 +1,5 @@
-"""laion_parts_sensor: one dynamic partition per new metadata file under the LaionSource."""
+"""laion_parts_sensor: the laion_part partitions of each new metadata file under the
+LaionSource (one per file, or one per row range of a big file)."""
 
 
 from dagster import (
@@ -13,13 +14,15 @@ from dagster import (
 
 from asset_defs.partitions import laion_part
 from jobs import ingest_job
+from laionlab.io.metadata import split_part_key
 from resources import LaionSource
 
 
 def new_parts(source: LaionSource, instance: DagsterInstance) -> list[str]:
-    """Part keys present under the source but not yet registered as laion_part partitions."""
-    known = set(instance.get_dynamic_partitions(laion_part.name))
-    return sorted(set(source.parts()) - known)
+    """The partition keys of the source files none of whose partitions is registered yet
+    (only those files' footers are read, for their row counts)."""
+    known = {split_part_key(k)[0] for k in instance.get_dynamic_partitions(laion_part.name)}
+    return sorted(s.key for key, uri in source.files().items() if key not in known for s in source.slices_of(key, uri))
 
 
 @sensor(
@@ -29,6 +32,8 @@ def new_parts(source: LaionSource, instance: DagsterInstance) -> list[str]:
     description="Adds a laion_part partition for each new metadata file and requests its ingest run.",
 )
 def laion_parts_sensor(context: SensorEvaluationContext, source: LaionSource):
+    if skipped := source.skipped():
+        context.log.warning(f"not parts (a file stem must be letters, digits, '_' or '-'): {skipped[:10]}")
     added = new_parts(source, context.instance)
     if not added:
         return SkipReason(f"no new metadata files under {source.uri}")

@@ -6,12 +6,20 @@ the clip-retrieval / LAION-5B embedding release ships ``metadata_XXXX.parquet`` 
 lower-case ``url`` and ``caption``. All are normalised to LAION-400M's names; columns that are
 not known are kept as they are, so nothing the user had is dropped.
 
-Every row gets ``uid = "<part>:<row:09d>"`` (part = file stem, row = position in the file),
-stable across re-runs, which is what lineage joins across assets use.
+Every row gets ``uid = "<part>:<row:09d>"`` (part = the partition key, row = position in
+the source file), stable across re-runs, which is what lineage joins across assets use.
+
+A file is one partition keyed by its stem, or — when it holds more than ``rows_per_partition``
+rows (a LAION-400M file has ~13M) — several, ``<stem>.000``, ``<stem>.001``, ... each a fixed
+row range of the file (:func:`plan_slices`). A file stem is the name before its first dot, so
+a chunk key never equals a file key, and the row in a chunk's uid is still the file's row.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
@@ -45,6 +53,61 @@ def uid_expr(part: str) -> pl.Expr:
     return pl.format("{}:{}", pl.lit(part), pl.col("row").cast(pl.String).str.zfill(9)).alias("uid")
 
 
+# A file key: letters, digits, '_' and '-', starting with a letter or digit (no dot-files,
+# AppleDouble "._x" files, quotes, spaces or path separators). A chunk key adds ".NNN".
+FILE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+CHUNK_KEY = re.compile(r"(?P<file>[A-Za-z0-9][A-Za-z0-9_-]*)\.(?P<chunk>\d{3,})")
+
+
+@dataclass(frozen=True)
+class PartSlice:
+    """One ``laion_part`` partition: rows ``start..stop-1`` of the source file ``uri``."""
+
+    key: str
+    file_key: str
+    uri: str
+    start: int
+    stop: int
+    chunks: int  # partitions the file is cut into (1: the whole file)
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+def split_part_key(key: str) -> tuple[str, int | None]:
+    """``(file key, chunk index)`` of a partition key; the index is None for a whole file."""
+    if FILE_KEY.fullmatch(key):
+        return key, None
+    m = CHUNK_KEY.fullmatch(key)
+    if m is None:
+        raise ValueError(f"{key!r} is not a LAION part key (a file stem of letters, digits, '_', '-', optionally '.NNN')")
+    return m["file"], int(m["chunk"])
+
+
+def parquet_rows(uri: str) -> int:
+    """Rows of a parquet file, from its footer (no column is read)."""
+    import pyarrow.parquet as pq
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def plan_slices(file_key: str, uri: str, rows: int, rows_per_partition: int) -> list[PartSlice]:
+    """The partitions of a file of ``rows`` rows: the whole file when it fits in
+    ``rows_per_partition`` (or that is 0), else ``ceil(rows / rows_per_partition)`` chunks of
+    ``rows_per_partition`` rows (the last shorter), keyed ``<file_key>.NNN``."""
+    if rows_per_partition <= 0 or rows <= rows_per_partition:
+        return [PartSlice(file_key, file_key, uri, 0, rows, 1)]
+    n = math.ceil(rows / rows_per_partition)
+    width = max(3, len(str(n - 1)))
+    return [
+        PartSlice(f"{file_key}.{i:0{width}d}", file_key, uri, i * rows_per_partition, min((i + 1) * rows_per_partition, rows), n)
+        for i in range(n)
+    ]
+
+
 def list_parts(uri: str, glob: str = "*.parquet") -> dict[str, str]:
     """Map part key (file stem) → full URI for every file matching ``glob`` under ``uri``
     (a local folder or any fsspec URI such as ``s3://bucket/laion400m-meta``)."""
@@ -56,10 +119,19 @@ def list_parts(uri: str, glob: str = "*.parquet") -> dict[str, str]:
     parts: dict[str, str] = {}
     for path in paths:
         key = Path(path).name.split(".")[0]
+        if not FILE_KEY.fullmatch(key):
+            continue  # see skipped_files: dot-files, "._x" AppleDouble files, names with quotes or spaces
         if key in parts:
             raise ValueError(f"two source files map to the same part key {key!r}: {parts[key]} and {path}")
         parts[key] = path if protocol in ("file", "local") else f"{protocol}://{path}"
     return parts
+
+
+def skipped_files(uri: str, glob: str = "*.parquet") -> list[str]:
+    """Files matching ``glob`` that are not parts because their stem is not a valid key."""
+    fs, root = fsspec.core.url_to_fs(uri)
+    names = [Path(p).name for p in fs.glob(f"{root.rstrip('/')}/{glob}")] if fs.exists(root) else []
+    return sorted(n for n in names if not FILE_KEY.fullmatch(n.split(".")[0]))
 
 
 def _resolve_columns(schema: pl.Schema, source: str) -> dict[str, str]:
@@ -86,8 +158,9 @@ def _resolve_columns(schema: pl.Schema, source: str) -> dict[str, str]:
     return found
 
 
-def normalise_metadata(frame: pl.LazyFrame, part: str, source: str = "<frame>") -> pl.LazyFrame:
-    """Rename to LAION-400M's column names, cast types, and add ``uid``, ``part``, ``row``.
+def normalise_metadata(frame: pl.LazyFrame, part: str, source: str = "<frame>", first_row: int = 0) -> pl.LazyFrame:
+    """Rename to LAION-400M's column names, cast types, and add ``uid``, ``part``, ``row``
+    (``row`` counts from ``first_row``: the file row of a chunk's first row).
 
     Output columns: uid, part, row, then SAMPLE_ID, URL, TEXT, HEIGHT, WIDTH, LICENSE, NSFW,
     similarity (null where the source lacks them), then any other source columns unchanged.
@@ -101,7 +174,7 @@ def normalise_metadata(frame: pl.LazyFrame, part: str, source: str = "<frame>") 
     ]
     extras = [pl.col(c) for c in schema if c not in used and c not in COLUMNS and c not in ("uid", "part", "row")]
     return (
-        frame.with_row_index("row")
+        frame.with_row_index("row", offset=first_row)
         .with_columns(pl.col("row").cast(pl.Int64))
         .select(
             uid_expr(part),
@@ -113,17 +186,33 @@ def normalise_metadata(frame: pl.LazyFrame, part: str, source: str = "<frame>") 
     )
 
 
-def read_part(uri: str, part: str) -> pl.DataFrame:
-    """Read and normalise one metadata parquet file. Errors name the file."""
+def read_part(uri: str, part: str, start: int = 0, stop: int | None = None) -> pl.DataFrame:
+    """Read and normalise rows ``start..stop-1`` (default: all) of one metadata parquet file,
+    reading only the row groups that hold them. Errors name the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     fs, path = fsspec.core.url_to_fs(uri)
     if not fs.exists(path):
         raise FileNotFoundError(f"LAION metadata part {part!r} not found: {uri}")
     try:
         with fs.open(path, "rb") as f:
-            raw = pl.read_parquet(f)
+            pf = pq.ParquetFile(f)
+            n = pf.metadata.num_rows
+            stop = n if stop is None else min(stop, n)
+            groups, first, at = [], None, 0
+            for g in range(pf.metadata.num_row_groups):
+                size = pf.metadata.row_group(g).num_rows
+                if at < stop and at + size > start:
+                    groups.append(g)
+                    first = at if first is None else first
+                at += size
+            table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
+            table = table.slice(start - (first or 0), max(0, stop - start)) if groups else table
+            raw = pl.from_arrow(table) if isinstance(table, pa.Table) else pl.DataFrame()
     except Exception as exc:
         raise MetadataSchemaError(f"{uri}: not a readable parquet file ({type(exc).__name__}: {exc})") from exc
-    return normalise_metadata(raw.lazy(), part, source=uri).collect()
+    return normalise_metadata(raw.lazy(), part, source=uri, first_row=start).collect()
 
 
 def metadata_summary(frame: pl.DataFrame) -> dict:

@@ -93,9 +93,12 @@ def _unit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x / np.maximum(norm, 1e-12)[:, None], norm
 
 
-def iter_precomputed(files: PrecomputedFiles, part: str, model: str, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
-    """Stream the part as embeddings-table batches (memory-mapped, ``batch_rows`` at a time).
-    Vectors are re-normalised in float32; a part without text embeddings gets NaN-free zero
+def iter_precomputed(
+    files: PrecomputedFiles, part: str, model: str, batch_rows: int = 65_536, start: int = 0, stop: int | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Stream rows ``start..stop-1`` of the files (default: all; a partition cut from a big
+    file) as embeddings-table batches (memory-mapped, ``batch_rows`` at a time), with uids
+    ``<part>:<file row>``. Vectors are re-normalised in float32; a part without text embeddings gets NaN-free zero
     text vectors is not allowed, so text_emb is required for the table (clip_score needs it)."""
     image = storage.load_npy(files.image, mmap=True)
     if files.text is None:
@@ -103,9 +106,10 @@ def iter_precomputed(files: PrecomputedFiles, part: str, model: str, batch_rows:
     text = storage.load_npy(files.text, mmap=True)
     if image.shape[1] != text.shape[1]:
         raise ValueError(f"image dim {image.shape[1]} != text dim {text.shape[1]} in {files.image} / {files.text}")
-    for start in range(0, image.shape[0], batch_rows):
-        stop = min(start + batch_rows, image.shape[0])
-        img, img_norm = _unit(np.asarray(image[start:stop]))
-        txt, txt_norm = _unit(np.asarray(text[start:stop]))
-        uids = [make_uid(part, row) for row in range(start, stop)]
+    end = image.shape[0] if stop is None else min(stop, image.shape[0])
+    for a in range(start, end, batch_rows):
+        b = min(a + batch_rows, end)
+        img, img_norm = _unit(np.asarray(image[a:b]))
+        txt, txt_norm = _unit(np.asarray(text[a:b]))
+        uids = [make_uid(part, row) for row in range(a, b)]
         yield embeddings_batch(uids, part, model, img, txt, img_norm, txt_norm)

@@ -238,3 +238,60 @@ def test_three_parts_materialised_concurrently_leave_the_union(tmp_path, demo):
         expected |= set(status.filter(pl.col("status") == "success")["uid"].to_list())
     uids = table_uids(resources)
     assert len(uids) == len(set(uids)) and set(uids) == expected
+
+
+def test_a_big_file_is_cut_into_partitions_by_the_sensor_and_each_ingests_its_rows(tmp_path):
+    """A 2,500-row file with rows_per_partition=1,000 (small row groups): the sensor registers
+    part-00007.000..002 with their ingest runs; laion_metadata and laion_embeddings_import of
+    each read only their rows, with uids that keep the file row; together they are the file,
+    once. Changing rows_per_partition afterwards is refused, naming the setting."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from dagster import SkipReason, build_sensor_context
+
+    from resources import LaionSource
+    from sensors.laion_parts import laion_parts_sensor
+
+    n, dim = 2_500, 8
+    src = tmp_path / "parts"
+    src.mkdir()
+    table = pa.table({"url": [f"http://example.com/{i}.jpg" for i in range(n)], "caption": [f"caption {i}" for i in range(n)]})
+    pq.write_table(table, src / "part-00007.parquet", row_group_size=300)
+    (src / "._part-00007.parquet").write_bytes(b"\0")  # macOS AppleDouble file: not a part
+    root = tmp_path / "release"
+    for sub in ("img_emb", "text_emb", "metadata"):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(n, dim)).astype(np.float16)
+    np.save(root / "img_emb" / "img_emb_0007.npy", img)
+    np.save(root / "text_emb" / "text_emb_0007.npy", rng.normal(size=(n, dim)).astype(np.float16))
+    pq.write_table(table, root / "metadata" / "metadata_0007.parquet")
+
+    resources = make_resources(tmp_path / "lab", str(src))
+    resources["source"] = LaionSource(uri=str(src), rows_per_partition=1_000)
+    instance = instance_with_parts([])
+    result = laion_parts_sensor(build_sensor_context(instance=instance, resources={"source": resources["source"]}))
+    keys = ["part-00007.000", "part-00007.001", "part-00007.002"]
+    assert list(result.dynamic_partitions_requests[0].partition_keys) == keys == [r.partition_key for r in result.run_requests]
+    instance.add_dynamic_partitions("laion_part", keys)
+    config = {"ops": {"laion_embeddings_import": {"config": {"root": str(root), "batch_rows": 128}}}}
+    frames = []
+    for key in keys:
+        assert run([laion_metadata, laion_embeddings_import], resources, instance, key, run_config=config).success
+        frames.append(resources["files"].read_parquet("laion_metadata", f"{key}.parquet"))
+    assert [f.height for f in frames] == [1_000, 1_000, 500]
+    meta = pl.concat(frames)
+    assert meta["row"].to_list() == list(range(n)) and meta["TEXT"].to_list() == table["caption"].to_pylist()
+    assert meta["uid"][1_234] == "part-00007.001:000001234" and meta["part"][1_234] == "part-00007.001"
+    tbl = resources["lance"].tables().open("laion_embeddings").search().limit(None).select(["uid", "image_emb"]).to_polars()
+    assert sorted(tbl["uid"]) == sorted(meta["uid"])
+    row = tbl.filter(pl.col("uid") == "part-00007.002:000002400")["image_emb"][0].to_numpy()
+    want = img[2400].astype(np.float32)
+    np.testing.assert_allclose(row, want / np.linalg.norm(want), rtol=1e-5)
+    # no new file, nothing to register; a setting that would cut the file differently is refused
+    again = laion_parts_sensor(build_sensor_context(instance=instance, resources={"source": resources["source"]}))
+    assert isinstance(again, SkipReason)
+    resources["source"] = LaionSource(uri=str(src), rows_per_partition=600)
+    bad = run([laion_metadata], resources, instance, keys[1], raise_on_error=False)
+    error = str(bad.get_step_failure_events()[0].event_specific_data.error)
+    assert "rows_per_partition" in error and "part-00007" in error

@@ -68,3 +68,35 @@ def test_metadata_summary_counts():
     assert s["rows"] == 4 and s["empty_captions"] == 2
     assert s["nsfw_share"] == pytest.approx(0.5)
     assert s["null_counts"]["TEXT"] == 1 and s["null_counts"]["HEIGHT"] == 4
+
+
+def test_part_keys_slices_and_files_that_are_not_parts(tmp_path):
+    from laionlab.io.metadata import plan_slices, skipped_files, split_part_key
+
+    good = pl.DataFrame({"URL": ["u"], "TEXT": ["t"]})
+    for name in ["part-00001.parquet", "._part-00001.parquet", ".hidden.parquet", "it's a part.parquet", "x y.parquet", "..parquet"]:
+        good.write_parquet(tmp_path / name)
+    assert list(list_parts(str(tmp_path))) == ["part-00001"]
+    assert skipped_files(str(tmp_path)) == sorted(["._part-00001.parquet", ".hidden.parquet", "it's a part.parquet", "x y.parquet", "..parquet"])
+    assert split_part_key("part-00001") == ("part-00001", None) and split_part_key("part-00001.0042") == ("part-00001", 42)
+    for bad in ["", "part.1", "it's", "a/b", "._x", "part-1.00x"]:
+        with pytest.raises(ValueError, match="not a LAION part key"):
+            split_part_key(bad)
+    assert [(s.key, s.start, s.stop) for s in plan_slices("p", "u", 10, 0)] == [("p", 0, 10)]
+    assert [(s.key, s.start, s.stop) for s in plan_slices("p", "u", 10, 10)] == [("p", 0, 10)]
+    slices = plan_slices("p", "u", 10_001, 10)
+    assert len(slices) == 1_001 and slices[0].key == "p.0000" and slices[-1].key == "p.1000" and slices[-1].rows == 1
+    assert sum(s.rows for s in slices) == 10_001 and all(a.stop == b.start for a, b in zip(slices, slices[1:]))
+
+
+def test_read_part_reads_a_row_range(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from laionlab.io.metadata import read_part
+
+    pq.write_table(pa.table({"URL": [f"u{i}" for i in range(100)], "TEXT": [str(i) for i in range(100)]}), tmp_path / "f.parquet", row_group_size=7)
+    for start, stop in [(0, 100), (0, 7), (6, 8), (13, 64), (99, 100), (95, 200)]:
+        got = read_part(str(tmp_path / "f.parquet"), "f.001", start, stop)
+        assert got["row"].to_list() == list(range(start, min(stop, 100))) == [int(t) for t in got["TEXT"]]
+        assert got["uid"].to_list() == [f"f.001:{r:09d}" for r in range(start, min(stop, 100))]
