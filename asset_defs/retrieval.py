@@ -24,6 +24,7 @@ from asset_defs.metadata import bar_plot, line_plot, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered, target
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.visual_world import reference_embeddings
+from laionlab.io.files import CURRENT
 from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors, uid_filters
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LanceStore
@@ -254,10 +255,22 @@ def retrieved_images(
     wanted = missing["uid"].to_list()
     already = _embedded_uids(lance, RETRIEVED_TABLE, wanted)
     failed = _failed_downloads(files, name)
-    todo = [u for u in wanted if u not in already and (config.retry_failed or u not in failed)]
-    counts = {"matched_without_embedding": len(wanted), "already_retrieved": len(already), "failed_before": len(failed)}
+    # a row of a part laion_images downloaded was tried there and failed (else it would be embedded)
+    ingested = {p for p in {u.rsplit(":", 1)[0] for u in wanted} if files.exists("laion_images", p, CURRENT)}
+    failed_in_ingest = {u for u in wanted if u.rsplit(":", 1)[0] in ingested}
+    skip = set() if config.retry_failed else failed | failed_in_ingest
+    todo = [u for u in wanted if u not in already and u not in skip]
+    counts = {
+        "matched_without_embedding": len(wanted),
+        "already_retrieved": len(already),
+        "failed_before": len(failed),
+        "failed_in_ingest": len(failed_in_ingest - already),
+    }
     if not todo:
-        context.log.info(f"{name}: nothing to download ({len(already)} retrieved before, {len(failed)} failed before; retry_failed=True tries those again)")
+        context.log.info(
+            f"{name}: nothing to download ({counts['already_retrieved']} retrieved before, {counts['failed_before']} failed before, "
+            f"{counts['failed_in_ingest']} failed in laion_images; retry_failed=True tries those again)"
+        )
         return MaterializeResult(metadata={**params_metadata(config), **counts, "downloaded": 0})
     parts = sorted({u.rsplit(":", 1)[0] for u in todo})
     meta = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet") for p in parts]).filter(pl.col("uid").is_in(todo))
