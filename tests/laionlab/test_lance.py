@@ -52,6 +52,21 @@ def test_replace_part_replaces_exactly_one_partition(tmp_path):
     assert len(all_uids) == len(set(all_uids)) == 35
 
 
+def test_a_new_part_is_appended_and_an_existing_one_rewritten(tmp_path):
+    """A new partition is one append (nothing of the table is joined), a second write of it
+    the merge; the part column carries a BITMAP index; the result is the same either way."""
+    t = LanceTables(str(tmp_path / "db"))
+    schema = embeddings_schema(DIM)
+    first = t.replace_part("emb", "a", batches("a", 30), schema)
+    assert not first.rewrite and t.replace_part("emb", "b", batches("b", 20), schema).rewrite is False
+    assert [i.columns for i in t.open("emb").list_indices()] == [["part"]]
+    again = t.replace_part("emb", "a", batches("a", 12), schema)
+    assert again.rewrite and uids(t, "a") == [f"a:{i:09d}" for i in range(12)] and t.count("emb") == 32
+    # a part whose name another part's starts with is still new
+    assert not t.replace_part("emb", "a.001", batches("a.001", 5), schema).rewrite
+    assert uids(t, "a") == [f"a:{i:09d}" for i in range(12)] and t.count("emb") == 37
+
+
 def test_rewrite_same_rows_is_idempotent(tmp_path):
     t = LanceTables(str(tmp_path / "db"))
     schema = embeddings_schema(DIM)
