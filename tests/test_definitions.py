@@ -68,6 +68,9 @@ def test_instance_config_as_make_writes_it(tmp_path):
     try:
         instance = DagsterInstance.get()
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 3
+        # one queued run per partition at a time (two writers of one new part would both append it)
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+        assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     finally:
         if old is None:
             del os.environ["DAGSTER_HOME"]

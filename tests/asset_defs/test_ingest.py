@@ -295,3 +295,20 @@ def test_a_big_file_is_cut_into_partitions_by_the_sensor_and_each_ingests_its_ro
     bad = run([laion_metadata], resources, instance, keys[1], raise_on_error=False)
     error = str(bad.get_step_failure_events()[0].event_specific_data.error)
     assert "rows_per_partition" in error and "part-00007" in error
+
+
+def test_a_second_model_of_the_same_dimension_fails_one_model_one_dim(tmp_path, demo):
+    """Part 2 embedded by another model of the same dimension: the check fails for it, naming
+    the rows of the other model (counted through the model column's index, not a table scan)."""
+    from asset_defs.ingest import laion_embeddings, laion_images, laion_metadata
+
+    resources = make_resources(tmp_path / "lab", str(Path(demo.root) / "laion_parts"))
+    instance = instance_with_parts(demo.parts[:2])
+    assert run([laion_metadata, laion_images, laion_embeddings], resources, instance, demo.parts[0]).success
+    other = {**resources, "clip": ClipEncoder(model_name="laionlab-tiny", seed=1, batch_size=16, num_workers=0)}
+    result = run([laion_metadata, laion_images, laion_embeddings], other, instance, demo.parts[1])
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "one_model_one_dim"]
+    assert not check.passed
+    table = check.metadata["models"].value
+    assert "laionlab-tiny/random-seed1" in table and f"| (any other) | {ROWS_PER_PART - 3} | other parts |" in table
+    assert [i.columns for i in resources["lance"].tables().open(EMBEDDINGS_TABLE).list_indices()] in ([["part"], ["model"]], [["model"], ["part"]])
