@@ -4,6 +4,8 @@ eval-to-LAION similarities, and LAION pools pruned to be no more similar to an e
 the "train" set (ImageNet-train in the paper) is.
 """
 
+import math
+
 import numpy as np
 import polars as pl
 from dagster import (
@@ -55,7 +57,11 @@ def _sampled_part_vectors(lance: LanceStore, part: str, n_rows: int, rows: np.nd
 
 @profiled("dedup_centroids")
 class DedupCentroidsConfig(Config):
-    k: int = Field(50_000, ge=1, description="clusters (seed: 50,000 for LAION-400M)")
+    k: int | None = Field(None, ge=1, description="clusters; unset: LAION rows / rows_per_cluster (seed: 50,000 for LAION-400M)")
+    rows_per_cluster: int = Field(
+        8_260, ge=1, description="with k unset, k = ceil(LAION rows / this): the seed's 413M rows / 50,000 clusters, so laion_dedup's "
+        "cost per row (≈ rows_per_cluster / 2 comparisons) stays the same as LAION grows"
+    )
     sample_size: int = Field(
         10_000_000, ge=1, description="rows sampled for k-means, from each part in proportion to its size (the seed used every row)"
     )
@@ -97,21 +103,25 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
     progress.close()
     X = np.concatenate(blocks)
     del blocks
-    if config.k > len(X):
-        raise Failure(f"k={config.k} is larger than the sample ({len(X)} LAION rows); lower k")
-    result = kmeans(X, config.k, n_iter=config.n_iter, seed=config.seed, spherical=True, redraw_duplicate_cosine=config.duplicate_cosine)
+    k = config.k or math.ceil(sum(counts) / config.rows_per_cluster)
+    if k > len(X):
+        raise Failure(f"k={k} is larger than the sample ({len(X)} LAION rows); lower k (or raise rows_per_cluster)")
+    context.log.info(f"k = {k} ({'set' if config.k else f'{sum(counts):,} rows / rows_per_cluster {config.rows_per_cluster:,}'})")
+    result = kmeans(X, k, n_iter=config.n_iter, seed=config.seed, spherical=True, redraw_duplicate_cosine=config.duplicate_cosine)
     files.save_npy(result.centroids, "dedup_centroids", "centroids.npy")
     return MaterializeResult(
         metadata={
             **params_metadata(config),
-            "k": config.k,
+            "k": k,
+            "rows_per_cluster": round(sum(counts) / k, 1),
+            "dedup_comparisons_per_row": round(sum(counts) / k / 2, 1),  # ≈ what laion_dedup costs per row
             "sample": len(X),
             "laion_rows": sum(counts),
             "parts_seen": ", ".join(parts),
             "empty_clusters": int((result.sizes == 0).sum()),
             "cluster_sizes": histogram(
-                result.sizes, "rows of the sample in the cluster", f"dedup cluster sizes (k={config.k})", files.path("dedup_centroids", "sizes.png"),
-                bins=min(50, config.k), ylabel="clusters",
+                result.sizes, "rows of the sample in the cluster", f"dedup cluster sizes (k={k})", files.path("dedup_centroids", "sizes.png"),
+                bins=min(50, k), ylabel="clusters",
             ),
             "largest_clusters": largest_clusters(result.sizes),
         }

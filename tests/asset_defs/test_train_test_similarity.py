@@ -365,3 +365,15 @@ def test_laion_dedup_waits_for_an_earlier_part_in_flight_and_names_a_missing_one
     # once the earlier part is done, the same step goes through
     assert run([dedup_assignments], resources, instance, parts[0]).success
     assert run([laion_dedup], resources, instance, parts[1], run_config=config).success
+
+
+@pytest.mark.parametrize("rows_per_cluster, k", [(30, 4), (34, 3), (100, 1)])
+def test_dedup_k_grows_with_laion_when_unset(sampled_table, rows_per_cluster, k):
+    """k unset: ceil(100 rows / rows_per_cluster) clusters, so laion_dedup's comparisons per row
+    stay near rows_per_cluster / 2 whatever the corpus size (the seed: 413M / 50,000)."""
+    resources, instance = sampled_table
+    config = {"k": None, "rows_per_cluster": rows_per_cluster, "duplicate_cosine": 0.999}
+    result = run([dedup_centroids], resources, instance, None, run_config={"ops": {"dedup_centroids": {"config": config}}})
+    meta = result.asset_materializations_for_node("dedup_centroids")[0].metadata
+    assert meta["k"].value == k == len(resources["files"].load_npy("dedup_centroids", "centroids.npy"))
+    assert meta["rows_per_cluster"].value == pytest.approx(100 / k, abs=0.1)
