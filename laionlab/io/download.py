@@ -161,6 +161,13 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
         return _run_img2dataset(metadata, out, settings, Path(work), all_uids, blocked)
 
 
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _run_img2dataset(
     metadata: pl.DataFrame, out: str, settings: DownloadSettings, work: Path, all_uids: pl.Series, blocked: pl.DataFrame
 ) -> DownloadResult:
@@ -170,24 +177,30 @@ def _run_img2dataset(
     settings_file.write_text(json.dumps(_img2dataset_kwargs(str(input_parquet), out, settings)))
     env = {**files.fsspec_env(), **os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
-    # its own session, so a timeout kills img2dataset's pool workers with it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "laionlab.io.download", str(settings_file)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=settings.process_timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-        raise TimeoutError(
-            f"img2dataset did not finish within {settings.process_timeout_s:.0f} s for {metadata.height} rows into "
-            f"{out} (process_timeout_s); killed with its workers; last output: {stderr[-1000:]!r}"
-        ) from None
+    # its own session, so a timeout kills img2dataset's pool workers with it; output to files,
+    # not pipes: a helper it leaves behind (multiprocessing's resource tracker was seen to) would
+    # hold a pipe open after img2dataset exited, and reading to EOF would wait for ever
+    out_path, err_path = work / "stdout.txt", work / "stderr.txt"
+    with open(out_path, "w") as out_file, open(err_path, "w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "laionlab.io.download", str(settings_file)],
+            env=env,
+            stdout=out_file,
+            stderr=err_file,
+            start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=settings.process_timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+            raise TimeoutError(
+                f"img2dataset did not finish within {settings.process_timeout_s:.0f} s for {metadata.height} rows into "
+                f"{out} (process_timeout_s); killed with its workers; last output: {err_path.read_text()[-1000:]!r}"
+            ) from None
+        finally:
+            _kill_group(proc.pid)  # whatever it left running
+    stdout, stderr = out_path.read_text(), err_path.read_text()
     seconds = time.perf_counter() - start
     for line in stdout.splitlines()[-20:]:
         log.info("img2dataset: %s", line)
