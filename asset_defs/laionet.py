@@ -23,7 +23,7 @@ from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.visual_world import REFERENCE_TABLE, reference_embeddings
-from laionlab.io.lance import read_vectors, uid_filters
+from laionlab.io.lance import quote_literal, read_vectors, uid_filters
 from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN
 from laionlab.laionet.stats import LAIONET_THRESHOLD, THRESHOLD_SWEEP
 from laionlab.progress import Progress
@@ -42,20 +42,21 @@ LAIONET_COLUMNS = [
 
 
 def laion_vectors_for(
-    lance: LanceStore, uids: list[str], column: str = "image_emb", log: logging.Logger | None = None
+    lance: LanceStore, uids: list[str], column: str = "image_emb", log: logging.Logger | None = None, raw: bool = False
 ) -> tuple[list[str], np.ndarray]:
     """Unit ``column`` vectors of the given LAION uids that have a row in laion_embeddings (a
-    uid whose image failed to download has none), in uid order. Progress over the parts goes
-    to ``log`` (the step's ``context.log``)."""
-    found, vectors = laion_columns_for(lance, uids, [column], log)
+    uid whose image failed to download has none), in uid order; ``raw`` scales image vectors
+    back by their stored norms (the photo classifier's features). Only those uids' rows are
+    read (the uid index answers the lookups). Progress over the parts goes to ``log``."""
+    found, vectors = laion_columns_for(lance, uids, [column], log, raw=raw)
     return found, vectors[column]
 
 
 def laion_columns_for(
-    lance: LanceStore, uids: list[str], columns: list[str], log: logging.Logger | None = None
+    lance: LanceStore, uids: list[str], columns: list[str], log: logging.Logger | None = None, raw: bool = False
 ) -> tuple[list[str], dict[str, np.ndarray]]:
     """:func:`laion_vectors_for` for several vector columns in one read: uids and, per column,
-    the ``(n, d)`` unit vectors in the same row order."""
+    the ``(n, d)`` vectors (unit, or ``raw`` for image_emb) in the same row order."""
     empty = ([], {c: np.zeros((0, 0), np.float32) for c in columns})
     if not lance.tables().exists(EMBEDDINGS_TABLE):
         return empty
@@ -67,13 +68,14 @@ def laion_columns_for(
     progress = Progress(f"reading {', '.join(columns)} of {len(uids):,} uids", len(by_part), log=log, unit="parts")
     for part, members in sorted(by_part.items()):
         for clause in uid_filters(members):
-            query = table.search().limit(None).select(["uid", *columns]).where(f"part = '{part}' AND {clause}")
+            norms = ["image_norm"] if raw and "image_emb" in columns else []
+            query = table.search().limit(None).select(["uid", *columns, *norms]).where(f"part = {quote_literal(part)} AND {clause}")
             batches = list(query.to_batches(batch_size=65_536))
             got = [u for b in batches for u in b.column("uid").to_pylist()]
             if got:
                 found.extend(got)
                 for c in columns:
-                    blocks[c].append(read_vectors(batches, column=c)[1])
+                    blocks[c].append(read_vectors(batches, column=c, norm_column="image_norm" if raw and c == "image_emb" else None)[1])
         progress.update()
     progress.close()
     if not found:
@@ -646,7 +648,7 @@ def laionet_predictions(context: AssetExecutionContext, config: PredictionConfig
     rows = files.read_parquet("laionet_rows", f"{part}.parquet").select("uid", "wnid", "HEIGHT", "WIDTH")
 
     def vectors(uids, model_id):
-        _check_model(lance, EMBEDDINGS_TABLE, model_id, f"part = '{part}'")
+        _check_model(lance, EMBEDDINGS_TABLE, model_id, f"part = {quote_literal(part)}")
         return laion_vectors_for(lance, uids, log=context.log)
 
     predictions, problems = _predict(config, clip, lance, _laionet_images(files, rows), f"LAIONet {part}", vectors, context.log)
@@ -703,7 +705,7 @@ def _reference_predictions(context, config: PredictionConfig, reference_dataset:
         return _from_frame(cached.filter(pl.col("model") != "")), json.loads(cached.filter(pl.col("model") == "")["uid"][0])
 
     def vectors(uids, model_id):
-        _check_model(lance, REFERENCE_TABLE, model_id, f"dataset = '{reference_dataset}'")
+        _check_model(lance, REFERENCE_TABLE, model_id, f"dataset = {quote_literal(reference_dataset)}")
         ref = reference.filter(pl.col("uid").is_in(uids))
         return ref["uid"].to_list(), _stack(ref["emb"])
 
@@ -780,7 +782,7 @@ class CaptionIndexConfig(Config):
 
 def _text_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray, set[str]]:
     table = lance.tables().open(EMBEDDINGS_TABLE)
-    query = table.search().limit(None).select(["uid", "text_emb", "model"]).where(f"part = '{part}'")
+    query = table.search().limit(None).select(["uid", "text_emb", "model"]).where(f"part = {quote_literal(part)}")
     uids, blocks, models = [], [], set()
     for batch in query.to_batches(batch_size=65_536):
         got, X = read_vectors([batch], column="text_emb")
@@ -808,7 +810,7 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
         raise Failure(str(err)) from None
     parts = registered(context, laion_part)
     tables = lance.tables()
-    counts = {p: tables.count(EMBEDDINGS_TABLE, f"part = '{p}'") for p in parts}
+    counts = {p: tables.count(EMBEDDINGS_TABLE, f"part = {quote_literal(p)}") for p in parts}
     index_path = files.path("caption_index", "index.faiss")
     built = files.exists("caption_index", "state.json") and files.exists("caption_index", "index.faiss")
     plan = plan_update(files.read_json("caption_index", "state.json") if built else None, counts, config.rebuild)

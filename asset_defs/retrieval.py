@@ -25,7 +25,7 @@ from asset_defs.partitions import every_partition, laion_part, registered, targe
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.visual_world import reference_embeddings
 from laionlab.io.files import CURRENT
-from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors, uid_filters
+from laionlab.io.lance import embeddings_batch, embeddings_schema, quote_literal, read_vectors, uid_filters
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LanceStore
 
@@ -124,7 +124,7 @@ def caption_search_index(context: AssetExecutionContext, files: FileStore, lance
     stale = sorted(set(indexed) - set(parts))
     table = tables.open(CAPTIONS_TABLE)
     for part in stale:
-        table.delete(f"part = '{part}'")
+        table.delete(f"part = {quote_literal(part)}")
     if not any(i.index_type == "FTS" for i in table.list_indices()):
         table.create_fts_index("normalised", with_position=True, stem=False, remove_stop_words=False, replace=True)
     elif added or stale:
@@ -201,7 +201,7 @@ def _match_parts(context: AssetExecutionContext, lance: LanceStore, name: str, s
     frames = []
     progress = Progress(f"{name}: matching captions", len(parts), log=context.log, unit="parts")
     for part in parts:
-        captions = pl.from_arrow(table.search().limit(None).select(["uid", "TEXT"]).where(f"part = '{part}'").to_arrow())
+        captions = pl.from_arrow(table.search().limit(None).select(["uid", "TEXT"]).where(f"part = {quote_literal(part)}").to_arrow())
         if captions.height == 0:
             context.log.warning(f"part {part} has no captions in {CAPTIONS_TABLE}: re-materialise caption_search_index")
         matched = match_synonyms(captions["TEXT"], synonyms, prefix=prefix)

@@ -26,8 +26,8 @@ from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot
 from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
-from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors
-from laionlab.io.lance import read_vectors
+from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors, sampled_part_vectors
+from laionlab.io.lance import quote_literal, read_vectors
 from laionlab.progress import Progress
 from resources import FileStore, LanceStore
 
@@ -35,24 +35,7 @@ GROUP = "train_test_similarity"
 
 
 def _part_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray]:
-    return laion_vectors(lance, where=f"part = '{part}'", raw=False)
-
-
-def _sampled_part_vectors(lance: LanceStore, part: str, n_rows: int, rows: np.ndarray) -> np.ndarray:
-    """Unit vectors of the part's rows at positions ``rows`` of its uid order (the order of
-    :func:`_part_vectors`), in that order. Only the part's uids are scanned; the vectors of the
-    chosen rows are fetched by row id, so an unsampled row's vector is never read."""
-    tables = lance.tables()
-    index = tables.part_query(EMBEDDINGS_TABLE, part, ["uid"]).with_row_id(True).to_polars().sort("uid")
-    if index.height != n_rows:
-        raise Failure(f"laion_embeddings[{part}] changed while dedup_centroids sampled it: rematerialise dedup_centroids")
-    want = index[rows]
-    taken = tables.open(EMBEDDINGS_TABLE).take_row_ids(want["_rowid"].to_list()).select(["uid", "image_emb"])
-    uids, X = read_vectors(taken.to_batches())
-    order = pl.Series(uids, dtype=pl.String).arg_sort().to_numpy()
-    if [uids[i] for i in order] != want["uid"].to_list():
-        raise Failure(f"laion_embeddings[{part}] changed while dedup_centroids sampled it: rematerialise dedup_centroids")
-    return X[order]
+    return laion_vectors(lance, where=f"part = {quote_literal(part)}", raw=False)
 
 
 @profiled("dedup_centroids")
@@ -92,13 +75,13 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
     from laionlab.cluster import kmeans, sample_across_parts
 
     parts = registered(context, laion_part)
-    counts = [lance.tables().count(EMBEDDINGS_TABLE, f"part = '{p}'") for p in parts]
+    counts = [lance.tables().count(EMBEDDINGS_TABLE, f"part = {quote_literal(p)}") for p in parts]
     if not parts or not sum(counts):
         raise Failure("laion_embeddings has no rows in the registered laion_part partitions: materialise laion_embeddings")
     blocks, progress = [], Progress("sampling LAION vectors", len(parts), log=context.log, unit="parts")
     for part, n, rows in zip(parts, counts, sample_across_parts(counts, config.sample_size, config.seed)):
         if len(rows):
-            blocks.append(_part_vectors(lance, part)[1] if len(rows) == n else _sampled_part_vectors(lance, part, n, rows))
+            blocks.append(_part_vectors(lance, part)[1] if len(rows) == n else sampled_part_vectors(lance, part, n, rows))
         progress.update()
     progress.close()
     X = np.concatenate(blocks)
@@ -456,7 +439,7 @@ def eval_to_laion_similarity(
     name = context.partition_key
     queries = reference_vectors(lance, name, raw=False)
     parts = registered(context, laion_part)
-    total = sum(lance.tables().count(EMBEDDINGS_TABLE, f"part = '{p}'") for p in parts)
+    total = sum(lance.tables().count(EMBEDDINGS_TABLE, f"part = {quote_literal(p)}") for p in parts)
     if config.k > total:
         raise Failure(f"k={config.k} candidates per eval sample is larger than the LAION pool ({total} rows); lower k")
     folder = files.path("eval_to_laion_similarity", f"{name}.max_sim")

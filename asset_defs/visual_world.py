@@ -29,7 +29,7 @@ from laionlab.filter.photo import (
     zero_shot_classifier,
 )
 from laionlab.io.files import exists, read_parquet
-from laionlab.io.lance import read_vectors, reference_batch, reference_schema
+from laionlab.io.lance import quote_literal, read_vectors, reference_batch, reference_schema
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
@@ -83,6 +83,41 @@ def reference_embeddings(
     )
 
 
+def sampled_part_vectors(lance: LanceStore, part: str, n_rows: int, rows: np.ndarray, raw: bool = False) -> np.ndarray:
+    """Vectors of the part's rows at positions ``rows`` of its uid order, in that order (unit,
+    or ``raw`` features). Only the part's uids are scanned (the part index picks them); the
+    chosen rows' vectors are fetched by row id, so an unsampled row's vector is never read."""
+    tables = lance.tables()
+    index = tables.part_query(EMBEDDINGS_TABLE, part, ["uid"]).with_row_id(True).to_polars().sort("uid")
+    if index.height != n_rows:
+        raise Failure(f"laion_embeddings[{part}] changed while it was being sampled ({index.height} rows, {n_rows} before): run again")
+    want = index[rows]
+    taken = tables.open(EMBEDDINGS_TABLE).take_row_ids(want["_rowid"].to_list()).select(["uid", "image_emb", "image_norm"])
+    uids, X = read_vectors(taken.to_batches(), norm_column="image_norm" if raw else None)
+    order = pl.Series(uids, dtype=pl.String).arg_sort().to_numpy()
+    if [uids[i] for i in order] != want["uid"].to_list():
+        raise Failure(f"laion_embeddings[{part}] changed while it was being sampled: run again")
+    return X[order]
+
+
+def sample_laion_vectors(context, lance: LanceStore, parts: list[str], size: int, seed: int, raw: bool = False) -> np.ndarray:
+    """A ``size``-row sample of laion_embeddings over ``parts``, each part contributing in
+    proportion to its rows (:func:`laionlab.cluster.sample_across_parts`), reading only the
+    sampled rows' vectors: memory and reads are set by ``size``, not by the table."""
+    from laionlab.cluster import sample_across_parts
+
+    counts = [lance.tables().count(EMBEDDINGS_TABLE, f"part = {quote_literal(p)}") for p in parts]
+    if not sum(counts):
+        raise Failure("laion_embeddings has no rows in the registered laion_part partitions: materialise laion_embeddings")
+    blocks, progress = [], Progress("sampling LAION vectors", len(parts), log=context.log, unit="parts")
+    for part, n, rows in zip(parts, counts, sample_across_parts(counts, size, seed)):
+        if len(rows):
+            blocks.append(laion_vectors(lance, where=f"part = {quote_literal(part)}", raw=raw)[1] if len(rows) == n else sampled_part_vectors(lance, part, n, rows, raw))
+        progress.update()
+    progress.close()
+    return np.concatenate(blocks)
+
+
 @profiled("photo_classifier")
 class PhotoClassifierConfig(Config):
     labels_path: str | None = Field(
@@ -127,12 +162,18 @@ def photo_classifier(
         key = "uid" if "uid" in labels.columns else "URL"
         if key not in labels.columns or "is_photo" not in labels.columns:
             raise Failure(f"{config.labels_path} needs columns (uid or URL) and is_photo; has {labels.columns}")
-        uids, X = laion_vectors(lance, raw=True)
+        if key == "URL":  # the labelled URLs' uids, part by part (two metadata columns)
+            wanted = pl.concat(
+                [files.read_parquet("laion_metadata", f"{p}.parquet", columns=["uid", "URL"]).join(labels.select("URL", "is_photo"), on="URL")
+                 for p in registered(context, laion_part)]
+            )  # fmt: skip
+        else:
+            wanted = labels.select("uid", "is_photo")
+        from asset_defs.laionet import laion_vectors_for  # only the labelled rows' vectors are read
+
+        uids, X = laion_vectors_for(lance, wanted["uid"].unique().to_list(), log=context.log, raw=True)
         frame = pl.DataFrame({"uid": uids, "row": np.arange(len(uids))})
-        if key == "URL":
-            meta = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet").select("uid", "URL") for p in _parts(frame)])
-            frame = frame.join(meta, on="uid")
-        joined = frame.join(labels.select(key, "is_photo"), on=key, how="inner")
+        joined = frame.join(wanted.unique("uid", keep="first"), on="uid", how="inner")
         if joined.height < 10:
             raise Failure(f"only {joined.height} labelled rows of {config.labels_path} have embeddings; need >= 10")
         clf = train_photo_classifier(X[joined["row"].to_numpy()], joined["is_photo"].to_numpy(), C=config.C, cv=config.cv_folds)
@@ -184,7 +225,7 @@ def laion_natural(
 ) -> MaterializeResult:
     part = context.partition_key
     clf = load_photo_classifier(files)
-    uids, X = laion_vectors(lance, where=f"part = '{part}'", raw=clf.input == "raw")
+    uids, X = laion_vectors(lance, where=f"part = {quote_literal(part)}", raw=clf.input == "raw")
     if not uids:
         raise Failure(f"laion_embeddings has no rows for part {part!r}; materialise it first")
     proba = clf.predict_proba(X)
@@ -233,7 +274,7 @@ def _natural_features(context: AssetExecutionContext, files: FileStore, lance: L
     progress = Progress("reading LAION-natural features", len(parts), log=context.log, unit="parts")
     for part in parts:
         natural = files.read_parquet("laion_natural", f"{part}.parquet")
-        part_uids, X = laion_vectors(lance, where=f"part = '{part}'", raw=True)
+        part_uids, X = laion_vectors(lance, where=f"part = {quote_literal(part)}", raw=True)
         rows = pl.DataFrame({"uid": part_uids, "row": np.arange(len(part_uids))}).join(natural.select("uid"), on="uid")
         uids.extend(rows["uid"].to_list())
         blocks.append(X[rows["row"].to_numpy()] if len(part_uids) else np.zeros((0, 0), np.float32))
@@ -332,7 +373,7 @@ def coverage(context: AssetExecutionContext, config: CoverageConfig, files: File
     report = coverage_report(
         {name: reference_vectors(lance, name) for name in datasets},
         natural,
-        sample_rows(laion_vectors(lance, raw=True)[1], config.max_samples, 1),
+        sample_laion_vectors(context, lance, parts, config.max_samples, seed=1, raw=True),
         load_centroids(files),
         min_count=config.min_count,
         n_components=config.pca_n_components if config.pca_n_components < 1 else int(config.pca_n_components),

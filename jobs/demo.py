@@ -19,6 +19,7 @@ from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions
 from asset_defs import all_assets
 from asset_defs.ingest import EMBEDDINGS_TABLE
 from asset_defs.partitions import dataset, laion_part, model, target
+from laionlab.io.lance import quote_literal
 from definitions import build_resources, defs
 from jobs import all_jobs, ingest_job
 from sensors.laion_parts import new_parts
@@ -122,7 +123,7 @@ def main(command: str) -> None:
     elif command == "summary":
         tables = resources["lance"].tables()
         for part in sorted(source.parts()):
-            rows = tables.count(EMBEDDINGS_TABLE, f"part = '{part}'") if tables.exists(EMBEDDINGS_TABLE) else 0
+            rows = tables.count(EMBEDDINGS_TABLE, f"part = {quote_literal(part)}") if tables.exists(EMBEDDINGS_TABLE) else 0
             print(f"{part}: {rows} rows in {EMBEDDINGS_TABLE}")
     else:
         raise SystemExit(f"unknown command {command!r}; use register, parts, run or summary")

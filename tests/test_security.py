@@ -34,3 +34,20 @@ def test_webserver_binds_localhost():
     commands = [line for line in makefile.splitlines() if not line.lstrip().startswith("#")]
     dev = [line for line in commands if re.search(r"(dagster|\$\(DAGSTER\)) dev|dagster-webserver", line)]
     assert dev and all("-h 127.0.0.1" in line or "--host 127.0.0.1" in line for line in dev), dev
+
+
+def test_lance_filters_quote_values_through_one_function():
+    """A value pasted between quotes in a filter (f"part = '{part}'") lets a part or dataset
+    name with a quote change the filter (a DELETE among them); every filter goes through
+    laionlab.io.lance.quote_literal."""
+    raw = re.compile(r"""f"[^"]*(=|IN \(|LIKE)\s*'\{""")
+    hits = [
+        f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
+        for path in SOURCES
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if raw.search(line)
+    ]
+    assert not hits, hits
+    from laionlab.io.lance import quote_literal
+
+    assert quote_literal("x' OR 'a'='a") == "'x'' OR ''a''=''a'"
