@@ -265,11 +265,26 @@ class NaturalClustersConfig(Config):
     seed: int = Field(42, description="seed (seed 000: random_state=42)")
 
 
-def _natural_features(context: AssetExecutionContext, files: FileStore, lance: LanceStore, parts: list[str]) -> tuple[list[str], np.ndarray]:
+def _natural_features(
+    context: AssetExecutionContext, files: FileStore, lance: LanceStore, parts: list[str], sample: int | None = None, seed: int = 0
+) -> tuple[list[str], np.ndarray]:
     """Raw image features of the LAION-natural rows of the given parts (errors name a part
     whose laion_natural is missing, rather than silently skipping it, or parts built with
-    another threshold); progress over the parts goes to the step's log."""
+    another threshold); progress over the parts goes to the step's log. With ``sample`` below
+    the number of LAION-natural rows, only a ``sample``-row subset is read, drawn part by part
+    in proportion to each part's LAION-natural rows (seeded; :func:`sample_across_parts`) and
+    fetched by uid: memory and reads are set by the sample, not by the corpus."""
     require_same_params(context, "laion_natural", parts)
+    if sample is not None:
+        from laionlab.cluster import sample_across_parts
+
+        natural = [files.read_parquet("laion_natural", f"{p}.parquet", columns=["uid"])["uid"].sort() for p in parts]
+        if sample < sum(len(n) for n in natural):
+            picks = sample_across_parts([len(n) for n in natural], sample, seed)
+            chosen = [u for n, rows in zip(natural, picks) for u in n.gather(rows).to_list()]
+            from asset_defs.laionet import laion_vectors_for
+
+            return laion_vectors_for(lance, chosen, log=context.log, raw=True)
     uids, blocks = [], []
     progress = Progress("reading LAION-natural features", len(parts), log=context.log, unit="parts")
     for part in parts:
@@ -298,10 +313,10 @@ def laion_natural_clusters(
     from laionlab.cluster import kmeans
 
     parts = registered(context, laion_part)
-    uids, X = _natural_features(context, files, lance, parts)
+    uids, X = _natural_features(context, files, lance, parts, sample=config.sample_size, seed=config.seed)
     if len(uids) == 0:
         raise Failure(f"no LAION-natural rows in parts {parts}")
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed)  # a no-op draw when the rows read are the sample already
     take = np.sort(rng.choice(len(uids), size=min(config.sample_size, len(uids)), replace=False))
     if config.k > len(take):
         raise Failure(f"k={config.k} is larger than the sample ({len(take)} LAION-natural rows); lower k")
@@ -314,7 +329,7 @@ def laion_natural_clusters(
             **params_metadata(config),
             "k": config.k,
             "sample": len(take),
-            "natural_rows": len(uids),
+            "natural_rows": sum(files.read_parquet("laion_natural", f"{p}.parquet", columns=["uid"]).height for p in parts),
             "parts_seen": ", ".join(parts),
             "inertia": float(result.inertia),
             "backend": result.backend,
@@ -369,7 +384,7 @@ def coverage(context: AssetExecutionContext, config: CoverageConfig, files: File
     datasets = registered(context, dataset)
     if not datasets:
         raise Failure("no reference datasets registered (dataset partitions); add them to the catalog")
-    natural = sample_rows(_natural_features(context, files, lance, parts)[1], config.max_samples, 0)
+    natural = sample_rows(_natural_features(context, files, lance, parts, sample=config.max_samples, seed=0)[1], config.max_samples, 0)
     report = coverage_report(
         {name: reference_vectors(lance, name) for name in datasets},
         natural,

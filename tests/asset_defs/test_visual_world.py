@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -156,3 +157,28 @@ def test_stimulus_sets_and_ood_on_the_demo(world, demo):
     bad = {"ops": {"stimulus_sets": {"config": {"n": 5, "strategies": ["psychic"]}}}}
     failed = run([stimulus_sets], resources, instance, None, run_config=bad, raise_on_error=False)
     assert not failed.success and "unknown strategies ['psychic']" in str(failed.get_step_failure_events()[0].event_specific_data.error)
+
+
+def test_natural_features_sample_reads_only_the_sampled_rows(world, demo, monkeypatch):
+    """A sample below the LAION-natural rows: drawn part by part in proportion to each part's
+    rows, seeded, fetched by uid; the vectors are the rows' raw features."""
+    from dagster import build_asset_context
+
+    import asset_defs.visual_world as vw
+    from asset_defs.laionet import laion_vectors_for
+    from asset_defs.visual_world import _natural_features
+
+    resources, instance = world
+    files, lance = resources["files"], resources["lance"]
+    parts = sorted(demo.parts)
+    assert run([photo_classifier], resources, instance, None).success
+    for part in parts:
+        assert run([laion_natural], resources, instance, part, run_config={"ops": {"laion_natural": {"config": {"threshold": 0.3}}}}).success
+    monkeypatch.setattr(vw, "require_same_params", lambda *a, **k: {})
+    context = build_asset_context(instance=instance)
+    all_uids, X = _natural_features(context, files, lance, parts)
+    uids, S = _natural_features(context, files, lance, parts, sample=10, seed=3)
+    again, _ = _natural_features(context, files, lance, parts, sample=10, seed=3)
+    assert len(uids) == 10 and uids == again and set(uids) <= set(all_uids)
+    np.testing.assert_allclose(S, X[[all_uids.index(u) for u in uids]], rtol=1e-5)
+    assert laion_vectors_for(lance, uids, raw=True)[0] == uids
