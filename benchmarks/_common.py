@@ -31,6 +31,15 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def rss_mib() -> float:
+    """Current RSS of this process (``VmRSS``), MiB: a baseline before the work a peak is compared with."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def host_load(load_before: float) -> dict:
     """The JSON line's host figures: CPU count and the 1-minute load average before and after."""
     return {

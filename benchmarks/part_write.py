@@ -33,17 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import host_load, run_benchmark, say  # noqa: E402
+from benchmarks._common import host_load, rss_mib, run_benchmark, say  # noqa: E402
 
 TARGET = 1.2
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def child(uri: str, part: int, rows: int, dim: int) -> None:
@@ -69,7 +61,7 @@ def child(uri: str, part: int, rows: int, dim: int) -> None:
 
     if tables.exists("laion_embeddings"):
         tables.open("laion_embeddings").count_rows()  # open the table before the baseline
-    base = _rss_mib()
+    base = rss_mib()
     start = time.perf_counter()
     result = tables.replace_part("laion_embeddings", name, batches(), schema)
     seconds = time.perf_counter() - start

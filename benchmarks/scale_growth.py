@@ -40,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-from benchmarks._common import host_load, run_benchmark, say  # noqa: E402
+from benchmarks._common import host_load, rss_mib, run_benchmark, say  # noqa: E402
 
 TARGET = 1.15
 MEMORY_LIMIT_MIB = 1.5 * 1024
@@ -60,14 +60,6 @@ ASSETS = {
     "eval_to_laion_similarity": (False, {"k": 100}),
     "caption_index": (False, {}),
 }
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def generate(root: Path, rows: int, part_rows: int, dim: int, seed: int = 0) -> dict:
@@ -143,7 +135,7 @@ def child(spec_path: str, asset: str) -> None:
         config = {**config, "labels_path": spec["labels"]}
     run_config = {"ops": {asset: {"config": config}}} if config is not None else {}
     keys = spec["parts"] if partitioned else [REFERENCE if asset == "eval_to_laion_similarity" else None]
-    base = _rss_mib()
+    base = rss_mib()
     start = time.perf_counter()
     for key in keys:
         result = materialize([by_key[asset]], resources=resources, instance=instance, partition_key=key, run_config=run_config, raise_on_error=False)
