@@ -173,7 +173,7 @@ def photo_classifier(
 
         uids, X = laion_vectors_for(lance, wanted["uid"].unique().to_list(), log=context.log, raw=True)
         frame = pl.DataFrame({"uid": uids, "row": np.arange(len(uids))})
-        joined = frame.join(wanted.unique("uid", keep="first"), on="uid", how="inner")
+        joined = frame.join(wanted.unique("uid", keep="first"), on="uid", how="inner", maintain_order="left")  # uid order: seeded CV folds
         if joined.height < 10:
             raise Failure(f"only {joined.height} labelled rows of {config.labels_path} have embeddings; need >= 10")
         clf = train_photo_classifier(X[joined["row"].to_numpy()], joined["is_photo"].to_numpy(), C=config.C, cv=config.cv_folds)
