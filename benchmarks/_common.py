@@ -40,6 +40,17 @@ def rss_mib() -> float:
     return 0.0
 
 
+def peak_rss_mib() -> float:
+    """Peak RSS of this process image (``VmHWM``), MiB. Not ``ru_maxrss`` in a child process:
+    Linux carries the parent's peak into it across fork/vfork + exec (a benchmark parent that
+    generated gigabytes of data made every child look that big)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def host_load(load_before: float) -> dict:
     """The JSON line's host figures: CPU count and the 1-minute load average before and after."""
     return {

@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-from benchmarks._common import host_load, run_benchmark, say  # noqa: E402
+from benchmarks._common import host_load, peak_rss_mib, run_benchmark, say  # noqa: E402
 
 TARGET = 2.5
 FILE = "part-00017"
@@ -69,8 +69,6 @@ def generate(root: Path, rows: int, dim: int) -> None:
 
 def child(root: str, key: str) -> None:
     """Materialise laion_metadata + laion_embeddings_import of partition ``key``."""
-    import resource
-
     from dagster import DagsterInstance, materialize
 
     from asset_defs.ingest import laion_embeddings_import, laion_metadata
@@ -84,7 +82,7 @@ def child(root: str, key: str) -> None:
         print(json.dumps({"error": [str(e.event_specific_data.error)[-600:] for e in result.get_step_failure_events()]}))
         return
     rows = result.asset_materializations_for_node("laion_metadata")[0].metadata["rows"].value
-    print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "rows": rows}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_gib": peak_rss_mib() / 1024, "rows": rows}))
 
 
 def body(args: argparse.Namespace, result: dict) -> dict:

@@ -33,15 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import host_load, rss_mib, run_benchmark, say  # noqa: E402
+from benchmarks._common import host_load, peak_rss_mib, rss_mib, run_benchmark, say  # noqa: E402
 
 TARGET = 1.2
 
 
 def child(uri: str, part: int, rows: int, dim: int) -> None:
     """Write part ``part`` and print ``{"seconds", "peak_increment_mib", "rewrite"}``."""
-    import resource
-
     import numpy as np
 
     from laionlab.io.lance import LanceTables, embeddings_batch, embeddings_schema
@@ -65,7 +63,7 @@ def child(uri: str, part: int, rows: int, dim: int) -> None:
     start = time.perf_counter()
     result = tables.replace_part("laion_embeddings", name, batches(), schema)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(json.dumps({"seconds": seconds, "peak_increment_mib": peak - base, "rewrite": result.rewrite}))
 
 

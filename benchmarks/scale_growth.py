@@ -40,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-from benchmarks._common import host_load, rss_mib, run_benchmark, say  # noqa: E402
+from benchmarks._common import host_load, peak_rss_mib, rss_mib, run_benchmark, say  # noqa: E402
 
 TARGET = 1.15
 MEMORY_LIMIT_MIB = 1.5 * 1024
@@ -119,8 +119,6 @@ def generate(root: Path, rows: int, part_rows: int, dim: int, seed: int = 0) -> 
 def child(spec_path: str, asset: str) -> None:
     """Materialise ``asset`` (every part, one after another, when per part) and print
     ``{"seconds", "peak_increment_mib"}``."""
-    import resource
-
     from dagster import DagsterInstance, materialize
 
     from asset_defs import all_assets
@@ -144,7 +142,7 @@ def child(spec_path: str, asset: str) -> None:
             print(json.dumps({"error": f"{asset}[{key}]: {errors}"}))
             return
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(json.dumps({"seconds": seconds, "peak_increment_mib": peak - base}))
 
 
