@@ -101,8 +101,7 @@ def iter_precomputed(
     ``<part>:<file row>``. Vectors are re-normalised in float32; a part without text embeddings gets NaN-free zero
     text vectors is not allowed, so text_emb is required for the table (clip_score needs it)."""
     # row blocks read into memory one batch at a time (ranged reads, local or remote), not a
-    # memory map: the pages of a 1M-row slice of a mapped 13M-row release file stay resident
-    # (measured: 4.1 GiB peak RSS for a 1M-row 512-d partition mapped, see benchmarks/big_file_ingest.py)
+    # memory map, whose touched pages of a 13M-row release file would count in the step's RSS
     image = storage.NpyRows(files.image)
     if files.text is None:
         raise FileNotFoundError(f"text embeddings missing for {files.image} (text_emb/ folder); clip_score needs them")
