@@ -19,7 +19,7 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata
 from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
-from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params
+from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params, storage_ids
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.visual_world import REFERENCE_TABLE, reference_embeddings
@@ -644,7 +644,7 @@ def _from_frame(frame: pl.DataFrame) -> dict:
 )
 def laionet_predictions(context: AssetExecutionContext, config: PredictionConfig, clip: ClipEncoder, files: FileStore, lance: LanceStore) -> MaterializeResult:
     part = context.partition_key
-    rows_read = latest_by_partition(context.instance, laionet_rows.key, [part])
+    rows_read = storage_ids(context.instance, laionet_rows.key, [part])
     rows = files.read_parquet("laionet_rows", f"{part}.parquet").select("uid", "wnid", "HEIGHT", "WIDTH")
 
     def vectors(uids, model_id):
@@ -665,7 +665,7 @@ def laionet_predictions(context: AssetExecutionContext, config: PredictionConfig
             "laionet_rows": rows.height,
             "images_usable": max((len(u) for u, _ in predictions.values()), default=0),
             "excluded": problems,
-            "laionet_rows_read": rows_read[part].storage_id if part in rows_read else 0,
+            "laionet_rows_read": rows_read.get(part, 0),
             "per_model": markdown_table(top),
             "accuracy_plot": bar_plot(
                 top["model"].to_list(), top[f"top{k}_accuracy_unweighted"].fill_nan(0).to_list(), f"{part}: top-{k} accuracy over its LAIONet images",
@@ -678,9 +678,9 @@ def laionet_predictions(context: AssetExecutionContext, config: PredictionConfig
 def _parts_predictions(context: AssetExecutionContext, files: FileStore, parts: list[str]) -> tuple[dict, dict]:
     """Every part's laionet_predictions in one model -> (uids, preds) map and the summed
     exclusions, after checking each was made from the part's current laionet_rows."""
-    rows_now = latest_by_partition(context.instance, laionet_rows.key, parts)
+    rows_now = storage_ids(context.instance, laionet_rows.key, parts)
     made = latest_by_partition(context.instance, laionet_predictions.key, parts)
-    stale = [p for p in parts if p not in made or made[p].asset_materialization.metadata["laionet_rows_read"].value != rows_now[p].storage_id]
+    stale = [p for p in parts if p not in made or made[p].asset_materialization.metadata["laionet_rows_read"].value != rows_now.get(p)]
     if stale:
         raise Failure(f"laionet_predictions is missing, or older than laionet_rows, for {', '.join(stale)}: materialise laionet_predictions for them")
     frame = pl.concat([files.read_parquet("laionet_predictions", f"{p}.parquet") for p in parts])
@@ -696,13 +696,13 @@ def _reference_predictions(context, config: PredictionConfig, reference_dataset:
     embeddings, wanted images) and kept under laionet_accuracy/reference/ for the next summary."""
     import hashlib
 
-    ref_key = latest_by_partition(context.instance, reference_embeddings.key, [reference_dataset])
-    key = json.dumps([config.model_dump(), reference_dataset, ref_key[reference_dataset].storage_id if ref_key else 0, sorted(wanted)], sort_keys=True)
-    name = f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.parquet"
-    if files.exists("laionet_accuracy", "reference", name):
+    embedded = storage_ids(context.instance, reference_embeddings.key, [reference_dataset]).get(reference_dataset, 0)
+    key = json.dumps([config.model_dump(), reference_dataset, embedded, sorted(wanted)], sort_keys=True)
+    name = hashlib.sha1(key.encode()).hexdigest()[:16]
+    if files.exists("laionet_accuracy", "reference", f"{name}.parquet"):
         context.log.info(f"{reference_dataset}: predictions reused from an earlier run with the same models and images")
-        cached = files.read_parquet("laionet_accuracy", "reference", name)
-        return _from_frame(cached.filter(pl.col("model") != "")), json.loads(cached.filter(pl.col("model") == "")["uid"][0])
+        cached = files.read_parquet("laionet_accuracy", "reference", f"{name}.parquet")
+        return _from_frame(cached), files.read_json("laionet_accuracy", "reference", f"{name}.excluded.json")
 
     def vectors(uids, model_id):
         _check_model(lance, REFERENCE_TABLE, model_id, f"dataset = {quote_literal(reference_dataset)}")
@@ -710,9 +710,9 @@ def _reference_predictions(context, config: PredictionConfig, reference_dataset:
         return ref["uid"].to_list(), _stack(ref["emb"])
 
     predictions, problems = _predict(config, clip, lance, _reference_images(catalog, reference_dataset, wanted), reference_dataset, vectors, context.log)
-    # the exclusions ride along as one row with an empty model name
-    extra = pl.DataFrame({"model": [""], "uid": [json.dumps(problems)], "predicted": [[]]}, schema={"model": pl.String, "uid": pl.String, "predicted": pl.List(pl.String)})
-    files.write_parquet(pl.concat([_prediction_frame(predictions), extra]), "laionet_accuracy", "reference", name)
+    # the exclusions first: the predictions file is what says the entry is complete
+    files.write_json(problems, "laionet_accuracy", "reference", f"{name}.excluded.json")
+    files.write_parquet(_prediction_frame(predictions), "laionet_accuracy", "reference", f"{name}.parquet")
     return predictions, problems
 
 

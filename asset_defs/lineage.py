@@ -48,6 +48,12 @@ def latest_by_partition(instance: DagsterInstance, key: AssetKey, partitions: li
     return {r.partition_key: r for r in records}
 
 
+def storage_ids(instance: DagsterInstance, key: AssetKey, partitions: list[str]) -> dict[str, int]:
+    """partition -> storage id of the latest materialisation of ``key``: which version of an
+    input a step read, to record and compare later (partitions never materialised are absent)."""
+    return {p: r.storage_id for p, r in latest_by_partition(instance, key, partitions).items()}
+
+
 def require_same_params(context, asset: str, parts: list[str]) -> dict:
     """The parameters every part of ``asset`` was built with; a Failure naming the parts and the
     differing values when they are not all the same (a part built before parameters were

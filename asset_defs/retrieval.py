@@ -254,7 +254,8 @@ def retrieved_images(
         missing = cap_per_class(missing, config.max_per_class, seed=config.seed)
     wanted = missing["uid"].to_list()
     already = _embedded_uids(lance, RETRIEVED_TABLE, wanted)
-    failed = _failed_downloads(files, name)
+    failed_before = _failed_table(files, name)
+    failed = set(failed_before["uid"].to_list())
     # a row of a part laion_images downloaded was tried there and failed (else it would be embedded)
     ingested = {p for p in {u.rsplit(":", 1)[0] for u in wanted} if files.exists("laion_images", p, CURRENT)}
     failed_in_ingest = {u for u in wanted if u.rsplit(":", 1)[0] in ingested}
@@ -277,8 +278,9 @@ def retrieved_images(
     context.log.info(f"{name}: downloading {meta.height} matched images of parts {parts} that were never downloaded")
     result, rows, version = _download_and_embed(name, meta, clip, downloader, files, lance)
     failures = result.status.filter(pl.col("status") != "success").select(pl.col("uid", "error_message").cast(pl.String))
-    kept = pl.DataFrame({"uid": sorted(failed)}, schema={"uid": pl.String}).filter(~pl.col("uid").is_in(result.status["uid"].implode()))
-    files.write_parquet(pl.concat([failures, kept.join(_failed_table(files, name), on="uid", how="left")]).sort("uid"), "retrieved_images", f"{name}.failed.parquet")
+    # earlier failures not tried this time stay; those tried take this run's outcome
+    kept = failed_before.filter(~pl.col("uid").is_in(result.status["uid"].implode()))
+    files.write_parquet(pl.concat([failures, kept]).sort("uid"), "retrieved_images", f"{name}.failed.parquet")
     return MaterializeResult(
         metadata={
             **params_metadata(config),
@@ -297,10 +299,6 @@ def _failed_table(files: FileStore, name: str) -> pl.DataFrame:
     if not files.exists("retrieved_images", f"{name}.failed.parquet"):
         return pl.DataFrame(schema={"uid": pl.String, "error_message": pl.String})
     return files.read_parquet("retrieved_images", f"{name}.failed.parquet")
-
-
-def _failed_downloads(files: FileStore, name: str) -> set[str]:
-    return set(_failed_table(files, name)["uid"].to_list())
 
 
 def _download_and_embed(

@@ -23,11 +23,11 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
-from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params
+from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params, storage_ids
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
-from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors, sampled_part_vectors
-from laionlab.io.lance import quote_literal, read_vectors
+from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors, sample_laion_vectors
+from laionlab.io.lance import quote_literal
 from laionlab.progress import Progress
 from resources import FileStore, LanceStore
 
@@ -72,20 +72,10 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
     assignments can differ near cluster borders. Update directions agree (a mean and its
     normalised version point the same way). Every row is then assigned by cosine in
     dedup_assignments."""
-    from laionlab.cluster import kmeans, sample_across_parts
+    from laionlab.cluster import kmeans
 
     parts = registered(context, laion_part)
-    counts = [lance.tables().count(EMBEDDINGS_TABLE, f"part = {quote_literal(p)}") for p in parts]
-    if not parts or not sum(counts):
-        raise Failure("laion_embeddings has no rows in the registered laion_part partitions: materialise laion_embeddings")
-    blocks, progress = [], Progress("sampling LAION vectors", len(parts), log=context.log, unit="parts")
-    for part, n, rows in zip(parts, counts, sample_across_parts(counts, config.sample_size, config.seed)):
-        if len(rows):
-            blocks.append(_part_vectors(lance, part)[1] if len(rows) == n else sampled_part_vectors(lance, part, n, rows))
-        progress.update()
-    progress.close()
-    X = np.concatenate(blocks)
-    del blocks
+    X, counts = sample_laion_vectors(context, lance, parts, config.sample_size, config.seed)
     k = config.k or math.ceil(sum(counts) / config.rows_per_cluster)
     if k > len(X):
         raise Failure(f"k={k} is larger than the sample ({len(X)} LAION rows); lower k (or raise rows_per_cluster)")
@@ -196,24 +186,19 @@ def _open_shards(context: AssetExecutionContext, files: FileStore, parts: list[s
     return shards
 
 
-def _assignments_read(instance, parts: list[str]) -> dict[str, int]:
-    """part -> storage id of the latest dedup_assignments materialisation of each of ``parts``."""
-    latest = latest_by_partition(instance, dedup_assignments.key, parts)
-    return {p: latest[p].storage_id for p in parts if p in latest}
-
-
 # A backfill launches laion_dedup[p] once dedup_assignments[p] is done (Dagster cannot map a
 # dynamic partition to the partitions before it); the earlier parts' runs may still be going.
 WAIT_SECONDS, WAIT_TRIES = 15, 40
 
 
-def _wait_for_earlier_parts(context: AssetExecutionContext, order: list[str]) -> None:
+def _wait_for_earlier_parts(context: AssetExecutionContext, order: list[str]) -> dict[str, int]:
     """Retry the step (RetryRequested, every WAIT_SECONDS, up to WAIT_TRIES times) while a run
     that will materialise dedup_assignments of a part in ``order`` is queued or going; fail
-    at once naming the parts that have none and no run on the way."""
+    at once naming the parts that have none and no run on the way. Returns the storage id of
+    each part's assignments (what the step then reads)."""
     from dagster import DagsterRunStatus, RetryRequested
 
-    instance, done = context.instance, _assignments_read(context.instance, order)
+    instance, done = context.instance, storage_ids(context.instance, dedup_assignments.key, order)
     pending, missing = [], []
     for p in order:
         planned = instance.get_latest_planned_materialization_info(dedup_assignments.key, p)
@@ -232,6 +217,7 @@ def _wait_for_earlier_parts(context: AssetExecutionContext, order: list[str]) ->
             raise Failure(f"laion_dedup[{order[-1]}]: dedup_assignments of {', '.join(pending)} still running after {WAIT_TRIES * WAIT_SECONDS} s")
         context.log.info(f"waiting for dedup_assignments of {', '.join(pending)} (earlier parts this part is compared with); retry in {WAIT_SECONDS} s")
         raise RetryRequested(max_retries=WAIT_TRIES, seconds_to_wait=WAIT_SECONDS)
+    return done
 
 
 def dedup_chain_problems(instance, parts: list[str]) -> dict[str, str]:
@@ -240,7 +226,7 @@ def dedup_chain_problems(instance, parts: list[str]) -> dict[str, str]:
     re-materialising part p's assignments, or registering a part that sorts before p,
     changes every later part's flags): part -> why."""
     latest = latest_by_partition(instance, laion_dedup.key, parts)
-    current = _assignments_read(instance, parts)
+    current = storage_ids(instance, dedup_assignments.key, parts)
     problems = {}
     for i, part in enumerate(parts):
         record = latest.get(part)
@@ -296,8 +282,7 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
     part = context.partition_key
     parts = registered(context, laion_part)
     order = parts[: parts.index(part) + 1]
-    _wait_for_earlier_parts(context, order)
-    read = _assignments_read(context.instance, order)
+    read = _wait_for_earlier_parts(context, order)
     k = len(files.load_npy("dedup_centroids", "centroids.npy", mmap=True))
     shards = _open_shards(context, files, order, k)
     earlier = sum(len(s.vectors) for s in shards[:-1])

@@ -100,10 +100,11 @@ def sampled_part_vectors(lance: LanceStore, part: str, n_rows: int, rows: np.nda
     return X[order]
 
 
-def sample_laion_vectors(context, lance: LanceStore, parts: list[str], size: int, seed: int, raw: bool = False) -> np.ndarray:
+def sample_laion_vectors(context, lance: LanceStore, parts: list[str], size: int, seed: int, raw: bool = False) -> tuple[np.ndarray, list[int]]:
     """A ``size``-row sample of laion_embeddings over ``parts``, each part contributing in
     proportion to its rows (:func:`laionlab.cluster.sample_across_parts`), reading only the
-    sampled rows' vectors: memory and reads are set by ``size``, not by the table."""
+    sampled rows' vectors: memory and reads are set by ``size``, not by the table. Returns
+    the sample and the parts' row counts."""
     from laionlab.cluster import sample_across_parts
 
     counts = [lance.tables().count(EMBEDDINGS_TABLE, f"part = {quote_literal(p)}") for p in parts]
@@ -115,7 +116,7 @@ def sample_laion_vectors(context, lance: LanceStore, parts: list[str], size: int
             blocks.append(laion_vectors(lance, where=f"part = {quote_literal(part)}", raw=raw)[1] if len(rows) == n else sampled_part_vectors(lance, part, n, rows, raw))
         progress.update()
     progress.close()
-    return np.concatenate(blocks)
+    return np.concatenate(blocks), counts
 
 
 @profiled("photo_classifier")
@@ -388,7 +389,7 @@ def coverage(context: AssetExecutionContext, config: CoverageConfig, files: File
     report = coverage_report(
         {name: reference_vectors(lance, name) for name in datasets},
         natural,
-        sample_laion_vectors(context, lance, parts, config.max_samples, seed=1, raw=True),
+        sample_laion_vectors(context, lance, parts, config.max_samples, seed=1, raw=True)[0],
         load_centroids(files),
         min_count=config.min_count,
         n_components=config.pca_n_components if config.pca_n_components < 1 else int(config.pca_n_components),

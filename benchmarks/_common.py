@@ -7,7 +7,9 @@ line); a bad option, an exception or a KeyboardInterrupt in the body give the JS
 an ``"error"`` and ``meets_target`` false (the traceback goes to stderr).
 
 Not a benchmark itself; the scripts import it as ``benchmarks._common`` after putting the
-repository root on ``sys.path``.
+repository root on ``sys.path``, before anything heavy: importing it sets the environment
+every benchmark runs in (no model hub, no update checks, no Dagster telemetry; a variable
+already set wins).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
+
+for _name in ("HF_HUB_OFFLINE", "NO_ALBUMENTATIONS_UPDATE", "DAGSTER_DISABLE_TELEMETRY"):
+    os.environ.setdefault(_name, "1")
 
 
 def say(msg: str) -> None:

@@ -32,9 +32,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ["LAIONLAB_PROFILE"] = "demo"  # before the code location is imported: its defaults
 
 from benchmarks._common import host_load, run_benchmark, say  # noqa: E402

@@ -36,9 +36,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 from benchmarks._common import host_load, peak_rss_mib, rss_mib, run_benchmark, say  # noqa: E402
 

@@ -45,8 +45,7 @@ class LaionSource(ConfigurableResource):
             raise FileNotFoundError(str(err)) from None
         slices = self.slices_of(file_key)
         if chunk is None:  # the whole file, however big (a key registered before it was cut)
-            whole = slices[0] if len(slices) == 1 else PartSlice(key, file_key, slices[0].uri, 0, slices[-1].stop, 1)
-            return whole
+            return slices[0] if len(slices) == 1 else PartSlice(key, file_key, slices[0].uri, 0, slices[-1].stop, 1)
         if len(slices) == 1 or chunk >= len(slices) or slices[chunk].key != key:
             raise FileNotFoundError(
                 f"LAION part {key!r}: {slices[0].uri} cut into {self.rows_per_partition:,}-row partitions gives "

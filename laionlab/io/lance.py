@@ -151,10 +151,6 @@ class LanceTables:
 
         return self._create_lock(f".part-{hashlib.sha1(f'{table}/{part}'.encode()).hexdigest()[:16]}.lock")
 
-    def _has_part(self, tbl, part: str, part_column: str) -> bool:
-        hit = tbl.search().where(f"{part_column} = {_quote(part)}").select([part_column]).limit(1).to_arrow()
-        return hit.num_rows > 0
-
     def _index_part_column(self, tbl, part_column: str) -> None:
         """Scalar indexes, created once the table has rows: BITMAP on the part column and, where
         the table has one, the ``model`` column (low-cardinality: "is this part here", "rows of
@@ -163,8 +159,9 @@ class LanceTables:
 
         names = tbl.schema.names
         wanted = [(part_column, Bitmap), *([("model", Bitmap)] if "model" in names else []), *([("uid", BTree)] if "uid" in names else [])]
+        indexed = {c for i in tbl.list_indices() for c in i.columns}
         for column, kind in wanted:
-            if any(column in i.columns for i in tbl.list_indices()):
+            if column in indexed:
                 continue
             try:
                 tbl.create_index(column, config=kind(), replace=False)  # the first argument is the column
@@ -242,8 +239,9 @@ class LanceTables:
         counted = _Counted(first, batches, part, part_column)
         reader = pa.RecordBatchReader.from_batches(schema, iter(counted))
         with self._part_lock(table, part):
-            rewrite = self._has_part(tbl, part, part_column)
-            old = set(self.read_part(table, part, ["uid"], part_column)["uid"].to_pylist()) if rewrite else set()
+            # the partition's uids (the part index finds them): none for a new partition
+            old = set(self.read_part(table, part, ["uid"], part_column)["uid"].to_pylist())
+            rewrite = bool(old)
             try:
                 if rewrite:
                     # the hash join, not the uid index: Lance's indexed merge path has reported

@@ -189,7 +189,6 @@ def normalise_metadata(frame: pl.LazyFrame, part: str, source: str = "<frame>", 
 def read_part(uri: str, part: str, start: int = 0, stop: int | None = None) -> pl.DataFrame:
     """Read and normalise rows ``start..stop-1`` (default: all) of one metadata parquet file,
     reading only the row groups that hold them. Errors name the file."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     fs, path = fsspec.core.url_to_fs(uri)
@@ -207,9 +206,11 @@ def read_part(uri: str, part: str, start: int = 0, stop: int | None = None) -> p
                     groups.append(g)
                     first = at if first is None else first
                 at += size
-            table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
-            table = table.slice(start - (first or 0), max(0, stop - start)) if groups else table
-            raw = pl.from_arrow(table) if isinstance(table, pa.Table) else pl.DataFrame()
+            if groups:
+                table = pf.read_row_groups(groups).slice(start - first, max(0, stop - start))
+            else:
+                table = pf.schema_arrow.empty_table()
+            raw = pl.from_arrow(table)
     except Exception as exc:
         raise MetadataSchemaError(f"{uri}: not a readable parquet file ({type(exc).__name__}: {exc})") from exc
     return normalise_metadata(raw.lazy(), part, source=uri, first_row=start).collect()

@@ -262,7 +262,6 @@ def test_dedup_centroids_samples_each_part_without_reading_the_table(sampled_tab
         samples.append(np.array(X))
         return real_kmeans(X, *args, **kwargs)
 
-    monkeypatch.setattr(tts, "read_vectors", counting_read)
     monkeypatch.setattr(vw, "read_vectors", counting_read)
     monkeypatch.setattr(laionlab.cluster, "kmeans", recording_kmeans)
 
