@@ -19,12 +19,24 @@ from dagster import (
 )
 from pydantic import Field
 
+from asset_defs.lineage import data_version
 from asset_defs.metadata import markdown_table
 from asset_defs.partitions import laion_part
 from asset_defs.profile import params_metadata, profiled
 from laionlab.embed.checks import embedding_health
 from laionlab.io.download import download_part, failure_table
-from laionlab.io.files import atomic_write_parquet, commit_version_dir, current_version_dir, join, list_files, new_version_dir, read_parquet
+from laionlab.io.files import (
+    atomic_write_parquet,
+    commit_version_dir,
+    current_version_dir,
+    fingerprint,
+    frame_digest,
+    join,
+    list_files,
+    new_version_dir,
+    read_parquet,
+    size,
+)
 from laionlab.io.lance import embeddings_batch, embeddings_schema, quote_literal
 from laionlab.io.metadata import metadata_summary, read_part, split_part_key
 from laionlab.io.precomputed import find_precomputed, iter_precomputed
@@ -77,6 +89,7 @@ def laion_metadata(context: AssetExecutionContext, source: LaionSource, files: F
     if frame.height == 0:
         raise Failure(f"LAION part {part!r} ({uri}) has no rows; nothing written")
     out = files.write_parquet(frame, "laion_metadata", f"{part}.parquet")
+    contents = frame_digest(frame)
     summary = metadata_summary(frame)
     nulls = pl.DataFrame({"column": list(summary["null_counts"]), "nulls": list(summary["null_counts"].values())})
     return MaterializeResult(
@@ -89,7 +102,10 @@ def laion_metadata(context: AssetExecutionContext, source: LaionSource, files: F
             "empty_captions": summary["empty_captions"],
             "null_counts": markdown_table(nulls),
             "columns": ", ".join(frame.columns),
-        }
+            "source_fingerprint": fingerprint(uri),
+            "contents": contents,
+        },
+        data_version=data_version(context, contents),
     )
 
 
@@ -132,6 +148,9 @@ def laion_images(
     atomic_write_parquet(result.status, join(version, STATUS_FILE))
     commit_version_dir(folder, version)
     rate = result.success_rate
+    # the web is not versioned: the result is what was fetched (which rows, which shard bytes)
+    fetched = [frame_digest(result.status.filter(pl.col("status") == "success").select("uid").sort("uid"))]
+    fetched += [[s.rsplit("/", 1)[-1], size(s)] for s in result.shards]
     return MaterializeResult(
         metadata={
             **params_metadata(config),
@@ -143,6 +162,7 @@ def laion_images(
             "seconds": round(result.seconds, 2),
             "failure_reasons": markdown_table(failures.head(20)),
         },
+        data_version=data_version(context, fetched, upstream=[("laion_metadata", part)]),
         check_results=[
             AssetCheckResult(
                 check_name="download_success_rate",
@@ -246,6 +266,8 @@ def laion_embeddings(
             "lance_uri": lance.uri,
             **extra,
         },
+        # the model comes from a resource, which code versions do not see
+        data_version=data_version(context, loaded.model_id, written.rows, upstream=[("laion_images", part)]),
         check_results=checks,
     )
 
@@ -295,7 +317,8 @@ def laion_embeddings_import(
         EMBEDDINGS_TABLE, part, iter_precomputed(found, part, config.model_id, config.batch_rows, start, stop), schema
     )
     return MaterializeResult(
-        metadata={**params_metadata(config), "rows": written.rows, "model_id": config.model_id, "source": str(found.image), "table_version": written.version}
+        metadata={**params_metadata(config), "rows": written.rows, "model_id": config.model_id, "source": str(found.image), "table_version": written.version},
+        data_version=data_version(context, config.model_id, fingerprint(str(found.image)), start, stop, upstream=[("laion_metadata", part)]),
     )
 
 

@@ -19,10 +19,11 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata
 from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
-from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params, storage_ids
+from asset_defs.lineage import data_version, latest_by_partition, parts_seen_of, require_same_params, storage_ids
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.visual_world import REFERENCE_TABLE, reference_embeddings
+from laionlab.io.files import frame_digest
 from laionlab.io.lance import quote_literal, read_vectors, uid_filters
 from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN
 from laionlab.laionet.stats import LAIONET_THRESHOLD, THRESHOLD_SWEEP
@@ -206,7 +207,8 @@ def ilsvrc_synsets(context: AssetExecutionContext, config: SynsetsConfig, files:
             "lemmas only in this dictionary": ", ".join(f"{l}→{w}" for l, w in only_ours) or "none",
             "known differences from the seed's file": "the seed lists Siberian husky as n02112837 (ImageNet: "
             "n02110185) and lacks n03126707 (crane, the machine), so its 'crane' maps to the bird n02012849",
-        }
+        },
+        data_version=data_version(context, frame_digest(frame), frame_digest(lemmas)),
     )
 
 

@@ -8,6 +8,11 @@
   rebuilding the asset, which registered parts its latest result does not include (never built
   into it, or re-materialised since). It runs with the asset, and ``part_checks_sensor``
   re-runs all of them whenever a part is added or re-materialised.
+- ``data_version``: steps that read something Dagster does not version (a LAION file, a
+  catalog folder, the web, a model chosen by a resource) give their result a data version
+  derived from what they read, so a rebuild from unchanged inputs leaves downstream fresh and a
+  changed input marks it Unsynced. Every other step gets Dagster's own version (its code
+  version and its inputs' versions).
 """
 
 import hashlib
@@ -23,6 +28,7 @@ from dagster import (
     AssetSelection,
     AssetsDefinition,
     DagsterEventType,
+    DataVersion,
     DagsterInstance,
     Failure,
     asset_check,
@@ -32,6 +38,7 @@ from asset_defs.partitions import laion_part
 from asset_defs.profile import active_profile
 
 PART_CHECK = "includes_every_part"
+DATA_VERSION_TAG = "dagster/data_version"  # the tag Dagster stores a materialisation's data version under
 
 
 def _latest(instance: DagsterInstance, key: AssetKey):
@@ -52,6 +59,22 @@ def storage_ids(instance: DagsterInstance, key: AssetKey, partitions: list[str])
     """partition -> storage id of the latest materialisation of ``key``: which version of an
     input a step read, to record and compare later (partitions never materialised are absent)."""
     return {p: r.storage_id for p, r in latest_by_partition(instance, key, partitions).items()}
+
+
+def recorded_data_version(instance: DagsterInstance, key: AssetKey, partition: str | None = None) -> str | None:
+    """The data version of the latest materialisation of ``key`` (of one partition), or None."""
+    record = latest_by_partition(instance, key, [partition]).get(partition) if partition else _latest(instance, key)
+    return (record.event_log_entry.tags or {}).get(DATA_VERSION_TAG) if record else None
+
+
+def data_version(context, *read, upstream: list[tuple[str, str | None]] = ()) -> DataVersion:
+    """The data version of this step's result, derived from what it read: the asset's code
+    version (its source and profile values), the recorded versions of the ``upstream``
+    (asset, partition) results it read, and ``read``, fingerprints of what it read outside
+    Dagster (file contents, a catalog folder, the model a resource chose)."""
+    code = context.assets_def.code_versions_by_key.get(context.asset_key) or ""
+    inputs = [[a, p, recorded_data_version(context.instance, AssetKey(a), p)] for a, p in upstream]
+    return DataVersion(hashlib.sha1(json.dumps([code, inputs, list(read)], default=str).encode()).hexdigest()[:20])
 
 
 def require_same_params(context, asset: str, parts: list[str]) -> dict:

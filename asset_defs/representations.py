@@ -13,9 +13,11 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MultiPartitionsDefinition, asset
 from pydantic import Field
 
+from asset_defs.lineage import data_version
 from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
 from asset_defs.partitions import dataset, every_partition, model, registered, same_dataset
 from asset_defs.profile import params_metadata, profiled
+from laionlab.io.files import fingerprint
 from resources import DatasetCatalog, FileStore
 
 GROUP = "representations"
@@ -71,7 +73,10 @@ def model_features(context: AssetExecutionContext, config: FeaturesConfig, catal
         raise Failure(f"model {name!r} produced NaN/inf features on dataset {data!r}")
     files.save_npy(X, "model_features", data, f"{name}.npy")
     files.save_npy(indices, "model_features", data, f"{name}.indices.npy")
-    return MaterializeResult(metadata={**params_metadata(config), "samples": len(indices), "dim": X.shape[1], "objective": spec.objective, "layer": spec.layer})
+    return MaterializeResult(
+        metadata={**params_metadata(config), "samples": len(indices), "dim": X.shape[1], "objective": spec.objective, "layer": spec.layer},
+        data_version=data_version(context, repr(spec), repr(dataset_spec), fingerprint(dataset_spec.path), indices.tolist()),
+    )
 
 
 def _features(files: FileStore, data: str, names: list[str], normalize: bool = False) -> dict[str, np.ndarray]:

@@ -20,11 +20,12 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, a
 from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, image_shards, laion_embeddings, laion_metadata
+from asset_defs.lineage import data_version
 from asset_defs.metadata import bar_plot, line_plot, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered, target
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.visual_world import reference_embeddings
-from laionlab.io.files import CURRENT
+from laionlab.io.files import CURRENT, frame_digest
 from laionlab.io.lance import embeddings_batch, embeddings_schema, quote_literal, read_vectors, uid_filters
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LanceStore
@@ -79,7 +80,8 @@ def concept_synonyms(context: AssetExecutionContext, catalog: DatasetCatalog, fi
                 f"{name}: synonyms per class" + (" (first 30)" if frame.height > 30 else ""), "synonyms",
                 files.path("concept_synonyms", f"{name}.png"),
             ),
-        }
+        },
+        data_version=data_version(context, frame_digest(frame)),
     )
 
 

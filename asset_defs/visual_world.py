@@ -16,7 +16,7 @@ from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
-from asset_defs.lineage import require_same_params
+from asset_defs.lineage import data_version, require_same_params
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from laionlab.filter.photo import (
@@ -28,7 +28,7 @@ from laionlab.filter.photo import (
     train_photo_classifier,
     zero_shot_classifier,
 )
-from laionlab.io.files import exists, read_parquet
+from laionlab.io.files import exists, fingerprint, read_parquet
 from laionlab.io.lance import quote_literal, read_vectors, reference_batch, reference_schema
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
@@ -79,7 +79,8 @@ def reference_embeddings(
             "model_id": loaded.model_id,
             "images_per_second": round(stats.images_per_second, 1),
             "labels": markdown_table(labels, max_rows=20),
-        }
+        },
+        data_version=data_version(context, repr(spec), fingerprint(spec.path), loaded.model_id, written.rows),
     )
 
 

@@ -33,6 +33,38 @@ def test_sensor_adds_new_parts_and_requests_their_runs(tmp_path, demo):
     assert list(third.dynamic_partitions_requests[0].partition_keys) == ["part-00042"]
 
 
+def test_sensor_re_reads_the_metadata_of_a_changed_file_once(tmp_path, demo):
+    import os
+
+    import polars as pl
+    from dagster import AssetKey
+
+    from asset_defs import all_assets
+    from tests.conftest import make_resources, run
+
+    src = tmp_path / "parts"
+    shutil.copytree(Path(demo.root) / "laion_parts", src)
+    resources = make_resources(tmp_path / "lab", str(src))
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("laion_part", demo.parts)
+    metadata = next(a for a in all_assets if AssetKey("laion_metadata") in a.keys)
+    for part in demo.parts[:2]:  # part 2 never built: nothing to compare with
+        assert run([metadata], resources, instance, part).success
+    assert isinstance(evaluate(instance, resources["source"]), SkipReason)
+
+    path = src / "part-00001.parquet"
+    pl.read_parquet(path).head(30).write_parquet(path)  # the file was replaced upstream
+    os.utime(path, (1e9, 2e9))
+    result = evaluate(instance, resources["source"])
+    (request,) = result.run_requests
+    assert request.partition_key == "part-00001" and request.asset_selection == [AssetKey("laion_metadata")]
+    assert result.dynamic_partitions_requests == []
+    assert evaluate(instance, resources["source"]).run_requests[0].run_key == request.run_key  # Dagster dedupes it
+
+    assert run([metadata], resources, instance, "part-00001").success  # the requested re-read
+    assert isinstance(evaluate(instance, resources["source"]), SkipReason)
+
+
 def test_reference_sensor_syncs_catalog_to_partitions(tmp_path, demo):
     from resources import DatasetCatalog
     from sensors.reference_datasets import reference_datasets_sensor
