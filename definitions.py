@@ -1,7 +1,8 @@
 """The laionlab code location: one Definitions object assembled from the four packages.
 
 Resource defaults come from environment variables so the same code serves the demo and real
-data (see README, "Configuration"); every field can also be overridden per run in the UI.
+data (see README, "Configuration"); every field can also be overridden per run in the UI, and a
+run that overrides some fields keeps the others (``resources/defaults.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from asset_defs.profile import active_profile, resource_default
 from jobs import all_jobs
 from laionlab.io.files import join
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LaionSource, LanceStore
+from resources.defaults import with_launch_defaults
 from sensors import all_schedules, all_sensors
 
 
@@ -83,7 +85,7 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
         "batch_size": _setting("LAIONLAB_BATCH_SIZE", "clip", "batch_size", 256),
         "num_workers": _setting("LAIONLAB_NUM_WORKERS", "clip", "num_workers", 2),
     }
-    return {
+    resources = {
         "source": LaionSource(
             uri=source_uri or _env("LAIONLAB_SOURCE_URI", os.path.abspath("data/demo/laion_parts")),
             rows_per_partition=_setting("LAIONLAB_ROWS_PER_PARTITION", "source", "rows_per_partition", 1_000_000),
@@ -110,6 +112,7 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
             ray_address=os.environ.get("LAIONLAB_RAY_ADDRESS") or None,
         ),
     }
+    return {key: with_launch_defaults(resource) for key, resource in resources.items()}
 
 
 # Steps run in their run's process (no process start-up per step); parallelism comes from runs:

@@ -117,6 +117,39 @@ def test_dagster_cli_executes_ingest_job_for_a_part(tmp_path, demo):
     assert {r.job_name for r in DagsterInstance.from_config(str(home)).get_runs()} >= {"ingest_job"}
 
 
+def test_a_run_overriding_one_resource_field_keeps_the_fields_set_by_the_environment(tmp_path, demo):
+    """`--config` sets clip.batch_size and downloader.thread_count only: the model chosen by
+    LAIONLAB_CLIP_MODEL and the file roots of LAIONLAB_ALLOWED_FILE_ROOTS still apply (Dagster
+    would otherwise fall back to the class defaults: laionlab-tiny, and no file root)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LAIONLAB_DATA_ROOT": str(tmp_path / "lab"),
+        "LAIONLAB_SOURCE_URI": str(Path(demo.root) / "laion_parts"),
+        "LAIONLAB_ALLOWED_FILE_ROOTS": demo.root,
+        "LAIONLAB_CLIP_MODEL": "laionlab-tiny-conv",
+        "LAIONLAB_PROFILE": "demo",
+    }
+    part = demo.parts[0]
+    DagsterInstance.from_config(str(home)).add_dynamic_partitions("laion_part", [part])
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"resources": {"clip": {"config": {"batch_size": 8}}, "downloader": {"config": {"thread_count": 2}}}}))
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    cmd = [dagster, "job", "execute", "-f", "definitions.py", "-j", "ingest_job", "--config", str(config), "--tags", f'{{"dagster/partition": "{part}"}}']
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    instance = DagsterInstance.from_config(str(home))
+    images = instance.fetch_materializations(AssetKey("laion_images"), limit=1).records[0].asset_materialization.metadata
+    assert images["successes"].value > 0  # file:// URLs under the demo root were allowed
+    embeddings = instance.fetch_materializations(AssetKey("laion_embeddings"), limit=1).records[0].asset_materialization.metadata
+    assert embeddings["model_id"].value.startswith("laionlab-tiny-conv")
+    (resolved,) = [r for r in instance.get_runs() if r.job_name == "ingest_job"]
+    assert resolved.run_config["resources"]["clip"]["config"] == {"batch_size": 8}
+
+
 def test_a_step_waiting_on_the_gpu_pool_says_so_in_its_log(tmp_path):
     """With the repository's dagster.yaml (gpu pool limit 1), a gpu-pool step whose slot another
     run holds logs "blocked by limit for pool gpu" while it waits, then runs once the slot is free."""
