@@ -37,7 +37,7 @@ from laionlab.io.files import (
     read_parquet,
     size,
 )
-from laionlab.io.lance import embeddings_batch, embeddings_schema, quote_literal
+from laionlab.io.lance import ShrinkError, embeddings_batch, embeddings_schema, quote_literal
 from laionlab.io.metadata import metadata_summary, read_part, split_part_key
 from laionlab.io.precomputed import find_precomputed, iter_precomputed
 from resources import ClipEncoder, Downloader, FileStore, LaionSource, LanceStore
@@ -126,9 +126,13 @@ class LaionImagesConfig(Config):
     "status row (success or error message) for every uid.",
 )
 def laion_images(
-    context: AssetExecutionContext, config: LaionImagesConfig, files: FileStore, downloader: Downloader
+    context: AssetExecutionContext, config: LaionImagesConfig, files: FileStore, downloader: Downloader, clip: ClipEncoder
 ) -> MaterializeResult:
     part = context.partition_key
+    try:  # the model laion_embeddings will need: a typo or a missing checkpoint fails now, not after the download
+        clip.validate()
+    except (ValueError, FileNotFoundError) as err:
+        raise Failure(f"clip resource: {err} (checked before downloading part {part!r}; laion_embeddings needs it)") from None
     metadata = files.read_parquet("laion_metadata", f"{part}.parquet")
     folder = files.path("laion_images", part)
     version = new_version_dir(folder)
@@ -177,15 +181,47 @@ def laion_images(
 @profiled("laion_embeddings")
 class EmbeddingsConfig(Config):
     unit_norm_tolerance: float = Field(1e-3, gt=0, description="allowed | ||v|| - 1 | per stored vector")
+    max_shrink_share: float = Field(
+        0.01, ge=0, le=1, description="a re-embedded part may lack at most this share of its stored rows (a truncated "
+        "shard would otherwise shrink it silently); beyond it the step fails and keeps the stored rows",
+    )
+    allow_shrink: bool = Field(False, description="accept a re-embedded part with fewer rows than stored, whatever the share")
 
 
+# blocking: a failure fails the step, so steps downstream in the same run do not read a broken or
+# mixed table (later runs' readers refuse a mixed table themselves: require_one_model)
 EMBEDDING_CHECKS = [
-    AssetCheckSpec("finite_values", asset=EMBEDDINGS_TABLE, description="no NaN/inf in the part's vectors"),
-    AssetCheckSpec("unit_norm", asset=EMBEDDINGS_TABLE, description="every vector has norm 1 within tolerance"),
+    AssetCheckSpec("finite_values", asset=EMBEDDINGS_TABLE, blocking=True, description="no NaN/inf in the part's vectors"),
+    AssetCheckSpec("unit_norm", asset=EMBEDDINGS_TABLE, blocking=True, description="every vector has norm 1 within tolerance"),
     AssetCheckSpec(
-        "one_model_one_dim", asset=EMBEDDINGS_TABLE, description="the table holds one model id and one dimension"
+        "one_model_one_dim", asset=EMBEDDINGS_TABLE, blocking=True, description="the table holds one model id and one dimension"
     ),
 ]
+
+
+def require_one_model(lance: LanceStore) -> str | None:
+    """The one model whose vectors laion_embeddings holds (None for an empty table). Readers
+    call it first: vectors of two models side by side (a part re-embedded with another model of
+    the same dimension) are not comparable, so a mixed table is refused, naming the models and
+    their parts. Two index lookups on the model column, whatever the table's size."""
+    tables = lance.tables()
+    if not tables.exists(EMBEDDINGS_TABLE):
+        return None
+    table = tables.open(EMBEDDINGS_TABLE)
+    head = table.search().limit(1).select(["model"]).to_arrow()
+    if head.num_rows == 0:
+        return None
+    model = head["model"][0].as_py()
+    if not tables.count(EMBEDDINGS_TABLE, f"model != {quote_literal(model)}"):
+        return model
+    others = pl.from_arrow(table.search().limit(None).select(["model", "part"]).where(f"model != {quote_literal(model)}").to_arrow())
+    mine = tables.count(EMBEDDINGS_TABLE, f"model = {quote_literal(model)}")
+    summary = others.group_by("model").agg(pl.len().alias("rows"), pl.col("part").unique().sort().alias("parts")).sort("model")
+    listed = "; ".join(f"{m}: {n:,} rows in {', '.join(p[:5])}{' ...' if len(p) > 5 else ''}" for m, n, p in summary.iter_rows())
+    raise Failure(
+        f"{EMBEDDINGS_TABLE} mixes models: {model}: {mine:,} rows; {listed}. Vectors of different models are not "
+        "comparable: re-embed those parts with one model (laion_embeddings), or use a separate LAIONLAB_LANCE_URI per model."
+    )
 
 
 def _embedding_checks(lance: LanceStore, part: str, config: EmbeddingsConfig) -> tuple[list[AssetCheckResult], dict]:
@@ -249,7 +285,20 @@ def laion_embeddings(
     else:
         encoded = encode_shards(loaded, shards, clip.batch_size, clip.num_workers, stats, total=expected)
     batches = (embeddings_batch(b.uid, part, loaded.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm) for b in encoded)
-    written = lance.replace_part(EMBEDDINGS_TABLE, part, batches, schema)
+    try:
+        written = lance.replace_part(
+            EMBEDDINGS_TABLE, part, batches, schema, max_shrink=None if config.allow_shrink else config.max_shrink_share
+        )
+    except ShrinkError as err:
+        lost = lost_by_shard(folder, shards, err.lost)
+        raise Failure(
+            f"{err}. Lost samples by shard: "
+            + "; ".join(f"{shard}: {len(uids)} ({', '.join(uids[:3])}{', ...' if len(uids) > 3 else ''})" for shard, uids in lost.items())
+            + ". A truncated or corrupt shard? Re-materialise laion_images for the part; to accept the smaller part, "
+            "run laion_embeddings with config allow_shrink: true.",
+            metadata={"lost_rows": len(err.lost), "stored_rows": err.stored, "lost_by_shard": markdown_table(
+                pl.DataFrame({"shard": list(lost), "lost": [len(u) for u in lost.values()]}))},
+        ) from None
     if written.rows < expected:
         context.log.warning(f"{expected - written.rows} downloaded samples of {part} could not be decoded")
     checks, extra = _embedding_checks(lance, part, config)
@@ -270,6 +319,25 @@ def laion_embeddings(
         data_version=data_version(context, loaded.model_id, written.rows, upstream=[("laion_images", part)]),
         check_results=checks,
     )
+
+
+def lost_by_shard(folder: str, shards: list[str], uids: list[str]) -> dict[str, list[str]]:
+    """shard file → the given uids that img2dataset stored in it (from the part's status
+    table: a sample's key starts with its shard's name); uids not downloaded this time are
+    listed under "(not in the current download)"."""
+    keys = read_parquet(join(folder, STATUS_FILE), columns=["uid", "key", "status"]).filter(
+        pl.col("uid").is_in(uids) & (pl.col("status") == "success")
+    )
+    stems = {s.rsplit("/", 1)[-1].removesuffix(".tar"): s.rsplit("/", 1)[-1] for s in shards}
+    out: dict[str, list[str]] = {}
+    found = set()
+    for uid, key in keys.select("uid", "key").iter_rows():
+        shard = next((name for stem, name in stems.items() if key and key.startswith(stem)), "(unknown shard)")
+        out.setdefault(shard, []).append(uid)
+        found.add(uid)
+    if rest := sorted(set(uids) - found):
+        out["(not in the current download)"] = rest
+    return out
 
 
 # A deployment that imports a release's embeddings instead of downloading images sets this; only

@@ -17,7 +17,7 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 from pydantic import Field
 
-from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata
+from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata, require_one_model
 from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
 from asset_defs.lineage import data_version, latest_by_partition, parts_seen_of, require_same_params, storage_ids
 from asset_defs.partitions import every_partition, laion_part, registered
@@ -59,7 +59,7 @@ def laion_columns_for(
     """:func:`laion_vectors_for` for several vector columns in one read: uids and, per column,
     the ``(n, d)`` vectors (unit, or ``raw`` for image_emb) in the same row order."""
     empty = ([], {c: np.zeros((0, 0), np.float32) for c in columns})
-    if not lance.tables().exists(EMBEDDINGS_TABLE):
+    if require_one_model(lance) is None:
         return empty
     table = lance.tables().open(EMBEDDINGS_TABLE)
     by_part: dict[str, list[str]] = {}

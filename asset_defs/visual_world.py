@@ -14,7 +14,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
+from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, require_one_model
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.lineage import data_version, require_same_params
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
@@ -108,6 +108,7 @@ def sample_laion_vectors(context, lance: LanceStore, parts: list[str], size: int
     the sample and the parts' row counts."""
     from laionlab.cluster import sample_across_parts
 
+    require_one_model(lance)
     counts = [lance.tables().count(EMBEDDINGS_TABLE, f"part = {quote_literal(p)}") for p in parts]
     if not sum(counts):
         raise Failure("laion_embeddings has no rows in the registered laion_part partitions: materialise laion_embeddings")
@@ -134,6 +135,7 @@ class PhotoClassifierConfig(Config):
 def laion_vectors(lance: LanceStore, where: str | None = None, raw: bool = True) -> tuple[list[str], np.ndarray]:
     """uids and (n, d) image vectors of laion_embeddings rows matching ``where`` (raw features
     by default, unit vectors with raw=False), streamed in batches, in uid order."""
+    require_one_model(lance)
     table = lance.tables().open(EMBEDDINGS_TABLE)
     query = table.search().limit(None).select(["uid", "image_emb", "image_norm"])
     if where:

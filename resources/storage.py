@@ -30,9 +30,15 @@ class LanceStore(ConfigurableResource):
         return LanceTables(self.uri, storage_options=self.storage_options or None)
 
     def replace_part(
-        self, table: str, part: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, part_column: str = "part"
+        self,
+        table: str,
+        part: str,
+        batches: Iterable[pa.RecordBatch],
+        schema: pa.Schema,
+        part_column: str = "part",
+        max_shrink: float | None = None,
     ) -> ReplaceResult:
-        return self.tables().replace_part(table, part, batches, schema, part_column=part_column)
+        return self.tables().replace_part(table, part, batches, schema, part_column=part_column, max_shrink=max_shrink)
 
 
 class FileStore(ConfigurableResource):

@@ -62,6 +62,19 @@ class EmptyPartitionError(ValueError):
     """A partition write with no rows (it would silently delete the partition)."""
 
 
+class ShrinkError(ValueError):
+    """A rewrite of a partition that lacks more of its old rows than allowed. The new rows are
+    written, the old rows they lack are kept: nothing is lost until the caller allows it."""
+
+    def __init__(self, table: str, part: str, stored: int, lost: list[str], max_shrink: float):
+        self.table, self.part, self.stored, self.lost = table, part, stored, lost
+        super().__init__(
+            f"{table}[{part}]: the new data lacks {len(lost):,} of the {stored:,} rows stored "
+            f"({len(lost) / stored:.1%}, more than the {max_shrink:.1%} allowed), e.g. uids {lost[:5]}; "
+            "the stored rows are kept"
+        )
+
+
 @dataclass
 class ReplaceResult:
     table: str
@@ -222,11 +235,15 @@ class LanceTables:
         batches: Iterable[pa.RecordBatch],
         schema: pa.Schema,
         part_column: str = "part",
+        max_shrink: float | None = None,
     ) -> ReplaceResult:
         """Atomically replace every row of ``table`` whose ``part_column`` equals ``part``.
 
         ``batches`` is consumed once, streaming. An empty input raises EmptyPartitionError
-        (and leaves the table as it was) instead of deleting the partition.
+        (and leaves the table as it was) instead of deleting the partition. With
+        ``max_shrink`` (a share), a rewrite whose data lacks more than that share of the
+        partition's stored uids raises ShrinkError before deleting them: the new rows are in,
+        the lacking old rows stay.
         """
         start = time.perf_counter()
         tbl = self.ensure(table, schema)
@@ -255,6 +272,8 @@ class LanceTables:
                     raise counted.error from exc
                 raise
             if stale := sorted(old - counted.uids):  # rows the new data no longer has
+                if max_shrink is not None and len(stale) > max_shrink * len(old):
+                    raise ShrinkError(table, part, len(old), stale, max_shrink)
                 log.info(f"{table}[{part}]: removing {len(stale)} rows the new data does not have")
                 for where in uid_filters(stale):
                     tbl.delete(f"{part_column} = {_quote(part)} AND {where}")

@@ -76,9 +76,14 @@ class DatasetSpec:
                     raise CatalogError(
                         f"{where}: HDF5 file {self.path} has no dataset {self.dataset!r} (has {list(f.keys())})"
                     )
-                shape = f[self.dataset].shape
+                shape, dtype = f[self.dataset].shape, f[self.dataset].dtype
                 if len(shape) != 4 or shape[-1] != 3:
                     raise CatalogError(f"{where}: {self.path}:{self.dataset} has shape {shape}, expected N×H×W×3")
+                if dtype != np.uint8:  # a cast would make floats in [0, 1] black images
+                    raise CatalogError(
+                        f"{where}: {self.path}:{self.dataset} holds {dtype}, expected uint8 pixels (0-255); convert it, "
+                        "e.g. (x * 255).round().astype('uint8') for floats in [0, 1]"
+                    )
         if self.responses is not None:
             load_responses(self)
         if self.kind == "parquet":
@@ -102,8 +107,11 @@ def _local(path: str | Path, what: str) -> Path:
     )
 
 
-def load_catalog(path: str | Path) -> dict[str, DatasetSpec]:
-    """Parse and validate a catalog file; relative paths are relative to the catalog."""
+def load_catalog(path: str | Path, validate: bool = True) -> dict[str, DatasetSpec]:
+    """Parse a catalog file and (``validate``) check that every entry points at something
+    readable; relative paths are relative to the catalog. Without ``validate`` only the file's
+    structure is checked, so a caller can check one entry (``DatasetSpec.validate``) and one bad
+    entry does not block the others."""
     path = _local(path, "dataset catalog")
     if not path.exists():
         raise CatalogError(f"dataset catalog not found: {path}")
@@ -125,7 +133,8 @@ def load_catalog(path: str | Path) -> dict[str, DatasetSpec]:
             entry["expected_size"] = tuple(entry["expected_size"])
         extra = {k: v for k, v in entry.items() if k not in known}
         spec = DatasetSpec(name=str(name), **{k: v for k, v in entry.items() if k in known}, extra=extra)
-        spec.validate()
+        if validate:
+            spec.validate()
         specs[str(name)] = spec
     return specs
 

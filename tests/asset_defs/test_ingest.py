@@ -124,6 +124,15 @@ def test_bad_model_config_names_the_input(ingested, demo, clip, match):
     assert not result.success
     assert match in str(result.get_step_failure_events()[0].event_specific_data.error)
     assert len(table_uids(resources)) == before
+    # laion_images checks the model before it downloads anything
+    from asset_defs.ingest import images_dir
+
+    committed = images_dir(resources["files"], demo.parts[0])
+    result = run([laion_images], bad, instance, demo.parts[0], raise_on_error=False)
+    assert not result.success
+    error = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert match in error and "before downloading" in error
+    assert images_dir(resources["files"], demo.parts[0]) == committed
 
 
 def _source_with(tmp_path, name, frame):
@@ -306,9 +315,47 @@ def test_a_second_model_of_the_same_dimension_fails_one_model_one_dim(tmp_path, 
     instance = instance_with_parts(demo.parts[:2])
     assert run([laion_metadata, laion_images, laion_embeddings], resources, instance, demo.parts[0]).success
     other = {**resources, "clip": ClipEncoder(model_name="laionlab-tiny", seed=1, batch_size=16, num_workers=0)}
-    result = run([laion_metadata, laion_images, laion_embeddings], other, instance, demo.parts[1])
+    result = run([laion_metadata, laion_images, laion_embeddings], other, instance, demo.parts[1], raise_on_error=False)
+    assert not result.success  # the check is blocking
     (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "one_model_one_dim"]
     assert not check.passed
     table = check.metadata["models"].value
     assert "laionlab-tiny/random-seed1" in table and f"| (any other) | {ROWS_PER_PART - 3} | other parts |" in table
     assert sorted(i.columns for i in resources["lance"].tables().open(EMBEDDINGS_TABLE).list_indices()) == [["model"], ["part"], ["uid"]]
+    # a later run's reader refuses the mixed table, naming the models and the parts
+    from dagster import Failure
+
+    from dagster import materialize
+
+    from asset_defs.train_test_similarity import dedup_centroids
+
+    with pytest.raises(Failure, match=rf"mixes models: laionlab-tiny/random-seed0: {ROWS_PER_PART - 3} rows; laionlab-tiny/random-seed1: {ROWS_PER_PART - 3} rows in {demo.parts[1]}"):
+        materialize([dedup_centroids], resources=resources, instance=instance)
+
+
+def test_a_truncated_shard_does_not_shrink_the_part_silently(tmp_path, demo):
+    """Re-embedding after a shard was cut in half: the step fails naming the shard and the
+    samples lost, and the part keeps every stored row; with allow_shrink the smaller part is
+    accepted."""
+    from dagster import Failure
+
+    from asset_defs.ingest import images_dir
+
+    resources = make_resources(tmp_path / "lab", str(Path(demo.root) / "laion_parts"))
+    part = demo.parts[0]
+    instance = instance_with_parts([part])
+    assert run([laion_metadata, laion_images, laion_embeddings], resources, instance, part).success
+    before = sorted(table_uids(resources, part))
+    (shard,) = Path(images_dir(resources["files"], part)).glob("*.tar")
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+
+    with pytest.raises(Failure, match=rf"lacks \d+ of the {len(before)} rows.*{shard.name}: \d+ \(") as err:
+        run([laion_embeddings], resources, instance, part)
+    assert "allow_shrink" in str(err.value)
+    assert sorted(table_uids(resources, part)) == before  # nothing lost
+
+    result = run([laion_embeddings], resources, instance, part, run_config={"ops": {"laion_embeddings": {"config": {"allow_shrink": True}}}})
+    assert result.success
+    after = table_uids(resources, part)
+    assert 0 < len(after) < len(before) and set(after) < set(before)

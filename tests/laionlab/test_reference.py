@@ -84,3 +84,23 @@ def test_catalog_on_an_object_store_is_refused_by_name(tmp_path):
     body = "datasets:\n  remote:\n    kind: image_folder\n    path: s3://bucket/things\n"
     with pytest.raises(CatalogError, match="dataset 'remote' path s3://bucket/things is not on a local filesystem"):
         load_catalog(catalog(tmp_path, body))
+
+
+def test_hdf5_of_float_pixels_is_refused_naming_the_dataset(tmp_path):
+    with h5py.File(tmp_path / "f.hdf5", "w") as f:
+        f.create_dataset("imgBrick", data=np.random.default_rng(0).random((3, 4, 4, 3), dtype=np.float32))
+    with pytest.raises(CatalogError, match=r"dataset 'f'.*f.hdf5:imgBrick holds float32, expected uint8"):
+        load_catalog(catalog(tmp_path, "datasets:\n  f:\n    kind: hdf5\n    path: f.hdf5\n"))
+
+
+def test_one_bad_entry_fails_only_itself(tmp_path):
+    from resources import DatasetCatalog
+
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / "a" / "0.jpg")
+    body = "datasets:\n  good:\n    kind: image_folder\n    path: imgs\n  ghost:\n    kind: image_folder\n    path: nowhere\n"
+    resource = DatasetCatalog(path=str(catalog(tmp_path, body)))
+    assert sorted(resource.datasets()) == ["ghost", "good"]  # both are partitions
+    assert len(list_items(resource.get("good")).sources) == 1
+    with pytest.raises(CatalogError, match="'ghost': path does not exist"):
+        resource.get("ghost")
