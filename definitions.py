@@ -109,6 +109,9 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
             image_size=_setting("LAIONLAB_IMAGE_SIZE", "downloader", "image_size", 256),
             # file:// URLs are refused outside these folders (the demo's images live in its root)
             allowed_file_roots=[p for p in _env("LAIONLAB_ALLOWED_FILE_ROOTS", os.path.abspath("data/demo")).split(os.pathsep) if p],
+            request_deadline_s=_setting("LAIONLAB_DOWNLOAD_DEADLINE_S", None, None, 60.0, kind=float),
+            max_image_pixels=_setting("LAIONLAB_MAX_IMAGE_PIXELS", None, None, 89_478_485),
+            process_timeout_s=_setting("LAIONLAB_DOWNLOAD_TIMEOUT_S", None, None, None, kind=float) if os.environ.get("LAIONLAB_DOWNLOAD_TIMEOUT_S") else None,
             ray_address=os.environ.get("LAIONLAB_RAY_ADDRESS") or None,
         ),
     }

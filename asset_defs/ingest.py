@@ -26,6 +26,7 @@ from asset_defs.profile import params_metadata, profiled
 from laionlab.embed.checks import embedding_health
 from laionlab.io.download import download_part, failure_table
 from laionlab.io.files import (
+    FolderBusyError,
     atomic_write_parquet,
     commit_version_dir,
     current_version_dir,
@@ -36,6 +37,7 @@ from laionlab.io.files import (
     new_version_dir,
     read_parquet,
     size,
+    writer_lock,
 )
 from laionlab.io.lance import ShrinkError, embeddings_batch, embeddings_schema, quote_literal
 from laionlab.io.metadata import metadata_summary, read_part, split_part_key
@@ -135,22 +137,26 @@ def laion_images(
         raise Failure(f"clip resource: {err} (checked before downloading part {part!r}; laion_embeddings needs it)") from None
     metadata = files.read_parquet("laion_metadata", f"{part}.parquet")
     folder = files.path("laion_images", part)
-    version = new_version_dir(folder)
-    context.log.info(f"downloading {metadata.height} images of {part} into {version}")
-    if downloader.ray_address:  # img2dataset's ray distributor on an existing cluster
-        from laionlab.distributed import ray_download_part
+    try:  # a second writer's commit would delete this one's version mid-download
+        with writer_lock(folder):
+            version = new_version_dir(folder)
+            context.log.info(f"downloading {metadata.height} images of {part} into {version}")
+            if downloader.ray_address:  # img2dataset's ray distributor on an existing cluster
+                from laionlab.distributed import ray_download_part
 
-        result = ray_download_part(metadata, version, downloader.settings(), downloader.ray_address)
-    else:
-        result = download_part(metadata, version, downloader.settings())
-    failures = failure_table(result.status)
-    if result.successes == 0:
-        raise Failure(
-            f"no image of part {part!r} could be downloaded ({metadata.height} rows); "
-            f"most common errors: {failures.head(3).rows()}",
-        )
-    atomic_write_parquet(result.status, join(version, STATUS_FILE))
-    commit_version_dir(folder, version)
+                result = ray_download_part(metadata, version, downloader.settings(), downloader.ray_address)
+            else:
+                result = download_part(metadata, version, downloader.settings())
+            failures = failure_table(result.status)
+            if result.successes == 0:
+                raise Failure(
+                    f"no image of part {part!r} could be downloaded ({metadata.height} rows); "
+                    f"most common errors: {failures.head(3).rows()}",
+                )
+            atomic_write_parquet(result.status, join(version, STATUS_FILE))
+            commit_version_dir(folder, version)
+    except FolderBusyError as err:
+        raise Failure(f"laion_images[{part}]: another run is downloading this part: {err}") from None
     rate = result.success_rate
     # the web is not versioned: the result is what was fetched (which rows, which shard bytes)
     fetched = [frame_digest(result.status.filter(pl.col("status") == "success").select("uid").sort("uid"))]

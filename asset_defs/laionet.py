@@ -14,7 +14,7 @@ import logging
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata, require_one_model
@@ -836,6 +836,7 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
         files.write_json(plan.state, "caption_index", "state.json", indent=1)
     return MaterializeResult(
         metadata={
+            "lance_versions_read": MetadataValue.json(lance.versions_read()),
             **params_metadata(config),
             "parts_seen": ", ".join(parts),
             "index": plan.state["key"],

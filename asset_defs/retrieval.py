@@ -124,7 +124,7 @@ def caption_search_index(context: AssetExecutionContext, files: FileStore, lance
         progress.update()
     progress.close()
     stale = sorted(set(indexed) - set(parts))
-    table = tables.open(CAPTIONS_TABLE)
+    table = tables.open_to_write(CAPTIONS_TABLE)
     for part in stale:
         table.delete(f"part = {quote_literal(part)}")
     if not any(i.index_type == "FTS" for i in table.list_indices()):

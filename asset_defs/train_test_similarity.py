@@ -16,6 +16,7 @@ from dagster import (
     Config,
     Failure,
     MaterializeResult,
+    MetadataValue,
     asset,
     asset_check,
 )
@@ -84,6 +85,7 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
     files.save_npy(result.centroids, "dedup_centroids", "centroids.npy")
     return MaterializeResult(
         metadata={
+            "lance_versions_read": MetadataValue.json(lance.versions_read()),
             **params_metadata(config),
             "k": k,
             "rows_per_cluster": round(sum(counts) / k, 1),
@@ -444,6 +446,7 @@ def eval_to_laion_similarity(
     files.write_parquet(candidates, "eval_to_laion_similarity", f"{name}.topk.parquet")
     return MaterializeResult(
         metadata={
+            "lance_versions_read": MetadataValue.json(lance.versions_read()),
             **params_metadata(config),
             "eval_samples": q,
             "k": kk,

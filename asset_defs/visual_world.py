@@ -10,6 +10,7 @@ from dagster import (
     Config,
     Failure,
     MaterializeResult,
+    MetadataValue,
     asset,
 )
 from pydantic import Field
@@ -192,6 +193,7 @@ def photo_classifier(
     seen = {"parts_seen": ", ".join(_parts(joined))} if config.labels_path and not config.import_path else {"reads_parts": False}
     return MaterializeResult(
         metadata={
+            "lance_versions_read": MetadataValue.json(lance.versions_read()),
             **params_metadata(config),
             **seen,
             "source": clf.source,
@@ -330,6 +332,7 @@ def laion_natural_clusters(
     files.write_bytes("\n".join(parts).encode(), "laion_natural_clusters", "parts.txt")
     return MaterializeResult(
         metadata={
+            "lance_versions_read": MetadataValue.json(lance.versions_read()),
             **params_metadata(config),
             "k": config.k,
             "sample": len(take),
@@ -407,6 +410,7 @@ def coverage(context: AssetExecutionContext, config: CoverageConfig, files: File
     shares = [100 * report.clusters[name].share for name in datasets]
     return MaterializeResult(
         metadata={
+            "lance_versions_read": MetadataValue.json(lance.versions_read()),
             **params_metadata(config),
             "coverage": markdown_table(report.table.with_columns(pl.selectors.float().round(4))),
             "cluster_overlap": markdown_table(report.overlap),
@@ -476,6 +480,7 @@ def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, fi
     files.write_parquet(table, "stimulus_sets", "diversity.parquet")
     return MaterializeResult(
         metadata={
+            "lance_versions_read": MetadataValue.json(lance.versions_read()),
             **params_metadata(config),
             "parts_seen": ", ".join(parts),
             "diversity": markdown_table(table.with_columns(pl.selectors.float().round(3))),
@@ -597,7 +602,7 @@ def ood_generalization(context: AssetExecutionContext, config: OODConfig, files:
     metadata = {"gmm": markdown_table(table.with_columns(pl.selectors.float().round(3))), **plots}
     if config.laion:
         metadata.update(_laion_ood(context, config, files, lance))
-    return MaterializeResult(metadata={**params_metadata(config), **metadata})
+    return MaterializeResult(metadata={**params_metadata(config), **metadata, "lance_versions_read": MetadataValue.json(lance.versions_read())})
 
 
 @profiled("neural_generalization")

@@ -24,8 +24,19 @@ class Downloader(ConfigurableResource):
     allowed_file_roots: list[str] = Field([], description="file:// URLs are fetched only under these folders (the demo names its own)")
     ray_address: str | None = Field(None, description="download with img2dataset's ray distributor on this cluster")
     process_timeout_s: float | None = Field(None, gt=0, description="kill a hung img2dataset process after this many seconds")
-    allow_private_hosts: bool = Field(False, description="allow literal loopback/private/link-local IP hosts (tests against a local server only)")
+    allow_private_hosts: bool = Field(
+        False, description="allow loopback/private/link-local hosts and addresses, on the URL and at connect time (tests against a local server only)"
+    )
+    allowed_hosts: list[str] = Field(
+        [], description="'IP' or 'IP:port' addresses ('[::1]:8080' for IPv6) fetchable even when private, on the URL and at connect time"
+    )
+    max_image_pixels: int = Field(
+        89_478_485, ge=1, description="refuse an image with more pixels from its header, before decoding (PIL's default cap; OpenCV's is 2**30)"
+    )
+    request_deadline_s: float = Field(
+        60.0, gt=0, description="seconds one request may take, connect to last byte, redirects included (timeout bounds each wait only)"
+    )
 
     def settings(self) -> DownloadSettings:
         fields = {k: v for k, v in self.model_dump().items() if k != "ray_address"}
-        return DownloadSettings(**{**fields, "allowed_file_roots": tuple(self.allowed_file_roots)})
+        return DownloadSettings(**{**fields, "allowed_file_roots": tuple(self.allowed_file_roots), "allowed_hosts": tuple(self.allowed_hosts)})

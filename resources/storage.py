@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from laionlab.io import files
 from laionlab.io.lance import LanceTables, ReplaceResult
@@ -26,8 +26,20 @@ class LanceStore(ConfigurableResource):
         "aws_region: ...}; credentials default to the provider's environment variables",
     )
 
+    _pins: dict[str, int] | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context) -> None:
+        """Every run reads each table at one version: the one it had when the run first read it
+        (``LanceTables.pins``), so a run's steps see one snapshot while other runs write other
+        parts; its own writes move it forward. ``versions_read`` is what to record."""
+        self._pins = {}
+
+    def versions_read(self) -> dict[str, int]:
+        """table → the version this run reads (empty outside a run)."""
+        return dict(self._pins or {})
+
     def tables(self) -> LanceTables:
-        return LanceTables(self.uri, storage_options=self.storage_options or None)
+        return LanceTables(self.uri, storage_options=self.storage_options or None, pins=self._pins)
 
     def replace_part(
         self,
@@ -55,6 +67,13 @@ class FileStore(ConfigurableResource):
     )
 
     def path(self, *parts: str) -> str:
+        """``<root>/<parts...>``. A part that is empty or leaves its folder (``.``, ``..``) is
+        refused: a partition's writes must stay in that partition's folder (an empty part key
+        once made a commit address, and clean up, every part's folder)."""
+        for part in parts:
+            segments = str(part).strip("/").split("/")
+            if any(s in ("", ".", "..") for s in segments):
+                raise ValueError(f"file path part {part!r} under {self.root} is empty or leaves its folder (path parts {parts})")
         return files.join(self.root, *parts)
 
     def exists(self, *parts: str) -> bool:

@@ -82,3 +82,14 @@ def test_every_analysis_asset_attaches_a_plot_and_a_table(demo_graph):
                 without.append(f"{name}[{event.partition or 'all'}] lacks a {' and a '.join(sorted(missing))}: {sorted(event.metadata)}")
     assert not never, f"the demo graph did not materialise {never}"
     assert not without, "analysis assets without a plot and a table:\n" + "\n".join(without)
+
+
+def test_cross_part_results_record_the_table_versions_they_read(demo_graph):
+    """Each run reads a LanceDB table at one version (resources/storage.py); the cross-part
+    results say which, and it is one the table had."""
+    resources, instance = demo_graph
+    latest = resources["lance"].tables().open("laion_embeddings").version
+    for name in ("coverage", "laion_natural_clusters", "photo_classifier", "dedup_centroids", "caption_index"):
+        (record,) = instance.fetch_materializations(AssetKey(name), limit=1).records
+        read = record.asset_materialization.metadata["lance_versions_read"].value
+        assert 1 <= read["laion_embeddings"] <= latest, (name, read)

@@ -10,6 +10,12 @@ The output folder may be local, ``file://`` or an object store (img2dataset writ
 fsspec itself; the child gets this process's fsspec configuration as ``FSSPEC_*`` variables).
 The URL list handed to img2dataset is staged in a local temporary folder. An in-process
 filesystem (``memory://``) is refused: img2dataset writes from other processes.
+
+Untrusted URLs (issue 16): ``url_policy.url_verdicts`` refuses rows before img2dataset sees
+them (status ``blocked_by_policy``); in the child and its workers ``net_guard`` refuses
+connections to non-public addresses (after DNS, on every redirect hop) and ends each request at
+``request_deadline_s``; OpenCV refuses an image over ``max_image_pixels`` from its header,
+before allocating it (``OPENCV_IO_MAX_IMAGE_PIXELS``; img2dataset decodes with ``cv2.imdecode``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from pathlib import Path
 
 import polars as pl
 
-from laionlab.io import files
+from laionlab.io import files, net_guard
+from laionlab.io.url_policy import BLOCKED, parse_allowed_hosts, url_verdicts
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +56,10 @@ class DownloadSettings:
     distributor: str = "multiprocessing"
     user_agent_token: str | None = None
     allowed_file_roots: tuple[str, ...] = ()  # file:// URLs only under these folders
-    allow_private_hosts: bool = False  # literal loopback/private/link-local hosts (tests only)
+    allow_private_hosts: bool = False  # loopback/private/link-local hosts and addresses (tests only)
+    allowed_hosts: tuple[str, ...] = ()  # "IP[:port]" fetchable even if private (a test's own server)
+    max_image_pixels: int = 89_478_485  # refused before decoding; PIL's default cap (OpenCV's is 2**30)
+    request_deadline_s: float = 60.0  # one request, connect to last byte, redirects included
     process_timeout_s: float | None = None  # kill a hung img2dataset child after this long
 
     def __post_init__(self) -> None:
@@ -59,6 +69,11 @@ class DownloadSettings:
             raise ValueError(f"encode_format must be jpg/png/webp, got {self.encode_format!r}")
         if self.distributor not in ("multiprocessing", "pyspark", "ray"):
             raise ValueError(f"distributor must be multiprocessing/pyspark/ray, got {self.distributor!r}")
+        if self.max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be >= 1, got {self.max_image_pixels}")
+        if not self.request_deadline_s > 0:
+            raise ValueError(f"request_deadline_s must be > 0 seconds, got {self.request_deadline_s}")
+        parse_allowed_hosts(tuple(self.allowed_hosts))
 
 
 @dataclass
@@ -136,8 +151,6 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
     Returns the status of every row and the shard paths. Sample json files in the shards carry
     ``uid``; failures are rows in ``status`` with img2dataset's error message.
     """
-    from laionlab.io.url_policy import BLOCKED, url_verdicts
-
     missing = [c for c in ("uid", "URL", "TEXT") if c not in metadata.columns]
     if missing:
         raise ValueError(f"download_part needs columns uid, URL, TEXT; missing {missing}")
@@ -149,7 +162,7 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
     out = files.local_path(output_folder) or output_folder  # img2dataset opens URIs through fsspec
     files.makedirs(out)
     # the URL policy runs before img2dataset sees anything (laionlab/io/url_policy.py)
-    reasons = url_verdicts(metadata["URL"], settings.allowed_file_roots, settings.allow_private_hosts)
+    reasons = url_verdicts(metadata["URL"], settings.allowed_file_roots, settings.allow_private_hosts, settings.allowed_hosts)
     blocked = metadata.select("uid").with_columns(reasons.alias("error_message")).filter(pl.col("error_message").is_not_null())
     if blocked.height:
         log.warning("%d of %d URLs refused by the URL policy, e.g. %s", blocked.height, metadata.height, blocked.row(0))
@@ -175,7 +188,15 @@ def _run_img2dataset(
     metadata.select("uid", "URL", pl.col("TEXT").fill_null("")).write_parquet(input_parquet)
     settings_file = work / "settings.json"
     settings_file.write_text(json.dumps(_img2dataset_kwargs(str(input_parquet), out, settings)))
-    env = {**files.fsspec_env(), **os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **files.fsspec_env(),
+        **os.environ,
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "OPENCV_IO_MAX_IMAGE_PIXELS": str(settings.max_image_pixels),  # read by every worker's OpenCV
+        **net_guard.child_env(settings.allowed_hosts, settings.allow_private_hosts, settings.request_deadline_s),
+    }
     start = time.perf_counter()
     # its own session, so a timeout kills img2dataset's pool workers with it; output to files,
     # not pipes: a helper it leaves behind (multiprocessing's resource tracker was seen to) would
@@ -210,12 +231,21 @@ def _run_img2dataset(
             + stderr[-3000:]
         )
     status = read_status(out, metadata["uid"])
+    over_cap = pl.col("error_message").str.contains("CV_IO_MAX_IMAGE_PIXELS", literal=True)  # OpenCV names its own variable
+    status = status.with_columns(
+        pl.when(over_cap)
+        .then(pl.lit(f"image has more than max_image_pixels={settings.max_image_pixels} pixels (refused before decoding)"))
+        .otherwise(pl.col("error_message"))
+        .alias("error_message")
+    )
     status = pl.concat([status, blocked], how="diagonal_relaxed")
     status = pl.DataFrame({"uid": all_uids}).join(status, on="uid", how="left")  # input order
     return DownloadResult(status=status, shards=files.list_files(out, "*.tar"), seconds=seconds)
 
 
 def _main(settings_file: str) -> None:
+    if not net_guard.installed():  # _guard_site's sitecustomize did not run: never download unguarded
+        raise RuntimeError(f"the network guard is not installed in this process ({net_guard.ENV} and PYTHONPATH come from download_part)")
     from img2dataset import download
 
     kwargs = json.loads(Path(settings_file).read_text())

@@ -282,6 +282,41 @@ def fsspec_env() -> dict[str, str]:
     return out
 
 
+class FolderBusyError(RuntimeError):
+    """Another process is writing the same versioned folder."""
+
+
+@contextmanager
+def writer_lock(folder: str) -> Iterator[None]:
+    """Hold the one writer's lock of a versioned folder (``<folder>/.writer.lock``), or raise
+    FolderBusyError at once naming the holder: a second writer's commit would delete the first
+    one's version while it is being written. Local folders only (an object store has no lock:
+    there one run per partition at a time is dagster.yaml's ``tag_concurrency_limits``)."""
+    import fcntl
+
+    root = local_path(folder)
+    if root is None:
+        yield
+        return
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, ".writer.lock")
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise FolderBusyError(f"{folder} is being written by {holder}; wait for it to finish (or cancel it), then run again") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def new_version_dir(folder: str) -> str:
     """A fresh, empty version folder under ``folder`` (not yet current)."""
     version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"

@@ -136,9 +136,14 @@ class LanceTables:
     """A LanceDB database at ``uri`` (local folder, ``file://`` or object-store URI);
     ``storage_options`` go to the object store (endpoint, region, allow_http ...)."""
 
-    def __init__(self, uri: str, conflict_retries: int = 20, storage_options: dict[str, str] | None = None):
+    def __init__(
+        self, uri: str, conflict_retries: int = 20, storage_options: dict[str, str] | None = None, pins: dict[str, int] | None = None
+    ):
         self.uri = uri
         self.conflict_retries = conflict_retries
+        # snapshot reads: table -> the version every read of it sees (the version it had when
+        # first opened); None reads the latest. A write here moves the pin to the latest version.
+        self.pins = pins
         import lancedb
 
         # a consistency interval of 0 makes every handle see other processes' commits
@@ -185,7 +190,7 @@ class LanceTables:
     def optimize(self, table: str) -> None:
         """Compact the table's small fragments and bring its indexes up to date (run between
         ingests, e.g. from a schedule: it rewrites data files, which conflicts with writers)."""
-        self.open(table).optimize()
+        self.open_to_write(table).optimize()
 
     def exists(self, table: str) -> bool:
         return table in self.db.table_names(limit=1_000_000)
@@ -193,6 +198,21 @@ class LanceTables:
     def open(self, table: str) -> lancedb.table.Table:
         if not self.exists(table):
             raise FileNotFoundError(f"LanceDB table {table!r} does not exist under {self.uri}")
+        tbl = self.db.open_table(table)
+        if self.pins is not None:
+            if table in self.pins:
+                tbl.checkout(self.pins[table])
+            else:
+                self.pins[table] = tbl.version
+        return tbl
+
+    def open_to_write(self, table: str) -> lancedb.table.Table:
+        """``table`` at its latest version, to change it (delete, index, optimize); later reads
+        see the change."""
+        if not self.exists(table):
+            raise FileNotFoundError(f"LanceDB table {table!r} does not exist under {self.uri}")
+        if self.pins is not None:
+            self.pins.pop(table, None)
         return self.db.open_table(table)
 
     def ensure(self, table: str, schema: pa.Schema) -> lancedb.table.Table:
@@ -255,6 +275,15 @@ class LanceTables:
             raise EmptyPartitionError(f"no rows to write for part {part!r} of table {table!r}; table left unchanged")
         counted = _Counted(first, batches, part, part_column)
         reader = pa.RecordBatchReader.from_batches(schema, iter(counted))
+        pins, self.pins = self.pins, None  # a write reads and writes the latest version
+        try:
+            return self._replace_part(tbl, table, part, counted, reader, part_column, max_shrink, start)
+        finally:
+            self.pins = pins
+            if pins is not None:
+                pins.pop(table, None)  # later reads see this write
+
+    def _replace_part(self, tbl, table, part, counted, reader, part_column, max_shrink, start) -> ReplaceResult:
         with self._part_lock(table, part):
             # the partition's uids (the part index finds them): none for a new partition
             old = set(self.read_part(table, part, ["uid"], part_column)["uid"].to_pylist())

@@ -359,3 +359,23 @@ def test_a_truncated_shard_does_not_shrink_the_part_silently(tmp_path, demo):
     assert result.success
     after = table_uids(resources, part)
     assert 0 < len(after) < len(before) and set(after) < set(before)
+
+
+def test_a_second_run_downloading_the_same_part_says_another_run_is_writing_it(ingested, demo):
+    """Two downloads of one part: the second would delete the first one's version when it
+    commits. While one holds the part's writer lock, the other fails naming it."""
+    import os
+
+    from asset_defs.ingest import images_dir
+    from laionlab.io.files import writer_lock
+
+    resources, instance, _ = ingested
+    part = demo.parts[2]
+    committed = images_dir(resources["files"], part)
+    with writer_lock(resources["files"].path("laion_images", part)):  # what the first run holds
+        result = run([laion_images], resources, instance, part, raise_on_error=False)
+    assert not result.success
+    error = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert "another run is downloading this part" in error and f"pid {os.getpid()}" in error
+    assert images_dir(resources["files"], part) == committed
+    assert run([laion_images], resources, instance, part).success  # once it is free

@@ -61,10 +61,11 @@ def _materialise(resources: dict, part: str) -> None:
 
 
 def _tree(files: FileStore) -> list[str]:
-    """Files under the data root relative to it; version folders as v-*, LanceDB's internals left out."""
+    """Files under the data root relative to it; version folders as v-*, LanceDB's internals and
+    the local writer locks (files.writer_lock; an object store has none) left out."""
     fs, root = fsspec.core.url_to_fs(files.root)
     names = (p[len(root.rstrip("/")) + 1 :] for p in fs.find(root))
-    return sorted(re.sub(r"/v-[^/]+/", "/v-*/", n) for n in names if not n.startswith("lance/"))
+    return sorted(re.sub(r"/v-[^/]+/", "/v-*/", n) for n in names if not n.startswith("lance/") and not n.endswith("/.writer.lock"))
 
 
 def _embeddings(lance: LanceStore, part: str) -> pl.DataFrame:

@@ -52,6 +52,12 @@ def test_settings_are_validated():
         DownloadSettings(resize_mode="stretch")
     with pytest.raises(ValueError, match="distributor"):
         DownloadSettings(distributor="slurm")
+    with pytest.raises(ValueError, match="max_image_pixels"):
+        DownloadSettings(max_image_pixels=0)
+    with pytest.raises(ValueError, match="request_deadline_s"):
+        DownloadSettings(request_deadline_s=0)
+    with pytest.raises(ValueError, match="allowed_hosts entry 'intranet:80'"):
+        DownloadSettings(allowed_hosts=("intranet:80",))
 
 
 def test_download_needs_uid_url_text(tmp_path):

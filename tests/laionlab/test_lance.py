@@ -142,3 +142,21 @@ def test_embeddings_batch_clip_score_is_rowwise_cosine():
     np.testing.assert_allclose(batch.column("clip_score").to_numpy(), (a * b).sum(1), rtol=1e-6)
     with pytest.raises(ValueError, match="shape mismatch"):
         embeddings_batch(["1"], "p", "m", a, b)
+
+
+def test_pinned_reads_see_one_version_while_others_write(tmp_path):
+    """A run's reads (``pins``) see each table as it was at their first read, whatever other
+    writers commit meanwhile; the run's own write moves its pin to the latest version."""
+    writer = LanceTables(str(tmp_path / "db"))
+    schema = embeddings_schema(DIM)
+    writer.replace_part("emb", "a", batches("a", 10), schema)
+    pins: dict[str, int] = {}
+    run = LanceTables(str(tmp_path / "db"), pins=pins)
+    assert run.count("emb") == 10 and pins == {"emb": writer.open("emb").version}
+    writer.replace_part("emb", "b", batches("b", 5), schema)  # another run's part
+    assert run.count("emb") == 10 and uids(run) == uids(writer, "a")
+    assert LanceTables(str(tmp_path / "db"), pins=pins).count("emb", "part = 'b'") == 0  # the same run, another handle
+    run.replace_part("emb", "c", batches("c", 3), schema)  # its own write
+    assert run.count("emb") == 18 and pins["emb"] == writer.open("emb").version
+    run.open_to_write("emb").delete("part = 'c'")
+    assert run.count("emb") == 15

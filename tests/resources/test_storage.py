@@ -119,3 +119,11 @@ def test_lancestore_replace_part_on_s3_matches_a_local_database(s3, tmp_path):
     assert remote["uid"].to_list() == [f"a:{i:09d}" for i in range(10, 25)] + [f"b:{i:09d}" for i in range(20)]
     assert set(remote.filter(pl.col("part") == "a")["model"]) == {"m2"}
     assert_frame_equal(local, remote)
+
+
+@pytest.mark.parametrize("key", ["", ".", "..", "../other", "a/../../b", "/"])
+def test_a_path_part_that_is_empty_or_climbs_is_refused(tmp_path, key):
+    store = FileStore(root=str(tmp_path))
+    with pytest.raises(ValueError, match="empty or leaves its folder"):
+        store.path("laion_images", key)
+    assert store.path("laion_images", "part-00000") == f"{tmp_path}/laion_images/part-00000"
