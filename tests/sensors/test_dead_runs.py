@@ -85,6 +85,15 @@ def test_a_run_killed_mid_embedding_frees_the_gpu_slot_and_the_next_run_complete
     assert "no dead runs" in dead_runs_sensor(build_sensor_context(instance=instance)).skip_message
 
 
+def test_the_sweep_runs_by_default_under_the_daemon():
+    from dagster import DefaultSensorStatus
+
+    from definitions import defs
+
+    sensor = defs.get_sensor_def("dead_runs_sensor")
+    assert sensor.default_status == DefaultSensorStatus.RUNNING and sensor.minimum_interval_seconds == 60
+
+
 def test_live_and_recycled_process_ids():
     me = os.getpid()
     assert worker_alive(me, time.time())
