@@ -41,16 +41,9 @@ class LanceStore(ConfigurableResource):
     def tables(self) -> LanceTables:
         return LanceTables(self.uri, storage_options=self.storage_options or None, pins=self._pins)
 
-    def replace_part(
-        self,
-        table: str,
-        part: str,
-        batches: Iterable[pa.RecordBatch],
-        schema: pa.Schema,
-        part_column: str = "part",
-        max_shrink: float | None = None,
-    ) -> ReplaceResult:
-        return self.tables().replace_part(table, part, batches, schema, part_column=part_column, max_shrink=max_shrink)
+    def replace_part(self, table: str, part: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, **options) -> ReplaceResult:
+        """``LanceTables.replace_part`` (options: ``part_column``, ``max_shrink``)."""
+        return self.tables().replace_part(table, part, batches, schema, **options)
 
 
 class FileStore(ConfigurableResource):

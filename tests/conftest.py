@@ -59,6 +59,24 @@ def instance(demo):
     return instance_with_parts(demo.parts)
 
 
+def cli_env(tmp_path: Path, demo, **extra: str) -> dict:
+    """The environment of a `dagster` CLI run on the demo: a fresh DAGSTER_HOME under
+    ``tmp_path`` holding the project's dagster.yaml, the demo profile and folders, plus ``extra``."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LAIONLAB_DATA_ROOT": str(tmp_path / "lab"),
+        "LAIONLAB_SOURCE_URI": str(Path(demo.root) / "laion_parts"),
+        "LAIONLAB_DATASET_CATALOG": str(Path(demo.root) / "datasets.yaml"),
+        "LAIONLAB_ALLOWED_FILE_ROOTS": str(demo.root),
+        "LAIONLAB_PROFILE": "demo",
+        **extra,
+    }
+
+
 def run_scripts_at_once(script: str, argvs: list[list[str]], timeout: float = 600) -> None:
     """Run ``python -c script *argv`` for every argv at the same time, from the repository
     root; fail with the output of any that exits non-zero."""

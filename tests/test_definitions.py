@@ -10,6 +10,8 @@ from pathlib import Path
 import yaml
 from dagster import AssetKey, DagsterInstance, Definitions
 
+from tests.conftest import cli_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,18 +82,8 @@ def test_instance_config_as_make_writes_it(tmp_path):
 
 def test_dagster_cli_executes_ingest_job_for_a_part(tmp_path, demo):
     """The exact command `make demo` runs, for one part, against a temp DAGSTER_HOME."""
+    env = cli_env(tmp_path, demo)
     home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "LAIONLAB_DATA_ROOT": str(tmp_path / "lab"),
-        "LAIONLAB_SOURCE_URI": str(Path(demo.root) / "laion_parts"),
-        "LAIONLAB_DATASET_CATALOG": str(Path(demo.root) / "datasets.yaml"),
-        "LAIONLAB_ALLOWED_FILE_ROOTS": demo.root,
-        "LAIONLAB_PROFILE": "demo",
-    }
     py = [sys.executable, "-m", "jobs.demo"]
     subprocess.run([*py, "register"], cwd=ROOT, env=env, check=True, capture_output=True)
     parts = subprocess.run([*py, "parts"], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()
@@ -121,18 +113,8 @@ def test_a_run_overriding_one_resource_field_keeps_the_fields_set_by_the_environ
     """`--config` sets clip.batch_size and downloader.thread_count only: the model chosen by
     LAIONLAB_CLIP_MODEL and the file roots of LAIONLAB_ALLOWED_FILE_ROOTS still apply (Dagster
     would otherwise fall back to the class defaults: laionlab-tiny, and no file root)."""
+    env = cli_env(tmp_path, demo, LAIONLAB_CLIP_MODEL="laionlab-tiny-conv")
     home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "LAIONLAB_DATA_ROOT": str(tmp_path / "lab"),
-        "LAIONLAB_SOURCE_URI": str(Path(demo.root) / "laion_parts"),
-        "LAIONLAB_ALLOWED_FILE_ROOTS": demo.root,
-        "LAIONLAB_CLIP_MODEL": "laionlab-tiny-conv",
-        "LAIONLAB_PROFILE": "demo",
-    }
     part = demo.parts[0]
     DagsterInstance.from_config(str(home)).add_dynamic_partitions("laion_part", [part])
     config = tmp_path / "run.yaml"

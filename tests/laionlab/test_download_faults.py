@@ -22,6 +22,7 @@ from PIL import Image
 
 from laionlab.io.download import DownloadSettings, download_part
 from laionlab.io.url_policy import address_reason, check_url
+from tests.laionlab.slow_http import send_drip
 
 
 def _jpeg(size=(48, 40)) -> bytes:
@@ -93,17 +94,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif path == "/to-target-by-name.jpg":
             self._send(302, b"", headers=[("Location", f"http://{TARGET['name']}:{TARGET['port']}/good.jpg")])
         elif path == "/drip.jpg":  # a byte a second for a minute: no single wait reaches the timeout
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", "60")
-            self.end_headers()
-            try:
-                for _ in range(60):
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                    time.sleep(1)
-            except OSError:
-                pass
+            send_drip(self, "image/jpeg")
         elif path == "/megapixels.png":
             self._send(200, _megapixels_png(), "image/png")
         else:

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from laionlab.io import net_guard
+from tests.laionlab.slow_http import send_drip
 
 # runs in the child: each request through urllib (what img2dataset fetches with), one result each
 CHILD = r"""
@@ -51,17 +52,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", self.path.split("=", 1)[1])
             self.send_header("Content-Length", "0")
             self.end_headers()
-        elif self.path == "/drip":  # 60 bytes, one a second: each wait is short, the whole is not
-            self.send_response(200)
-            self.send_header("Content-Length", "60")
-            self.end_headers()
-            try:
-                for _ in range(60):
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                    time.sleep(1)
-            except OSError:
-                pass
+        elif self.path == "/drip":
+            send_drip(self)
         elif self.path == "/stall":  # the headers, then nothing for longer than the deadline
             self.send_response(200)
             self.send_header("Content-Length", "60")

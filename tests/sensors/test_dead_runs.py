@@ -4,7 +4,6 @@ the step completes. Runs go through the `dagster` CLI on an instance built from 
 dagster.yaml, as a user's would."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,24 +14,10 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, SkipReason, build_sensor_context
 
 from sensors.dead_runs import dead_runs_sensor, sweep_enabled, worker_alive
+from tests.conftest import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PART = "part-00000"
-
-
-def _env(tmp_path: Path, demo) -> dict:
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(tmp_path / "home"),
-        "LAIONLAB_PROFILE": "demo",
-        "LAIONLAB_DATA_ROOT": str(tmp_path / "lab"),
-        "LAIONLAB_SOURCE_URI": str(Path(demo.root) / "laion_parts"),
-        "LAIONLAB_DATASET_CATALOG": str(Path(demo.root) / "datasets.yaml"),
-        "LAIONLAB_ALLOWED_FILE_ROOTS": str(demo.root),
-        "LAIONLAB_CLIP_MODEL": "laionlab-tiny",
-        "LAIONLAB_BATCH_SIZE": "1",  # a slow step, to be killed in
-        "LAIONLAB_NUM_WORKERS": "0",
-    }
 
 
 def _materialize(env: dict, select: str, **kwargs) -> subprocess.Popen:
@@ -53,9 +38,8 @@ def _finish(proc: subprocess.Popen, timeout: float) -> str:
 
 
 def test_a_run_killed_mid_embedding_frees_the_gpu_slot_and_the_next_run_completes(tmp_path, demo):
-    (tmp_path / "home").mkdir()
-    shutil.copy(ROOT / "dagster.yaml", tmp_path / "home" / "dagster.yaml")  # gpu pool of 1, as on a 1-GPU host
-    env = _env(tmp_path, demo)
+    # the project's dagster.yaml: a gpu pool of 1, as on a 1-GPU host; a slow step, to be killed in
+    env = cli_env(tmp_path, demo, LAIONLAB_CLIP_MODEL="laionlab-tiny", LAIONLAB_BATCH_SIZE="1", LAIONLAB_NUM_WORKERS="0")
     instance = DagsterInstance.from_config(str(tmp_path / "home"))
     instance.add_dynamic_partitions("laion_part", demo.parts)
     assert sweep_enabled(instance)  # local SQLite storage
