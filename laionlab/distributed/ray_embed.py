@@ -360,8 +360,9 @@ def ray_download_part(
     - tasks read their input and write the tars and status parquet files at the paths the
       child gives them, so on a cluster of several machines ``output_folder`` must be on storage
       every node mounts at the same path;
-    - workers import img2dataset from the cluster's own environment (no runtime env is sent),
-      with the environment variables the nodes were started with.
+    - workers import img2dataset (and laionlab) from the cluster's own environment; the child
+      connects with a runtime env that installs laionlab's network guard, request deadline and
+      pixel cap in each worker (``laionlab.io.download._connect_ray_guarded``).
     """
     ray = _import_ray()
     if not isinstance(address, str) or not address.strip():

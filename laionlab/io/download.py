@@ -249,7 +249,27 @@ def _main(settings_file: str) -> None:
     from img2dataset import download
 
     kwargs = json.loads(Path(settings_file).read_text())
+    if kwargs.get("distributor") == "ray":
+        _connect_ray_guarded()
     download(**kwargs)
+
+
+def _connect_ray_guarded() -> None:
+    """img2dataset's ray tasks run in the cluster's worker processes, which this process's
+    ``sitecustomize`` does not reach: connect (``RAY_ADDRESS``) with a runtime env that installs
+    the same guard, deadline and pixel cap in every worker before it runs a task (laionlab must
+    be importable on the cluster, as for the embedding actors)."""
+    import ray
+
+    keep = (net_guard.ENV, "OPENCV_IO_MAX_IMAGE_PIXELS")
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS") or "auto",
+        runtime_env={
+            "env_vars": {k: os.environ[k] for k in keep if k in os.environ},
+            "worker_process_setup_hook": "laionlab.io.net_guard.install_from_env",
+        },
+        log_to_driver=False,
+    )
 
 
 if __name__ == "__main__":

@@ -129,3 +129,57 @@ def test_ray_ingest_writes_the_rows_of_the_local_path(tmp_path, demo, ray_head):
         np.testing.assert_allclose(r["text_emb"], text, atol=1e-5)
         np.testing.assert_allclose([r["image_norm"], r["text_norm"]], [image_norm, text_norm], rtol=1e-5)
         assert r["model"] == SPEC.model_id
+
+
+def test_ray_download_tasks_run_the_network_guard(tmp_path, ray_head):
+    """img2dataset's tasks on the cluster install the same guard (runtime env setup hook): a
+    redirect from the allowed server to another loopback port is refused in the Ray worker, and
+    the second server is never hit."""
+    import http.server
+    import io
+    import threading
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 24), (200, 30, 30)).save(buf, format="JPEG")
+    jpeg, hits = buf.getvalue(), []
+
+    def serve(redirect_to: str | None):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                hits.append((self.server.server_address[1], self.path))
+                if self.path == "/hop.jpg" and redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(jpeg)))
+                self.end_headers()
+                self.wfile.write(jpeg)
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+
+    private = serve(None)
+    allowed = serve(f"http://127.0.0.1:{private.server_address[1]}/good.jpg")
+    base = f"http://127.0.0.1:{allowed.server_address[1]}"
+    try:
+        meta = pl.DataFrame({"uid": ["t:0", "t:1"], "URL": [f"{base}/good.jpg", f"{base}/hop.jpg"], "TEXT": ["a", "b"]})
+        settings = DownloadSettings(processes_count=1, thread_count=2, image_size=32, timeout=5, allowed_hosts=(base.removeprefix("http://"),))
+        result = ray_download_part(meta, str(tmp_path / "ray"), settings, ray_head)
+    finally:
+        allowed.shutdown()
+        private.shutdown()
+    status = dict(zip(result.status["uid"], result.status["status"]))
+    reasons = dict(zip(result.status["uid"], result.status["error_message"]))
+    assert status["t:0"] == "success"
+    assert status["t:1"] != "success" and "blocked by URL policy" in reasons["t:1"], reasons
+    assert [port for port, _ in hits] == [allowed.server_address[1]] * 2  # the private server never saw a request
