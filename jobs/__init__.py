@@ -7,7 +7,8 @@
 - target_job: per `target`, SWAT retrieval (synonyms → matches → images → samples);
 - model_job: per model × dataset, features and linear probe (seed 002);
 - analysis_job: the cross-partition assets (classifier, clusters, coverage...), unpartitioned;
-- part_checks_job: only the includes_every_part checks (no asset is rebuilt).
+- part_checks_job: only the includes_every_part checks (no asset is rebuilt);
+- lance_maintenance_job (maintenance.py): compaction and index upkeep of the LanceDB tables.
 """
 
 from dagster import AssetSelection, define_asset_job
@@ -86,6 +87,8 @@ part_checks_job = define_asset_job(
     description="The includes_every_part checks: which LAION parts each cross-partition result lacks (run by part_checks_sensor).",
 )
 
-all_jobs = [part_checks_job, ingest_job, part_analysis_job, reference_job, dataset_analysis_job, target_job, model_job, analysis_job]
+from jobs.maintenance import lance_maintenance_job  # noqa: E402
 
-__all__ = ["all_jobs", "analysis_job", "part_checks_job", "dataset_analysis_job", "ingest_job", "model_job", "part_analysis_job", "reference_job", "target_job"]
+all_jobs = [part_checks_job, ingest_job, part_analysis_job, reference_job, dataset_analysis_job, target_job, model_job, analysis_job, lance_maintenance_job]
+
+__all__ = ["all_jobs", "analysis_job", "lance_maintenance_job", "part_checks_job", "dataset_analysis_job", "ingest_job", "model_job", "part_analysis_job", "reference_job", "target_job"]

@@ -1,10 +1,28 @@
-"""nightly_backfill: a schedule (off by default) that requests the ingest of every part whose
-embeddings are missing or older than its metadata file's last materialisation."""
+"""Nightly schedules: nightly_backfill (off by default) requests the ingest of every part whose
+embeddings are missing or older than its metadata file's last materialisation;
+lance_maintenance (on) compacts and re-indexes the LanceDB tables at 04:00."""
 
-from dagster import AssetKey, AssetRecordsFilter, DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
 
 from asset_defs.partitions import laion_part
-from jobs import ingest_job
+from jobs import ingest_job, lance_maintenance_job
+
+lance_maintenance = ScheduleDefinition(
+    name="lance_maintenance",
+    job=lance_maintenance_job,
+    cron_schedule="0 4 * * *",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Every night at 04:00: compact the LanceDB tables and index their new rows (lance_maintenance_job).",
+)
 
 
 def parts_to_refresh(instance) -> list[str]:
