@@ -1,4 +1,7 @@
-"""Thin Dagster assets, one module per pipeline (see DESIGN.md)."""
+"""Thin Dagster assets. Two floors: the inputs and what every pipeline shares (ingest.py: LAION
+parts and the reference datasets; readers.py; partitions, profile, lineage, metadata), then one
+module per paper's pipeline (visual_world, train_test_similarity, laionet, retrieval,
+representations), which import the first floor and never each other."""
 
 from asset_defs import ingest, laionet, representations, retrieval, train_test_similarity, visual_world
 from asset_defs.partitions import dataset, laion_part

@@ -1,7 +1,7 @@
-"""Ingest: LAION metadata → img2dataset images → open_clip embeddings in LanceDB.
-
-All assets are partitioned by ``laion_part`` (one key per source metadata file); each asset
-reads its input for one part, calls the library and writes that part atomically.
+"""Ingest, the inputs every pipeline shares: LAION metadata → img2dataset images → open_clip
+embeddings in LanceDB, per ``laion_part`` (one key per source file or row range; each asset
+reads its input for one part, calls the library and writes that part atomically), and the
+catalog's reference image sets embedded with the same encoder, per ``dataset``.
 """
 
 import os
@@ -21,7 +21,7 @@ from pydantic import Field
 
 from asset_defs.lineage import data_version
 from asset_defs.metadata import markdown_table
-from asset_defs.partitions import laion_part
+from asset_defs.partitions import dataset, laion_part
 from asset_defs.profile import params_metadata, profiled
 from laionlab.embed.checks import embedding_health
 from laionlab.io.download import download_part, failure_table
@@ -39,12 +39,13 @@ from laionlab.io.files import (
     size,
     writer_lock,
 )
-from laionlab.io.lance import ShrinkError, embeddings_batch, embeddings_schema, quote_literal
+from laionlab.io.lance import ShrinkError, embeddings_batch, embeddings_schema, quote_literal, reference_batch, reference_schema
 from laionlab.io.metadata import metadata_summary, read_part, split_part_key
 from laionlab.io.precomputed import find_precomputed, iter_precomputed
-from resources import ClipEncoder, Downloader, FileStore, LaionSource, LanceStore
+from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LaionSource, LanceStore
 
 EMBEDDINGS_TABLE = "laion_embeddings"
+REFERENCE_TABLE = "reference_embeddings"
 STATUS_FILE = "status.parquet"
 
 
@@ -203,31 +204,6 @@ EMBEDDING_CHECKS = [
         "one_model_one_dim", asset=EMBEDDINGS_TABLE, blocking=True, description="the table holds one model id and one dimension"
     ),
 ]
-
-
-def require_one_model(lance: LanceStore) -> str | None:
-    """The one model whose vectors laion_embeddings holds (None for an empty table). Readers
-    call it first: vectors of two models side by side (a part re-embedded with another model of
-    the same dimension) are not comparable, so a mixed table is refused, naming the models and
-    their parts. Two index lookups on the model column, whatever the table's size."""
-    tables = lance.tables()
-    if not tables.exists(EMBEDDINGS_TABLE):
-        return None
-    table = tables.open(EMBEDDINGS_TABLE)
-    head = table.search().limit(1).select(["model"]).to_arrow()
-    if head.num_rows == 0:
-        return None
-    model = head["model"][0].as_py()
-    if not tables.count(EMBEDDINGS_TABLE, f"model != {quote_literal(model)}"):
-        return model
-    others = pl.from_arrow(table.search().limit(None).select(["model", "part"]).where(f"model != {quote_literal(model)}").to_arrow())
-    mine = tables.count(EMBEDDINGS_TABLE, f"model = {quote_literal(model)}")
-    summary = others.group_by("model").agg(pl.len().alias("rows"), pl.col("part").unique().sort().alias("parts")).sort("model")
-    listed = "; ".join(f"{m}: {n:,} rows in {', '.join(p[:5])}{' ...' if len(p) > 5 else ''}" for m, n, p in summary.iter_rows())
-    raise Failure(
-        f"{EMBEDDINGS_TABLE} mixes models: {model}: {mine:,} rows; {listed}. Vectors of different models are not "
-        "comparable: re-embed those parts with one model (laion_embeddings), or use a separate LAIONLAB_LANCE_URI per model."
-    )
 
 
 def _embedding_checks(lance: LanceStore, part: str, config: EmbeddingsConfig) -> tuple[list[AssetCheckResult], dict]:
@@ -396,4 +372,54 @@ def laion_embeddings_import(
     )
 
 
-assets = [laion_metadata, laion_images, laion_embeddings, *([laion_embeddings_import] if IMPORT_ROOT else [])]
+# --- reference_embeddings[dataset]: the catalog's image sets, the other input of four papers ---
+
+
+@asset(
+    partitions_def=dataset,
+    group_name="ingest",
+    kinds={"lancedb", "pytorch"},
+    pool="gpu",
+    description="Image embeddings of one catalog reference dataset (THINGS, NSD, demo sets...) "
+    "with the same ClipEncoder as LAION, in the LanceDB table reference_embeddings.",
+)
+def reference_embeddings(
+    context: AssetExecutionContext, catalog: DatasetCatalog, clip: ClipEncoder, lance: LanceStore
+) -> MaterializeResult:
+    from laionlab.embed.encode import EncodeStats, encode_dataset
+    from laionlab.io.reference import ReferenceImages, list_items
+
+    name = context.partition_key
+    spec = catalog.get(name)
+    items = list_items(spec)
+    if not items.sources:
+        raise Failure(f"reference dataset {name!r} ({spec.path}) has no images")
+    loaded = clip.load()
+    schema = reference_schema(loaded.embed_dim)
+    lance.tables().ensure(REFERENCE_TABLE, schema)
+    stats = EncodeStats()
+    index = {f"{name}:{i:09d}": i for i in range(len(items.sources))}
+
+    def batches():
+        for b in encode_dataset(loaded, ReferenceImages(spec, loaded.preprocess), clip.batch_size, clip.num_workers, stats):
+            rows = [index[u] for u in b.uid]
+            labels = [items.labels[i] for i in rows]
+            sources = [items.sources[i] for i in rows]
+            yield reference_batch(b.uid, name, loaded.model_id, labels, sources, b.image_emb, b.image_norm)
+
+    written = lance.tables().replace_part(REFERENCE_TABLE, name, batches(), schema, part_column="dataset")
+    labels = pl.DataFrame({"label": items.labels}).group_by("label").agg(pl.len().alias("images")).sort("images", descending=True)
+    return MaterializeResult(
+        metadata={
+            "rows": written.rows,
+            "kind": spec.kind,
+            "source": spec.path,
+            "model_id": loaded.model_id,
+            "images_per_second": round(stats.images_per_second, 1),
+            "labels": markdown_table(labels, max_rows=20),
+        },
+        data_version=data_version(context, repr(spec), fingerprint(spec.path), loaded.model_id, written.rows),
+    )
+
+
+assets = [laion_metadata, laion_images, laion_embeddings, reference_embeddings, *([laion_embeddings_import] if IMPORT_ROOT else [])]

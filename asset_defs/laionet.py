@@ -10,24 +10,22 @@ the paper's text); every threshold is config.
 
 import io
 import json
-import logging
 
 import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata, require_one_model
+from asset_defs.ingest import EMBEDDINGS_TABLE, REFERENCE_TABLE, laion_embeddings, laion_metadata, reference_embeddings
 from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
 from asset_defs.lineage import data_version, latest_by_partition, parts_seen_of, require_same_params, storage_ids
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
-from asset_defs.visual_world import REFERENCE_TABLE, reference_embeddings
+from asset_defs.readers import labelled_reference, laion_vectors_for, stack_vectors
 from laionlab.io.files import frame_digest
-from laionlab.io.lance import quote_literal, read_vectors, uid_filters
+from laionlab.io.lance import quote_literal, read_vectors
 from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN
 from laionlab.laionet.stats import LAIONET_THRESHOLD, THRESHOLD_SWEEP
-from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
 GROUP = "laionet"
@@ -39,69 +37,6 @@ LAIONET_COLUMNS = [
 ]  # fmt: skip
 
 
-# --- shared readers -------------------------------------------------------------------------
-
-
-def laion_vectors_for(
-    lance: LanceStore, uids: list[str], column: str = "image_emb", log: logging.Logger | None = None, raw: bool = False
-) -> tuple[list[str], np.ndarray]:
-    """Unit ``column`` vectors of the given LAION uids that have a row in laion_embeddings (a
-    uid whose image failed to download has none), in uid order; ``raw`` scales image vectors
-    back by their stored norms (the photo classifier's features). Only those uids' rows are
-    read (the uid index answers the lookups). Progress over the parts goes to ``log``."""
-    found, vectors = laion_columns_for(lance, uids, [column], log, raw=raw)
-    return found, vectors[column]
-
-
-def laion_columns_for(
-    lance: LanceStore, uids: list[str], columns: list[str], log: logging.Logger | None = None, raw: bool = False
-) -> tuple[list[str], dict[str, np.ndarray]]:
-    """:func:`laion_vectors_for` for several vector columns in one read: uids and, per column,
-    the ``(n, d)`` vectors (unit, or ``raw`` for image_emb) in the same row order."""
-    empty = ([], {c: np.zeros((0, 0), np.float32) for c in columns})
-    if require_one_model(lance) is None:
-        return empty
-    table = lance.tables().open(EMBEDDINGS_TABLE)
-    by_part: dict[str, list[str]] = {}
-    for uid in uids:
-        by_part.setdefault(uid.rsplit(":", 1)[0], []).append(uid)
-    found, blocks = [], {c: [] for c in columns}
-    progress = Progress(f"reading {', '.join(columns)} of {len(uids):,} uids", len(by_part), log=log, unit="parts")
-    for part, members in sorted(by_part.items()):
-        for clause in uid_filters(members):
-            norms = ["image_norm"] if raw and "image_emb" in columns else []
-            query = table.search().limit(None).select(["uid", *columns, *norms]).where(f"part = {quote_literal(part)} AND {clause}")
-            batches = list(query.to_batches(batch_size=65_536))
-            got = [u for b in batches for u in b.column("uid").to_pylist()]
-            if got:
-                found.extend(got)
-                for c in columns:
-                    blocks[c].append(read_vectors(batches, column=c, norm_column="image_norm" if raw and c == "image_emb" else None)[1])
-        progress.update()
-    progress.close()
-    if not found:
-        return empty
-    # uid order, not LanceDB's storage order (a merge does not keep it): seeded samplers downstream
-    # then draw the same rows from the same data
-    order = pl.Series(found, dtype=pl.String).arg_sort().to_numpy()
-    return [found[i] for i in order], {c: np.concatenate(blocks[c])[order] for c in columns}
-
-
-def labelled_reference(lance: LanceStore, name: str) -> pl.DataFrame:
-    """uid, label and unit image vector (``emb``) of a reference dataset, in dataset order;
-    refuses a dataset without labels."""
-    query = lance.tables().part_query(REFERENCE_TABLE, name, ["uid", "label", "source", "image_emb"], part_column="dataset")
-    table = query.to_arrow()
-    if table.num_rows == 0:
-        raise Failure(f"reference_embeddings has no rows for dataset {name!r}; materialise reference_embeddings[{name}] first")
-    frame = pl.from_arrow(table).sort("uid")
-    if frame["label"].null_count() == frame.height:
-        raise Failure(
-            f"reference dataset {name!r} has no labels: LAIONet comparisons need a labelled set (an image_folder whose "
-            "folders are wnids, or a parquet entry with label_column)"
-        )
-    return frame.filter(pl.col("label").is_not_null()).rename({"image_emb": "emb"})
-
 
 def _check_model(lance: LanceStore, table: str, model_id: str, where: str | None = None) -> None:
     """Zero-shot text vectors only make sense against image vectors of the same model."""
@@ -109,10 +44,6 @@ def _check_model(lance: LanceStore, table: str, model_id: str, where: str | None
     models = set(pl.from_arrow((query.where(where) if where else query).to_arrow())["model"].unique().to_list())
     if models - {model_id}:
         raise Failure(f"{table} holds embeddings of {sorted(models)}, the clip resource is {model_id}: re-embed or configure the same model")
-
-
-def _stack(column: pl.Series) -> np.ndarray:
-    return np.asarray(column.to_list(), np.float32)
 
 
 def _synsets(files: FileStore) -> pl.DataFrame:
@@ -504,7 +435,7 @@ def laionet_intra_class_similarity(context: AssetExecutionContext, config: Intra
         raise Failure("no LAIONet row has an image embedding: materialise laion_images/laion_embeddings for the parts")
     labels = pl.DataFrame({"uid": uids}).join(net, on="uid", how="left")["wnid"].to_numpy()
     ref = labelled_reference(lance, config.reference_dataset)
-    result = compare_sets(emb, labels, _stack(ref["emb"]), ref["label"].to_numpy(), config)
+    result = compare_sets(emb, labels, stack_vectors(ref["emb"]), ref["label"].to_numpy(), config)
     per_class = result.per_class
     if per_class.height == 0:
         raise Failure(
@@ -709,7 +640,7 @@ def _reference_predictions(context, config: PredictionConfig, reference_dataset:
     def vectors(uids, model_id):
         _check_model(lance, REFERENCE_TABLE, model_id, f"dataset = {quote_literal(reference_dataset)}")
         ref = reference.filter(pl.col("uid").is_in(uids))
-        return ref["uid"].to_list(), _stack(ref["emb"])
+        return ref["uid"].to_list(), stack_vectors(ref["emb"])
 
     predictions, problems = _predict(config, clip, lance, _reference_images(catalog, reference_dataset, wanted), reference_dataset, vectors, context.log)
     # the exclusions first: the predictions file is what says the entry is complete
@@ -911,7 +842,7 @@ def nearest_caption_imagenet(
     recreated = recreated.filter(pl.col("uid").is_in(uids))
     laion_emb = emb[[row_of[u] for u in recreated["uid"]]] if recreated.height else np.zeros((0, 1), np.float32)
     original = labelled_reference(lance, name)
-    result = compare_sets(laion_emb, recreated["wnid"].to_numpy(), _stack(original["emb"]), original["label"].to_numpy(), config)
+    result = compare_sets(laion_emb, recreated["wnid"].to_numpy(), stack_vectors(original["emb"]), original["label"].to_numpy(), config)
     files.write_parquet(result.per_class, "nearest_caption_imagenet", "per_class.parquet")
     return MaterializeResult(
         metadata={

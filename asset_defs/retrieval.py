@@ -19,12 +19,12 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 from pydantic import Field
 
-from asset_defs.ingest import EMBEDDINGS_TABLE, image_shards, laion_embeddings, laion_metadata
+from asset_defs.ingest import EMBEDDINGS_TABLE, image_shards, laion_embeddings, laion_metadata, reference_embeddings
 from asset_defs.lineage import data_version
 from asset_defs.metadata import bar_plot, line_plot, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered, target
 from asset_defs.profile import params_metadata, profiled
-from asset_defs.visual_world import reference_embeddings
+from asset_defs.readers import labelled_reference, laion_columns_for, stack_vectors
 from laionlab.io.files import CURRENT, frame_digest
 from laionlab.io.lance import embeddings_batch, embeddings_schema, quote_literal, read_vectors, uid_filters
 from laionlab.progress import Progress
@@ -352,8 +352,6 @@ class RetrievalSamplesConfig(Config):
 
 def _embeddings_of(lance: LanceStore, uids: list[str], log: logging.Logger | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
     """uids with caption and image vectors, from laion_embeddings, else retrieved_embeddings."""
-    from asset_defs.laionet import laion_columns_for
-
     got, vectors = laion_columns_for(lance, uids, ["text_emb", "image_emb"], log)
     T, I = vectors["text_emb"], vectors["image_emb"]
     rest = sorted(set(uids) - set(got))
@@ -434,14 +432,13 @@ def retrieval_samples(
 def _fewshot(lance: LanceStore, spec, synonyms: dict) -> dict:
     """The target's few-shot image embeddings by class (I2T/I2I methods), from its labelled
     fewshot_dataset in reference_embeddings."""
-    from asset_defs.laionet import _stack, labelled_reference
     from laionlab.swat import fewshot_embeddings
 
     if spec.fewshot_dataset is None:
         raise Failure(f"I2T/I2I methods need few-shot images: set fewshot_dataset for target {spec.name!r} in the catalog")
     ref = labelled_reference(lance, spec.fewshot_dataset)
     try:
-        return fewshot_embeddings(ref["label"].cast(pl.String), _stack(ref["emb"]), synonyms, spec.fewshot_labels)
+        return fewshot_embeddings(ref["label"].cast(pl.String), stack_vectors(ref["emb"]), synonyms, spec.fewshot_labels)
     except ValueError as err:
         raise Failure(f"target {spec.name!r}, few-shot dataset {spec.fewshot_dataset!r}: {err}") from None
 

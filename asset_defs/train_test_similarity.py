@@ -22,12 +22,12 @@ from dagster import (
 )
 from pydantic import Field
 
-from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings
+from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, reference_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params, storage_ids
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
-from asset_defs.visual_world import laion_vectors, reference_embeddings, reference_vectors, sample_laion_vectors
+from asset_defs.readers import laion_vectors, reference_vectors, sample_laion_vectors
 from laionlab.io.lance import quote_literal
 from laionlab.progress import Progress
 from resources import FileStore, LanceStore

@@ -1,6 +1,7 @@
 """Visual world (seed 000, Roth & Hebart, "How to sample the world for understanding the
-visual system", CCN 2025): reference datasets, the photo classifier, LAION-natural and its
-k-means clusters.
+visual system", CCN 2025): the photo classifier, LAION-natural and its k-means clusters,
+coverage, stimulus sets, OOD and neural generalisation, concept distributions. The reference
+datasets it compares with are ``reference_embeddings`` (asset_defs/ingest.py).
 """
 
 import numpy as np
@@ -15,11 +16,12 @@ from dagster import (
 )
 from pydantic import Field
 
-from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, require_one_model
+from asset_defs.ingest import laion_embeddings, reference_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
-from asset_defs.lineage import data_version, require_same_params
+from asset_defs.lineage import require_same_params
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
+from asset_defs.readers import laion_vectors, laion_vectors_for, reference_vectors, sample_laion_vectors
 from laionlab.filter.photo import (
     NON_PHOTO_PROMPTS,
     PHOTO_PROMPTS,
@@ -29,97 +31,12 @@ from laionlab.filter.photo import (
     train_photo_classifier,
     zero_shot_classifier,
 )
-from laionlab.io.files import exists, fingerprint, read_parquet
-from laionlab.io.lance import quote_literal, read_vectors, reference_batch, reference_schema
+from laionlab.io.files import exists, read_parquet
+from laionlab.io.lance import quote_literal
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
-REFERENCE_TABLE = "reference_embeddings"
 GROUP = "visual_world"
-
-
-@asset(
-    partitions_def=dataset,
-    group_name=GROUP,
-    kinds={"lancedb", "pytorch"},
-    pool="gpu",
-    description="Image embeddings of one catalog reference dataset (THINGS, NSD, demo sets...) "
-    "with the same ClipEncoder as LAION, in the LanceDB table reference_embeddings.",
-)
-def reference_embeddings(
-    context: AssetExecutionContext, catalog: DatasetCatalog, clip: ClipEncoder, lance: LanceStore
-) -> MaterializeResult:
-    from laionlab.embed.encode import EncodeStats, encode_dataset
-    from laionlab.io.reference import ReferenceImages, list_items
-
-    name = context.partition_key
-    spec = catalog.get(name)
-    items = list_items(spec)
-    if not items.sources:
-        raise Failure(f"reference dataset {name!r} ({spec.path}) has no images")
-    loaded = clip.load()
-    schema = reference_schema(loaded.embed_dim)
-    lance.tables().ensure(REFERENCE_TABLE, schema)
-    stats = EncodeStats()
-    index = {f"{name}:{i:09d}": i for i in range(len(items.sources))}
-
-    def batches():
-        for b in encode_dataset(loaded, ReferenceImages(spec, loaded.preprocess), clip.batch_size, clip.num_workers, stats):
-            rows = [index[u] for u in b.uid]
-            labels = [items.labels[i] for i in rows]
-            sources = [items.sources[i] for i in rows]
-            yield reference_batch(b.uid, name, loaded.model_id, labels, sources, b.image_emb, b.image_norm)
-
-    written = lance.tables().replace_part(REFERENCE_TABLE, name, batches(), schema, part_column="dataset")
-    labels = pl.DataFrame({"label": items.labels}).group_by("label").agg(pl.len().alias("images")).sort("images", descending=True)
-    return MaterializeResult(
-        metadata={
-            "rows": written.rows,
-            "kind": spec.kind,
-            "source": spec.path,
-            "model_id": loaded.model_id,
-            "images_per_second": round(stats.images_per_second, 1),
-            "labels": markdown_table(labels, max_rows=20),
-        },
-        data_version=data_version(context, repr(spec), fingerprint(spec.path), loaded.model_id, written.rows),
-    )
-
-
-def sampled_part_vectors(lance: LanceStore, part: str, n_rows: int, rows: np.ndarray, raw: bool = False) -> np.ndarray:
-    """Vectors of the part's rows at positions ``rows`` of its uid order, in that order (unit,
-    or ``raw`` features). Only the part's uids are scanned (the part index picks them); the
-    chosen rows' vectors are fetched by row id, so an unsampled row's vector is never read."""
-    tables = lance.tables()
-    index = tables.part_query(EMBEDDINGS_TABLE, part, ["uid"]).with_row_id(True).to_polars().sort("uid")
-    if index.height != n_rows:
-        raise Failure(f"laion_embeddings[{part}] changed while it was being sampled ({index.height} rows, {n_rows} before): run again")
-    want = index[rows]
-    taken = tables.open(EMBEDDINGS_TABLE).take_row_ids(want["_rowid"].to_list()).select(["uid", "image_emb", "image_norm"])
-    uids, X = read_vectors(taken.to_batches(), norm_column="image_norm" if raw else None)
-    order = pl.Series(uids, dtype=pl.String).arg_sort().to_numpy()
-    if [uids[i] for i in order] != want["uid"].to_list():
-        raise Failure(f"laion_embeddings[{part}] changed while it was being sampled: run again")
-    return X[order]
-
-
-def sample_laion_vectors(context, lance: LanceStore, parts: list[str], size: int, seed: int, raw: bool = False) -> tuple[np.ndarray, list[int]]:
-    """A ``size``-row sample of laion_embeddings over ``parts``, each part contributing in
-    proportion to its rows (:func:`laionlab.cluster.sample_across_parts`), reading only the
-    sampled rows' vectors: memory and reads are set by ``size``, not by the table. Returns
-    the sample and the parts' row counts."""
-    from laionlab.cluster import sample_across_parts
-
-    require_one_model(lance)
-    counts = [lance.tables().count(EMBEDDINGS_TABLE, f"part = {quote_literal(p)}") for p in parts]
-    if not sum(counts):
-        raise Failure("laion_embeddings has no rows in the registered laion_part partitions: materialise laion_embeddings")
-    blocks, progress = [], Progress("sampling LAION vectors", len(parts), log=context.log, unit="parts")
-    for part, n, rows in zip(parts, counts, sample_across_parts(counts, size, seed)):
-        if len(rows):
-            blocks.append(laion_vectors(lance, where=f"part = {quote_literal(part)}", raw=raw)[1] if len(rows) == n else sampled_part_vectors(lance, part, n, rows, raw))
-        progress.update()
-    progress.close()
-    return np.concatenate(blocks), counts
 
 
 @profiled("photo_classifier")
@@ -131,21 +48,6 @@ class PhotoClassifierConfig(Config):
     import_input: str = Field("raw", description="feature space of the imported classifier: raw or unit")
     C: float = Field(1.0, gt=0, description="inverse L2 strength (seed: 1.0)")
     cv_folds: int = Field(5, ge=2)
-
-
-def laion_vectors(lance: LanceStore, where: str | None = None, raw: bool = True) -> tuple[list[str], np.ndarray]:
-    """uids and (n, d) image vectors of laion_embeddings rows matching ``where`` (raw features
-    by default, unit vectors with raw=False), streamed in batches, in uid order."""
-    require_one_model(lance)
-    table = lance.tables().open(EMBEDDINGS_TABLE)
-    query = table.search().limit(None).select(["uid", "image_emb", "image_norm"])
-    if where:
-        query = query.where(where)
-    uids, X = read_vectors(query.to_batches(batch_size=65_536), norm_column="image_norm" if raw else None)
-    # LanceDB scans in storage order, which a merge does not keep (two writes of the same part
-    # came back in different orders): uid order gives k-means & co the same input for the same rows
-    order = pl.Series(uids, dtype=pl.String).arg_sort().to_numpy()
-    return [uids[i] for i in order], X[order]
 
 
 @asset(
@@ -174,7 +76,6 @@ def photo_classifier(
             )  # fmt: skip
         else:
             wanted = labels.select("uid", "is_photo")
-        from asset_defs.laionet import laion_vectors_for  # only the labelled rows' vectors are read
 
         uids, X = laion_vectors_for(lance, wanted["uid"].unique().to_list(), log=context.log, raw=True)
         frame = pl.DataFrame({"uid": uids, "row": np.arange(len(uids))})
@@ -288,8 +189,6 @@ def _natural_features(
         if sample < sum(len(n) for n in natural):
             picks = sample_across_parts([len(n) for n in natural], sample, seed)
             chosen = [u for n, rows in zip(natural, picks) for u in n.gather(rows).to_list()]
-            from asset_defs.laionet import laion_vectors_for
-
             return laion_vectors_for(lance, chosen, log=context.log, raw=True)
     uids, blocks = [], []
     progress = Progress("reading LAION-natural features", len(parts), log=context.log, unit="parts")
@@ -364,16 +263,6 @@ class CoverageConfig(Config):
     baseline_seeds: int = Field(10, ge=1, description="number of random subsets (seed: 10, seeds 42..51)")
     prdc_k: int = Field(5, ge=1, description="k of Naeem et al. 2020's PRDC (extra, not in the seed)")
     max_samples: int = Field(100_000, ge=10, description="cap on LAION rows used for PCA/PRDC (seeded sample)")
-
-
-def reference_vectors(lance: LanceStore, name: str, raw: bool = True) -> np.ndarray:
-    """(n, d) image vectors of a reference dataset in the dataset's own order (uid order, so row
-    i is image i of the catalog listing); raw features by default, unit vectors with raw=False."""
-    query = lance.tables().part_query(REFERENCE_TABLE, name, ["uid", "image_emb", "image_norm"], part_column="dataset")
-    uids, X = read_vectors(query.to_batches(batch_size=65_536), norm_column="image_norm" if raw else None)
-    if not uids:
-        raise Failure(f"reference_embeddings has no rows for dataset {name!r}; materialise it first")
-    return X[np.argsort(np.array(uids))]
 
 
 @asset(
@@ -742,7 +631,6 @@ def concept_distribution(
 
 
 assets = [
-    reference_embeddings,
     photo_classifier,
     laion_natural,
     laion_natural_clusters,

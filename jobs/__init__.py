@@ -14,8 +14,7 @@
 from dagster import AssetSelection, define_asset_job
 
 from asset_defs import all_assets, all_checks
-from asset_defs.ingest import laion_embeddings, laion_images, laion_metadata
-from asset_defs.visual_world import reference_embeddings
+from asset_defs.ingest import laion_embeddings, laion_images, laion_metadata, reference_embeddings
 from asset_defs.partitions import dataset, laion_part, target
 from asset_defs.representations import model_dataset
 

@@ -114,7 +114,7 @@ DATASETS = ["demo_broad", "demo_narrow"]
 @pytest.fixture(scope="session")
 def world(ingested):
     """The ingested demo plus the reference embeddings of both demo datasets."""
-    from asset_defs.visual_world import reference_embeddings
+    from asset_defs.ingest import reference_embeddings
 
     resources, instance, _ = ingested
     instance.add_dynamic_partitions("dataset", DATASETS)

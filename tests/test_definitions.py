@@ -49,6 +49,25 @@ def test_library_does_not_import_dagster():
     assert offenders == []
 
 
+PIPELINES = ("visual_world", "train_test_similarity", "laionet", "retrieval", "representations")
+
+
+def test_no_pipeline_module_imports_another():
+    """Pipelines are siblings: each imports the shared floor (ingest, readers, partitions,
+    profile, lineage, metadata), never another pipeline."""
+    import ast
+
+    offenders = []
+    for name in PIPELINES:
+        tree = ast.parse((ROOT / "asset_defs" / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in getattr(node, "names", [])] if isinstance(node, ast.Import) else []
+            for module in modules:
+                if module.removeprefix("asset_defs.") in set(PIPELINES) - {name}:
+                    offenders.append(f"{name} imports {module} (line {node.lineno})")
+    assert offenders == []
+
+
 def test_no_pickle_loading_in_the_code():
     pattern = re.compile(r"\bpickle\.load|\bjoblib\.load|torch\.load\([^)]*weights_only\s*=\s*False")
     offenders = [

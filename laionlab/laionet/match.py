@@ -18,9 +18,9 @@ The seed's rule, reproduced exactly:
   are not turned into spaces, so "hot\\tdog" does not match "hot dog".
 
 The seed looped over rows and lemmas in Python; here all lemmas are searched in one
-Aho-Corasick pass per caption (polars ``str.extract_many`` with ``overlapping=True``), which
-finds every occurrence of every padded lemma, overlapping ones included (" hot dog bun "
-yields both "hot dog" and "dog").
+Aho-Corasick pass per caption (:func:`laionlab.aho_corasick.matches_per_row`, polars
+``str.extract_many`` with ``overlapping=True``), which finds every occurrence of every padded
+lemma, overlapping ones included (" hot dog bun " yields both "hot dog" and "dog").
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from laionlab import validate
+from laionlab import aho_corasick, validate
 
 __all__ = [
     "UniqueLemmas",
@@ -168,33 +168,9 @@ def match_lemmas_frame(
         list(string.ascii_uppercase), list(string.ascii_lowercase)
     )
     table = table.with_columns(pl.concat_str(pl.lit(" "), folded, pl.lit(" ")).alias("pattern"))
-    empty = pl.lit([], dtype=pl.List(pl.String))
-    rows = pl.DataFrame({"caption": series}).with_row_index("row")
-    if table.height == 0:
-        return rows.select("row", empty.alias("lemmas"), empty.alias("wnids"))
-
-    patterns = table["pattern"].unique(maintain_order=True).to_list()
-    found = (
-        rows.lazy()
-        .select(
-            "row",
-            _padded(pl.col("caption"), case_sensitive)
-            .str.extract_many(patterns, overlapping=True)
-            .alias("pattern"),
-        )
-        .explode("pattern")
-        .drop_nulls("pattern")
-        .join(table.lazy(), on="pattern", how="inner")
-        .group_by("row")
-        .agg(pl.col("lemma").unique().sort().alias("lemmas"), pl.col("wnid").unique().sort().alias("wnids"))
-    )
-    return (
-        rows.lazy()
-        .select("row")
-        .join(found, on="row", how="left", maintain_order="left")
-        .with_columns(pl.col("lemmas").fill_null(empty), pl.col("wnids").fill_null(empty))
-        .collect()
-    )
+    texts = pl.LazyFrame({"caption": series}).with_row_index("row")
+    texts = texts.select("row", _padded(pl.col("caption"), case_sensitive).alias("text"))
+    return aho_corasick.matches_per_row(texts, series.len(), table, {"lemmas": "lemma", "wnids": "wnid"})
 
 
 def match_lemmas(

@@ -46,7 +46,6 @@ All functions are numpy/polars in, polars out; nothing here imports Dagster.
 from __future__ import annotations
 
 import math
-import numbers
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ import numpy as np
 import polars as pl
 
 from laionlab import validate
+from laionlab.labels import label_array
 
 __all__ = [
     "DEFAULT_HIST_PAIRS_PER_CLASS",
@@ -183,7 +183,7 @@ def class_samples(
         ``(classes, rows)``: the sorted distinct labels and, per class, the int64 row numbers
         kept (increasing).
     """
-    lab = _labels("labels", labels)
+    lab = label_array("labels", labels)
     if n_per_class is not None:
         n_per_class = validate.int_at_least("n_per_class", n_per_class, 1)
     mode = _check_mode(mode)
@@ -277,7 +277,7 @@ def _intra_pass(
     """One pass over the classes: the statistics frame and, unless ``pairs_per_class == 0``,
     the histogram's pair sample."""
     emb = validate.matrix("emb", emb, finite=False)
-    lab = _labels("labels", labels)
+    lab = label_array("labels", labels)
     if lab.shape[0] != emb.shape[0]:
         raise ValueError(
             f"labels: expected shape ({emb.shape[0]},) to match emb {emb.shape}, got {lab.shape}"
@@ -517,8 +517,8 @@ def per_class_recall(
     Returns:
         ``class``, ``n``, ``correct``, ``recall``, ``lo``, ``hi``, ``se``.
     """
-    t = _labels("true", true)
-    p = _labels("pred", pred, ndim=(1, 2))
+    t = label_array("true", true)
+    p = label_array("pred", pred, ndim=(1, 2))
     if p.ndim == 1:
         p = p[:, None]
     if p.shape[0] != t.shape[0] or p.shape[1] == 0:
@@ -527,7 +527,7 @@ def per_class_recall(
     if classes is None:
         cls = np.unique(t)
     else:
-        cls = _labels("classes", classes)
+        cls = label_array("classes", classes)
         _same_kind("classes", cls, "true", t)
         if np.unique(cls).size != cls.size:
             raise ValueError("classes: expected unique labels")
@@ -658,7 +658,7 @@ def threshold_curve(
     sim = sim.astype(np.float64)
     if np.isinf(sim).any():
         raise ValueError("similarity: contains inf")
-    lab = _labels("labels", labels)
+    lab = label_array("labels", labels)
     if lab.shape[0] != sim.shape[0]:
         raise ValueError(f"labels: expected shape ({sim.shape[0]},) to match similarity, got {lab.shape}")
     ts = np.array(validate.real_list("thresholds", thresholds), dtype=np.float64)
@@ -706,31 +706,6 @@ def _global_row_message(message: str, idx: np.ndarray) -> str:
         local, rest = message[len(prefix):].split(" ", 1)
         return f"{prefix}{int(idx[int(local)])} {rest}"
     return message
-
-
-def _labels(name: str, x, ndim: tuple[int, ...] = (1,)) -> np.ndarray:
-    """Labels as an int64 or unicode numpy array of one of the allowed ranks."""
-    if isinstance(x, pl.Series):
-        if x.null_count():
-            raise ValueError(f"{name}: expected no nulls, got {x.null_count()}")
-        x = x.to_list()
-    a = np.asarray(x)
-    if a.ndim not in ndim:
-        want = " or ".join(f"{d}-D" for d in ndim)
-        raise ValueError(f"{name}: expected a {want} array of labels, got shape {a.shape}")
-    if a.dtype == object:
-        flat = a.ravel().tolist()
-        if all(isinstance(v, str) for v in flat):
-            a = a.astype(str)
-        elif all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in flat):
-            a = a.astype(np.int64)
-        else:
-            raise ValueError(f"{name}: expected integer or str labels without nulls")
-    if a.dtype.kind in "iu":
-        return a.astype(np.int64)
-    if a.dtype.kind == "U":
-        return a
-    raise ValueError(f"{name}: expected integer or str labels, got dtype {a.dtype}")
 
 
 def _same_kind(name: str, a: np.ndarray, ref_name: str, ref: np.ndarray) -> None:

@@ -33,7 +33,6 @@ Nothing here imports Dagster.
 from __future__ import annotations
 
 import logging
-import numbers
 import warnings
 
 import numpy as np
@@ -44,6 +43,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from laionlab import validate
+from laionlab.labels import label_array
 from laionlab.progress import Progress
 
 __all__ = [
@@ -87,7 +87,7 @@ def stratified_split(
         ValueError: naming the argument: labels missing, not 1-D or with nulls, a class
             with a single member, a split too small to hold every class, bad fraction/seed.
     """
-    y = _labels("labels", labels)
+    y = label_array("labels", labels)
     test_fraction = validate.real("test_fraction", test_fraction, **_OPEN_UNIT)
     seed = validate.int_at_least("seed", seed, 0)
     return _split("labels", y, test_fraction, seed)
@@ -133,10 +133,10 @@ def linear_probe(
             ``val_fraction``, ``seed`` or ``max_iter``.
     """
     Xtr = validate.matrix("train_X", train_X)
-    ytr = _labels("train_y", train_y, Xtr.shape[0])
+    ytr = label_array("train_y", train_y, n=Xtr.shape[0])
     Xte = validate.matrix("test_X", test_X)
     validate.same_dim("test_X", Xte, "train_X", Xtr)
-    yte = _labels("test_y", test_y, Xte.shape[0])
+    yte = label_array("test_y", test_y, n=Xte.shape[0])
     if ytr.dtype.kind != yte.dtype.kind:
         raise ValueError(
             f"test_y: expected labels of the same kind as train_y ({ytr.dtype}), got {yte.dtype}"
@@ -190,26 +190,3 @@ def _fit(X: np.ndarray, y: np.ndarray, C: float, max_iter: int) -> tuple[Pipelin
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, y)
     return model, bool(np.max(model[-1].n_iter_) < max_iter)
-
-
-def _labels(name: str, labels, n: int | None = None) -> np.ndarray:
-    if labels is None:
-        raise ValueError(f"{name}: expected labels, got None")
-    a = np.asarray(labels)
-    if a.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array of labels, got shape {a.shape}")
-    if n is not None and a.shape[0] != n:
-        raise ValueError(f"{name}: expected {n} labels (one per feature row), got {a.shape[0]}")
-    if a.dtype == object:
-        items = a.tolist()
-        if all(isinstance(v, str) for v in items):
-            a = a.astype(str)
-        elif all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
-            a = a.astype(np.int64)
-        else:
-            raise ValueError(f"{name}: expected integer or str labels without nulls")
-    if a.dtype.kind in "iu":
-        return a.astype(np.int64)
-    if a.dtype.kind == "U":
-        return a
-    raise ValueError(f"{name}: expected integer or str labels, got dtype {a.dtype}")

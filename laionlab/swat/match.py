@@ -18,8 +18,9 @@ by both** (``laion_downloader.py`` downloads it once per class folder and
 ``sample_retrieval.py`` ranks it in each class; it can reach the final ``T2T500.txt`` under
 both labels). Here the same: :func:`match_synonyms` records every class matched.
 
-**The rule here** (one polars Aho-Corasick pass over all synonyms, as in
-:mod:`laionlab.laionet.match`), applied alike to captions, synonyms and the prefix:
+**The rule here** (one polars Aho-Corasick pass over all synonyms,
+:func:`laionlab.aho_corasick.matches_per_row`, shared with :mod:`laionlab.laionet.match`),
+applied alike to captions, synonyms and the prefix:
 
 1. lower-case (Unicode, ``str.to_lowercase``);
 2. for text with any non-ASCII character: Unicode NFD, then the combining diacritical marks
@@ -55,7 +56,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import polars as pl
 
-from laionlab import validate
+from laionlab import aho_corasick, validate
 from laionlab.swat.synonyms import ClassKey, ClassSynonyms, from_class_names
 
 __all__ = ["class_frequency", "match_synonyms", "normalise", "seed_fts5_query"]
@@ -150,32 +151,10 @@ def match_synonyms(
             raise ValueError(f"prefix: expected at least one letter or digit, got {prefix!r}")
         prefix_pattern = f" {prefix_pattern} "
 
-    class_dtype = table.schema["class"]
-    empty_classes = pl.lit([], dtype=pl.List(class_dtype))
-    empty_synonyms = pl.lit([], dtype=pl.List(pl.String))
-    rows = pl.DataFrame({"caption": series}).with_row_index("row")
-    text = _padded_frame(rows.lazy().drop_nulls("caption"), "caption")
+    texts = _padded_frame(pl.LazyFrame({"text": series}).with_row_index("row").drop_nulls("text"), "text")
     if prefix_pattern is not None:
-        text = text.filter(pl.col("caption").str.contains(prefix_pattern, literal=True))
-    patterns = table["pattern"].unique(maintain_order=True).to_list()
-    found = (
-        text.select("row", pl.col("caption").str.extract_many(patterns, overlapping=True).alias("pattern"))
-        .explode("pattern")
-        .drop_nulls("pattern")
-        .join(table.lazy(), on="pattern", how="inner")
-        .group_by("row")
-        .agg(
-            pl.col("class").unique().sort().alias("classes"),
-            pl.col("synonym").unique().sort().alias("synonyms"),
-        )
-    )
-    return (
-        rows.lazy()
-        .select("row")
-        .join(found, on="row", how="left", maintain_order="left")
-        .with_columns(pl.col("classes").fill_null(empty_classes), pl.col("synonyms").fill_null(empty_synonyms))
-        .collect()
-    )
+        texts = texts.filter(pl.col("text").str.contains(prefix_pattern, literal=True))
+    return aho_corasick.matches_per_row(texts, series.len(), table, {"classes": "class", "synonyms": "synonym"})
 
 
 def class_frequency(matches: pl.DataFrame, classes: Iterable[ClassKey] | None = None) -> dict[ClassKey, int]:

@@ -47,7 +47,7 @@ def _release(root: Path, index: int, sign: float, seed: int) -> None:
 
 def _read_part_repeatedly(data_root: str, source: str, part: str, out, ready, stop) -> None:
     """What a cross-part asset does for each part, in a loop: sign of e0 per snapshot."""
-    from asset_defs.visual_world import laion_vectors
+    from asset_defs.readers import laion_vectors
 
     lance = make_resources(Path(data_root), source)["lance"]
     seen = []

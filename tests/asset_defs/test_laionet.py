@@ -19,7 +19,7 @@ from asset_defs.laionet import (
     lemma_matches,
     synset_similarity,
 )
-from asset_defs.visual_world import reference_embeddings
+from asset_defs.ingest import reference_embeddings
 from tests.conftest import run
 
 IMAGENET = "demo_imagenet_val"
@@ -178,7 +178,7 @@ def test_laionet_text_clip_defaults_to_the_clip_resource(monkeypatch):
 
 
 def test_intra_class_similarity_matches_brute_force(net):
-    from asset_defs.laionet import labelled_reference, laion_vectors_for
+    from asset_defs.readers import labelled_reference, laion_vectors_for
 
     resources, instance, _ = net
     config = {"reference_dataset": IMAGENET, "n_per_class": 1000, "min_pairs": 2}

@@ -17,7 +17,7 @@ from asset_defs.retrieval import (
     search_captions,
     string_matches,
 )
-from asset_defs.visual_world import reference_embeddings
+from asset_defs.ingest import reference_embeddings
 from tests.conftest import instance_with_parts, make_resources, run
 
 TARGET = "demo_target"
@@ -141,7 +141,7 @@ def test_caption_index_adds_and_removes_parts_incrementally(tmp_path, demo):
 
 
 def test_t2t_rank_picks_the_captions_closest_to_the_prompt(swat):
-    from asset_defs.laionet import laion_vectors_for
+    from asset_defs.readers import laion_vectors_for
     from laionlab.embed.encode import encode_texts
     from laionlab.swat import read_swat_txt
 

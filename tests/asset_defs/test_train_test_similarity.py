@@ -18,7 +18,7 @@ from asset_defs.train_test_similarity import (
     read_pruned_pool,
     train_to_eval_threshold,
 )
-from asset_defs.visual_world import REFERENCE_TABLE
+from asset_defs.ingest import REFERENCE_TABLE
 from laionlab.io.lance import read_vectors
 from tests.conftest import DATASETS, run
 
@@ -131,7 +131,7 @@ def test_bad_inputs_name_the_problem(pruned, demo):
 
 def test_eval_set_of_another_dimension_is_refused(tmp_path, demo):
     """A reference set embedded with another model (dim 16) than LAION (dim 8)."""
-    from asset_defs.visual_world import REFERENCE_TABLE
+    from asset_defs.ingest import REFERENCE_TABLE
     from laionlab.io.lance import embeddings_batch, embeddings_schema, reference_batch, reference_schema
     from tests.conftest import instance_with_parts, make_resources
 
@@ -244,7 +244,7 @@ def test_dedup_centroids_samples_each_part_without_reading_the_table(sampled_tab
     """sample_size 40 of 100 rows: quotas 20/12/8, only those 40 vectors are read, the
     sample is the rows sample_across_parts picks (in uid order), and it is seeded."""
     import asset_defs.train_test_similarity as tts
-    import asset_defs.visual_world as vw
+    import asset_defs.readers as readers
     import laionlab.cluster
     from laionlab.cluster import sample_across_parts
     from laionlab.io.lance import read_vectors
@@ -262,7 +262,7 @@ def test_dedup_centroids_samples_each_part_without_reading_the_table(sampled_tab
         samples.append(np.array(X))
         return real_kmeans(X, *args, **kwargs)
 
-    monkeypatch.setattr(vw, "read_vectors", counting_read)
+    monkeypatch.setattr(readers, "read_vectors", counting_read)
     monkeypatch.setattr(laionlab.cluster, "kmeans", recording_kmeans)
 
     def centroids(sample_size, seed):

@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from asset_defs.visual_world import REFERENCE_TABLE, laion_natural, photo_classifier
+from asset_defs.ingest import REFERENCE_TABLE
+from asset_defs.visual_world import laion_natural, photo_classifier
 from laionlab.filter.photo import LinearClassifier
 from tests.conftest import DATASETS, run
 
@@ -165,7 +166,7 @@ def test_natural_features_sample_reads_only_the_sampled_rows(world, demo, monkey
     from dagster import build_asset_context
 
     import asset_defs.visual_world as vw
-    from asset_defs.laionet import laion_vectors_for
+    from asset_defs.readers import laion_vectors_for
     from asset_defs.visual_world import _natural_features
 
     resources, instance = world
