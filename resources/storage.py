@@ -27,6 +27,7 @@ class LanceStore(ConfigurableResource):
     )
 
     _pins: dict[str, int] | None = PrivateAttr(default=None)
+    _tables: LanceTables | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context) -> None:
         """Every run reads each table at one version: the one it had when the run first read it
@@ -39,7 +40,10 @@ class LanceStore(ConfigurableResource):
         return dict(self._pins or {})
 
     def tables(self) -> LanceTables:
-        return LanceTables(self.uri, storage_options=self.storage_options or None, pins=self._pins)
+        """The database, one connection per resource instance (and run: a run's pins are its own)."""
+        if self._tables is None or self._tables.pins is not self._pins:
+            self._tables = LanceTables(self.uri, storage_options=self.storage_options or None, pins=self._pins)
+        return self._tables
 
     def replace_part(self, table: str, part: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, **options) -> ReplaceResult:
         """``LanceTables.replace_part`` (options: ``part_column``, ``max_shrink``)."""
