@@ -39,7 +39,7 @@ from laionlab.io.files import (
     size,
     writer_lock,
 )
-from laionlab.io.lance import ShrinkError, embeddings_batch, embeddings_schema, quote_literal, reference_batch, reference_schema
+from laionlab.io.lance import ShrinkError, embeddings_batch, embeddings_schema, one_of, reference_batch, reference_schema
 from laionlab.io.metadata import metadata_summary, read_part, split_part_key
 from laionlab.io.precomputed import find_precomputed, iter_precomputed
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LaionSource, LanceStore
@@ -212,7 +212,7 @@ def _embedding_checks(lance: LanceStore, part: str, config: EmbeddingsConfig) ->
     # the part's models, and how many rows of the table are of another one (the model column's
     # BITMAP index answers that without scanning the table)
     mine = pl.from_arrow(tables.read_part(EMBEDDINGS_TABLE, part, ["model"])).group_by("model").agg(pl.len().alias("rows"))
-    others = tables.count(EMBEDDINGS_TABLE, "model NOT IN (" + ", ".join(quote_literal(m) for m in mine["model"]) + ")") if mine.height else 0
+    others = tables.count(EMBEDDINGS_TABLE, one_of("model", mine["model"].to_list(), negate=True)) if mine.height else 0
     models = pl.concat([mine.with_columns(pl.lit(part).alias("where")), pl.DataFrame({"model": ["(any other)"], "rows": [others], "where": ["other parts"]})], how="vertical_relaxed")
     results = [
         AssetCheckResult(

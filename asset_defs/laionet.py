@@ -23,7 +23,7 @@ from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import labelled_reference, laion_vectors_for, stack_vectors
 from laionlab.io.files import frame_digest
-from laionlab.io.lance import quote_literal, read_vectors
+from laionlab.io.lance import read_vectors
 from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN
 from laionlab.laionet.stats import LAIONET_THRESHOLD, THRESHOLD_SWEEP
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
@@ -38,10 +38,9 @@ LAIONET_COLUMNS = [
 
 
 
-def _check_model(lance: LanceStore, table: str, model_id: str, where: str | None = None) -> None:
+def _check_model(lance: LanceStore, table: str, model_id: str, part: str, part_column: str = "part") -> None:
     """Zero-shot text vectors only make sense against image vectors of the same model."""
-    query = lance.tables().open(table).search().limit(None).select(["model"])
-    models = set(pl.from_arrow((query.where(where) if where else query).to_arrow())["model"].unique().to_list())
+    models = set(pl.from_arrow(lance.tables().read_part(table, part, ["model"], part_column))["model"].unique().to_list())
     if models - {model_id}:
         raise Failure(f"{table} holds embeddings of {sorted(models)}, the clip resource is {model_id}: re-embed or configure the same model")
 
@@ -581,7 +580,7 @@ def laionet_predictions(context: AssetExecutionContext, config: PredictionConfig
     rows = files.read_parquet("laionet_rows", f"{part}.parquet").select("uid", "wnid", "HEIGHT", "WIDTH")
 
     def vectors(uids, model_id):
-        _check_model(lance, EMBEDDINGS_TABLE, model_id, f"part = {quote_literal(part)}")
+        _check_model(lance, EMBEDDINGS_TABLE, model_id, part)
         return laion_vectors_for(lance, uids, log=context.log)
 
     predictions, problems = _predict(config, clip, lance, _laionet_images(files, rows), f"LAIONet {part}", vectors, context.log)
@@ -638,7 +637,7 @@ def _reference_predictions(context, config: PredictionConfig, reference_dataset:
         return _from_frame(cached), files.read_json("laionet_accuracy", "reference", f"{name}.excluded.json")
 
     def vectors(uids, model_id):
-        _check_model(lance, REFERENCE_TABLE, model_id, f"dataset = {quote_literal(reference_dataset)}")
+        _check_model(lance, REFERENCE_TABLE, model_id, reference_dataset, part_column="dataset")
         ref = reference.filter(pl.col("uid").is_in(uids))
         return ref["uid"].to_list(), stack_vectors(ref["emb"])
 
@@ -714,8 +713,7 @@ class CaptionIndexConfig(Config):
 
 
 def _text_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray, set[str]]:
-    table = lance.tables().open(EMBEDDINGS_TABLE)
-    query = table.search().limit(None).select(["uid", "text_emb", "model"]).where(f"part = {quote_literal(part)}")
+    query = lance.tables().part_query(EMBEDDINGS_TABLE, part, ["uid", "text_emb", "model"])
     uids, blocks, models = [], [], set()
     for batch in query.to_batches(batch_size=65_536):
         got, X = read_vectors([batch], column="text_emb")
@@ -743,7 +741,7 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
         raise Failure(str(err)) from None
     parts = registered(context, laion_part)
     tables = lance.tables()
-    counts = {p: tables.count(EMBEDDINGS_TABLE, f"part = {quote_literal(p)}") for p in parts}
+    counts = {p: tables.count_part(EMBEDDINGS_TABLE, p) for p in parts}
     index_path = files.path("caption_index", "index.faiss")
     built = files.exists("caption_index", "state.json") and files.exists("caption_index", "index.faiss")
     plan = plan_update(files.read_json("caption_index", "state.json") if built else None, counts, config.rebuild)

@@ -9,7 +9,7 @@ import polars as pl
 from dagster import Failure
 
 from asset_defs.ingest import EMBEDDINGS_TABLE, REFERENCE_TABLE
-from laionlab.io.lance import quote_literal, read_vectors, uid_filters
+from laionlab.io.lance import equals, read_vectors, uid_filters
 from laionlab.progress import Progress
 from resources import LanceStore
 
@@ -27,10 +27,10 @@ def require_one_model(lance: LanceStore) -> str | None:
     if head.num_rows == 0:
         return None
     model = head["model"][0].as_py()
-    if not tables.count(EMBEDDINGS_TABLE, f"model != {quote_literal(model)}"):
+    if not tables.count(EMBEDDINGS_TABLE, equals("model", model, negate=True)):
         return model
-    others = pl.from_arrow(table.search().limit(None).select(["model", "part"]).where(f"model != {quote_literal(model)}").to_arrow())
-    mine = tables.count(EMBEDDINGS_TABLE, f"model = {quote_literal(model)}")
+    others = pl.from_arrow(table.search().limit(None).select(["model", "part"]).where(equals("model", model, negate=True)).to_arrow())
+    mine = tables.count(EMBEDDINGS_TABLE, equals("model", model))
     summary = others.group_by("model").agg(pl.len().alias("rows"), pl.col("part").unique().sort().alias("parts")).sort("model")
     listed = "; ".join(f"{m}: {n:,} rows in {', '.join(p[:5])}{' ...' if len(p) > 5 else ''}" for m, n, p in summary.iter_rows())
     raise Failure(
@@ -39,14 +39,13 @@ def require_one_model(lance: LanceStore) -> str | None:
     )
 
 
-def laion_vectors(lance: LanceStore, where: str | None = None, raw: bool = True) -> tuple[list[str], np.ndarray]:
-    """uids and (n, d) image vectors of laion_embeddings rows matching ``where`` (raw features
-    by default, unit vectors with raw=False), streamed in batches, in uid order."""
+def laion_vectors(lance: LanceStore, part: str | None = None, raw: bool = True) -> tuple[list[str], np.ndarray]:
+    """uids and (n, d) image vectors of one part's laion_embeddings rows (every part's without
+    ``part``; raw features by default, unit vectors with raw=False), streamed, in uid order."""
     require_one_model(lance)
-    table = lance.tables().open(EMBEDDINGS_TABLE)
-    query = table.search().limit(None).select(["uid", "image_emb", "image_norm"])
-    if where:
-        query = query.where(where)
+    columns = ["uid", "image_emb", "image_norm"]
+    tables = lance.tables()
+    query = tables.part_query(EMBEDDINGS_TABLE, part, columns) if part else tables.open(EMBEDDINGS_TABLE).search().limit(None).select(columns)
     uids, X = read_vectors(query.to_batches(batch_size=65_536), norm_column="image_norm" if raw else None)
     # LanceDB scans in storage order, which a merge does not keep (two writes of the same part
     # came back in different orders): uid order gives k-means & co the same input for the same rows
@@ -79,13 +78,13 @@ def sample_laion_vectors(context, lance: LanceStore, parts: list[str], size: int
     from laionlab.cluster import sample_across_parts
 
     require_one_model(lance)
-    counts = [lance.tables().count(EMBEDDINGS_TABLE, f"part = {quote_literal(p)}") for p in parts]
+    counts = [lance.tables().count_part(EMBEDDINGS_TABLE, p) for p in parts]
     if not sum(counts):
         raise Failure("laion_embeddings has no rows in the registered laion_part partitions: materialise laion_embeddings")
     blocks, progress = [], Progress("sampling LAION vectors", len(parts), log=context.log, unit="parts")
     for part, n, rows in zip(parts, counts, sample_across_parts(counts, size, seed)):
         if len(rows):
-            blocks.append(laion_vectors(lance, where=f"part = {quote_literal(part)}", raw=raw)[1] if len(rows) == n else sampled_part_vectors(lance, part, n, rows, raw))
+            blocks.append(laion_vectors(lance, part=part, raw=raw)[1] if len(rows) == n else sampled_part_vectors(lance, part, n, rows, raw))
         progress.update()
     progress.close()
     return np.concatenate(blocks), counts
@@ -119,7 +118,7 @@ def laion_columns_for(
     for part, members in sorted(by_part.items()):
         for clause in uid_filters(members):
             norms = ["image_norm"] if raw and "image_emb" in columns else []
-            query = table.search().limit(None).select(["uid", *columns, *norms]).where(f"part = {quote_literal(part)} AND {clause}")
+            query = table.search().limit(None).select(["uid", *columns, *norms]).where(f"{equals('part', part)} AND {clause}")
             batches = list(query.to_batches(batch_size=65_536))
             got = [u for b in batches for u in b.column("uid").to_pylist()]
             if got:

@@ -26,7 +26,7 @@ from asset_defs.partitions import every_partition, laion_part, registered, targe
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import labelled_reference, laion_columns_for, stack_vectors
 from laionlab.io.files import CURRENT, frame_digest
-from laionlab.io.lance import embeddings_batch, embeddings_schema, quote_literal, read_vectors, uid_filters
+from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors, uid_filters
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LanceStore
 
@@ -124,9 +124,9 @@ def caption_search_index(context: AssetExecutionContext, files: FileStore, lance
         progress.update()
     progress.close()
     stale = sorted(set(indexed) - set(parts))
-    table = tables.open_to_write(CAPTIONS_TABLE)
     for part in stale:
-        table.delete(f"part = {quote_literal(part)}")
+        tables.delete_part(CAPTIONS_TABLE, part)
+    table = tables.open_to_write(CAPTIONS_TABLE)
     if not any(i.index_type == "FTS" for i in table.list_indices()):
         table.create_fts_index("normalised", with_position=True, stem=False, remove_stop_words=False, replace=True)
     elif added or stale:
@@ -199,11 +199,11 @@ def _match_parts(context: AssetExecutionContext, lance: LanceStore, name: str, s
             f"string_matches[{name}]: no captions to match ({len(parts)} laion_part partitions registered, {CAPTIONS_TABLE} "
             f"{'exists' if lance.tables().exists(CAPTIONS_TABLE) else 'missing'}): add parts and materialise caption_search_index"
         )
-    table = lance.tables().open(CAPTIONS_TABLE)
+    tables = lance.tables()
     frames = []
     progress = Progress(f"{name}: matching captions", len(parts), log=context.log, unit="parts")
     for part in parts:
-        captions = pl.from_arrow(table.search().limit(None).select(["uid", "TEXT"]).where(f"part = {quote_literal(part)}").to_arrow())
+        captions = pl.from_arrow(tables.read_part(CAPTIONS_TABLE, part, ["uid", "TEXT"]))
         if captions.height == 0:
             context.log.warning(f"part {part} has no captions in {CAPTIONS_TABLE}: re-materialise caption_search_index")
         matched = match_synonyms(captions["TEXT"], synonyms, prefix=prefix)

@@ -28,7 +28,6 @@ from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import laion_vectors, reference_vectors, sample_laion_vectors
-from laionlab.io.lance import quote_literal
 from laionlab.progress import Progress
 from resources import FileStore, LanceStore
 
@@ -36,7 +35,7 @@ GROUP = "train_test_similarity"
 
 
 def _part_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray]:
-    return laion_vectors(lance, where=f"part = {quote_literal(part)}", raw=False)
+    return laion_vectors(lance, part=part, raw=False)
 
 
 @profiled("dedup_centroids")
@@ -426,7 +425,7 @@ def eval_to_laion_similarity(
     name = context.partition_key
     queries = reference_vectors(lance, name, raw=False)
     parts = registered(context, laion_part)
-    total = sum(lance.tables().count(EMBEDDINGS_TABLE, f"part = {quote_literal(p)}") for p in parts)
+    total = sum(lance.tables().count_part(EMBEDDINGS_TABLE, p) for p in parts)
     if config.k > total:
         raise Failure(f"k={config.k} candidates per eval sample is larger than the LAION pool ({total} rows); lower k")
     folder = files.path("eval_to_laion_similarity", f"{name}.max_sim")

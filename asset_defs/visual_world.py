@@ -32,7 +32,6 @@ from laionlab.filter.photo import (
     zero_shot_classifier,
 )
 from laionlab.io.files import exists, read_parquet
-from laionlab.io.lance import quote_literal
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
@@ -132,7 +131,7 @@ def laion_natural(
 ) -> MaterializeResult:
     part = context.partition_key
     clf = load_photo_classifier(files)
-    uids, X = laion_vectors(lance, where=f"part = {quote_literal(part)}", raw=clf.input == "raw")
+    uids, X = laion_vectors(lance, part=part, raw=clf.input == "raw")
     if not uids:
         raise Failure(f"laion_embeddings has no rows for part {part!r}; materialise it first")
     proba = clf.predict_proba(X)
@@ -194,7 +193,7 @@ def _natural_features(
     progress = Progress("reading LAION-natural features", len(parts), log=context.log, unit="parts")
     for part in parts:
         natural = files.read_parquet("laion_natural", f"{part}.parquet")
-        part_uids, X = laion_vectors(lance, where=f"part = {quote_literal(part)}", raw=True)
+        part_uids, X = laion_vectors(lance, part=part, raw=True)
         rows = pl.DataFrame({"uid": part_uids, "row": np.arange(len(part_uids))}).join(natural.select("uid"), on="uid")
         uids.extend(rows["uid"].to_list())
         blocks.append(X[rows["row"].to_numpy()] if len(part_uids) else np.zeros((0, 0), np.float32))

@@ -51,3 +51,20 @@ def test_lance_filters_quote_values_through_one_function():
     from laionlab.io.lance import quote_literal
 
     assert quote_literal("x' OR 'a'='a") == "'x'' OR ''a''=''a'"
+
+
+def test_assets_build_no_filter_strings():
+    """The storage layer (LanceTables: part_query, read_part, count_part, delete_part; the
+    equals / one_of filters) writes every filter; asset_defs/ only names tables, parts, values."""
+    from laionlab.io.lance import equals, one_of
+
+    assert equals("part", "it's") == "part = 'it''s'"
+    assert one_of("model", ["a'", "b"], negate=True) == "model NOT IN (" + "'a''', 'b')"
+    raw = re.compile(r"""["'](part|dataset|model|uid) *(=|!=|IN|NOT IN) """)
+    hits = [
+        f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
+        for path in sorted((ROOT / "asset_defs").glob("*.py"))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if raw.search(line) or "quote_literal(" in line
+    ]
+    assert not hits, hits

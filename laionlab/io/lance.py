@@ -121,6 +121,16 @@ def quote_literal(value: str) -> str:
 _quote = quote_literal
 
 
+def equals(column: str, value: str, negate: bool = False) -> str:
+    """The filter ``column = 'value'`` (``!=`` with ``negate``), the value quoted."""
+    return f"{column} {'!=' if negate else '='} {quote_literal(value)}"
+
+
+def one_of(column: str, values: Sequence[str], negate: bool = False) -> str:
+    """The filter ``column IN ('a', 'b', ...)`` (``NOT IN`` with ``negate``), values quoted."""
+    return f"{column} {'NOT IN' if negate else 'IN'} (" + ", ".join(quote_literal(v) for v in values) + ")"
+
+
 # uids per ``uid IN (...)`` filter: one huge literal list is slow to parse, so lookups by uid
 # are cut into filters of this many.
 UID_FILTER_CHUNK = 20_000
@@ -308,6 +318,14 @@ class LanceTables:
                     tbl.delete(f"{part_column} = {_quote(part)} AND {where}")
         self._index_part_column(tbl, part_column)
         return ReplaceResult(table, part, counted.rows, tbl.version, time.perf_counter() - start, rewrite)
+
+    def count_part(self, table: str, part: str, part_column: str = "part") -> int:
+        """Rows of one partition (the part index answers it)."""
+        return self.count(table, equals(part_column, part))
+
+    def delete_part(self, table: str, part: str, part_column: str = "part") -> None:
+        """Remove one partition's rows (a partition that left the source)."""
+        self.open_to_write(table).delete(equals(part_column, part))
 
     def count(self, table: str, where: str | None = None) -> int:
         return self.open(table).count_rows(where)

@@ -1,6 +1,6 @@
 """Concurrency at the asset level (hardening issue): four parts materialised at once by
 separate processes leave the exact union, and the read that every cross-part asset makes of a
-part (``laion_vectors(where=part)``) sees the old or the new part while it is rewritten,
+part (``laion_vectors(part=part)``) sees the old or the new part while it is rewritten,
 never a mix. The library-level versions are in tests/laionlab/test_lance.py and test_faults.py."""
 
 import multiprocessing as mp
@@ -52,7 +52,7 @@ def _read_part_repeatedly(data_root: str, source: str, part: str, out, ready, st
     lance = make_resources(Path(data_root), source)["lance"]
     seen = []
     while not stop.is_set():
-        uids, X = laion_vectors(lance, where=f"part = '{part}'", raw=True)
+        uids, X = laion_vectors(lance, part=part, raw=True)
         seen.append((len(uids), sorted(set(np.sign(X[:, 0]).tolist()))))
         ready.set()
     out.put(seen)
