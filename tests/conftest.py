@@ -21,6 +21,19 @@ from laionlab.demo import DemoConfig, build_demo  # noqa: E402
 ROWS_PER_PART = 40
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run only where torch sees a CUDA device."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="no CUDA device (marker gpu)")
+        for item in gpu:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """Three demo parts of 40 rows (each with the broken rows and NSFW flags)."""
