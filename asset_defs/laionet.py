@@ -10,6 +10,7 @@ the paper's text); every threshold is config.
 
 import io
 import json
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -24,8 +25,11 @@ from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import labelled_reference, laion_vectors_for, stack_vectors
 from laionlab.io.files import frame_digest
 from laionlab.io.lance import read_vectors
+from laionlab.laionet.queries import QueryKind
 from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN
 from laionlab.laionet.stats import LAIONET_THRESHOLD, THRESHOLD_SWEEP
+
+SampleMode = Literal["random", "seed_compat", "first"]  # laionlab.laionet.stats.SAMPLE_MODES; first = seed_compat
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
 GROUP = "laionet"
@@ -188,7 +192,7 @@ def lemma_matches(context: AssetExecutionContext, config: LemmaMatchConfig, file
 
 @profiled("synset_similarity")
 class SynsetSimilarityConfig(Config):
-    query: str = Field("name_def", description="synset text (the seed's QueryType): name_def ('<name> which is <definition>'), name, lemmas, "
+    query: QueryKind = Field("name_def", description="synset text (the seed's QueryType): name_def ('<name> which is <definition>'), name, lemmas, "
         "a_photo_of_name, a_photo_of_name_def, a_clear_photo_of_name_def, a_photo_of_lemmas")
     batch_size: int = Field(256, ge=1)
 
@@ -261,7 +265,7 @@ def synset_similarity(
 @profiled("laionet_rows")
 class LaionetConfig(Config):
     threshold: float = Field(LAIONET_THRESHOLD, description="keep rows with similarity strictly above this (seed: 0.82, calibrated on OpenAI CLIP ViT-B/32's text tower)")
-    query: str = Field("name_def", description="which synset_similarity column to threshold (as configured there)")
+    query: QueryKind = Field("name_def", description="which synset_similarity column to threshold (as configured there)")
     nsfw_keep: list[str] | None = Field(list(DEFAULT_NSFW_KEEP), description="NSFW values kept (seed since Dec 2024: UNLIKELY only); null keeps all")
     text_in_image_column: str | None = Field(
         TEXT_IN_IMAGE_COLUMN, description="metadata column flagging the class name written in the image (the seed's OCR step); rows True are dropped when it exists"
@@ -393,7 +397,7 @@ class IntraClassConfig(Config):
     reference_dataset: str = Field(description="labelled reference dataset (ImageNet-val in the paper; labels = wnids)")
     n_per_class: int = Field(100, ge=2, description="LAIONet images per class (seed: 100)")
     reference_per_class: int | None = Field(None, ge=2, description="reference images per class (seed: all 50 of ImageNet-val)")
-    sampling: str = Field("random", description="random (seeded per class) or seed_compat (the seed: the first n of each class list; 'first' is an alias)")
+    sampling: SampleMode = Field("random", description="random (seeded per class) or seed_compat (the seed: the first n of each class list; 'first' is an alias)")
     min_pairs: int = Field(7, ge=2, description="classes with fewer pairs are not compared (seed: 7)")
     hist_pairs_per_class: int = Field(100, ge=1, description="pairs per class resampled for the histogram, from the same per-class sample (seed: min(#pairs, 100))")
     seed: int = Field(0)
@@ -403,10 +407,8 @@ def compare_sets(a_emb: np.ndarray, a_labels: np.ndarray, b_emb: np.ndarray, b_l
     """:func:`laionlab.laionet.compare_intra_class_sets` with the sampling settings of
     ``config`` (n_per_class, reference_per_class, sampling, min_pairs, hist_pairs_per_class,
     seed); a Failure naming the bad setting."""
-    from laionlab.laionet import SAMPLE_MODES, compare_intra_class_sets
+    from laionlab.laionet import compare_intra_class_sets
 
-    if config.sampling not in SAMPLE_MODES:
-        raise Failure(f"sampling must be one of {', '.join(SAMPLE_MODES)} ('first' = 'seed_compat'), got {config.sampling!r}")
     try:
         return compare_intra_class_sets(
             a_emb, a_labels, b_emb, b_labels, n_per_class=config.n_per_class, reference_per_class=config.reference_per_class,
@@ -470,7 +472,7 @@ class TimmModelConfig(Config):
 @profiled("laionet_predictions")
 class PredictionConfig(Config):
     clip_zero_shot: bool = Field(True, description="evaluate the clip resource's model zero-shot on the stored image embeddings")
-    prompts: str = Field("openai", description="openai (open_clip's ImageNet class names × 80 OpenAI templates), simple ('a photo of a {}.'), or name_def (the seed's notebook: one '<name> which is <definition>' query)")
+    prompts: Literal["openai", "simple", "name_def"] = Field("openai", description="openai (open_clip's ImageNet class names × 80 OpenAI templates), simple ('a photo of a {}.'), or name_def (the seed's notebook: one '<name> which is <definition>' query)")
     timm_models: list[TimmModelConfig] = Field([], description="timm classifiers to evaluate on the images")
     top_k: list[int] = Field([1, 5], description="top-k accuracies")
     min_area: int = Field(100, ge=0, description="images under this many pixels are excluded (seed: 100)")
@@ -527,12 +529,12 @@ def _predict(config: PredictionConfig, clip: ClipEncoder, lance: LanceStore, ima
     model -> (kept uids, (n, k) wnids), and the excluded images' counts by problem. timm
     classifiers see the images; CLIP zero-shot classifies the kept images' stored embeddings
     (``vectors(uids) -> (uids, (n, d))``, whose model must be the clip resource's)."""
-    from laionlab.laionet import PROMPT_KINDS, ImageEvaluator, ilsvrc_wnids, load_timm_classifier, zero_shot_classifier, zero_shot_predict
+    from laionlab.laionet import ImageEvaluator, ilsvrc_wnids, load_timm_classifier, zero_shot_classifier, zero_shot_predict
 
     if not config.clip_zero_shot and not config.timm_models:
         raise Failure("nothing to evaluate: set clip_zero_shot or list timm_models")
-    if any(k < 1 for k in config.top_k) or config.prompts not in PROMPT_KINDS:
-        raise Failure(f"top_k must be positive (got {config.top_k}) and prompts one of {', '.join(PROMPT_KINDS)} (got {config.prompts!r})")
+    if any(k < 1 for k in config.top_k):
+        raise Failure(f"top_k must be positive, got {config.top_k}")
     models = [(m.name, load_timm_classifier(m.name, m.checkpoint)) for m in config.timm_models]
     k = max(config.top_k)
     evaluator = ImageEvaluator(models, k=k, batch_size=config.batch_size, min_area=config.min_area, require_rgb=config.require_rgb, log=log)
@@ -783,7 +785,7 @@ class NearestCaptionConfig(Config):
     nprobe: int | None = Field(None, ge=1, description="IVF lists probed (default: the index's)")
     n_per_class: int = Field(100, ge=2, description="recreated-dataset images per class")
     reference_per_class: int | None = Field(None, ge=2, description="original images per class (default all)")
-    sampling: str = Field("random", description="random (seeded per class) or seed_compat (the first n of each class; 'first' is an alias)")
+    sampling: SampleMode = Field("random", description="random (seeded per class) or seed_compat (the first n of each class; 'first' is an alias)")
     min_pairs: int = Field(7, ge=2)
     hist_pairs_per_class: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=1)

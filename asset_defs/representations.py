@@ -7,6 +7,7 @@ model_features → probe_scores[model × dataset] → probe_similarity_link.
 """
 
 import json
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -135,8 +136,8 @@ class SimilarityConfig(Config):
         0.4, gt=0, description="absolute RBF width (thingsvision 2.6.10's sigma; the paper's figures: 0.4 on L2-normalised features); null → sigma_frac × median distance"
     )
     sigma_frac: float = Field(1.0, gt=0, description="used when rbf_sigma is null: σ = sigma_frac × sqrt(median non-zero squared distance)")
-    rsa_rdm: str = Field("correlation", description="correlation (1 − Pearson r), cosine or euclidean")
-    rsa_corr: str = Field("spearman", description="spearman or pearson")
+    rsa_rdm: Literal["correlation", "cosine", "euclidean"] = Field("correlation", description="RDM distance: correlation (1 − Pearson r), cosine or euclidean")
+    rsa_corr: Literal["spearman", "pearson"] = Field("spearman", description="correlation of two RDMs")
 
 
 def _metric_options(config: SimilarityConfig, metric: str) -> dict:

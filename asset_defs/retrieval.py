@@ -11,7 +11,7 @@ retrieval_samples[target].
 
 import io
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
@@ -342,7 +342,7 @@ class RetrievalSamplesConfig(Config):
         description="sampling methods (I2T/I2I ones need the target's fewshot_dataset)",
     )
     n_per_class: int = Field(500, ge=1, description="images per class (seed: 500); classes with fewer keep all")
-    templates: str = Field("openai", description="prompt templates: openai (80 OpenAI ImageNet templates) or simple ('a photo of a {}.')")
+    templates: Literal["openai", "simple"] = Field("openai", description="prompt templates: openai (80 OpenAI ImageNet templates) or simple ('a photo of a {}.')")
     t2i_threshold: float = Field(0.25, description="T2T-rank-T2I-tshd drops rows with T2I < this (seed: 0.25)")
     i2t_threshold: float = Field(0.25, description="T2T-rank-I2T-tshd drops rows with I2T < this (seed: 0.25)")
     i2i_threshold: float = Field(0.5, description="T2T-rank-I2I-tshd drops rows with I2I < this (issue: 0.5; seed code: 0.65)")

@@ -4,6 +4,8 @@ coverage, stimulus sets, OOD and neural generalisation, concept distributions. T
 datasets it compares with are ``reference_embeddings`` (asset_defs/ingest.py).
 """
 
+from typing import Literal
+
 import numpy as np
 import polars as pl
 from dagster import (
@@ -44,7 +46,7 @@ class PhotoClassifierConfig(Config):
         None, description="parquet with URL or uid and is_photo to train the seed's LogisticRegression on"
     )
     import_path: str | None = Field(None, description="an existing linear classifier (.npz/.json or .skops)")
-    import_input: str = Field("raw", description="feature space of the imported classifier: raw or unit")
+    import_input: Literal["raw", "unit"] = Field("raw", description="feature space of the imported classifier")
     C: float = Field(1.0, gt=0, description="inverse L2 strength (seed: 1.0)")
     cv_folds: int = Field(5, ge=2)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
@@ -23,7 +23,7 @@ class ClipEncoder(ConfigurableResource):
     pretrained: str | None = Field(None, description="open_clip pretrained tag, e.g. laion2b_s34b_b79k")
     checkpoint: str | None = Field(None, description="local checkpoint file (instead of a tag)")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
-    precision: str = Field("fp32", description="fp32, fp16 or bf16 (fp16 on GPU only)")
+    precision: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="fp16 on GPU only")
     batch_size: int = Field(256, ge=1, description="images per forward pass")
     num_workers: int = Field(2, ge=0, description="DataLoader workers decoding images")
     seed: int = Field(0, description="torch seed for randomly initialised models")

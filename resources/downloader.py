@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -12,14 +14,14 @@ class Downloader(ConfigurableResource):
     """img2dataset settings (see its README); one part is downloaded per asset run."""
 
     image_size: int = Field(256, ge=8, description="resize target (img2dataset image_size)")
-    resize_mode: str = Field("border", description="no, keep_ratio, center_crop or border")
+    resize_mode: Literal["no", "keep_ratio", "center_crop", "border"] = Field("border", description="img2dataset resize_mode")
     processes_count: int = Field(2, ge=1)
     thread_count: int = Field(16, ge=1)
     timeout: int = Field(10, ge=1, description="seconds per request")
     retries: int = Field(0, ge=0)
     number_sample_per_shard: int = Field(10_000, ge=1)
-    encode_format: str = Field("jpg", description="jpg, png or webp")
-    distributor: str = Field("multiprocessing", description="multiprocessing, pyspark or ray")
+    encode_format: Literal["jpg", "png", "webp"] = Field("jpg")
+    distributor: Literal["multiprocessing", "pyspark", "ray"] = Field("multiprocessing")
     user_agent_token: str | None = Field(None)
     allowed_file_roots: list[str] = Field([], description="file:// URLs are fetched only under these folders (the demo names its own)")
     ray_address: str | None = Field(None, description="download with img2dataset's ray distributor on this cluster")

@@ -202,9 +202,11 @@ def test_intra_class_similarity_matches_brute_force(net):
     big = first3.join(out.group_by("wnid").len(), left_on="label", right_on="wnid").filter(pl.col("len") > 3).row(0, named=True)
     uids, X = laion_vectors_for(resources["lance"], out.filter(pl.col("wnid") == big["label"])["uid"].to_list())
     np.testing.assert_allclose(big["mean_a"], brute(X[:3]), rtol=1e-5)
-    config["sampling"] = "last"
-    result = run([laionet_intra_class_similarity], resources, instance, None, run_config={"ops": {"laionet_intra_class_similarity": {"config": config}}}, raise_on_error=False)
-    assert not result.success and "sampling must be one of random, seed_compat, first" in _error(result)
+    config["sampling"] = "last"  # refused at launch, naming the field and the choices (a Literal field)
+    from dagster import DagsterInvalidConfigError
+
+    with pytest.raises(DagsterInvalidConfigError, match=r"sampling not in enum type Literal\['random', 'seed_compat', 'first'\] got last"):
+        run([laionet_intra_class_similarity], resources, instance, None, run_config={"ops": {"laionet_intra_class_similarity": {"config": config}}})
 
 
 def _predict_parts(resources, instance, config) -> None:
