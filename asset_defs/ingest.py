@@ -19,6 +19,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from asset_defs.errors import library_errors
 from asset_defs.lineage import data_version
 from asset_defs.metadata import markdown_table
 from asset_defs.partitions import dataset, laion_part
@@ -75,10 +76,8 @@ def image_shards(files: FileStore, part: str) -> list[str]:
 )
 def laion_metadata(context: AssetExecutionContext, source: LaionSource, files: FileStore) -> MaterializeResult:
     part = context.partition_key
-    try:
+    with library_errors(None, FileNotFoundError):
         piece = source.part_slice(part)
-    except FileNotFoundError as err:
-        raise Failure(str(err)) from None
     if piece.chunks > 1:  # the file's other partitions must be the ones this setting cuts
         registered_chunks = [k for k in context.instance.get_dynamic_partitions(laion_part.name) if k.startswith(f"{piece.file_key}.")]
         if len(registered_chunks) != piece.chunks:
@@ -132,10 +131,9 @@ def laion_images(
     context: AssetExecutionContext, config: LaionImagesConfig, files: FileStore, downloader: Downloader, clip: ClipEncoder
 ) -> MaterializeResult:
     part = context.partition_key
-    try:  # the model laion_embeddings will need: a typo or a missing checkpoint fails now, not after the download
+    # the model laion_embeddings will need: a typo or a missing checkpoint fails now, not after the download
+    with library_errors("clip resource", FileNotFoundError, hint=f" (checked before downloading part {part!r}; laion_embeddings needs it)"):
         clip.validate()
-    except (ValueError, FileNotFoundError) as err:
-        raise Failure(f"clip resource: {err} (checked before downloading part {part!r}; laion_embeddings needs it)") from None
     metadata = files.read_parquet("laion_metadata", f"{part}.parquet")
     folder = files.path("laion_images", part)
     try:  # a second writer's commit would delete this one's version mid-download

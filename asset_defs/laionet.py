@@ -17,6 +17,7 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
+from asset_defs.errors import library_errors
 from asset_defs.ingest import EMBEDDINGS_TABLE, REFERENCE_TABLE, laion_embeddings, laion_metadata, reference_embeddings
 from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
 from asset_defs.lineage import data_version, latest_by_partition, parts_seen_of, require_same_params, storage_ids
@@ -99,11 +100,9 @@ def ilsvrc_synsets(context: AssetExecutionContext, config: SynsetsConfig, files:
     from laionlab.laionet import synset_queries, unique_lemma_map
 
     synsets = _read_synsets(config.synsets_file) if config.synsets_file else timm_synsets()
-    try:
+    with library_errors("ilsvrc synsets"):
         queries = synset_queries(synsets, kind="name_def")
         unique = unique_lemma_map(synsets)
-    except ValueError as err:
-        raise Failure(f"ilsvrc synsets: {err}") from None
     frame = synsets.select("class_index", "wnid", "lemmas", "definition").join(
         queries.rename({"query": "name_def"}), on="wnid"
     ).sort("class_index")
@@ -222,10 +221,8 @@ def synset_similarity(
     single, dropped = single_synset(matches)
     meta = files.read_parquet("laion_metadata", f"{part}.parquet").select("uid", "TEXT")
     single = single.join(meta, on="uid").sort("uid")
-    try:
+    with library_errors("synset_similarity"):
         queries = synset_queries(_synsets(files).select("wnid", "lemmas", "definition"), kind=config.query)
-    except ValueError as err:
-        raise Failure(f"synset_similarity: {err}") from None
     queries = queries.filter(pl.col("wnid").is_in(single["wnid"].unique().implode()))
     loaded = laionet_text_clip.load()
     context.log.info(f"{part}: encoding {single.height} captions and {queries.height} synset texts with {loaded.model_id}")
@@ -296,11 +293,9 @@ def laionet_rows(context: AssetExecutionContext, config: LaionetConfig, files: F
 
     part = context.partition_key
     column = similarity_column(config.query)
-    try:
+    with library_errors(f"laionet_rows[{part}]"):
         check_threshold(config.threshold)
         sel = select_laionet(_laionet_candidates(files, part, config.query), config.threshold, config.nsfw_keep, config.text_in_image_column, column)
-    except ValueError as err:
-        raise Failure(f"laionet_rows[{part}]: {err}") from None
     selected = sel.rows
     if config.query != "name_def":  # LAIONet's column names; the query actually used is recorded
         selected = selected.with_columns(pl.col(f"{config.query}_wnid").alias("name_def_wnid"), pl.col(column).alias("text_to_name_def_wnid_similarity"))
@@ -409,13 +404,11 @@ def compare_sets(a_emb: np.ndarray, a_labels: np.ndarray, b_emb: np.ndarray, b_l
     seed); a Failure naming the bad setting."""
     from laionlab.laionet import compare_intra_class_sets
 
-    try:
+    with library_errors("intra-class similarity"):
         return compare_intra_class_sets(
             a_emb, a_labels, b_emb, b_labels, n_per_class=config.n_per_class, reference_per_class=config.reference_per_class,
             mode=config.sampling, min_pairs=config.min_pairs, hist_pairs_per_class=config.hist_pairs_per_class, seed=config.seed,
         )  # fmt: skip
-    except ValueError as err:
-        raise Failure(f"intra-class similarity: {err}") from None
 
 
 def _summary_metadata(summary: dict) -> dict:
@@ -737,10 +730,8 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
     from laionlab.retrieval.caption_index import CaptionIndex
     from laionlab.retrieval.index_parts import add_parts, parse_bytes, plan_update
 
-    try:
+    with library_errors():
         budget = parse_bytes(config.max_memory, "max_memory")
-    except ValueError as err:
-        raise Failure(str(err)) from None
     parts = registered(context, laion_part)
     tables = lance.tables()
     counts = {p: tables.count_part(EMBEDDINGS_TABLE, p) for p in parts}
@@ -753,13 +744,11 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
     def write_ids(part: str, ids: np.ndarray, uids: list[str]) -> None:
         files.write_parquet(pl.DataFrame({"id": ids, "uid": uids}), "caption_index", "ids", f"{part}.parquet")
 
-    try:
+    with library_errors("caption_index"):
         index = add_parts(
             CaptionIndex.load(index_path) if plan.keep_index else None, plan.state, plan.todo, counts, lambda p: _text_vectors(lance, p),
             budget=budget, flat_max_rows=config.flat_max_rows, nprobe=config.nprobe, seed=config.seed, on_ids=write_ids, log=context.log,
         )  # fmt: skip
-    except ValueError as err:
-        raise Failure(f"caption_index: {err}") from None
     if index is None:
         raise Failure(f"laion_embeddings has no rows for parts {parts}: nothing to index")
     if plan.todo:
@@ -805,10 +794,8 @@ def _nearest_captions(loaded, files: FileStore, name: str, items, config: Neares
     scores, ids = CaptionIndex.load(files.path("caption_index", "index.faiss")).search(queries, 1, nprobe=config.nprobe)
     state = files.read_json("caption_index", "state.json")
     id_map = pl.concat([files.read_parquet("caption_index", "ids", f"{p}.parquet") for p in state["parts"]])
-    try:
+    with library_errors("nearest_caption_imagenet"):
         return nearest_caption_rows([f"{name}:{i:09d}" for i in keep], captions, [items.labels[i] for i in keep], scores, ids, id_map)
-    except ValueError as err:
-        raise Failure(f"nearest_caption_imagenet: {err}") from None
 
 
 @asset(

@@ -14,6 +14,7 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MultiPartitionsDefinition, asset
 from pydantic import Field
 
+from asset_defs.errors import library_errors
 from asset_defs.lineage import data_version
 from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
 from asset_defs.partitions import dataset, every_partition, model, registered, same_dataset
@@ -31,10 +32,8 @@ def _keys(context: AssetExecutionContext) -> tuple[str, str]:
 
 
 def _model_spec(catalog: DatasetCatalog, name: str):
-    try:
+    with library_errors(None, KeyError):
         return catalog.model(name)
-    except (KeyError, ValueError) as err:
-        raise Failure(str(err)) from None
 
 
 # --- model_features --------------------------------------------------------------------------
@@ -66,10 +65,8 @@ def model_features(context: AssetExecutionContext, config: FeaturesConfig, catal
     items = list_items(dataset_spec)
     indices = sample_indices(len(items.sources), config.max_samples, config.seed)
     context.log.info(f"{name} on {data}: {len(indices)} of {len(items.sources)} images")
-    try:
+    with library_errors():
         X = extract_features(spec, dataset_spec, indices, config.device, config.batch_size)
-    except ValueError as err:
-        raise Failure(str(err)) from None
     if not np.isfinite(X).all():
         raise Failure(f"model {name!r} produced NaN/inf features on dataset {data!r}")
     files.save_npy(X, "model_features", data, f"{name}.npy")
@@ -101,10 +98,8 @@ def _features(files: FileStore, data: str, names: list[str], normalize: bool = F
             )
         first = first or (name, indices)
         X = files.load_npy("model_features", data, f"{name}.npy")
-        try:
+        with library_errors():
             feats[name] = l2_normalise(X, copy=False, name=f"model_features of {name!r} on {data!r}") if normalize else X
-        except ValueError as err:
-            raise Failure(str(err)) from None
     return feats
 
 
@@ -191,10 +186,8 @@ def representation_similarity(context: AssetExecutionContext, config: Similarity
     feats = _features(files, data, names, config.normalize)
     out, plots = {}, {}
     for metric, kw in options.items():
-        try:
+        with library_errors(f"{metric} on {data!r}"):
             _, M = similarity_matrix(feats, metric, **kw)
-        except ValueError as err:
-            raise Failure(f"{metric} on {data!r}: {err}") from None
         out[metric] = M
         plots[f"{metric}_heatmap"] = _heatmap(M, names, f"{metric} on {data}", files.path("representation_similarity", data, f"{metric}.png"))
         plots[f"{metric}_table"] = markdown_table(pl.DataFrame({"model": names, **{n: np.round(M[:, j], 3) for j, n in enumerate(names)}}))
@@ -231,10 +224,8 @@ def similarity_consistency(context: AssetExecutionContext, catalog: DatasetCatal
         raise Failure(f"consistency needs representation_similarity on at least two datasets, found {datasets}")
     loaded = {d: load_similarity(files, d) for d in datasets}
     objectives = {n: _model_spec(catalog, n).objective for n in loaded[datasets[0]][0]}
-    try:
+    with library_errors():
         result = consistency_table(loaded, objectives)
-    except ValueError as err:
-        raise Failure(str(err)) from None
     for metric, have in result.skipped.items():
         context.log.warning(f"{metric} left out: representation_similarity has it on {have} only, not on every dataset")
     files.write_parquet(result.table, "similarity_consistency", "consistency.parquet")
@@ -294,11 +285,9 @@ def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: D
     X = files.load_npy("model_features", data, f"{name}.npy")
     indices = files.load_npy("model_features", data, f"{name}.indices.npy")
     y = np.array([labels[i] for i in indices])
-    try:
+    with library_errors(f"probe of {name!r} on {data!r}"):
         train, test = stratified_split(y, config.test_fraction, config.seed)
         result = linear_probe(X[train], y[train], X[test], y[test], val_fraction=config.val_fraction, seed=config.seed)
-    except ValueError as err:
-        raise Failure(f"probe of {name!r} on {data!r}: {err}") from None
     record = {"model": name, "dataset": data, "test_accuracy": float(result["test_accuracy"]), "val_accuracy": float(result["val_accuracy"]), "best_C": float(result["best_C"]), "n_train": len(train), "n_test": len(test)}
     files.write_json(record, "probe_scores", data, f"{name}.json")
     sweep = line_plot(

@@ -19,6 +19,7 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 from pydantic import Field
 
+from asset_defs.errors import library_errors
 from asset_defs.ingest import EMBEDDINGS_TABLE, image_shards, laion_embeddings, laion_metadata, reference_embeddings
 from asset_defs.lineage import data_version
 from asset_defs.metadata import bar_plot, line_plot, markdown_table
@@ -39,11 +40,9 @@ RETRIEVED_TABLE = "retrieved_embeddings"
 
 
 def _synonyms(catalog: DatasetCatalog, name: str):
-    try:
+    with library_errors(f"target {name!r}", KeyError):
         spec = catalog.target(name)
         return spec, spec.synonyms()
-    except (KeyError, ValueError) as err:
-        raise Failure(f"target {name!r}: {err}") from None
 
 
 # --- concept_synonyms ------------------------------------------------------------------------
@@ -387,10 +386,8 @@ def retrieval_samples(
     from laionlab.swat import check_methods, needs_fewshot, prompt_embeddings, sample_all_methods, swat_labels, write_swat_lists
 
     name = context.partition_key
-    try:
+    with library_errors(f"retrieval_samples[{name}]"):
         check_methods(config.methods)
-    except ValueError as err:
-        raise Failure(f"retrieval_samples[{name}]: {err}") from None
     spec, synonyms = _synonyms(catalog, name)
     matches = files.read_parquet("string_matches", f"{name}.parquet")
     uids, T, I = _embeddings_of(lance, matches["uid"].to_list(), context.log)
@@ -402,11 +399,11 @@ def retrieval_samples(
     prompts = prompt_embeddings(lambda texts: encode_texts(loaded, texts), synonyms, None if config.templates == "openai" else ("a photo of a {}.",))
     fewshot = _fewshot(lance, spec, synonyms) if needs_fewshot(config.methods) else None
     thresholds = {"t2i_threshold": config.t2i_threshold, "i2t_threshold": config.i2t_threshold, "i2i_threshold": config.i2i_threshold}
-    try:
+    # InvalidOperationError: e.g. string_matches made before the target's classes changed
+    hint = f"; rematerialise string_matches[{name}] if the target's classes changed"
+    with library_errors(f"retrieval_samples[{name}]", pl.exceptions.InvalidOperationError, hint=hint):
         candidates = frame.select("row", pl.col("classes").cast(pl.List(key_type)))
         picks = sample_all_methods(config.methods, candidates, T, I, prompts, fewshot, config.n_per_class, seed=config.seed, **thresholds)
-    except (ValueError, pl.exceptions.InvalidOperationError) as err:  # e.g. string_matches made before the target's classes changed
-        raise Failure(f"retrieval_samples[{name}]: {err}; rematerialise string_matches[{name}] if the target's classes changed") from None
     picked = frame.join(picks.select("row").unique(), on="row").sort("row")  # only these images are exported
     paths = _export_paths(files, picked, name, context.log) if config.export_images else dict(zip(picked["row"], picked["uid"]))
     out_dir = files.path("retrieval_samples", name)
@@ -437,10 +434,8 @@ def _fewshot(lance: LanceStore, spec, synonyms: dict) -> dict:
     if spec.fewshot_dataset is None:
         raise Failure(f"I2T/I2I methods need few-shot images: set fewshot_dataset for target {spec.name!r} in the catalog")
     ref = labelled_reference(lance, spec.fewshot_dataset)
-    try:
+    with library_errors(f"target {spec.name!r}, few-shot dataset {spec.fewshot_dataset!r}"):
         return fewshot_embeddings(ref["label"].cast(pl.String), stack_vectors(ref["emb"]), synonyms, spec.fewshot_labels)
-    except ValueError as err:
-        raise Failure(f"target {spec.name!r}, few-shot dataset {spec.fewshot_dataset!r}: {err}") from None
 
 
 def _export_paths(files: FileStore, frame: pl.DataFrame, name: str, log: logging.Logger | None = None) -> dict[int, str]:

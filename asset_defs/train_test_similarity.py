@@ -22,6 +22,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from asset_defs.errors import library_errors
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, reference_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params, storage_ids
@@ -276,10 +277,8 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
     from laionlab import validate
     from laionlab.dedup import dedup_shards, removal_summary
 
-    try:  # before any work, so a bad curve never follows a written result
+    with library_errors("laion_dedup"):  # before any work, so a bad curve never follows a written result
         validate.real_list("curve_eps", config.curve_eps, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-    except ValueError as err:
-        raise Failure(f"laion_dedup: {err}") from None
     part = context.partition_key
     parts = registered(context, laion_part)
     order = parts[: parts.index(part) + 1]
