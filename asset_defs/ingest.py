@@ -201,6 +201,7 @@ EMBEDDING_CHECKS = [
     AssetCheckSpec(
         "one_model_one_dim", asset=EMBEDDINGS_TABLE, blocking=True, description="the table holds one model id and one dimension"
     ),
+    AssetCheckSpec("every_download_decoded", asset=EMBEDDINGS_TABLE, description="every downloaded sample of the part could be decoded (WARN)"),
 ]
 
 
@@ -279,9 +280,15 @@ def laion_embeddings(
             metadata={"lost_rows": len(err.lost), "stored_rows": err.stored, "lost_by_shard": markdown_table(
                 pl.DataFrame({"shard": list(lost), "lost": [len(u) for u in lost.values()]}))},
         ) from None
-    if written.rows < expected:
-        context.log.warning(f"{expected - written.rows} downloaded samples of {part} could not be decoded")
     checks, extra = _embedding_checks(lance, part, config)
+    checks.append(
+        AssetCheckResult(
+            check_name="every_download_decoded",
+            passed=written.rows >= expected,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"downloaded": expected, "embedded": written.rows, "undecodable": expected - written.rows},
+        )
+    )
     return MaterializeResult(
         metadata={
             **params_metadata(config),

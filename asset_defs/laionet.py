@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from asset_defs.errors import library_errors
@@ -330,6 +330,7 @@ class LaionetSummaryConfig(Config):
     group_name=GROUP,
     deps=[every_partition(laionet_rows)],
     kinds={"parquet"},
+    check_specs=[AssetCheckSpec("threshold_calibrated", asset="laionet", description="the threshold was calibrated on the text model that scored the captions (the seed: 0.82 on OpenAI CLIP ViT-B/32)")],
     description="LAIONet over all parts: the per-part rows in one table with LAIONet's columns, the wnid → rows label "
     "map (JSON), class sizes and the size-vs-threshold curve.",
 )
@@ -380,7 +381,15 @@ def laionet(context: AssetExecutionContext, config: LaionetSummaryConfig, files:
                 "text-to-synset similarity threshold", "LAIONet size vs threshold", files.path("laionet", "threshold_curve.png"),
                 logx=False, ylabel="count",
             ),
-        }
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="threshold_calibrated",
+                passed=warning is None,
+                severity=AssetCheckSeverity.WARN,
+                metadata={"threshold": threshold, "text_models": ", ".join(text_models) or "unknown", "warning": warning or "none"},
+            )
+        ],
     )
 
 

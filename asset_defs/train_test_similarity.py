@@ -12,6 +12,7 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     Config,
     Failure,
@@ -548,6 +549,7 @@ def read_pruned_pool(files: FileStore, name: str) -> pl.DataFrame:
     group_name=GROUP,
     deps=[every_partition(laion_dedup), eval_to_laion_similarity, train_to_eval_threshold],
     kinds={"parquet"},
+    check_specs=[AssetCheckSpec("no_saturated_eval_samples", asset="pruned_pools", description="no eval sample has all k candidates above its threshold (else its pruning is cut off at k: raise eval_to_laion_similarity's k)")],
     description="The deduplicated LAION pool minus every row that is some eval sample's candidate with similarity "
     "above that sample's train→eval threshold (seed 004's get_paths_chunk), optionally subsampled; one Parquet per part.",
 )
@@ -568,8 +570,6 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     # pool prune_mask sees is the candidates plus one row standing for the LAION rows that are
     # none (so a sample whose k candidates all pass its threshold counts as saturated).
     keep, saturated = prune_mask(ids, scores, thresholds, len(unique) + int(laion_rows > len(unique)), return_saturated=True)
-    if saturated.any():
-        context.log.warning(f"{int(saturated.sum())} eval samples have all {ids.shape[1]} candidates above their threshold: raise eval_to_laion_similarity's k")
     pruned = unique.filter(pl.Series(~keep[: len(unique)]))
     picks = None
     if config.target_size is not None:  # the subsample needs every part's size first: one more pass
@@ -598,7 +598,15 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
             "saturated_eval_samples": int(saturated.sum()),
             "pool_folder": version,
             "sizes_plot": bar_plot(sizes["stage"].to_list(), sizes["rows"].to_list(), f"pool size for {name}", "rows", files.path("pruned_pools", f"{name}.png")),
-        }
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="no_saturated_eval_samples",
+                passed=not saturated.any(),
+                severity=AssetCheckSeverity.WARN,
+                metadata={"saturated_eval_samples": int(saturated.sum()), "k": int(ids.shape[1]), "fix": "raise eval_to_laion_similarity's k"},
+            )
+        ],
     )
 
 

@@ -44,6 +44,7 @@ def test_every_ingest_asset_materialises_for_every_part(ingested, demo):
             "finite_values": True,
             "unit_norm": True,
             "one_model_one_dim": True,
+            "every_download_decoded": True,
         }
     uids = table_uids(resources)
     assert len(uids) == len(set(uids)) == 3 * (ROWS_PER_PART - 3)
@@ -359,6 +360,8 @@ def test_a_truncated_shard_does_not_shrink_the_part_silently(tmp_path, demo):
     assert result.success
     after = table_uids(resources, part)
     assert 0 < len(after) < len(before) and set(after) < set(before)
+    (decoded,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "every_download_decoded"]
+    assert not decoded.passed and decoded.metadata["undecodable"].value == len(before) - len(after)
 
 
 def test_a_second_run_downloading_the_same_part_says_another_run_is_writing_it(ingested, demo):

@@ -155,10 +155,13 @@ def test_laionet_counts_multi_synset_captions(net, demo, tmp_path):
     event = instance.get_latest_materialization_event(synset_similarity.key).asset_materialization
     assert event.metadata["dropped_multi_synset"].value == known
     assert run([laionet_rows], resources, instance, part, run_config={"ops": {"laionet_rows": {"config": {"threshold": 0.82}}}}).success
-    assert run([laionet], resources, instance, None).success
+    result = run([laionet], resources, instance, None)
+    assert result.success
     md = {k: v.value for k, v in instance.get_latest_materialization_event(laionet.key).asset_materialization.metadata.items()}
     assert md["dropped_multi_synset"] == known and md["candidates"] == _matched_rows(resources["files"], [part])[0]
     assert md["threshold_calibration_warning"] is True and md["paper_text_model"] is False
+    (check,) = result.get_asset_check_evaluations()  # the warning is a yellow check in the UI
+    assert check.check_name == "threshold_calibrated" and not check.passed and check.severity.value == "WARN"
     assert md["kept"] == md["rows"] == resources["files"].read_parquet("laionet", "laionet.parquet").height
 
 

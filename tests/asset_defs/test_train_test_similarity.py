@@ -199,10 +199,13 @@ def _prune_hand(hand, **config):
 def test_pruned_pools_strict_threshold_and_saturation_on_hand_set_thresholds(hand):
     _, _, kept, (a, b, c, d, e) = hand
     assert JUST_ABOVE_HALF > HALF and float(JUST_ABOVE_HALF) - 0.5 < 1e-7
-    _, pool, meta = _prune_hand(hand)
+    result, pool, meta = _prune_hand(hand)
     assert pool == sorted(set(kept) - {b, d})  # a at exactly its threshold stays, b one step above goes
     assert a in pool and c in pool and e not in pool
     assert meta["saturated_eval_samples"].value == 1  # sample 1, counted although dedup dropped e
+    (check,) = result.get_asset_check_evaluations()  # a yellow check in the UI, not only a log line
+    assert check.check_name == "no_saturated_eval_samples" and not check.passed and check.severity.value == "WARN"
+    assert check.metadata["saturated_eval_samples"].value == 1
     assert meta["pruned_away"].value == 2 and meta["final_size"].value == len(kept) - 2
 
 
