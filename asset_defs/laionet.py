@@ -736,8 +736,8 @@ def _text_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray, 
     "trained once and appended to as parts arrive.",
 )
 def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.retrieval.caption_index import CaptionIndex
-    from laionlab.retrieval.index_parts import add_parts, parse_bytes, plan_update
+    from laionlab.neighbours.caption_index import CaptionIndex
+    from laionlab.neighbours.index_parts import add_parts, parse_bytes, plan_update
 
     with library_errors():
         budget = parse_bytes(config.max_memory, "max_memory")
@@ -795,7 +795,7 @@ def _nearest_captions(loaded, files: FileStore, name: str, items, config: Neares
     dropped and counted)."""
     from laionlab.embed.encode import encode_texts
     from laionlab.laionet import nearest_caption_rows
-    from laionlab.retrieval.caption_index import CaptionIndex
+    from laionlab.neighbours.caption_index import CaptionIndex
 
     keep = [i for i, (c, l) in enumerate(zip(items.captions, items.labels)) if c and l]
     captions = [items.captions[i] for i in keep]

@@ -420,7 +420,7 @@ def eval_to_laion_similarity(
     context: AssetExecutionContext, config: EvalSimilarityConfig, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
     from laionlab.io.files import atomic_write_parquet, commit_version_dir, join, new_version_dir
-    from laionlab.retrieval import search_parts
+    from laionlab.neighbours import search_parts
 
     name = context.partition_key
     queries = reference_vectors(lance, name, raw=False)

@@ -13,7 +13,7 @@ GPU-hours for LAION-400M (413M pairs) and LAION-2B-en (2.32B pairs):
      normalise), i.e. the asset without its LanceDB write (measured on the CPU host by
      ``embed_throughput.py``).
    Synthetic 256x256 JPEGs (img2dataset's default ``image_size``) in webdataset shards.
-2. Similarity search (seed 004): ``laionlab.retrieval.max_similarity`` of LAION rows against
+2. Similarity search (seed 004): ``laionlab.neighbours.max_similarity`` of LAION rows against
    a 50,000-row eval set (ImageNet-val size) and ``topk_similar`` with k = 1 against 50,000
    centroids (the cost of one k-means assignment pass / ``dedup_assignments``), on torch CUDA.
 
@@ -111,7 +111,7 @@ def search(args) -> dict:
     import numpy as np
     import torch
 
-    from laionlab.retrieval import max_similarity, topk_similar
+    from laionlab.neighbours import max_similarity, topk_similar
 
     dev = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     g = torch.Generator(device=dev).manual_seed(0)

@@ -1,4 +1,4 @@
-"""Max-similarity speed: laionlab.retrieval.max_similarity against bare sgemm on the same blocks.
+"""Max-similarity speed: laionlab.neighbours.max_similarity against bare sgemm on the same blocks.
 
 Headline: ratio = library GFLOP/s / sgemm GFLOP/s, target >= 0.8 (seed 004,
 ``compute_max_sims.py``: every LAION row's highest similarity to an eval set is a brute-force
@@ -83,8 +83,8 @@ def run(args, result: dict) -> dict:
 
     import numpy as np
 
-    from laionlab.retrieval import max_similarity
-    from laionlab.retrieval.search import (
+    from laionlab.neighbours import max_similarity
+    from laionlab.neighbours.search import (
         MAX_SIM_BLOCK_ROWS,
         MAX_SIM_QUERY_BLOCK_ROWS,
         _backend,

@@ -11,8 +11,8 @@ some eval sample is removed (:func:`prune_mask`, the seed's
 ImageNet-train is. The pruned pool is then subsampled to a fixed size (:func:`subsample_parts`) to
 compare pruned and unpruned datasets at equal scale.
 
-The candidates come from :func:`laionlab.retrieval.topk_similar` (per LAION chunk, then
-:func:`laionlab.retrieval.merge_topk`); the rule only sees those ``k`` candidates per eval
+The candidates come from :func:`laionlab.neighbours.topk_similar` (per LAION chunk, then
+:func:`laionlab.neighbours.merge_topk`); the rule only sees those ``k`` candidates per eval
 sample, which is why :func:`prune_mask` warns when an eval sample's whole candidate list
 lies above its threshold.
 """
@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from laionlab import validate
-from laionlab.retrieval.search import (
+from laionlab.neighbours.search import (
     MAX_SIM_BLOCK_ROWS,
     MAX_SIM_QUERY_BLOCK_ROWS,
     _max_similarity,
@@ -50,7 +50,7 @@ def nearest_similarity(
         train_emb: ``(m, d)`` float, L2-normalised train embeddings; may be memory-mapped
             (read ``query_block_rows`` rows at a time).
         block_rows, query_block_rows, device: as in
-            :func:`laionlab.retrieval.max_similarity` (``eval_emb`` is its corpus,
+            :func:`laionlab.neighbours.max_similarity` (``eval_emb`` is its corpus,
             ``train_emb`` its queries).
 
     Returns:

@@ -214,12 +214,12 @@ def zero_shot_predict(
         weights: ``(n_classes, d)`` from :func:`zero_shot_weights`.
         wnids: the ``n_classes`` labels of the rows of ``weights``.
         k: classes per image, ``1 <= k <= n_classes`` (the seed reports top-1 and top-5).
-        device: where the products run, as in :func:`laionlab.retrieval.topk_similar`.
+        device: where the products run, as in :func:`laionlab.neighbours.topk_similar`.
 
     Returns:
         ``(n, k)`` array of wnid strings, best first; equal scores by lower class row.
     """
-    from laionlab.retrieval import topk_similar
+    from laionlab.neighbours import topk_similar
 
     image_emb = validate.matrix("image_emb", image_emb)
     weights = validate.matrix("weights", weights)

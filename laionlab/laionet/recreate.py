@@ -31,7 +31,7 @@ def nearest_caption_rows(
 
     Args:
         caption_uids, captions, wnids: the ``n`` query captions, their uids and labels.
-        scores, ids: ``(n, k >= 1)`` from :meth:`laionlab.retrieval.CaptionIndex.search`; the
+        scores, ids: ``(n, k >= 1)`` from :meth:`laionlab.neighbours.CaptionIndex.search`; the
             first column (the nearest) is used.
         id_map: the index's ids → LAION uids (columns ``id``, ``uid``).
 

@@ -21,7 +21,7 @@ from asset_defs.retrieval import caption_search_index, concept_synonyms, retriev
 from asset_defs.train_test_similarity import dedup_assignments, dedup_centroids, laion_dedup, read_dedup
 from asset_defs.visual_world import laion_natural, laion_natural_clusters, load_photo_classifier, photo_classifier
 from laionlab.io.files import list_files, read_bytes, read_parquet
-from laionlab.retrieval.caption_index import CaptionIndex
+from laionlab.neighbours.caption_index import CaptionIndex
 from resources import FileStore, LaionSource, LanceStore
 from tests.conftest import instance_with_parts, make_resources, run
 

@@ -1,4 +1,4 @@
-"""laionlab.retrieval.caption_index (seed 001, LAIONet's faiss caption index): exact Flat
+"""laionlab.neighbours.caption_index (seed 001, LAIONet's faiss caption index): exact Flat
 search against brute force, IVF-PQ recall on planted near-duplicates, append without
 retraining, save/load, the autofaiss-style index choice under a memory budget, and input
 checks."""
@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
-from laionlab.retrieval.caption_index import (
+from laionlab.neighbours.caption_index import (
     CaptionIndex,
     choose_index_key,
     estimate_index_memory,
@@ -348,11 +348,11 @@ def test_use_gpu_without_gpu_support(flat):
         flat[2].search(random_unit(np.random.default_rng(12), 2), 1, use_gpu=True)
 
 
-# --- growing the index part by part (laionlab.retrieval.index_parts) -------------------------
+# --- growing the index part by part (laionlab.neighbours.index_parts) -------------------------
 
 
 def test_parse_bytes():
-    from laionlab.retrieval.index_parts import parse_bytes
+    from laionlab.neighbours.index_parts import parse_bytes
 
     assert parse_bytes("16GB") == 16_000_000_000 and parse_bytes("40MB") == 40_000_000
     assert parse_bytes("1KiB") == 1024 and parse_bytes(" 1.5 GiB ") == int(1.5 * 2**30) and parse_bytes("1000") == 1000
@@ -363,7 +363,7 @@ def test_parse_bytes():
 
 
 def test_plan_update_appends_new_parts_and_rebuilds_changed_ones():
-    from laionlab.retrieval.index_parts import empty_state, plan_update
+    from laionlab.neighbours.index_parts import empty_state, plan_update
 
     plan = plan_update(None, {"a": 5, "b": 0, "c": 3})
     assert (plan.keep_index, plan.todo, plan.stale, plan.state) == (False, ["a", "c"], False, empty_state())
@@ -380,7 +380,7 @@ def test_plan_update_appends_new_parts_and_rebuilds_changed_ones():
 
 @pytest.mark.parametrize("flat_max_rows", [100_000, 100])
 def test_add_parts_assigns_ids_trains_once_and_appends(flat_max_rows):
-    from laionlab.retrieval.index_parts import add_parts, plan_update
+    from laionlab.neighbours.index_parts import add_parts, plan_update
 
     rng = np.random.default_rng(3)
     data = {p: random_unit(rng, n, 16) for p, n in (("a", 1500), ("b", 2500), ("c", 2000))}
@@ -411,7 +411,7 @@ def test_add_parts_assigns_ids_trains_once_and_appends(flat_max_rows):
 
 
 def test_add_parts_refuses_a_part_of_another_model():
-    from laionlab.retrieval.index_parts import add_parts, empty_state
+    from laionlab.neighbours.index_parts import add_parts, empty_state
 
     rng = np.random.default_rng(4)
     x = random_unit(rng, 50, 8)

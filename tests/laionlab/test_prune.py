@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from laionlab.dedup.prune import nearest_similarity, prune_mask, subsample_parts
-from laionlab.retrieval import topk_similar
+from laionlab.neighbours import topk_similar
 
 
 def unit(rng, n, d):

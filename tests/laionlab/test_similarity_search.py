@@ -1,11 +1,11 @@
-"""laionlab.retrieval.search (seed 004): blocked exact top-k, top-k merging and max similarity
+"""laionlab.neighbours.search (seed 004): blocked exact top-k, top-k merging and max similarity
 against brute force on the full similarity matrix."""
 
 import numpy as np
 import pytest
 import torch
 
-from laionlab.retrieval import TopK, max_similarity, merge_topk, topk_similar
+from laionlab.neighbours import TopK, max_similarity, merge_topk, topk_similar
 
 # NumPy sgemm, and the torch path (the one CUDA takes) run here on the CPU.
 DEVICES = pytest.mark.parametrize("device", ["cpu", torch.device("cpu")], ids=["numpy", "torch"])
@@ -169,9 +169,9 @@ def test_search_logs_progress_over_corpus_blocks(search, caplog):
     }[search]
     caplog.set_level(logging.INFO, logger="laionlab")
     run()  # default: 30 s between lines, a short search is silent
-    assert not [r for r in caplog.records if r.name == "laionlab.retrieval.search"]
+    assert not [r for r in caplog.records if r.name == "laionlab.neighbours.search"]
     run(log_every_s=0.0)
-    lines = [r.getMessage() for r in caplog.records if r.name == "laionlab.retrieval.search"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "laionlab.neighbours.search"]
     what = "top-5 search of 20 queries" if search == "topk" else "max similarity to 20 queries"
     done = [line.split(": ")[1].split(" rows")[0] for line in lines]
     assert done == ["250/1,000", "500/1,000", "750/1,000", "1,000/1,000", "1,000/1,000"]
@@ -183,7 +183,7 @@ def test_search_logs_progress_over_corpus_blocks(search, caplog):
 def test_search_parts_equals_brute_force_on_the_concatenation(tied, device, k):
     """Parts of uneven sizes (one empty, some smaller than k) folded one at a time give the
     exact top-k of the whole corpus, ties included, and each row's max similarity."""
-    from laionlab.retrieval import search_parts
+    from laionlab.neighbours import search_parts
 
     queries, corpus = tied
     cuts = [0, 5, 5, 155, 160, 300]  # the duplicates of row 10 sit in the third part
@@ -209,7 +209,7 @@ def test_search_parts_equals_brute_force_on_the_concatenation(tied, device, k):
 
 
 def test_search_parts_bad_inputs():
-    from laionlab.retrieval import search_parts
+    from laionlab.neighbours import search_parts
 
     rng = np.random.default_rng(3)
     queries, X = unit(rng, 4, 8), unit(rng, 6, 8)

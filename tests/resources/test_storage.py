@@ -10,7 +10,7 @@ from polars.testing import assert_frame_equal
 from laionlab.filter.photo import LinearClassifier
 from laionlab.io import files as storage
 from laionlab.io.lance import EmptyPartitionError, embeddings_batch, embeddings_schema
-from laionlab.retrieval.caption_index import CaptionIndex
+from laionlab.neighbours.caption_index import CaptionIndex
 from resources import FileStore, LanceStore
 
 DIM = 8

@@ -11,8 +11,8 @@ the index holds, so a new part is appended and a changed part triggers a rebuild
 * :func:`plan_update` compares the state with the parts' current row counts and says whether
   the stored index can be kept and which parts to add;
 * :func:`add_parts` reads those parts, trains the index once enough rows are in hand
-  (:func:`laionlab.retrieval.caption_index.train_size` under the memory budget of
-  :func:`laionlab.retrieval.caption_index.choose_index_key`) and appends the rest;
+  (:func:`laionlab.neighbours.caption_index.train_size` under the memory budget of
+  :func:`laionlab.neighbours.caption_index.choose_index_key`) and appends the rest;
 * :func:`parse_bytes` reads a budget such as ``16GB``.
 
 Nothing here imports Dagster.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from laionlab.progress import Progress
-from laionlab.retrieval.caption_index import CaptionIndex, choose_index_key, estimate_index_memory, train_size
+from laionlab.neighbours.caption_index import CaptionIndex, choose_index_key, estimate_index_memory, train_size
 
 __all__ = ["IndexPlan", "add_parts", "empty_state", "parse_bytes", "plan_update"]
 

@@ -9,8 +9,8 @@ which parts the index holds and how a new part is appended (``plan_update``, ``a
 Nothing here imports Dagster.
 """
 
-from laionlab.retrieval.caption_index import CaptionIndex, choose_index_key, estimate_index_memory
-from laionlab.retrieval.search import PartsSearch, TopK, max_similarity, merge_topk, search_parts, topk_similar
+from laionlab.neighbours.caption_index import CaptionIndex, choose_index_key, estimate_index_memory
+from laionlab.neighbours.search import PartsSearch, TopK, max_similarity, merge_topk, search_parts, topk_similar
 
 __all__ = [
     "CaptionIndex", "PartsSearch", "TopK", "choose_index_key", "estimate_index_memory", "max_similarity", "merge_topk",
