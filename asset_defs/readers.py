@@ -43,6 +43,11 @@ def laion_vectors(lance: LanceStore, part: str | None = None, raw: bool = True) 
     """uids and (n, d) image vectors of one part's laion_embeddings rows (every part's without
     ``part``; raw features by default, unit vectors with raw=False), streamed, in uid order."""
     require_one_model(lance)
+    return _laion_vectors(lance, part, raw)
+
+
+def _laion_vectors(lance: LanceStore, part: str | None, raw: bool) -> tuple[list[str], np.ndarray]:
+    """:func:`laion_vectors` for a caller that has run ``require_one_model`` already."""
     columns = ["uid", "image_emb", "image_norm"]
     tables = lance.tables()
     query = tables.part_query(EMBEDDINGS_TABLE, part, columns) if part else tables.open(EMBEDDINGS_TABLE).search().limit(None).select(columns)
@@ -84,7 +89,7 @@ def sample_laion_vectors(context, lance: LanceStore, parts: list[str], size: int
     blocks, progress = [], Progress("sampling LAION vectors", len(parts), log=context.log, unit="parts")
     for part, n, rows in zip(parts, counts, sample_across_parts(counts, size, seed)):
         if len(rows):
-            blocks.append(laion_vectors(lance, part=part, raw=raw)[1] if len(rows) == n else sampled_part_vectors(lance, part, n, rows, raw))
+            blocks.append(_laion_vectors(lance, part, raw)[1] if len(rows) == n else sampled_part_vectors(lance, part, n, rows, raw))
         progress.update()
     progress.close()
     return np.concatenate(blocks), counts

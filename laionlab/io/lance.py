@@ -118,9 +118,6 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-_quote = quote_literal
-
-
 def equals(column: str, value: str, negate: bool = False) -> str:
     """The filter ``column = 'value'`` (``!=`` with ``negate``), the value quoted."""
     return f"{column} {'!=' if negate else '='} {quote_literal(value)}"
@@ -139,7 +136,7 @@ UID_FILTER_CHUNK = 20_000
 def uid_filters(uids: Sequence[str], chunk: int = UID_FILTER_CHUNK) -> Iterator[str]:
     """``uid IN ('a', 'b', ...)`` filters covering ``uids``, ``chunk`` literals each."""
     for start in range(0, len(uids), chunk):
-        yield "uid IN (" + ", ".join(_quote(u) for u in uids[start : start + chunk]) + ")"
+        yield one_of("uid", uids[start : start + chunk])
 
 
 class LanceTables:
@@ -205,10 +202,14 @@ class LanceTables:
     def exists(self, table: str) -> bool:
         return table in self.db.table_names(limit=1_000_000)
 
-    def open(self, table: str) -> lancedb.table.Table:
+    def _open_latest(self, table: str) -> lancedb.table.Table:
         if not self.exists(table):
             raise FileNotFoundError(f"LanceDB table {table!r} does not exist under {self.uri}")
-        tbl = self.db.open_table(table)
+        return self.db.open_table(table)
+
+    def open(self, table: str) -> lancedb.table.Table:
+        """``table`` to read: at its pinned version when reads are pinned (``pins``)."""
+        tbl = self._open_latest(table)
         if self.pins is not None:
             if table in self.pins:
                 tbl.checkout(self.pins[table])
@@ -219,11 +220,9 @@ class LanceTables:
     def open_to_write(self, table: str) -> lancedb.table.Table:
         """``table`` at its latest version, to change it (delete, index, optimize); later reads
         see the change."""
-        if not self.exists(table):
-            raise FileNotFoundError(f"LanceDB table {table!r} does not exist under {self.uri}")
         if self.pins is not None:
             self.pins.pop(table, None)
-        return self.db.open_table(table)
+        return self._open_latest(table)
 
     def ensure(self, table: str, schema: pa.Schema) -> lancedb.table.Table:
         """Open ``table`` or create it empty with ``schema``; creation races are harmless."""
@@ -315,7 +314,7 @@ class LanceTables:
                     raise ShrinkError(table, part, len(old), stale, max_shrink)
                 log.info(f"{table}[{part}]: removing {len(stale)} rows the new data does not have")
                 for where in uid_filters(stale):
-                    tbl.delete(f"{part_column} = {_quote(part)} AND {where}")
+                    tbl.delete(f"{equals(part_column, part)} AND {where}")
         self._index_part_column(tbl, part_column)
         return ReplaceResult(table, part, counted.rows, tbl.version, time.perf_counter() - start, rewrite)
 
@@ -331,7 +330,7 @@ class LanceTables:
         return self.open(table).count_rows(where)
 
     def part_query(self, table: str, part: str, columns: list[str] | None = None, part_column: str = "part"):
-        query = self.open(table).search().where(f"{part_column} = {_quote(part)}").limit(None)
+        query = self.open(table).search().where(equals(part_column, part)).limit(None)
         return query.select(columns) if columns else query
 
     def read_part(self, table: str, part: str, columns: list[str] | None = None, part_column: str = "part") -> pa.Table:
