@@ -736,42 +736,30 @@ def _text_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray, 
     "trained once and appended to as parts arrive.",
 )
 def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.neighbours.caption_index import CaptionIndex
-    from laionlab.neighbours.index_parts import add_parts, parse_bytes, plan_update
+    from laionlab.neighbours.index_parts import parse_bytes, update_index
 
     with library_errors():
         budget = parse_bytes(config.max_memory, "max_memory")
     parts = registered(context, laion_part)
     tables = lance.tables()
     counts = {p: tables.count_part(EMBEDDINGS_TABLE, p) for p in parts}
-    index_path = files.path("caption_index", "index.faiss")
-    built = files.exists("caption_index", "state.json") and files.exists("caption_index", "index.faiss")
-    plan = plan_update(files.read_json("caption_index", "state.json") if built else None, counts, config.rebuild)
-    if plan.stale:
-        context.log.info("a part was re-embedded or removed since the index was built: rebuilding it")
-
-    def write_ids(part: str, ids: np.ndarray, uids: list[str]) -> None:
-        files.write_parquet(pl.DataFrame({"id": ids, "uid": uids}), "caption_index", "ids", f"{part}.parquet")
-
     with library_errors("caption_index"):
-        index = add_parts(
-            CaptionIndex.load(index_path) if plan.keep_index else None, plan.state, plan.todo, counts, lambda p: _text_vectors(lance, p),
-            budget=budget, flat_max_rows=config.flat_max_rows, nprobe=config.nprobe, seed=config.seed, on_ids=write_ids, log=context.log,
+        update = update_index(
+            files.path("caption_index"), counts, lambda p: _text_vectors(lance, p), budget=budget,
+            flat_max_rows=config.flat_max_rows, nprobe=config.nprobe, seed=config.seed, rebuild=config.rebuild, log=context.log,
         )  # fmt: skip
-    if index is None:
+    if update.state is None:
         raise Failure(f"laion_embeddings has no rows for parts {parts}: nothing to index")
-    if plan.todo:
-        index.save(index_path)  # the index first, then the state that says which parts it holds
-        files.write_json(plan.state, "caption_index", "state.json", indent=1)
     return MaterializeResult(
         metadata={
             "lance_versions_read": MetadataValue.json(lance.versions_read()),
             **params_metadata(config),
             "parts_seen": ", ".join(parts),
-            "index": plan.state["key"],
-            "vectors": index.ntotal,
-            "parts_added": ", ".join(plan.todo) or "none (up to date)",
-            "text_model": plan.state["model"],
+            "index": update.state["key"],
+            "vectors": update.state["next_id"],
+            "parts_added": ", ".join(update.added) or "none (up to date)",
+            "rebuilt": update.reason if update.rebuilt else "no",
+            "text_model": update.state["model"],
             "budget_bytes": budget,
         }
     )
@@ -795,14 +783,14 @@ def _nearest_captions(loaded, files: FileStore, name: str, items, config: Neares
     dropped and counted)."""
     from laionlab.embed.encode import encode_texts
     from laionlab.laionet import nearest_caption_rows
-    from laionlab.neighbours.caption_index import CaptionIndex
+    from laionlab.neighbours.index_parts import load_index, read_id_map
 
     keep = [i for i, (c, l) in enumerate(zip(items.captions, items.labels)) if c and l]
     captions = [items.captions[i] for i in keep]
     queries = encode_texts(loaded, captions, config.batch_size)
-    scores, ids = CaptionIndex.load(files.path("caption_index", "index.faiss")).search(queries, 1, nprobe=config.nprobe)
-    state = files.read_json("caption_index", "state.json")
-    id_map = pl.concat([files.read_parquet("caption_index", "ids", f"{p}.parquet") for p in state["parts"]])
+    index, state = load_index(files.path("caption_index"))
+    scores, ids = index.search(queries, 1, nprobe=config.nprobe)
+    id_map = read_id_map(files.path("caption_index"), state)
     with library_errors("nearest_caption_imagenet"):
         return nearest_caption_rows([f"{name}:{i:09d}" for i in keep], captions, [items.labels[i] for i in keep], scores, ids, id_map)
 

@@ -232,6 +232,22 @@ def list_files(folder: str, pattern: str = "*") -> list[str]:
     return [join(folder, p[len(path) + 1 :]) for p in found]
 
 
+def list_entries(folder: str, pattern: str = "*") -> list[str]:
+    """Files and folders directly under ``folder`` matching ``pattern``, sorted, spelled as
+    ``folder`` is; [] when ``folder`` does not exist."""
+    fs, path = _fs(folder)
+    fs.invalidate_cache(path)
+    path = path.rstrip("/")
+    return [join(folder, p.rstrip("/")[len(path) + 1 :]) for p in sorted(fs.glob(f"{path}/{pattern}"))]
+
+
+def remove(uri: str) -> None:
+    """Delete a file, or a folder with everything under it; nothing when it is absent."""
+    fs, path = _fs(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
 def fingerprint(uri: str) -> str:
     """What identifies the current contents of a file or folder without reading them: for a
     file its size and whichever change marker the filesystem keeps (modification time, ETag,

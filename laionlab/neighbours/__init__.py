@@ -5,7 +5,8 @@ brendel-group/clip-ood ``src/sims_and_paths/``): per-query top-k corpus rows, me
 per-chunk top-k lists, and per-row max similarity, also over a table streamed part by part.
 ``caption_index``: a persistent faiss index over caption embeddings, exact or IVF-PQ chosen
 under a memory budget (seed 001's autofaiss index over 413M LAION captions); ``index_parts``:
-which parts the index holds and how a new part is appended (``plan_update``, ``add_parts``).
+the index kept as one faiss file per part, appended to part by part and rebuilt when the
+corpus outgrows its type (``update_index``, ``load_index``).
 Nothing here imports Dagster.
 """
 
