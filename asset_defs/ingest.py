@@ -26,13 +26,12 @@ from asset_defs.partitions import dataset, laion_part
 from asset_defs.profile import params_metadata, profiled
 from laionlab.embed.checks import embedding_health
 from laionlab.io.download import download_part, failure_table
+from laionlab.io.digest import fingerprint, frame_digest
 from laionlab.io.files import (
     FolderBusyError,
     atomic_write_parquet,
     commit_version_dir,
     current_version_dir,
-    fingerprint,
-    frame_digest,
     join,
     list_files,
     new_version_dir,

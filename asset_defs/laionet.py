@@ -24,7 +24,7 @@ from asset_defs.lineage import data_version, latest_by_partition, parts_seen_of,
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import labelled_reference, laion_vectors_for, stack_vectors
-from laionlab.io.files import frame_digest
+from laionlab.io.digest import frame_digest
 from laionlab.io.lance import read_vectors
 from laionlab.laionet.queries import QueryKind
 from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN
@@ -711,6 +711,9 @@ def laionet_accuracy(
 class CaptionIndexConfig(Config):
     max_memory: str = Field("16GB", description="memory budget of the index (the seed: 16 GB for 413,871,335 vectors via autofaiss)")
     flat_max_rows: int = Field(100_000, ge=1, description="exact IndexFlatIP up to this many captions")
+    ivf_flat_max_rows: int | None = Field(
+        None, ge=1, description="IVF-Flat only below this many captions (autofaiss: 1000000); default: while it fits max_memory"
+    )
     nprobe: int = Field(32, ge=1, description="IVF lists probed per query")
     rebuild: bool = Field(False, description="retrain from scratch instead of appending new parts")
     seed: int = Field(0)
@@ -746,7 +749,8 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
     with library_errors("caption_index"):
         update = update_index(
             files.path("caption_index"), counts, lambda p: _text_vectors(lance, p), budget=budget,
-            flat_max_rows=config.flat_max_rows, nprobe=config.nprobe, seed=config.seed, rebuild=config.rebuild, log=context.log,
+            flat_max_rows=config.flat_max_rows, ivf_flat_max_rows=config.ivf_flat_max_rows, nprobe=config.nprobe, seed=config.seed,
+            rebuild=config.rebuild, log=context.log,
         )  # fmt: skip
     if update.state is None:
         raise Failure(f"laion_embeddings has no rows for parts {parts}: nothing to index")

@@ -19,7 +19,7 @@ from asset_defs.lineage import data_version
 from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
 from asset_defs.partitions import dataset, every_partition, model, registered, same_dataset
 from asset_defs.profile import params_metadata, profiled
-from laionlab.io.files import fingerprint
+from laionlab.io.digest import fingerprint
 from resources import DatasetCatalog, FileStore
 
 GROUP = "representations"

@@ -26,7 +26,8 @@ from asset_defs.metadata import bar_plot, line_plot, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered, target
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import labelled_reference, laion_columns_for, stack_vectors
-from laionlab.io.files import CURRENT, frame_digest
+from laionlab.io.digest import frame_digest
+from laionlab.io.files import CURRENT
 from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors, uid_filters
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LanceStore

@@ -4,6 +4,9 @@ Parquet tables, arrays and webdataset shards. Both take local paths or fsspec/ob
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
@@ -13,6 +16,7 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from laionlab.io import files
+from laionlab.io.files import FolderBusyError
 from laionlab.io.lance import LanceTables, ReplaceResult
 
 
@@ -50,6 +54,57 @@ class LanceStore(ConfigurableResource):
         return self.tables().replace_part(table, part, batches, schema, **options)
 
 
+def _checked_parts(parts: tuple[str, ...], under: str) -> None:
+    """Refuse a path part that is empty or leaves its folder (``.``, ``..``): a partition's
+    writes must stay in that partition's folder (an empty part key once made a commit address,
+    and clean up, every part's folder)."""
+    for part in parts:
+        segments = str(part).strip("/").split("/")
+        if any(s in ("", ".", "..") for s in segments):
+            raise ValueError(f"file path part {part!r} under {under} is empty or leaves its folder (path parts {parts})")
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version folder of a versioned output (``<folder>/v-<time>-<id>/``; ``<folder>/CURRENT``
+    names the committed one): from :meth:`FileStore.new_version` (being written) or
+    :meth:`FileStore.current_version` (committed). ``uri`` is the folder (local path or URI)."""
+
+    uri: str
+
+    def path(self, *names: str) -> str:
+        _checked_parts(names, self.uri)
+        return files.join(self.uri, *names)
+
+    def glob(self, pattern: str = "*") -> list[str]:
+        """Files directly in the version matching ``pattern`` (local paths or URIs), sorted."""
+        return files.list_files(self.uri, pattern)
+
+    def exists(self, *names: str) -> bool:
+        return files.exists(self.path(*names))
+
+    def size(self, *names: str) -> int:
+        return files.size(self.path(*names))
+
+    def write_parquet(self, frame: pl.DataFrame, *names: str) -> str:
+        uri = self.path(*names)
+        files.atomic_write_parquet(frame, uri)
+        return uri
+
+    def read_parquet(self, *names: str, columns: list[str] | None = None) -> pl.DataFrame:
+        return files.read_parquet(self.path(*names), columns=columns)
+
+    def save_npy(self, array: np.ndarray, *names: str) -> str:
+        uri = self.path(*names)
+        files.atomic_save_npy(array, uri)
+        return uri
+
+    def write_bytes(self, data: bytes, *names: str) -> str:
+        uri = self.path(*names)
+        files.atomic_write_bytes(uri, data)
+        return uri
+
+
 class FileStore(ConfigurableResource):
     """The data root for Parquet tables, arrays and shards: ``<root>/<asset>/<partition>...``.
 
@@ -67,10 +122,7 @@ class FileStore(ConfigurableResource):
         """``<root>/<parts...>``. A part that is empty or leaves its folder (``.``, ``..``) is
         refused: a partition's writes must stay in that partition's folder (an empty part key
         once made a commit address, and clean up, every part's folder)."""
-        for part in parts:
-            segments = str(part).strip("/").split("/")
-            if any(s in ("", ".", "..") for s in segments):
-                raise ValueError(f"file path part {part!r} under {self.root} is empty or leaves its folder (path parts {parts})")
+        _checked_parts(parts, self.root)
         return files.join(self.root, *parts)
 
     def exists(self, *parts: str) -> bool:
@@ -110,3 +162,35 @@ class FileStore(ConfigurableResource):
 
     def read_json(self, *parts: str) -> Any:
         return files.read_json(self.path(*parts))
+
+    def load_npz(self, *parts: str) -> dict[str, np.ndarray]:
+        return files.load_npz(self.path(*parts))
+
+    # versioned folders: written whole into a new version, then made current in one small write
+
+    @contextmanager
+    def new_version(self, *parts: str, keep_old: int = 0) -> Iterator[Version]:
+        """A new version of the folder ``parts``, to write inside the block. When the block
+        ends without an exception the version becomes current (``CURRENT`` names it) and older
+        versions beyond ``keep_old`` are deleted; an exception deletes the unfinished version
+        and leaves the current one as it was. The folder's writer lock is held throughout (a
+        second writer raises ``laionlab.io.files.FolderBusyError`` at once: its commit would
+        delete this version while it is written)."""
+        folder = self.path(*parts)
+        with files.writer_lock(folder):
+            version = Version(files.new_version_dir(folder))
+            try:
+                yield version
+            except BaseException:
+                files.remove(version.uri)
+                raise
+            files.commit_version_dir(folder, version.uri, keep_old=keep_old)
+
+    def current_version(self, *parts: str) -> Version:
+        """The committed version of the folder ``parts``; FileNotFoundError naming the folder
+        when none was committed (its asset was never materialised)."""
+        return Version(files.current_version_dir(self.path(*parts)))
+
+    def has_version(self, *parts: str) -> bool:
+        """Whether the folder ``parts`` has a committed version."""
+        return files.exists(files.join(self.path(*parts), files.CURRENT))

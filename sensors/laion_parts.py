@@ -17,7 +17,7 @@ from dagster import (
 from asset_defs.lineage import latest_by_partition
 from asset_defs.partitions import laion_part
 from jobs import ingest_job
-from laionlab.io.files import fingerprint
+from laionlab.io.digest import fingerprint
 from laionlab.io.metadata import split_part_key
 from resources import LaionSource
 

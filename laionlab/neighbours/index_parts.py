@@ -144,6 +144,7 @@ def update_index(
     budget: int,
     flat_max_rows: int,
     nprobe: int,
+    ivf_flat_max_rows: int | None = None,
     seed: int = 0,
     rebuild: bool = False,
     log: logging.Logger | None = None,
@@ -156,7 +157,7 @@ def update_index(
             total decides the key).
         read_part: part → (uids, ``(n, d)`` unit float32 caption vectors, set of model ids).
         budget: index memory budget in bytes (:func:`choose_index_key`).
-        flat_max_rows, nprobe, seed: as :func:`choose_index_key` and
+        flat_max_rows, ivf_flat_max_rows, nprobe, seed: as :func:`choose_index_key` and
             :meth:`CaptionIndex.trained`.
         rebuild: train a new index whatever the state says.
         log: progress lines (a Dagster step's ``context.log``).
@@ -177,7 +178,7 @@ def update_index(
         return IndexUpdate(None, [], False, None)
     reason = None if plan.keep_index else ("rebuild requested" if rebuild else "a part was re-embedded or removed" if plan.stale else "no index yet")
     if plan.keep_index:
-        wanted = choose_index_key(total, plan.state["dim"], budget, flat_max_rows=flat_max_rows)
+        wanted = choose_index_key(total, plan.state["dim"], budget, flat_max_rows=flat_max_rows, ivf_flat_max_rows=ivf_flat_max_rows)
         if wanted != plan.state["key"]:
             reason = f"the corpus outgrew {plan.state['key']} ({total:,} captions now want {wanted})"
             plan = plan_update(None, counts)
@@ -204,11 +205,15 @@ def update_index(
             state["next_id"] += len(uids)
             pending.append((part, ids, X))
             if trained is None:
-                key = choose_index_key(total, state["dim"], budget, flat_max_rows=flat_max_rows)
+                key = choose_index_key(total, state["dim"], budget, flat_max_rows=flat_max_rows, ivf_flat_max_rows=ivf_flat_max_rows)
                 if sum(len(i) for _, i, _ in pending) < train_size(total, key, state["dim"]) and part != plan.todo[-1]:
                     progress.update(len(uids))
                     continue
+                # one copy of the held rows: the parts become views of the training sample
                 sample = np.concatenate([x for _, _, x in pending]) if len(pending) > 1 else pending[0][2]
+                ends = np.cumsum([len(i) for _, i, _ in pending])
+                pending = [(name, i, sample[end - len(i) : end]) for (name, i, _), end in zip(pending, ends)]
+                del X
                 trained = CaptionIndex.trained(sample, key, seed=seed, nprobe=nprobe)
                 del sample
                 trained.save(_path(folder, state, TRAINED))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from laionlab.neighbours.caption_index import (
+    AUTOFAISS_IVF_FLAT_MAX_ROWS,
     CaptionIndex,
     choose_index_key,
     estimate_index_memory,
@@ -222,6 +223,18 @@ def test_choose_index_key_reproduces_the_seed():
     assert estimate_index_memory(key, 1_000, 512) - estimate_index_memory(key, 0, 512) == 40_000
     counted = choose_index_key(1_000_000, 512, 40 * 2**20)
     assert estimate_index_memory(counted, 1_000_000, 512) <= 40 * 2**20
+    # under that budget autofaiss's 1M-row limit on IVF-Flat changes nothing
+    assert choose_index_key(1_000_000, 512, 40 * 2**20, count_fixed_costs=False, ivf_flat_max_rows=AUTOFAISS_IVF_FLAT_MAX_ROWS) == key
+
+
+def test_ivf_flat_is_taken_while_it_fits_the_budget():
+    """Past 1M rows autofaiss goes to PQ whatever the budget; here IVF-Flat stays while it
+    fits (1.6M x 64-d: ~0.4 GB), and PQ comes when it does not or with autofaiss's limit."""
+    assert choose_index_key(1_600_000, 64, 16 * 10**9) == "IVF16384_HNSW32,Flat"
+    assert estimate_index_memory("IVF16384_HNSW32,Flat", 1_600_000, 64) < 0.5 * 10**9
+    assert choose_index_key(1_600_000, 64, 16 * 10**9, ivf_flat_max_rows=AUTOFAISS_IVF_FLAT_MAX_ROWS).startswith("OPQ")
+    assert choose_index_key(1_600_000, 64, 200 * 10**6).startswith("OPQ")
+    assert choose_index_key(400_000, 64, 16 * 10**9) == choose_index_key(400_000, 64, 16 * 10**9, ivf_flat_max_rows=AUTOFAISS_IVF_FLAT_MAX_ROWS)
 
 
 def test_nlist_and_train_size_rules():

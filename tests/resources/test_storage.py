@@ -2,6 +2,8 @@
 (skipped without moto and s3fs) and, for the FileStore, fsspec's in-memory filesystem. LanceDB
 itself is never mocked: the same writes go to a local database and to the bucket."""
 
+import os
+
 import numpy as np
 import polars as pl
 import pytest
@@ -127,3 +129,29 @@ def test_a_path_part_that_is_empty_or_climbs_is_refused(tmp_path, key):
     with pytest.raises(ValueError, match="empty or leaves its folder"):
         store.path("laion_images", key)
     assert store.path("laion_images", "part-00000") == f"{tmp_path}/laion_images/part-00000"
+
+
+def test_new_version_commits_on_exit_and_drops_a_failed_one(tmp_path):
+    from resources import FileStore, FolderBusyError
+
+    store = FileStore(root=str(tmp_path))
+    assert not store.has_version("out", "p1")
+    with store.new_version("out", "p1") as v1:
+        v1.write_parquet(pl.DataFrame({"a": [1]}), "x.parquet")
+        assert not store.has_version("out", "p1")  # not current until the block ends
+    assert store.current_version("out", "p1") == v1 and v1.read_parquet("x.parquet")["a"].to_list() == [1]
+    with pytest.raises(RuntimeError, match="boom"):
+        with store.new_version("out", "p1") as v2:
+            v2.write_parquet(pl.DataFrame({"a": [2]}), "x.parquet")
+            raise RuntimeError("boom")
+    assert store.current_version("out", "p1") == v1 and not os.path.exists(v2.uri)  # the failed one is gone
+    with store.new_version("out", "p1") as v3:
+        with pytest.raises(FolderBusyError, match="is being written by pid"):
+            with store.new_version("out", "p1"):
+                pass
+        v3.save_npy(np.arange(3), "y.npy")
+    assert store.current_version("out", "p1").glob() == [v3.path("y.npy")] and not os.path.exists(v1.uri)
+    with pytest.raises(ValueError, match="leaves its folder"):
+        v3.path("..", "elsewhere")
+    with pytest.raises(FileNotFoundError, match="no committed version"):
+        store.current_version("out", "p2")
