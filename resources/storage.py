@@ -16,7 +16,7 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from laionlab.io import files
-from laionlab.io.files import FolderBusyError
+from laionlab.io.files import FolderBusyError  # re-exported: resources.FolderBusyError
 from laionlab.io.lance import LanceTables, ReplaceResult
 
 
