@@ -141,19 +141,19 @@ class DedupConfig(Config):
 
 def _version_files(files: FileStore, *folder: str) -> list[str]:
     """The Parquet files of the current version of a versioned output folder (one per part)."""
-    from laionlab.io.files import current_version_dir, list_files
-
-    current = current_version_dir(files.path(*folder))
-    found = list_files(current, "*.parquet")
+    current = files.current_version(*folder)
+    found = current.glob("*.parquet")
     if not found:
-        raise Failure(f"{'/'.join(folder)}'s current version {current} holds no parquet file: rematerialise {folder[0]}")
+        raise Failure(
+            f"{'/'.join(folder)}'s current version {current.uri} holds no parquet file: rematerialise {folder[0]}"
+        )
     return found
 
 
 def _read_version(files: FileStore, *folder: str, columns: list[str] | None = None) -> pl.DataFrame:
-    from laionlab.io.files import read_parquet
+    from laionlab.dedup import concat_parquets
 
-    return pl.concat([read_parquet(f, columns) for f in _version_files(files, *folder)])
+    return concat_parquets(_version_files(files, *folder), columns)
 
 
 def dedup_files(files: FileStore, parts: list[str]) -> list[str]:
@@ -388,20 +388,6 @@ def _laion_parts(context: AssetExecutionContext, lance: LanceStore, parts: list[
     progress.close()
 
 
-def _candidate_uids(lance: LanceStore, parts: list[str], found) -> np.ndarray:
-    """The uid of every top-k entry, ``(q, k)``, read back part by part (only uids; no part's
-    uids are held while the others are searched)."""
-    names = np.empty(found.top.ids.shape, dtype=object)
-    for j, part in enumerate(parts):
-        query, rank, row = found.in_part(j)
-        if len(row):
-            uids = _part_uids(lance, part)
-            if len(uids) != found.offsets[j + 1] - found.offsets[j]:
-                raise Failure(f"laion_embeddings[{part}] changed during eval_to_laion_similarity: rematerialise it")
-            names[query, rank] = uids.gather(row).to_numpy()
-    return names
-
-
 def read_max_sims(files: FileStore, name: str) -> pl.DataFrame:
     """eval_to_laion_similarity[name]'s current per-LAION-row max similarities: uid, part, max_sim."""
     return _read_version(files, "eval_to_laion_similarity", f"{name}.max_sim")
@@ -419,7 +405,7 @@ def read_max_sims(files: FileStore, name: str) -> pl.DataFrame:
 def eval_to_laion_similarity(
     context: AssetExecutionContext, config: EvalSimilarityConfig, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
-    from laionlab.io.files import atomic_write_parquet, commit_version_dir, join, new_version_dir
+    from laionlab.dedup import candidate_table, candidate_uids, max_sim_table, plot_sample
     from laionlab.neighbours import search_parts
 
     name = context.partition_key
@@ -428,31 +414,30 @@ def eval_to_laion_similarity(
     total = sum(lance.tables().count_part(EMBEDDINGS_TABLE, p) for p in parts)
     if config.k > total:
         raise Failure(f"k={config.k} candidates per eval sample is larger than the LAION pool ({total} rows); lower k")
-    folder = files.path("eval_to_laion_similarity", f"{name}.max_sim")
-    version, plotted = new_version_dir(folder), []
+    where = f"eval_to_laion_similarity[{name}]"
+    plotted = []  # ≤ ~100k max similarities per part, for the histogram
+    with library_errors(where), files.new_version("eval_to_laion_similarity", f"{name}.max_sim") as version:
 
-    def write_max_sims(j: int, uids: list[str], sims: np.ndarray) -> None:
-        atomic_write_parquet(pl.DataFrame({"uid": list(uids), "part": [parts[j]] * len(sims), "max_sim": sims}, schema_overrides={"uid": pl.String, "part": pl.String}), join(version, f"{parts[j]}.parquet"))
-        plotted.append(sims[:: max(1, len(sims) // 100_000)])  # ≤ ~100k per part for the histogram
+        def write_max_sims(j: int, uids: list[str], sims: np.ndarray) -> None:
+            version.write_parquet(max_sim_table(uids, parts[j], sims), f"{parts[j]}.parquet")
+            plotted.append(plot_sample(sims))
 
-    found = search_parts(queries, _laion_parts(context, lance, parts, name, queries.shape[1], total), config.k, on_part=write_max_sims, block_rows=config.block_rows)
-    commit_version_dir(folder, version)
-    q, kk = found.top.ids.shape
-    candidates = pl.DataFrame(
-        {"eval_index": np.repeat(np.arange(q), kk), "rank": np.tile(np.arange(kk), q), "uid": _candidate_uids(lance, parts, found).ravel(), "sim": found.top.scores.ravel()},
-        schema_overrides={"uid": pl.String},
-    )
+        laion = _laion_parts(context, lance, parts, name, queries.shape[1], total)
+        found = search_parts(queries, laion, config.k, on_part=write_max_sims, block_rows=config.block_rows)
+    with library_errors(where, hint=": laion_embeddings changed during the search; materialise this again"):
+        uids = candidate_uids(found, parts, lambda part: _part_uids(lance, part))
+    candidates = candidate_table(found.top.scores, uids)
     files.write_parquet(candidates, "eval_to_laion_similarity", f"{name}.topk.parquet")
     return MaterializeResult(
         metadata={
             "lance_versions_read": MetadataValue.json(lance.versions_read()),
             **params_metadata(config),
-            "eval_samples": q,
-            "k": kk,
+            "eval_samples": len(found.top.scores),
+            "k": found.top.k,
             "laion_rows": found.rows,
             "mean_top1_sim": float(found.top.scores[:, 0].mean()),
             "parts_seen": ", ".join(parts),
-            "max_sim_folder": version,
+            "max_sim_folder": version.uri,
             "similarity_histogram": histogram(
                 None, "cosine similarity", f"{name} vs LAION", files.path("eval_to_laion_similarity", f"{name}.png"),
                 series={"eval sample → nearest LAION row": found.top.scores[:, 0], "LAION row → nearest eval sample": np.concatenate(plotted)},
@@ -502,46 +487,20 @@ class PrunedPoolConfig(Config):
     seed: int = Field(0, ge=0)
 
 
-def _candidate_matrix(candidates: pl.DataFrame, uids: pl.Series, q: int, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """eval_to_laion_similarity's candidate table as prune_mask's ``(q, k)`` arrays: the row
-    number of each candidate in ``uids`` (sorted, holding every candidate) and its similarity;
-    slots past a sample's last candidate are -1."""
-    if candidates.is_empty() or candidates["eval_index"].max() >= q:
-        raise Failure(f"eval_to_laion_similarity[{name}] and train_to_eval_threshold[{name}] disagree on the eval set size: rematerialise both")
-    c = candidates.join(pl.DataFrame({"uid": uids, "row": np.arange(len(uids))}), on="uid", how="left")
-    ids = np.full((q, int(c["rank"].max()) + 1), -1, dtype=np.int64)
-    scores = np.full(ids.shape, -np.inf, dtype=np.float32)
-    at = (c["eval_index"].to_numpy(), c["rank"].to_numpy())
-    ids[at], scores[at] = c["row"].to_numpy(), c["sim"].to_numpy()
-    return ids, scores
-
-
-def _parquet_rows(paths: list[str]) -> int:
-    """Rows of Parquet files, from their footers (no column is read)."""
-    import pyarrow.parquet as pq
-
-    from laionlab.io.files import open_read
-
-    total = 0
-    for path in paths:
-        with open_read(path) as f:
-            total += pq.ParquetFile(f).metadata.num_rows
-    return total
-
-
-def _pool_parts(sources: list[str], pruned: pl.Series):
-    """Per laion_dedup part file: its name, how many rows dedup kept, and those of them pruning
-    did not remove (uids, uid order), one part in memory at a time."""
-    from laionlab.io.files import read_parquet
-
-    for source in sources:
-        frame = read_parquet(source, ["uid", "keep"]).filter(pl.col("keep"))
-        yield source.rstrip("/").rsplit("/", 1)[-1], frame.height, frame.filter(~pl.col("uid").is_in(pruned.implode())).select("uid").sort("uid")
-
-
 def read_pruned_pool(files: FileStore, name: str) -> pl.DataFrame:
     """pruned_pools[name]'s current uids over all parts."""
     return _read_version(files, "pruned_pools", name)
+
+
+def _saturation_check(saturated: np.ndarray, k: int) -> AssetCheckResult:
+    """pruned_pools' no_saturated_eval_samples check: a warning when some eval sample has all
+    ``k`` candidates above its threshold (its pruning is cut off at k)."""
+    return AssetCheckResult(
+        check_name="no_saturated_eval_samples",
+        passed=not saturated.any(),
+        severity=AssetCheckSeverity.WARN,
+        metadata={"saturated_eval_samples": int(saturated.sum()), "k": k, "fix": "raise eval_to_laion_similarity's k"},
+    )
 
 
 @asset(
@@ -554,65 +513,45 @@ def read_pruned_pool(files: FileStore, name: str) -> pl.DataFrame:
     "above that sample's train→eval threshold (seed 004's get_paths_chunk), optionally subsampled; one Parquet per part.",
 )
 def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.dedup import prune_mask, subsample_parts
-    from laionlab.io.files import atomic_write_parquet, commit_version_dir, join, new_version_dir
+    from laionlab.dedup import candidate_matrix, pool_picks, pruned_uids, rows_in_parquets, write_pool
 
     name = context.partition_key
     thresholds = files.read_parquet("train_to_eval_threshold", f"{name}.parquet").sort("eval_index")["threshold"].to_numpy()
     candidates = files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
-    unique = candidates["uid"].unique().sort()
-    ids, scores = _candidate_matrix(candidates, unique, len(thresholds), name)
+    where = f"pruned_pools[{name}]"
+    with library_errors(where, hint=": rematerialise eval_to_laion_similarity and train_to_eval_threshold"):
+        matrix = candidate_matrix(candidates, len(thresholds))
     parts = registered(context, laion_part)
     dedup_params = require_dedup_chain(context, parts)
     sources = dedup_files(files, parts)
-    laion_rows = _parquet_rows(sources)
-    # seed 004 (get_paths_chunk.py): drop a candidate when sims > per_query_imagenet_train. The
-    # pool prune_mask sees is the candidates plus one row standing for the LAION rows that are
-    # none (so a sample whose k candidates all pass its threshold counts as saturated).
-    keep, saturated = prune_mask(ids, scores, thresholds, len(unique) + int(laion_rows > len(unique)), return_saturated=True)
-    pruned = unique.filter(pl.Series(~keep[: len(unique)]))
-    picks = None
-    if config.target_size is not None:  # the subsample needs every part's size first: one more pass
-        part_sizes = [pool.height for _, _, pool in _pool_parts(sources, pruned)]
-        if config.target_size > sum(part_sizes):
-            raise Failure(f"target_size={config.target_size} is larger than the pruned pool for {name} ({sum(part_sizes)} rows)")
-        picks = subsample_parts(part_sizes, config.target_size, config.seed)
-    folder, counts, deduplicated, final = files.path("pruned_pools", name), [], 0, 0
-    version = new_version_dir(folder)
-    for j, (file_name, kept, pool) in enumerate(_pool_parts(sources, pruned)):
-        deduplicated += kept
-        counts.append(pool.height)
-        pool = pool if picks is None else pool.select(pl.col("uid").gather(picks[j]))
-        atomic_write_parquet(pool, join(version, file_name))
-        final += pool.height
-    commit_version_dir(folder, version)
-    sizes = pl.DataFrame({"stage": ["laion", "deduplicated", "pruned", "final"], "rows": [laion_rows, deduplicated, sum(counts), final]})
+    laion_rows = rows_in_parquets(sources)
+    with library_errors(where):
+        pruned, saturated = pruned_uids(matrix, thresholds, laion_rows)
+        picks = pool_picks(sources, pruned, config.target_size, config.seed, eval_name=name)
+    with files.new_version("pruned_pools", name) as version:
+        counts = write_pool(sources, pruned, version.write_parquet, picks)
+    sizes = counts.table(laion_rows)
     return MaterializeResult(
         metadata={
             **params_metadata(config),
             "dedup_params": dedup_params,
             "parts_seen": ", ".join(parts),
             "sizes": markdown_table(sizes),
-            "pruned_away": deduplicated - sum(counts),
-            "final_size": final,
+            "pruned_away": counts.pruned_away,
+            "final_size": counts.final,
             "saturated_eval_samples": int(saturated.sum()),
-            "pool_folder": version,
+            "pool_folder": version.uri,
             "sizes_plot": bar_plot(sizes["stage"].to_list(), sizes["rows"].to_list(), f"pool size for {name}", "rows", files.path("pruned_pools", f"{name}.png")),
         },
-        check_results=[
-            AssetCheckResult(
-                check_name="no_saturated_eval_samples",
-                passed=not saturated.any(),
-                severity=AssetCheckSeverity.WARN,
-                metadata={"saturated_eval_samples": int(saturated.sum()), "k": int(ids.shape[1]), "fix": "raise eval_to_laion_similarity's k"},
-            )
-        ],
+        check_results=[_saturation_check(saturated, matrix.k)],
     )
 
 
 def _pool_size(files: FileStore, name: str) -> int:
     """Rows of pruned_pools[name], from the Parquet footers (no uid is read)."""
-    return _parquet_rows(_version_files(files, "pruned_pools", name))
+    from laionlab.dedup import rows_in_parquets
+
+    return rows_in_parquets(_version_files(files, "pruned_pools", name))
 
 
 @asset(

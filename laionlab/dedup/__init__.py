@@ -6,9 +6,26 @@ and SemDeDup's keep-one-per-group rule), block by block so memory is bounded by
 ``block_rows**2`` floats; each row's maximum similarity to earlier rows of its cluster and
 the removal fraction as a function of eps. Clusters come from :mod:`laionlab.cluster`.
 ``prune``: removing pool rows closer to an eval set than its train set is (the paper's
-similarity-gap pruning), then subsampling. Numpy in, numpy out; nothing here imports Dagster.
+similarity-gap pruning), then subsampling. ``pools``: the tables between them (each LAION
+row's max similarity, each eval sample's candidates, the pruned pool written part by part).
+Numpy (and polars) in, numpy out; nothing here imports Dagster.
 """
 
+from laionlab.dedup.pools import (
+    CandidateMatrix,
+    PoolSizes,
+    candidate_matrix,
+    candidate_table,
+    candidate_uids,
+    concat_parquets,
+    max_sim_table,
+    plot_sample,
+    pool_parts,
+    pool_picks,
+    pruned_uids,
+    rows_in_parquets,
+    write_pool,
+)
 from laionlab.dedup.prune import nearest_similarity, prune_mask, subsample_parts
 from laionlab.dedup.semantic import (
     DEFAULT_BLOCK_ROWS,
@@ -29,16 +46,29 @@ __all__ = [
     "DEFAULT_BLOCK_ROWS",
     "DEFAULT_EPS",
     "DEFAULT_GROUP_ROWS",
+    "CandidateMatrix",
     "ClusterShard",
+    "PoolSizes",
     "RemovalSummary",
+    "candidate_matrix",
+    "candidate_table",
+    "candidate_uids",
     "cluster_offsets",
+    "concat_parquets",
     "dedup_keep",
     "dedup_shards",
     "keep_from_max_sim",
     "max_earlier_similarity",
+    "max_sim_table",
     "nearest_similarity",
+    "plot_sample",
+    "pool_parts",
+    "pool_picks",
     "prune_mask",
+    "pruned_uids",
     "removal_curve",
     "removal_summary",
+    "rows_in_parquets",
     "subsample_parts",
+    "write_pool",
 ]
