@@ -27,7 +27,12 @@ from laionlab.io.digest import frame_digest
 from laionlab.io.lance import read_vectors
 from laionlab.laionet.queries import QueryKind
 from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN
-from laionlab.laionet.similarity import similarity_column
+from laionlab.laionet.similarity import (
+    caption_synset_similarity,
+    similarity_column,
+    single_synset_captions,
+    synset_queries_for,
+)
 from laionlab.laionet.stats import LAIONET_THRESHOLD, THRESHOLD_SWEEP
 from laionlab.laionet.synsets import SEED_MISSING_WNIDS
 
@@ -178,12 +183,7 @@ def synset_similarity(
     context: AssetExecutionContext, config: SynsetSimilarityConfig, laionet_text_clip: ClipEncoder, files: FileStore
 ) -> MaterializeResult:
     from laionlab.embed.encode import encode_texts
-    from laionlab.laionet import (
-        caption_synset_similarity,
-        is_paper_text_model,
-        single_synset_captions,
-        synset_queries_for,
-    )
+    from laionlab.laionet import is_paper_text_model
 
     part = context.partition_key
     matches = files.read_parquet("lemma_matches", f"{part}.parquet")
@@ -198,7 +198,8 @@ def synset_similarity(
     query_emb = encode_texts(loaded, queries["query"].to_list(), config.batch_size)
     with library_errors("synset_similarity"):
         out = caption_synset_similarity(single, queries, caption_emb, query_emb, config.query, loaded.model_id)
-    sims = out[similarity_column(config.query)].to_numpy()
+    column = similarity_column(config.query)
+    sims = out[column].to_numpy()
     files.write_parquet(out, "synset_similarity", f"{part}.parquet")
     return MaterializeResult(
         metadata={
@@ -214,7 +215,7 @@ def synset_similarity(
                 sims, f"caption-to-synset ({config.query}) cosine similarity", f"{part}: single-synset captions",
                 files.path("synset_similarity", f"{part}.png"), ylabel="captions",
             ),
-            "most_similar": markdown_table(out.sort(similarity_column(config.query), descending=True).select("uid", "wnid", similarity_column(config.query)).head(10)),
+            "most_similar": markdown_table(out.sort(column, descending=True).select("uid", "wnid", column).head(10)),
         }
     )
 
