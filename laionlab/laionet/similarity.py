@@ -1,5 +1,5 @@
-"""Caption-to-synset text similarity of LAIONet (seed 001: Shirali & Hardt, TMLR 2025; public
-code alishiraliGit/eval-on-laion, ``scripts/calcsimilarity/calc_and_store_clip_text_to_query_similarities.py``).
+"""Caption-to-synset text similarity of LAIONet (seed 001: Shirali & Hardt, "What Makes ImageNet
+Look Unlike LAION", TMLR 2025; public code alishiraliGit/eval-on-laion).
 
 Only captions that name exactly one synset are scored: the CLIP text cosine between the
 caption and that synset's query text (default ``"<name> which is <definition>"``). The
