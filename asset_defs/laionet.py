@@ -8,7 +8,6 @@ Defaults are the seed code's (see ../shared/research/seeds_000_001.md where it d
 the paper's text); every threshold is config.
 """
 
-import io
 import json
 from typing import Literal
 
@@ -28,14 +27,19 @@ from laionlab.io.digest import frame_digest
 from laionlab.io.lance import read_vectors
 from laionlab.laionet.queries import QueryKind
 from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN
+from laionlab.laionet.similarity import (
+    caption_synset_similarity,
+    similarity_column,
+    single_synset_captions,
+    synset_queries_for,
+)
 from laionlab.laionet.stats import LAIONET_THRESHOLD, THRESHOLD_SWEEP
+from laionlab.laionet.synsets import SEED_MISSING_WNIDS
 
 SampleMode = Literal["random", "seed_compat", "first"]  # laionlab.laionet.stats.SAMPLE_MODES; first = seed_compat
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
 GROUP = "laionet"
-# The seed's ILSVRC2012_synsets.txt has 999 synsets: it lacks n03126707 (crane, the machine).
-SEED_MISSING_WNIDS = ["n03126707"]
 LAIONET_COLUMNS = [
     "SAMPLE_ID", "URL", "TEXT", "HEIGHT", "WIDTH", "LICENSE", "NSFW", "similarity",
     "name_def_wnid", "text_to_name_def_wnid_similarity", "wnid", "uid",
@@ -71,24 +75,6 @@ class SynsetsConfig(Config):
     )
 
 
-def _read_synsets(path: str) -> pl.DataFrame:
-    from laionlab.io.files import exists, read_bytes
-
-    if not exists(path):  # a local path or an fsspec URI
-        raise Failure(f"synsets_file not found: {path}")
-    data = io.BytesIO(read_bytes(path))
-    frame = pl.read_parquet(data) if path.endswith(".parquet") else pl.read_csv(data, separator="\t")
-    missing = {"wnid", "lemmas", "definition"} - set(frame.columns)
-    if missing:
-        raise Failure(f"synsets_file {path} lacks columns {sorted(missing)} (has {frame.columns})")
-    if frame.schema["lemmas"] == pl.String:
-        frame = frame.with_columns(pl.col("lemmas").str.split(",").list.eval(pl.element().str.strip_chars()))
-    empty = frame.filter(pl.col("definition").is_null() | (pl.col("definition").str.strip_chars() == ""))["wnid"]
-    if empty.len():
-        raise Failure(f"synsets_file {path}: {empty.len()} synsets have no definition (e.g. {empty.head(5).to_list()})")
-    return frame.with_columns(pl.col("lemmas").list.first().alias("name")).with_row_index("class_index")
-
-
 @asset(
     group_name=GROUP,
     kinds={"parquet"},
@@ -97,31 +83,17 @@ def _read_synsets(path: str) -> pl.DataFrame:
 )
 def ilsvrc_synsets(context: AssetExecutionContext, config: SynsetsConfig, files: FileStore) -> MaterializeResult:
     from laionlab.io.imagenet import ilsvrc_synsets as timm_synsets
-    from laionlab.laionet import synset_queries, unique_lemma_map
+    from laionlab.io.imagenet import read_synsets_table
+    from laionlab.laionet import seed_dictionary_comparison, synset_tables
 
-    synsets = _read_synsets(config.synsets_file) if config.synsets_file else timm_synsets()
     with library_errors("ilsvrc synsets"):
-        queries = synset_queries(synsets, kind="name_def")
-        unique = unique_lemma_map(synsets)
-    frame = synsets.select("class_index", "wnid", "lemmas", "definition").join(
-        queries.rename({"query": "name_def"}), on="wnid"
-    ).sort("class_index")
-    files.write_parquet(frame, "ilsvrc_synsets", "synsets.parquet")
-    lemmas = pl.DataFrame({"lemma": list(unique.lemma_to_wnid), "wnid": list(unique.lemma_to_wnid.values())})
-    files.write_parquet(lemmas, "ilsvrc_synsets", "lemma_to_wnid.parquet")
-    # The seed's dictionary came from a 999-synset file without crane-the-machine: rebuild it
-    # that way to show what the full 1000 change.
-    seed_like = unique_lemma_map(synsets.filter(~pl.col("wnid").is_in(SEED_MISSING_WNIDS)))
-    only_seed = sorted(set(seed_like.lemma_to_wnid.items()) - set(unique.lemma_to_wnid.items()))
-    only_ours = sorted(set(unique.lemma_to_wnid.items()) - set(seed_like.lemma_to_wnid.items()))
-    counts = pl.DataFrame(
-        {
-            "dictionary": ["this run", "without n03126707 (the seed's 999-synset file)", "seed 001 as published"],
-            "synsets": [unique.n_synsets, seed_like.n_synsets, 999],
-            "lemmas": [unique.n_lemmas, seed_like.n_lemmas, 1825],
-            "wnids": [unique.n_wnids, seed_like.n_wnids, 995],
-        }
-    )
+        synsets = read_synsets_table(config.synsets_file) if config.synsets_file else timm_synsets()
+        tables = synset_tables(synsets)
+        seed = seed_dictionary_comparison(synsets, tables.dictionary, SEED_MISSING_WNIDS)
+    files.write_parquet(tables.synsets, "ilsvrc_synsets", "synsets.parquet")
+    files.write_parquet(tables.lemmas, "ilsvrc_synsets", "lemma_to_wnid.parquet")
+    unique = tables.dictionary
+    lemmas_per_synset = synsets["lemmas"].list.len()
     return MaterializeResult(
         metadata={
             **params_metadata(config),
@@ -131,17 +103,18 @@ def ilsvrc_synsets(context: AssetExecutionContext, config: SynsetsConfig, files:
             "dropped_wnids": ", ".join(unique.dropped_wnids),
             "shared_lemmas": len(unique.shared_lemmas),
             "punctuated_lemmas (never match)": len(unique.punctuated),
-            "dictionaries": markdown_table(counts),
+            "dictionaries": markdown_table(seed.counts),
             "lemmas_per_synset": histogram(
-                synsets["lemmas"].list.len().to_numpy(), "lemmas of the synset", "ILSVRC synsets: lemmas per synset",
-                files.path("ilsvrc_synsets", "lemmas_per_synset.png"), bins=int(synsets["lemmas"].list.len().max() or 1), ylabel="synsets",
+                lemmas_per_synset.to_numpy(), "lemmas of the synset", "ILSVRC synsets: lemmas per synset",
+                files.path("ilsvrc_synsets", "lemmas_per_synset.png"), bins=int(lemmas_per_synset.max() or 1),
+                ylabel="synsets",
             ),
-            "lemmas only in the seed-like dictionary": ", ".join(f"{l}→{w}" for l, w in only_seed) or "none",
-            "lemmas only in this dictionary": ", ".join(f"{l}→{w}" for l, w in only_ours) or "none",
+            "lemmas only in the seed-like dictionary": ", ".join(f"{l}→{w}" for l, w in seed.only_seed_like) or "none",
+            "lemmas only in this dictionary": ", ".join(f"{l}→{w}" for l, w in seed.only_this) or "none",
             "known differences from the seed's file": "the seed lists Siberian husky as n02112837 (ImageNet: "
             "n02110185) and lacks n03126707 (crane, the machine), so its 'crane' maps to the bird n02012849",
         },
-        data_version=data_version(context, frame_digest(frame), frame_digest(lemmas)),
+        data_version=data_version(context, frame_digest(tables.synsets), frame_digest(tables.lemmas)),
     )
 
 
@@ -196,10 +169,6 @@ class SynsetSimilarityConfig(Config):
     batch_size: int = Field(256, ge=1)
 
 
-def similarity_column(query: str) -> str:
-    return f"text_to_{query}_wnid_similarity"
-
-
 @asset(
     partitions_def=laion_part,
     group_name=GROUP,
@@ -214,28 +183,23 @@ def synset_similarity(
     context: AssetExecutionContext, config: SynsetSimilarityConfig, laionet_text_clip: ClipEncoder, files: FileStore
 ) -> MaterializeResult:
     from laionlab.embed.encode import encode_texts
-    from laionlab.laionet import is_paper_text_model, single_synset, synset_queries
+    from laionlab.laionet import is_paper_text_model
 
     part = context.partition_key
     matches = files.read_parquet("lemma_matches", f"{part}.parquet")
-    single, dropped = single_synset(matches)
-    meta = files.read_parquet("laion_metadata", f"{part}.parquet").select("uid", "TEXT")
-    single = single.join(meta, on="uid").sort("uid")
+    captions = files.read_parquet("laion_metadata", f"{part}.parquet").select("uid", "TEXT")
     with library_errors("synset_similarity"):
-        queries = synset_queries(_synsets(files).select("wnid", "lemmas", "definition"), kind=config.query)
-    queries = queries.filter(pl.col("wnid").is_in(single["wnid"].unique().implode()))
+        single, dropped = single_synset_captions(matches, captions)
+        synsets = _synsets(files).select("wnid", "lemmas", "definition")
+        queries = synset_queries_for(synsets, single["wnid"], kind=config.query)
     loaded = laionet_text_clip.load()
     context.log.info(f"{part}: encoding {single.height} captions and {queries.height} synset texts with {loaded.model_id}")
-    captions = encode_texts(loaded, single["TEXT"].to_list(), config.batch_size)
+    caption_emb = encode_texts(loaded, single["TEXT"].to_list(), config.batch_size)
     query_emb = encode_texts(loaded, queries["query"].to_list(), config.batch_size)
-    row_of = {w: i for i, w in enumerate(queries["wnid"].to_list())}
-    idx = np.array([row_of[w] for w in single["wnid"].to_list()], np.int64)
-    sims = np.einsum("nd,nd->n", captions, query_emb[idx]) if len(idx) else np.zeros(0, np.float32)
-    out = single.select("uid", "wnid", "lemmas").with_columns(
-        pl.Series(f"{config.query}_wnid", queries["query"].to_numpy()[idx] if len(idx) else [], dtype=pl.String),
-        pl.Series(similarity_column(config.query), sims.astype(np.float32)),
-        pl.lit(loaded.model_id).alias("text_model"),
-    )
+    with library_errors("synset_similarity"):
+        out = caption_synset_similarity(single, queries, caption_emb, query_emb, config.query, loaded.model_id)
+    column = similarity_column(config.query)
+    sims = out[column].to_numpy()
     files.write_parquet(out, "synset_similarity", f"{part}.parquet")
     return MaterializeResult(
         metadata={
@@ -251,7 +215,7 @@ def synset_similarity(
                 sims, f"caption-to-synset ({config.query}) cosine similarity", f"{part}: single-synset captions",
                 files.path("synset_similarity", f"{part}.png"), ylabel="captions",
             ),
-            "most_similar": markdown_table(out.sort(similarity_column(config.query), descending=True).select("uid", "wnid", similarity_column(config.query)).head(10)),
+            "most_similar": markdown_table(out.sort(column, descending=True).select("uid", "wnid", column).head(10)),
         }
     )
 
@@ -335,7 +299,7 @@ class LaionetSummaryConfig(Config):
     "map (JSON), class sizes and the size-vs-threshold curve.",
 )
 def laionet(context: AssetExecutionContext, config: LaionetSummaryConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.laionet import is_paper_text_model, label_map, threshold_curve, threshold_warning
+    from laionlab.laionet import combine_laionet_parts
 
     parts = registered(context, laion_part)
     params = require_same_params(context, "laionet_rows", parts)  # one threshold and rule set across parts
@@ -344,53 +308,63 @@ def laionet(context: AssetExecutionContext, config: LaionetSummaryConfig, files:
     missing = [p for p in parts if not files.exists("laionet_rows", f"{p}.parquet")]
     if missing:
         raise Failure(f"laionet_rows is missing for parts {missing}: materialise laionet_rows for them first")
-    counts: dict[str, int] = {}
-    for part in parts:
-        for key, value in files.read_json("laionet_rows", f"{part}.counts.json").items():
-            counts[key] = counts.get(key, 0) + int(value)
-    if counts["candidates"] == counts["dropped_multi_synset"]:
-        raise Failure(f"no caption of parts {parts} matched exactly one synset: LAIONet would be empty")
-    selected = pl.concat([files.read_parquet("laionet_rows", f"{p}.parquet") for p in parts], how="diagonal_relaxed").sort("wnid", "uid")
-    eligible = pl.concat([files.read_parquet("laionet_rows", f"{p}.eligible.parquet") for p in parts], how="diagonal_relaxed")
     threshold = float(params.get("threshold", LAIONET_THRESHOLD))
-    text_models = sorted(set(eligible["text_model"].drop_nulls().to_list())) if "text_model" in eligible.columns else []
-    if warning := threshold_warning(threshold, text_models):
-        context.log.warning(warning)
-    curve = threshold_curve(eligible["similarity"].to_numpy(), eligible["wnid"].to_numpy(), config.sweep)
-    files.write_parquet(selected, "laionet", "laionet.parquet")
-    labels = label_map(selected)
-    files.write_json(labels, "laionet", "wnid_to_rows.json", indent=0)
-    per_class = selected.group_by("wnid").len().sort("len", descending=True)
-    synsets = _synsets(files).select("wnid", "name")
+    with library_errors("laionet"):
+        net = combine_laionet_parts(
+            {p: files.read_parquet("laionet_rows", f"{p}.parquet") for p in parts},
+            {p: files.read_parquet("laionet_rows", f"{p}.eligible.parquet") for p in parts},
+            {p: files.read_json("laionet_rows", f"{p}.counts.json") for p in parts},
+            threshold,
+            config.sweep,
+        )
+    if net.warning:
+        context.log.warning(net.warning)
+    files.write_parquet(net.rows, "laionet", "laionet.parquet")
+    files.write_json(net.labels, "laionet", "wnid_to_rows.json", indent=0)
     return MaterializeResult(
-        metadata={
-            **params_metadata(config),
-            "parts_seen": ", ".join(parts),
-            "rows": selected.height,
-            "classes": len(labels),
-            "threshold": threshold,
-            **{k: v for k, v in counts.items() if k != "text_in_image_checked"},
-            "text_in_image_checked": counts.get("text_in_image_checked", 0) > 0,
-            "text_models": ", ".join(text_models),
-            "paper_text_model": bool(text_models) and all(is_paper_text_model(m) for m in text_models),
-            "threshold_calibration_warning": warning is not None,
-            "largest_classes": markdown_table(per_class.join(synsets, on="wnid", how="left").head(20).rename({"len": "rows"})),
-            "class_size_histogram": histogram(per_class["len"].to_numpy(), "rows per class", "LAIONet class sizes", files.path("laionet", "class_sizes.png")),
-            "size_vs_threshold": line_plot(
-                curve["threshold"].to_list(), {"rows": curve["rows"].to_list(), "classes": curve["classes"].to_list()},
-                "text-to-synset similarity threshold", "LAIONet size vs threshold", files.path("laionet", "threshold_curve.png"),
-                logx=False, ylabel="count",
-            ),
-        },
+        metadata={**params_metadata(config), **_laionet_metadata(net, parts, threshold, files)},
         check_results=[
             AssetCheckResult(
                 check_name="threshold_calibrated",
-                passed=warning is None,
+                passed=net.warning is None,
                 severity=AssetCheckSeverity.WARN,
-                metadata={"threshold": threshold, "text_models": ", ".join(text_models) or "unknown", "warning": warning or "none"},
+                metadata={
+                    "threshold": threshold,
+                    "text_models": ", ".join(net.text_models) or "unknown",
+                    "warning": net.warning or "none",
+                },
             )
         ],
     )
+
+
+def _laionet_metadata(net, parts: list[str], threshold: float, files: FileStore) -> dict:
+    """The laionet asset's metadata: sizes, the summed rule counts, text models and plots of
+    :func:`laionlab.laionet.combine_laionet_parts`' result ``net``."""
+    synsets = _synsets(files).select("wnid", "name")
+    largest = net.class_sizes.join(synsets, on="wnid", how="left").head(20).rename({"len": "rows"})
+    curve = net.curve
+    return {
+        "parts_seen": ", ".join(parts),
+        "rows": net.rows.height,
+        "classes": len(net.labels),
+        "threshold": threshold,
+        **{k: v for k, v in net.counts.items() if k != "text_in_image_checked"},
+        "text_in_image_checked": net.counts.get("text_in_image_checked", 0) > 0,
+        "text_models": ", ".join(net.text_models),
+        "paper_text_model": net.paper_text_model,
+        "threshold_calibration_warning": net.warning is not None,
+        "largest_classes": markdown_table(largest),
+        "class_size_histogram": histogram(
+            net.class_sizes["len"].to_numpy(), "rows per class", "LAIONet class sizes",
+            files.path("laionet", "class_sizes.png"),
+        ),
+        "size_vs_threshold": line_plot(
+            curve["threshold"].to_list(), {"rows": curve["rows"].to_list(), "classes": curve["classes"].to_list()},
+            "text-to-synset similarity threshold", "LAIONet size vs threshold",
+            files.path("laionet", "threshold_curve.png"), logx=False, ylabel="count",
+        ),
+    }
 
 
 # --- intra-class similarity -----------------------------------------------------------------

@@ -18,6 +18,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from asset_defs.errors import library_errors
 from asset_defs.ingest import laion_embeddings, reference_embeddings
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.lineage import require_same_params
@@ -30,10 +31,11 @@ from laionlab.filter.photo import (
     LinearClassifier,
     import_classifier,
     keep_natural,
-    train_photo_classifier,
+    photo_labels_by_uid,
+    read_photo_labels,
+    train_on_labelled_rows,
     zero_shot_classifier,
 )
-from laionlab.io.files import exists, read_parquet
 from laionlab.progress import Progress
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
@@ -64,26 +66,19 @@ def photo_classifier(
     if config.import_path:
         clf = import_classifier(config.import_path, input=config.import_input)
     elif config.labels_path:
-        if not exists(config.labels_path):
-            raise Failure(f"labels_path {config.labels_path} does not exist")
-        labels = read_parquet(config.labels_path)  # a local path or an fsspec URI
-        key = "uid" if "uid" in labels.columns else "URL"
-        if key not in labels.columns or "is_photo" not in labels.columns:
-            raise Failure(f"{config.labels_path} needs columns (uid or URL) and is_photo; has {labels.columns}")
-        if key == "URL":  # the labelled URLs' uids, part by part (two metadata columns)
-            wanted = pl.concat(
-                [files.read_parquet("laion_metadata", f"{p}.parquet", columns=["uid", "URL"]).join(labels.select("URL", "is_photo"), on="URL")
-                 for p in registered(context, laion_part)]
-            )  # fmt: skip
-        else:
-            wanted = labels.select("uid", "is_photo")
-
+        with library_errors("photo_classifier"):
+            labels = read_photo_labels(config.labels_path)  # a local path or an fsspec URI
+        # labelled by URL: the labelled URLs' uids, part by part (two metadata columns, read only then)
+        urls_by_part = (
+            files.read_parquet("laion_metadata", f"{p}.parquet", columns=["uid", "URL"])
+            for p in registered(context, laion_part)
+        )
+        wanted = photo_labels_by_uid(labels, urls_by_part)
         uids, X = laion_vectors_for(lance, wanted["uid"].unique().to_list(), log=context.log, raw=True)
-        frame = pl.DataFrame({"uid": uids, "row": np.arange(len(uids))})
-        joined = frame.join(wanted.unique("uid", keep="first"), on="uid", how="inner", maintain_order="left")  # uid order: seeded CV folds
-        if joined.height < 10:
-            raise Failure(f"only {joined.height} labelled rows of {config.labels_path} have embeddings; need >= 10")
-        clf = train_photo_classifier(X[joined["row"].to_numpy()], joined["is_photo"].to_numpy(), C=config.C, cv=config.cv_folds)
+        with library_errors("photo_classifier"):  # uid order: seeded CV folds
+            clf, trained_on = train_on_labelled_rows(
+                uids, X, wanted, C=config.C, cv=config.cv_folds, name=config.labels_path
+            )
     else:
         from laionlab.embed.encode import encode_texts
 
@@ -92,7 +87,8 @@ def photo_classifier(
         clf.info["model_id"] = loaded.model_id
     npz, meta = clf.save(files.path("photo_classifier", "classifier"))
     # trained on labelled LAION rows: the parts it saw; zero-shot or imported: no part at all
-    seen = {"parts_seen": ", ".join(_parts(joined))} if config.labels_path and not config.import_path else {"reads_parts": False}
+    trained = config.labels_path and not config.import_path
+    seen = {"parts_seen": ", ".join(_parts(trained_on))} if trained else {"reads_parts": False}
     return MaterializeResult(
         metadata={
             "lance_versions_read": MetadataValue.json(lance.versions_read()),
@@ -107,8 +103,8 @@ def photo_classifier(
     )
 
 
-def _parts(frame: pl.DataFrame) -> list[str]:
-    return sorted({u.split(":")[0] for u in frame["uid"].to_list()})
+def _parts(uids: list[str]) -> list[str]:
+    return sorted({u.split(":")[0] for u in uids})
 
 
 def load_photo_classifier(files: FileStore) -> LinearClassifier:
@@ -335,38 +331,19 @@ class StimulusSetsConfig(Config):
     "(random, stratified, k-means, core-set, greedy effective dimensionality ...), with their diversity.",
 )
 def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.coverage import cluster_coverage, nearest_centroid
-    from laionlab.sampling import STRATEGIES, effective_dimensionality, sample
+    from laionlab.sampling.stimulus import check_strategies, draw_stimulus_sets
 
-    unknown = [s for s in config.strategies if s not in STRATEGIES]
-    if unknown:
-        raise Failure(f"unknown strategies {unknown}; known: {sorted(STRATEGIES)}")
+    with library_errors("stimulus_sets"):  # before reading any feature
+        check_strategies(config.strategies)
     parts = registered(context, laion_part)
     uids, X = _natural_features(context, files, lance, parts)
-    rng = np.random.default_rng(config.seed)
-    pool = np.sort(rng.choice(len(uids), size=min(config.pool_size, len(uids)), replace=False))
-    X = X[pool]
-    if config.n > len(pool):
-        raise Failure(f"n={config.n} is larger than the LAION-natural pool ({len(pool)} rows)")
-    centroids = load_centroids(files)
-    labels = nearest_centroid(X, centroids)
-    rows, sets = [], []
-    for name in config.strategies:
-        kw = {"labels": labels} if name in ("stratified", "greedy_ed", "greedy_ed_kmeans") else {}
-        idx = sample(name, X, config.n, seed=config.seed, **kw)
-        chosen = [uids[pool[i]] for i in idx]
-        sets.append(pl.DataFrame({"strategy": name, "rank": np.arange(len(idx)), "uid": chosen}))
-        rows.append(
-            {
-                "strategy": name,
-                "n": len(idx),
-                "effective_dim": effective_dimensionality(X[idx]),
-                "clusters_hit": cluster_coverage(X[idx], centroids, min_count=1).share,
-            }
-        )
-        context.log.info(f"{name}: {rows[-1]}")
-    table = pl.DataFrame(rows)
-    files.write_parquet(pl.concat(sets), "stimulus_sets", "sets.parquet")
+    with library_errors("stimulus_sets"):
+        drawn = draw_stimulus_sets(
+            uids, X, load_centroids(files), config.n, config.strategies, config.pool_size,
+            seed=config.seed, log=context.log,
+        )  # fmt: skip
+    table = drawn.diversity
+    files.write_parquet(drawn.sets, "stimulus_sets", "sets.parquet")
     files.write_parquet(table, "stimulus_sets", "diversity.parquet")
     return MaterializeResult(
         metadata={
@@ -378,7 +355,7 @@ def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, fi
                 table["strategy"].to_list(), table["effective_dim"].to_list(), f"effective dimensionality (n={config.n})",
                 "ED", files.path("stimulus_sets", "effective_dim.png"),
             ),
-            "pool": len(pool),
+            "pool": drawn.pool,
         }
     )
 
@@ -519,46 +496,36 @@ def neural_generalization(
     context: AssetExecutionContext, config: NeuralConfig, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
     from laionlab.io.reference import load_responses
-    from laionlab.ood import neural_ood, neural_sampling, noise_ceiling_from_ncsnr, prepare_responses, subject_clusters
+    from laionlab.ood import neural_tables, neural_targets, strategy_curves
 
     with_responses = [spec for spec in catalog.datasets().values() if spec.responses]
     if not with_responses:
         return MaterializeResult(metadata={**params_metadata(config), "datasets": "none of the catalog datasets has responses"})
-    ood_rows, sampling_rows = [], []
+    results = []
     for spec in with_responses:
-        raw = load_responses(spec)
-        betas = raw["betas"].astype(np.float32) / (config.betas_scale if raw["betas"].dtype == np.int16 else 1.0)
-        nc = noise_ceiling_from_ncsnr(raw["ncsnr"]) if "ncsnr" in raw else None
-        responses, image_ids = prepare_responses(betas, raw["session"], raw["stimulus_ids"], noise_ceiling=nc)
-        features = reference_vectors(lance, spec.name)
-        if image_ids.max() >= len(features):
-            raise Failure(f"{spec.responses}: stimulus id {image_ids.max()} but dataset {spec.name!r} has {len(features)} images")
-        X = features[image_ids]
-        labels, k = subject_clusters(X, start_k=config.start_k, min_cluster_size=config.min_cluster_size)
-        context.log.info(f"{spec.name}: {len(X)} images, {responses.shape[1]} voxels, k={k}")
-        for r in neural_ood(X, responses, labels, n_train=config.n_train, max_combinations=config.max_combinations):
-            ood_rows.append({"dataset": spec.name, "k": k, **{c: r[c] for c in ("held_out", "k_train", "encoder_r", "decoder_accuracy")}})
-        sizes = [n for n in config.sizes if n <= int(0.8 * len(X))]
-        for r in neural_sampling(X, responses, config.strategies, sizes=sizes, repeats=config.repeats, n_clusters=config.n_clusters):
-            sampling_rows.append({"dataset": spec.name, **{c: r[c] for c in ("strategy", "size", "repeat", "r", "normalised_r")}})
-    ood = pl.DataFrame(ood_rows)
-    sampling = pl.DataFrame(sampling_rows)
-    files.write_parquet(ood, "neural_generalization", "ood.parquet")
-    files.write_parquet(sampling, "neural_generalization", "sampling.parquet")
-    by_k = ood.group_by("dataset", "k_train").agg(pl.col("encoder_r").mean(), pl.col("decoder_accuracy").mean()).sort("dataset", "k_train")
-    by_strategy = sampling.group_by("dataset", "strategy", "size").agg(pl.col("normalised_r").mean()).sort("dataset", "strategy", "size")
-    first = by_strategy.filter(pl.col("dataset") == with_responses[0].name)
+        raw, features = load_responses(spec), reference_vectors(lance, spec.name)
+        with library_errors(f"{spec.responses} (dataset {spec.name!r})"):
+            results.append(
+                neural_targets(
+                    spec.name, raw, features, config.strategies, betas_scale=config.betas_scale,
+                    start_k=config.start_k, min_cluster_size=config.min_cluster_size, n_train=config.n_train,
+                    max_combinations=config.max_combinations, sizes=config.sizes, repeats=config.repeats,
+                    n_clusters=config.n_clusters, log=context.log,
+                )  # fmt: skip
+            )
+    tables = neural_tables(results)
+    files.write_parquet(tables.ood, "neural_generalization", "ood.parquet")
+    files.write_parquet(tables.sampling, "neural_generalization", "sampling.parquet")
+    sizes, curves = strategy_curves(tables.by_strategy, with_responses[0].name)
     plot = line_plot(
-        sorted(first["size"].unique().to_list()),
-        {s: first.filter(pl.col("strategy") == s).sort("size")["normalised_r"].to_list() for s in first["strategy"].unique(maintain_order=True)},
-        "stimulus-set size", f"{with_responses[0].name}: normalised encoding r", files.path("neural_generalization", "sampling.png"),
-        logx=False, ylabel="normalised r",
+        sizes, curves, "stimulus-set size", f"{with_responses[0].name}: normalised encoding r",
+        files.path("neural_generalization", "sampling.png"), logx=False, ylabel="normalised r",
     )
     return MaterializeResult(
         metadata={
             **params_metadata(config),
-            "ood_by_training_clusters": markdown_table(by_k.with_columns(pl.selectors.float().round(3))),
-            "sampling": markdown_table(by_strategy.with_columns(pl.selectors.float().round(3))),
+            "ood_by_training_clusters": markdown_table(tables.by_k.with_columns(pl.selectors.float().round(3))),
+            "sampling": markdown_table(tables.by_strategy.with_columns(pl.selectors.float().round(3))),
             "sampling_plot": plot,
             "datasets": ", ".join(s.name for s in with_responses),
         }
@@ -582,39 +549,17 @@ def concept_distribution(
     context: AssetExecutionContext, config: ConceptDistributionConfig, files: FileStore
 ) -> MaterializeResult:
     from laionlab.io.imagenet import ilsvrc_synsets
-    from laionlab.laionet import match_lemmas_frame, unique_lemma_map
-    from laionlab.ood import compare_distributions
+    from laionlab.ood import caption_concepts, strategy_concept_table
 
     parts = registered(context, laion_part)
     require_same_params(context, "laion_natural", parts)
     natural = pl.concat([files.read_parquet("laion_natural", f"{p}.parquet").select("uid") for p in parts])
     captions = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet").select("uid", "TEXT") for p in parts])
     pool = natural.join(captions, on="uid", how="left")
-    synsets = ilsvrc_synsets()
-    lemmas = unique_lemma_map(synsets)
-    names = dict(zip(synsets["wnid"].to_list(), synsets["name"].to_list()))
-    matched = match_lemmas_frame(pool["TEXT"], lemmas.lemma_to_wnid, case_sensitive=config.case_sensitive)
-    keywords = pool.select("uid").with_columns(
-        matched["wnids"].list.eval(pl.element().replace_strict(names, default=pl.element())).alias("concepts")
-    )
-    sets = files.read_parquet("stimulus_sets", "sets.parquet").join(keywords, on="uid", how="left")
-    rows = []
-    for strategy in sets["strategy"].unique(maintain_order=True).to_list():
-        subset = sets.filter(pl.col("strategy") == strategy)["concepts"].fill_null([])
-        c = compare_distributions(subset, keywords["concepts"], smoothing=config.smoothing)
-        rows.append(
-            {
-                "strategy": strategy,
-                "images": c["n_images_subset"],
-                "concepts": c["n_concepts_subset"],
-                "pool_coverage": c["pool_coverage"],
-                "entropy_bits": c["entropy_subset_bits"],
-                "kl_to_pool_bits": c["kl_subset_pool_bits"],
-                "js_distance": c["js_distance"],
-                "top_over": ", ".join(o["concept"] for o in c["over_represented"][:3]),
-            }
-        )
-    table = pl.DataFrame(rows)
+    sets = files.read_parquet("stimulus_sets", "sets.parquet")
+    with library_errors("concept_distribution"):
+        keywords = caption_concepts(pool, ilsvrc_synsets(), case_sensitive=config.case_sensitive)
+        table = strategy_concept_table(sets, keywords, smoothing=config.smoothing)
     files.write_parquet(table, "concept_distribution", "comparison.parquet")
     return MaterializeResult(
         metadata={

@@ -10,7 +10,9 @@ Here a classifier is plain arrays — ``coef`` (d,), ``intercept`` and the input
 or "unit" features) — saved as ``.npz`` + ``.json``, never pickled. Three ways to get one:
 train the seed's model on labelled features, build a zero-shot classifier from CLIP text
 prompts (photo vs illustration/render/screenshot/text) when no labels are given, or import a
-user's existing linear classifier from its coefficients or a skops file.
+user's existing linear classifier from its coefficients or a skops file. The labels to train on
+are a user's table of LAION rows (by uid or URL) with ``is_photo`` (:func:`read_photo_labels`,
+:func:`photo_labels_by_uid`, :func:`train_on_labelled_rows`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from laionlab.io import files
 
@@ -136,6 +140,78 @@ def train_photo_classifier(
         "C": C,
     }
     return LinearClassifier(model.coef_[0], model.intercept_[0], input="raw", source="trained", info=info)
+
+
+# Fewer labelled rows than this cannot be trained on (nor cross-validated).
+MIN_LABELLED_ROWS = 10
+
+
+def read_photo_labels(uri: str, name: str = "labels_path") -> pl.DataFrame:
+    """A user's photo labels: a parquet file (local path or fsspec URI) with ``is_photo`` (1 =
+    natural photograph) and ``uid`` or ``URL`` naming the LAION row.
+
+    Raises:
+        ValueError: the file does not exist or lacks the columns (``name``, the config field
+            it came from, and the path are in the message).
+    """
+    if not files.exists(uri):
+        raise ValueError(f"{name} {uri} does not exist")
+    labels = files.read_parquet(uri)
+    key = "uid" if "uid" in labels.columns else "URL"
+    if key not in labels.columns or "is_photo" not in labels.columns:
+        raise ValueError(f"{uri} needs columns (uid or URL) and is_photo; has {labels.columns}")
+    return labels
+
+
+def photo_labels_by_uid(labels: pl.DataFrame, metadata: Iterable[pl.DataFrame] = ()) -> pl.DataFrame:
+    """``uid``, ``is_photo`` of the labelled rows.
+
+    Args:
+        labels: :func:`read_photo_labels`' table. With a ``uid`` column it is used as is;
+            else its ``URL`` s are looked up in ``metadata``.
+        metadata: ``uid``, ``URL`` of the LAION rows, one frame per part (read lazily, one
+            part at a time: each is joined with the labels before the next is read). A URL
+            found in several rows labels each of them.
+    """
+    if "uid" in labels.columns:
+        return labels.select("uid", "is_photo")
+    by_url = labels.select("URL", "is_photo")
+    joined = [part.select("uid", "URL").join(by_url, on="URL") for part in metadata]
+    if not joined:
+        return pl.DataFrame(schema={"uid": pl.String, "URL": pl.String, "is_photo": by_url.schema["is_photo"]})
+    return pl.concat(joined)
+
+
+def train_on_labelled_rows(
+    uids: Sequence[str], X: np.ndarray, labels: pl.DataFrame, C: float = 1.0, cv: int = 5, name: str = "labels"
+) -> tuple[LinearClassifier, list[str]]:
+    """:func:`train_photo_classifier` on the labelled rows that have features.
+
+    Args:
+        uids: the uid of each row of ``X``, in the order the folds should see them (the
+            cross-validation folds are seeded, so the order fixes the result).
+        X: ``(len(uids), d)`` raw image features.
+        labels: ``uid``, ``is_photo`` (:func:`photo_labels_by_uid`); a uid labelled twice
+            keeps its first label.
+        C, cv: the LogisticRegression's inverse L2 strength and the cross-validation folds.
+        name: what the labels are called in error messages (e.g. their path).
+
+    Returns:
+        The classifier and the uids it was trained on (in the order of ``uids``).
+
+    Raises:
+        ValueError: fewer than :data:`MIN_LABELLED_ROWS` labelled rows have features, or
+            ``X`` does not have one row per uid.
+    """
+    X = np.asarray(X)
+    if len(X) != len(uids):
+        raise ValueError(f"X: expected one row per uid ({len(uids)}), got {len(X)}")
+    frame = pl.DataFrame({"uid": list(uids), "row": np.arange(len(uids))}, schema={"uid": pl.String, "row": pl.Int64})
+    joined = frame.join(labels.unique("uid", keep="first"), on="uid", how="inner", maintain_order="left")
+    if joined.height < MIN_LABELLED_ROWS:
+        raise ValueError(f"only {joined.height} labelled rows of {name} have embeddings; need >= {MIN_LABELLED_ROWS}")
+    clf = train_photo_classifier(X[joined["row"].to_numpy()], joined["is_photo"].to_numpy(), C=C, cv=cv)
+    return clf, joined["uid"].to_list()
 
 
 def zero_shot_classifier(photo_text: np.ndarray, other_text: np.ndarray, logit_scale: float = 100.0) -> LinearClassifier:

@@ -2,15 +2,18 @@
 
 timm carries `imagenet_synsets.txt` (the 1000 wnids in class-index order),
 `imagenet_synset_to_lemma.txt` and `imagenet_synset_to_definition.txt` (all of ImageNet-21k),
-so no download is needed.
+so no download is needed. :func:`read_synsets_table` reads a user's own synset table instead.
 """
 
 from __future__ import annotations
 
+import io
 from functools import lru_cache
 from importlib import resources
 
 import polars as pl
+
+from laionlab.io import files
 
 
 def _read_tsv(name: str) -> dict[str, str]:
@@ -43,3 +46,35 @@ def ilsvrc_synsets() -> pl.DataFrame:
     return frame.with_columns(pl.col("lemmas").list.first().alias("name")).select(
         "class_index", "wnid", "lemmas", "name", "definition"
     )
+
+
+def read_synsets_table(uri: str, name: str = "synsets_file") -> pl.DataFrame:
+    """A user's synset table in the shape of :func:`ilsvrc_synsets`.
+
+    Args:
+        uri: a local path or an fsspec URI of a parquet file (``.parquet``) or a TSV with a
+            header, with columns ``wnid``, ``lemmas`` (a list, or one comma-separated string)
+            and ``definition``.
+        name: what the table is called in error messages (the config field it came from).
+
+    Returns:
+        The table's rows in file order with ``lemmas`` as a list of stripped strings, ``name``
+        (the first lemma) and ``class_index`` (0, 1, ... first, as UInt32).
+
+    Raises:
+        ValueError: the file does not exist, lacks a column, or a synset has a null or blank
+            definition (the message names the file and the first such wnids).
+    """
+    if not files.exists(uri):
+        raise ValueError(f"{name} not found: {uri}")
+    data = io.BytesIO(files.read_bytes(uri))
+    frame = pl.read_parquet(data) if uri.endswith(".parquet") else pl.read_csv(data, separator="\t")
+    missing = {"wnid", "lemmas", "definition"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{name} {uri} lacks columns {sorted(missing)} (has {frame.columns})")
+    if frame.schema["lemmas"] == pl.String:
+        frame = frame.with_columns(pl.col("lemmas").str.split(",").list.eval(pl.element().str.strip_chars()))
+    empty = frame.filter(pl.col("definition").is_null() | (pl.col("definition").str.strip_chars() == ""))["wnid"]
+    if empty.len():
+        raise ValueError(f"{name} {uri}: {empty.len()} synsets have no definition (e.g. {empty.head(5).to_list()})")
+    return frame.with_columns(pl.col("lemmas").list.first().alias("name")).with_row_index("class_index")

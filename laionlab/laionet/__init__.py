@@ -15,6 +15,11 @@
 * ``evaluate``: timm classifiers over image streams after the seed's filter, and the
   accuracy tables.
 * ``recreate``: ImageNet recreated from LAION by nearest captions (Section 4.3).
+* ``synsets``: the synset table with its name_def queries, the lemma dictionary as a table,
+  and how it differs from the dictionary of the seed's 999-synset file.
+* ``similarity``: the caption-to-synset text cosine of single-synset captions.
+* ``combine``: LAIONet as the union of its parts (summed rule counts, label map, class sizes,
+  size-vs-threshold curve).
 
 Nothing here imports Dagster.
 """
@@ -33,6 +38,7 @@ from laionlab.laionet.classify import (
     zero_shot_predict,
     zero_shot_weights,
 )
+from laionlab.laionet.combine import LaionetParts, combine_laionet_parts, sum_counts
 from laionlab.laionet.evaluate import EvaluatedImages, ImageEvaluator, accuracy_tables
 from laionlab.laionet.match import (
     UniqueLemmas,
@@ -50,6 +56,12 @@ from laionlab.laionet.queries import (
     synset_query,
 )
 from laionlab.laionet.recreate import nearest_caption_rows, recreated_pairs
+from laionlab.laionet.similarity import (
+    caption_synset_similarity,
+    similarity_column,
+    single_synset_captions,
+    synset_queries_for,
+)
 from laionlab.laionet.select import (
     DEFAULT_NSFW_KEEP,
     PAPER_TEXT_MODEL,
@@ -81,8 +93,29 @@ from laionlab.laionet.stats import (
     weighted_accuracy,
     wilson_interval,
 )
+from laionlab.laionet.synsets import (
+    SEED_DICTIONARY,
+    SEED_MISSING_WNIDS,
+    DictionaryComparison,
+    SynsetTables,
+    seed_dictionary_comparison,
+    synset_tables,
+)
 
 __all__ = [
+    "DictionaryComparison",
+    "LaionetParts",
+    "SEED_DICTIONARY",
+    "SEED_MISSING_WNIDS",
+    "SynsetTables",
+    "caption_synset_similarity",
+    "combine_laionet_parts",
+    "seed_dictionary_comparison",
+    "similarity_column",
+    "single_synset_captions",
+    "sum_counts",
+    "synset_queries_for",
+    "synset_tables",
     "TimmClassifier",
     "TimmSpec",
     "ilsvrc_wnids",

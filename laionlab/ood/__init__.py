@@ -8,12 +8,20 @@ centroids held out in turn, RidgeCV decoding, nearest-centroid identification.
 ``neural``: the NSD fMRI pipeline: per-session z-scored, repeat-averaged responses, per-subject
 clusters held out in turn (RidgeCV encoders and decoders), sampling strategies scored by
 encoding accuracy, and a synthetic NSD-like subject.
+``neural_targets``: that pipeline chained for one dataset with a responses file (int16 betas
+scaled back, noise ceiling, clusters, OOD and sampling rows) and the result tables.
 ``concepts``: concept (keyword) distributions of an image subset against its pool: entropy,
 KL, Jensen-Shannon distance, coverage, over-/under-represented concepts.
 Numpy in, dicts out; nothing here imports Dagster.
 """
 
-from laionlab.ood.concepts import compare_distributions, concept_counts, concept_distribution
+from laionlab.ood.concepts import (
+    caption_concepts,
+    compare_distributions,
+    concept_counts,
+    concept_distribution,
+    strategy_concept_table,
+)
 from laionlab.ood.gmm import (
     effective_dim,
     gmm_identification,
@@ -42,8 +50,26 @@ from laionlab.ood.neural import (
     synthetic_subject,
     voxel_pearson,
 )
+from laionlab.ood.neural_targets import (
+    NSD_BETAS_SCALE,
+    NeuralTables,
+    NeuralTargets,
+    dataset_responses,
+    neural_tables,
+    neural_targets,
+    strategy_curves,
+)
 
 __all__ = [
+    "NSD_BETAS_SCALE",
+    "NeuralTables",
+    "NeuralTargets",
+    "caption_concepts",
+    "dataset_responses",
+    "neural_tables",
+    "neural_targets",
+    "strategy_concept_table",
+    "strategy_curves",
     "LaionOODSetup",
     "compare_distributions",
     "concept_counts",

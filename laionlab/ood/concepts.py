@@ -6,6 +6,10 @@ sampling strategy's subset with that of the pool; here the keywords of an image 
 the caller supplies, e.g. the wnids or lemmas that :mod:`laionlab.laionet.match` finds in its
 caption. An image counts once per distinct keyword, so a concept's count is the number of
 images that mention it; the distribution is those counts normalised to sum to one.
+
+:func:`caption_concepts` gives each image the names of the ILSVRC synsets its caption names
+(LAIONet's lemma matching), and :func:`strategy_concept_table` compares each stimulus set's
+concepts with the pool's, one row per sampling strategy.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ import polars as pl
 
 from laionlab.validate import int_at_least, real
 
-__all__ = ["compare_distributions", "concept_counts", "concept_distribution"]
+__all__ = [
+    "caption_concepts",
+    "compare_distributions",
+    "concept_counts",
+    "concept_distribution",
+    "strategy_concept_table",
+]
 
 # Added to every probability (then renormalised) before KL and log ratios, so a concept the
 # pool lacks does not make KL(subset || pool) infinite.
@@ -169,3 +179,76 @@ def compare_distributions(
         "over_represented": ranked(over, lambda r: r > 0),
         "under_represented": ranked(under, lambda r: r < 0),
     }
+
+
+def caption_concepts(pool: pl.DataFrame, synsets: pl.DataFrame, case_sensitive: bool = True) -> pl.DataFrame:
+    """The concepts each image's caption names: the names of the synsets whose unique lemmas
+    it contains (:func:`laionlab.laionet.match_lemmas_frame`, the LAIONet seed's rule).
+
+    Args:
+        pool: ``uid`` and ``TEXT`` (the caption, null allowed) of the images.
+        synsets: ``wnid``, ``lemmas`` and ``name``, the concept's name (e.g.
+            :func:`laionlab.io.imagenet.ilsvrc_synsets`).
+        case_sensitive: match lemmas case-sensitively (the seed).
+
+    Returns:
+        ``uid``, ``concepts`` (list of str, empty when the caption names no synset), in the
+        order of ``pool``.
+    """
+    from laionlab.laionet.match import match_lemmas_frame, unique_lemma_map
+
+    for name, frame, columns in (("pool", pool, ["uid", "TEXT"]), ("synsets", synsets, ["wnid", "lemmas", "name"])):
+        if not isinstance(frame, pl.DataFrame) or set(columns) - set(frame.columns):
+            got = frame.columns if isinstance(frame, pl.DataFrame) else type(frame).__name__
+            raise ValueError(f"{name}: expected a polars DataFrame with columns {columns}, got {got}")
+    lemmas = unique_lemma_map(synsets)
+    names = dict(zip(synsets["wnid"].to_list(), synsets["name"].to_list()))
+    matched = match_lemmas_frame(pool["TEXT"], lemmas.lemma_to_wnid, case_sensitive=case_sensitive)
+    return pool.select("uid").with_columns(
+        matched["wnids"].list.eval(pl.element().replace_strict(names, default=pl.element())).alias("concepts")
+    )
+
+
+def strategy_concept_table(
+    sets: pl.DataFrame, keywords: pl.DataFrame, smoothing: float = DEFAULT_SMOOTHING, top_over: int = 3
+) -> pl.DataFrame:
+    """Each stimulus set's concept distribution against the pool's (:func:`compare_distributions`).
+
+    Args:
+        sets: ``strategy`` and ``uid`` of every chosen image (a stimulus-sets table).
+        keywords: ``uid``, ``concepts`` of the pool (:func:`caption_concepts`); a chosen image
+            not in it has no concept.
+        smoothing: additive smoothing of KL and log ratios.
+        top_over: over-represented concepts listed per strategy.
+
+    Returns:
+        One row per strategy, in order of appearance: ``strategy``, ``images``, ``concepts``,
+        ``pool_coverage``, ``entropy_bits``, ``kl_to_pool_bits``, ``js_distance`` and
+        ``top_over`` (the most over-represented concepts, comma-separated).
+
+    Raises:
+        ValueError: missing columns, or a set or the pool without any concept.
+    """
+    for name, frame, columns in (("sets", sets, ["strategy", "uid"]), ("keywords", keywords, ["uid", "concepts"])):
+        if not isinstance(frame, pl.DataFrame) or set(columns) - set(frame.columns):
+            got = frame.columns if isinstance(frame, pl.DataFrame) else type(frame).__name__
+            raise ValueError(f"{name}: expected a polars DataFrame with columns {columns}, got {got}")
+    top_over = int_at_least("top_over", top_over, 0)
+    joined = sets.select("strategy", "uid").join(keywords.select("uid", "concepts"), on="uid", how="left")
+    rows = []
+    for strategy in joined["strategy"].unique(maintain_order=True).to_list():
+        subset = joined.filter(pl.col("strategy") == strategy)["concepts"].fill_null([])
+        c = compare_distributions(subset, keywords["concepts"], smoothing=smoothing)
+        rows.append(
+            {
+                "strategy": strategy,
+                "images": c["n_images_subset"],
+                "concepts": c["n_concepts_subset"],
+                "pool_coverage": c["pool_coverage"],
+                "entropy_bits": c["entropy_subset_bits"],
+                "kl_to_pool_bits": c["kl_subset_pool_bits"],
+                "js_distance": c["js_distance"],
+                "top_over": ", ".join(o["concept"] for o in c["over_represented"][:top_over]),
+            }
+        )
+    return pl.DataFrame(rows)
