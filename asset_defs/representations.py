@@ -200,9 +200,7 @@ def representation_similarity(context: AssetExecutionContext, config: Similarity
 
 
 def load_similarity(files: FileStore, data: str) -> tuple[list[str], dict[str, np.ndarray]]:
-    from laionlab.io.files import load_npz
-
-    arrays = load_npz(files.path("representation_similarity", f"{data}.npz"))
+    arrays = files.load_npz("representation_similarity", f"{data}.npz")
     return [str(n) for n in arrays.pop("names")], arrays
 
 

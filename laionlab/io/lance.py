@@ -403,6 +403,15 @@ def embeddings_batch(
     )
 
 
+def embeddings_batches(encoded: Iterable, part: str, model: str) -> Iterator[pa.RecordBatch]:
+    """One :func:`embeddings_batch` per encoded batch, lazily: ``encoded`` yields objects with
+    ``uid``, ``image_emb``, ``text_emb`` (``(n, d)`` float32, unit norm), ``image_norm`` and
+    ``text_norm`` (``(n,)`` raw norms), as ``laionlab.embed.encode.encode_shards`` does."""
+    if not isinstance(part, str) or not part:
+        raise ValueError(f"part: expected a non-empty partition key, got {part!r}")
+    return (embeddings_batch(b.uid, part, model, b.image_emb, b.text_emb, b.image_norm, b.text_norm) for b in encoded)
+
+
 def reference_schema(dim: int) -> pa.Schema:
     """Schema of ``reference_embeddings``: one row per reference image (partition column
     ``dataset``), unit-norm image vector plus its raw norm, and the sample's label/source."""

@@ -160,3 +160,24 @@ def test_pinned_reads_see_one_version_while_others_write(tmp_path):
     assert run.count("emb") == 18 and pins["emb"] == writer.open("emb").version
     run.open_to_write("emb").delete("part = 'c'")
     assert run.count("emb") == 15
+
+
+def test_embeddings_batches_are_embeddings_batch_of_each_encoded_batch():
+    from types import SimpleNamespace
+
+    from laionlab.io.lance import embeddings_batches
+
+    rng = np.random.default_rng(0)
+    encoded = [
+        SimpleNamespace(
+            uid=[f"p:{i}" for i in range(s, s + n)], image_emb=_unit(rng, n), text_emb=_unit(rng, n),
+            image_norm=rng.random(n).astype(np.float32), text_norm=rng.random(n).astype(np.float32),
+        )
+        for s, n in ((0, 3), (3, 2))
+    ]
+    got = list(embeddings_batches(iter(encoded), "p", "m"))
+    want = [embeddings_batch(b.uid, "p", "m", b.image_emb, b.text_emb, b.image_norm, b.text_norm) for b in encoded]
+    assert len(got) == 2 and all(g.equals(w) for g, w in zip(got, want))
+    assert got[0].column("part").to_pylist() == ["p"] * 3
+    with pytest.raises(ValueError, match="part: expected a non-empty partition key"):
+        embeddings_batches(encoded, "", "m")
