@@ -39,7 +39,7 @@ from laionlab.io.lance import (
     embeddings_batches,
     embeddings_schema,
     one_of,
-    reference_batch,
+    reference_batches,
     reference_schema,
 )
 from laionlab.io.metadata import metadata_summary, read_part, split_part_key
@@ -404,16 +404,9 @@ def reference_embeddings(
     schema = reference_schema(loaded.embed_dim)
     lance.tables().ensure(REFERENCE_TABLE, schema)
     stats = EncodeStats()
-    index = {f"{name}:{i:09d}": i for i in range(len(items.sources))}
-
-    def batches():
-        for b in encode_dataset(loaded, ReferenceImages(spec, loaded.preprocess), clip.batch_size, clip.num_workers, stats):
-            rows = [index[u] for u in b.uid]
-            labels = [items.labels[i] for i in rows]
-            sources = [items.sources[i] for i in rows]
-            yield reference_batch(b.uid, name, loaded.model_id, labels, sources, b.image_emb, b.image_norm)
-
-    written = lance.tables().replace_part(REFERENCE_TABLE, name, batches(), schema, part_column="dataset")
+    encoded = encode_dataset(loaded, ReferenceImages(spec, loaded.preprocess), clip.batch_size, clip.num_workers, stats)
+    batches = reference_batches(encoded, name, loaded.model_id, items.labels, items.sources)
+    written = lance.tables().replace_part(REFERENCE_TABLE, name, batches, schema, part_column="dataset")
     labels = pl.DataFrame({"label": items.labels}).group_by("label").agg(pl.len().alias("images")).sort("images", descending=True)
     return MaterializeResult(
         metadata={

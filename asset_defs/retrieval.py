@@ -35,7 +35,6 @@ from laionlab.swat import (
     check_methods,
     class_frequency,
     fewshot_embeddings,
-    from_class_names,
     match_synonyms,
     merge_failures,
     needs_fewshot,
@@ -47,6 +46,8 @@ from laionlab.swat import (
     sample_all_methods,
     samples_table,
     swat_labels,
+    synonyms_from_table,
+    synonyms_table,
     write_swat_lists,
 )
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, FolderBusyError, LanceStore
@@ -78,14 +79,8 @@ def _synonyms(catalog: DatasetCatalog, name: str):
 def concept_synonyms(context: AssetExecutionContext, catalog: DatasetCatalog, files: FileStore) -> MaterializeResult:
     name = context.partition_key
     spec, synonyms = _synonyms(catalog, name)
-    frame = pl.DataFrame(
-        {
-            "class": [str(k) for k in synonyms],
-            "name": [s.name for s in synonyms.values()],
-            "synonyms": [list(s.synonyms) for s in synonyms.values()],
-            "most_common_name": [s.most_common_name or s.name for s in synonyms.values()],
-        }
-    ).with_columns(prefix=pl.lit(spec.prefix, dtype=pl.String))
+    with library_errors(f"target {name!r}"):
+        frame = synonyms_table(synonyms, spec.prefix)
     files.write_parquet(frame, "concept_synonyms", f"{name}.parquet")
     return MaterializeResult(
         metadata={
@@ -105,9 +100,8 @@ def concept_synonyms(context: AssetExecutionContext, catalog: DatasetCatalog, fi
 
 
 def _synonym_map(files: FileStore, name: str) -> tuple[dict, str | None]:
-    frame = files.read_parquet("concept_synonyms", f"{name}.parquet")
-    keys = [int(k) if k.lstrip("-").isdigit() else k for k in frame["class"]]
-    return from_class_names(dict(zip(keys, frame["synonyms"].to_list()))), frame["prefix"][0]
+    with library_errors(f"concept_synonyms[{name}]"):
+        return synonyms_from_table(files.read_parquet("concept_synonyms", f"{name}.parquet"))
 
 
 # --- caption_search_index --------------------------------------------------------------------

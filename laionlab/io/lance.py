@@ -446,6 +446,30 @@ def reference_batch(
     )
 
 
+def reference_batches(
+    encoded: Iterable, dataset: str, model: str, labels: Sequence, sources: Sequence[str]
+) -> Iterator[pa.RecordBatch]:
+    """One :func:`reference_batch` per encoded batch of a reference dataset, lazily: the sample
+    with uid ``<dataset>:<i:09d>`` (``laionlab.io.reference``'s uids) takes label and source
+    ``labels[i]``, ``sources[i]``. ``encoded`` yields objects with ``uid``, ``image_emb``
+    (``(n, d)`` float32, unit norm) and ``image_norm`` (``(n,)``), as ``encode_dataset`` does."""
+    if len(labels) != len(sources):
+        raise ValueError(f"labels and sources: expected one of each per sample, got {len(labels)} and {len(sources)}")
+    index = {f"{dataset}:{i:09d}": i for i in range(len(sources))}
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for b in encoded:
+            unknown = [u for u in b.uid if u not in index]
+            if unknown:
+                raise ValueError(f"encoded: uids {unknown[:3]} are not samples of {dataset!r} ({len(sources)} samples)")
+            rows = [index[u] for u in b.uid]
+            yield reference_batch(
+                b.uid, dataset, model, [labels[i] for i in rows], [sources[i] for i in rows], b.image_emb, b.image_norm
+            )
+
+    return batches()
+
+
 def read_vectors(
     batches: Iterable[pa.RecordBatch], column: str = "image_emb", norm_column: str | None = None, log_every_s: float = 30.0
 ) -> tuple[list[str], np.ndarray]:

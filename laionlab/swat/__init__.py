@@ -46,7 +46,14 @@ from laionlab.swat.sample import (
     needs_fewshot,
     sample_all_methods,
 )
-from laionlab.swat.synonyms import ClassKey, ClassSynonyms, from_class_names, load_metrics_json
+from laionlab.swat.synonyms import (
+    ClassKey,
+    ClassSynonyms,
+    from_class_names,
+    load_metrics_json,
+    synonyms_from_table,
+    synonyms_table,
+)
 
 __all__ = [
     "ClassKey",
@@ -80,6 +87,8 @@ __all__ = [
     "seed_fts5_query",
     "swat_labels",
     "swat_txt_name",
+    "synonyms_from_table",
+    "synonyms_table",
     "write_swat_lists",
     "write_swat_txt",
 ]

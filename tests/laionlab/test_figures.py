@@ -38,7 +38,9 @@ def test_figure_png_dpi_sets_the_size():
     assert width(large) > 3 * width(small)
 
 
-@pytest.mark.parametrize("fig, dpi, match", [("not a figure", 90, "fig: expected a matplotlib Figure"), (None, 0, "dpi")])
+@pytest.mark.parametrize(
+    "fig, dpi, match", [("not a figure", 90, "fig: expected a matplotlib Figure"), (None, 0, "dpi")]
+)
 def test_figure_png_names_the_bad_input(fig, dpi, match):
     with pytest.raises(ValueError, match=match):
         figure_png(_figure() if fig is None else fig, dpi=dpi)

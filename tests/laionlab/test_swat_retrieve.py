@@ -46,7 +46,9 @@ def test_plan_retrieval_skips_retrieved_failed_and_ingested_rows():
     plan = plan_retrieval(wanted, retrieved={"a:2", "b:2", "z:9"}, failed_before={"a:1", "q:1"}, ingested_parts=["b"])
     assert plan.todo == ["c:1"]
     # failed_in_ingest: b:1 (b:2 was retrieved for the target since); retrieved counts only wanted rows
-    assert plan.counts == {"matched_without_embedding": 5, "already_retrieved": 2, "failed_before": 2, "failed_in_ingest": 1}
+    assert plan.counts == {
+        "matched_without_embedding": 5, "already_retrieved": 2, "failed_before": 2, "failed_in_ingest": 1
+    }
 
 
 def test_plan_retrieval_with_retry_failed_tries_every_row_not_retrieved():
