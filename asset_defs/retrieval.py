@@ -32,10 +32,11 @@ from laionlab.io.metadata import uid_parts
 from laionlab.progress import Progress
 from laionlab.swat import (
     candidate_rows,
+    caption_rows,
     check_methods,
     class_frequency,
     fewshot_embeddings,
-    match_synonyms,
+    matched_captions,
     merge_failures,
     needs_fewshot,
     normalise,
@@ -127,7 +128,7 @@ def caption_search_index(context: AssetExecutionContext, files: FileStore, lance
     for part in parts:
         meta = files.read_parquet("laion_metadata", f"{part}.parquet").select("uid", "TEXT")
         if indexed.get(part) != meta.height:
-            frame = meta.with_columns(part=pl.lit(part), normalised=normalise(meta["TEXT"]).str.strip_chars()).select("uid", "part", "TEXT", "normalised")
+            frame = caption_rows(meta, part)
             tables.replace_part(CAPTIONS_TABLE, part, frame.to_arrow().cast(schema).to_batches(), schema)
             added.append(part)
         progress.update()
@@ -209,11 +210,10 @@ def _match_parts(context: AssetExecutionContext, lance: LanceStore, name: str, s
         captions = pl.from_arrow(tables.read_part(CAPTIONS_TABLE, part, ["uid", "TEXT"]))
         if captions.height == 0:
             context.log.warning(f"part {part} has no captions in {CAPTIONS_TABLE}: re-materialise caption_search_index")
-        matched = match_synonyms(captions["TEXT"], synonyms, prefix=prefix)
-        frames.append(pl.concat([captions.select("uid"), matched.select("classes", "synonyms")], how="horizontal").filter(pl.col("classes").list.len() > 0))
+        frames.append(matched_captions(captions, synonyms, prefix))
         progress.update()
     progress.close()
-    return pl.concat(frames).with_columns(pl.col("classes").cast(pl.List(pl.String)))
+    return pl.concat(frames)
 
 
 # --- retrieved_images ------------------------------------------------------------------------

@@ -19,7 +19,14 @@ Nothing here imports Dagster.
 """
 
 from laionlab.swat.export import read_swat_txt, swat_labels, swat_txt_name, write_swat_lists, write_swat_txt
-from laionlab.swat.match import class_frequency, match_synonyms, normalise, seed_fts5_query
+from laionlab.swat.match import (
+    caption_rows,
+    class_frequency,
+    match_synonyms,
+    matched_captions,
+    normalise,
+    seed_fts5_query,
+)
 from laionlab.swat.rank import (
     DEFAULT_N_PER_CLASS,
     I2I_THRESHOLD,
@@ -66,6 +73,7 @@ __all__ = [
     "T2I_THRESHOLD",
     "cap_per_class",
     "candidate_rows",
+    "caption_rows",
     "check_methods",
     "class_frequency",
     "fewshot_class",
@@ -73,6 +81,7 @@ __all__ = [
     "from_class_names",
     "load_metrics_json",
     "match_synonyms",
+    "matched_captions",
     "merge_failures",
     "needs_fewshot",
     "normalise",

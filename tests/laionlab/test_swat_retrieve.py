@@ -133,3 +133,38 @@ def test_picked_rows_and_samples_table_equal_the_asset_computation():
     ]
     with pytest.raises(ValueError, match="picks: expected"):
         samples_table(picks.drop("score"), frame)
+
+
+def test_matched_captions_equal_the_per_part_frames_string_matches_built():
+    from laionlab.swat import from_class_names, match_synonyms, matched_captions
+
+    captions = pl.DataFrame(
+        {
+            "uid": ["p:0", "p:1", "p:2", "p:3"],
+            "TEXT": ["A Tench on ice", None, "goldfish and tench", "a shark"],
+        }
+    )
+    synonyms = from_class_names(["tench", "goldfish"])
+    got = matched_captions(captions, synonyms)
+    matched = match_synonyms(captions["TEXT"], synonyms)
+    before = pl.concat([captions.select("uid"), matched.select("classes", "synonyms")], how="horizontal")
+    before = before.filter(pl.col("classes").list.len() > 0).with_columns(pl.col("classes").cast(pl.List(pl.String)))
+    assert got.equals(before)
+    assert got.to_dict(as_series=False) == {
+        "uid": ["p:0", "p:2"], "classes": [["0"], ["0", "1"]], "synonyms": [["tench"], ["goldfish", "tench"]]
+    }
+    assert matched_captions(captions, synonyms, prefix="ice")["uid"].to_list() == ["p:0"]
+    with pytest.raises(ValueError, match="captions: expected a frame"):
+        matched_captions(captions.rename({"TEXT": "caption"}), synonyms)
+
+
+def test_caption_rows_add_the_part_and_the_normalised_caption():
+    from laionlab.swat import caption_rows, normalise
+
+    captions = pl.DataFrame({"uid": ["p:0", "p:1", "p:2"], "TEXT": ["Crème  Brûlée!", None, "it's a TENCH"]})
+    rows = caption_rows(captions, "p")
+    assert rows.columns == ["uid", "part", "TEXT", "normalised"] and rows["part"].to_list() == ["p"] * 3
+    assert rows["normalised"].to_list() == normalise(captions["TEXT"]).str.strip_chars().to_list()
+    assert rows["normalised"][2] == normalise(["it's a TENCH"])[0].strip() and not rows["normalised"][2].startswith(" ")
+    with pytest.raises(ValueError, match="part: expected a non-empty partition key"):
+        caption_rows(captions, "")
