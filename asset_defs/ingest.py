@@ -25,24 +25,35 @@ from asset_defs.metadata import markdown_table
 from asset_defs.partitions import dataset, laion_part
 from asset_defs.profile import params_metadata, profiled
 from laionlab.embed.checks import embedding_health
-from laionlab.io.download import download_part, failure_table
 from laionlab.io.digest import fingerprint, frame_digest
-from laionlab.io.files import (
-    FolderBusyError,
-    atomic_write_parquet,
-    commit_version_dir,
-    current_version_dir,
-    join,
-    list_files,
-    new_version_dir,
-    read_parquet,
-    size,
-    writer_lock,
+from laionlab.io.download import (
+    checked_failures,
+    count_successes,
+    describe_lost,
+    download_part,
+    fetched_contents,
+    lost_by_shard,
 )
-from laionlab.io.lance import ShrinkError, embeddings_batch, embeddings_schema, one_of, reference_batch, reference_schema
+from laionlab.io.lance import (
+    ShrinkError,
+    embeddings_batches,
+    embeddings_schema,
+    one_of,
+    reference_batches,
+    reference_schema,
+)
 from laionlab.io.metadata import metadata_summary, read_part, split_part_key
 from laionlab.io.precomputed import find_precomputed, iter_precomputed
-from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LaionSource, LanceStore
+from resources import (
+    ClipEncoder,
+    DatasetCatalog,
+    Downloader,
+    FileStore,
+    FolderBusyError,
+    LaionSource,
+    LanceStore,
+    Version,
+)
 
 EMBEDDINGS_TABLE = "laion_embeddings"
 REFERENCE_TABLE = "reference_embeddings"
@@ -59,12 +70,12 @@ def encode_shards(*args, **kwargs):
 
 def images_dir(files: FileStore, part: str) -> str:
     """The committed webdataset folder of a part (follows the CURRENT pointer)."""
-    return current_version_dir(files.path("laion_images", part))
+    return files.current_version("laion_images", part).uri
 
 
 def image_shards(files: FileStore, part: str) -> list[str]:
     """The tar shards of a part's committed images (local paths or URIs), sorted."""
-    return list_files(images_dir(files, part), "*.tar")
+    return files.current_version("laion_images", part).glob("*.tar")
 
 
 @asset(
@@ -134,51 +145,44 @@ def laion_images(
     with library_errors("clip resource", FileNotFoundError, hint=f" (checked before downloading part {part!r}; laion_embeddings needs it)"):
         clip.validate()
     metadata = files.read_parquet("laion_metadata", f"{part}.parquet")
-    folder = files.path("laion_images", part)
     try:  # a second writer's commit would delete this one's version mid-download
-        with writer_lock(folder):
-            version = new_version_dir(folder)
-            context.log.info(f"downloading {metadata.height} images of {part} into {version}")
+        with files.new_version("laion_images", part) as version:
+            context.log.info(f"downloading {metadata.height} images of {part} into {version.uri}")
             if downloader.ray_address:  # img2dataset's ray distributor on an existing cluster
                 from laionlab.distributed import ray_download_part
 
-                result = ray_download_part(metadata, version, downloader.settings(), downloader.ray_address)
+                result = ray_download_part(metadata, version.uri, downloader.settings(), downloader.ray_address)
             else:
-                result = download_part(metadata, version, downloader.settings())
-            failures = failure_table(result.status)
-            if result.successes == 0:
-                raise Failure(
-                    f"no image of part {part!r} could be downloaded ({metadata.height} rows); "
-                    f"most common errors: {failures.head(3).rows()}",
-                )
-            atomic_write_parquet(result.status, join(version, STATUS_FILE))
-            commit_version_dir(folder, version)
+                result = download_part(metadata, version.uri, downloader.settings())
+            with library_errors():  # not one image: the version is dropped, the current one stays
+                failures = checked_failures(result, f"part {part!r}")
+            version.write_parquet(result.status, STATUS_FILE)
     except FolderBusyError as err:
         raise Failure(f"laion_images[{part}]: another run is downloading this part: {err}") from None
-    rate = result.success_rate
     # the web is not versioned: the result is what was fetched (which rows, which shard bytes)
-    fetched = [frame_digest(result.status.filter(pl.col("status") == "success").select("uid").sort("uid"))]
-    fetched += [[s.rsplit("/", 1)[-1], size(s)] for s in result.shards]
+    fetched = fetched_contents(result.status, result.shards)
     return MaterializeResult(
         metadata={
             **params_metadata(config),
-            "path": version,
+            "path": version.uri,
             "rows": metadata.height,
             "successes": result.successes,
-            "success_rate": round(rate, 4),
+            "success_rate": round(result.success_rate, 4),
             "shards": len(result.shards),
             "seconds": round(result.seconds, 2),
             "failure_reasons": markdown_table(failures.head(20)),
         },
         data_version=data_version(context, fetched, upstream=[("laion_metadata", part)]),
-        check_results=[
-            AssetCheckResult(
-                check_name="download_success_rate",
-                passed=rate >= config.min_success_rate,
-                severity=AssetCheckSeverity.WARN,
-                metadata={"success_rate": rate, "threshold": config.min_success_rate},
-            )
-        ],
+        check_results=[_success_rate_check(result.success_rate, config)],
+    )
+
+
+def _success_rate_check(rate: float, config: LaionImagesConfig) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name="download_success_rate",
+        passed=rate >= config.min_success_rate,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"success_rate": rate, "threshold": config.min_success_rate},
     )
 
 
@@ -245,49 +249,23 @@ def _embedding_checks(lance: LanceStore, part: str, config: EmbeddingsConfig) ->
 def laion_embeddings(
     context: AssetExecutionContext, config: EmbeddingsConfig, clip: ClipEncoder, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
-    from laionlab.embed.encode import EncodeStats
-
     part = context.partition_key
-    folder = images_dir(files, part)
-    shards = list_files(folder, "*.tar")
-    expected = read_parquet(join(folder, STATUS_FILE)).filter(pl.col("status") == "success").height
+    images = files.current_version("laion_images", part)
+    shards = images.glob("*.tar")
+    expected = count_successes(images.read_parquet(STATUS_FILE, columns=["status"]))
     loaded = clip.load()
     schema = embeddings_schema(loaded.embed_dim)
     lance.tables().ensure(EMBEDDINGS_TABLE, schema)  # dimension mismatch fails here, before any work
     context.log.info(f"embedding {expected} samples of {part} from {len(shards)} shards with {loaded.model_id}")
-    stats = EncodeStats()
-    if clip.ray_address:  # a Ray Data actor pool on an existing cluster; same rows, same atomic write
-        from laionlab.distributed import ray_encode_shards
-
-        encoded = ray_encode_shards(
-            clip.spec, shards, clip.ray_address, clip.batch_size, clip.ray_actors, clip.ray_gpus_per_actor, stats=stats
-        )
-    else:
-        encoded = encode_shards(loaded, shards, clip.batch_size, clip.num_workers, stats, total=expected)
-    batches = (embeddings_batch(b.uid, part, loaded.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm) for b in encoded)
+    encoded, stats = _encode(clip, loaded, shards, expected)
+    batches = embeddings_batches(encoded, part, loaded.model_id)
+    max_shrink = None if config.allow_shrink else config.max_shrink_share
     try:
-        written = lance.replace_part(
-            EMBEDDINGS_TABLE, part, batches, schema, max_shrink=None if config.allow_shrink else config.max_shrink_share
-        )
+        written = lance.replace_part(EMBEDDINGS_TABLE, part, batches, schema, max_shrink=max_shrink)
     except ShrinkError as err:
-        lost = lost_by_shard(folder, shards, err.lost)
-        raise Failure(
-            f"{err}. Lost samples by shard: "
-            + "; ".join(f"{shard}: {len(uids)} ({', '.join(uids[:3])}{', ...' if len(uids) > 3 else ''})" for shard, uids in lost.items())
-            + ". A truncated or corrupt shard? Re-materialise laion_images for the part; to accept the smaller part, "
-            "run laion_embeddings with config allow_shrink: true.",
-            metadata={"lost_rows": len(err.lost), "stored_rows": err.stored, "lost_by_shard": markdown_table(
-                pl.DataFrame({"shard": list(lost), "lost": [len(u) for u in lost.values()]}))},
-        ) from None
+        raise _shrink_failure(err, images, shards) from None
     checks, extra = _embedding_checks(lance, part, config)
-    checks.append(
-        AssetCheckResult(
-            check_name="every_download_decoded",
-            passed=written.rows >= expected,
-            severity=AssetCheckSeverity.WARN,
-            metadata={"downloaded": expected, "embedded": written.rows, "undecodable": expected - written.rows},
-        )
-    )
+    checks.append(_decoded_check(expected, written.rows))
     return MaterializeResult(
         metadata={
             **params_metadata(config),
@@ -307,23 +285,47 @@ def laion_embeddings(
     )
 
 
-def lost_by_shard(folder: str, shards: list[str], uids: list[str]) -> dict[str, list[str]]:
-    """shard file → the given uids that img2dataset stored in it (from the part's status
-    table: a sample's key starts with its shard's name); uids not downloaded this time are
-    listed under "(not in the current download)"."""
-    keys = read_parquet(join(folder, STATUS_FILE), columns=["uid", "key", "status"]).filter(
-        pl.col("uid").is_in(uids) & (pl.col("status") == "success")
+def _decoded_check(downloaded: int, embedded: int) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name="every_download_decoded",
+        passed=embedded >= downloaded,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"downloaded": downloaded, "embedded": embedded, "undecodable": downloaded - embedded},
     )
-    stems = {s.rsplit("/", 1)[-1].removesuffix(".tar"): s.rsplit("/", 1)[-1] for s in shards}
-    out: dict[str, list[str]] = {}
-    found = set()
-    for uid, key in keys.select("uid", "key").iter_rows():
-        shard = next((name for stem, name in stems.items() if key and key.startswith(stem)), "(unknown shard)")
-        out.setdefault(shard, []).append(uid)
-        found.add(uid)
-    if rest := sorted(set(uids) - found):
-        out["(not in the current download)"] = rest
-    return out
+
+
+def _encode(clip: ClipEncoder, loaded, shards: list[str], expected: int):
+    """The part's encoded batches, by the executor the clip resource names (a Ray Data actor
+    pool on an existing cluster, else this process: same rows, same atomic write), and the
+    EncodeStats they fill as they are read."""
+    from laionlab.embed.encode import EncodeStats
+
+    stats = EncodeStats()
+    if clip.ray_address:
+        from laionlab.distributed import ray_encode_shards
+
+        encoded = ray_encode_shards(
+            clip.spec, shards, clip.ray_address, clip.batch_size, clip.ray_actors, clip.ray_gpus_per_actor, stats=stats
+        )
+    else:
+        encoded = encode_shards(loaded, shards, clip.batch_size, clip.num_workers, stats, total=expected)
+    return encoded, stats
+
+
+def _shrink_failure(err: ShrinkError, images: Version, shards: list[str]) -> Failure:
+    """The step's Failure when the re-embedded part would lose stored rows: the lost samples
+    by shard (from the part's status table) and what to do."""
+    lost = lost_by_shard(images.read_parquet(STATUS_FILE, columns=["uid", "key", "status"]), shards, err.lost)
+    lost_counts = pl.DataFrame({"shard": list(lost), "lost": [len(u) for u in lost.values()]})
+    return Failure(
+        f"{err}. Lost samples by shard: {describe_lost(lost)}. A truncated or corrupt shard? Re-materialise "
+        "laion_images for the part; to accept the smaller part, run laion_embeddings with config allow_shrink: true.",
+        metadata={
+            "lost_rows": len(err.lost),
+            "stored_rows": err.stored,
+            "lost_by_shard": markdown_table(lost_counts),
+        },
+    )
 
 
 # A deployment that imports a release's embeddings instead of downloading images sets this; only
@@ -402,16 +404,9 @@ def reference_embeddings(
     schema = reference_schema(loaded.embed_dim)
     lance.tables().ensure(REFERENCE_TABLE, schema)
     stats = EncodeStats()
-    index = {f"{name}:{i:09d}": i for i in range(len(items.sources))}
-
-    def batches():
-        for b in encode_dataset(loaded, ReferenceImages(spec, loaded.preprocess), clip.batch_size, clip.num_workers, stats):
-            rows = [index[u] for u in b.uid]
-            labels = [items.labels[i] for i in rows]
-            sources = [items.sources[i] for i in rows]
-            yield reference_batch(b.uid, name, loaded.model_id, labels, sources, b.image_emb, b.image_norm)
-
-    written = lance.tables().replace_part(REFERENCE_TABLE, name, batches(), schema, part_column="dataset")
+    encoded = encode_dataset(loaded, ReferenceImages(spec, loaded.preprocess), clip.batch_size, clip.num_workers, stats)
+    batches = reference_batches(encoded, name, loaded.model_id, items.labels, items.sources)
+    written = lance.tables().replace_part(REFERENCE_TABLE, name, batches, schema, part_column="dataset")
     labels = pl.DataFrame({"label": items.labels}).group_by("label").agg(pl.len().alias("images")).sort("images", descending=True)
     return MaterializeResult(
         metadata={

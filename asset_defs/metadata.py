@@ -22,18 +22,10 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 50) -> MetadataValue:
 def png_markdown(fig, path: str | None = None) -> MetadataValue:
     """A matplotlib figure as a Markdown image the UI shows inline (also saved to ``path``)."""
     import base64
-    import io
 
-    import matplotlib.pyplot as plt
+    from laionlab.figures import figure_png
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    data = buf.getvalue()
-    if path is not None:
-        from laionlab.io.files import atomic_write_bytes
-
-        atomic_write_bytes(path, data)
+    data = figure_png(fig, path)
     return MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(data).decode()})")
 
 

@@ -200,9 +200,7 @@ def representation_similarity(context: AssetExecutionContext, config: Similarity
 
 
 def load_similarity(files: FileStore, data: str) -> tuple[list[str], dict[str, np.ndarray]]:
-    from laionlab.io.files import load_npz
-
-    arrays = load_npz(files.path("representation_similarity", f"{data}.npz"))
+    arrays = files.load_npz("representation_similarity", f"{data}.npz")
     return [str(n) for n in arrays.pop("names")], arrays
 
 
@@ -217,7 +215,7 @@ def load_similarity(files: FileStore, data: str) -> tuple[list[str], dict[str, n
     "similarity matrices' upper triangles (overall and for model pairs within each objective group).",
 )
 def similarity_consistency(context: AssetExecutionContext, catalog: DatasetCatalog, files: FileStore) -> MaterializeResult:
-    from laionlab.repsim import ALL_MODELS, consistency_table
+    from laionlab.repsim import consistency_matrix, consistency_table
 
     datasets = [d for d in registered(context, dataset) if _has_similarity(files, d)]
     if len(datasets) < 2:
@@ -231,10 +229,7 @@ def similarity_consistency(context: AssetExecutionContext, catalog: DatasetCatal
     files.write_parquet(result.table, "similarity_consistency", "consistency.parquet")
     plots = {}
     for metric in result.metrics:
-        M = np.eye(len(datasets))
-        for r in result.table.filter((pl.col("metric") == metric) & (pl.col("group") == ALL_MODELS)).iter_rows(named=True):
-            i, j = datasets.index(r["dataset_a"]), datasets.index(r["dataset_b"])
-            M[i, j] = M[j, i] = r["spearman"]
+        M = consistency_matrix(result.table, datasets, metric)
         plots[f"{metric}_heatmap"] = _heatmap(M, datasets, f"consistency (Spearman) of {metric}", files.path("similarity_consistency", f"{metric}.png"))
     return MaterializeResult(
         metadata={

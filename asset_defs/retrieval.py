@@ -27,10 +27,31 @@ from asset_defs.partitions import every_partition, laion_part, registered, targe
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import labelled_reference, laion_columns_for, stack_vectors
 from laionlab.io.digest import frame_digest
-from laionlab.io.files import CURRENT
-from laionlab.io.lance import embeddings_batch, embeddings_schema, read_vectors, uid_filters
+from laionlab.io.lance import embeddings_batches, embeddings_schema, read_vectors, uid_filters
+from laionlab.io.metadata import uid_parts
 from laionlab.progress import Progress
-from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LanceStore
+from laionlab.swat import (
+    candidate_rows,
+    caption_rows,
+    check_methods,
+    class_frequency,
+    fewshot_embeddings,
+    matched_captions,
+    merge_failures,
+    needs_fewshot,
+    normalise,
+    picked_rows,
+    plan_retrieval,
+    prompt_embeddings,
+    rows_to_retrieve,
+    sample_all_methods,
+    samples_table,
+    swat_labels,
+    synonyms_from_table,
+    synonyms_table,
+    write_swat_lists,
+)
+from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, FolderBusyError, LanceStore
 
 if TYPE_CHECKING:
     from laionlab.io.download import DownloadResult
@@ -59,14 +80,8 @@ def _synonyms(catalog: DatasetCatalog, name: str):
 def concept_synonyms(context: AssetExecutionContext, catalog: DatasetCatalog, files: FileStore) -> MaterializeResult:
     name = context.partition_key
     spec, synonyms = _synonyms(catalog, name)
-    frame = pl.DataFrame(
-        {
-            "class": [str(k) for k in synonyms],
-            "name": [s.name for s in synonyms.values()],
-            "synonyms": [list(s.synonyms) for s in synonyms.values()],
-            "most_common_name": [s.most_common_name or s.name for s in synonyms.values()],
-        }
-    ).with_columns(prefix=pl.lit(spec.prefix, dtype=pl.String))
+    with library_errors(f"target {name!r}"):
+        frame = synonyms_table(synonyms, spec.prefix)
     files.write_parquet(frame, "concept_synonyms", f"{name}.parquet")
     return MaterializeResult(
         metadata={
@@ -86,11 +101,8 @@ def concept_synonyms(context: AssetExecutionContext, catalog: DatasetCatalog, fi
 
 
 def _synonym_map(files: FileStore, name: str) -> tuple[dict, str | None]:
-    from laionlab.swat import from_class_names
-
-    frame = files.read_parquet("concept_synonyms", f"{name}.parquet")
-    keys = [int(k) if k.lstrip("-").isdigit() else k for k in frame["class"]]
-    return from_class_names(dict(zip(keys, frame["synonyms"].to_list()))), frame["prefix"][0]
+    with library_errors(f"concept_synonyms[{name}]"):
+        return synonyms_from_table(files.read_parquet("concept_synonyms", f"{name}.parquet"))
 
 
 # --- caption_search_index --------------------------------------------------------------------
@@ -104,8 +116,6 @@ def _synonym_map(files: FileStore, name: str) -> tuple[dict, str | None]:
     "with a native full-text index (phrase queries); parts are added incrementally.",
 )
 def caption_search_index(context: AssetExecutionContext, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.swat import normalise
-
     parts = registered(context, laion_part)
     tables = lance.tables()
     schema = pa.schema([("uid", pa.string()), ("part", pa.string()), ("TEXT", pa.string()), ("normalised", pa.string())])
@@ -118,7 +128,7 @@ def caption_search_index(context: AssetExecutionContext, files: FileStore, lance
     for part in parts:
         meta = files.read_parquet("laion_metadata", f"{part}.parquet").select("uid", "TEXT")
         if indexed.get(part) != meta.height:
-            frame = meta.with_columns(part=pl.lit(part), normalised=normalise(meta["TEXT"]).str.strip_chars()).select("uid", "part", "TEXT", "normalised")
+            frame = caption_rows(meta, part)
             tables.replace_part(CAPTIONS_TABLE, part, frame.to_arrow().cast(schema).to_batches(), schema)
             added.append(part)
         progress.update()
@@ -141,8 +151,6 @@ def caption_search_index(context: AssetExecutionContext, files: FileStore, lance
 
 def search_captions(lance: LanceStore, phrase: str, limit: int | None = 100) -> pl.DataFrame:
     """Captions containing ``phrase`` (normalised as the matcher does), via the FTS index."""
-    from laionlab.swat import normalise
-
     text = normalise([phrase])[0].strip()
     query = lance.tables().open(CAPTIONS_TABLE).search(f'"{text}"', query_type="fts").select(["uid", "TEXT"]).limit(limit)
     return pl.from_arrow(query.to_arrow()).select("uid", "TEXT")
@@ -160,8 +168,6 @@ def search_captions(lance: LanceStore, phrase: str, limit: int | None = 100) -> 
     "classes, all matches kept. Metadata: SWAT's class frequency and its long tail.",
 )
 def string_matches(context: AssetExecutionContext, files: FileStore, lance: LanceStore) -> MaterializeResult:
-    from laionlab.swat import class_frequency
-
     name = context.partition_key
     synonyms, prefix = _synonym_map(files, name)
     matches = _match_parts(context, lance, name, synonyms, prefix)
@@ -191,8 +197,6 @@ def string_matches(context: AssetExecutionContext, files: FileStore, lance: Lanc
 def _match_parts(context: AssetExecutionContext, lance: LanceStore, name: str, synonyms: dict, prefix: str | None) -> pl.DataFrame:
     """uid, classes (as strings), synonyms of every caption of every registered part that
     matches a class, one part at a time from the caption table."""
-    from laionlab.swat import match_synonyms
-
     parts = registered(context, laion_part)
     if not parts or not lance.tables().exists(CAPTIONS_TABLE):
         raise Failure(
@@ -206,11 +210,10 @@ def _match_parts(context: AssetExecutionContext, lance: LanceStore, name: str, s
         captions = pl.from_arrow(tables.read_part(CAPTIONS_TABLE, part, ["uid", "TEXT"]))
         if captions.height == 0:
             context.log.warning(f"part {part} has no captions in {CAPTIONS_TABLE}: re-materialise caption_search_index")
-        matched = match_synonyms(captions["TEXT"], synonyms, prefix=prefix)
-        frames.append(pl.concat([captions.select("uid"), matched.select("classes", "synonyms")], how="horizontal").filter(pl.col("classes").list.len() > 0))
+        frames.append(matched_captions(captions, synonyms, prefix))
         progress.update()
     progress.close()
-    return pl.concat(frames).with_columns(pl.col("classes").cast(pl.List(pl.String)))
+    return pl.concat(frames)
 
 
 # --- retrieved_images ------------------------------------------------------------------------
@@ -247,49 +250,37 @@ def _embedded_uids(lance: LanceStore, table: str, uids: list[str]) -> set[str]:
 def retrieved_images(
     context: AssetExecutionContext, config: RetrievedImagesConfig, clip: ClipEncoder, downloader: Downloader, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
-    from laionlab.swat import cap_per_class
-
     name = context.partition_key
     matches = files.read_parquet("string_matches", f"{name}.parquet")
-    missing = matches.filter(~pl.col("uid").is_in(list(_embedded_uids(lance, EMBEDDINGS_TABLE, matches["uid"].to_list()))))
-    if config.max_per_class is not None:
-        missing = cap_per_class(missing, config.max_per_class, seed=config.seed)
-    wanted = missing["uid"].to_list()
-    already = _embedded_uids(lance, RETRIEVED_TABLE, wanted)
+    embedded = _embedded_uids(lance, EMBEDDINGS_TABLE, matches["uid"].to_list())
+    with library_errors(f"retrieved_images[{name}]"):
+        wanted = rows_to_retrieve(matches, embedded, config.max_per_class, config.seed)
     failed_before = _failed_table(files, name)
-    failed = set(failed_before["uid"].to_list())
+    retrieved = _embedded_uids(lance, RETRIEVED_TABLE, wanted)
     # a row of a part laion_images downloaded was tried there and failed (else it would be embedded)
-    ingested = {p for p in {u.rsplit(":", 1)[0] for u in wanted} if files.exists("laion_images", p, CURRENT)}
-    failed_in_ingest = {u for u in wanted if u.rsplit(":", 1)[0] in ingested}
-    skip = set() if config.retry_failed else failed | failed_in_ingest
-    todo = [u for u in wanted if u not in already and u not in skip]
-    counts = {
-        "matched_without_embedding": len(wanted),
-        "already_retrieved": len(already),
-        "failed_before": len(failed),
-        "failed_in_ingest": len(failed_in_ingest - already),
-    }
-    if not todo:
+    ingested = [p for p in uid_parts(wanted) if files.has_version("laion_images", p)]
+    plan = plan_retrieval(wanted, retrieved, failed_before["uid"].to_list(), ingested, config.retry_failed)
+    counts = plan.counts
+    if not plan.todo:
         context.log.info(
-            f"{name}: nothing to download ({counts['already_retrieved']} retrieved before, {counts['failed_before']} failed before, "
-            f"{counts['failed_in_ingest']} failed in laion_images; retry_failed=True tries those again)"
+            f"{name}: nothing to download ({counts['already_retrieved']} retrieved before, {counts['failed_before']} "
+            f"failed before, {counts['failed_in_ingest']} failed in laion_images; retry_failed=True tries those again)"
         )
         return MaterializeResult(metadata={**params_metadata(config), **counts, "downloaded": 0})
-    parts = sorted({u.rsplit(":", 1)[0] for u in todo})
-    meta = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet") for p in parts]).filter(pl.col("uid").is_in(todo))
+    parts = uid_parts(plan.todo)
+    meta = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet") for p in parts])
+    meta = meta.filter(pl.col("uid").is_in(plan.todo))
     context.log.info(f"{name}: downloading {meta.height} matched images of parts {parts} that were never downloaded")
     result, rows, version = _download_and_embed(name, meta, clip, downloader, files, lance)
-    failures = result.status.filter(pl.col("status") != "success").select(pl.col("uid", "error_message").cast(pl.String))
-    # earlier failures not tried this time stay; those tried take this run's outcome
-    kept = failed_before.filter(~pl.col("uid").is_in(result.status["uid"].implode()))
-    files.write_parquet(pl.concat([failures, kept]).sort("uid"), "retrieved_images", f"{name}.failed.parquet")
+    failures = merge_failures(result.status, failed_before)
+    files.write_parquet(failures, "retrieved_images", f"{name}.failed.parquet")
     return MaterializeResult(
         metadata={
             **params_metadata(config),
             **counts,
             "requested": meta.height,
             "downloaded": result.successes,
-            "failed": failures.height,
+            "failed": result.status.height - result.successes,
             "embedded": rows,
             "shards": version,
         }
@@ -311,25 +302,23 @@ def _download_and_embed(
     stay). Returns (img2dataset's result, rows embedded, shard folder)."""
     from laionlab.embed.encode import encode_shards
     from laionlab.io.download import download_part
-    from laionlab.io.files import commit_version_dir, new_version_dir
 
-    folder = files.path("retrieved_images", name)
-    version = new_version_dir(folder)
-    result = download_part(meta, version, downloader.settings())
-    commit_version_dir(folder, version, keep_old=1)
+    try:  # a second writer's commit would delete this one's version mid-download
+        with files.new_version("retrieved_images", name, keep_old=1) as version:
+            result = download_part(meta, version.uri, downloader.settings())
+    except FolderBusyError as err:
+        raise Failure(f"retrieved_images[{name}]: another run is downloading this target: {err}") from None
     loaded = clip.load()
     schema = embeddings_schema(loaded.embed_dim)
-    batches = [
-        embeddings_batch(b.uid, name, loaded.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm)
-        for b in encode_shards(loaded, result.shards, clip.batch_size, clip.num_workers)
-    ]
+    encoded = encode_shards(loaded, result.shards, clip.batch_size, clip.num_workers)
+    batches = list(embeddings_batches(encoded, name, loaded.model_id))
     old = []
     if lance.tables().exists(RETRIEVED_TABLE):
         old = lance.tables().part_query(RETRIEVED_TABLE, name).to_arrow().to_batches()
     rows = sum(b.num_rows for b in batches)
     if rows:
         lance.replace_part(RETRIEVED_TABLE, name, [*old, *batches], schema)
-    return result, rows, version
+    return result, rows, version.uri
 
 
 # --- retrieval_samples -----------------------------------------------------------------------
@@ -384,7 +373,6 @@ def retrieval_samples(
     context: AssetExecutionContext, config: RetrievalSamplesConfig, clip: ClipEncoder, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
     from laionlab.embed.encode import encode_texts
-    from laionlab.swat import check_methods, needs_fewshot, prompt_embeddings, sample_all_methods, swat_labels, write_swat_lists
 
     name = context.partition_key
     with library_errors(f"retrieval_samples[{name}]"):
@@ -394,8 +382,6 @@ def retrieval_samples(
     uids, T, I = _embeddings_of(lance, matches["uid"].to_list(), context.log)
     if not uids:
         raise Failure(f"no matched row of target {name!r} has embeddings: materialise laion_embeddings or retrieved_images")
-    key_type = pl.Int64 if all(isinstance(k, int) for k in synonyms) else pl.String  # string_matches stores str(key)
-    frame = pl.DataFrame({"uid": uids}).with_row_index("row").join(matches.select("uid", "classes"), on="uid")
     loaded = clip.load()
     prompts = prompt_embeddings(lambda texts: encode_texts(loaded, texts), synonyms, None if config.templates == "openai" else ("a photo of a {}.",))
     fewshot = _fewshot(lance, spec, synonyms) if needs_fewshot(config.methods) else None
@@ -403,14 +389,15 @@ def retrieval_samples(
     # InvalidOperationError: e.g. string_matches made before the target's classes changed
     hint = f"; rematerialise string_matches[{name}] if the target's classes changed"
     with library_errors(f"retrieval_samples[{name}]", pl.exceptions.InvalidOperationError, hint=hint):
-        candidates = frame.select("row", pl.col("classes").cast(pl.List(key_type)))
-        picks = sample_all_methods(config.methods, candidates, T, I, prompts, fewshot, config.n_per_class, seed=config.seed, **thresholds)
-    picked = frame.join(picks.select("row").unique(), on="row").sort("row")  # only these images are exported
+        frame, candidates = candidate_rows(uids, matches, list(synonyms))
+        picks = sample_all_methods(
+            config.methods, candidates, T, I, prompts, fewshot, config.n_per_class, seed=config.seed, **thresholds
+        )
+    picked = picked_rows(frame, picks)  # only these images are exported
     paths = _export_paths(files, picked, name, context.log) if config.export_images else dict(zip(picked["row"], picked["uid"]))
     out_dir = files.path("retrieval_samples", name)
     sizes = write_swat_lists(picks, paths, swat_labels(synonyms), out_dir, methods=config.methods, n_per_class=config.n_per_class, **thresholds)
-    samples = picks.join(frame.select("row", "uid"), on="row").select("uid", pl.col("class").cast(pl.String), "score", "rank", "method")
-    files.write_parquet(samples, "retrieval_samples", f"{name}.parquet")
+    files.write_parquet(samples_table(picks, frame), "retrieval_samples", f"{name}.parquet")
     return MaterializeResult(
         metadata={
             **params_metadata(config),
@@ -430,8 +417,6 @@ def retrieval_samples(
 def _fewshot(lance: LanceStore, spec, synonyms: dict) -> dict:
     """The target's few-shot image embeddings by class (I2T/I2I methods), from its labelled
     fewshot_dataset in reference_embeddings."""
-    from laionlab.swat import fewshot_embeddings
-
     if spec.fewshot_dataset is None:
         raise Failure(f"I2T/I2I methods need few-shot images: set fewshot_dataset for target {spec.name!r} in the catalog")
     ref = labelled_reference(lance, spec.fewshot_dataset)
@@ -444,18 +429,17 @@ def _export_paths(files: FileStore, frame: pl.DataFrame, name: str, log: logging
     under retrieval_samples/<target>/images/ (from the part's shards or the target's retrieved
     shards) and return row → path (a local path or a URI under the data root, as the SWAT lists
     then name them). Images already there from an earlier run are not rewritten."""
-    from laionlab.io.files import current_version_dir, list_files
     from laionlab.io.shards import iter_shard_images
 
     wanted = set(frame["uid"].to_list())
     shards = []
-    for part in sorted({u.rsplit(":", 1)[0] for u in wanted}):
+    for part in uid_parts(wanted):
         try:
             shards += image_shards(files, part)
         except FileNotFoundError:
             pass
     try:
-        shards += list_files(current_version_dir(files.path("retrieved_images", name)), "*.tar")
+        shards += files.current_version("retrieved_images", name).glob("*.tar")
     except FileNotFoundError:
         pass
     path_of = {}

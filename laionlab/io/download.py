@@ -34,6 +34,7 @@ from pathlib import Path
 import polars as pl
 
 from laionlab.io import files, net_guard
+from laionlab.io.digest import frame_digest
 from laionlab.io.url_policy import BLOCKED, parse_allowed_hosts, url_verdicts
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class DownloadResult:
 
     @property
     def successes(self) -> int:
-        return int((self.status["status"] == "success").sum())
+        return count_successes(self.status)
 
     @property
     def success_rate(self) -> float:
@@ -122,6 +123,66 @@ def failure_table(status: pl.DataFrame) -> pl.DataFrame:
         .group_by("reason")
         .agg(pl.len().alias("count"))
         .sort(["count", "reason"], descending=[True, False])
+    )
+
+
+def count_successes(status: pl.DataFrame) -> int:
+    """Rows of a status table (:func:`download_part`'s, or the ``status.parquet`` kept beside a
+    part's shards) whose image was downloaded (status ``success``)."""
+    if not isinstance(status, pl.DataFrame) or "status" not in status.columns:
+        raise ValueError("status: expected a download status table with a 'status' column")
+    return int((status["status"] == "success").sum())
+
+
+def checked_failures(result: DownloadResult, what: str) -> pl.DataFrame:
+    """:func:`failure_table` of a download; ValueError naming ``what`` (e.g. "part 'p-1'") and
+    the three most common errors when not one image was downloaded (nothing to keep)."""
+    failures = failure_table(result.status)
+    if result.successes == 0:
+        raise ValueError(
+            f"no image of {what} could be downloaded ({result.status.height} rows); "
+            f"most common errors: {failures.head(3).rows()}"
+        )
+    return failures
+
+
+def fetched_contents(status: pl.DataFrame, shards: list[str]) -> list:
+    """What a download fetched, to version its output by (the web is not versioned): the
+    digest of the downloaded uids (sorted), then ``[name, size in bytes]`` of every shard
+    (local paths or URIs)."""
+    if not isinstance(status, pl.DataFrame) or {"uid", "status"} - set(status.columns):
+        raise ValueError("status: expected a download status table with columns 'uid' and 'status'")
+    fetched: list = [frame_digest(status.filter(pl.col("status") == "success").select("uid").sort("uid"))]
+    return fetched + [[s.rsplit("/", 1)[-1], files.size(s)] for s in shards]
+
+
+def lost_by_shard(status: pl.DataFrame, shards: list[str], uids: list[str]) -> dict[str, list[str]]:
+    """shard file name → the given ``uids`` that img2dataset stored in it, from the part's
+    status table (columns uid, key, status: a sample's key starts with its shard's name);
+    uids not downloaded this time are listed under ``"(not in the current download)"``, a
+    downloaded uid whose key names no shard of ``shards`` under ``"(unknown shard)"``."""
+    if not isinstance(status, pl.DataFrame) or {"uid", "key", "status"} - set(status.columns):
+        raise ValueError("status: expected a download status table with columns 'uid', 'key' and 'status'")
+    keys = status.filter(pl.col("uid").is_in(uids) & (pl.col("status") == "success"))
+    stems = {s.rsplit("/", 1)[-1].removesuffix(".tar"): s.rsplit("/", 1)[-1] for s in shards}
+    out: dict[str, list[str]] = {}
+    found = set()
+    for uid, key in keys.select("uid", "key").iter_rows():
+        shard = next((name for stem, name in stems.items() if key and key.startswith(stem)), "(unknown shard)")
+        out.setdefault(shard, []).append(uid)
+        found.add(uid)
+    if rest := sorted(set(uids) - found):
+        out["(not in the current download)"] = rest
+    return out
+
+
+def describe_lost(lost: dict[str, list[str]], examples: int = 3) -> str:
+    """:func:`lost_by_shard`'s result as one line: ``shard: count (first uids, ...); ...``."""
+    if examples < 0:
+        raise ValueError(f"examples must be >= 0, got {examples}")
+    return "; ".join(
+        f"{shard}: {len(uids)} ({', '.join(uids[:examples])}{', ...' if len(uids) > examples else ''})"
+        for shard, uids in lost.items()
     )
 
 

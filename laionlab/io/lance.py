@@ -403,6 +403,15 @@ def embeddings_batch(
     )
 
 
+def embeddings_batches(encoded: Iterable, part: str, model: str) -> Iterator[pa.RecordBatch]:
+    """One :func:`embeddings_batch` per encoded batch, lazily: ``encoded`` yields objects with
+    ``uid``, ``image_emb``, ``text_emb`` (``(n, d)`` float32, unit norm), ``image_norm`` and
+    ``text_norm`` (``(n,)`` raw norms), as ``laionlab.embed.encode.encode_shards`` does."""
+    if not isinstance(part, str) or not part:
+        raise ValueError(f"part: expected a non-empty partition key, got {part!r}")
+    return (embeddings_batch(b.uid, part, model, b.image_emb, b.text_emb, b.image_norm, b.text_norm) for b in encoded)
+
+
 def reference_schema(dim: int) -> pa.Schema:
     """Schema of ``reference_embeddings``: one row per reference image (partition column
     ``dataset``), unit-norm image vector plus its raw norm, and the sample's label/source."""
@@ -435,6 +444,30 @@ def reference_batch(
         ],
         schema=reference_schema(dim),
     )
+
+
+def reference_batches(
+    encoded: Iterable, dataset: str, model: str, labels: Sequence, sources: Sequence[str]
+) -> Iterator[pa.RecordBatch]:
+    """One :func:`reference_batch` per encoded batch of a reference dataset, lazily: the sample
+    with uid ``<dataset>:<i:09d>`` (``laionlab.io.reference``'s uids) takes label and source
+    ``labels[i]``, ``sources[i]``. ``encoded`` yields objects with ``uid``, ``image_emb``
+    (``(n, d)`` float32, unit norm) and ``image_norm`` (``(n,)``), as ``encode_dataset`` does."""
+    if len(labels) != len(sources):
+        raise ValueError(f"labels and sources: expected one of each per sample, got {len(labels)} and {len(sources)}")
+    index = {f"{dataset}:{i:09d}": i for i in range(len(sources))}
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for b in encoded:
+            unknown = [u for u in b.uid if u not in index]
+            if unknown:
+                raise ValueError(f"encoded: uids {unknown[:3]} are not samples of {dataset!r} ({len(sources)} samples)")
+            rows = [index[u] for u in b.uid]
+            yield reference_batch(
+                b.uid, dataset, model, [labels[i] for i in rows], [sources[i] for i in rows], b.image_emb, b.image_norm
+            )
+
+    return batches()
 
 
 def read_vectors(

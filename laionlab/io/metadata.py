@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,19 @@ class MetadataSchemaError(ValueError):
 
 def make_uid(part: str, row: int) -> str:
     return f"{part}:{row:09d}"
+
+
+def uid_part(uid: str) -> str:
+    """The part a uid (:func:`make_uid`: ``<part>:<row>``) belongs to."""
+    part, sep, _ = str(uid).rpartition(":")
+    if not sep or not part:
+        raise ValueError(f"uid {uid!r}: expected '<part>:<row>'")
+    return part
+
+
+def uid_parts(uids: Iterable[str]) -> list[str]:
+    """The parts of ``uids``, each once, sorted."""
+    return sorted({uid_part(u) for u in uids})
 
 
 def uid_expr(part: str) -> pl.Expr:

@@ -47,6 +47,7 @@ from laionlab.repsim.summary import (
     ALL_MODELS,
     MIN_GROUP_MODELS,
     ConsistencyTable,
+    consistency_matrix,
     consistency_table,
     similarity_behaviour_link,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "SEED_RBF_SIGMAS",
     "compute_rdm",
     "consistency",
+    "consistency_matrix",
     "consistency_table",
     "l2_normalise",
     "linear_cka",

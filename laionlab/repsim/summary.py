@@ -114,6 +114,28 @@ def consistency_table(
     return ConsistencyTable(pl.DataFrame(rows, schema=_SCHEMA), metrics, skipped, groups)
 
 
+def consistency_matrix(
+    table: pl.DataFrame, datasets: Sequence[str], metric: str, group: str = ALL_MODELS, corr: str = "spearman"
+) -> np.ndarray:
+    """Dataset × dataset consistency of one metric (and model group) from
+    :func:`consistency_table`'s table: ``(n, n)`` float64 in the order of ``datasets``,
+    symmetric, ones on the diagonal; ``corr`` is the column (``"spearman"`` or ``"pearson"``).
+    A pair the table lacks stays 0."""
+    if corr not in ("pearson", "spearman"):
+        raise ValueError(f"corr: expected 'pearson' or 'spearman', got {corr!r}")
+    if not isinstance(table, pl.DataFrame) or set(_SCHEMA) - set(table.columns):
+        raise ValueError(f"table: expected consistency_table's table with columns {', '.join(_SCHEMA)}")
+    index = {d: i for i, d in enumerate(datasets)}
+    rows = table.filter((pl.col("metric") == metric) & (pl.col("group") == group))
+    unknown = sorted({d for d in rows["dataset_a"].to_list() + rows["dataset_b"].to_list() if d not in index})
+    if unknown:
+        raise ValueError(f"datasets: the table's {metric}/{group} rows name datasets {unknown} not in {list(datasets)}")
+    M = np.eye(len(datasets))
+    for a, b, value in rows.select("dataset_a", "dataset_b", corr).iter_rows():
+        M[index[a], index[b]] = M[index[b], index[a]] = value
+    return M
+
+
 def _groups(names: list[str], objectives: Mapping[str, str] | None) -> dict[str, list[str]]:
     if objectives is None:
         return {}

@@ -59,7 +59,7 @@ import polars as pl
 from laionlab import aho_corasick, validate
 from laionlab.swat.synonyms import ClassKey, ClassSynonyms, from_class_names
 
-__all__ = ["class_frequency", "match_synonyms", "normalise", "seed_fts5_query"]
+__all__ = ["caption_rows", "class_frequency", "match_synonyms", "matched_captions", "normalise", "seed_fts5_query"]
 
 # The rule's character classes (module docstring, steps 2-4).
 DIACRITIC_MARKS = r"[\u0300-\u036f]"
@@ -155,6 +155,33 @@ def match_synonyms(
     if prefix_pattern is not None:
         texts = texts.filter(pl.col("text").str.contains(prefix_pattern, literal=True))
     return aho_corasick.matches_per_row(texts, series.len(), table, {"classes": "class", "synonyms": "synonym"})
+
+
+def matched_captions(
+    captions: pl.DataFrame,
+    synonyms: Mapping[ClassKey, ClassSynonyms | Sequence[str] | str],
+    prefix: str | None = None,
+) -> pl.DataFrame:
+    """The captions (``captions``: uid, TEXT) that match at least one class by
+    :func:`match_synonyms`' rule, in order: uid, ``classes`` (the class keys as strings, as
+    string_matches stores them) and ``synonyms`` (those found)."""
+    if not isinstance(captions, pl.DataFrame) or {"uid", "TEXT"} - set(captions.columns):
+        raise ValueError("captions: expected a frame with columns 'uid' and 'TEXT'")
+    matched = match_synonyms(captions["TEXT"], synonyms, prefix=prefix)
+    rows = pl.concat([captions.select("uid"), matched.select("classes", "synonyms")], how="horizontal")
+    return rows.filter(pl.col("classes").list.len() > 0).with_columns(pl.col("classes").cast(pl.List(pl.String)))
+
+
+def caption_rows(captions: pl.DataFrame, part: str) -> pl.DataFrame:
+    """A part's rows of the caption search index: uid, part, TEXT and ``normalised`` (the
+    caption as :func:`normalise` makes it, without its outer spaces: what phrase queries
+    search), from ``captions`` (uid, TEXT)."""
+    if not isinstance(captions, pl.DataFrame) or {"uid", "TEXT"} - set(captions.columns):
+        raise ValueError("captions: expected a frame with columns 'uid' and 'TEXT'")
+    if not isinstance(part, str) or not part:
+        raise ValueError(f"part: expected a non-empty partition key, got {part!r}")
+    normalised = normalise(captions["TEXT"]).str.strip_chars()
+    return captions.with_columns(part=pl.lit(part), normalised=normalised).select("uid", "part", "TEXT", "normalised")
 
 
 def class_frequency(matches: pl.DataFrame, classes: Iterable[ClassKey] | None = None) -> dict[ClassKey, int]:

@@ -39,7 +39,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ClassKey", "ClassSynonyms", "from_class_names", "load_metrics_json"]
+import polars as pl
+
+__all__ = [
+    "ClassKey", "ClassSynonyms", "from_class_names", "load_metrics_json", "synonyms_from_table", "synonyms_table",
+]
 
 ClassKey = int | str
 
@@ -223,3 +227,35 @@ def from_class_names(
         except ValueError as err:
             raise ValueError(f"names[{i}]: {err}") from None
     return out
+
+
+def synonyms_table(synonyms: Mapping[ClassKey, ClassSynonyms], prefix: str | None = None) -> pl.DataFrame:
+    """A target's synonyms as a table, one row per class in the mapping's order: ``class``
+    (the key as a string), ``name``, ``synonyms`` (list), ``most_common_name`` (the name when
+    the metrics file has none) and ``prefix`` (the target's prefix word, or null)."""
+    if not isinstance(synonyms, Mapping) or not all(isinstance(s, ClassSynonyms) for s in synonyms.values()):
+        raise ValueError("synonyms: expected a mapping class → ClassSynonyms (from_class_names / load_metrics_json)")
+    if prefix is not None and not isinstance(prefix, str):
+        raise ValueError(f"prefix: expected a word or None, got {type(prefix).__name__}")
+    return pl.DataFrame(
+        {
+            "class": [str(k) for k in synonyms],
+            "name": [s.name for s in synonyms.values()],
+            "synonyms": [list(s.synonyms) for s in synonyms.values()],
+            "most_common_name": [s.most_common_name or s.name for s in synonyms.values()],
+        },
+        schema={"class": pl.String, "name": pl.String, "synonyms": pl.List(pl.String), "most_common_name": pl.String},
+    ).with_columns(prefix=pl.lit(prefix, dtype=pl.String))
+
+
+def synonyms_from_table(frame: pl.DataFrame) -> tuple[dict[ClassKey, ClassSynonyms], str | None]:
+    """What string matching searches, back from a :func:`synonyms_table` table: class →
+    :class:`ClassSynonyms` through :func:`from_class_names` (a class of digits, optionally
+    negative, is an int key again; each class is searched by its synonyms, the first taken as
+    its name) and the prefix."""
+    if not isinstance(frame, pl.DataFrame) or {"class", "synonyms", "prefix"} - set(frame.columns):
+        raise ValueError("frame: expected a synonyms_table table with columns 'class', 'synonyms' and 'prefix'")
+    if frame.height == 0:
+        raise ValueError("frame: expected at least one class, got an empty synonyms table")
+    keys = [int(k) if k.lstrip("-").isdigit() else k for k in frame["class"]]
+    return from_class_names(dict(zip(keys, frame["synonyms"].to_list()))), frame["prefix"][0]

@@ -160,3 +160,52 @@ def test_pinned_reads_see_one_version_while_others_write(tmp_path):
     assert run.count("emb") == 18 and pins["emb"] == writer.open("emb").version
     run.open_to_write("emb").delete("part = 'c'")
     assert run.count("emb") == 15
+
+
+def test_embeddings_batches_are_embeddings_batch_of_each_encoded_batch():
+    from types import SimpleNamespace
+
+    from laionlab.io.lance import embeddings_batches
+
+    rng = np.random.default_rng(0)
+    encoded = [
+        SimpleNamespace(
+            uid=[f"p:{i}" for i in range(s, s + n)], image_emb=_unit(rng, n), text_emb=_unit(rng, n),
+            image_norm=rng.random(n).astype(np.float32), text_norm=rng.random(n).astype(np.float32),
+        )
+        for s, n in ((0, 3), (3, 2))
+    ]
+    got = list(embeddings_batches(iter(encoded), "p", "m"))
+    want = [embeddings_batch(b.uid, "p", "m", b.image_emb, b.text_emb, b.image_norm, b.text_norm) for b in encoded]
+    assert len(got) == 2 and all(g.equals(w) for g, w in zip(got, want))
+    assert got[0].column("part").to_pylist() == ["p"] * 3
+    with pytest.raises(ValueError, match="part: expected a non-empty partition key"):
+        embeddings_batches(encoded, "", "m")
+
+
+def test_reference_batches_take_each_samples_label_and_source_by_its_uid():
+    from types import SimpleNamespace
+
+    from laionlab.io.lance import reference_batch, reference_batches
+
+    rng = np.random.default_rng(1)
+    labels, sources = ["cat", None, "dog", "cat"], ["/d/0.jpg", "/d/1.jpg", "/d/2.jpg", "/d/3.jpg"]
+    encoded = [
+        SimpleNamespace(uid=[f"things:{i:09d}" for i in rows], image_emb=_unit(rng, len(rows)),
+                        image_norm=rng.random(len(rows)).astype(np.float32))
+        for rows in ([2, 0], [3, 1])  # a loader may yield samples out of order
+    ]
+    got = list(reference_batches(encoded, "things", "m", labels, sources))
+    assert got[0].column("label").to_pylist() == ["dog", "cat"]
+    assert got[1].column("source").to_pylist() == ["/d/3.jpg", "/d/1.jpg"]
+    # what reference_embeddings built inline before
+    index = {f"things:{i:09d}": i for i in range(len(sources))}
+    for g, b in zip(got, encoded):
+        rows = [index[u] for u in b.uid]
+        picked_labels, picked_sources = [labels[i] for i in rows], [sources[i] for i in rows]
+        want = reference_batch(b.uid, "things", "m", picked_labels, picked_sources, b.image_emb, b.image_norm)
+        assert g.equals(want)
+    with pytest.raises(ValueError, match="labels and sources"):
+        reference_batches(encoded, "things", "m", labels[:2], sources)
+    with pytest.raises(ValueError, match=r"uids \['other:000000000'\] are not samples of 'things'"):
+        list(reference_batches([SimpleNamespace(uid=["other:000000000"])], "things", "m", labels, sources))

@@ -100,3 +100,14 @@ def test_read_part_reads_a_row_range(tmp_path):
         got = read_part(str(tmp_path / "f.parquet"), "f.001", start, stop)
         assert got["row"].to_list() == list(range(start, min(stop, 100))) == [int(t) for t in got["TEXT"]]
         assert got["uid"].to_list() == [f"f.001:{r:09d}" for r in range(start, min(stop, 100))]
+
+
+def test_uid_part_inverts_make_uid():
+    from laionlab.io.metadata import make_uid, uid_part, uid_parts
+
+    assert uid_part(make_uid("part-00001.3", 42)) == "part-00001.3"
+    assert uid_part("a:b:7") == "a:b"  # the row is after the last colon
+    assert uid_parts(["b:2", "a:1", "b:1"]) == ["a", "b"]
+    for bad in ("nocolon", ":7"):
+        with pytest.raises(ValueError, match="expected '<part>:<row>'"):
+            uid_part(bad)

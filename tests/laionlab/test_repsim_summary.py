@@ -152,3 +152,35 @@ def test_link_is_nan_where_undefined_and_bad_inputs_are_named():
     asym[0, 1] += 0.2
     with pytest.raises(ValueError, match="matrix: expected a symmetric matrix"):
         similarity_behaviour_link(asym, [0.5, 0.6, 0.7, 0.8])
+
+
+def test_consistency_matrix_places_each_pair_symmetrically_as_the_asset_did(similarities):
+    from laionlab.repsim import ALL_MODELS, consistency_matrix
+
+    table = consistency_table(similarities, OBJECTIVES).table
+    datasets = ["a", "b", "c"]
+    M = consistency_matrix(table, datasets, "rsa")
+    # the loop similarity_consistency ran before
+    want = np.eye(3)
+    for r in table.filter((table["metric"] == "rsa") & (table["group"] == ALL_MODELS)).iter_rows(named=True):
+        i, j = datasets.index(r["dataset_a"]), datasets.index(r["dataset_b"])
+        want[i, j] = want[j, i] = r["spearman"]
+    np.testing.assert_array_equal(M, want)
+    assert M.shape == (3, 3) and np.allclose(M, M.T) and np.all(np.diag(M) == 1)
+    a, c = similarities["a"][1]["rsa"], similarities["c"][1]["rsa"]
+    iu = np.triu_indices(len(MODELS), k=1)
+    assert M[0, 2] == pytest.approx(spearmanr(a[iu], c[iu])[0])
+    reordered = consistency_matrix(table, ["c", "a", "b"], "rsa", corr="pearson")
+    assert reordered[1, 0] == pytest.approx(pearsonr(a[iu], c[iu])[0])
+
+
+def test_consistency_matrix_names_the_bad_input(similarities):
+    from laionlab.repsim import consistency_matrix
+
+    table = consistency_table(similarities, OBJECTIVES).table
+    with pytest.raises(ValueError, match="corr"):
+        consistency_matrix(table, ["a", "b", "c"], "rsa", corr="kendall")
+    with pytest.raises(ValueError, match=r"datasets: .*\['c'\]"):
+        consistency_matrix(table, ["a", "b"], "rsa")
+    with pytest.raises(ValueError, match="table: expected"):
+        consistency_matrix(table.drop("group"), ["a", "b", "c"], "rsa")
