@@ -4,8 +4,8 @@ synset and is close to that synset's text in CLIP space, and what they show abou
 
 ilsvrc_synsets → lemma_matches[part] → synset_similarity[part] → laionet →
 laionet_intra_class_similarity, laionet_accuracy; caption_index → nearest_caption_imagenet.
-Defaults are the seed code's (see ../shared/research/seeds_000_001.md where it differs from
-the paper's text); every threshold is config.
+Defaults are the seed code's (alishiraliGit/eval-on-laion) where it differs from the paper's
+text; every threshold is config.
 """
 
 import json

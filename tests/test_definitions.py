@@ -68,6 +68,45 @@ def test_no_pipeline_module_imports_another():
     assert offenders == []
 
 
+ASSET_BODY_MAX_LINES = 40
+
+
+def _asset_functions():
+    """(module file, function) of every @asset / @multi_asset / @asset_check in asset_defs/."""
+    import ast
+
+    for path in sorted((ROOT / "asset_defs").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and any(
+                re.match(r"(asset|multi_asset|asset_check)\b", ast.unparse(d)) for d in node.decorator_list
+            ):
+                yield path, node
+
+
+def test_asset_bodies_are_wiring_not_science():
+    """An asset reads through the resources, calls laionlab/ and writes metadata: its body
+    (after the docstring) is at most 40 lines; the science is in the library, tested there."""
+    import ast
+
+    long = []
+    for path, fn in _asset_functions():
+        body = fn.body
+        docstring = isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+        first = body[1] if docstring and len(body) > 1 else body[0]
+        lines = fn.end_lineno - first.lineno + 1
+        if lines > ASSET_BODY_MAX_LINES:
+            long.append(f"{path.name}:{fn.name} {lines} lines")
+    assert long == []
+
+
+def test_assets_reach_storage_only_through_the_resources():
+    """Where an output lives and how a version is committed is FileStore's (and LanceStore's)
+    business: no asset module imports laionlab.io.files."""
+    pattern = re.compile(r"^\s*(from\s+laionlab\.io\.files\s+import|from\s+laionlab\.io\s+import\s+.*\bfiles\b|import\s+laionlab\.io\.files)", re.M)
+    offenders = [p.name for p in sorted((ROOT / "asset_defs").glob("*.py")) if pattern.search(p.read_text())]
+    assert offenders == []
+
+
 def test_no_pickle_loading_in_the_code():
     pattern = re.compile(r"\bpickle\.load|\bjoblib\.load|torch\.load\([^)]*weights_only\s*=\s*False")
     offenders = [

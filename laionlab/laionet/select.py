@@ -2,7 +2,7 @@
 LAION", TMLR 2025; public code alishiraliGit/eval-on-laion, ``scripts/createdataset/
 label_laion.py``, ``scripts/createdataset/sample_laion_from_most_similars.py``).
 
-The seed's rules, in its order (see ``../shared/research/seeds_000_001.md``):
+The seed's rules, in its order:
 
 1. **single synset** — a caption whose lemmas name more than one ILSVRC synset is dropped
    before any similarity is computed (:func:`single_synset`);
