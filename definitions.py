@@ -41,7 +41,9 @@ def _env_json(name: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{name} must be a JSON object such as '{{\"aws_endpoint\": \"http://minio:9000\"}}': {err}") from None
+        raise ValueError(
+            f'{name} must be a JSON object such as \'{{"aws_endpoint": "http://minio:9000"}}\': {err}'
+        ) from None
     if not isinstance(value, dict):
         raise ValueError(f"{name} must be a JSON object, got {text!r}")
     return {str(k): str(v) for k, v in value.items()}
@@ -74,7 +76,9 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
     for resource, fields in profile["resources"].items():
         unknown = set(fields) - PROFILE_RESOURCE_FIELDS.get(resource, set())
         if unknown:
-            raise ValueError(f"profile {profile['path']}: resources.{resource} cannot set {sorted(unknown)} (settable: {PROFILE_RESOURCE_FIELDS})")
+            raise ValueError(
+                f"profile {profile['path']}: resources.{resource} cannot set {sorted(unknown)} (settable: {PROFILE_RESOURCE_FIELDS})"
+            )
     root = data_root or _env("LAIONLAB_DATA_ROOT", os.path.abspath("data/lab"))
     clip = {
         "model_name": _env("LAIONLAB_CLIP_MODEL", "laionlab-tiny"),
@@ -91,9 +95,12 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
             rows_per_partition=_setting("LAIONLAB_ROWS_PER_PARTITION", "source", "rows_per_partition", 1_000_000),
         ),
         "files": FileStore(root=root),
-        "catalog": DatasetCatalog(path=catalog or _env("LAIONLAB_DATASET_CATALOG", os.path.abspath("data/demo/datasets.yaml"))),
+        "catalog": DatasetCatalog(
+            path=catalog or _env("LAIONLAB_DATASET_CATALOG", os.path.abspath("data/demo/datasets.yaml"))
+        ),
         "lance": LanceStore(
-            uri=_env("LAIONLAB_LANCE_URI", join(root, "lance")), storage_options=_env_json("LAIONLAB_LANCE_STORAGE_OPTIONS")
+            uri=_env("LAIONLAB_LANCE_URI", join(root, "lance")),
+            storage_options=_env_json("LAIONLAB_LANCE_STORAGE_OPTIONS"),
         ),
         "clip": ClipEncoder(
             **clip,
@@ -108,10 +115,14 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
             thread_count=_setting("LAIONLAB_DOWNLOAD_THREADS", "downloader", "thread_count", 16),
             image_size=_setting("LAIONLAB_IMAGE_SIZE", "downloader", "image_size", 256),
             # file:// URLs are refused outside these folders (the demo's images live in its root)
-            allowed_file_roots=[p for p in _env("LAIONLAB_ALLOWED_FILE_ROOTS", os.path.abspath("data/demo")).split(os.pathsep) if p],
+            allowed_file_roots=[
+                p for p in _env("LAIONLAB_ALLOWED_FILE_ROOTS", os.path.abspath("data/demo")).split(os.pathsep) if p
+            ],
             request_deadline_s=_setting("LAIONLAB_DOWNLOAD_DEADLINE_S", None, None, 60.0, kind=float),
             max_image_pixels=_setting("LAIONLAB_MAX_IMAGE_PIXELS", None, None, 89_478_485),
-            process_timeout_s=_setting("LAIONLAB_DOWNLOAD_TIMEOUT_S", None, None, None, kind=float) if os.environ.get("LAIONLAB_DOWNLOAD_TIMEOUT_S") else None,
+            process_timeout_s=_setting("LAIONLAB_DOWNLOAD_TIMEOUT_S", None, None, None, kind=float)
+            if os.environ.get("LAIONLAB_DOWNLOAD_TIMEOUT_S")
+            else None,
             ray_address=os.environ.get("LAIONLAB_RAY_ADDRESS") or None,
         ),
     }
@@ -121,5 +132,11 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
 # Steps run in their run's process (no process start-up per step); parallelism comes from runs:
 # a backfill or "Materialize all" starts one run per partition, queued up to dagster.yaml's limit.
 defs = Definitions(
-    assets=all_assets, asset_checks=all_checks, jobs=all_jobs, sensors=all_sensors, schedules=all_schedules, resources=build_resources(), executor=in_process_executor
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=all_jobs,
+    sensors=all_sensors,
+    schedules=all_schedules,
+    resources=build_resources(),
+    executor=in_process_executor,
 )

@@ -4,18 +4,37 @@ module per paper's pipeline (visual_world, train_test_similarity, laionet, retri
 representations), which import the first floor and never each other."""
 
 from asset_defs import ingest, laionet, representations, retrieval, train_test_similarity, visual_world
-from asset_defs.partitions import dataset, laion_part
-
 from asset_defs.automation import automate
 from asset_defs.lineage import part_checks, with_code_versions
+from asset_defs.partitions import dataset, laion_part
 from asset_defs.profile import check_profile_assets
 
 check_profile_assets()  # a profile naming an asset that does not exist (a typo) fails the load
-all_assets = with_code_versions(automate(
-    [*ingest.assets, *visual_world.assets, *train_test_similarity.assets, *laionet.assets, *retrieval.assets, *representations.assets]
-))
+all_assets = with_code_versions(
+    automate(
+        [
+            *ingest.assets,
+            *visual_world.assets,
+            *train_test_similarity.assets,
+            *laionet.assets,
+            *retrieval.assets,
+            *representations.assets,
+        ]
+    )
+)
 # includes_every_part: which LAION parts each cross-partition result lacks (asset_defs/lineage.py)
 # plus dedup_parts_current: which parts' dedup flags predate an earlier part's change
 all_checks = [*part_checks(all_assets), *train_test_similarity.checks]
 
-__all__ = ["all_assets", "all_checks", "dataset", "ingest", "laion_part", "laionet", "representations", "retrieval", "train_test_similarity", "visual_world"]
+__all__ = [
+    "all_assets",
+    "all_checks",
+    "dataset",
+    "ingest",
+    "laion_part",
+    "laionet",
+    "representations",
+    "retrieval",
+    "train_test_similarity",
+    "visual_world",
+]

@@ -40,7 +40,9 @@ def automate(assets: list[AssetsDefinition]) -> list[AssetsDefinition]:
     for a in assets:
         names = {k.to_user_string() for k in a.keys}
         if a.partitions_def == laion_part and not names & MANUAL:
-            a = a.with_attributes(automation_condition=AutomationCondition.eager(), backfill_policy=BackfillPolicy.multi_run(1))
+            a = a.with_attributes(
+                automation_condition=AutomationCondition.eager(), backfill_policy=BackfillPolicy.multi_run(1)
+            )
         elif a.partitions_def is None and cross is not None:
             a = a.with_attributes(automation_condition=cross)
         out.append(a)

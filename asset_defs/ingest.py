@@ -89,7 +89,9 @@ def laion_metadata(context: AssetExecutionContext, source: LaionSource, files: F
     with library_errors(None, FileNotFoundError):
         piece = source.part_slice(part)
     if piece.chunks > 1:  # the file's other partitions must be the ones this setting cuts
-        registered_chunks = [k for k in context.instance.get_dynamic_partitions(laion_part.name) if k.startswith(f"{piece.file_key}.")]
+        registered_chunks = [
+            k for k in context.instance.get_dynamic_partitions(laion_part.name) if k.startswith(f"{piece.file_key}.")
+        ]
         if len(registered_chunks) != piece.chunks:
             raise Failure(
                 f"{piece.uri} is registered as {len(registered_chunks)} partitions but rows_per_partition="
@@ -123,9 +125,7 @@ def laion_metadata(context: AssetExecutionContext, source: LaionSource, files: F
 
 @profiled("laion_images")
 class LaionImagesConfig(Config):
-    min_success_rate: float = Field(
-        0.5, ge=0, le=1, description="download success rate below which the check warns"
-    )
+    min_success_rate: float = Field(0.5, ge=0, le=1, description="download success rate below which the check warns")
 
 
 @asset(
@@ -138,11 +138,19 @@ class LaionImagesConfig(Config):
     "status row (success or error message) for every uid.",
 )
 def laion_images(
-    context: AssetExecutionContext, config: LaionImagesConfig, files: FileStore, downloader: Downloader, clip: ClipEncoder
+    context: AssetExecutionContext,
+    config: LaionImagesConfig,
+    files: FileStore,
+    downloader: Downloader,
+    clip: ClipEncoder,
 ) -> MaterializeResult:
     part = context.partition_key
     # the model laion_embeddings will need: a typo or a missing checkpoint fails now, not after the download
-    with library_errors("clip resource", FileNotFoundError, hint=f" (checked before downloading part {part!r}; laion_embeddings needs it)"):
+    with library_errors(
+        "clip resource",
+        FileNotFoundError,
+        hint=f" (checked before downloading part {part!r}; laion_embeddings needs it)",
+    ):
         clip.validate()
     metadata = files.read_parquet("laion_metadata", f"{part}.parquet")
     try:  # a second writer's commit would delete this one's version mid-download
@@ -190,21 +198,37 @@ def _success_rate_check(rate: float, config: LaionImagesConfig) -> AssetCheckRes
 class EmbeddingsConfig(Config):
     unit_norm_tolerance: float = Field(1e-3, gt=0, description="allowed | ||v|| - 1 | per stored vector")
     max_shrink_share: float = Field(
-        0.01, ge=0, le=1, description="a re-embedded part may lack at most this share of its stored rows (a truncated "
+        0.01,
+        ge=0,
+        le=1,
+        description="a re-embedded part may lack at most this share of its stored rows (a truncated "
         "shard would otherwise shrink it silently); beyond it the step fails and keeps the stored rows",
     )
-    allow_shrink: bool = Field(False, description="accept a re-embedded part with fewer rows than stored, whatever the share")
+    allow_shrink: bool = Field(
+        False, description="accept a re-embedded part with fewer rows than stored, whatever the share"
+    )
 
 
 # blocking: a failure fails the step, so steps downstream in the same run do not read a broken or
 # mixed table (later runs' readers refuse a mixed table themselves: require_one_model)
 EMBEDDING_CHECKS = [
-    AssetCheckSpec("finite_values", asset=EMBEDDINGS_TABLE, blocking=True, description="no NaN/inf in the part's vectors"),
-    AssetCheckSpec("unit_norm", asset=EMBEDDINGS_TABLE, blocking=True, description="every vector has norm 1 within tolerance"),
     AssetCheckSpec(
-        "one_model_one_dim", asset=EMBEDDINGS_TABLE, blocking=True, description="the table holds one model id and one dimension"
+        "finite_values", asset=EMBEDDINGS_TABLE, blocking=True, description="no NaN/inf in the part's vectors"
     ),
-    AssetCheckSpec("every_download_decoded", asset=EMBEDDINGS_TABLE, description="every downloaded sample of the part could be decoded (WARN)"),
+    AssetCheckSpec(
+        "unit_norm", asset=EMBEDDINGS_TABLE, blocking=True, description="every vector has norm 1 within tolerance"
+    ),
+    AssetCheckSpec(
+        "one_model_one_dim",
+        asset=EMBEDDINGS_TABLE,
+        blocking=True,
+        description="the table holds one model id and one dimension",
+    ),
+    AssetCheckSpec(
+        "every_download_decoded",
+        asset=EMBEDDINGS_TABLE,
+        description="every downloaded sample of the part could be decoded (WARN)",
+    ),
 ]
 
 
@@ -213,9 +237,17 @@ def _embedding_checks(lance: LanceStore, part: str, config: EmbeddingsConfig) ->
     part_health = embedding_health(tables.iter_part(EMBEDDINGS_TABLE, part))
     # the part's models, and how many rows of the table are of another one (the model column's
     # BITMAP index answers that without scanning the table)
-    mine = pl.from_arrow(tables.read_part(EMBEDDINGS_TABLE, part, ["model"])).group_by("model").agg(pl.len().alias("rows"))
+    mine = (
+        pl.from_arrow(tables.read_part(EMBEDDINGS_TABLE, part, ["model"])).group_by("model").agg(pl.len().alias("rows"))
+    )
     others = tables.count(EMBEDDINGS_TABLE, one_of("model", mine["model"].to_list(), negate=True)) if mine.height else 0
-    models = pl.concat([mine.with_columns(pl.lit(part).alias("where")), pl.DataFrame({"model": ["(any other)"], "rows": [others], "where": ["other parts"]})], how="vertical_relaxed")
+    models = pl.concat(
+        [
+            mine.with_columns(pl.lit(part).alias("where")),
+            pl.DataFrame({"model": ["(any other)"], "rows": [others], "where": ["other parts"]}),
+        ],
+        how="vertical_relaxed",
+    )
     results = [
         AssetCheckResult(
             check_name="finite_values",
@@ -373,8 +405,16 @@ def laion_embeddings_import(
         EMBEDDINGS_TABLE, part, iter_precomputed(found, part, config.model_id, config.batch_rows, start, stop), schema
     )
     return MaterializeResult(
-        metadata={**params_metadata(config), "rows": written.rows, "model_id": config.model_id, "source": str(found.image), "table_version": written.version},
-        data_version=data_version(context, config.model_id, fingerprint(str(found.image)), start, stop, upstream=[("laion_metadata", part)]),
+        metadata={
+            **params_metadata(config),
+            "rows": written.rows,
+            "model_id": config.model_id,
+            "source": str(found.image),
+            "table_version": written.version,
+        },
+        data_version=data_version(
+            context, config.model_id, fingerprint(str(found.image)), start, stop, upstream=[("laion_metadata", part)]
+        ),
     )
 
 
@@ -407,7 +447,12 @@ def reference_embeddings(
     encoded = encode_dataset(loaded, ReferenceImages(spec, loaded.preprocess), clip.batch_size, clip.num_workers, stats)
     batches = reference_batches(encoded, name, loaded.model_id, items.labels, items.sources)
     written = lance.tables().replace_part(REFERENCE_TABLE, name, batches, schema, part_column="dataset")
-    labels = pl.DataFrame({"label": items.labels}).group_by("label").agg(pl.len().alias("images")).sort("images", descending=True)
+    labels = (
+        pl.DataFrame({"label": items.labels})
+        .group_by("label")
+        .agg(pl.len().alias("images"))
+        .sort("images", descending=True)
+    )
     return MaterializeResult(
         metadata={
             "rows": written.rows,
@@ -421,4 +466,10 @@ def reference_embeddings(
     )
 
 
-assets = [laion_metadata, laion_images, laion_embeddings, reference_embeddings, *([laion_embeddings_import] if IMPORT_ROOT else [])]
+assets = [
+    laion_metadata,
+    laion_images,
+    laion_embeddings,
+    reference_embeddings,
+    *([laion_embeddings_import] if IMPORT_ROOT else []),
+]

@@ -13,13 +13,23 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 from pydantic import Field
 
 from asset_defs.errors import library_errors
 from asset_defs.ingest import EMBEDDINGS_TABLE, REFERENCE_TABLE, laion_embeddings, laion_metadata, reference_embeddings
-from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
 from asset_defs.lineage import data_version, latest_by_partition, parts_seen_of, require_same_params, storage_ids
+from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import labelled_reference, laion_vectors_for, stack_vectors
@@ -46,12 +56,15 @@ LAIONET_COLUMNS = [
 ]  # fmt: skip
 
 
-
 def _check_model(lance: LanceStore, table: str, model_id: str, part: str, part_column: str = "part") -> None:
     """Zero-shot text vectors only make sense against image vectors of the same model."""
-    models = set(pl.from_arrow(lance.tables().read_part(table, part, ["model"], part_column))["model"].unique().to_list())
+    models = set(
+        pl.from_arrow(lance.tables().read_part(table, part, ["model"], part_column))["model"].unique().to_list()
+    )
     if models - {model_id}:
-        raise Failure(f"{table} holds embeddings of {sorted(models)}, the clip resource is {model_id}: re-embed or configure the same model")
+        raise Failure(
+            f"{table} holds embeddings of {sorted(models)}, the clip resource is {model_id}: re-embed or configure the same model"
+        )
 
 
 def _synsets(files: FileStore) -> pl.DataFrame:
@@ -105,8 +118,11 @@ def ilsvrc_synsets(context: AssetExecutionContext, config: SynsetsConfig, files:
             "punctuated_lemmas (never match)": len(unique.punctuated),
             "dictionaries": markdown_table(seed.counts),
             "lemmas_per_synset": histogram(
-                lemmas_per_synset.to_numpy(), "lemmas of the synset", "ILSVRC synsets: lemmas per synset",
-                files.path("ilsvrc_synsets", "lemmas_per_synset.png"), bins=int(lemmas_per_synset.max() or 1),
+                lemmas_per_synset.to_numpy(),
+                "lemmas of the synset",
+                "ILSVRC synsets: lemmas per synset",
+                files.path("ilsvrc_synsets", "lemmas_per_synset.png"),
+                bins=int(lemmas_per_synset.max() or 1),
                 ylabel="synsets",
             ),
             "lemmas only in the seed-like dictionary": ", ".join(f"{l}→{w}" for l, w in seed.only_seed_like) or "none",
@@ -140,9 +156,18 @@ def lemma_matches(context: AssetExecutionContext, config: LemmaMatchConfig, file
     part = context.partition_key
     meta = files.read_parquet("laion_metadata", f"{part}.parquet").select("uid", "TEXT")
     matched = match_lemmas_frame(meta["TEXT"], _lemma_to_wnid(files), case_sensitive=config.case_sensitive)
-    frame = pl.concat([meta.select("uid"), matched.select("lemmas", "wnids")], how="horizontal").filter(pl.col("wnids").list.len() > 0)
+    frame = pl.concat([meta.select("uid"), matched.select("lemmas", "wnids")], how="horizontal").filter(
+        pl.col("wnids").list.len() > 0
+    )
     files.write_parquet(frame, "lemma_matches", f"{part}.parquet")
-    top = frame.explode("wnids").group_by("wnids").len().sort("len", descending=True).head(15).rename({"wnids": "wnid", "len": "rows"})
+    top = (
+        frame.explode("wnids")
+        .group_by("wnids")
+        .len()
+        .sort("len", descending=True)
+        .head(15)
+        .rename({"wnids": "wnid", "len": "rows"})
+    )
     return MaterializeResult(
         metadata={
             **params_metadata(config),
@@ -152,7 +177,10 @@ def lemma_matches(context: AssetExecutionContext, config: LemmaMatchConfig, file
             "multi_synset_rows": int((frame["wnids"].list.len() > 1).sum()),
             "top_wnids": markdown_table(top),
             "top_wnids_plot": bar_plot(
-                top["wnid"].to_list(), [float(v) for v in top["rows"]], f"{part}: most matched synsets", "captions",
+                top["wnid"].to_list(),
+                [float(v) for v in top["rows"]],
+                f"{part}: most matched synsets",
+                "captions",
                 files.path("lemma_matches", f"{part}.png"),
             ),
         }
@@ -164,8 +192,11 @@ def lemma_matches(context: AssetExecutionContext, config: LemmaMatchConfig, file
 
 @profiled("synset_similarity")
 class SynsetSimilarityConfig(Config):
-    query: QueryKind = Field("name_def", description="synset text (the seed's QueryType): name_def ('<name> which is <definition>'), name, lemmas, "
-        "a_photo_of_name, a_photo_of_name_def, a_clear_photo_of_name_def, a_photo_of_lemmas")
+    query: QueryKind = Field(
+        "name_def",
+        description="synset text (the seed's QueryType): name_def ('<name> which is <definition>'), name, lemmas, "
+        "a_photo_of_name, a_photo_of_name_def, a_clear_photo_of_name_def, a_photo_of_lemmas",
+    )
     batch_size: int = Field(256, ge=1)
 
 
@@ -193,7 +224,9 @@ def synset_similarity(
         synsets = _synsets(files).select("wnid", "lemmas", "definition")
         queries = synset_queries_for(synsets, single["wnid"], kind=config.query)
     loaded = laionet_text_clip.load()
-    context.log.info(f"{part}: encoding {single.height} captions and {queries.height} synset texts with {loaded.model_id}")
+    context.log.info(
+        f"{part}: encoding {single.height} captions and {queries.height} synset texts with {loaded.model_id}"
+    )
     caption_emb = encode_texts(loaded, single["TEXT"].to_list(), config.batch_size)
     query_emb = encode_texts(loaded, queries["query"].to_list(), config.batch_size)
     with library_errors("synset_similarity"):
@@ -212,8 +245,11 @@ def synset_similarity(
             "paper_text_model": is_paper_text_model(loaded.model_id),
             "mean_similarity": float(sims.mean()) if len(sims) else float("nan"),
             "similarity_histogram": histogram(
-                sims, f"caption-to-synset ({config.query}) cosine similarity", f"{part}: single-synset captions",
-                files.path("synset_similarity", f"{part}.png"), ylabel="captions",
+                sims,
+                f"caption-to-synset ({config.query}) cosine similarity",
+                f"{part}: single-synset captions",
+                files.path("synset_similarity", f"{part}.png"),
+                ylabel="captions",
             ),
             "most_similar": markdown_table(out.sort(column, descending=True).select("uid", "wnid", column).head(10)),
         }
@@ -225,11 +261,19 @@ def synset_similarity(
 
 @profiled("laionet_rows")
 class LaionetConfig(Config):
-    threshold: float = Field(LAIONET_THRESHOLD, description="keep rows with similarity strictly above this (seed: 0.82, calibrated on OpenAI CLIP ViT-B/32's text tower)")
-    query: QueryKind = Field("name_def", description="which synset_similarity column to threshold (as configured there)")
-    nsfw_keep: list[str] | None = Field(list(DEFAULT_NSFW_KEEP), description="NSFW values kept (seed since Dec 2024: UNLIKELY only); null keeps all")
+    threshold: float = Field(
+        LAIONET_THRESHOLD,
+        description="keep rows with similarity strictly above this (seed: 0.82, calibrated on OpenAI CLIP ViT-B/32's text tower)",
+    )
+    query: QueryKind = Field(
+        "name_def", description="which synset_similarity column to threshold (as configured there)"
+    )
+    nsfw_keep: list[str] | None = Field(
+        list(DEFAULT_NSFW_KEEP), description="NSFW values kept (seed since Dec 2024: UNLIKELY only); null keeps all"
+    )
     text_in_image_column: str | None = Field(
-        TEXT_IN_IMAGE_COLUMN, description="metadata column flagging the class name written in the image (the seed's OCR step); rows True are dropped when it exists"
+        TEXT_IN_IMAGE_COLUMN,
+        description="metadata column flagging the class name written in the image (the seed's OCR step); rows True are dropped when it exists",
     )
 
 
@@ -238,7 +282,9 @@ def _laionet_candidates(files: FileStore, part: str, query: str) -> pl.DataFrame
     with its synset_similarity score (single-synset rows only) and its laion_metadata row."""
     scored = files.read_parquet("synset_similarity", f"{part}.parquet")
     if similarity_column(query) not in scored.columns:
-        raise Failure(f"synset_similarity[{part}] was computed with another query type (no {similarity_column(query)}); rematerialise it with query={query!r}")
+        raise Failure(
+            f"synset_similarity[{part}] was computed with another query type (no {similarity_column(query)}); rematerialise it with query={query!r}"
+        )
     matches = files.read_parquet("lemma_matches", f"{part}.parquet").select("uid", "wnids")
     meta = files.read_parquet("laion_metadata", f"{part}.parquet")
     return matches.join(scored, on="uid", how="left").join(meta, on="uid", how="inner")
@@ -259,16 +305,27 @@ def laionet_rows(context: AssetExecutionContext, config: LaionetConfig, files: F
     column = similarity_column(config.query)
     with library_errors(f"laionet_rows[{part}]"):
         check_threshold(config.threshold)
-        sel = select_laionet(_laionet_candidates(files, part, config.query), config.threshold, config.nsfw_keep, config.text_in_image_column, column)
+        sel = select_laionet(
+            _laionet_candidates(files, part, config.query),
+            config.threshold,
+            config.nsfw_keep,
+            config.text_in_image_column,
+            column,
+        )
     selected = sel.rows
     if config.query != "name_def":  # LAIONet's column names; the query actually used is recorded
-        selected = selected.with_columns(pl.col(f"{config.query}_wnid").alias("name_def_wnid"), pl.col(column).alias("text_to_name_def_wnid_similarity"))
+        selected = selected.with_columns(
+            pl.col(f"{config.query}_wnid").alias("name_def_wnid"),
+            pl.col(column).alias("text_to_name_def_wnid_similarity"),
+        )
     selected = selected.select(LAIONET_COLUMNS + [c for c in ("lemmas", "text_model") if c in selected.columns])
     # what the cross-part summary needs besides the rows: the eligible scores (its size-vs-threshold
     # curve) and the counts of each rule
     eligible = sel.eligible.select("wnid", pl.col(column).alias("similarity"), "text_model")
     files.write_parquet(eligible, "laionet_rows", f"{part}.eligible.parquet")
-    files.write_json({**sel.counts, "text_in_image_checked": sel.text_in_image_checked}, "laionet_rows", f"{part}.counts.json")
+    files.write_json(
+        {**sel.counts, "text_in_image_checked": sel.text_in_image_checked}, "laionet_rows", f"{part}.counts.json"
+    )
     files.write_parquet(selected, "laionet_rows", f"{part}.parquet")
     per_class = selected.group_by("wnid").len().sort("len", descending=True).rename({"len": "rows"})
     return MaterializeResult(
@@ -278,8 +335,12 @@ def laionet_rows(context: AssetExecutionContext, config: LaionetConfig, files: F
             **sel.counts,
             "largest_classes": markdown_table(per_class.head(15)),
             "similarity_histogram": histogram(
-                eligible["similarity"].to_numpy(), "caption-to-synset similarity", f"{part}: eligible rows",
-                files.path("laionet_rows", f"{part}.png"), mark=(config.threshold, f"threshold {config.threshold}"), ylabel="rows",
+                eligible["similarity"].to_numpy(),
+                "caption-to-synset similarity",
+                f"{part}: eligible rows",
+                files.path("laionet_rows", f"{part}.png"),
+                mark=(config.threshold, f"threshold {config.threshold}"),
+                ylabel="rows",
             ),
         }
     )
@@ -287,14 +348,23 @@ def laionet_rows(context: AssetExecutionContext, config: LaionetConfig, files: F
 
 @profiled("laionet")
 class LaionetSummaryConfig(Config):
-    sweep: list[float] = Field([round(t, 4) for t in THRESHOLD_SWEEP], description="thresholds of the size-vs-threshold curve (the seed's notebook: linspace(0.5, 0.9, 20))")
+    sweep: list[float] = Field(
+        [round(t, 4) for t in THRESHOLD_SWEEP],
+        description="thresholds of the size-vs-threshold curve (the seed's notebook: linspace(0.5, 0.9, 20))",
+    )
 
 
 @asset(
     group_name=GROUP,
     deps=[every_partition(laionet_rows)],
     kinds={"parquet"},
-    check_specs=[AssetCheckSpec("threshold_calibrated", asset="laionet", description="the threshold was calibrated on the text model that scored the captions (the seed: 0.82 on OpenAI CLIP ViT-B/32)")],
+    check_specs=[
+        AssetCheckSpec(
+            "threshold_calibrated",
+            asset="laionet",
+            description="the threshold was calibrated on the text model that scored the captions (the seed: 0.82 on OpenAI CLIP ViT-B/32)",
+        )
+    ],
     description="LAIONet over all parts: the per-part rows in one table with LAIONet's columns, the wnid → rows label "
     "map (JSON), class sizes and the size-vs-threshold curve.",
 )
@@ -356,13 +426,19 @@ def _laionet_metadata(net, parts: list[str], threshold: float, files: FileStore)
         "threshold_calibration_warning": net.warning is not None,
         "largest_classes": markdown_table(largest),
         "class_size_histogram": histogram(
-            net.class_sizes["len"].to_numpy(), "rows per class", "LAIONet class sizes",
+            net.class_sizes["len"].to_numpy(),
+            "rows per class",
+            "LAIONet class sizes",
             files.path("laionet", "class_sizes.png"),
         ),
         "size_vs_threshold": line_plot(
-            curve["threshold"].to_list(), {"rows": curve["rows"].to_list(), "classes": curve["classes"].to_list()},
-            "text-to-synset similarity threshold", "LAIONet size vs threshold",
-            files.path("laionet", "threshold_curve.png"), logx=False, ylabel="count",
+            curve["threshold"].to_list(),
+            {"rows": curve["rows"].to_list(), "classes": curve["classes"].to_list()},
+            "text-to-synset similarity threshold",
+            "LAIONet size vs threshold",
+            files.path("laionet", "threshold_curve.png"),
+            logx=False,
+            ylabel="count",
         ),
     }
 
@@ -374,10 +450,19 @@ def _laionet_metadata(net, parts: list[str], threshold: float, files: FileStore)
 class IntraClassConfig(Config):
     reference_dataset: str = Field(description="labelled reference dataset (ImageNet-val in the paper; labels = wnids)")
     n_per_class: int = Field(100, ge=2, description="LAIONet images per class (seed: 100)")
-    reference_per_class: int | None = Field(None, ge=2, description="reference images per class (seed: all 50 of ImageNet-val)")
-    sampling: SampleMode = Field("random", description="random (seeded per class) or seed_compat (the seed: the first n of each class list; 'first' is an alias)")
+    reference_per_class: int | None = Field(
+        None, ge=2, description="reference images per class (seed: all 50 of ImageNet-val)"
+    )
+    sampling: SampleMode = Field(
+        "random",
+        description="random (seeded per class) or seed_compat (the seed: the first n of each class list; 'first' is an alias)",
+    )
     min_pairs: int = Field(7, ge=2, description="classes with fewer pairs are not compared (seed: 7)")
-    hist_pairs_per_class: int = Field(100, ge=1, description="pairs per class resampled for the histogram, from the same per-class sample (seed: min(#pairs, 100))")
+    hist_pairs_per_class: int = Field(
+        100,
+        ge=1,
+        description="pairs per class resampled for the histogram, from the same per-class sample (seed: min(#pairs, 100))",
+    )
     seed: int = Field(0)
 
 
@@ -405,7 +490,9 @@ def _summary_metadata(summary: dict) -> dict:
     description="Per-class mean pairwise CLIP image similarity of LAIONet vs a labelled reference set (ImageNet-val), "
     "with 95% intervals and the share of classes significantly lower / higher (the paper: 57.6% / 27.9%).",
 )
-def laionet_intra_class_similarity(context: AssetExecutionContext, config: IntraClassConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
+def laionet_intra_class_similarity(
+    context: AssetExecutionContext, config: IntraClassConfig, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
     net = files.read_parquet("laionet", "laionet.parquet").select("uid", "wnid")
     uids, emb = laion_vectors_for(lance, net["uid"].to_list(), log=context.log)
     if not uids:
@@ -430,7 +517,10 @@ def laionet_intra_class_similarity(context: AssetExecutionContext, config: Intra
             **_summary_metadata(result.summary),
             "per_class": markdown_table(per_class.sort(per_class.columns[0]).head(50)),
             "distribution": histogram(
-                None, "pairwise cosine similarity", "intra-class similarity", files.path("laionet_intra_class_similarity", "hist.png"),
+                None,
+                "pairwise cosine similarity",
+                "intra-class similarity",
+                files.path("laionet_intra_class_similarity", "hist.png"),
                 series={"LAIONet": result.pairs_a, config.reference_dataset: result.pairs_b},
             ),
         }
@@ -442,17 +532,27 @@ def laionet_intra_class_similarity(context: AssetExecutionContext, config: Intra
 
 class TimmModelConfig(Config):
     name: str = Field(description="timm architecture with a 1000-class ImageNet head, e.g. resnet50")
-    checkpoint: str | None = Field(None, description="local checkpoint file (state_dict); none = random weights (tests only)")
+    checkpoint: str | None = Field(
+        None, description="local checkpoint file (state_dict); none = random weights (tests only)"
+    )
 
 
 @profiled("laionet_predictions")
 class PredictionConfig(Config):
-    clip_zero_shot: bool = Field(True, description="evaluate the clip resource's model zero-shot on the stored image embeddings")
-    prompts: Literal["openai", "simple", "name_def"] = Field("openai", description="openai (open_clip's ImageNet class names × 80 OpenAI templates), simple ('a photo of a {}.'), or name_def (the seed's notebook: one '<name> which is <definition>' query)")
+    clip_zero_shot: bool = Field(
+        True, description="evaluate the clip resource's model zero-shot on the stored image embeddings"
+    )
+    prompts: Literal["openai", "simple", "name_def"] = Field(
+        "openai",
+        description="openai (open_clip's ImageNet class names × 80 OpenAI templates), simple ('a photo of a {}.'), or name_def (the seed's notebook: one '<name> which is <definition>' query)",
+    )
     timm_models: list[TimmModelConfig] = Field([], description="timm classifiers to evaluate on the images")
     top_k: list[int] = Field([1, 5], description="top-k accuracies")
     min_area: int = Field(100, ge=0, description="images under this many pixels are excluded (seed: 100)")
-    require_rgb: bool = Field(True, description="exclude images whose mode is not RGB (seed's verify_image); a LAION row's image is the one img2dataset re-encoded")
+    require_rgb: bool = Field(
+        True,
+        description="exclude images whose mode is not RGB (seed's verify_image); a LAION row's image is the one img2dataset re-encoded",
+    )
     batch_size: int = Field(64, ge=1)
 
 
@@ -476,7 +576,9 @@ def _reference_images(catalog: DatasetCatalog, name: str, wanted: set[str]):
 
     spec = catalog.get(name)
     if spec.kind == "hdf5":
-        raise Failure(f"reference dataset {name!r} is an HDF5 array without labels; LAIONet accuracy needs labelled images")
+        raise Failure(
+            f"reference dataset {name!r} is an HDF5 array without labels; LAIONet accuracy needs labelled images"
+        )
     items = list_items(spec)
     for i, source in enumerate(items.sources):
         uid = f"{name}:{i:09d}"
@@ -500,12 +602,20 @@ def _accuracy_reference(lance: LanceStore, name: str, classes: list[str]) -> tup
     return reference, labels
 
 
-def _predict(config: PredictionConfig, clip: ClipEncoder, lance: LanceStore, images, label: str, vectors, log) -> tuple[dict, dict]:
+def _predict(
+    config: PredictionConfig, clip: ClipEncoder, lance: LanceStore, images, label: str, vectors, log
+) -> tuple[dict, dict]:
     """Top-k predictions of every configured model on ``images`` ((uid, image, area) stream):
     model -> (kept uids, (n, k) wnids), and the excluded images' counts by problem. timm
     classifiers see the images; CLIP zero-shot classifies the kept images' stored embeddings
     (``vectors(uids) -> (uids, (n, d))``, whose model must be the clip resource's)."""
-    from laionlab.laionet import ImageEvaluator, ilsvrc_wnids, load_timm_classifier, zero_shot_classifier, zero_shot_predict
+    from laionlab.laionet import (
+        ImageEvaluator,
+        ilsvrc_wnids,
+        load_timm_classifier,
+        zero_shot_classifier,
+        zero_shot_predict,
+    )
 
     if not config.clip_zero_shot and not config.timm_models:
         raise Failure("nothing to evaluate: set clip_zero_shot or list timm_models")
@@ -513,14 +623,19 @@ def _predict(config: PredictionConfig, clip: ClipEncoder, lance: LanceStore, ima
         raise Failure(f"top_k must be positive, got {config.top_k}")
     models = [(m.name, load_timm_classifier(m.name, m.checkpoint)) for m in config.timm_models]
     k = max(config.top_k)
-    evaluator = ImageEvaluator(models, k=k, batch_size=config.batch_size, min_area=config.min_area, require_rgb=config.require_rgb, log=log)
+    evaluator = ImageEvaluator(
+        models, k=k, batch_size=config.batch_size, min_area=config.min_area, require_rgb=config.require_rgb, log=log
+    )
     s = evaluator.run(images, label)
     out = {model: (s.kept, pred) for model, pred in s.predictions.items()}
     if config.clip_zero_shot and s.kept:
         loaded = clip.load()
         uids, emb = vectors(s.kept, loaded.model_id)
         wnids = ilsvrc_wnids()
-        out["clip-zero-shot"] = (uids, zero_shot_predict(emb, zero_shot_classifier(loaded, wnids, config.prompts), wnids, k=k))
+        out["clip-zero-shot"] = (
+            uids,
+            zero_shot_predict(emb, zero_shot_classifier(loaded, wnids, config.prompts), wnids, k=k),
+        )
     log.info(f"{label}: {len(s.kept)} images usable, excluded {s.problems or 'none'}")
     return out, s.problems
 
@@ -532,7 +647,11 @@ def _prediction_frame(predictions: dict) -> pl.DataFrame:
                      schema={"model": pl.String, "uid": pl.String, "predicted": pl.List(pl.String)})
         for model, (uids, pred) in predictions.items()
     ]  # fmt: skip
-    return pl.concat(frames) if frames else pl.DataFrame(schema={"model": pl.String, "uid": pl.String, "predicted": pl.List(pl.String)})
+    return (
+        pl.concat(frames)
+        if frames
+        else pl.DataFrame(schema={"model": pl.String, "uid": pl.String, "predicted": pl.List(pl.String)})
+    )
 
 
 def _from_frame(frame: pl.DataFrame) -> dict:
@@ -552,7 +671,9 @@ def _from_frame(frame: pl.DataFrame) -> dict:
     description="Top-k ImageNet-class predictions of CLIP zero-shot and the configured timm classifiers on one part's "
     "LAIONet images, after the seed's image filter (a new part classifies only its own images).",
 )
-def laionet_predictions(context: AssetExecutionContext, config: PredictionConfig, clip: ClipEncoder, files: FileStore, lance: LanceStore) -> MaterializeResult:
+def laionet_predictions(
+    context: AssetExecutionContext, config: PredictionConfig, clip: ClipEncoder, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
     part = context.partition_key
     rows_read = storage_ids(context.instance, laionet_rows.key, [part])
     rows = files.read_parquet("laionet_rows", f"{part}.parquet").select("uid", "wnid", "HEIGHT", "WIDTH")
@@ -561,7 +682,9 @@ def laionet_predictions(context: AssetExecutionContext, config: PredictionConfig
         _check_model(lance, EMBEDDINGS_TABLE, model_id, part)
         return laion_vectors_for(lance, uids, log=context.log)
 
-    predictions, problems = _predict(config, clip, lance, _laionet_images(files, rows), f"LAIONet {part}", vectors, context.log)
+    predictions, problems = _predict(
+        config, clip, lance, _laionet_images(files, rows), f"LAIONet {part}", vectors, context.log
+    )
     files.write_parquet(_prediction_frame(predictions), "laionet_predictions", f"{part}.parquet")
     truth = dict(zip(rows["uid"], rows["wnid"]))
     k = min(config.top_k)
@@ -578,8 +701,11 @@ def laionet_predictions(context: AssetExecutionContext, config: PredictionConfig
             "laionet_rows_read": rows_read.get(part, 0),
             "per_model": markdown_table(top),
             "accuracy_plot": bar_plot(
-                top["model"].to_list(), top[f"top{k}_accuracy_unweighted"].fill_nan(0).to_list(), f"{part}: top-{k} accuracy over its LAIONet images",
-                "accuracy", files.path("laionet_predictions", f"{part}.png"),
+                top["model"].to_list(),
+                top[f"top{k}_accuracy_unweighted"].fill_nan(0).to_list(),
+                f"{part}: top-{k} accuracy over its LAIONet images",
+                "accuracy",
+                files.path("laionet_predictions", f"{part}.png"),
             ),
         }
     )
@@ -590,9 +716,15 @@ def _parts_predictions(context: AssetExecutionContext, files: FileStore, parts: 
     exclusions, after checking each was made from the part's current laionet_rows."""
     rows_now = storage_ids(context.instance, laionet_rows.key, parts)
     made = latest_by_partition(context.instance, laionet_predictions.key, parts)
-    stale = [p for p in parts if p not in made or made[p].asset_materialization.metadata["laionet_rows_read"].value != rows_now.get(p)]
+    stale = [
+        p
+        for p in parts
+        if p not in made or made[p].asset_materialization.metadata["laionet_rows_read"].value != rows_now.get(p)
+    ]
     if stale:
-        raise Failure(f"laionet_predictions is missing, or older than laionet_rows, for {', '.join(stale)}: materialise laionet_predictions for them")
+        raise Failure(
+            f"laionet_predictions is missing, or older than laionet_rows, for {', '.join(stale)}: materialise laionet_predictions for them"
+        )
     frame = pl.concat([files.read_parquet("laionet_predictions", f"{p}.parquet") for p in parts])
     problems: dict[str, int] = {}
     for p in parts:
@@ -601,7 +733,9 @@ def _parts_predictions(context: AssetExecutionContext, files: FileStore, parts: 
     return _from_frame(frame), problems
 
 
-def _reference_predictions(context, config: PredictionConfig, reference_dataset: str, clip, catalog, files, lance, reference, wanted: set[str]):
+def _reference_predictions(
+    context, config: PredictionConfig, reference_dataset: str, clip, catalog, files, lance, reference, wanted: set[str]
+):
     """The reference set's predictions under ``config``, computed once per (config, reference
     embeddings, wanted images) and kept under laionet_accuracy/reference/ for the next summary."""
     import hashlib
@@ -619,7 +753,15 @@ def _reference_predictions(context, config: PredictionConfig, reference_dataset:
         ref = reference.filter(pl.col("uid").is_in(uids))
         return ref["uid"].to_list(), stack_vectors(ref["emb"])
 
-    predictions, problems = _predict(config, clip, lance, _reference_images(catalog, reference_dataset, wanted), reference_dataset, vectors, context.log)
+    predictions, problems = _predict(
+        config,
+        clip,
+        lance,
+        _reference_images(catalog, reference_dataset, wanted),
+        reference_dataset,
+        vectors,
+        context.log,
+    )
     # the exclusions first: the predictions file is what says the entry is complete
     files.write_json(problems, "laionet_accuracy", "reference", f"{name}.excluded.json")
     files.write_parquet(_prediction_frame(predictions), "laionet_accuracy", "reference", f"{name}.parquet")
@@ -641,7 +783,12 @@ class AccuracyConfig(Config):
     "models): per-class recall with Wilson intervals, equally weighted and LAION weighted (each class's share of LAIONet).",
 )
 def laionet_accuracy(
-    context: AssetExecutionContext, config: AccuracyConfig, clip: ClipEncoder, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
+    context: AssetExecutionContext,
+    config: AccuracyConfig,
+    clip: ClipEncoder,
+    catalog: DatasetCatalog,
+    files: FileStore,
+    lance: LanceStore,
 ) -> MaterializeResult:
     from laionlab.laionet import accuracy_tables, laion_weights
 
@@ -653,10 +800,25 @@ def laionet_accuracy(
     reference, ref_labels = _accuracy_reference(lance, config.reference_dataset, classes)
     laion, laion_problems = _parts_predictions(context, files, parts)
     in_net = set(net["uid"].to_list())
-    laion = {m: ([u for u in uids if u in in_net], pred[[u in in_net for u in uids]]) for m, (uids, pred) in laion.items()}
-    ref, ref_problems = _reference_predictions(context, predict, config.reference_dataset, clip, catalog, files, lance, reference, set(ref_labels["uid"].to_list()))
+    laion = {
+        m: ([u for u in uids if u in in_net], pred[[u in in_net for u in uids]]) for m, (uids, pred) in laion.items()
+    }
+    ref, ref_problems = _reference_predictions(
+        context,
+        predict,
+        config.reference_dataset,
+        clip,
+        catalog,
+        files,
+        lance,
+        reference,
+        set(ref_labels["uid"].to_list()),
+    )
     predictions = {"LAIONet": laion, config.reference_dataset: ref}
-    truth = {"LAIONet": dict(zip(net["uid"], net["wnid"])), config.reference_dataset: dict(zip(ref_labels["uid"], ref_labels["label"]))}
+    truth = {
+        "LAIONet": dict(zip(net["uid"], net["wnid"])),
+        config.reference_dataset: dict(zip(ref_labels["uid"], ref_labels["label"])),
+    }
     weights = laion_weights(dict(net.group_by("wnid").len().iter_rows()))
     per_class, table = accuracy_tables(predictions, truth, classes, weights, predict.top_k)
     files.write_parquet(per_class, "laionet_accuracy", "per_class.parquet")
@@ -671,8 +833,11 @@ def laionet_accuracy(
             "classes": len(classes),
             "excluded_images": json.dumps({"LAIONet": laion_problems, config.reference_dataset: ref_problems}),
             "accuracy_plot": bar_plot(
-                [f"{r['model']}\n{r['dataset']}\n{r['weighting']}" for r in top1.iter_rows(named=True)], top1["accuracy"].to_list(),
-                f"top-{min(predict.top_k)} accuracy", "accuracy", files.path("laionet_accuracy", "accuracy.png"),
+                [f"{r['model']}\n{r['dataset']}\n{r['weighting']}" for r in top1.iter_rows(named=True)],
+                top1["accuracy"].to_list(),
+                f"top-{min(predict.top_k)} accuracy",
+                "accuracy",
+                files.path("laionet_accuracy", "accuracy.png"),
             ),
         }
     )
@@ -683,10 +848,14 @@ def laionet_accuracy(
 
 @profiled("caption_index")
 class CaptionIndexConfig(Config):
-    max_memory: str = Field("16GB", description="memory budget of the index (the seed: 16 GB for 413,871,335 vectors via autofaiss)")
+    max_memory: str = Field(
+        "16GB", description="memory budget of the index (the seed: 16 GB for 413,871,335 vectors via autofaiss)"
+    )
     flat_max_rows: int = Field(100_000, ge=1, description="exact IndexFlatIP up to this many captions")
     ivf_flat_max_rows: int | None = Field(
-        None, ge=1, description="IVF-Flat only below this many captions (autofaiss: 1000000); default: while it fits max_memory"
+        None,
+        ge=1,
+        description="IVF-Flat only below this many captions (autofaiss: 1000000); default: while it fits max_memory",
     )
     nprobe: int = Field(32, ge=1, description="IVF lists probed per query")
     rebuild: bool = Field(False, description="retrain from scratch instead of appending new parts")
@@ -712,7 +881,9 @@ def _text_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray, 
     "tables, else IVF-PQ chosen under a memory budget (autofaiss's rule, as the seed built its 413M-vector index), "
     "trained once and appended to as parts arrive.",
 )
-def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
+def caption_index(
+    context: AssetExecutionContext, config: CaptionIndexConfig, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
     from laionlab.neighbours.index_parts import parse_bytes, update_index
 
     with library_errors():
@@ -745,18 +916,25 @@ def caption_index(context: AssetExecutionContext, config: CaptionIndexConfig, fi
 
 @profiled("nearest_caption_imagenet")
 class NearestCaptionConfig(Config):
-    captions_dataset: str = Field(description="ImageNet-Captions-style catalog dataset (image path, caption, wnid label)")
+    captions_dataset: str = Field(
+        description="ImageNet-Captions-style catalog dataset (image path, caption, wnid label)"
+    )
     nprobe: int | None = Field(None, ge=1, description="IVF lists probed (default: the index's)")
     n_per_class: int = Field(100, ge=2, description="recreated-dataset images per class")
     reference_per_class: int | None = Field(None, ge=2, description="original images per class (default all)")
-    sampling: SampleMode = Field("random", description="random (seeded per class) or seed_compat (the first n of each class; 'first' is an alias)")
+    sampling: SampleMode = Field(
+        "random",
+        description="random (seeded per class) or seed_compat (the first n of each class; 'first' is an alias)",
+    )
     min_pairs: int = Field(7, ge=2)
     hist_pairs_per_class: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=1)
     seed: int = Field(0)
 
 
-def _nearest_captions(loaded, files: FileStore, name: str, items, config: NearestCaptionConfig) -> tuple[pl.DataFrame, int]:
+def _nearest_captions(
+    loaded, files: FileStore, name: str, items, config: NearestCaptionConfig
+) -> tuple[pl.DataFrame, int]:
     """The nearest LAION caption of each captioned, labelled item (rows without a neighbour
     dropped and counted)."""
     from laionlab.embed.encode import encode_texts
@@ -770,7 +948,9 @@ def _nearest_captions(loaded, files: FileStore, name: str, items, config: Neares
     scores, ids = index.search(queries, 1, nprobe=config.nprobe)
     id_map = read_id_map(files.path("caption_index"), state)
     with library_errors("nearest_caption_imagenet"):
-        return nearest_caption_rows([f"{name}:{i:09d}" for i in keep], captions, [items.labels[i] for i in keep], scores, ids, id_map)
+        return nearest_caption_rows(
+            [f"{name}:{i:09d}" for i in keep], captions, [items.labels[i] for i in keep], scores, ids, id_map
+        )
 
 
 @asset(
@@ -782,7 +962,12 @@ def _nearest_captions(loaded, files: FileStore, name: str, items, config: Neares
     "LAION-recreated ImageNet, and its intra-class image similarity vs the original images (the paper's Section 4.3).",
 )
 def nearest_caption_imagenet(
-    context: AssetExecutionContext, config: NearestCaptionConfig, clip: ClipEncoder, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
+    context: AssetExecutionContext,
+    config: NearestCaptionConfig,
+    clip: ClipEncoder,
+    catalog: DatasetCatalog,
+    files: FileStore,
+    lance: LanceStore,
 ) -> MaterializeResult:
     from laionlab.io.reference import list_items
     from laionlab.laionet import recreated_pairs
@@ -790,10 +975,14 @@ def nearest_caption_imagenet(
     name = config.captions_dataset
     items = list_items(catalog.get(name))
     if all(c is None for c in items.captions) or all(l is None for l in items.labels):
-        raise Failure(f"dataset {name!r} needs captions and labels (a parquet entry with caption_column and label_column)")
+        raise Failure(
+            f"dataset {name!r} needs captions and labels (a parquet entry with caption_column and label_column)"
+        )
     loaded, index_model = clip.load(), files.read_json("caption_index", "state.json")["model"]
     if loaded.model_id != index_model:
-        raise Failure(f"caption_index holds text embeddings of {index_model}, the clip resource is {loaded.model_id}: same model needed")
+        raise Failure(
+            f"caption_index holds text embeddings of {index_model}, the clip resource is {loaded.model_id}: same model needed"
+        )
     found, no_neighbour = _nearest_captions(loaded, files, name, items, config)
     if no_neighbour:
         context.log.warning(f"{no_neighbour} captions found no neighbour in caption_index (raise nprobe): left out")
@@ -804,7 +993,9 @@ def nearest_caption_imagenet(
     recreated = recreated.filter(pl.col("uid").is_in(uids))
     laion_emb = emb[[row_of[u] for u in recreated["uid"]]] if recreated.height else np.zeros((0, 1), np.float32)
     original = labelled_reference(lance, name)
-    result = compare_sets(laion_emb, recreated["wnid"].to_numpy(), stack_vectors(original["emb"]), original["label"].to_numpy(), config)
+    result = compare_sets(
+        laion_emb, recreated["wnid"].to_numpy(), stack_vectors(original["emb"]), original["label"].to_numpy(), config
+    )
     files.write_parquet(result.per_class, "nearest_caption_imagenet", "per_class.parquet")
     return MaterializeResult(
         metadata={
@@ -817,8 +1008,11 @@ def nearest_caption_imagenet(
             **_summary_metadata(result.summary),
             "per_class": markdown_table(result.per_class.head(50)),
             "distribution": histogram(
-                None, "pairwise cosine similarity", "intra-class similarity: recreated vs original",
-                files.path("nearest_caption_imagenet", "hist.png"), series={"LAION (nearest captions)": result.pairs_a, name: result.pairs_b},
+                None,
+                "pairwise cosine similarity",
+                "intra-class similarity: recreated vs original",
+                files.path("nearest_caption_imagenet", "hist.png"),
+                series={"LAION (nearest captions)": result.pairs_a, name: result.pairs_b},
             ),
         }
     )

@@ -25,11 +25,11 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetRecordsFilter,
-    AssetSelection,
     AssetsDefinition,
+    AssetSelection,
     DagsterEventType,
-    DataVersion,
     DagsterInstance,
+    DataVersion,
     Failure,
     asset_check,
 )
@@ -48,10 +48,14 @@ def _latest(instance: DagsterInstance, key: AssetKey):
 
 def latest_by_partition(instance: DagsterInstance, key: AssetKey, partitions: list[str] | None = None) -> dict:
     """partition -> the latest materialisation record of ``key`` (one query for the ids, one for the records)."""
-    ids = instance.get_latest_storage_id_by_partition(key, DagsterEventType.ASSET_MATERIALIZATION, set(partitions) if partitions else None)
+    ids = instance.get_latest_storage_id_by_partition(
+        key, DagsterEventType.ASSET_MATERIALIZATION, set(partitions) if partitions else None
+    )
     if not ids:
         return {}
-    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, storage_ids=list(ids.values())), limit=len(ids)).records
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, storage_ids=list(ids.values())), limit=len(ids)
+    ).records
     return {r.partition_key: r for r in records}
 
 
@@ -90,14 +94,21 @@ def require_same_params(context, asset: str, parts: list[str]) -> dict:
             known[part] = value.value
     unknown = sorted(set(parts) - set(known))
     if unknown:
-        context.log.warning(f"{asset}: no recorded parameters for {', '.join(unknown)} (materialised before parameters were recorded)")
+        context.log.warning(
+            f"{asset}: no recorded parameters for {', '.join(unknown)} (materialised before parameters were recorded)"
+        )
     groups: dict[str, list[str]] = {}
     for part, params in known.items():
         groups.setdefault(json.dumps(params, sort_keys=True), []).append(part)
     if len(groups) > 1:
         values = [json.loads(g) for g in groups]
-        fields = sorted({f for v in values for f in v if len({json.dumps(w.get(f), sort_keys=True) for w in values}) > 1})
-        lines = [f"{', '.join(ps)}: " + ", ".join(f"{f}={json.loads(g).get(f)!r}" for f in fields) for g, ps in groups.items()]
+        fields = sorted(
+            {f for v in values for f in v if len({json.dumps(w.get(f), sort_keys=True) for w in values}) > 1}
+        )
+        lines = [
+            f"{', '.join(ps)}: " + ", ".join(f"{f}={json.loads(g).get(f)!r}" for f in fields)
+            for g, ps in groups.items()
+        ]
         raise Failure(
             f"{asset} was built with different parameters across parts; a result over all parts would mix them:\n  "
             + "\n  ".join(lines)
@@ -160,7 +171,9 @@ def part_check(key: AssetKey, part_ancestors: list[AssetKey]):
         elif state.get("reads_parts") is False:
             text = "does not read LAION parts"
         elif missing or updated:
-            text = f"built from {n - len(missing)} of {n} parts" + (f"; missing: {', '.join(missing)}" if missing else "")
+            text = f"built from {n - len(missing)} of {n} parts" + (
+                f"; missing: {', '.join(missing)}" if missing else ""
+            )
             text += f"; re-materialised since: {', '.join(updated)}" if updated else ""
         else:
             text = f"includes all {n} parts"

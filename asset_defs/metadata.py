@@ -46,7 +46,13 @@ def bar_plot(labels: list[str], values: list[float], title: str, ylabel: str, pa
 
 
 def line_plot(
-    x: list, series: dict[str, list], xlabel: str, title: str, path: str | None = None, logx: bool = True, ylabel: str = "accuracy"
+    x: list,
+    series: dict[str, list],
+    xlabel: str,
+    title: str,
+    path: str | None = None,
+    logx: bool = True,
+    ylabel: str = "accuracy",
 ) -> MetadataValue:
     """One line per series over shared x values, as an inline Markdown image."""
     import matplotlib
@@ -109,7 +115,12 @@ def quantile_table(values, name: str, quantiles=(0.0, 0.05, 0.25, 0.5, 0.75, 0.9
         return markdown_table(pl.DataFrame({"quantile": [], name: []}))
     labels = {0.0: "min", 0.5: "median", 1.0: "max"}
     return markdown_table(
-        pl.DataFrame({"quantile": [labels.get(q, f"p{round(q * 100)}") for q in quantiles], name: np.quantile(vals, quantiles).round(4)})
+        pl.DataFrame(
+            {
+                "quantile": [labels.get(q, f"p{round(q * 100)}") for q in quantiles],
+                name: np.quantile(vals, quantiles).round(4),
+            }
+        )
     )
 
 

@@ -39,7 +39,9 @@ def profile_path(name: str | None = None) -> Path:
     path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILES_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-        raise ValueError(f"LAIONLAB_PROFILE={name!r}: no profile file {path} (known profiles: {', '.join(known)}, or a path to a .yaml file)")
+        raise ValueError(
+            f"LAIONLAB_PROFILE={name!r}: no profile file {path} (known profiles: {', '.join(known)}, or a path to a .yaml file)"
+        )
     return path
 
 
@@ -49,7 +51,9 @@ def load_profile(name: str | None = None) -> dict:
     path = profile_path(name)
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict) or set(data) - SECTIONS:
-        raise ValueError(f"profile {path}: top-level keys must be among {sorted(SECTIONS)}, got {sorted(data) if isinstance(data, dict) else data!r}")
+        raise ValueError(
+            f"profile {path}: top-level keys must be among {sorted(SECTIONS)}, got {sorted(data) if isinstance(data, dict) else data!r}"
+        )
     for section in ("assets", "resources"):
         value = data.get(section) or {}
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
@@ -70,7 +74,12 @@ def profiled(asset_name: str):
     def decorate(cls: type) -> type:
         profile = active_profile()
         values = profile["assets"].get(asset_name, {})
-        namespace = {"__annotations__": {}, "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
+        namespace = {
+            "__annotations__": {},
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__,
+        }
         for field, value in values.items():
             if field not in cls.model_fields:
                 raise ValueError(
@@ -78,9 +87,13 @@ def profiled(asset_name: str):
                 )
             info = cls.model_fields[field]
             try:
-                TypeAdapter(Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation).validate_python(value)
+                TypeAdapter(
+                    Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+                ).validate_python(value)
             except ValidationError as err:
-                raise ValueError(f"profile {profile['path']}: {asset_name}.{field} = {value!r} is refused: {err.errors()[0]['msg']}") from None
+                raise ValueError(
+                    f"profile {profile['path']}: {asset_name}.{field} = {value!r} is refused: {err.errors()[0]['msg']}"
+                ) from None
             new = copy.copy(info)  # the plain YAML value: Dagster shows it as the field's default
             new.default, new.default_factory = value, None
             namespace["__annotations__"][field] = info.annotation
@@ -96,7 +109,9 @@ def check_profile_assets() -> None:
     profile = active_profile()
     unknown = sorted(set(profile["assets"]) - set(PROFILED))
     if unknown:
-        raise ValueError(f"profile {profile['path']}: no configurable asset named {', '.join(unknown)} (assets: {', '.join(sorted(PROFILED))})")
+        raise ValueError(
+            f"profile {profile['path']}: no configurable asset named {', '.join(unknown)} (assets: {', '.join(sorted(PROFILED))})"
+        )
 
 
 def resource_default(resource: str, field: str, default):

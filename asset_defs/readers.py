@@ -29,10 +29,18 @@ def require_one_model(lance: LanceStore) -> str | None:
     model = head["model"][0].as_py()
     if not tables.count(EMBEDDINGS_TABLE, equals("model", model, negate=True)):
         return model
-    others = pl.from_arrow(table.search().limit(None).select(["model", "part"]).where(equals("model", model, negate=True)).to_arrow())
+    others = pl.from_arrow(
+        table.search().limit(None).select(["model", "part"]).where(equals("model", model, negate=True)).to_arrow()
+    )
     mine = tables.count(EMBEDDINGS_TABLE, equals("model", model))
-    summary = others.group_by("model").agg(pl.len().alias("rows"), pl.col("part").unique().sort().alias("parts")).sort("model")
-    listed = "; ".join(f"{m}: {n:,} rows in {', '.join(p[:5])}{' ...' if len(p) > 5 else ''}" for m, n, p in summary.iter_rows())
+    summary = (
+        others.group_by("model")
+        .agg(pl.len().alias("rows"), pl.col("part").unique().sort().alias("parts"))
+        .sort("model")
+    )
+    listed = "; ".join(
+        f"{m}: {n:,} rows in {', '.join(p[:5])}{' ...' if len(p) > 5 else ''}" for m, n, p in summary.iter_rows()
+    )
     raise Failure(
         f"{EMBEDDINGS_TABLE} mixes models: {model}: {mine:,} rows; {listed}. Vectors of different models are not "
         "comparable: re-embed those parts with one model (laion_embeddings), or use a separate LAIONLAB_LANCE_URI per model."
@@ -50,7 +58,11 @@ def _laion_vectors(lance: LanceStore, part: str | None, raw: bool) -> tuple[list
     """:func:`laion_vectors` for a caller that has run ``require_one_model`` already."""
     columns = ["uid", "image_emb", "image_norm"]
     tables = lance.tables()
-    query = tables.part_query(EMBEDDINGS_TABLE, part, columns) if part else tables.open(EMBEDDINGS_TABLE).search().limit(None).select(columns)
+    query = (
+        tables.part_query(EMBEDDINGS_TABLE, part, columns)
+        if part
+        else tables.open(EMBEDDINGS_TABLE).search().limit(None).select(columns)
+    )
     uids, X = read_vectors(query.to_batches(batch_size=65_536), norm_column="image_norm" if raw else None)
     # LanceDB scans in storage order, which a merge does not keep (two writes of the same part
     # came back in different orders): uid order gives k-means & co the same input for the same rows
@@ -65,9 +77,13 @@ def sampled_part_vectors(lance: LanceStore, part: str, n_rows: int, rows: np.nda
     tables = lance.tables()
     index = tables.part_query(EMBEDDINGS_TABLE, part, ["uid"]).with_row_id(True).to_polars().sort("uid")
     if index.height != n_rows:
-        raise Failure(f"laion_embeddings[{part}] changed while it was being sampled ({index.height} rows, {n_rows} before): run again")
+        raise Failure(
+            f"laion_embeddings[{part}] changed while it was being sampled ({index.height} rows, {n_rows} before): run again"
+        )
     want = index[rows]
-    taken = tables.open(EMBEDDINGS_TABLE).take_row_ids(want["_rowid"].to_list()).select(["uid", "image_emb", "image_norm"])
+    taken = (
+        tables.open(EMBEDDINGS_TABLE).take_row_ids(want["_rowid"].to_list()).select(["uid", "image_emb", "image_norm"])
+    )
     uids, X = read_vectors(taken.to_batches(), norm_column="image_norm" if raw else None)
     order = pl.Series(uids, dtype=pl.String).arg_sort().to_numpy()
     if [uids[i] for i in order] != want["uid"].to_list():
@@ -75,7 +91,9 @@ def sampled_part_vectors(lance: LanceStore, part: str, n_rows: int, rows: np.nda
     return X[order]
 
 
-def sample_laion_vectors(context, lance: LanceStore, parts: list[str], size: int, seed: int, raw: bool = False) -> tuple[np.ndarray, list[int]]:
+def sample_laion_vectors(
+    context, lance: LanceStore, parts: list[str], size: int, seed: int, raw: bool = False
+) -> tuple[np.ndarray, list[int]]:
     """A ``size``-row sample of laion_embeddings over ``parts``, each part contributing in
     proportion to its rows (:func:`laionlab.cluster.sample_across_parts`), reading only the
     sampled rows' vectors: memory and reads are set by ``size``, not by the table. Returns
@@ -85,11 +103,17 @@ def sample_laion_vectors(context, lance: LanceStore, parts: list[str], size: int
     require_one_model(lance)
     counts = [lance.tables().count_part(EMBEDDINGS_TABLE, p) for p in parts]
     if not sum(counts):
-        raise Failure("laion_embeddings has no rows in the registered laion_part partitions: materialise laion_embeddings")
+        raise Failure(
+            "laion_embeddings has no rows in the registered laion_part partitions: materialise laion_embeddings"
+        )
     blocks, progress = [], Progress("sampling LAION vectors", len(parts), log=context.log, unit="parts")
     for part, n, rows in zip(parts, counts, sample_across_parts(counts, size, seed)):
         if len(rows):
-            blocks.append(_laion_vectors(lance, part, raw)[1] if len(rows) == n else sampled_part_vectors(lance, part, n, rows, raw))
+            blocks.append(
+                _laion_vectors(lance, part, raw)[1]
+                if len(rows) == n
+                else sampled_part_vectors(lance, part, n, rows, raw)
+            )
         progress.update()
     progress.close()
     return np.concatenate(blocks), counts
@@ -123,13 +147,22 @@ def laion_columns_for(
     for part, members in sorted(by_part.items()):
         for clause in uid_filters(members):
             norms = ["image_norm"] if raw and "image_emb" in columns else []
-            query = table.search().limit(None).select(["uid", *columns, *norms]).where(f"{equals('part', part)} AND {clause}")
+            query = (
+                table.search()
+                .limit(None)
+                .select(["uid", *columns, *norms])
+                .where(f"{equals('part', part)} AND {clause}")
+            )
             batches = list(query.to_batches(batch_size=65_536))
             got = [u for b in batches for u in b.column("uid").to_pylist()]
             if got:
                 found.extend(got)
                 for c in columns:
-                    blocks[c].append(read_vectors(batches, column=c, norm_column="image_norm" if raw and c == "image_emb" else None)[1])
+                    blocks[c].append(
+                        read_vectors(batches, column=c, norm_column="image_norm" if raw and c == "image_emb" else None)[
+                            1
+                        ]
+                    )
         progress.update()
     progress.close()
     if not found:
@@ -153,10 +186,14 @@ def reference_vectors(lance: LanceStore, name: str, raw: bool = True) -> np.ndar
 def labelled_reference(lance: LanceStore, name: str) -> pl.DataFrame:
     """uid, label and unit image vector (``emb``) of a reference dataset, in dataset order;
     refuses a dataset without labels."""
-    query = lance.tables().part_query(REFERENCE_TABLE, name, ["uid", "label", "source", "image_emb"], part_column="dataset")
+    query = lance.tables().part_query(
+        REFERENCE_TABLE, name, ["uid", "label", "source", "image_emb"], part_column="dataset"
+    )
     table = query.to_arrow()
     if table.num_rows == 0:
-        raise Failure(f"reference_embeddings has no rows for dataset {name!r}; materialise reference_embeddings[{name}] first")
+        raise Failure(
+            f"reference_embeddings has no rows for dataset {name!r}; materialise reference_embeddings[{name}] first"
+        )
     frame = pl.from_arrow(table).sort("uid")
     if frame["label"].null_count() == frame.height:
         raise Failure(

@@ -41,7 +41,9 @@ def _model_spec(catalog: DatasetCatalog, name: str):
 
 @profiled("model_features")
 class FeaturesConfig(Config):
-    max_samples: int = Field(10_000, ge=2, description="images per dataset (the paper: at most 10k, the same for every model)")
+    max_samples: int = Field(
+        10_000, ge=2, description="images per dataset (the paper: at most 10k, the same for every model)"
+    )
     seed: int = Field(0, description="seed of the subsample (recorded with the indices)")
     device: str = Field("auto")
     batch_size: int = Field(64, ge=1)
@@ -55,7 +57,9 @@ class FeaturesConfig(Config):
     description="Image features of one catalog model on one dataset, on a seeded subsample of at most 10k images "
     "(indices recorded, identical for every model).",
 )
-def model_features(context: AssetExecutionContext, config: FeaturesConfig, catalog: DatasetCatalog, files: FileStore) -> MaterializeResult:
+def model_features(
+    context: AssetExecutionContext, config: FeaturesConfig, catalog: DatasetCatalog, files: FileStore
+) -> MaterializeResult:
     from laionlab.io.reference import list_items
     from laionlab.repsim.models import extract_features, sample_indices
 
@@ -72,8 +76,16 @@ def model_features(context: AssetExecutionContext, config: FeaturesConfig, catal
     files.save_npy(X, "model_features", data, f"{name}.npy")
     files.save_npy(indices, "model_features", data, f"{name}.indices.npy")
     return MaterializeResult(
-        metadata={**params_metadata(config), "samples": len(indices), "dim": X.shape[1], "objective": spec.objective, "layer": spec.layer},
-        data_version=data_version(context, repr(spec), repr(dataset_spec), fingerprint(dataset_spec.path), indices.tolist()),
+        metadata={
+            **params_metadata(config),
+            "samples": len(indices),
+            "dim": X.shape[1],
+            "objective": spec.objective,
+            "layer": spec.layer,
+        },
+        data_version=data_version(
+            context, repr(spec), repr(dataset_spec), fingerprint(dataset_spec.path), indices.tolist()
+        ),
     )
 
 
@@ -82,7 +94,14 @@ def _features(files: FileStore, data: str, names: list[str], normalize: bool = F
     models without features there and models computed on different samples."""
     from laionlab.repsim import l2_normalise
 
-    missing = [n for n in names if not (files.exists("model_features", data, f"{n}.npy") and files.exists("model_features", data, f"{n}.indices.npy"))]
+    missing = [
+        n
+        for n in names
+        if not (
+            files.exists("model_features", data, f"{n}.npy")
+            and files.exists("model_features", data, f"{n}.indices.npy")
+        )
+    ]
     if missing:
         raise Failure(
             f"no model_features for models {missing} on dataset {data!r}: materialise model_features for "
@@ -99,7 +118,9 @@ def _features(files: FileStore, data: str, names: list[str], normalize: bool = F
         first = first or (name, indices)
         X = files.load_npy("model_features", data, f"{name}.npy")
         with library_errors():
-            feats[name] = l2_normalise(X, copy=False, name=f"model_features of {name!r} on {data!r}") if normalize else X
+            feats[name] = (
+                l2_normalise(X, copy=False, name=f"model_features of {name!r} on {data!r}") if normalize else X
+            )
     return feats
 
 
@@ -125,13 +146,22 @@ class SimilarityConfig(Config):
     """
 
     metrics: list[str] = Field(["linear_cka", "rbf_cka", "rsa"], description="linear_cka, rbf_cka, rsa")
-    normalize: bool = Field(True, description="L2-normalise each model's feature rows before every metric (the seed: Featurizer(normalize=True))")
+    normalize: bool = Field(
+        True,
+        description="L2-normalise each model's feature rows before every metric (the seed: Featurizer(normalize=True))",
+    )
     unbiased: bool = Field(True, description="unbiased HSIC for CKA (the seed's default)")
     rbf_sigma: float | None = Field(
-        0.4, gt=0, description="absolute RBF width (thingsvision 2.6.10's sigma; the paper's figures: 0.4 on L2-normalised features); null → sigma_frac × median distance"
+        0.4,
+        gt=0,
+        description="absolute RBF width (thingsvision 2.6.10's sigma; the paper's figures: 0.4 on L2-normalised features); null → sigma_frac × median distance",
     )
-    sigma_frac: float = Field(1.0, gt=0, description="used when rbf_sigma is null: σ = sigma_frac × sqrt(median non-zero squared distance)")
-    rsa_rdm: Literal["correlation", "cosine", "euclidean"] = Field("correlation", description="RDM distance: correlation (1 − Pearson r), cosine or euclidean")
+    sigma_frac: float = Field(
+        1.0, gt=0, description="used when rbf_sigma is null: σ = sigma_frac × sqrt(median non-zero squared distance)"
+    )
+    rsa_rdm: Literal["correlation", "cosine", "euclidean"] = Field(
+        "correlation", description="RDM distance: correlation (1 − Pearson r), cosine or euclidean"
+    )
     rsa_corr: Literal["spearman", "pearson"] = Field("spearman", description="correlation of two RDMs")
 
 
@@ -173,7 +203,9 @@ def _heatmap(matrix: np.ndarray, labels: list[str], title: str, path: str):
     description="Model × model similarity on one dataset: CKA (linear and RBF, unbiased by default) and RSA "
     "(Spearman of correlation-distance RDMs) on L2-normalised features, as in the seed's model_similarity task.",
 )
-def representation_similarity(context: AssetExecutionContext, config: SimilarityConfig, files: FileStore) -> MaterializeResult:
+def representation_similarity(
+    context: AssetExecutionContext, config: SimilarityConfig, files: FileStore
+) -> MaterializeResult:
     from laionlab.repsim import similarity_matrix
 
     data = context.partition_key
@@ -182,21 +214,35 @@ def representation_similarity(context: AssetExecutionContext, config: Similarity
         raise Failure(f"representation similarity needs at least two models, the catalog registers {names}")
     options = {metric: _metric_options(config, metric) for metric in config.metrics}
     if "rbf_cka" in options and config.rbf_sigma is not None and not config.normalize:
-        context.log.warning(f"rbf_sigma={config.rbf_sigma} is an absolute width meant for L2-normalised features; normalize is off")
+        context.log.warning(
+            f"rbf_sigma={config.rbf_sigma} is an absolute width meant for L2-normalised features; normalize is off"
+        )
     feats = _features(files, data, names, config.normalize)
     out, plots = {}, {}
     for metric, kw in options.items():
         with library_errors(f"{metric} on {data!r}"):
             _, M = similarity_matrix(feats, metric, **kw)
         out[metric] = M
-        plots[f"{metric}_heatmap"] = _heatmap(M, names, f"{metric} on {data}", files.path("representation_similarity", data, f"{metric}.png"))
-        plots[f"{metric}_table"] = markdown_table(pl.DataFrame({"model": names, **{n: np.round(M[:, j], 3) for j, n in enumerate(names)}}))
+        plots[f"{metric}_heatmap"] = _heatmap(
+            M, names, f"{metric} on {data}", files.path("representation_similarity", data, f"{metric}.png")
+        )
+        plots[f"{metric}_table"] = markdown_table(
+            pl.DataFrame({"model": names, **{n: np.round(M[:, j], 3) for j, n in enumerate(names)}})
+        )
     import io
 
     buf = io.BytesIO()
     np.savez(buf, names=np.array(names), **out)
     files.write_bytes(buf.getvalue(), "representation_similarity", f"{data}.npz")
-    return MaterializeResult(metadata={**params_metadata(config), "models": ", ".join(names), "samples": len(next(iter(feats.values()))), "normalized": config.normalize, **plots})
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            "models": ", ".join(names),
+            "samples": len(next(iter(feats.values()))),
+            "normalized": config.normalize,
+            **plots,
+        }
+    )
 
 
 def load_similarity(files: FileStore, data: str) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -214,7 +260,9 @@ def load_similarity(files: FileStore, data: str) -> tuple[list[str], dict[str, n
     description="For each pair of datasets and each metric, the Pearson and Spearman correlation of their model-"
     "similarity matrices' upper triangles (overall and for model pairs within each objective group).",
 )
-def similarity_consistency(context: AssetExecutionContext, catalog: DatasetCatalog, files: FileStore) -> MaterializeResult:
+def similarity_consistency(
+    context: AssetExecutionContext, catalog: DatasetCatalog, files: FileStore
+) -> MaterializeResult:
     from laionlab.repsim import consistency_matrix, consistency_table
 
     datasets = [d for d in registered(context, dataset) if _has_similarity(files, d)]
@@ -230,13 +278,17 @@ def similarity_consistency(context: AssetExecutionContext, catalog: DatasetCatal
     plots = {}
     for metric in result.metrics:
         M = consistency_matrix(result.table, datasets, metric)
-        plots[f"{metric}_heatmap"] = _heatmap(M, datasets, f"consistency (Spearman) of {metric}", files.path("similarity_consistency", f"{metric}.png"))
+        plots[f"{metric}_heatmap"] = _heatmap(
+            M, datasets, f"consistency (Spearman) of {metric}", files.path("similarity_consistency", f"{metric}.png")
+        )
     return MaterializeResult(
         metadata={
             "datasets": ", ".join(datasets),
             "models_by_objective": json.dumps(result.groups),
             "skipped_metrics": json.dumps(result.skipped),
-            "consistency": markdown_table(result.table.with_columns(pl.col("pearson").round(3), pl.col("spearman").round(3))),
+            "consistency": markdown_table(
+                result.table.with_columns(pl.col("pearson").round(3), pl.col("spearman").round(3))
+            ),
             **plots,
         }
     )
@@ -251,7 +303,9 @@ def _has_similarity(files: FileStore, data: str) -> bool:
 
 @profiled("probe_scores")
 class ProbeConfig(Config):
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share of the sampled images (seeded, stratified)")
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="held-out share of the sampled images (seeded, stratified)"
+    )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training rows used to choose C")
     seed: int = Field(0)
 
@@ -264,7 +318,9 @@ class ProbeConfig(Config):
     description="Linear-probe top-1 accuracy of one model on one labelled dataset (logistic regression, C swept on a "
     "validation split, refit; seeded stratified splits).",
 )
-def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: DatasetCatalog, files: FileStore) -> MaterializeResult:
+def probe_scores(
+    context: AssetExecutionContext, config: ProbeConfig, catalog: DatasetCatalog, files: FileStore
+) -> MaterializeResult:
     from laionlab.io.reference import list_items
     from laionlab.repsim import DEFAULT_CS, linear_probe, stratified_split
 
@@ -275,7 +331,12 @@ def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: D
         # there is no probe (probe_similarity_link skips the dataset) rather than fail the backfill
         reason = f"dataset {data!r} has no labels: a linear probe needs a labelled dataset (image_folder or a parquet with label_column)"
         context.log.warning(f"no probe of {name!r}: {reason}")
-        files.write_json({"model": name, "dataset": data, "applicable": False, "reason": reason}, "probe_scores", data, f"{name}.json")
+        files.write_json(
+            {"model": name, "dataset": data, "applicable": False, "reason": reason},
+            "probe_scores",
+            data,
+            f"{name}.json",
+        )
         return MaterializeResult(metadata={**params_metadata(config), "applicable": False, "reason": reason})
     X = files.load_npy("model_features", data, f"{name}.npy")
     indices = files.load_npy("model_features", data, f"{name}.indices.npy")
@@ -283,14 +344,29 @@ def probe_scores(context: AssetExecutionContext, config: ProbeConfig, catalog: D
     with library_errors(f"probe of {name!r} on {data!r}"):
         train, test = stratified_split(y, config.test_fraction, config.seed)
         result = linear_probe(X[train], y[train], X[test], y[test], val_fraction=config.val_fraction, seed=config.seed)
-    record = {"model": name, "dataset": data, "test_accuracy": float(result["test_accuracy"]), "val_accuracy": float(result["val_accuracy"]), "best_C": float(result["best_C"]), "n_train": len(train), "n_test": len(test)}
+    record = {
+        "model": name,
+        "dataset": data,
+        "test_accuracy": float(result["test_accuracy"]),
+        "val_accuracy": float(result["val_accuracy"]),
+        "best_C": float(result["best_C"]),
+        "n_train": len(train),
+        "n_test": len(test),
+    }
     files.write_json(record, "probe_scores", data, f"{name}.json")
     sweep = line_plot(
-        list(DEFAULT_CS), {"validation accuracy": result["val_accuracies"]}, "C (inverse L2 strength)",
-        f"{name} on {data}: C sweep (test accuracy {record['test_accuracy']:.3f})", files.path("probe_scores", data, f"{name}.png"),
+        list(DEFAULT_CS),
+        {"validation accuracy": result["val_accuracies"]},
+        "C (inverse L2 strength)",
+        f"{name} on {data}: C sweep (test accuracy {record['test_accuracy']:.3f})",
+        files.path("probe_scores", data, f"{name}.png"),
     )
-    sweep_table = markdown_table(pl.DataFrame({"C": list(DEFAULT_CS), "validation_accuracy": np.round(result["val_accuracies"], 4)}))
-    return MaterializeResult(metadata={**params_metadata(config), **record, "c_sweep": sweep, "c_sweep_table": sweep_table})
+    sweep_table = markdown_table(
+        pl.DataFrame({"C": list(DEFAULT_CS), "validation_accuracy": np.round(result["val_accuracies"], 4)})
+    )
+    return MaterializeResult(
+        metadata={**params_metadata(config), **record, "c_sweep": sweep, "c_sweep_table": sweep_table}
+    )
 
 
 @asset(
@@ -308,12 +384,20 @@ def probe_similarity_link(context: AssetExecutionContext, files: FileStore) -> M
         if not _has_similarity(files, data):
             continue
         names, matrices = load_similarity(files, data)
-        probes = [files.read_json("probe_scores", data, f"{n}.json") for n in names if files.exists("probe_scores", data, f"{n}.json")]
+        probes = [
+            files.read_json("probe_scores", data, f"{n}.json")
+            for n in names
+            if files.exists("probe_scores", data, f"{n}.json")
+        ]
         acc = [p["test_accuracy"] for p in probes if p.get("applicable", True)]
         if len(acc) < len(names):
-            context.log.info(f"{data}: probe_scores for {len(acc)} of {len(names)} models (an unlabelled dataset has none); skipped")
+            context.log.info(
+                f"{data}: probe_scores for {len(acc)} of {len(names)} models (an unlabelled dataset has none); skipped"
+            )
             continue
-        rows += [{"dataset": data, "metric": metric, **similarity_behaviour_link(M, acc)} for metric, M in matrices.items()]
+        rows += [
+            {"dataset": data, "metric": metric, **similarity_behaviour_link(M, acc)} for metric, M in matrices.items()
+        ]
     if not rows:
         raise Failure("no dataset has both probe_scores for every model and representation_similarity")
     table = pl.DataFrame(rows)
@@ -322,8 +406,11 @@ def probe_similarity_link(context: AssetExecutionContext, files: FileStore) -> M
         metadata={
             "link": markdown_table(table.with_columns(pl.col("pearson").round(3), pl.col("spearman").round(3))),
             "link_plot": bar_plot(
-                [f"{r['dataset']}\n{r['metric']}" for r in rows], [r["spearman"] for r in rows],
-                "Spearman r: model-pair similarity vs probe-accuracy gap", "Spearman r", files.path("probe_similarity_link", "link.png"),
+                [f"{r['dataset']}\n{r['metric']}" for r in rows],
+                [r["spearman"] for r in rows],
+                "Spearman r: model-pair similarity vs probe-accuracy gap",
+                "Spearman r",
+                files.path("probe_similarity_link", "link.png"),
             ),
         }
     )

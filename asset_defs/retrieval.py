@@ -91,8 +91,10 @@ def concept_synonyms(context: AssetExecutionContext, catalog: DatasetCatalog, fi
             "source": spec.metrics or "class names",
             "classes_table": markdown_table(frame.with_columns(pl.col("synonyms").list.join("; ")).head(30)),
             "synonyms_per_class": bar_plot(
-                frame["class"].head(30).to_list(), [float(n) for n in frame["synonyms"].list.len().head(30)],
-                f"{name}: synonyms per class" + (" (first 30)" if frame.height > 30 else ""), "synonyms",
+                frame["class"].head(30).to_list(),
+                [float(n) for n in frame["synonyms"].list.len().head(30)],
+                f"{name}: synonyms per class" + (" (first 30)" if frame.height > 30 else ""),
+                "synonyms",
                 files.path("concept_synonyms", f"{name}.png"),
             ),
         },
@@ -118,10 +120,14 @@ def _synonym_map(files: FileStore, name: str) -> tuple[dict, str | None]:
 def caption_search_index(context: AssetExecutionContext, files: FileStore, lance: LanceStore) -> MaterializeResult:
     parts = registered(context, laion_part)
     tables = lance.tables()
-    schema = pa.schema([("uid", pa.string()), ("part", pa.string()), ("TEXT", pa.string()), ("normalised", pa.string())])
+    schema = pa.schema(
+        [("uid", pa.string()), ("part", pa.string()), ("TEXT", pa.string()), ("normalised", pa.string())]
+    )
     indexed = {}
     if tables.exists(CAPTIONS_TABLE):
-        counts = pl.from_arrow(tables.open(CAPTIONS_TABLE).search().limit(None).select(["part"]).to_arrow())["part"].value_counts()
+        counts = pl.from_arrow(tables.open(CAPTIONS_TABLE).search().limit(None).select(["part"]).to_arrow())[
+            "part"
+        ].value_counts()
         indexed = dict(counts.iter_rows())
     added = []
     progress = Progress("caption_search_index: checking and adding parts", len(parts), log=context.log, unit="parts")
@@ -143,7 +149,9 @@ def caption_search_index(context: AssetExecutionContext, files: FileStore, lance
         table.optimize()  # indexes the new rows into the existing full-text index
     return MaterializeResult(
         metadata={
-            "rows": table.count_rows(), "parts_seen": ", ".join(parts), "parts_added": ", ".join(added) or "none",
+            "rows": table.count_rows(),
+            "parts_seen": ", ".join(parts),
+            "parts_added": ", ".join(added) or "none",
             "parts_removed": ", ".join(stale) or "none",
         }
     )
@@ -152,7 +160,9 @@ def caption_search_index(context: AssetExecutionContext, files: FileStore, lance
 def search_captions(lance: LanceStore, phrase: str, limit: int | None = 100) -> pl.DataFrame:
     """Captions containing ``phrase`` (normalised as the matcher does), via the FTS index."""
     text = normalise([phrase])[0].strip()
-    query = lance.tables().open(CAPTIONS_TABLE).search(f'"{text}"', query_type="fts").select(["uid", "TEXT"]).limit(limit)
+    query = (
+        lance.tables().open(CAPTIONS_TABLE).search(f'"{text}"', query_type="fts").select(["uid", "TEXT"]).limit(limit)
+    )
     return pl.from_arrow(query.to_arrow()).select("uid", "TEXT")
 
 
@@ -187,14 +197,21 @@ def string_matches(context: AssetExecutionContext, files: FileStore, lance: Lanc
             "class_frequency": markdown_table(table_frame.head(30)),
             "class_frequency_json": frequency_json,
             "long_tail": line_plot(
-                list(range(1, len(counts) + 1)), {"matches": [max(c, 0.5) for c in counts]}, "class rank", f"{name}: matches per class",
-                files.path("string_matches", f"{name}_long_tail.png"), logx=False, ylabel="captions",
+                list(range(1, len(counts) + 1)),
+                {"matches": [max(c, 0.5) for c in counts]},
+                "class rank",
+                f"{name}: matches per class",
+                files.path("string_matches", f"{name}_long_tail.png"),
+                logx=False,
+                ylabel="captions",
             ),
         }
     )
 
 
-def _match_parts(context: AssetExecutionContext, lance: LanceStore, name: str, synonyms: dict, prefix: str | None) -> pl.DataFrame:
+def _match_parts(
+    context: AssetExecutionContext, lance: LanceStore, name: str, synonyms: dict, prefix: str | None
+) -> pl.DataFrame:
     """uid, classes (as strings), synonyms of every caption of every registered part that
     matches a class, one part at a time from the caption table."""
     parts = registered(context, laion_part)
@@ -221,10 +238,15 @@ def _match_parts(context: AssetExecutionContext, lance: LanceStore, name: str, s
 
 @profiled("retrieved_images")
 class RetrievedImagesConfig(Config):
-    max_per_class: int | None = Field(None, ge=1, description="each class draws at most this many of its rows to download (seeded random; the seed's --sampling random); a row of several classes drawn by one counts for all")
+    max_per_class: int | None = Field(
+        None,
+        ge=1,
+        description="each class draws at most this many of its rows to download (seeded random; the seed's --sampling random); a row of several classes drawn by one counts for all",
+    )
     seed: int = Field(0)
     retry_failed: bool = Field(
-        False, description="download again rows whose download failed in an earlier run (img2dataset's `retries` already retries within a run)"
+        False,
+        description="download again rows whose download failed in an earlier run (img2dataset's `retries` already retries within a run)",
     )
 
 
@@ -248,7 +270,12 @@ def _embedded_uids(lance: LanceStore, table: str, uids: list[str]) -> set[str]:
     "uids downloaded with img2dataset into the target's own shards and embedded (table retrieved_embeddings).",
 )
 def retrieved_images(
-    context: AssetExecutionContext, config: RetrievedImagesConfig, clip: ClipEncoder, downloader: Downloader, files: FileStore, lance: LanceStore
+    context: AssetExecutionContext,
+    config: RetrievedImagesConfig,
+    clip: ClipEncoder,
+    downloader: Downloader,
+    files: FileStore,
+    lance: LanceStore,
 ) -> MaterializeResult:
     name = context.partition_key
     matches = files.read_parquet("string_matches", f"{name}.parquet")
@@ -327,19 +354,36 @@ def _download_and_embed(
 @profiled("retrieval_samples")
 class RetrievalSamplesConfig(Config):
     methods: list[str] = Field(
-        ["Random", "T2T-rank", "T2I-rank", "I2T-rank", "I2I-rank", "T2T-rank-T2I-tshd", "T2T-rank-I2T-tshd", "T2T-rank-I2I-tshd"],
+        [
+            "Random",
+            "T2T-rank",
+            "T2I-rank",
+            "I2T-rank",
+            "I2I-rank",
+            "T2T-rank-T2I-tshd",
+            "T2T-rank-I2T-tshd",
+            "T2T-rank-I2I-tshd",
+        ],
         description="sampling methods (I2T/I2I ones need the target's fewshot_dataset)",
     )
     n_per_class: int = Field(500, ge=1, description="images per class (seed: 500); classes with fewer keep all")
-    templates: Literal["openai", "simple"] = Field("openai", description="prompt templates: openai (80 OpenAI ImageNet templates) or simple ('a photo of a {}.')")
+    templates: Literal["openai", "simple"] = Field(
+        "openai", description="prompt templates: openai (80 OpenAI ImageNet templates) or simple ('a photo of a {}.')"
+    )
     t2i_threshold: float = Field(0.25, description="T2T-rank-T2I-tshd drops rows with T2I < this (seed: 0.25)")
     i2t_threshold: float = Field(0.25, description="T2T-rank-I2T-tshd drops rows with I2T < this (seed: 0.25)")
-    i2i_threshold: float = Field(0.5, description="T2T-rank-I2I-tshd drops rows with I2I < this (issue: 0.5; seed code: 0.65)")
-    export_images: bool = Field(True, description="write the picked images as files so the SWAT lists point at real paths")
+    i2i_threshold: float = Field(
+        0.5, description="T2T-rank-I2I-tshd drops rows with I2I < this (issue: 0.5; seed code: 0.65)"
+    )
+    export_images: bool = Field(
+        True, description="write the picked images as files so the SWAT lists point at real paths"
+    )
     seed: int = Field(0)
 
 
-def _embeddings_of(lance: LanceStore, uids: list[str], log: logging.Logger | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _embeddings_of(
+    lance: LanceStore, uids: list[str], log: logging.Logger | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """uids with caption and image vectors, from laion_embeddings, else retrieved_embeddings."""
     got, vectors = laion_columns_for(lance, uids, ["text_emb", "image_emb"], log)
     T, I = vectors["text_emb"], vectors["image_emb"]
@@ -347,10 +391,18 @@ def _embeddings_of(lance: LanceStore, uids: list[str], log: logging.Logger | Non
     if rest and lance.tables().exists(RETRIEVED_TABLE):
         tbl = lance.tables().open(RETRIEVED_TABLE)
         columns = ["uid", "text_emb", "image_emb"]
-        batches = [b for clause in uid_filters(rest) for b in tbl.search().limit(None).select(columns).where(clause).to_batches()]
+        batches = [
+            b
+            for clause in uid_filters(rest)
+            for b in tbl.search().limit(None).select(columns).where(clause).to_batches()
+        ]
         table = pa.Table.from_batches(batches).sort_by("uid") if batches else None
         if table is not None and table.num_rows:
-            first = pl.from_arrow(table.select(["uid"])).with_row_index("i").unique("uid", keep="first", maintain_order=True)["i"]
+            first = (
+                pl.from_arrow(table.select(["uid"]))
+                .with_row_index("i")
+                .unique("uid", keep="first", maintain_order=True)["i"]
+            )
             table = table.take(pa.array(first.to_numpy()))  # a uid retrieved for two targets: once
             u2, T2 = read_vectors(table.to_batches(), column="text_emb")
             _, I2 = read_vectors(table.to_batches(), column="image_emb")
@@ -370,7 +422,12 @@ def _embeddings_of(lance: LanceStore, uids: list[str], log: logging.Logger | Non
     "a T2I/I2T/I2I threshold): parquet (uid, class, score, rank, method) and SWAT's list files (e.g. T2T500.txt).",
 )
 def retrieval_samples(
-    context: AssetExecutionContext, config: RetrievalSamplesConfig, clip: ClipEncoder, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
+    context: AssetExecutionContext,
+    config: RetrievalSamplesConfig,
+    clip: ClipEncoder,
+    catalog: DatasetCatalog,
+    files: FileStore,
+    lance: LanceStore,
 ) -> MaterializeResult:
     from laionlab.embed.encode import encode_texts
 
@@ -381,11 +438,21 @@ def retrieval_samples(
     matches = files.read_parquet("string_matches", f"{name}.parquet")
     uids, T, I = _embeddings_of(lance, matches["uid"].to_list(), context.log)
     if not uids:
-        raise Failure(f"no matched row of target {name!r} has embeddings: materialise laion_embeddings or retrieved_images")
+        raise Failure(
+            f"no matched row of target {name!r} has embeddings: materialise laion_embeddings or retrieved_images"
+        )
     loaded = clip.load()
-    prompts = prompt_embeddings(lambda texts: encode_texts(loaded, texts), synonyms, None if config.templates == "openai" else ("a photo of a {}.",))
+    prompts = prompt_embeddings(
+        lambda texts: encode_texts(loaded, texts),
+        synonyms,
+        None if config.templates == "openai" else ("a photo of a {}.",),
+    )
     fewshot = _fewshot(lance, spec, synonyms) if needs_fewshot(config.methods) else None
-    thresholds = {"t2i_threshold": config.t2i_threshold, "i2t_threshold": config.i2t_threshold, "i2i_threshold": config.i2i_threshold}
+    thresholds = {
+        "t2i_threshold": config.t2i_threshold,
+        "i2t_threshold": config.i2t_threshold,
+        "i2i_threshold": config.i2i_threshold,
+    }
     # InvalidOperationError: e.g. string_matches made before the target's classes changed
     hint = f"; rematerialise string_matches[{name}] if the target's classes changed"
     with library_errors(f"retrieval_samples[{name}]", pl.exceptions.InvalidOperationError, hint=hint):
@@ -394,9 +461,21 @@ def retrieval_samples(
             config.methods, candidates, T, I, prompts, fewshot, config.n_per_class, seed=config.seed, **thresholds
         )
     picked = picked_rows(frame, picks)  # only these images are exported
-    paths = _export_paths(files, picked, name, context.log) if config.export_images else dict(zip(picked["row"], picked["uid"]))
+    paths = (
+        _export_paths(files, picked, name, context.log)
+        if config.export_images
+        else dict(zip(picked["row"], picked["uid"]))
+    )
     out_dir = files.path("retrieval_samples", name)
-    sizes = write_swat_lists(picks, paths, swat_labels(synonyms), out_dir, methods=config.methods, n_per_class=config.n_per_class, **thresholds)
+    sizes = write_swat_lists(
+        picks,
+        paths,
+        swat_labels(synonyms),
+        out_dir,
+        methods=config.methods,
+        n_per_class=config.n_per_class,
+        **thresholds,
+    )
     files.write_parquet(samples_table(picks, frame), "retrieval_samples", f"{name}.parquet")
     return MaterializeResult(
         metadata={
@@ -406,8 +485,11 @@ def retrieval_samples(
             "images_picked": picked.height,
             "per_method": markdown_table(pl.DataFrame({"method": list(sizes), "images": list(sizes.values())})),
             "per_method_plot": bar_plot(
-                list(sizes), [float(v) for v in sizes.values()], f"{name}: images per method ({config.n_per_class} per class at most)",
-                "images", files.path("retrieval_samples", f"{name}.png"),
+                list(sizes),
+                [float(v) for v in sizes.values()],
+                f"{name}: images per method ({config.n_per_class} per class at most)",
+                "images",
+                files.path("retrieval_samples", f"{name}.png"),
             ),
             "lists": out_dir,
         }
@@ -418,13 +500,19 @@ def _fewshot(lance: LanceStore, spec, synonyms: dict) -> dict:
     """The target's few-shot image embeddings by class (I2T/I2I methods), from its labelled
     fewshot_dataset in reference_embeddings."""
     if spec.fewshot_dataset is None:
-        raise Failure(f"I2T/I2I methods need few-shot images: set fewshot_dataset for target {spec.name!r} in the catalog")
+        raise Failure(
+            f"I2T/I2I methods need few-shot images: set fewshot_dataset for target {spec.name!r} in the catalog"
+        )
     ref = labelled_reference(lance, spec.fewshot_dataset)
     with library_errors(f"target {spec.name!r}, few-shot dataset {spec.fewshot_dataset!r}"):
-        return fewshot_embeddings(ref["label"].cast(pl.String), stack_vectors(ref["emb"]), synonyms, spec.fewshot_labels)
+        return fewshot_embeddings(
+            ref["label"].cast(pl.String), stack_vectors(ref["emb"]), synonyms, spec.fewshot_labels
+        )
 
 
-def _export_paths(files: FileStore, frame: pl.DataFrame, name: str, log: logging.Logger | None = None) -> dict[int, str]:
+def _export_paths(
+    files: FileStore, frame: pl.DataFrame, name: str, log: logging.Logger | None = None
+) -> dict[int, str]:
     """Write the image of each row of ``frame`` (the rows some method picked: row, uid) once
     under retrieval_samples/<target>/images/ (from the part's shards or the target's retrieved
     shards) and return row → path (a local path or a URI under the data root, as the SWAT lists

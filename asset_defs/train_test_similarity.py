@@ -25,8 +25,8 @@ from pydantic import Field
 
 from asset_defs.errors import library_errors
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, reference_embeddings
-from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params, storage_ids
+from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import laion_vectors, reference_vectors, sample_laion_vectors
@@ -42,15 +42,23 @@ def _part_vectors(lance: LanceStore, part: str) -> tuple[list[str], np.ndarray]:
 
 @profiled("dedup_centroids")
 class DedupCentroidsConfig(Config):
-    k: int | None = Field(None, ge=1, description="clusters; unset: LAION rows / rows_per_cluster (seed: 50,000 for LAION-400M)")
+    k: int | None = Field(
+        None, ge=1, description="clusters; unset: LAION rows / rows_per_cluster (seed: 50,000 for LAION-400M)"
+    )
     rows_per_cluster: int = Field(
-        8_260, ge=1, description="with k unset, k = ceil(LAION rows / this): the seed's 413M rows / 50,000 clusters, so laion_dedup's "
-        "cost per row (≈ rows_per_cluster / 2 comparisons) stays the same as LAION grows"
+        8_260,
+        ge=1,
+        description="with k unset, k = ceil(LAION rows / this): the seed's 413M rows / 50,000 clusters, so laion_dedup's "
+        "cost per row (≈ rows_per_cluster / 2 comparisons) stays the same as LAION grows",
     )
     sample_size: int = Field(
-        10_000_000, ge=1, description="rows sampled for k-means, from each part in proportion to its size (the seed used every row)"
+        10_000_000,
+        ge=1,
+        description="rows sampled for k-means, from each part in proportion to its size (the seed used every row)",
     )
-    duplicate_cosine: float = Field(0.9, gt=0, lt=1, description="initial centres closer than this are redrawn (seed: 0.9)")
+    duplicate_cosine: float = Field(
+        0.9, gt=0, lt=1, description="initial centres closer than this are redrawn (seed: 0.9)"
+    )
     n_iter: int = Field(25, ge=1)
     seed: int = Field(0, ge=0)
 
@@ -63,7 +71,9 @@ class DedupCentroidsConfig(Config):
     description="Spherical k-means centroids of LAION image embeddings for deduplication (seed 004: 50,000 "
     "clusters, initial centres with cosine > 0.9 redrawn), trained on a sample drawn part by part.",
 )
-def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
+def dedup_centroids(
+    context: AssetExecutionContext, config: DedupCentroidsConfig, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
     """Spherical (cosine) k-means on ``sample_size`` rows drawn from every part in proportion
     to its size (:func:`laionlab.cluster.sample_across_parts`; only the sampled rows' vectors
     are read). The seed (``assign_clusters.py``) ran Euclidean Lloyd on all rows, with centres
@@ -81,8 +91,12 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
     k = config.k or math.ceil(sum(counts) / config.rows_per_cluster)
     if k > len(X):
         raise Failure(f"k={k} is larger than the sample ({len(X)} LAION rows); lower k (or raise rows_per_cluster)")
-    context.log.info(f"k = {k} ({'set' if config.k else f'{sum(counts):,} rows / rows_per_cluster {config.rows_per_cluster:,}'})")
-    result = kmeans(X, k, n_iter=config.n_iter, seed=config.seed, spherical=True, redraw_duplicate_cosine=config.duplicate_cosine)
+    context.log.info(
+        f"k = {k} ({'set' if config.k else f'{sum(counts):,} rows / rows_per_cluster {config.rows_per_cluster:,}'})"
+    )
+    result = kmeans(
+        X, k, n_iter=config.n_iter, seed=config.seed, spherical=True, redraw_duplicate_cosine=config.duplicate_cosine
+    )
     files.save_npy(result.centroids, "dedup_centroids", "centroids.npy")
     return MaterializeResult(
         metadata={
@@ -96,8 +110,12 @@ def dedup_centroids(context: AssetExecutionContext, config: DedupCentroidsConfig
             "parts_seen": ", ".join(parts),
             "empty_clusters": int((result.sizes == 0).sum()),
             "cluster_sizes": histogram(
-                result.sizes, "rows of the sample in the cluster", f"dedup cluster sizes (k={k})", files.path("dedup_centroids", "sizes.png"),
-                bins=min(50, k), ylabel="clusters",
+                result.sizes,
+                "rows of the sample in the cluster",
+                f"dedup cluster sizes (k={k})",
+                files.path("dedup_centroids", "sizes.png"),
+                bins=min(50, k),
+                ylabel="clusters",
             ),
             "largest_clusters": largest_clusters(result.sizes),
         }
@@ -121,22 +139,37 @@ def dedup_assignments(context: AssetExecutionContext, files: FileStore, lance: L
     if not uids:
         raise Failure(f"laion_embeddings has no rows for part {part!r}")
     if X.shape[1] != centroids.shape[1]:
-        raise Failure(f"laion_embeddings[{part}] has dimension {X.shape[1]}, dedup_centroids {centroids.shape[1]}: rematerialise dedup_centroids")
+        raise Failure(
+            f"laion_embeddings[{part}] has dimension {X.shape[1]}, dedup_centroids {centroids.shape[1]}: rematerialise dedup_centroids"
+        )
     labels, sims = assign(X, centroids, metric="ip")
-    frame = pl.DataFrame({"uid": uids, "cluster": labels.astype(np.int32), "centroid_sim": sims, "row": np.arange(len(uids))})
+    frame = pl.DataFrame(
+        {"uid": uids, "cluster": labels.astype(np.int32), "centroid_sim": sims, "row": np.arange(len(uids))}
+    )
     frame = frame.sort("cluster", "uid")
     # vectors first, then the table that says they are complete (laion_dedup checks the counts)
     files.save_npy(X[frame["row"].to_numpy()], "dedup_assignments", f"{part}.vectors.npy")
     files.write_parquet(frame.drop("row"), "dedup_assignments", f"{part}.parquet")
-    return MaterializeResult(metadata={"rows": frame.height, "clusters_used": frame["cluster"].n_unique(), "k": len(centroids)})
+    return MaterializeResult(
+        metadata={"rows": frame.height, "clusters_used": frame["cluster"].n_unique(), "k": len(centroids)}
+    )
 
 
 @profiled("laion_dedup")
 class DedupConfig(Config):
-    eps: float = Field(0.124, gt=0, lt=1, description="drop a row whose max cosine to an earlier row of its cluster > 1 - eps (seed: 0.124)")
+    eps: float = Field(
+        0.124,
+        gt=0,
+        lt=1,
+        description="drop a row whose max cosine to an earlier row of its cluster > 1 - eps (seed: 0.124)",
+    )
     block_rows: int = Field(40_000, ge=1, description="rows per block inside big clusters (seed: 40,000)")
-    group_rows: int = Field(1_000_000, ge=1, description="rows of consecutive clusters read from all parts at once (memory bound)")
-    curve_eps: list[float] = Field([0.02, 0.05, 0.08, 0.1, 0.124, 0.15, 0.2, 0.3], description="ε values of the removal curve")
+    group_rows: int = Field(
+        1_000_000, ge=1, description="rows of consecutive clusters read from all parts at once (memory bound)"
+    )
+    curve_eps: list[float] = Field(
+        [0.02, 0.05, 0.08, 0.1, 0.124, 0.15, 0.2, 0.3], description="ε values of the removal curve"
+    )
 
 
 def _version_files(files: FileStore, *folder: str) -> list[str]:
@@ -206,7 +239,12 @@ def _wait_for_earlier_parts(context: AssetExecutionContext, order: list[str]) ->
     for p in order:
         planned = instance.get_latest_planned_materialization_info(dedup_assignments.key, p)
         run = instance.get_run_by_id(planned.run_id) if planned and planned.storage_id > done.get(p, -1) else None
-        if run is not None and run.status in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED):
+        if run is not None and run.status in (
+            DagsterRunStatus.QUEUED,
+            DagsterRunStatus.NOT_STARTED,
+            DagsterRunStatus.STARTING,
+            DagsterRunStatus.STARTED,
+        ):
             pending.append(p)
         elif p not in done:
             missing.append(p)
@@ -217,8 +255,12 @@ def _wait_for_earlier_parts(context: AssetExecutionContext, order: list[str]) ->
         )
     if pending:
         if context.retry_number >= WAIT_TRIES:
-            raise Failure(f"laion_dedup[{order[-1]}]: dedup_assignments of {', '.join(pending)} still running after {WAIT_TRIES * WAIT_SECONDS} s")
-        context.log.info(f"waiting for dedup_assignments of {', '.join(pending)} (earlier parts this part is compared with); retry in {WAIT_SECONDS} s")
+            raise Failure(
+                f"laion_dedup[{order[-1]}]: dedup_assignments of {', '.join(pending)} still running after {WAIT_TRIES * WAIT_SECONDS} s"
+            )
+        context.log.info(
+            f"waiting for dedup_assignments of {', '.join(pending)} (earlier parts this part is compared with); retry in {WAIT_SECONDS} s"
+        )
         raise RetryRequested(max_retries=WAIT_TRIES, seconds_to_wait=WAIT_SECONDS)
     return done
 
@@ -287,12 +329,26 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
     k = len(files.load_npy("dedup_centroids", "centroids.npy", mmap=True))
     shards = _open_shards(context, files, order, k)
     earlier = sum(len(s.vectors) for s in shards[:-1])
-    context.log.info(f"deduplicating {len(shards[-1].vectors)} rows of {part} against {earlier} rows of {len(order) - 1} earlier parts in {k} clusters")
-    keep, max_sim = dedup_shards(shards, eps=config.eps, block_rows=config.block_rows, group_rows=config.group_rows, from_shard=len(order) - 1)[0]
+    context.log.info(
+        f"deduplicating {len(shards[-1].vectors)} rows of {part} against {earlier} rows of {len(order) - 1} earlier parts in {k} clusters"
+    )
+    keep, max_sim = dedup_shards(
+        shards, eps=config.eps, block_rows=config.block_rows, group_rows=config.group_rows, from_shard=len(order) - 1
+    )[0]
     frame = files.read_parquet("dedup_assignments", f"{part}.parquet", columns=["uid", "cluster"])
-    files.write_parquet(frame.with_columns(part=pl.lit(part), keep=pl.Series(keep), max_earlier_sim=pl.Series(max_sim)), "laion_dedup", f"{part}.parquet")
+    files.write_parquet(
+        frame.with_columns(part=pl.lit(part), keep=pl.Series(keep), max_earlier_sim=pl.Series(max_sim)),
+        "laion_dedup",
+        f"{part}.parquet",
+    )
     curve = removal_summary([(keep, max_sim)], config.curve_eps).curve
-    curve_table = pl.DataFrame({"eps": [e for e, _ in curve], "drop_when_cosine_above": [round(1 - e, 4) for e, _ in curve], "fraction_removed": [round(f, 4) for _, f in curve]})
+    curve_table = pl.DataFrame(
+        {
+            "eps": [e for e, _ in curve],
+            "drop_when_cosine_above": [round(1 - e, 4) for e, _ in curve],
+            "fraction_removed": [round(f, 4) for _, f in curve],
+        }
+    )
     return MaterializeResult(
         metadata={
             **params_metadata(config),
@@ -304,8 +360,12 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
             "curve_removed": {str(e): round(f * len(keep)) for e, f in curve},
             "removal_table": markdown_table(curve_table),
             "max_earlier_similarity": histogram(
-                max_sim[np.isfinite(max_sim)], "max cosine to an earlier row of the cluster", f"{part}: rows with an earlier row in their cluster",
-                files.path("laion_dedup", f"{part}.png"), mark=(1 - config.eps, f"1 − ε = {1 - config.eps:.3f}"), ylabel="rows",
+                max_sim[np.isfinite(max_sim)],
+                "max cosine to an earlier row of the cluster",
+                f"{part}: rows with an earlier row in their cluster",
+                files.path("laion_dedup", f"{part}.png"),
+                mark=(1 - config.eps, f"1 − ε = {1 - config.eps:.3f}"),
+                ylabel="rows",
             ),
         }
     )
@@ -323,7 +383,9 @@ def dedup_summary(context: AssetExecutionContext, files: FileStore) -> Materiali
     params = require_dedup_chain(context, parts)
     latest = latest_by_partition(context.instance, laion_dedup.key, parts)
     meta = [latest[p].asset_materialization.metadata for p in parts]
-    table = pl.DataFrame({"part": parts, "rows": [m["rows"].value for m in meta], "removed": [m["removed"].value for m in meta]})
+    table = pl.DataFrame(
+        {"part": parts, "rows": [m["rows"].value for m in meta], "removed": [m["removed"].value for m in meta]}
+    )
     table = table.with_columns(removal_fraction=(pl.col("removed") / pl.col("rows")).round(4))
     files.write_parquet(table, "dedup_summary", "parts.parquet")
     rows, removed = int(table["rows"].sum()), int(table["removed"].sum())
@@ -338,11 +400,22 @@ def dedup_summary(context: AssetExecutionContext, files: FileStore) -> Materiali
             "parts_seen": ", ".join(parts),
             "per_part": markdown_table(table),
             "removal_curve": line_plot(
-                list(curve_eps), {"removed": frac}, "ε (drop when cosine > 1 − ε)", "removal fraction vs ε (seed 004's rule)",
-                files.path("dedup_summary", "removal_curve.png"), logx=False, ylabel="fraction removed",
+                list(curve_eps),
+                {"removed": frac},
+                "ε (drop when cosine > 1 − ε)",
+                "removal fraction vs ε (seed 004's rule)",
+                files.path("dedup_summary", "removal_curve.png"),
+                logx=False,
+                ylabel="fraction removed",
             ),
             "removal_table": markdown_table(
-                pl.DataFrame({"eps": list(curve_eps), "drop_when_cosine_above": [round(1 - e, 4) for e in curve_eps], "fraction_removed": np.round(frac, 4)})
+                pl.DataFrame(
+                    {
+                        "eps": list(curve_eps),
+                        "drop_when_cosine_above": [round(1 - e, 4) for e in curve_eps],
+                        "fraction_removed": np.round(frac, 4),
+                    }
+                )
             ),
         }
     )
@@ -360,7 +433,10 @@ def dedup_parts_current(context: AssetCheckExecutionContext) -> AssetCheckResult
     problems = dedup_chain_problems(context.instance, parts)
     text = "; ".join(f"{p}: {why}" for p, why in problems.items()) or f"all {len(parts)} parts current"
     return AssetCheckResult(
-        passed=not problems, severity=AssetCheckSeverity.WARN, description=text, metadata={"parts_out_of_date": sorted(problems)}
+        passed=not problems,
+        severity=AssetCheckSeverity.WARN,
+        description=text,
+        metadata={"parts_out_of_date": sorted(problems)},
     )
 
 
@@ -375,7 +451,9 @@ def _part_uids(lance: LanceStore, part: str) -> pl.Series:
     return lance.tables().part_query(EMBEDDINGS_TABLE, part, ["uid"]).to_polars()["uid"].sort()
 
 
-def _laion_parts(context: AssetExecutionContext, lance: LanceStore, parts: list[str], eval_name: str, dim: int, total: int):
+def _laion_parts(
+    context: AssetExecutionContext, lance: LanceStore, parts: list[str], eval_name: str, dim: int, total: int
+):
     """(uids, unit vectors) of each LAION part in turn, refusing a part of another dimension
     than the eval set's."""
     progress = Progress(f"{eval_name} vs LAION", total, log=context.log)
@@ -439,10 +517,18 @@ def eval_to_laion_similarity(
             "parts_seen": ", ".join(parts),
             "max_sim_folder": version.uri,
             "similarity_histogram": histogram(
-                None, "cosine similarity", f"{name} vs LAION", files.path("eval_to_laion_similarity", f"{name}.png"),
-                series={"eval sample → nearest LAION row": found.top.scores[:, 0], "LAION row → nearest eval sample": np.concatenate(plotted)},
+                None,
+                "cosine similarity",
+                f"{name} vs LAION",
+                files.path("eval_to_laion_similarity", f"{name}.png"),
+                series={
+                    "eval sample → nearest LAION row": found.top.scores[:, 0],
+                    "LAION row → nearest eval sample": np.concatenate(plotted),
+                },
             ),
-            "closest_pairs": markdown_table(candidates.filter(pl.col("rank") == 0).sort("sim", descending=True).head(10)),
+            "closest_pairs": markdown_table(
+                candidates.filter(pl.col("rank") == 0).sort("sim", descending=True).head(10)
+            ),
         }
     )
 
@@ -460,12 +546,20 @@ class ThresholdConfig(Config):
     description="For each eval sample, the similarity to its nearest neighbour in the 'train' reference set "
     "(ImageNet-train → ImageNet-X in the paper): the per-sample pruning threshold.",
 )
-def train_to_eval_threshold(context: AssetExecutionContext, config: ThresholdConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
+def train_to_eval_threshold(
+    context: AssetExecutionContext, config: ThresholdConfig, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
     from laionlab.dedup import nearest_similarity
 
     name = context.partition_key
-    thresholds = nearest_similarity(reference_vectors(lance, name, raw=False), reference_vectors(lance, config.train_dataset, raw=False))
-    files.write_parquet(pl.DataFrame({"eval_index": np.arange(len(thresholds)), "threshold": thresholds}), "train_to_eval_threshold", f"{name}.parquet")
+    thresholds = nearest_similarity(
+        reference_vectors(lance, name, raw=False), reference_vectors(lance, config.train_dataset, raw=False)
+    )
+    files.write_parquet(
+        pl.DataFrame({"eval_index": np.arange(len(thresholds)), "threshold": thresholds}),
+        "train_to_eval_threshold",
+        f"{name}.parquet",
+    )
     return MaterializeResult(
         metadata={
             **params_metadata(config),
@@ -473,8 +567,11 @@ def train_to_eval_threshold(context: AssetExecutionContext, config: ThresholdCon
             "eval_samples": len(thresholds),
             "mean_threshold": float(thresholds.mean()),
             "threshold_histogram": histogram(
-                thresholds, f"cosine similarity to the nearest {config.train_dataset} sample", f"{name}: per-sample pruning thresholds",
-                files.path("train_to_eval_threshold", f"{name}.png"), ylabel="eval samples",
+                thresholds,
+                f"cosine similarity to the nearest {config.train_dataset} sample",
+                f"{name}: per-sample pruning thresholds",
+                files.path("train_to_eval_threshold", f"{name}.png"),
+                ylabel="eval samples",
             ),
             "threshold_quantiles": quantile_table(thresholds, "threshold"),
         }
@@ -508,7 +605,13 @@ def _saturation_check(saturated: np.ndarray, k: int) -> AssetCheckResult:
     group_name=GROUP,
     deps=[every_partition(laion_dedup), eval_to_laion_similarity, train_to_eval_threshold],
     kinds={"parquet"},
-    check_specs=[AssetCheckSpec("no_saturated_eval_samples", asset="pruned_pools", description="no eval sample has all k candidates above its threshold (else its pruning is cut off at k: raise eval_to_laion_similarity's k)")],
+    check_specs=[
+        AssetCheckSpec(
+            "no_saturated_eval_samples",
+            asset="pruned_pools",
+            description="no eval sample has all k candidates above its threshold (else its pruning is cut off at k: raise eval_to_laion_similarity's k)",
+        )
+    ],
     description="The deduplicated LAION pool minus every row that is some eval sample's candidate with similarity "
     "above that sample's train→eval threshold (seed 004's get_paths_chunk), optionally subsampled; one Parquet per part.",
 )
@@ -516,7 +619,9 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     from laionlab.dedup import candidate_matrix, pool_picks, pruned_uids, rows_in_parquets, write_pool
 
     name = context.partition_key
-    thresholds = files.read_parquet("train_to_eval_threshold", f"{name}.parquet").sort("eval_index")["threshold"].to_numpy()
+    thresholds = (
+        files.read_parquet("train_to_eval_threshold", f"{name}.parquet").sort("eval_index")["threshold"].to_numpy()
+    )
     candidates = files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
     where = f"pruned_pools[{name}]"
     with library_errors(where, hint=": rematerialise eval_to_laion_similarity and train_to_eval_threshold"):
@@ -541,7 +646,13 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
             "final_size": counts.final,
             "saturated_eval_samples": int(saturated.sum()),
             "pool_folder": version.uri,
-            "sizes_plot": bar_plot(sizes["stage"].to_list(), sizes["rows"].to_list(), f"pool size for {name}", "rows", files.path("pruned_pools", f"{name}.png")),
+            "sizes_plot": bar_plot(
+                sizes["stage"].to_list(),
+                sizes["rows"].to_list(),
+                f"pool size for {name}",
+                "rows",
+                files.path("pruned_pools", f"{name}.png"),
+            ),
         },
         check_results=[_saturation_check(saturated, matrix.k)],
     )
@@ -568,7 +679,13 @@ def pruned_pool_sizes(context: AssetExecutionContext, files: FileStore) -> Mater
         metadata={
             "parts_seen": parts_seen_of(context.instance, "pruned_pools"),  # what the pools were built from
             "sizes": markdown_table(sizes),
-            "sizes_plot": bar_plot(names, sizes["pool_size"].to_list(), "pruned pool size by eval dataset", "rows", files.path("pruned_pools", "sizes.png")),
+            "sizes_plot": bar_plot(
+                names,
+                sizes["pool_size"].to_list(),
+                "pruned pool size by eval dataset",
+                "rows",
+                files.path("pruned_pools", "sizes.png"),
+            ),
         }
     )
 

@@ -20,8 +20,8 @@ from pydantic import Field
 
 from asset_defs.errors import library_errors
 from asset_defs.ingest import laion_embeddings, reference_embeddings
-from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.lineage import require_same_params
+from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import laion_vectors, laion_vectors_for, reference_vectors, sample_laion_vectors
@@ -61,7 +61,11 @@ class PhotoClassifierConfig(Config):
     "trained like the seed's LogisticRegression when labels are configured, else zero-shot from text prompts.",
 )
 def photo_classifier(
-    context: AssetExecutionContext, config: PhotoClassifierConfig, clip: ClipEncoder, files: FileStore, lance: LanceStore
+    context: AssetExecutionContext,
+    config: PhotoClassifierConfig,
+    clip: ClipEncoder,
+    files: FileStore,
+    lance: LanceStore,
 ) -> MaterializeResult:
     if config.import_path:
         clf = import_classifier(config.import_path, input=config.import_input)
@@ -113,7 +117,9 @@ def load_photo_classifier(files: FileStore) -> LinearClassifier:
 
 @profiled("laion_natural")
 class LaionNaturalConfig(Config):
-    threshold: float = Field(0.75, ge=0, le=1, description="keep P(photo) > threshold (seed analyses: 0.75; code default 0.65)")
+    threshold: float = Field(
+        0.75, ge=0, le=1, description="keep P(photo) > threshold (seed analyses: 0.75; code default 0.65)"
+    )
     remove_nsfw: bool = Field(True, description="drop rows whose NSFW column says NSFW")
 
 
@@ -153,8 +159,12 @@ def laion_natural(
             "threshold": config.threshold,
             "classifier": clf.source,
             "photo_proba_histogram": histogram(
-                frame["photo_proba"].to_numpy(), "P(photo)", f"{part}: photo probability (NSFW removed)",
-                files.path("laion_natural", f"{part}.png"), mark=(config.threshold, f"threshold {config.threshold}"), ylabel="rows",
+                frame["photo_proba"].to_numpy(),
+                "P(photo)",
+                f"{part}: photo probability (NSFW removed)",
+                files.path("laion_natural", f"{part}.png"),
+                mark=(config.threshold, f"threshold {config.threshold}"),
+                ylabel="rows",
             ),
             "photo_proba_quantiles": quantile_table(frame["photo_proba"].to_numpy(), "P(photo)"),
         }
@@ -170,7 +180,12 @@ class NaturalClustersConfig(Config):
 
 
 def _natural_features(
-    context: AssetExecutionContext, files: FileStore, lance: LanceStore, parts: list[str], sample: int | None = None, seed: int = 0
+    context: AssetExecutionContext,
+    files: FileStore,
+    lance: LanceStore,
+    parts: list[str],
+    sample: int | None = None,
+    seed: int = 0,
 ) -> tuple[list[str], np.ndarray]:
     """Raw image features of the LAION-natural rows of the given parts (errors name a part
     whose laion_natural is missing, rather than silently skipping it, or parts built with
@@ -224,7 +239,9 @@ def laion_natural_clusters(
         raise Failure(f"k={config.k} is larger than the sample ({len(take)} LAION-natural rows); lower k")
     result = kmeans(X[take], config.k, n_iter=config.n_iter, seed=config.seed)
     files.save_npy(result.centroids, "laion_natural_clusters", "centroids.npy")
-    files.write_parquet(pl.DataFrame({"cluster": np.arange(config.k), "size": result.sizes}), "laion_natural_clusters", "sizes.parquet")
+    files.write_parquet(
+        pl.DataFrame({"cluster": np.arange(config.k), "size": result.sizes}), "laion_natural_clusters", "sizes.parquet"
+    )
     files.write_bytes("\n".join(parts).encode(), "laion_natural_clusters", "parts.txt")
     return MaterializeResult(
         metadata={
@@ -232,14 +249,20 @@ def laion_natural_clusters(
             **params_metadata(config),
             "k": config.k,
             "sample": len(take),
-            "natural_rows": sum(files.read_parquet("laion_natural", f"{p}.parquet", columns=["uid"]).height for p in parts),
+            "natural_rows": sum(
+                files.read_parquet("laion_natural", f"{p}.parquet", columns=["uid"]).height for p in parts
+            ),
             "parts_seen": ", ".join(parts),
             "inertia": float(result.inertia),
             "backend": result.backend,
             "empty_clusters": int((result.sizes == 0).sum()),
             "cluster_sizes": histogram(
-                result.sizes, "cluster size", f"LAION-natural cluster sizes (k={config.k})", files.path("laion_natural_clusters", "sizes.png"),
-                bins=min(50, config.k), ylabel="clusters",
+                result.sizes,
+                "cluster size",
+                f"LAION-natural cluster sizes (k={config.k})",
+                files.path("laion_natural_clusters", "sizes.png"),
+                bins=min(50, config.k),
+                ylabel="clusters",
             ),
             "largest_clusters": largest_clusters(result.sizes),
         }
@@ -269,7 +292,9 @@ class CoverageConfig(Config):
     description="Coverage of LAION-natural by each reference dataset (cluster occupancy, PCA-reconstruction "
     "coverage with its random-subset baseline, PRDC) and of all of LAION by LAION-natural; one row per pair.",
 )
-def coverage(context: AssetExecutionContext, config: CoverageConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
+def coverage(
+    context: AssetExecutionContext, config: CoverageConfig, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
     from laionlab.coverage import coverage_report
     from laionlab.coverage.report import sample_rows
 
@@ -277,7 +302,9 @@ def coverage(context: AssetExecutionContext, config: CoverageConfig, files: File
     datasets = registered(context, dataset)
     if not datasets:
         raise Failure("no reference datasets registered (dataset partitions); add them to the catalog")
-    natural = sample_rows(_natural_features(context, files, lance, parts, sample=config.max_samples, seed=0)[1], config.max_samples, 0)
+    natural = sample_rows(
+        _natural_features(context, files, lance, parts, sample=config.max_samples, seed=0)[1], config.max_samples, 0
+    )
     report = coverage_report(
         {name: reference_vectors(lance, name) for name in datasets},
         natural,
@@ -301,7 +328,10 @@ def coverage(context: AssetExecutionContext, config: CoverageConfig, files: File
             "coverage": markdown_table(report.table.with_columns(pl.selectors.float().round(4))),
             "cluster_overlap": markdown_table(report.overlap),
             "cluster_coverage_plot": bar_plot(
-                datasets, shares, "share of LAION-natural clusters covered", "% of clusters",
+                datasets,
+                shares,
+                "share of LAION-natural clusters covered",
+                "% of clusters",
                 files.path("coverage", "cluster_coverage.png"),
             ),
             "pca_baseline_mean": report.baseline_mean,
@@ -330,7 +360,9 @@ class StimulusSetsConfig(Config):
     description="Stimulus sets of n LAION-natural images drawn by each sampling strategy of seed 000 "
     "(random, stratified, k-means, core-set, greedy effective dimensionality ...), with their diversity.",
 )
-def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
+def stimulus_sets(
+    context: AssetExecutionContext, config: StimulusSetsConfig, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
     from laionlab.sampling.stimulus import check_strategies, draw_stimulus_sets
 
     with library_errors("stimulus_sets"):  # before reading any feature
@@ -352,8 +384,11 @@ def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, fi
             "parts_seen": ", ".join(parts),
             "diversity": markdown_table(table.with_columns(pl.selectors.float().round(3))),
             "effective_dim_plot": bar_plot(
-                table["strategy"].to_list(), table["effective_dim"].to_list(), f"effective dimensionality (n={config.n})",
-                "ED", files.path("stimulus_sets", "effective_dim.png"),
+                table["strategy"].to_list(),
+                table["effective_dim"].to_list(),
+                f"effective dimensionality (n={config.n})",
+                "ED",
+                files.path("stimulus_sets", "effective_dim.png"),
             ),
             "pool": drawn.pool,
         }
@@ -364,7 +399,9 @@ def stimulus_sets(context: AssetExecutionContext, config: StimulusSetsConfig, fi
 class OODConfig(Config):
     dim: int = Field(512, ge=2, description="GMM dimension D (seed: 512)")
     cluster_sweep_samples: int = Field(50_000, ge=2, description="N of the cluster sweep (seed: 50,000)")
-    cluster_counts: list[int] = Field([1, 2, 5, 10, 21, 46, 100, 215, 464, 1000], description="C values (seed: log-spaced 1..1000)")
+    cluster_counts: list[int] = Field(
+        [1, 2, 5, 10, 21, 46, 100, 215, 464, 1000], description="C values (seed: log-spaced 1..1000)"
+    )
     sample_sizes: list[int] = Field([100, 464, 1000, 2154, 4641, 10000, 21544, 100000], description="N values at C=100")
     sample_sweep_clusters: int = Field(100, ge=1, description="C of the sample-size and fraction sweeps (seed: 100)")
     fractions: list[float] = Field([0.2, 0.4, 0.6, 0.8, 1.0], description="share of clusters sampled (N=6,000)")
@@ -391,12 +428,19 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
     parts = registered(context, laion_part)
     _, X = _natural_features(context, files, lance, parts)
     setup = laion_ood_setup(
-        X, n_clusters=config.laion_clusters, n_groups=config.laion_groups, seed=config.seed,
+        X,
+        n_clusters=config.laion_clusters,
+        n_groups=config.laion_groups,
+        seed=config.seed,
         min_group_size=config.laion_min_group_size,
     )
     rows = laion_identification(
-        X, per_cluster=config.laion_per_cluster, n_train=config.laion_train, n_test=config.laion_test,
-        seed=config.seed, setup=setup,
+        X,
+        per_cluster=config.laion_per_cluster,
+        n_train=config.laion_train,
+        n_test=config.laion_test,
+        seed=config.seed,
+        setup=setup,
     )
     laion = pl.DataFrame(rows).with_columns(pl.col("other_groups").cast(pl.List(pl.Int64)))
     files.write_parquet(laion, "ood_generalization", "laion.parquet")
@@ -424,14 +468,20 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
         "parts_seen": ", ".join(parts),
         "laion_by_training_groups": markdown_table(summary.with_columns(pl.selectors.float().round(3))),
         "laion_by_training_groups_plot": line_plot(
-            summary["n_other_groups"].to_list(), {"OOD identification": summary["accuracy"].to_list()},
-            "Ward groups trained on", "LAION-natural OOD identification", files.path("ood_generalization", "laion.png"),
+            summary["n_other_groups"].to_list(),
+            {"OOD identification": summary["accuracy"].to_list()},
+            "Ward groups trained on",
+            "LAION-natural OOD identification",
+            files.path("ood_generalization", "laion.png"),
             logx=False,
         ),
         "reference_vs_laion_samples": markdown_table(table.with_columns(pl.selectors.float().round(3))),
         "reference_vs_laion_plot": bar_plot(
-            [f"{r['dataset']}: {r['training_set'].split(' [')[0]}" for r in comparison], [r["accuracy"] for r in comparison],
-            "OOD identification by training set", "accuracy", files.path("ood_generalization", "reference_vs_laion.png"),
+            [f"{r['dataset']}: {r['training_set'].split(' [')[0]}" for r in comparison],
+            [r["accuracy"] for r in comparison],
+            "OOD identification by training set",
+            "accuracy",
+            files.path("ood_generalization", "reference_vs_laion.png"),
         ),
     }
 
@@ -443,7 +493,9 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
     description="Out-of-distribution generalisation (seed 000): the GMM simulation sweeps (clusters, samples, "
     "fraction of clusters sampled) and the LAION-natural identification experiment.",
 )
-def ood_generalization(context: AssetExecutionContext, config: OODConfig, files: FileStore, lance: LanceStore) -> MaterializeResult:
+def ood_generalization(
+    context: AssetExecutionContext, config: OODConfig, files: FileStore, lance: LanceStore
+) -> MaterializeResult:
     from laionlab.ood import sweep_cluster_fraction, sweep_clusters, sweep_samples
 
     common = dict(dim=config.dim, n_trials=config.n_trials, seed=config.seed)
@@ -453,23 +505,46 @@ def ood_generalization(context: AssetExecutionContext, config: OODConfig, files:
         config.fractions, n_samples=config.fraction_samples, n_clusters=config.sample_sweep_clusters, **common
     )
     frames = {"clusters": by_c, "samples": by_n, "fraction": by_f}
-    table = pl.concat([pl.DataFrame(v).select("id_accuracy", "ood_accuracy", "effective_dim").with_columns(
-        pl.lit(k).alias("sweep"), pl.Series("x", [r.get({"clusters": "n_clusters", "samples": "n_samples", "fraction": "cluster_fraction"}[k]) for r in v], pl.Float64)
-    ) for k, v in frames.items()])
+    table = pl.concat(
+        [
+            pl.DataFrame(v)
+            .select("id_accuracy", "ood_accuracy", "effective_dim")
+            .with_columns(
+                pl.lit(k).alias("sweep"),
+                pl.Series(
+                    "x",
+                    [
+                        r.get({"clusters": "n_clusters", "samples": "n_samples", "fraction": "cluster_fraction"}[k])
+                        for r in v
+                    ],
+                    pl.Float64,
+                ),
+            )
+            for k, v in frames.items()
+        ]
+    )
     files.write_parquet(table, "ood_generalization", "gmm.parquet")
     plots = {
         f"gmm_{k}_plot": line_plot(
             table.filter(pl.col("sweep") == k)["x"].to_list(),
             {m: table.filter(pl.col("sweep") == k)[m].to_list() for m in ("id_accuracy", "ood_accuracy")},
             {"clusters": "clusters C", "samples": "samples N", "fraction": "fraction of clusters sampled"}[k],
-            f"GMM identification vs {k}", files.path("ood_generalization", f"gmm_{k}.png"), logx=k != "fraction",
+            f"GMM identification vs {k}",
+            files.path("ood_generalization", f"gmm_{k}.png"),
+            logx=k != "fraction",
         )
         for k in frames
     }
     metadata = {"gmm": markdown_table(table.with_columns(pl.selectors.float().round(3))), **plots}
     if config.laion:
         metadata.update(_laion_ood(context, config, files, lance))
-    return MaterializeResult(metadata={**params_metadata(config), **metadata, "lance_versions_read": MetadataValue.json(lance.versions_read())})
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            **metadata,
+            "lance_versions_read": MetadataValue.json(lance.versions_read()),
+        }
+    )
 
 
 @profiled("neural_generalization")
@@ -478,7 +553,9 @@ class NeuralConfig(Config):
     min_cluster_size: int = Field(500, ge=1, description="until every cluster has this many images (seed: 500)")
     n_train: int = Field(500, ge=2, description="training images per OOD condition (seed: 500)")
     max_combinations: int | None = Field(None, description="cap on training-cluster combinations (seed: all)")
-    strategies: list[str] = Field(["random", "stratified", "kmeans", "kcenter", "greedy_ed"], description="sampling strategies")
+    strategies: list[str] = Field(
+        ["random", "stratified", "kmeans", "kcenter", "greedy_ed"], description="sampling strategies"
+    )
     sizes: list[int] = Field([100, 500, 1000, 1500, 2000, 3000, 4000, 5000], description="stimulus-set sizes (seed)")
     repeats: int = Field(10, ge=1, description="repeats of random/stratified (seed: 10)")
     n_clusters: int = Field(80, ge=1, description="clusters for stratified sampling (seed: 80 for NSD)")
@@ -500,17 +577,28 @@ def neural_generalization(
 
     with_responses = [spec for spec in catalog.datasets().values() if spec.responses]
     if not with_responses:
-        return MaterializeResult(metadata={**params_metadata(config), "datasets": "none of the catalog datasets has responses"})
+        return MaterializeResult(
+            metadata={**params_metadata(config), "datasets": "none of the catalog datasets has responses"}
+        )
     results = []
     for spec in with_responses:
         raw, features = load_responses(spec), reference_vectors(lance, spec.name)
         with library_errors(f"{spec.responses} (dataset {spec.name!r})"):
             results.append(
                 neural_targets(
-                    spec.name, raw, features, config.strategies, betas_scale=config.betas_scale,
-                    start_k=config.start_k, min_cluster_size=config.min_cluster_size, n_train=config.n_train,
-                    max_combinations=config.max_combinations, sizes=config.sizes, repeats=config.repeats,
-                    n_clusters=config.n_clusters, log=context.log,
+                    spec.name,
+                    raw,
+                    features,
+                    config.strategies,
+                    betas_scale=config.betas_scale,
+                    start_k=config.start_k,
+                    min_cluster_size=config.min_cluster_size,
+                    n_train=config.n_train,
+                    max_combinations=config.max_combinations,
+                    sizes=config.sizes,
+                    repeats=config.repeats,
+                    n_clusters=config.n_clusters,
+                    log=context.log,
                 )  # fmt: skip
             )
     tables = neural_tables(results)
@@ -518,8 +606,13 @@ def neural_generalization(
     files.write_parquet(tables.sampling, "neural_generalization", "sampling.parquet")
     sizes, curves = strategy_curves(tables.by_strategy, with_responses[0].name)
     plot = line_plot(
-        sizes, curves, "stimulus-set size", f"{with_responses[0].name}: normalised encoding r",
-        files.path("neural_generalization", "sampling.png"), logx=False, ylabel="normalised r",
+        sizes,
+        curves,
+        "stimulus-set size",
+        f"{with_responses[0].name}: normalised encoding r",
+        files.path("neural_generalization", "sampling.png"),
+        logx=False,
+        ylabel="normalised r",
     )
     return MaterializeResult(
         metadata={
@@ -569,8 +662,11 @@ def concept_distribution(
             "pool_images": pool.height,
             "pool_images_with_concepts": int((keywords["concepts"].list.len() > 0).sum()),
             "js_plot": bar_plot(
-                table["strategy"].to_list(), table["js_distance"].to_list(), "JS distance to the pool's concepts",
-                "JS distance", files.path("concept_distribution", "js_distance.png"),
+                table["strategy"].to_list(),
+                table["js_distance"].to_list(),
+                "JS distance to the pool's concepts",
+                "JS distance",
+                files.path("concept_distribution", "js_distance.png"),
             ),
         }
     )

@@ -49,15 +49,26 @@ def generate(root: Path, rows: int, dim: int) -> None:
     writer = None
     for a in range(0, rows, 500_000):
         b = min(a + 500_000, rows)
-        table = pa.table({"URL": [f"http://example.com/{i}.jpg" for i in range(a, b)], "TEXT": [f"caption {i}" for i in range(a, b)], "NSFW": ["UNLIKELY"] * (b - a)})
+        table = pa.table(
+            {
+                "URL": [f"http://example.com/{i}.jpg" for i in range(a, b)],
+                "TEXT": [f"caption {i}" for i in range(a, b)],
+                "NSFW": ["UNLIKELY"] * (b - a),
+            }
+        )
         writer = writer or pq.ParquetWriter(root / "source" / f"{FILE}.parquet", table.schema)
         writer.write_table(table, row_group_size=100_000)
     writer.close()
     # the release's metadata file only has to have the same number of rows (its footer is read)
-    pq.write_table(pa.table({"row": pa.array(np.arange(rows, dtype=np.int32))}), root / "release" / "metadata" / "metadata_0017.parquet")
+    pq.write_table(
+        pa.table({"row": pa.array(np.arange(rows, dtype=np.int32))}),
+        root / "release" / "metadata" / "metadata_0017.parquet",
+    )
     rng = np.random.default_rng(0)
     for name in ("img_emb", "text_emb"):
-        out = np.lib.format.open_memmap(root / "release" / name / f"{name}_0017.npy", mode="w+", dtype=np.float16, shape=(rows, dim))
+        out = np.lib.format.open_memmap(
+            root / "release" / name / f"{name}_0017.npy", mode="w+", dtype=np.float16, shape=(rows, dim)
+        )
         for a in range(0, rows, 250_000):
             out[a : a + 250_000] = rng.normal(size=(min(250_000, rows - a), dim)).astype(np.float16)
         out.flush()
@@ -74,9 +85,18 @@ def child(root: str, key: str) -> None:
     resources = build_resources(data_root=f"{root}/lab", source_uri=f"{root}/source", catalog=f"{root}/datasets.yaml")
     start = time.perf_counter()
     config = {"ops": {"laion_embeddings_import": {"config": {"root": f"{root}/release", "model_id": "bench"}}}}
-    result = materialize([laion_metadata, laion_embeddings_import], resources=resources, instance=DagsterInstance.get(), partition_key=key, run_config=config, raise_on_error=False)
+    result = materialize(
+        [laion_metadata, laion_embeddings_import],
+        resources=resources,
+        instance=DagsterInstance.get(),
+        partition_key=key,
+        run_config=config,
+        raise_on_error=False,
+    )
     if not result.success:
-        print(json.dumps({"error": [str(e.event_specific_data.error)[-600:] for e in result.get_step_failure_events()]}))
+        print(
+            json.dumps({"error": [str(e.event_specific_data.error)[-600:] for e in result.get_step_failure_events()]})
+        )
         return
     rows = result.asset_materializations_for_node("laion_metadata")[0].metadata["rows"].value
     print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_gib": peak_rss_mib() / 1024, "rows": rows}))
@@ -104,10 +124,17 @@ def body(args: argparse.Namespace, result: dict) -> dict:
         want = math.ceil(args.file_rows / args.rows_per_partition)
         say(f"the sensor registered {len(keys)} partitions ({keys[0]} .. {keys[-1]}); expected {want}")
         instance.add_dynamic_partitions("laion_part", keys)
-        env = {**os.environ, "DAGSTER_HOME": str(home), "LAIONLAB_ROWS_PER_PARTITION": str(args.rows_per_partition), "LAIONLAB_LANCE_URI": ""}
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "LAIONLAB_ROWS_PER_PARTITION": str(args.rows_per_partition),
+            "LAIONLAB_LANCE_URI": "",
+        }
         runs = []
         for key in keys:
-            out = subprocess.run([sys.executable, __file__, "--child", str(root), key], capture_output=True, text=True, cwd=ROOT, env=env)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(root), key], capture_output=True, text=True, cwd=ROOT, env=env
+            )
             lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
             run = json.loads(lines[-1]) if lines else {"error": out.stderr[-600:]}
             if "error" in run:

@@ -128,8 +128,7 @@ def fts5_search(captions, synonyms, prefix, db_path) -> tuple[float, float, list
     cur.executemany("INSERT INTO part0 (uid, TEXT) values(?, ?)", enumerate(captions))
     con.commit()
     norm = (
-        (c.replace('"', "").replace("'", "").replace("-", " ").replace("_", " ") if c else "N.A.",)
-        for c in captions
+        (c.replace('"', "").replace("'", "").replace("-", " ").replace("_", " ") if c else "N.A.",) for c in captions
     )
     cur.execute("CREATE VIRTUAL TABLE _fts0 USING FTS5(TEXT)")
     con.commit()
@@ -241,7 +240,12 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=1, help="timings per side, best kept (default 1)")
     p.add_argument("--seed", type=int, default=0)
     run_benchmark(
-        "caption_search", "x", TARGET, p, run, argv=argv,
+        "caption_search",
+        "x",
+        TARGET,
+        p,
+        run,
+        argv=argv,
         error_details=lambda args: {"n": args.n},
     )
 

@@ -79,8 +79,12 @@ def run(args, result: dict) -> dict:
         tv_s, tv = best_time(lambda: tv_cka(X64, Y64, "linear", unbiased), args.ref_repeats)
         gram_s, gram = best_time(lambda: gram_cka(X64, Y64, unbiased), args.ref_repeats)
         rows[key] = dict(
-            cka=lib, library_s=lib_s, thingsvision_s=tv_s, gram_s=gram_s,
-            ratio=tv_s / lib_s, gram_ratio=gram_s / lib_s,
+            cka=lib,
+            library_s=lib_s,
+            thingsvision_s=tv_s,
+            gram_s=gram_s,
+            ratio=tv_s / lib_s,
+            gram_ratio=gram_s / lib_s,
             abs_diff=max(abs(lib - tv), abs(lib - gram)),
         )
         r = rows[key]
@@ -107,13 +111,18 @@ def run(args, result: dict) -> dict:
     }
     for key, r in rows.items():
         out.update({f"{key}_{k}": (round(v, 4) if k.endswith(("_s", "ratio")) else v) for k, v in r.items()})
-    out.update({
-        "peak_rss_gib": round(rss, 3),
-        "n": args.n, "d": args.d, "d2": args.d2,
-        "baseline": "thingsvision CKANumPy.compare algorithm, float64 numpy",
-        "repeats": args.repeats, "ref_repeats": args.ref_repeats,
-        **host_load(load_before),
-    })
+    out.update(
+        {
+            "peak_rss_gib": round(rss, 3),
+            "n": args.n,
+            "d": args.d,
+            "d2": args.d2,
+            "baseline": "thingsvision CKANumPy.compare algorithm, float64 numpy",
+            "repeats": args.repeats,
+            "ref_repeats": args.ref_repeats,
+            **host_load(load_before),
+        }
+    )
     return out
 
 
@@ -126,10 +135,19 @@ def main(argv=None) -> None:
     p.add_argument("--ref-repeats", type=int, default=1, help="reference timings, best kept")
     p.add_argument("--seed", type=int, default=0)
     run_benchmark(
-        "cka", "ratio", TARGET, p, run, argv=argv,
+        "cka",
+        "ratio",
+        TARGET,
+        p,
+        run,
+        argv=argv,
         error_details=lambda args: {
-            "max_abs_diff": None, "diff_target": TOLERANCE, "peak_rss_gib": round(peak_rss_gib(), 3),
-            "n": args.n, "d": args.d, "d2": args.d2 or args.d,
+            "max_abs_diff": None,
+            "diff_target": TOLERANCE,
+            "peak_rss_gib": round(peak_rss_gib(), 3),
+            "n": args.n,
+            "d": args.d,
+            "d2": args.d2 or args.d,
         },
     )
 

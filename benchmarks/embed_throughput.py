@@ -94,8 +94,14 @@ def write_shards(folder: Path, n: int, image_size: int, shard_size: int, seed: i
                 caption = " ".join(rng.choice(WORDS, int(rng.integers(3, 30))))
                 uid = hashlib.md5(f"{seed}-{i}".encode()).hexdigest()
                 meta = {
-                    "uid": uid, "key": key, "caption": caption, "url": f"https://example.invalid/{uid}.jpg",
-                    "status": "success", "error_message": None, "width": image_size, "height": image_size,
+                    "uid": uid,
+                    "key": key,
+                    "caption": caption,
+                    "url": f"https://example.invalid/{uid}.jpg",
+                    "status": "success",
+                    "error_message": None,
+                    "width": image_size,
+                    "height": image_size,
                 }
                 _add(tar, f"{key}.jpg", _jpeg(rng, image_size), mtime)
                 _add(tar, f"{key}.txt", caption.encode(), mtime)
@@ -239,13 +245,28 @@ def measure_rss(args, tmp: Path) -> dict:
     t0 = time.perf_counter()
     shards = write_shards(folder, args.rss_images, 64, 10_000, args.seed + 1)
     gen_s = time.perf_counter() - t0
-    say(f"[rss] wrote {args.rss_images} 64x64 JPEGs in {len(shards)} shards ({gen_s:.1f}s); "
+    say(
+        f"[rss] wrote {args.rss_images} 64x64 JPEGs in {len(shards)} shards ({gen_s:.1f}s); "
         f"embedding them with {args.rss_model} in a subprocess (batch {args.rss_batch_size}, "
-        f"{args.rss_workers} workers)")
+        f"{args.rss_workers} workers)"
+    )
     cmd = [
-        sys.executable, os.path.abspath(__file__), "--_rss-child", str(folder), "--_lance", str(tmp / "rss_lance"),
-        "--rss-model", args.rss_model, "--rss-batch-size", str(args.rss_batch_size),
-        "--rss-workers", str(args.rss_workers), "--device", args.device, "--precision", args.precision,
+        sys.executable,
+        os.path.abspath(__file__),
+        "--_rss-child",
+        str(folder),
+        "--_lance",
+        str(tmp / "rss_lance"),
+        "--rss-model",
+        args.rss_model,
+        "--rss-batch-size",
+        str(args.rss_batch_size),
+        "--rss-workers",
+        str(args.rss_workers),
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
     ]
     out_path = tmp / "rss_child.json"
     with open(out_path, "w") as out:
@@ -332,27 +353,38 @@ def benchmark(args, result: dict) -> None:
     load_before = os.getloadavg()[0]
     result["host_load_avg_1m_before"] = round(load_before, 2)
     if load_before > 0.5 * (os.cpu_count() or 1):
-        say(f"!! host load average {load_before:.1f} on {os.cpu_count()} CPUs before starting: other processes "
-            "compete for the CPU, wall-clock figures (and the ratio) will be noisy")
+        say(
+            f"!! host load average {load_before:.1f} on {os.cpu_count()} CPUs before starting: other processes "
+            "compete for the CPU, wall-clock figures (and the ratio) will be noisy"
+        )
     with tempfile.TemporaryDirectory(prefix="embed_bench_") as tmpdir:
         tmp = Path(tmpdir)
         spec = ClipSpec(args.model, None, None, args.device, args.precision, args.seed)
         loaded = load_clip(spec)
         workers = args.num_workers if args.num_workers is not None else (4 if loaded.device.type == "cuda" else 1)
         result.update(
-            model=loaded.model_id, device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."),
-            batch_size=args.batch_size, num_workers=workers, n_images=args.n_images,
-            torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
+            model=loaded.model_id,
+            device=str(loaded.device),
+            dtype=str(loaded.dtype).removeprefix("torch."),
+            batch_size=args.batch_size,
+            num_workers=workers,
+            n_images=args.n_images,
+            torch_threads=torch.get_num_threads(),
+            cpu_count=os.cpu_count(),
         )
-        say(f"model {loaded.model_id} on {loaded.device} ({result['dtype']}), batch {args.batch_size}, "
-            f"{workers} DataLoader workers, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
+        say(
+            f"model {loaded.model_id} on {loaded.device} ({result['dtype']}), batch {args.batch_size}, "
+            f"{workers} DataLoader workers, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs"
+        )
 
         t0 = time.perf_counter()
         shards = write_shards(tmp / "shards", args.n_images, args.image_size, args.shard_size, args.seed)
         # two batches: Lance pulls the first batch on the calling thread, later ones on its own
         warm = write_shards(tmp / "warm", 2 * args.batch_size, args.image_size, 2 * args.batch_size, args.seed + 7)
-        say(f"wrote {args.n_images} {args.image_size}x{args.image_size} JPEGs in {len(shards)} shards "
-            f"({time.perf_counter() - t0:.1f}s)")
+        say(
+            f"wrote {args.n_images} {args.image_size}x{args.image_size} JPEGs in {len(shards)} shards "
+            f"({time.perf_counter() - t0:.1f}s)"
+        )
 
         images, captions = read_samples(shards)
         t0 = time.perf_counter()
@@ -373,19 +405,26 @@ def benchmark(args, result: dict) -> None:
         half = (len(pix) // args.batch_size + 1) // 2 * args.batch_size
         raw_before = run_raw(loaded, pix[:half], tok[:half], args.batch_size)
         asset = run_asset_path(loaded, shards, uri, "bench", args.batch_size, workers)
-        say(f"asset path: {asset['rows']} rows in {asset['seconds']:.2f}s = {asset['images_per_s']:.1f} images/s "
-            f"(forward+normalise inside encode_shards: {asset['forward_seconds']:.2f}s)")
+        say(
+            f"asset path: {asset['rows']} rows in {asset['seconds']:.2f}s = {asset['images_per_s']:.1f} images/s "
+            f"(forward+normalise inside encode_shards: {asset['forward_seconds']:.2f}s)"
+        )
         raw_after = run_raw(loaded, pix[half:], tok[half:], args.batch_size) if half < len(pix) else 0.0
         raw_s = raw_before + raw_after
         raw_ips = len(pix) / raw_s
-        say(f"raw encode_image+encode_text on preloaded tensors: {raw_s:.2f}s = {raw_ips:.1f} images/s "
-            f"({half} images timed before the asset run, {len(pix) - half} after: {raw_before:.2f}s + {raw_after:.2f}s)")
+        say(
+            f"raw encode_image+encode_text on preloaded tensors: {raw_s:.2f}s = {raw_ips:.1f} images/s "
+            f"({half} images timed before the asset run, {len(pix) - half} after: {raw_before:.2f}s + {raw_after:.2f}s)"
+        )
 
         ratio = asset["images_per_s"] / raw_ips
         result.update(
-            value=round(ratio, 4), meets_target=ratio >= TARGET_RATIO,
-            asset_images_per_s=round(asset["images_per_s"], 2), raw_images_per_s=round(raw_ips, 2),
-            asset_seconds=round(asset["seconds"], 3), raw_seconds=round(raw_s, 3),
+            value=round(ratio, 4),
+            meets_target=ratio >= TARGET_RATIO,
+            asset_images_per_s=round(asset["images_per_s"], 2),
+            raw_images_per_s=round(raw_ips, 2),
+            asset_seconds=round(asset["seconds"], 3),
+            raw_seconds=round(raw_s, 3),
             asset_forward_seconds=round(asset["forward_seconds"], 3),
             asset_forward_images_per_s=round(asset["rows"] / asset["forward_seconds"], 2),
             asset_write_and_overhead_seconds=round(asset["seconds"] - asset["encode_loop_seconds"], 3),
@@ -415,10 +454,12 @@ def benchmark(args, result: dict) -> None:
         if args.rss_images > 0:
             rss = measure_rss(args, tmp)
             result.update(rss)
-            say(f"[rss] peak {rss['rss_peak_gib']:.3f} GiB (tree RSS sum {rss['rss_tree_sum_peak_gib']:.3f}, "
+            say(
+                f"[rss] peak {rss['rss_peak_gib']:.3f} GiB (tree RSS sum {rss['rss_tree_sum_peak_gib']:.3f}, "
                 f"tree PSS sum {rss['pss_tree_sum_peak_gib']:.3f}, largest process "
                 f"{rss['rss_max_single_process_gib']:.3f}) for {rss['rss_images']} images at "
-                f"{rss['rss_images_per_s']:.0f} images/s; target < {RSS_TARGET_GIB} GiB")
+                f"{rss['rss_images_per_s']:.0f} images/s; target < {RSS_TARGET_GIB} GiB"
+            )
     result["host_load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     result["total_seconds"] = round(time.perf_counter() - t_all, 1)
 

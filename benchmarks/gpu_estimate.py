@@ -81,7 +81,9 @@ def embedding(args, shards: list[str], images: list[bytes], captions: list[str])
             "loader_per_s": round(lo, 1),
             "pipeline_per_s": round(pipe, 1),
             "pipeline_rows": rows,
-            "gpu_memory_peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+            "gpu_memory_peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            if torch.cuda.is_available()
+            else None,
         }
         fig["efficiency"] = round(pipe / min(fig["raw_both_per_s"], lo), 3)
         if name == args.models[0] and loaded.dtype != torch.float32:
@@ -131,7 +133,9 @@ def search(args) -> dict:
     topk_similar(corpus[:assign_rows], centroids, 1, device=dev, query_block_rows=4096)
     assign = time.perf_counter() - start
     check = slice(0, 20_000)  # the CUDA path against the NumPy one on the same rows
-    diff = np.abs(max_similarity(corpus[check], evalset, device=dev) - max_similarity(corpus[check], evalset, device="cpu"))
+    diff = np.abs(
+        max_similarity(corpus[check], evalset, device=dev) - max_similarity(corpus[check], evalset, device="cpu")
+    )
     fig = {
         "dim": args.dim,
         "max_sim_cuda_vs_numpy_max_abs_diff": float(diff.max()),
@@ -149,7 +153,10 @@ def estimates(embed: dict, srch: dict | None, gpus: int) -> dict:
     for name, fig in embed.items():
         for data, rows in LAION.items():
             hours = rows / fig["pipeline_per_s"] / 3600
-            out[f"{name} embed {data}"] = {"gpu_hours": round(hours, 1), f"wall_hours_on_{gpus}_gpus": round(hours / gpus, 1)}
+            out[f"{name} embed {data}"] = {
+                "gpu_hours": round(hours, 1),
+                f"wall_hours_on_{gpus}_gpus": round(hours / gpus, 1),
+            }
     if srch:
         for data, rows in LAION.items():
             ms = rows / srch["max_sim_vs_50k_rows_per_s"] / 3600
@@ -165,8 +172,12 @@ def estimates(embed: dict, srch: dict | None, gpus: int) -> dict:
 def benchmark(args, result: dict) -> None:
     import torch
 
-    result.update(device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-                  cpu_count=os.cpu_count(), num_workers=args.num_workers, torch=torch.__version__)
+    result.update(
+        device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        cpu_count=os.cpu_count(),
+        num_workers=args.num_workers,
+        torch=torch.__version__,
+    )
     if not torch.cuda.is_available() and args.device in ("auto", "cuda") and not args.allow_cpu:
         result["error"] = "no CUDA device: these figures are for GPU hosts (--allow-cpu runs it anyway, slowly)"
         say(result["error"])
@@ -197,7 +208,9 @@ def main(argv=None) -> None:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--gpus", type=int, default=8, help="GPUs for the wall-time column")
     p.add_argument("--skip-search", action="store_true")
-    p.add_argument("--allow-cpu", action="store_true", help="run without a GPU (small sizes only: ViT-L-14 on a CPU takes hours)")
+    p.add_argument(
+        "--allow-cpu", action="store_true", help="run without a GPU (small sizes only: ViT-L-14 on a CPU takes hours)"
+    )
     run_benchmark("gpu_estimate", "ratio", TARGET, p, benchmark, argv=argv, value=0.0)
 
 

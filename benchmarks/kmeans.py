@@ -62,19 +62,12 @@ def run(args, result: dict) -> dict:
     say(f"data: {X.shape} float32, {X.nbytes / 2**20:.0f} MiB, made in {made_s:.1f}s")
 
     t = time.perf_counter()
-    ours = kmeans(
-        X, args.k, n_iter=args.iters, init=init, max_points_per_centroid=None, gpu=args.gpu
-    )
+    ours = kmeans(X, args.k, n_iter=args.iters, init=init, max_points_per_centroid=None, gpu=args.gpu)
     faiss_s = time.perf_counter() - t
-    say(
-        f"faiss ({ours.backend}): {faiss_s:.2f}s, {ours.n_iter} iterations, "
-        f"inertia {ours.inertia:.6g}"
-    )
+    say(f"faiss ({ours.backend}): {faiss_s:.2f}s, {ours.n_iter} iterations, inertia {ours.inertia:.6g}")
 
     t = time.perf_counter()
-    ref = KMeans(
-        n_clusters=args.k, init=init, n_init=1, max_iter=args.iters, tol=0.0, algorithm="lloyd"
-    ).fit(X)
+    ref = KMeans(n_clusters=args.k, init=init, n_init=1, max_iter=args.iters, tol=0.0, algorithm="lloyd").fit(X)
     sklearn_s = time.perf_counter() - t
     say(f"sklearn: {sklearn_s:.2f}s, {ref.n_iter_} iterations, inertia {ref.inertia_:.6g}")
 
@@ -111,11 +104,18 @@ def main(argv=None) -> None:
     p.add_argument("--components", type=int, default=2000, help="mixture components")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--gpu", default="auto", type=lambda s: {"true": True, "false": False}.get(s.lower(), s),
+        "--gpu",
+        default="auto",
+        type=lambda s: {"true": True, "false": False}.get(s.lower(), s),
         help="faiss side: auto (default), true or false",
     )
     run_benchmark(
-        "kmeans_faiss_vs_sklearn", "x", TARGET, p, run, argv=argv,
+        "kmeans_faiss_vs_sklearn",
+        "x",
+        TARGET,
+        p,
+        run,
+        argv=argv,
         error_details=lambda args: {"n": args.n, "d": args.d, "k": args.k},
     )
 

@@ -96,8 +96,12 @@ def make_captions(lemmas: list[str], n: int, seed: int) -> list[str]:
             t = rng.choice(TEMPLATES_TWO)
         else:
             t = rng.choice(TEMPLATES_NONE)
-        out.append(t.replace("{f}", "\0").format(lemma(), lemma(), n=rng.randint(0, 9999))
-                   .replace("\0", filler(), 1).replace("\0", filler()))
+        out.append(
+            t.replace("{f}", "\0")
+            .format(lemma(), lemma(), n=rng.randint(0, 9999))
+            .replace("\0", filler(), 1)
+            .replace("\0", filler())
+        )
     return out
 
 
@@ -112,7 +116,9 @@ def seed_rule(captions: list[str], lemma_to_wnid: dict[str, str]) -> list[list[s
     return out
 
 
-def time_library(captions: list[str], lemma_to_wnid: dict[str, str], repeats: int) -> tuple[list[float], list[list[str]]]:
+def time_library(
+    captions: list[str], lemma_to_wnid: dict[str, str], repeats: int
+) -> tuple[list[float], list[list[str]]]:
     """Best-of-``repeats`` timings of match_lemmas on all captions, after a warm-up."""
     from laionlab.laionet import match_lemmas
 
@@ -142,7 +148,17 @@ def single_thread_child(args) -> None:
 def single_thread_rate(args) -> dict:
     """The library's rate on one polars thread, from a child process."""
     env = {**os.environ, "POLARS_MAX_THREADS": "1"}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--library-only", "--n", str(args.n), "--seed", str(args.seed), "--repeats", str(args.repeats)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--library-only",
+        "--n",
+        str(args.n),
+        "--seed",
+        str(args.seed),
+        "--repeats",
+        str(args.repeats),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"single-thread child failed: {done.stderr[-2000:]}")
@@ -223,18 +239,31 @@ def run(args, result: dict) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=200_000, help="captions (default 200,000)")
-    p.add_argument("--baseline-n", type=int, default=None,
-                   help="first captions the seed rule runs on and the match sets are compared on (default: all --n)")
+    p.add_argument(
+        "--baseline-n",
+        type=int,
+        default=None,
+        help="first captions the seed rule runs on and the match sets are compared on (default: all --n)",
+    )
     p.add_argument("--repeats", type=int, default=2, help="timings per side, best kept")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-single-thread", dest="single_thread", action="store_false",
-                   help="skip the library timing with POLARS_MAX_THREADS=1 (a child process)")
+    p.add_argument(
+        "--no-single-thread",
+        dest="single_thread",
+        action="store_false",
+        help="skip the library timing with POLARS_MAX_THREADS=1 (a child process)",
+    )
     p.add_argument("--library-only", action="store_true", help=argparse.SUPPRESS)
     if "--library-only" in (sys.argv[1:] if argv is None else argv):
         single_thread_child(p.parse_args(argv))
         return
     run_benchmark(
-        "lemma_matching", "x", TARGET, p, run, argv=argv,
+        "lemma_matching",
+        "x",
+        TARGET,
+        p,
+        run,
+        argv=argv,
         error_details=lambda args: {"n": args.n, "baseline_n": args.baseline_n},
     )
 

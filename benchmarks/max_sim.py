@@ -105,14 +105,16 @@ def run(args, result: dict) -> dict:
 
     def library() -> float:
         t = time.perf_counter()
-        out = max_similarity(corpus, queries, block_rows=block_rows,
-                             query_block_rows=query_block_rows, device=args.device)
+        out = max_similarity(
+            corpus, queries, block_rows=block_rows, query_block_rows=query_block_rows, device=args.device
+        )
         library.out = out
         return time.perf_counter() - t
 
     # Warm both paths up on a slice (thread pools, page faults of the buffers).
-    max_similarity(corpus[:block_rows], queries, block_rows=block_rows,
-                   query_block_rows=query_block_rows, device=args.device)
+    max_similarity(
+        corpus[:block_rows], queries, block_rows=block_rows, query_block_rows=query_block_rows, device=args.device
+    )
     sgemm_loop(corpus[:block_rows], queries, block_rows, query_block_rows, backend)
 
     lib_times, sgemm_times, plain_times = [], [], []
@@ -123,7 +125,9 @@ def run(args, result: dict) -> dict:
             rss = peak_rss_gib()  # before the plain product's big buffer exists
         # the plain full-width product: no query blocks, no row max
         plain_times.append(sgemm_loop(corpus, queries, args.plain_rows, args.q, backend))
-        say(f"repeat {r + 1}: library {lib_times[-1]:.2f}s, sgemm {sgemm_times[-1]:.2f}s, plain sgemm {plain_times[-1]:.2f}s")
+        say(
+            f"repeat {r + 1}: library {lib_times[-1]:.2f}s, sgemm {sgemm_times[-1]:.2f}s, plain sgemm {plain_times[-1]:.2f}s"
+        )
     lib_s, sgemm_s, plain_s = min(lib_times), min(sgemm_times), min(plain_times)
     gflops, sgemm_gflops, plain_gflops = flops / lib_s / 1e9, flops / sgemm_s / 1e9, flops / plain_s / 1e9
     ratio = gflops / sgemm_gflops
@@ -173,15 +177,29 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=2, help="timings per side, best kept")
     p.add_argument("--block-rows", type=int, default=None, help="default: the library's")
     p.add_argument("--query-block-rows", type=int, default=None, help="default: the library's")
-    p.add_argument("--plain-rows", type=int, default=16_384,
-                   help="corpus rows per product of the plain full-width sgemm (default 16,384)")
+    p.add_argument(
+        "--plain-rows",
+        type=int,
+        default=16_384,
+        help="corpus rows per product of the plain full-width sgemm (default 16,384)",
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
     run_benchmark(
-        "max_sim", "ratio", TARGET, p, run, argv=argv,
+        "max_sim",
+        "ratio",
+        TARGET,
+        p,
+        run,
+        argv=argv,
         error_details=lambda args: {
-            "gflops": None, "sgemm_gflops": None, "plain_sgemm_gflops": None, "peak_rss_gib": round(peak_rss_gib(), 3),
-            "n": args.n, "q": args.q, "d": args.d,
+            "gflops": None,
+            "sgemm_gflops": None,
+            "plain_sgemm_gflops": None,
+            "peak_rss_gib": round(peak_rss_gib(), 3),
+            "n": args.n,
+            "q": args.q,
+            "d": args.d,
         },
     )
 

@@ -46,7 +46,9 @@ def _graph(folder: Path, demo_root: Path, parts: list[str]):
     from asset_defs.partitions import dataset, laion_part, model, target
     from definitions import build_resources
 
-    resources = build_resources(data_root=str(folder), source_uri=str(demo_root / "laion_parts"), catalog=str(demo_root / "datasets.yaml"))
+    resources = build_resources(
+        data_root=str(folder), source_uri=str(demo_root / "laion_parts"), catalog=str(demo_root / "datasets.yaml")
+    )
     catalog = resources["catalog"]
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(laion_part.name, parts)
@@ -84,7 +86,9 @@ def body(args: argparse.Namespace, result: dict) -> dict:
         say(f"building the 3-part graph ({args.rows} rows per part; not timed)")
         _timed("3-part graph", lambda: run_all(instance, resources, keys=everything))
         instance.add_dynamic_partitions("laion_part", [new])
-        update_s, update_runs = _timed(f"update after {new}", lambda: run_all(instance, resources, keys=needed_by_new_part(), laion_parts=[new]))
+        update_s, update_runs = _timed(
+            f"update after {new}", lambda: run_all(instance, resources, keys=needed_by_new_part(), laion_parts=[new])
+        )
 
         resources, instance = _graph(tmp / "lab4", Path(demo.root), demo.parts)
         full_s, full_runs = _timed("full rebuild on 4 parts", lambda: run_all(instance, resources, keys=everything))

@@ -70,7 +70,10 @@ def child(uri: str, part: int, rows: int, dim: int) -> None:
 def _write(uri: str, part: int, args) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", uri, str(part), str(args.rows), str(args.dim)],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -83,10 +86,14 @@ def body(args: argparse.Namespace, result: dict) -> dict:
         for part in range(args.parts):
             w = _write(uri, part, args)
             writes.append(w)
-            say(f"part {part + 1}/{args.parts}: {w['seconds']:.2f} s, peak +{w['peak_increment_mib']:.0f} MiB ({'rewrite' if w['rewrite'] else 'append'})")
+            say(
+                f"part {part + 1}/{args.parts}: {w['seconds']:.2f} s, peak +{w['peak_increment_mib']:.0f} MiB ({'rewrite' if w['rewrite'] else 'append'})"
+            )
         rewrite = _write(uri, 0, args) if args.rewrite else None
         if rewrite:
-            say(f"rewrite of part 1 into the full table: {rewrite['seconds']:.2f} s, peak +{rewrite['peak_increment_mib']:.0f} MiB")
+            say(
+                f"rewrite of part 1 into the full table: {rewrite['seconds']:.2f} s, peak +{rewrite['peak_increment_mib']:.0f} MiB"
+            )
     k = min(3, len(writes))
     first_s = statistics.median(w["seconds"] for w in writes[:k])
     last_s = statistics.median(w["seconds"] for w in writes[-k:])
@@ -107,7 +114,14 @@ def body(args: argparse.Namespace, result: dict) -> dict:
         "rows_per_part": args.rows,
         "dim": args.dim,
         "appends": sum(not w["rewrite"] for w in writes),
-        **({"rewrite_s": round(rewrite["seconds"], 3), "rewrite_peak_increment_mib": round(rewrite["peak_increment_mib"])} if rewrite else {}),
+        **(
+            {
+                "rewrite_s": round(rewrite["seconds"], 3),
+                "rewrite_peak_increment_mib": round(rewrite["peak_increment_mib"]),
+            }
+            if rewrite
+            else {}
+        ),
         **host_load(load),
     }
 

@@ -98,7 +98,12 @@ def run_timings(instance, tag: str) -> dict:
     if len(runs) != 1:
         raise RuntimeError(f"expected one run tagged {RUN_TAG}={tag}, found {len(runs)}")
     run = runs[0]
-    types = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.RUN_START, DagsterEventType.RUN_SUCCESS}
+    types = {
+        DagsterEventType.STEP_START,
+        DagsterEventType.STEP_SUCCESS,
+        DagsterEventType.RUN_START,
+        DagsterEventType.RUN_SUCCESS,
+    }
     starts, steps, run_span = {}, {}, {}
     for entry in instance.all_logs(run.run_id, of_type=types):
         kind = entry.dagster_event.event_type
@@ -132,7 +137,9 @@ def benchmark(args, result: dict) -> None:
     t_all = time.perf_counter()
     load_before = os.getloadavg()[0]
     if load_before > 0.5 * (os.cpu_count() or 1):
-        say(f"!! host load average {load_before:.1f} on {os.cpu_count()} CPUs before starting: wall-clock figures will be noisy")
+        say(
+            f"!! host load average {load_before:.1f} on {os.cpu_count()} CPUs before starting: wall-clock figures will be noisy"
+        )
     with tempfile.TemporaryDirectory(prefix="run_overhead_bench_") as tmpdir:
         tmp = Path(tmpdir)
         demo = tmp / "demo"
@@ -140,7 +147,11 @@ def benchmark(args, result: dict) -> None:
         home = Path(env["DAGSTER_HOME"])
         home.mkdir()
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-        timed([sys.executable, "-m", "laionlab.demo", "--root", str(demo), "--parts", "1", "--rows", str(args.rows)], env, args.timeout)
+        timed(
+            [sys.executable, "-m", "laionlab.demo", "--root", str(demo), "--parts", "1", "--rows", str(args.rows)],
+            env,
+            args.timeout,
+        )
         part = json.loads((demo / "manifest.json").read_text())["parts"][0]
         say(f"demo part {part} ({args.rows} rows) in {demo}; DAGSTER_HOME {home}")
 
@@ -150,13 +161,19 @@ def benchmark(args, result: dict) -> None:
         instance = DagsterInstance.get()
         instance.add_dynamic_partitions("laion_part", [part])
 
-        probe = json.loads(timed([sys.executable, "-c", EXECUTOR_PROBE, args.job], env, args.timeout)[1].stdout.strip().splitlines()[-1])
+        probe = json.loads(
+            timed([sys.executable, "-c", EXECUTOR_PROBE, args.job], env, args.timeout)[1]
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         cmd = [*dagster_cli(), "job", "execute", "-f", "definitions.py", "-a", "defs", "-j", args.job, "-o", args.op]
         if probe["takes_in_process"]:
             config = tmp / "run.yaml"
             config.write_text(IN_PROCESS_RUN_CONFIG)
             cmd += ["-c", str(config)]
-        say(f"executor {probe['executor']}; run config: {'in_process' if probe['takes_in_process'] else 'none (steps already in-process)'}")
+        say(
+            f"executor {probe['executor']}; run config: {'in_process' if probe['takes_in_process'] else 'none (steps already in-process)'}"
+        )
 
         runs = []
         for i in range(args.repeats):
@@ -164,9 +181,19 @@ def benchmark(args, result: dict) -> None:
             wall, _ = timed([*cmd, "--tags", json.dumps({"dagster/partition": part, RUN_TAG: tag})], env, args.timeout)
             timings = run_timings(instance, tag)
             overhead = wall - timings["step_s"]
-            runs.append({"wall_s": round(wall, 3), "step_s": round(timings["step_s"], 3), "overhead_s": round(overhead, 3),
-                         "run_span_s": round(timings["run_span_s"], 3), "steps": timings["steps"], "run_id": timings["run_id"]})
-            say(f"[run {i + 1}/{args.repeats}] wall {wall:.2f} s, step {timings['step_s']:.3f} s, overhead {overhead:.2f} s")
+            runs.append(
+                {
+                    "wall_s": round(wall, 3),
+                    "step_s": round(timings["step_s"], 3),
+                    "overhead_s": round(overhead, 3),
+                    "run_span_s": round(timings["run_span_s"], 3),
+                    "steps": timings["steps"],
+                    "run_id": timings["run_id"],
+                }
+            )
+            say(
+                f"[run {i + 1}/{args.repeats}] wall {wall:.2f} s, step {timings['step_s']:.3f} s, overhead {overhead:.2f} s"
+            )
         instance.dispose()
 
         imports = import_seconds("import definitions", env, args.repeats, args.timeout)

@@ -90,11 +90,21 @@ def ingest_parts(job: dict) -> dict:
             result = download_part(meta, folder, settings)
             embedded = encode_shards(clip, result.shards, job["batch_size"], job["num_workers"])
         t1 = time.perf_counter()
-        batches = (embeddings_batch(b.uid, part, spec.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm) for b in embedded)
+        batches = (
+            embeddings_batch(b.uid, part, spec.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm)
+            for b in embedded
+        )
         written = tables.replace_part(TABLE, part, batches, schema)
         rows += written.rows
-        timings.append({"part": part, "download_s": round(result.seconds, 2), "download_call_s": round(t1 - t0, 2),
-                        "embed_write_s": round(time.perf_counter() - t1, 2), "rows": written.rows})
+        timings.append(
+            {
+                "part": part,
+                "download_s": round(result.seconds, 2),
+                "download_call_s": round(t1 - t0, 2),
+                "embed_write_s": round(time.perf_counter() - t1, 2),
+                "rows": written.rows,
+            }
+        )
     return {"rows": rows, "worker_seconds": time.perf_counter() - start, "parts": timings, "pid": os.getpid()}
 
 
@@ -105,11 +115,18 @@ def run_config(name: str, jobs: list[dict], processes: int) -> dict:
         results = list(pool.map(ingest_parts, jobs))
     seconds = time.perf_counter() - start
     rows = sum(r["rows"] for r in results)
-    out = {"rows": rows, "seconds": round(seconds, 2), "images_per_s": round(rows / seconds, 2),
-           "processes": processes, "worker_processes_used": len({r["pid"] for r in results}),
-           "parts": [p for r in results for p in r["parts"]]}
-    say(f"[{name}] {rows} rows in {seconds:.1f}s = {rows / seconds:.1f} images/s "
-        f"({processes} process(es)); per part: " + json.dumps(out["parts"]))
+    out = {
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(rows / seconds, 2),
+        "processes": processes,
+        "worker_processes_used": len({r["pid"] for r in results}),
+        "parts": [p for r in results for p in r["parts"]],
+    }
+    say(
+        f"[{name}] {rows} rows in {seconds:.1f}s = {rows / seconds:.1f} images/s "
+        f"({processes} process(es)); per part: " + json.dumps(out["parts"])
+    )
     return out
 
 
@@ -139,18 +156,33 @@ def benchmark(args, result: dict) -> None:
     load_before = os.getloadavg()[0]
     result.update(host_load_avg_1m_before=round(load_before, 2), cpu_count=os.cpu_count())
     if load_before > 0.5 * (os.cpu_count() or 1):
-        say(f"!! host load average {load_before:.1f} on {os.cpu_count()} CPUs before starting: wall-clock figures will be noisy")
+        say(
+            f"!! host load average {load_before:.1f} on {os.cpu_count()} CPUs before starting: wall-clock figures will be noisy"
+        )
     with tempfile.TemporaryDirectory(prefix="scale_bench_") as tmpdir:
         tmp = Path(tmpdir)
         demo = build_demo(tmp / "demo", DemoConfig(n_parts=args.parts, rows_per_part=args.rows_per_part))
         parts = demo.parts
         say(f"demo: {len(parts)} parts x {args.rows_per_part} rows in {tmp / 'demo'}")
-        download = dict(processes_count=1, thread_count=8, image_size=64, timeout=5,
-                        number_sample_per_shard=args.shard_size, allowed_file_roots=(demo.root,))
+        download = dict(
+            processes_count=1,
+            thread_count=8,
+            image_size=64,
+            timeout=5,
+            number_sample_per_shard=args.shard_size,
+            allowed_file_roots=(demo.root,),
+        )
 
         def jobs(name, groups, **over):
-            base = {"demo_root": demo.root, "out": str(tmp / name / "images"), "lance": str(tmp / name / "lance"),
-                    "download": download, "batch_size": args.batch_size, "num_workers": 0, "actors": args.actors}
+            base = {
+                "demo_root": demo.root,
+                "out": str(tmp / name / "images"),
+                "lance": str(tmp / name / "lance"),
+                "download": download,
+                "batch_size": args.batch_size,
+                "num_workers": 0,
+                "actors": args.actors,
+            }
             return [{**base, **over, "parts": g} for g in groups]
 
         configs = {}
@@ -158,7 +190,8 @@ def benchmark(args, result: dict) -> None:
         configs["2_processes"] = run_config("2_processes", jobs("2_processes", [[p] for p in parts]), 2)
         configs["1_process_2_workers"] = run_config(
             "1_process_2_workers",
-            jobs("1_process_2_workers", [parts], num_workers=2, download={**download, "processes_count": 2}), 1,
+            jobs("1_process_2_workers", [parts], num_workers=2, download={**download, "processes_count": 2}),
+            1,
         )
         if not args.skip_ray and importlib.util.find_spec("ray") is None:
             say("[ray] skipped: ray is not installed (pip install -e '.[ray]')")
@@ -190,7 +223,10 @@ def benchmark(args, result: dict) -> None:
         all_same_uids=all(c["same_uids_as_1_process"] for c in configs.values()),
         rows=configs["1_process"]["rows"],
         configs=configs,
-        parts=len(parts), rows_per_part=args.rows_per_part, shard_size=args.shard_size, batch_size=args.batch_size,
+        parts=len(parts),
+        rows_per_part=args.rows_per_part,
+        shard_size=args.shard_size,
+        batch_size=args.batch_size,
         model="laionlab-tiny/random-seed0 on cpu",
     )
     say("speed-ups over 1_process: " + json.dumps(result["speedups"]))
@@ -199,8 +235,9 @@ def benchmark(args, result: dict) -> None:
 
 
 def main(argv=None) -> None:
-    run_benchmark("scale", "speedup (2 processes vs 1, images/s)", TARGET_SPEEDUP, make_parser(), benchmark,
-                  argv=argv, value=0.0)
+    run_benchmark(
+        "scale", "speedup (2 processes vs 1, images/s)", TARGET_SPEEDUP, make_parser(), benchmark, argv=argv, value=0.0
+    )
 
 
 if __name__ == "__main__":

@@ -103,7 +103,12 @@ def generate(root: Path, rows: int, part_rows: int, dim: int, seed: int = 0) -> 
             reference_schema(dim), part_column="dataset",
         )  # fmt: skip
     labelled = rng.choice(rows, size=min(20_000, rows), replace=False)
-    labels = pl.DataFrame({"uid": [f"{parts[k // part_rows]}:{k % part_rows:09d}" for k in labelled], "is_photo": rng.random(len(labelled)) < 0.7})
+    labels = pl.DataFrame(
+        {
+            "uid": [f"{parts[k // part_rows]}:{k % part_rows:09d}" for k in labelled],
+            "is_photo": rng.random(len(labelled)) < 0.7,
+        }
+    )
     labels.write_parquet(root / "labels.parquet")
     (root / "datasets.yaml").write_text("datasets: {}\n")
     home = root / "home"
@@ -133,7 +138,14 @@ def child(spec_path: str, asset: str) -> None:
     base = rss_mib()
     start = time.perf_counter()
     for key in keys:
-        result = materialize([by_key[asset]], resources=resources, instance=instance, partition_key=key, run_config=run_config, raise_on_error=False)
+        result = materialize(
+            [by_key[asset]],
+            resources=resources,
+            instance=instance,
+            partition_key=key,
+            run_config=run_config,
+            raise_on_error=False,
+        )
         if not result.success:
             errors = [str(e.event_specific_data.error)[-500:] for e in result.get_step_failure_events()]
             print(json.dumps({"error": f"{asset}[{key}]: {errors}"}))
@@ -145,7 +157,9 @@ def child(spec_path: str, asset: str) -> None:
 
 def _measure(spec_path: str, home: str, asset: str) -> dict:
     env = {**os.environ, "DAGSTER_HOME": home, "LAIONLAB_LANCE_URI": "", "MALLOC_ARENA_MAX": "2"}
-    out = subprocess.run([sys.executable, __file__, "--child", spec_path, asset], capture_output=True, text=True, cwd=ROOT, env=env)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", spec_path, asset], capture_output=True, text=True, cwd=ROOT, env=env
+    )
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if not lines:
         return {"error": f"{asset}: exit {out.returncode}: {out.stderr[-600:]}"}
@@ -173,7 +187,10 @@ def body(args: argparse.Namespace, result: dict) -> dict:
             for asset in args.assets:
                 figures[asset][n] = _measure(str(spec_path), spec["home"], asset)
                 f = figures[asset][n]
-                say(f"  {asset}: " + (f["error"] if "error" in f else f"{f['seconds']:.2f} s, peak +{f['peak_increment_mib']:.0f} MiB"))
+                say(
+                    f"  {asset}: "
+                    + (f["error"] if "error" in f else f"{f['seconds']:.2f} s, peak +{f['peak_increment_mib']:.0f} MiB")
+                )
     n1, n2 = sizes[0], sizes[-1]
     table, exponents, over_memory, errors = [], {}, [], []
     for asset, by_n in figures.items():
@@ -185,8 +202,12 @@ def body(args: argparse.Namespace, result: dict) -> dict:
         peak = max(f["peak_increment_mib"] for f in by_n.values())
         if peak > MEMORY_LIMIT_MIB:
             over_memory.append(asset)
-        table.append(f"| {asset} | {t1:.2f} s | {t2:.2f} s | {exponents[asset]} | {by_n[n1]['peak_increment_mib']:.0f} | {by_n[n2]['peak_increment_mib']:.0f} |")
-    say(f"| asset | {n1:,} rows | {n2:,} rows | exponent | peak +MiB at {n1:,} | at {n2:,} |\n|---|---|---|---|---|---|")
+        table.append(
+            f"| {asset} | {t1:.2f} s | {t2:.2f} s | {exponents[asset]} | {by_n[n1]['peak_increment_mib']:.0f} | {by_n[n2]['peak_increment_mib']:.0f} |"
+        )
+    say(
+        f"| asset | {n1:,} rows | {n2:,} rows | exponent | peak +MiB at {n1:,} | at {n2:,} |\n|---|---|---|---|---|---|"
+    )
     say("\n".join(table))
     value = max(exponents.values()) if exponents else None
     write_ratio = writes[n2][1] / writes[n2][0]
@@ -195,8 +216,14 @@ def body(args: argparse.Namespace, result: dict) -> dict:
         "meets_target": bool(exponents) and not errors and value <= TARGET and not over_memory,
         "exponents": exponents,
         "memory_over_1_5_gib": over_memory,
-        "seconds": {a: {str(n): round(f["seconds"], 3) for n, f in by_n.items() if "seconds" in f} for a, by_n in figures.items()},
-        "peak_increment_mib": {a: {str(n): round(f["peak_increment_mib"]) for n, f in by_n.items() if "peak_increment_mib" in f} for a, by_n in figures.items()},
+        "seconds": {
+            a: {str(n): round(f["seconds"], 3) for n, f in by_n.items() if "seconds" in f}
+            for a, by_n in figures.items()
+        },
+        "peak_increment_mib": {
+            a: {str(n): round(f["peak_increment_mib"]) for n, f in by_n.items() if "peak_increment_mib" in f}
+            for a, by_n in figures.items()
+        },
         "last_part_write_over_first": round(write_ratio, 3),
         "errors": errors,
         "sizes": sizes,

@@ -145,7 +145,11 @@ def run_events(base: str, run_id: str) -> list[dict]:
 def run_error(base: str, run_id: str) -> str:
     """The step failures' (else the run failure's / engine errors') messages of a run."""
     events = run_events(base, run_id)
-    steps = [f"{e['stepKey']}: {e['error']['message'].strip()}" for e in events if e["__typename"] == "ExecutionStepFailureEvent" and e.get("error")]
+    steps = [
+        f"{e['stepKey']}: {e['error']['message'].strip()}"
+        for e in events
+        if e["__typename"] == "ExecutionStepFailureEvent" and e.get("error")
+    ]
     if steps:
         return " | ".join(steps)
     engine = [e["error"]["message"].strip() for e in events if e.get("error")]
@@ -180,15 +184,27 @@ class Services:
         bin_ = PY.parent
         for name, argv in (
             ("daemon", [str(bin_ / "dagster-daemon"), "run", "-w", "workspace.yaml"]),
-            ("webserver", [str(bin_ / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)]),
+            (
+                "webserver",
+                [str(bin_ / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
+            ),
         ):
             log = open(self.logs / f"materialize_all_{name}.log", "w")
-            self.procs.append((name, subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)))
+            self.procs.append(
+                (
+                    name,
+                    subprocess.Popen(
+                        argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    ),
+                )
+            )
 
     def alive(self) -> None:
         for name, proc in self.procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"dagster-{name} exited with {proc.returncode} (see e2e-artifacts/materialize_all_{name}.log)")
+                raise RuntimeError(
+                    f"dagster-{name} exited with {proc.returncode} (see e2e-artifacts/materialize_all_{name}.log)"
+                )
 
     def stop(self) -> None:
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
@@ -210,7 +226,9 @@ class Services:
             if not any(_group_alive(p.pid) for _, p in live):
                 break
         left = [name for name, p in self.procs if _group_alive(p.pid)]
-        check(not left, f"daemon and webserver stopped, nothing left running{f' (still alive: {left})' if left else ''}")
+        check(
+            not left, f"daemon and webserver stopped, nothing left running{f' (still alive: {left})' if left else ''}"
+        )
 
 
 def _group_alive(pgid: int) -> bool:
@@ -235,7 +253,9 @@ def prepare(fast_queue: bool) -> tuple[dict, Path]:
     yaml = re.sub(r"default_limit: 1$", f"default_limit: {gpu_limit}", (ROOT / "dagster.yaml").read_text(), flags=re.M)
     yaml += "\n# e2e/materialize_all.py: a killed run worker is marked failed instead of holding its slot\nrun_monitoring:\n  enabled: true\n"
     if fast_queue:
-        yaml = yaml.replace("  class: QueuedRunCoordinator", "  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1")
+        yaml = yaml.replace(
+            "  class: QueuedRunCoordinator", "  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1"
+        )
     (home / "dagster.yaml").write_text(yaml)
     env = {
         **os.environ,
@@ -256,11 +276,23 @@ def prepare(fast_queue: bool) -> tuple[dict, Path]:
         "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "131072"),
         "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
     }
-    for var in ("LAIONLAB_CROSS_PART_AUTOMATION", "LAIONLAB_EMBEDDINGS_IMPORT_ROOT"):  # a caller's value would change the graph
+    for var in (
+        "LAIONLAB_CROSS_PART_AUTOMATION",
+        "LAIONLAB_EMBEDDINGS_IMPORT_ROOT",
+    ):  # a caller's value would change the graph
         env.pop(var, None)
     for root, parts in ((SOURCE_ROOT, 3), (EXTRA_ROOT, 4)):
-        out = subprocess.run([str(PY), "-m", "laionlab.demo", "--root", str(root), "--parts", str(parts)], cwd=ROOT, env=env, capture_output=True, text=True)
-        check(out.returncode == 0, f"demo data built into {root.relative_to(ROOT)} ({parts} parts): {out.stdout.strip() or out.stderr[-2000:]}")
+        out = subprocess.run(
+            [str(PY), "-m", "laionlab.demo", "--root", str(root), "--parts", str(parts)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        check(
+            out.returncode == 0,
+            f"demo data built into {root.relative_to(ROOT)} ({parts} parts): {out.stdout.strip() or out.stderr[-2000:]}",
+        )
         if out.returncode:
             raise SystemExit(1)
     for name in ("part-00000", "part-00001", "part-00002"):
@@ -325,7 +357,10 @@ def wait_js(browser: Browser, js: str, timeout: float) -> bool:
 def launch_by_click(base: str, browser: Browser) -> tuple[str | None, float]:
     before = backfill_ids(base)
     ready = "[...document.querySelectorAll('button')].some(b => b.innerText.trim().startsWith('Materialize all') && !b.disabled)"
-    if not check(browser.open(f"{base}/asset-groups", ready, timeout=120), "the global asset lineage shows an enabled 'Materialize all' button"):
+    if not check(
+        browser.open(f"{base}/asset-groups", ready, timeout=120),
+        "the global asset lineage shows an enabled 'Materialize all' button",
+    ):
         browser.screenshot(ARTIFACTS / "materialize_all_no_button.png")
         return None, time.time()
     browser.screenshot(ARTIFACTS / "lineage_before_materialize_all.png")
@@ -337,7 +372,10 @@ def launch_by_click(base: str, browser: Browser) -> tuple[str | None, float]:
         return None, time.time()
     time.sleep(2)
     browser.screenshot(ARTIFACTS / "materialize_all_dialog.png")
-    say("dialog: " + " / ".join(line for line in (browser.eval(f"{dialog}.innerText") or "").splitlines() if line.strip())[:800])
+    say(
+        "dialog: "
+        + " / ".join(line for line in (browser.eval(f"{dialog}.innerText") or "").splitlines() if line.strip())[:800]
+    )
     # all partitions: the UI's partition choice (a radio "All partitions" / "Backfill all", or a
     # partition selector that defaults to all): pick the "all" option when one is offered
     browser.eval(
@@ -387,7 +425,10 @@ def wait_backfill(base: str, services: Services, backfill_id: str, start: float)
         if status.get("status") not in (None, "REQUESTED", "CANCELING", "FAILING"):
             return status
         time.sleep(5)
-    check(False, f"backfill {backfill_id} reached a terminal status within {BACKFILL_TIMEOUT // 60} min (last: {status.get('status')})")
+    check(
+        False,
+        f"backfill {backfill_id} reached a terminal status within {BACKFILL_TIMEOUT // 60} min (last: {status.get('status')})",
+    )
     return status
 
 
@@ -395,7 +436,9 @@ def describe_run(r: dict) -> str:
     tags = {t["key"]: t["value"] for t in r["tags"]}
     assets = ", ".join("/".join(a["path"]) for a in r.get("assetSelection") or [])
     start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
-    partition = tags.get("dagster/partition") or ((start if start == end else f"{start}...{end}") if start else "unpartitioned")
+    partition = tags.get("dagster/partition") or (
+        (start if start == end else f"{start}...{end}") if start else "unpartitioned"
+    )
     return f"{r['jobName']} [{partition}] ({assets})"
 
 
@@ -417,12 +460,24 @@ def report_backfill(base: str, backfill_id: str, start: float, status: dict) -> 
     wall = done - start
     for r in runs:
         if r["status"] not in ("SUCCESS", "CANCELED"):
-            check(False, f"backfill run {r['runId'][:8]} {describe_run(r)} is {r['status']}: {run_error(base, r['runId'])[:3000]}")
+            check(
+                False,
+                f"backfill run {r['runId'][:8]} {describe_run(r)} is {r['status']}: {run_error(base, r['runId'])[:3000]}",
+            )
     canceled = [describe_run(r) for r in runs if r["status"] == "CANCELED"]
     if canceled:
-        check(False, f"{len(canceled)} backfill runs canceled (Dagster cancels the rest when a backfill fails): {'; '.join(canceled)[:1500]}")
-    check(status.get("status") == "COMPLETED_SUCCESS", f"backfill {backfill_id} ended {status.get('status')}{': ' + status['error']['message'][:2000] if status.get('error') else ''}")
-    print(f"     backfill wall time {wall:.0f} s (launch -> completion), {len(runs)} runs; goal <= {GOAL_S} s; {_load()}", flush=True)
+        check(
+            False,
+            f"{len(canceled)} backfill runs canceled (Dagster cancels the rest when a backfill fails): {'; '.join(canceled)[:1500]}",
+        )
+    check(
+        status.get("status") == "COMPLETED_SUCCESS",
+        f"backfill {backfill_id} ended {status.get('status')}{': ' + status['error']['message'][:2000] if status.get('error') else ''}",
+    )
+    print(
+        f"     backfill wall time {wall:.0f} s (launch -> completion), {len(runs)} runs; goal <= {GOAL_S} s; {_load()}",
+        flush=True,
+    )
     # where the time went: per run, the queue (created -> dequeued), the start-up (dequeued ->
     # the run worker's RUN_START: process start, code load) and the execution (start -> end)
     rows, exec_iv, alive_iv = [], [], []
@@ -430,12 +485,28 @@ def report_backfill(base: str, backfill_id: str, start: float, status: dict) -> 
         p = phases(base, r["runId"])
         # "queued" ends when the run coordinator hands the run to the launcher (RUN_STARTING): it
         # includes waiting for a run slot and for the `gpu` pool's slot
-        created, dq, st, en = r["creationTime"], p.get("starting") or p.get("dequeued"), p.get("start") or r.get("startTime"), p.get("end") or r.get("endTime")
-        rows.append((created - start, (dq or created) - created, (st - (dq or created)) if st else None, (en - st) if st and en else None, describe_run(r)))
+        created, dq, st, en = (
+            r["creationTime"],
+            p.get("starting") or p.get("dequeued"),
+            p.get("start") or r.get("startTime"),
+            p.get("end") or r.get("endTime"),
+        )
+        rows.append(
+            (
+                created - start,
+                (dq or created) - created,
+                (st - (dq or created)) if st else None,
+                (en - st) if st and en else None,
+                describe_run(r),
+            )
+        )
         if st and en:
             exec_iv.append((st, en))
         alive_iv.append((created, en or done))
-    print("     run timeline (s since launch): created  queued (slots, gpu pool)  start-up (process, code load)  execution  run", flush=True)
+    print(
+        "     run timeline (s since launch): created  queued (slots, gpu pool)  start-up (process, code load)  execution  run",
+        flush=True,
+    )
     for created, queued, startup, execution, what in rows:
         fmt = lambda v: f"{v:8.1f}" if v is not None else "       -"  # noqa: E731
         print(f"       {created:7.1f} {fmt(queued)} {fmt(startup)} {fmt(execution)}  {what}", flush=True)
@@ -510,24 +581,42 @@ def compare_with_demo(home: Path) -> None:
         """partition (None when unpartitioned) -> what the latest materialisation recorded."""
         ids = instance.get_latest_storage_id_by_partition(AssetKey(asset), DagsterEventType.ASSET_MATERIALIZATION)
         if ids:
-            records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset), storage_ids=list(ids.values())), limit=len(ids)).records
+            records = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=AssetKey(asset), storage_ids=list(ids.values())), limit=len(ids)
+            ).records
         else:
             records = instance.fetch_materializations(AssetKey(asset), limit=1).records
         out = {}
         if records:
             for rec in records:
                 md = rec.asset_materialization.metadata
-                out[rec.partition_key] = {k: getattr(md[k], "value", md[k]) for k in ("profile", "params", "threshold", "rows", "kept") if k in md}
+                out[rec.partition_key] = {
+                    k: getattr(md[k], "value", md[k])
+                    for k in ("profile", "params", "threshold", "rows", "kept")
+                    if k in md
+                }
         return out
 
     with DagsterInstance.from_config(str(demo_home)) as a, DagsterInstance.from_config(str(home)) as b:
         ma, mb = latest_meta(a, "laion_natural"), latest_meta(b, "laion_natural")
         for part in sorted(set(ma) | set(mb)):
-            check(ma.get(part) == mb.get(part), f"laion_natural[{part}] metadata (profile, params, threshold) as make demo's: {mb.get(part)}" + ("" if ma.get(part) == mb.get(part) else f" vs {ma.get(part)}"))
+            check(
+                ma.get(part) == mb.get(part),
+                f"laion_natural[{part}] metadata (profile, params, threshold) as make demo's: {mb.get(part)}"
+                + ("" if ma.get(part) == mb.get(part) else f" vs {ma.get(part)}"),
+            )
         for asset in ("laionet", "coverage"):
             xa, xb = latest_meta(a, asset).get(None, {}), latest_meta(b, asset).get(None, {})
-            same = bool(xb.get("params")) and xa.get("params") == xb.get("params") and xa.get("profile") == xb.get("profile")
-            check(same, f"{asset} params as make demo's (profile {xb.get('profile')}, {len(xb.get('params') or {})} params)" + ("" if same else f": {xb} vs {xa}"))
+            same = (
+                bool(xb.get("params"))
+                and xa.get("params") == xb.get("params")
+                and xa.get("profile") == xb.get("profile")
+            )
+            check(
+                same,
+                f"{asset} params as make demo's (profile {xb.get('profile')}, {len(xb.get('params') or {})} params)"
+                + ("" if same else f": {xb} vs {xa}"),
+            )
     for part in sorted(p.stem for p in (demo_lab / "laion_natural").glob("part-*.parquet")):
         same_table(f"laion_natural/{part}.parquet")
     for rel in ("laionet/laionet.parquet", "coverage/coverage.parquet", "coverage/cluster_overlap.parquet"):
@@ -554,11 +643,20 @@ def new_part(base: str, services: Services) -> None:
     shutil.copy(EXTRA_ROOT / "held_back" / f"{NEW_PART}.parquet", SOURCE_ROOT / "laion_parts" / f"{NEW_PART}.parquet")
     dropped = time.time()
     keys_q = '{ assetNodeOrError(assetKey: {path: ["laion_metadata"]}) { ... on AssetNode { partitionKeys } } }'
-    if not wait_until(f"laion_parts_sensor registered {NEW_PART}", lambda: NEW_PART in gql(base, keys_q)["assetNodeOrError"]["partitionKeys"], 240, services):
+    if not wait_until(
+        f"laion_parts_sensor registered {NEW_PART}",
+        lambda: NEW_PART in gql(base, keys_q)["assetNodeOrError"]["partitionKeys"],
+        240,
+        services,
+    ):
         return
 
     def ingest_done():
-        runs = [r for r in gql(base, RUNS_OF_JOB, {"job": "ingest_job"})["runsOrError"]["results"] if {"key": "dagster/partition", "value": NEW_PART} in r["tags"]]
+        runs = [
+            r
+            for r in gql(base, RUNS_OF_JOB, {"job": "ingest_job"})["runsOrError"]["results"]
+            if {"key": "dagster/partition", "value": NEW_PART} in r["tags"]
+        ]
         return next((r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")), None)
 
     ingest = wait_until(f"the ingest run of {NEW_PART} finished", ingest_done, 600, services)
@@ -569,30 +667,56 @@ def new_part(base: str, services: Services) -> None:
         return
 
     def checks_done():
-        runs = [r for r in gql(base, RUNS_OF_JOB, {"job": "part_checks_job"})["runsOrError"]["results"] if r["creationTime"] >= ingest["endTime"]]
+        runs = [
+            r
+            for r in gql(base, RUNS_OF_JOB, {"job": "part_checks_job"})["runsOrError"]["results"]
+            if r["creationTime"] >= ingest["endTime"]
+        ]
         return next((r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")), None)
 
     run = wait_until("part_checks_sensor's check run after the ingest finished", checks_done, 300, services)
     say(f"new part: {time.time() - dropped:.0f} s from the file drop to the check run's end")
     if not run:
         return
-    check(run["status"] == "SUCCESS", f"part_checks_job run {run['runId'][:8]} {run['status']}" + ("" if run["status"] == "SUCCESS" else f": {run_error(base, run['runId'])[:2000]}"))
+    check(
+        run["status"] == "SUCCESS",
+        f"part_checks_job run {run['runId'][:8]} {run['status']}"
+        + ("" if run["status"] == "SUCCESS" else f": {run_error(base, run['runId'])[:2000]}"),
+    )
     q = """query($key: [String!]!) { assetCheckExecutions(assetKey: {path: $key}, checkName: "includes_every_part", limit: 1) {
       runId status evaluation { severity success description } } }"""
     for asset in CROSS_PART_CHECKED:
         ex = (gql(base, q, {"key": [asset]})["assetCheckExecutions"] or [None])[0]
         ev = (ex or {}).get("evaluation") or {}
-        ok = bool(ex) and ex["runId"] == run["runId"] and ex["status"] == "FAILED" and ev.get("severity") == "WARN" and NEW_PART in (ev.get("description") or "")
-        check(ok, f"{asset}: includes_every_part is {ex and ex['status']}/{ev.get('severity')} from the check run: {ev.get('description')!r}")
-    parts = gql(base, '{ assetNodeOrError(assetKey: {path: ["eval_to_laion_similarity"]}) { ... on AssetNode { partitionKeys } } }')["assetNodeOrError"]["partitionKeys"]
+        ok = (
+            bool(ex)
+            and ex["runId"] == run["runId"]
+            and ex["status"] == "FAILED"
+            and ev.get("severity") == "WARN"
+            and NEW_PART in (ev.get("description") or "")
+        )
+        check(
+            ok,
+            f"{asset}: includes_every_part is {ex and ex['status']}/{ev.get('severity')} from the check run: {ev.get('description')!r}",
+        )
+    parts = gql(
+        base,
+        '{ assetNodeOrError(assetKey: {path: ["eval_to_laion_similarity"]}) { ... on AssetNode { partitionKeys } } }',
+    )["assetNodeOrError"]["partitionKeys"]
     stale = gql(
         base,
         'query($p: [String!]) { assetNodeOrError(assetKey: {path: ["eval_to_laion_similarity"]}) { ... on AssetNode { staleStatusByPartition(partitions: $p) staleCausesByPartition(partitions: $p) { reason key { path } partitionKey } } } }',
         {"p": parts},
     )["assetNodeOrError"]
     statuses = dict(zip(parts, stale["staleStatusByPartition"]))
-    causes = {p: sorted({f"{'/'.join(c['key']['path'])}[{c.get('partitionKey')}]" for c in cs}) for p, cs in zip(parts, stale["staleCausesByPartition"] or [])}
-    check(bool(parts) and all(s == "STALE" for s in statuses.values()), f"eval_to_laion_similarity partitions STALE: {statuses}; causes {json.dumps(causes)[:600]}")
+    causes = {
+        p: sorted({f"{'/'.join(c['key']['path'])}[{c.get('partitionKey')}]" for c in cs})
+        for p, cs in zip(parts, stale["staleCausesByPartition"] or [])
+    }
+    check(
+        bool(parts) and all(s == "STALE" for s in statuses.values()),
+        f"eval_to_laion_similarity partitions STALE: {statuses}; causes {json.dumps(causes)[:600]}",
+    )
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -601,7 +725,9 @@ def new_part(base: str, services: Services) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--graphql", action="store_true", help="send the button's mutation instead of clicking it")
-    parser.add_argument("--fast-queue", action="store_true", help="dequeue_interval_seconds: 1 in the temporary dagster.yaml")
+    parser.add_argument(
+        "--fast-queue", action="store_true", help="dequeue_interval_seconds: 1 in the temporary dagster.yaml"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary DAGSTER_HOME")
     parser.add_argument(
         "--exclude", action="append", default=[], metavar="ASSET",
@@ -611,7 +737,9 @@ def main() -> int:
     args.graphql = args.graphql or bool(args.exclude)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None and not args.graphql:
-        print("e2e: chromium is not installed (make e2e installs Debian's package when run as root); --graphql skips the browser")
+        print(
+            "e2e: chromium is not installed (make e2e installs Debian's package when run as root); --graphql skips the browser"
+        )
         return 1
     ARTIFACTS.mkdir(exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -623,9 +751,18 @@ def main() -> int:
     try:
         services.start()
         wait_for(services.base, services.procs[1][1], timeout=300)
-        locations = gql(services.base, "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+        locations = gql(
+            services.base,
+            "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }",
+        )
         entries = locations["workspaceOrError"]["locationEntries"]
-        if not check(all(e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries), f"code location loaded: {json.dumps(entries)[:1500]}"):
+        if not check(
+            all(
+                e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+                for e in entries
+            ),
+            f"code location loaded: {json.dumps(entries)[:1500]}",
+        ):
             return 1
         backfill_id, start = None, time.time()
         if chromium is not None:
@@ -636,7 +773,10 @@ def main() -> int:
             except Exception as err:  # the browser path failed: say why, then send the mutation itself
                 check(False, f"Materialize all clicked in Chromium: {type(err).__name__}: {err}")
         if backfill_id is None:
-            say("sending the button's launchPartitionBackfill mutation to /graphql" + (f" without {', '.join(args.exclude)}" if args.exclude else ""))
+            say(
+                "sending the button's launchPartitionBackfill mutation to /graphql"
+                + (f" without {', '.join(args.exclude)}" if args.exclude else "")
+            )
             backfill_id, start = launch_by_graphql(services.base, args.exclude)
         if backfill_id is None:
             return 1
@@ -644,18 +784,31 @@ def main() -> int:
         status = wait_backfill(services.base, services, backfill_id, start)
         report_backfill(services.base, backfill_id, start, status)
         if browser is not None:
-            ok = browser.open(f"{services.base}/asset-groups", "document.body.innerText.includes('visual_world') && document.body.innerText.includes('train_test_similarity')", timeout=90)
+            ok = browser.open(
+                f"{services.base}/asset-groups",
+                "document.body.innerText.includes('visual_world') && document.body.innerText.includes('train_test_similarity')",
+                timeout=90,
+            )
             time.sleep(3)
             browser.screenshot(ARTIFACTS / "lineage_after_materialize_all.png")
-            check(ok, "screenshot of the lineage after Materialize all: e2e-artifacts/lineage_after_materialize_all.png")
+            check(
+                ok, "screenshot of the lineage after Materialize all: e2e-artifacts/lineage_after_materialize_all.png"
+            )
         if status.get("status") == "COMPLETED_SUCCESS":
             compare_with_demo(home)
             new_part(services.base, services)
             if browser is not None:
-                ok = browser.open(f"{services.base}/assets/coverage?view=checks", "document.body.innerText.includes('includes_every_part')", timeout=90)
+                ok = browser.open(
+                    f"{services.base}/assets/coverage?view=checks",
+                    "document.body.innerText.includes('includes_every_part')",
+                    timeout=90,
+                )
                 time.sleep(2)
                 browser.screenshot(ARTIFACTS / "coverage_checks_after_new_part.png")
-                check(ok and NEW_PART in (browser.eval("document.body.innerText") or ""), "the coverage checks tab names the new part (e2e-artifacts/coverage_checks_after_new_part.png)")
+                check(
+                    ok and NEW_PART in (browser.eval("document.body.innerText") or ""),
+                    "the coverage checks tab names the new part (e2e-artifacts/coverage_checks_after_new_part.png)",
+                )
         else:
             say("the backfill did not succeed: output comparison and the new-part steps skipped")
     except KeyboardInterrupt:
@@ -671,7 +824,9 @@ def main() -> int:
         services.stop()
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
-    print(f"e2e materialize_all: {'all checks passed' if not failures else f'{len(failures)} failed'} in {time.time() - t0:.0f} s; logs and screenshots in {ARTIFACTS}")
+    print(
+        f"e2e materialize_all: {'all checks passed' if not failures else f'{len(failures)} failed'} in {time.time() - t0:.0f} s; logs and screenshots in {ARTIFACTS}"
+    )
     return 1 if failures else 0
 
 

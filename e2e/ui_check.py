@@ -43,7 +43,9 @@ def free_port() -> int:
 
 
 def graphql(base: str, query: str) -> dict:
-    req = urllib.request.Request(f"{base}/graphql", json.dumps({"query": query}).encode(), {"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{base}/graphql", json.dumps({"query": query}).encode(), {"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=60) as r:
         out = json.load(r)
     if out.get("errors"):
@@ -97,11 +99,15 @@ class Browser:
                 return msg.get("result", {})
 
     def eval(self, js: str):
-        return self.call("Runtime.evaluate", expression=js, returnByValue=True, awaitPromise=True)["result"].get("value")
+        return self.call("Runtime.evaluate", expression=js, returnByValue=True, awaitPromise=True)["result"].get(
+            "value"
+        )
 
     def skip_dialog(self) -> None:
         """The first-visit community dialog hides the page: skip it."""
-        self.eval("[...document.querySelectorAll('button')].filter(b => b.innerText.trim() === 'Skip').forEach(b => b.click())")
+        self.eval(
+            "[...document.querySelectorAll('button')].filter(b => b.innerText.trim() === 'Skip').forEach(b => b.click())"
+        )
 
     def open(self, url: str, ready_js: str, timeout: float = 60) -> bool:
         self.call("Page.navigate", url=url)
@@ -135,7 +141,12 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     web = Path(sys.executable).with_name("dagster-webserver")
-    proc = subprocess.Popen([str(web), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, stdout=open(ARTIFACTS / "webserver.log", "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(web), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
+        stdout=open(ARTIFACTS / "webserver.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     failures = []
 
     def check(ok: bool, what: str) -> None:
@@ -145,12 +156,25 @@ def main() -> int:
 
     try:
         wait_for(base, proc)
-        entries = graphql(base, "{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+        entries = graphql(
+            base,
+            "{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }",
+        )
         locations = entries["workspaceOrError"]["locationEntries"]
-        check(bool(locations) and all(e["loadStatus"] == "LOADED" and e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in locations), f"code location loaded without errors: {locations}")
+        check(
+            bool(locations)
+            and all(
+                e["loadStatus"] == "LOADED" and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+                for e in locations
+            ),
+            f"code location loaded without errors: {locations}",
+        )
         groups = {n["groupName"] for n in graphql(base, "{ assetNodes { groupName } }")["assetNodes"]}
         check(groups == GROUPS, f"asset groups {sorted(groups)}")
-        cov = graphql(base, '{ assetOrError(assetKey: {path: ["coverage"]}) { ... on Asset { assetMaterializations(limit: 1) { metadataEntries { label } } } } }')
+        cov = graphql(
+            base,
+            '{ assetOrError(assetKey: {path: ["coverage"]}) { ... on Asset { assetMaterializations(limit: 1) { metadataEntries { label } } } } }',
+        )
         mats = cov["assetOrError"].get("assetMaterializations") or []
         labels = {m["label"] for m in mats[0]["metadataEntries"]} if mats else set()
         check("cluster_coverage_plot" in labels, f"coverage is materialised with its plot ({sorted(labels)})")
@@ -161,7 +185,10 @@ def main() -> int:
             check(browser.open(f"{base}/asset-groups", has_groups), "the asset groups page lists every group")
             browser.screenshot(ARTIFACTS / "asset_groups.png")
             plot_js = "[...document.querySelectorAll('img')].some(i => i.src.startsWith('data:image/png') && i.naturalWidth > 100)"
-            check(browser.open(f"{base}/assets/coverage", "document.body.innerText.includes('cluster_coverage_plot')"), "the coverage page shows its metadata")
+            check(
+                browser.open(f"{base}/assets/coverage", "document.body.innerText.includes('cluster_coverage_plot')"),
+                "the coverage page shows its metadata",
+            )
             # a long Markdown value sits behind "[Show Markdown]": open it
             browser.eval(
                 "(() => { const row = [...document.querySelectorAll('tr')].find(r => r.innerText.includes('cluster_coverage_plot'));"
@@ -174,7 +201,10 @@ def main() -> int:
             check(bool(browser.eval(plot_js)), "the coverage plot renders as an image")
             time.sleep(1.5)  # the dialog fades in
             browser.screenshot(ARTIFACTS / "coverage.png")
-            check(browser.open(f"{base}/assets/laionet", "document.body.innerText.includes('size_vs_threshold')"), "the laionet page shows its threshold curve")
+            check(
+                browser.open(f"{base}/assets/laionet", "document.body.innerText.includes('size_vs_threshold')"),
+                "the laionet page shows its threshold curve",
+            )
             browser.screenshot(ARTIFACTS / "laionet.png")
         finally:
             browser.close()

@@ -20,7 +20,12 @@ from asset_defs.representations import model_dataset
 
 
 def _partitioned_by(partitions_def, exclude: frozenset[str] = frozenset()) -> AssetSelection:
-    keys = [key for a in all_assets for key in a.keys if a.partitions_def == partitions_def and key.to_user_string() not in exclude]
+    keys = [
+        key
+        for a in all_assets
+        for key in a.keys
+        if a.partitions_def == partitions_def and key.to_user_string() not in exclude
+    ]
     return AssetSelection.assets(*keys)
 
 
@@ -88,6 +93,27 @@ part_checks_job = define_asset_job(
 
 from jobs.maintenance import lance_maintenance_job  # noqa: E402
 
-all_jobs = [part_checks_job, ingest_job, part_analysis_job, reference_job, dataset_analysis_job, target_job, model_job, analysis_job, lance_maintenance_job]
+all_jobs = [
+    part_checks_job,
+    ingest_job,
+    part_analysis_job,
+    reference_job,
+    dataset_analysis_job,
+    target_job,
+    model_job,
+    analysis_job,
+    lance_maintenance_job,
+]
 
-__all__ = ["all_jobs", "analysis_job", "lance_maintenance_job", "part_checks_job", "dataset_analysis_job", "ingest_job", "model_job", "part_analysis_job", "reference_job", "target_job"]
+__all__ = [
+    "all_jobs",
+    "analysis_job",
+    "lance_maintenance_job",
+    "part_checks_job",
+    "dataset_analysis_job",
+    "ingest_job",
+    "model_job",
+    "part_analysis_job",
+    "reference_job",
+    "target_job",
+]

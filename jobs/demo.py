@@ -19,9 +19,9 @@ from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions
 from asset_defs import all_assets
 from asset_defs.ingest import EMBEDDINGS_TABLE
 from asset_defs.partitions import dataset, laion_part, model, target
-from laionlab.io.lance import quote_literal
 from definitions import build_resources, defs
 from jobs import all_jobs, ingest_job
+from laionlab.io.lance import quote_literal
 from sensors.laion_parts import new_parts
 from sensors.reference_datasets import catalog_changes, model_changes, target_changes
 
@@ -86,14 +86,28 @@ def run_all(
         if pdef == laion_part and laion_parts is not None:
             partitions = [p for p in partitions if p in laion_parts]
         for partition in partitions:
-            here = [k for k in stage if partition is None or not any(s in str(partition) for s in skip.get(k.to_user_string(), []))]
+            here = [
+                k
+                for k in stage
+                if partition is None or not any(s in str(partition) for s in skip.get(k.to_user_string(), []))
+            ]
             if not here:
                 continue
             start = time.perf_counter()
-            config = {"ops": {k.to_python_identifier(): ops[k.to_user_string()] for k in here if k.to_user_string() in ops}}
-            result = job.execute_in_process(run_config=config, instance=instance, partition_key=partition, asset_selection=here, raise_on_error=False)
+            config = {
+                "ops": {k.to_python_identifier(): ops[k.to_user_string()] for k in here if k.to_user_string() in ops}
+            }
+            result = job.execute_in_process(
+                run_config=config,
+                instance=instance,
+                partition_key=partition,
+                asset_selection=here,
+                raise_on_error=False,
+            )
             names = ", ".join(k.to_user_string() for k in here)
-            print(f"== {job.name}: {names} [{partition or 'all'}]: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - start:.1f} s")
+            print(
+                f"== {job.name}: {names} [{partition or 'all'}]: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - start:.1f} s"
+            )
             if not result.success:
                 raise SystemExit(1)
 
@@ -115,7 +129,9 @@ def main(command: str) -> None:
         new_models, _ = model_changes(catalog, instance)
         if new_models:
             instance.add_dynamic_partitions(model.name, new_models)
-        print(f"laion_part: {len(added)} added; dataset: {len(new_sets)} added; target: {len(new_targets)} added; model: {len(new_models)} added")
+        print(
+            f"laion_part: {len(added)} added; dataset: {len(new_sets)} added; target: {len(new_targets)} added; model: {len(new_models)} added"
+        )
     elif command == "parts":
         print("\n".join(sorted(source.parts())))
     elif command == "run":
@@ -123,7 +139,11 @@ def main(command: str) -> None:
     elif command == "summary":
         tables = resources["lance"].tables()
         for part in sorted(source.parts()):
-            rows = tables.count(EMBEDDINGS_TABLE, f"part = {quote_literal(part)}") if tables.exists(EMBEDDINGS_TABLE) else 0
+            rows = (
+                tables.count(EMBEDDINGS_TABLE, f"part = {quote_literal(part)}")
+                if tables.exists(EMBEDDINGS_TABLE)
+                else 0
+            )
             print(f"{part}: {rows} rows in {EMBEDDINGS_TABLE}")
     else:
         raise SystemExit(f"unknown command {command!r}; use register, parts, run or summary")

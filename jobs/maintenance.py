@@ -36,10 +36,18 @@ def optimize_lance_tables(context: OpExecutionContext, lance: LanceStore) -> dic
             continue
         tbl = tables.open_to_write(name)
         after = (tbl.stats()["fragment_stats"]["num_fragments"], _unindexed(tbl))
-        done[name] = {"fragments": [before[0], after[0]], "unindexed_rows": [before[1], after[1]], "seconds": round(time.perf_counter() - start, 2)}
-        context.log.info(f"{name}: fragments {before[0]} → {after[0]}, unindexed rows {before[1]:,} → {after[1]:,} in {done[name]['seconds']} s")
+        done[name] = {
+            "fragments": [before[0], after[0]],
+            "unindexed_rows": [before[1], after[1]],
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        context.log.info(
+            f"{name}: fragments {before[0]} → {after[0]}, unindexed rows {before[1]:,} → {after[1]:,} in {done[name]['seconds']} s"
+        )
     if failed:
-        raise Failure(f"optimize failed for {sorted(failed)} (the others are done: {sorted(done)})", metadata={"errors": failed})
+        raise Failure(
+            f"optimize failed for {sorted(failed)} (the others are done: {sorted(done)})", metadata={"errors": failed}
+        )
     return done
 
 

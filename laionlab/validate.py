@@ -47,9 +47,7 @@ def _fail(wording: Wording, key: str, **fields) -> ValueError:
     return ValueError(_MESSAGES[wording][key].format(**fields))
 
 
-def matrix(
-    name: str, x, *, min_rows: int = 1, finite: bool = True, wording: Wording = "expected"
-) -> np.ndarray:
+def matrix(name: str, x, *, min_rows: int = 1, finite: bool = True, wording: Wording = "expected") -> np.ndarray:
     """``x`` as a real 2-D array with at least ``min_rows`` rows and one column.
 
     An ``np.ndarray`` (a ``np.memmap`` included) is returned as it is, never copied or
@@ -86,8 +84,9 @@ def int_at_least(name: str, v, minimum: int, *, wording: Wording = "expected") -
     return int(v)
 
 
-def real(name: str, v, *, lo: float | None = None, hi: float | None = None,
-         lo_open: bool = False, hi_open: bool = False) -> float:
+def real(
+    name: str, v, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False
+) -> float:
     """``v`` as a finite float in the interval given by ``lo``/``hi`` (closed unless *_open;
     ``None`` leaves that side unbounded). Bool is not a number here."""
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -144,7 +143,9 @@ def string_series(name: str, values):
             raise ValueError(f"{name}: expected a String series, got dtype {values.dtype}")
         return values.cast(pl.String).rename(name)
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise ValueError(f"{name}: expected a list of str (None allowed) or a polars Series, got {type(values).__name__}")
+        raise ValueError(
+            f"{name}: expected a list of str (None allowed) or a polars Series, got {type(values).__name__}"
+        )
     try:
         return pl.Series(name, values, dtype=pl.String, strict=True)
     except (TypeError, pl.exceptions.PolarsError) as err:

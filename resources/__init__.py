@@ -6,4 +6,13 @@ from resources.downloader import Downloader
 from resources.laion_source import LaionSource
 from resources.storage import FileStore, FolderBusyError, LanceStore, Version
 
-__all__ = ["ClipEncoder", "DatasetCatalog", "Downloader", "FileStore", "FolderBusyError", "LaionSource", "LanceStore", "Version"]
+__all__ = [
+    "ClipEncoder",
+    "DatasetCatalog",
+    "Downloader",
+    "FileStore",
+    "FolderBusyError",
+    "LaionSource",
+    "LanceStore",
+    "Version",
+]

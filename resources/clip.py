@@ -27,7 +27,9 @@ class ClipEncoder(ConfigurableResource):
     batch_size: int = Field(256, ge=1, description="images per forward pass")
     num_workers: int = Field(2, ge=0, description="DataLoader workers decoding images")
     seed: int = Field(0, description="torch seed for randomly initialised models")
-    ray_address: str | None = Field(None, description="embed on this Ray cluster (Ray Data actor pool) instead of in the step's process")
+    ray_address: str | None = Field(
+        None, description="embed on this Ray cluster (Ray Data actor pool) instead of in the step's process"
+    )
     ray_actors: int = Field(2, ge=1, description="model replicas (actors) on the Ray cluster")
     ray_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs per actor on GPU clusters (e.g. 1)")
 
@@ -65,6 +67,13 @@ class ClipEncoder(ConfigurableResource):
 
                     # held until the process ends (the kernel drops the lock even on SIGKILL)
                     self._lease = lease_device(owner=f"ClipEncoder pid {os.getpid()}")
-                    spec = ClipSpec(self.model_name, self.pretrained, self.checkpoint, torch_device(self._lease.__enter__()), self.precision, self.seed)
+                    spec = ClipSpec(
+                        self.model_name,
+                        self.pretrained,
+                        self.checkpoint,
+                        torch_device(self._lease.__enter__()),
+                        self.precision,
+                        self.seed,
+                    )
             self._loaded = load_clip(spec)
         return self._loaded

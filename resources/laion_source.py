@@ -17,7 +17,9 @@ class LaionSource(ConfigurableResource):
     uri: str = Field(description="folder or fsspec URI holding the metadata parquet files")
     glob: str = Field("*.parquet", description="which files under uri are parts")
     rows_per_partition: int = Field(
-        1_000_000, ge=0, description="a file with more rows is cut into partitions of this many rows (0: one partition per file)"
+        1_000_000,
+        ge=0,
+        description="a file with more rows is cut into partitions of this many rows (0: one partition per file)",
     )
 
     def files(self) -> dict[str, str]:

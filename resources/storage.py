@@ -16,7 +16,6 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from laionlab.io import files
-from laionlab.io.files import FolderBusyError  # re-exported: resources.FolderBusyError
 from laionlab.io.lance import LanceTables, ReplaceResult
 
 
@@ -49,7 +48,9 @@ class LanceStore(ConfigurableResource):
             self._tables = LanceTables(self.uri, storage_options=self.storage_options or None, pins=self._pins)
         return self._tables
 
-    def replace_part(self, table: str, part: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, **options) -> ReplaceResult:
+    def replace_part(
+        self, table: str, part: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, **options
+    ) -> ReplaceResult:
         """``LanceTables.replace_part`` (options: ``part_column``, ``max_shrink``)."""
         return self.tables().replace_part(table, part, batches, schema, **options)
 
@@ -61,7 +62,9 @@ def _checked_parts(parts: tuple[str, ...], under: str) -> None:
     for part in parts:
         segments = str(part).strip("/").split("/")
         if any(s in ("", ".", "..") for s in segments):
-            raise ValueError(f"file path part {part!r} under {under} is empty or leaves its folder (path parts {parts})")
+            raise ValueError(
+                f"file path part {part!r} under {under} is empty or leaves its folder (path parts {parts})"
+            )
 
 
 @dataclass(frozen=True)

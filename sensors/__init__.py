@@ -10,4 +10,13 @@ from sensors.reference_datasets import reference_datasets_sensor
 all_sensors = [laion_parts_sensor, reference_datasets_sensor, part_checks_sensor, dead_runs_sensor]
 all_schedules = [nightly_backfill, lance_maintenance]
 
-__all__ = ["all_schedules", "all_sensors", "dead_runs_sensor", "laion_parts_sensor", "lance_maintenance", "nightly_backfill", "part_checks_sensor", "reference_datasets_sensor"]
+__all__ = [
+    "all_schedules",
+    "all_sensors",
+    "dead_runs_sensor",
+    "laion_parts_sensor",
+    "lance_maintenance",
+    "nightly_backfill",
+    "part_checks_sensor",
+    "reference_datasets_sensor",
+]

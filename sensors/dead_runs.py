@@ -103,11 +103,17 @@ def sweep(instance: DagsterInstance) -> list[str]:
         done.append(f"run {run_id} ({run.job_name}): worker pid {pid} gone; failed, {freed}")
     storage = instance.event_log_storage
     holders = set(storage.get_concurrency_run_ids()) if storage.supports_global_concurrency_limits else set()
-    ended = [r.dagster_run for r in instance.get_run_records(RunsFilter(run_ids=list(holders), statuses=FINISHED))] if holders else []
+    ended = (
+        [r.dagster_run for r in instance.get_run_records(RunsFilter(run_ids=list(holders), statuses=FINISHED))]
+        if holders
+        else []
+    )
     held = slots_held(instance, {r.run_id for r in ended})
     for run in ended:
         if run.run_id in held:
-            done.append(f"run {run.run_id} ended ({run.status.value}) holding pool slots: {_free(instance, run.run_id, held)}")
+            done.append(
+                f"run {run.run_id} ended ({run.status.value}) holding pool slots: {_free(instance, run.run_id, held)}"
+            )
     return done
 
 

@@ -2,7 +2,6 @@
 LaionSource (one per file, or one per row range of a big file), and a re-read of
 ``laion_metadata`` for the parts of a file that changed since they were built."""
 
-
 from dagster import (
     AssetKey,
     DagsterInstance,
@@ -67,11 +66,17 @@ def laion_parts_sensor(context: SensorEvaluationContext, source: LaionSource):
     if added:
         context.log.info(f"new LAION parts: {added}")
     if changed:
-        context.log.info(f"source files changed since these parts were read: {sorted(changed)}; re-reading laion_metadata")
+        context.log.info(
+            f"source files changed since these parts were read: {sorted(changed)}; re-reading laion_metadata"
+        )
     return SensorResult(
         run_requests=[RunRequest(run_key=f"ingest-{part}", partition_key=part) for part in added]
         + [
-            RunRequest(run_key=f"reread-{part}-{version[:12]}", partition_key=part, asset_selection=[AssetKey("laion_metadata")])
+            RunRequest(
+                run_key=f"reread-{part}-{version[:12]}",
+                partition_key=part,
+                asset_selection=[AssetKey("laion_metadata")],
+            )
             for part, version in sorted(changed.items())
         ],
         dynamic_partitions_requests=[laion_part.build_add_request(added)] if added else [],

@@ -31,7 +31,9 @@ def parts_to_refresh(instance) -> list[str]:
     for part in sorted(instance.get_dynamic_partitions(laion_part.name)):
         latest = {}
         for key in ("laion_metadata", "laion_embeddings"):
-            records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(key), asset_partitions=[part]), limit=1).records
+            records = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=AssetKey(key), asset_partitions=[part]), limit=1
+            ).records
             latest[key] = records[0].timestamp if records else None
         if latest["laion_embeddings"] is None or (latest["laion_metadata"] or 0) > latest["laion_embeddings"]:
             out.append(part)

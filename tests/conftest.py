@@ -48,10 +48,16 @@ def make_resources(data_root: Path, source_uri: str, **clip_overrides) -> dict:
     catalog = str(Path(source_uri).parent / "datasets.yaml")
     resources = build_resources(data_root=str(data_root), source_uri=source_uri, catalog=catalog)
     demo_root = str(Path(source_uri).parent)
-    resources["downloader"] = Downloader(processes_count=1, thread_count=4, image_size=64, timeout=5, allowed_file_roots=[demo_root])
-    resources["clip"] = ClipEncoder(**{"model_name": "laionlab-tiny", "batch_size": 16, "num_workers": 0, **clip_overrides})
+    resources["downloader"] = Downloader(
+        processes_count=1, thread_count=4, image_size=64, timeout=5, allowed_file_roots=[demo_root]
+    )
+    resources["clip"] = ClipEncoder(
+        **{"model_name": "laionlab-tiny", "batch_size": 16, "num_workers": 0, **clip_overrides}
+    )
     # LAIONet's text model falls back to the clip resource's settings, as in definitions.py
-    resources["laionet_text_clip"] = ClipEncoder(**{"model_name": "laionlab-tiny", "batch_size": 16, "num_workers": 0, **clip_overrides})
+    resources["laionet_text_clip"] = ClipEncoder(
+        **{"model_name": "laionlab-tiny", "batch_size": 16, "num_workers": 0, **clip_overrides}
+    )
     return resources
 
 
@@ -98,7 +104,9 @@ def run_scripts_at_once(script: str, argvs: list[list[str]], timeout: float = 60
 
     root = Path(__file__).resolve().parents[1]
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, *argv], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [sys.executable, "-c", script, *argv], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         for argv in argvs
     ]
     for p in procs:
@@ -117,7 +125,9 @@ def ingested(tmp_path_factory, demo):
 
     resources = make_resources(tmp_path_factory.mktemp("lab"), str(Path(demo.root) / "laion_parts"))
     instance = instance_with_parts(demo.parts)
-    results = {part: run([laion_metadata, laion_images, laion_embeddings], resources, instance, part) for part in demo.parts}
+    results = {
+        part: run([laion_metadata, laion_images, laion_embeddings], resources, instance, part) for part in demo.parts
+    }
     return resources, instance, results
 
 
@@ -159,7 +169,9 @@ def demo_graph(tmp_path_factory, ingested, demo):
     src, root = Path(resources["files"].root), tmp_path_factory.mktemp("graph")
     for name in ("laion_metadata", "laion_images"):
         shutil.copytree(src / name, root / "lab" / name)
-    shutil.copytree(Path(resources["lance"].uri) / "laion_embeddings.lance", root / "lab" / "lance" / "laion_embeddings.lance")
+    shutil.copytree(
+        Path(resources["lance"].uri) / "laion_embeddings.lance", root / "lab" / "lance" / "laion_embeddings.lance"
+    )
     resources = make_resources(root / "lab", str(Path(demo.root) / "laion_parts"))
     instance = instance_with_parts(demo.parts)
     instance.add_dynamic_partitions(dataset.name, GRAPH_DATASETS)

@@ -1,7 +1,14 @@
 """Backfill policies, declarative automation and the nightly schedule (scale-out issue)."""
 
 import pytest
-from dagster import AssetKey, AssetMaterialization, BackfillPolicy, DagsterInstance, Definitions, evaluate_automation_conditions
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    BackfillPolicy,
+    DagsterInstance,
+    Definitions,
+    evaluate_automation_conditions,
+)
 
 from asset_defs import all_assets
 from asset_defs.automation import automate
@@ -40,7 +47,9 @@ def test_a_new_part_requests_its_ingest_and_only_that():
     from definitions import build_resources
 
     ingest = Definitions(
-        assets=[a for a in all_assets if a.key.to_user_string() in ("laion_metadata", "laion_images", "laion_embeddings")],
+        assets=[
+            a for a in all_assets if a.key.to_user_string() in ("laion_metadata", "laion_images", "laion_embeddings")
+        ],
         resources=build_resources(),
     )
     instance = DagsterInstance.ephemeral()
@@ -86,7 +95,20 @@ def test_cli_backfill_submits_one_run_per_part(tmp_path):
     instance = DagsterInstance.from_config(str(tmp_path))
     instance.add_dynamic_partitions("laion_part", ["part-00000", "part-00001"])
     dagster = Path(sys.executable).with_name("dagster")
-    cmd = [str(dagster), "job", "backfill", "-f", "definitions.py", "-a", "defs", "-j", "ingest_job", "--all", "all", "--noprompt"]
+    cmd = [
+        str(dagster),
+        "job",
+        "backfill",
+        "-f",
+        "definitions.py",
+        "-a",
+        "defs",
+        "-j",
+        "ingest_job",
+        "--all",
+        "all",
+        "--noprompt",
+    ]
     out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     runs = DagsterInstance.from_config(str(tmp_path)).get_runs()

@@ -54,7 +54,12 @@ def test_a_rebuild_from_the_same_file_keeps_downstream_fresh_and_a_changed_file_
 
     path = source / f"{PART}.parquet"
     frame = pl.read_parquet(path)
-    frame.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("a caption edited upstream")).otherwise(pl.col("TEXT")).alias("TEXT")).write_parquet(path)
+    frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3)
+        .then(pl.lit("a caption edited upstream"))
+        .otherwise(pl.col("TEXT"))
+        .alias("TEXT")
+    ).write_parquet(path)
     assert run([metadata], resources, instance, PART).success
     assert recorded_data_version(instance, AssetKey("laion_metadata"), PART) != first
     assert _status(instance, assets, "after_metadata", PART) == StaleStatus.STALE

@@ -26,7 +26,14 @@ def test_definitions_load_with_described_grouped_assets():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, f"{key} has no description"
-        assert node.group_name in {"ingest", "visual_world", "train_test_similarity", "laionet", "retrieval", "representations"}
+        assert node.group_name in {
+            "ingest",
+            "visual_world",
+            "train_test_similarity",
+            "laionet",
+            "retrieval",
+            "representations",
+        }
     for name in ("laion_metadata", "laion_images", "laion_embeddings"):
         node = graph.get(AssetKey(name))
         assert node.group_name == "ingest" and node.partitions_def.name == "laion_part"
@@ -61,7 +68,13 @@ def test_no_pipeline_module_imports_another():
     for name in PIPELINES:
         tree = ast.parse((ROOT / "asset_defs" / f"{name}.py").read_text())
         for node in ast.walk(tree):
-            modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in getattr(node, "names", [])] if isinstance(node, ast.Import) else []
+            modules = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in getattr(node, "names", [])]
+                if isinstance(node, ast.Import)
+                else []
+            )
             for module in modules:
                 if module.removeprefix("asset_defs.") in set(PIPELINES) - {name}:
                     offenders.append(f"{name} imports {module} (line {node.lineno})")
@@ -102,7 +115,10 @@ def test_asset_bodies_are_wiring_not_science():
 def test_assets_reach_storage_only_through_the_resources():
     """Where an output lives and how a version is committed is FileStore's (and LanceStore's)
     business: no asset module imports laionlab.io.files."""
-    pattern = re.compile(r"^\s*(from\s+laionlab\.io\.files\s+import|from\s+laionlab\.io\s+import\s+.*\bfiles\b|import\s+laionlab\.io\.files)", re.M)
+    pattern = re.compile(
+        r"^\s*(from\s+laionlab\.io\.files\s+import|from\s+laionlab\.io\s+import\s+.*\bfiles\b|import\s+laionlab\.io\.files)",
+        re.M,
+    )
     offenders = [p.name for p in sorted((ROOT / "asset_defs").glob("*.py")) if pattern.search(p.read_text())]
     assert offenders == []
 
@@ -147,8 +163,19 @@ def test_dagster_cli_executes_ingest_job_for_a_part(tmp_path, demo):
     parts = subprocess.run([*py, "parts"], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()
     assert parts == demo.parts
     dagster = str(Path(sys.executable).with_name("dagster"))
-    cmd = [dagster, "job", "execute", "-f", "definitions.py", "-a", "defs", "-j", "ingest_job",
-           "--tags", f'{{"dagster/partition": "{parts[0]}"}}']
+    cmd = [
+        dagster,
+        "job",
+        "execute",
+        "-f",
+        "definitions.py",
+        "-a",
+        "defs",
+        "-j",
+        "ingest_job",
+        "--tags",
+        f'{{"dagster/partition": "{parts[0]}"}}',
+    ]
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = subprocess.run([*py, "summary"], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
@@ -157,13 +184,25 @@ def test_dagster_cli_executes_ingest_job_for_a_part(tmp_path, demo):
     # laion_natural for the part through `dagster asset materialize`; the result records them
     for select, partition in (("photo_classifier", None), ("laion_natural", parts[0])):
         cmd = [dagster, "asset", "materialize", "-f", "definitions.py", "-a", "defs", "--select", select]
-        run = subprocess.run([*cmd, *(["--partition", partition] if partition else [])], cwd=ROOT, env=env, capture_output=True, text=True)
+        run = subprocess.run(
+            [*cmd, *(["--partition", partition] if partition else [])],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     from dagster import AssetKey, DagsterInstance
 
-    record = DagsterInstance.from_config(str(home)).fetch_materializations(AssetKey("laion_natural"), limit=1).records[0]
+    record = (
+        DagsterInstance.from_config(str(home)).fetch_materializations(AssetKey("laion_natural"), limit=1).records[0]
+    )
     metadata = record.asset_materialization.metadata
-    assert metadata["threshold"].value == 0.5 and metadata["profile"].value == "demo" and metadata["params"].value["threshold"] == 0.5
+    assert (
+        metadata["threshold"].value == 0.5
+        and metadata["profile"].value == "demo"
+        and metadata["params"].value["threshold"] == 0.5
+    )
     assert {r.job_name for r in DagsterInstance.from_config(str(home)).get_runs()} >= {"ingest_job"}
 
 
@@ -176,15 +215,35 @@ def test_a_run_overriding_one_resource_field_keeps_the_fields_set_by_the_environ
     part = demo.parts[0]
     DagsterInstance.from_config(str(home)).add_dynamic_partitions("laion_part", [part])
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"resources": {"clip": {"config": {"batch_size": 8}}, "downloader": {"config": {"thread_count": 2}}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"resources": {"clip": {"config": {"batch_size": 8}}, "downloader": {"config": {"thread_count": 2}}}}
+        )
+    )
     dagster = str(Path(sys.executable).with_name("dagster"))
-    cmd = [dagster, "job", "execute", "-f", "definitions.py", "-j", "ingest_job", "--config", str(config), "--tags", f'{{"dagster/partition": "{part}"}}']
+    cmd = [
+        dagster,
+        "job",
+        "execute",
+        "-f",
+        "definitions.py",
+        "-j",
+        "ingest_job",
+        "--config",
+        str(config),
+        "--tags",
+        f'{{"dagster/partition": "{part}"}}',
+    ]
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     instance = DagsterInstance.from_config(str(home))
-    images = instance.fetch_materializations(AssetKey("laion_images"), limit=1).records[0].asset_materialization.metadata
+    images = (
+        instance.fetch_materializations(AssetKey("laion_images"), limit=1).records[0].asset_materialization.metadata
+    )
     assert images["successes"].value > 0  # file:// URLs under the demo root were allowed
-    embeddings = instance.fetch_materializations(AssetKey("laion_embeddings"), limit=1).records[0].asset_materialization.metadata
+    embeddings = (
+        instance.fetch_materializations(AssetKey("laion_embeddings"), limit=1).records[0].asset_materialization.metadata
+    )
     assert embeddings["model_id"].value.startswith("laionlab-tiny-conv")
     (resolved,) = [r for r in instance.get_runs() if r.job_name == "ingest_job"]
     assert resolved.run_config["resources"]["clip"]["config"] == {"batch_size": 8}
@@ -237,4 +296,7 @@ def test_the_import_asset_is_in_the_graph_only_with_an_import_root(tmp_path):
     env = {**os.environ, "LAIONLAB_EMBEDDINGS_IMPORT_ROOT": str(tmp_path / "release")}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"root": str(tmp_path / "release"), "in_part_analysis": False}
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "root": str(tmp_path / "release"),
+        "in_part_analysis": False,
+    }

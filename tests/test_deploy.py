@@ -11,13 +11,27 @@ import pytest
 import yaml
 from dagster import DagsterInstance
 
-from deploy.k8s_tags import GPU_RESOURCE, K8S_CONFIG_TAG, gpu_k8s_config, gpu_pool_op_names, k8s_executor_config, k8s_gpu_tags
+from deploy.k8s_tags import (
+    GPU_RESOURCE,
+    K8S_CONFIG_TAG,
+    gpu_k8s_config,
+    gpu_pool_op_names,
+    k8s_executor_config,
+    k8s_gpu_tags,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 # dagster_k8s.job.USER_DEFINED_K8S_JOB_CONFIG_SCHEMA's fields (dagster-k8s 0.29).
-K8S_CONFIG_FIELDS = {"container_config", "pod_template_spec_metadata", "pod_spec_config", "job_config", "job_metadata",
-                     "job_spec_config", "merge_behavior"}
+K8S_CONFIG_FIELDS = {
+    "container_config",
+    "pod_template_spec_metadata",
+    "pod_spec_config",
+    "job_config",
+    "job_metadata",
+    "job_spec_config",
+    "merge_behavior",
+}
 EXPECTED_TAG = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": 1}}}}}
 
 
@@ -99,7 +113,11 @@ def _chart_concurrency(concurrency: dict) -> dict:
     """What the chart writes to dagster.yaml for `concurrency` (templates/helpers/instance/_concurrency.tpl)."""
     pools, runs = concurrency.get("pools", {}), concurrency.get("runs", {})
     out = {}
-    names = {"defaultLimit": "default_limit", "granularity": "granularity", "opGranularityRunBuffer": "op_granularity_run_buffer"}
+    names = {
+        "defaultLimit": "default_limit",
+        "granularity": "granularity",
+        "opGranularityRunBuffer": "op_granularity_run_buffer",
+    }
     if any(pools.get(k) is not None for k in names):
         out["pools"] = {names[k]: v for k, v in pools.items() if v is not None}
     run_names = {"maxConcurrentRuns": "max_concurrent_runs", "tagConcurrencyLimits": "tag_concurrency_limits"}
@@ -153,9 +171,15 @@ def test_dockerfile_installs_the_project_with_the_gpu_extra(dockerfile):
 
 
 def test_readme_documents_the_install(readme, values):
-    for command in ("helm repo add dagster https://dagster-io.github.io/helm", "helm upgrade --install",
-                    "-f deploy/values.yaml", "docker build -f deploy/Dockerfile", "--version $DAGSTER_VERSION",
-                    "LAIONLAB_DATA_ROOT=s3://", "LAIONLAB_LANCE_URI=s3://"):
+    for command in (
+        "helm repo add dagster https://dagster-io.github.io/helm",
+        "helm upgrade --install",
+        "-f deploy/values.yaml",
+        "docker build -f deploy/Dockerfile",
+        "--version $DAGSTER_VERSION",
+        "LAIONLAB_DATA_ROOT=s3://",
+        "LAIONLAB_LANCE_URI=s3://",
+    ):
         assert command in readme, command
     for name in (values["global"]["postgresqlSecretName"], "laionlab-secrets", "laionlab-catalog"):
         assert f"create secret generic {name}" in readme or f"create configmap {name}" in readme, name
@@ -220,8 +244,9 @@ def test_dagster_k8s_accepts_the_tag_and_executor_config(gpu_assets):
     step_config = UserDefinedDagsterK8sConfig.from_dict(config["per_step_k8s_config"][in_pool[0]])
     step = K8sContainerContext().merge(K8sContainerContext(run_k8s_config=step_config))
     job_config = DagsterK8sJobConfig(job_image="laionlab:test", dagster_home="/opt/dagster/dagster_home")
-    job = construct_dagster_k8s_job(job_config, ["dagster", "api", "execute_step"], "dagster-step-test",
-                                    user_defined_k8s_config=step.run_k8s_config)
+    job = construct_dagster_k8s_job(
+        job_config, ["dagster", "api", "execute_step"], "dagster-step-test", user_defined_k8s_config=step.run_k8s_config
+    )
     assert job.spec.template.spec.containers[0].resources.limits == {GPU_RESOURCE: "1"}
 
 

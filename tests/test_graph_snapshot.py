@@ -31,12 +31,17 @@ def graph() -> dict:
         node = g.get(key)
         mappings = node.partition_mappings
         out[key.to_user_string()] = {
-            "deps": {p.to_user_string(): type(mappings[p]).__name__ if p in mappings else None for p in sorted(node.parent_keys, key=lambda k: k.to_user_string())},
+            "deps": {
+                p.to_user_string(): type(mappings[p]).__name__ if p in mappings else None
+                for p in sorted(node.parent_keys, key=lambda k: k.to_user_string())
+            },
             "partitions": _partitions(node.partitions_def),
             "group": node.group_name,
             "pools": sorted(node.pools or []),
             "kinds": sorted(node.kinds),
-            "checks": sorted(c.name for c in g.get_check_keys_for_assets({key})) if hasattr(g, "get_check_keys_for_assets") else [],
+            "checks": sorted(c.name for c in g.get_check_keys_for_assets({key}))
+            if hasattr(g, "get_check_keys_for_assets")
+            else [],
         }
     return out
 
@@ -47,7 +52,9 @@ def test_the_asset_graph_matches_its_snapshot():
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(json.dumps(current, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
     recorded = json.loads(SNAPSHOT.read_text())
-    changes = [f"+ {k}" for k in current.keys() - recorded.keys()] + [f"- {k}" for k in recorded.keys() - current.keys()]
+    changes = [f"+ {k}" for k in current.keys() - recorded.keys()] + [
+        f"- {k}" for k in recorded.keys() - current.keys()
+    ]
     for key in sorted(current.keys() & recorded.keys()):
         for field in sorted(current[key].keys() | recorded[key].keys()):
             if current[key].get(field) != recorded[key].get(field):

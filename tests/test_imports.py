@@ -59,7 +59,12 @@ def test_code_location_imports_no_heavy_library():
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "DAGSTER_DISABLE_TELEMETRY": "1"}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-X", "importtime", "-c", SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     imported = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -83,4 +88,6 @@ def test_import_chains_reads_importtime_output():
             "import time:       4 |         25 | definitions",
         ]
     )
-    assert import_chains(out, ["torch", "sklearn"]) == {"torch": ["definitions", "asset_defs.ingest", "laionlab.embed.encode", "torch"]}
+    assert import_chains(out, ["torch", "sklearn"]) == {
+        "torch": ["definitions", "asset_defs.ingest", "laionlab.embed.encode", "torch"]
+    }

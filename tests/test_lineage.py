@@ -14,7 +14,7 @@ from dagster import (
     build_sensor_context,
 )
 
-from asset_defs import all_assets, all_checks
+from asset_defs import all_checks
 from asset_defs.lineage import PART_CHECK, parts_not_included, require_same_params
 from jobs import part_checks_job
 from sensors.part_checks import part_checks_sensor
@@ -32,14 +32,19 @@ def test_parts_built_with_different_parameters_are_refused_naming_them():
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("laion_part", ["p0", "p1", "p2"])
     for part, threshold in (("p0", 0.5), ("p1", 0.5), ("p2", 0.75)):
-        _report(instance, "laion_natural", part, params=MetadataValue.json({"threshold": threshold, "remove_nsfw": True}))
+        _report(
+            instance, "laion_natural", part, params=MetadataValue.json({"threshold": threshold, "remove_nsfw": True})
+        )
     with pytest.raises(Failure) as err:
         require_same_params(_context(instance), "laion_natural", ["p0", "p1", "p2"])
     text = str(err.value)
     assert "p0, p1: threshold=0.5" in text and "p2: threshold=0.75" in text and "remove_nsfw" not in text
     # the latest materialisation of a part counts: rebuilding p2 with 0.5 settles it
     _report(instance, "laion_natural", "p2", params=MetadataValue.json({"threshold": 0.5, "remove_nsfw": True}))
-    assert require_same_params(_context(instance), "laion_natural", ["p0", "p1", "p2"]) == {"threshold": 0.5, "remove_nsfw": True}
+    assert require_same_params(_context(instance), "laion_natural", ["p0", "p1", "p2"]) == {
+        "threshold": 0.5,
+        "remove_nsfw": True,
+    }
 
 
 def test_a_part_without_recorded_parameters_is_logged_not_refused(caplog):
@@ -60,7 +65,12 @@ def test_parts_not_included_follows_new_and_rematerialised_parts():
         _report(instance, "laion_natural", part)
     assert parts_not_included(instance, AssetKey("coverage"), ancestors)["built"] is False
     _report(instance, "coverage", parts_seen="p0, p1")
-    assert parts_not_included(instance, AssetKey("coverage"), ancestors) == {"built": True, "registered": ["p0", "p1"], "missing": [], "updated": []}
+    assert parts_not_included(instance, AssetKey("coverage"), ancestors) == {
+        "built": True,
+        "registered": ["p0", "p1"],
+        "missing": [],
+        "updated": [],
+    }
     instance.add_dynamic_partitions("laion_part", ["p2"])  # a new part, not yet ingested
     assert parts_not_included(instance, AssetKey("coverage"), ancestors)["missing"] == ["p2"]
     _report(instance, "laion_embeddings", "p2")
@@ -85,7 +95,9 @@ def test_the_checks_run_alone_and_say_what_is_missing():
     job = defs.resolve_job_def(part_checks_job.name)
     result = job.execute_in_process(instance=instance)
     assert result.success and not result.get_asset_materialization_events()
-    evaluations = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations() if e.check_name == PART_CHECK}
+    evaluations = {
+        e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations() if e.check_name == PART_CHECK
+    }
     coverage = evaluations["coverage"]
     assert not coverage.passed and coverage.severity.value == "WARN"
     assert coverage.description == "built from 1 of 2 parts; missing: p1"
@@ -111,7 +123,28 @@ def test_what_a_new_part_makes_out_of_date():
     from jobs.demo import after_ingest, needed_by_new_part
 
     needed = {k.to_user_string() for k in needed_by_new_part()}
-    assert {"laion_metadata", "laion_embeddings", "laion_natural", "laionet_rows", "laionet", "coverage", "laion_dedup", "dedup_summary",
-            "eval_to_laion_similarity", "retrieval_samples", "pruned_pool_sizes"} <= needed
-    assert not needed & {"reference_embeddings", "model_features", "probe_scores", "similarity_consistency", "ilsvrc_synsets"}
-    assert {k.to_user_string() for k in after_ingest()} >= needed - {"laion_metadata", "laion_images", "laion_embeddings"}
+    assert {
+        "laion_metadata",
+        "laion_embeddings",
+        "laion_natural",
+        "laionet_rows",
+        "laionet",
+        "coverage",
+        "laion_dedup",
+        "dedup_summary",
+        "eval_to_laion_similarity",
+        "retrieval_samples",
+        "pruned_pool_sizes",
+    } <= needed
+    assert not needed & {
+        "reference_embeddings",
+        "model_features",
+        "probe_scores",
+        "similarity_consistency",
+        "ilsvrc_synsets",
+    }
+    assert {k.to_user_string() for k in after_ingest()} >= needed - {
+        "laion_metadata",
+        "laion_images",
+        "laion_embeddings",
+    }

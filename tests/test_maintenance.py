@@ -22,7 +22,12 @@ def test_the_maintenance_job_compacts_and_indexes_every_table(tmp_path, demo):
         part = f"part-{p:05d}"
         x = rng.normal(size=(20, 8)).astype(np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        tables.replace_part("laion_embeddings", part, [embeddings_batch([f"{part}:{i:09d}" for i in range(20)], part, "m", x, x)], embeddings_schema(8))
+        tables.replace_part(
+            "laion_embeddings",
+            part,
+            [embeddings_batch([f"{part}:{i:09d}" for i in range(20)], part, "m", x, x)],
+            embeddings_schema(8),
+        )
     tbl = tables.open("laion_embeddings")
     fragments, unindexed = tbl.stats()["fragment_stats"]["num_fragments"], _unindexed(tbl)
     assert fragments == 6 and unindexed > 0
@@ -30,7 +35,13 @@ def test_the_maintenance_job_compacts_and_indexes_every_table(tmp_path, demo):
 
     env = cli_env(tmp_path, demo, LAIONLAB_LANCE_URI=str(tmp_path / "lance"))
     dagster = str(Path(sys.executable).with_name("dagster"))
-    run = subprocess.run([dagster, "job", "execute", "-f", "definitions.py", "-j", "lance_maintenance_job"], cwd=ROOT, env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [dagster, "job", "execute", "-f", "definitions.py", "-j", "lance_maintenance_job"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "laion_embeddings: fragments 6 → " in run.stdout + run.stderr
 

@@ -90,14 +90,20 @@ def test_materialize_all_refuses_an_identity_edge_between_partition_sets():
 
 def test_every_partition_resolves_its_upstream_partitions():
     asset_graph, instance = defs.resolve_asset_graph(), _demo_instance()
-    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=datetime.datetime.now(datetime.timezone.utc), last_event_id=None), instance=instance, asset_graph=asset_graph)
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=datetime.datetime.now(datetime.timezone.utc), last_event_id=None),
+        instance=instance,
+        asset_graph=asset_graph,
+    )
     checked = 0
     for key in asset_graph.toposorted_asset_keys:
         subset = view.get_full_subset(key=key)
         assert not subset.is_empty, key
         for parent in asset_graph.get(key).parent_keys:
             parents, nonexistent = view.compute_parent_subset_and_required_but_nonexistent_subset(parent, subset)
-            assert nonexistent.is_empty, f"{key.to_user_string()} needs missing {parent.to_user_string()} partitions {nonexistent}"
+            assert nonexistent.is_empty, (
+                f"{key.to_user_string()} needs missing {parent.to_user_string()} partitions {nonexistent}"
+            )
             assert not parents.is_empty, f"{key.to_user_string()} resolves no partition of {parent.to_user_string()}"
             checked += 1
     assert checked > 40

@@ -62,12 +62,13 @@ def test_summary_tables_hold_the_right_numbers():
     assert rows == ["| 1 | 9 |", "| 3 | 9 |"]  # largest first, ties by cluster id
 
 
-
 def test_every_analysis_asset_attaches_a_plot_and_a_table(demo_graph):
     _, instance = demo_graph
     names = {key.to_user_string() for a in all_assets for key in a.keys}
     optional = {"laion_embeddings_import"}  # in the graph only with LAIONLAB_EMBEDDINGS_IMPORT_ROOT
-    assert set(DATA_ASSETS) - optional <= names, f"stale entries in DATA_ASSETS: {sorted(set(DATA_ASSETS) - optional - names)}"
+    assert set(DATA_ASSETS) - optional <= names, (
+        f"stale entries in DATA_ASSETS: {sorted(set(DATA_ASSETS) - optional - names)}"
+    )
     never, without = [], []
     for name in sorted(names - set(DATA_ASSETS)):
         records = instance.fetch_materializations(AssetKey(name), limit=1000).records
@@ -79,7 +80,9 @@ def test_every_analysis_asset_attaches_a_plot_and_a_table(demo_graph):
                 continue  # a partition the analysis does not apply to (probe_scores of an unlabelled set) says why instead
             missing = {"plot", "table"} - set().union(*(kinds(v) for v in event.metadata.values()))
             if missing:
-                without.append(f"{name}[{event.partition or 'all'}] lacks a {' and a '.join(sorted(missing))}: {sorted(event.metadata)}")
+                without.append(
+                    f"{name}[{event.partition or 'all'}] lacks a {' and a '.join(sorted(missing))}: {sorted(event.metadata)}"
+                )
     assert not never, f"the demo graph did not materialise {never}"
     assert not without, "analysis assets without a plot and a table:\n" + "\n".join(without)
 

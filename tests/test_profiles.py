@@ -113,14 +113,28 @@ def test_a_bad_profile_names_the_file_and_the_field(tmp_path, monkeypatch, text,
 
 def test_an_unknown_profile_or_asset_is_refused():
     code = "import definitions"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "LAIONLAB_PROFILE": "papers"}, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "LAIONLAB_PROFILE": "papers"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode != 0 and "no profile file" in out.stderr and "known profiles: demo, paper" in out.stderr
 
 
 def test_a_profile_naming_a_missing_asset_fails_the_load(tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text("assets:\n  laion_naturall:\n    threshold: 0.5\n")
-    out = subprocess.run([sys.executable, "-c", "import definitions"], cwd=ROOT, env={**os.environ, "LAIONLAB_PROFILE": str(path)}, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", "import definitions"],
+        cwd=ROOT,
+        env={**os.environ, "LAIONLAB_PROFILE": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode != 0 and "no configurable asset named laion_naturall" in out.stderr
 
 
@@ -143,7 +157,10 @@ def test_a_bad_variable_names_itself(monkeypatch, env, message):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("resources:\n  clip:\n    num_workers: many\n", r"the profile's resources.clip.num_workers = 'many' is not an integer"),
+        (
+            "resources:\n  clip:\n    num_workers: many\n",
+            r"the profile's resources.clip.num_workers = 'many' is not an integer",
+        ),
         ("resources:\n  clip:\n    model_name: ViT-B-32\n", r"resources.clip cannot set \['model_name'\]"),
     ],
 )

@@ -5,9 +5,15 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [p for d in ("laionlab", "asset_defs", "resources", "jobs", "sensors", "benchmarks", "deploy") for p in (ROOT / d).rglob("*.py")]
+SOURCES = [
+    p
+    for d in ("laionlab", "asset_defs", "resources", "jobs", "sensors", "benchmarks", "deploy")
+    for p in (ROOT / d).rglob("*.py")
+]
 SOURCES.append(ROOT / "definitions.py")
-UNSAFE = re.compile(r"\b(pickle\.loads?|cPickle|cloudpickle\.loads?|dill\.loads?|joblib\.load|torch\.load|skops\.io\.load\(\s*[^)]*trusted\s*=\s*True|allow_pickle\s*=\s*True|weights_only\s*=\s*False)")
+UNSAFE = re.compile(
+    r"\b(pickle\.loads?|cPickle|cloudpickle\.loads?|dill\.loads?|joblib\.load|torch\.load|skops\.io\.load\(\s*[^)]*trusted\s*=\s*True|allow_pickle\s*=\s*True|weights_only\s*=\s*False)"
+)
 
 
 def test_no_unsafe_deserialisation_in_the_project():

@@ -163,9 +163,7 @@ def kmeans(
     if isinstance(init, np.ndarray) or not isinstance(init, str):
         init_centroids = validate.matrix("init", init, finite=False, wording="must")
         if init_centroids.shape != (k, d):
-            raise ValueError(
-                f"init must have shape (k, d) = ({k}, {d}), got {init_centroids.shape}"
-            )
+            raise ValueError(f"init must have shape (k, d) = ({k}, {d}), got {init_centroids.shape}")
         validate.all_finite("init", init_centroids, wording="must")
         init_centroids = np.ascontiguousarray(init_centroids, dtype=np.float32)
     elif init not in ("random", "kmeans++"):
@@ -204,9 +202,7 @@ def kmeans(
         else:  # faiss < 1.15 has no k-means++ of its own
             from sklearn.cluster import kmeans_plusplus
 
-            init_centroids = np.ascontiguousarray(
-                kmeans_plusplus(X_train, k, random_state=seed)[0], dtype=np.float32
-            )
+            init_centroids = np.ascontiguousarray(kmeans_plusplus(X_train, k, random_state=seed)[0], dtype=np.float32)
     if use_gpu:
         params["gpu"] = True
     km = faiss.Kmeans(d, k, **params)
@@ -217,8 +213,15 @@ def kmeans(
     del X_train, km
 
     labels, _, inertia = _nearest(
-        X, centroids, "ip" if spherical else "l2", DEFAULT_BLOCK_ROWS, use_gpu,
-        want_inertia=True, check_finite=False, log_every_s=log_every_s, what="k-means assignment",
+        X,
+        centroids,
+        "ip" if spherical else "l2",
+        DEFAULT_BLOCK_ROWS,
+        use_gpu,
+        want_inertia=True,
+        check_finite=False,
+        log_every_s=log_every_s,
+        what="k-means assignment",
     )
     sizes = np.bincount(labels, minlength=k).astype(np.int64)
     log.log(
@@ -269,8 +272,14 @@ def assign(
     if metric not in ("l2", "ip"):
         raise ValueError(f"metric must be 'l2' or 'ip', got {metric!r}")
     labels, scores, _ = _nearest(
-        X, centroids, metric, block_rows, _resolve_gpu(gpu), want_inertia=False,
-        log_every_s=log_every_s, what="nearest-centroid assignment",
+        X,
+        centroids,
+        metric,
+        block_rows,
+        _resolve_gpu(gpu),
+        want_inertia=False,
+        log_every_s=log_every_s,
+        what="nearest-centroid assignment",
     )
     return labels, scores
 
@@ -319,7 +328,8 @@ def sample_across_parts(part_rows, sample_size: int, seed: int = 0) -> list[np.n
         return [np.arange(n, dtype=np.int64) for n in sizes]
     quota = proportional_quota(sizes, sample_size)
     return [
-        np.arange(n, dtype=np.int64) if q == n
+        np.arange(n, dtype=np.int64)
+        if q == n
         else np.sort(np.random.default_rng([seed, i]).choice(n, size=q, replace=False)).astype(np.int64)
         for i, (n, q) in enumerate(zip(sizes.tolist(), quota.tolist()))
     ]
@@ -372,7 +382,9 @@ def draw_distinct_centres(
     chosen: list[np.ndarray] = []
     n_chosen = 0
     pos = 0
-    progress = Progress("k-means init: distinct centres", k, log_every_s, log, unit="centres", quiet_below_s=log_every_s)
+    progress = Progress(
+        "k-means init: distinct centres", k, log_every_s, log, unit="centres", quiet_below_s=log_every_s
+    )
     while n_chosen < k and pos < max_draws:
         need = k - n_chosen
         take = min(max(need, 256), DRAW_BLOCK, max_draws - pos)
@@ -461,9 +473,7 @@ def _resolve_gpu(gpu) -> bool:
         return has_gpu
     if gpu is True:
         if not has_gpu:
-            raise ValueError(
-                "gpu=True but faiss sees no GPU (install faiss-gpu, or use gpu='auto')"
-            )
+            raise ValueError("gpu=True but faiss sees no GPU (install faiss-gpu, or use gpu='auto')")
         return True
     if gpu is False:
         return False

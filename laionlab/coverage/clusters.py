@@ -109,6 +109,5 @@ def coverage_overlap(covered: Mapping[str, np.ndarray | ClusterCoverage]) -> lis
     regions.append(("union", n_cov > 0))
     regions.append(("neither", n_cov == 0))
     return [
-        {"region": region, "clusters": int(m.sum()), "percent": 100.0 * float(m.sum()) / k}
-        for region, m in regions
+        {"region": region, "clusters": int(m.sum()), "percent": 100.0 * float(m.sum()) / k} for region, m in regions
     ]

@@ -15,7 +15,9 @@ from laionlab.coverage.prdc import prdc
 
 @dataclass
 class CoverageReport:
-    table: pl.DataFrame  # covering, covered, n_covering, cluster_share, pca_coverage, precision, recall, density, coverage
+    table: (
+        pl.DataFrame
+    )  # covering, covered, n_covering, cluster_share, pca_coverage, precision, recall, density, coverage
     overlap: pl.DataFrame  # region, clusters, percent (coverage_overlap)
     clusters: dict[str, ClusterCoverage]
     baseline_mean: float

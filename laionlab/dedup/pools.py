@@ -73,9 +73,7 @@ def plot_sample(values: np.ndarray, at_most: int = PLOT_ROWS) -> np.ndarray:
     return values[:: max(1, len(values) // at_most)]
 
 
-def candidate_uids(
-    found: PartsSearch, parts: Sequence[str], read_uids: Callable[[str], pl.Series]
-) -> np.ndarray:
+def candidate_uids(found: PartsSearch, parts: Sequence[str], read_uids: Callable[[str], pl.Series]) -> np.ndarray:
     """The uid of every top-``k`` entry of a search over ``parts``, read back part by part (only
     the parts holding some candidate are read, and no part's uids are held while the next
     one is read).

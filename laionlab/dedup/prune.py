@@ -57,8 +57,13 @@ def nearest_similarity(
         ``(q,)`` float32, ``max_j <eval_emb[i], train_emb[j]>``.
     """
     return _max_similarity(
-        eval_emb, train_emb, "eval_emb", "train_emb",
-        block_rows=block_rows, query_block_rows=query_block_rows, device=device,
+        eval_emb,
+        train_emb,
+        "eval_emb",
+        "train_emb",
+        block_rows=block_rows,
+        query_block_rows=query_block_rows,
+        device=device,
     )
 
 
@@ -91,16 +96,10 @@ def prune_mask(
     """
     ids = np.asarray(candidate_ids)
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(
-            f"candidate_ids: expected a 2-D integer array (q, k), got shape {ids.shape} "
-            f"dtype {ids.dtype}"
-        )
+        raise ValueError(f"candidate_ids: expected a 2-D integer array (q, k), got shape {ids.shape} dtype {ids.dtype}")
     scores = validate.matrix("candidate_scores", candidate_scores, min_rows=0, finite=False)
     if scores.shape != ids.shape:
-        raise ValueError(
-            f"candidate_scores: expected the shape of candidate_ids {ids.shape}, got "
-            f"{scores.shape}"
-        )
+        raise ValueError(f"candidate_scores: expected the shape of candidate_ids {ids.shape}, got {scores.shape}")
     thr = np.asarray(thresholds)
     if thr.shape != (ids.shape[0],) or not np.issubdtype(thr.dtype, np.number):
         raise ValueError(
@@ -112,8 +111,7 @@ def prune_mask(
     n_pool = validate.int_at_least("n_pool", n_pool, 1)
     if ids.size and ids.max() >= n_pool:
         raise ValueError(
-            f"candidate_ids: expected pool row numbers in [0, {n_pool}) or -1 for an empty "
-            f"slot, got {ids.max()}"
+            f"candidate_ids: expected pool row numbers in [0, {n_pool}) or -1 for an empty slot, got {ids.max()}"
         )
     filled = ids >= 0
     if not np.isfinite(scores[filled]).all():

@@ -204,13 +204,9 @@ def removal_curve(max_sim: np.ndarray, eps_values: Iterable[float]) -> list[tupl
         ``mean(max_sim > 1 - eps)`` (0.0 for empty ``max_sim``), non-decreasing in ``eps``.
     """
     max_sim = _check_max_sim(max_sim)
-    eps_list = validate.real_list(
-        "eps_values", eps_values, lo=0.0, hi=1.0, lo_open=True, hi_open=True
-    )
+    eps_list = validate.real_list("eps_values", eps_values, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     n = max_sim.size
-    return [
-        (e, float(np.count_nonzero(max_sim > _threshold(e)) / n) if n else 0.0) for e in eps_list
-    ]
+    return [(e, float(np.count_nonzero(max_sim > _threshold(e)) / n) if n else 0.0) for e in eps_list]
 
 
 @dataclass(frozen=True)
@@ -346,7 +342,10 @@ def dedup_shards(
     out = [(np.ones(len(s.vectors), bool), np.full(len(s.vectors), -np.inf, np.float32)) for s in tail]
     thr = _threshold(eps)
     lines = Progress(
-        f"semantic dedup ({k:,} clusters, {f'the last {len(tail)} of ' if from_shard else ''}{len(shards)} shards)", int(sizes.sum()), log_every_s, log,
+        f"semantic dedup ({k:,} clusters, {f'the last {len(tail)} of ' if from_shard else ''}{len(shards)} shards)",
+        int(sizes.sum()),
+        log_every_s,
+        log,
         quiet_below_s=log_every_s,
     )
     c0 = 0
@@ -407,9 +406,7 @@ def _threshold(eps: float) -> np.float32:
 def _check_max_sim(max_sim) -> np.ndarray:
     m = np.asarray(max_sim)
     if m.ndim != 1 or not np.issubdtype(m.dtype, np.floating):
-        raise ValueError(
-            f"max_sim: expected a 1-D float array (n,), got shape {m.shape}, dtype {m.dtype}"
-        )
+        raise ValueError(f"max_sim: expected a 1-D float array (n,), got shape {m.shape}, dtype {m.dtype}")
     if np.isnan(m).any():
         raise ValueError("max_sim: contains NaN")
     return m
@@ -430,10 +427,7 @@ def _check_inputs(emb, labels) -> tuple[np.ndarray, np.ndarray]:
         norms = np.sqrt(np.einsum("ij,ij->i", B, B))
         bad = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOL)
         if bad.size:
-            raise ValueError(
-                f"emb: expected L2-normalised rows, row {start + bad[0]} "
-                f"has norm {norms[bad[0]]:.4g}"
-            )
+            raise ValueError(f"emb: expected L2-normalised rows, row {start + bad[0]} has norm {norms[bad[0]]:.4g}")
     return emb, lab
 
 

@@ -137,12 +137,19 @@ def _encode(img: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _synthetic_responses(folder: Path, out: Path, rng: np.random.Generator, voxels: int = 40, sessions: int = 3) -> None:
+def _synthetic_responses(
+    folder: Path, out: Path, rng: np.random.Generator, voxels: int = 40, sessions: int = 3
+) -> None:
     """NSD-like trial responses to the images of ``folder`` (sorted as the catalog lists them):
     each image is shown once per session; a voxel's response is a fixed random linear map of
     the image's 4×4 colour layout plus trial noise; ncsnr per voxel, a few voxels pure noise."""
     files = sorted(folder.glob("*/*.png"))
-    layout = np.stack([np.asarray(Image.open(f).convert("RGB").resize((4, 4), Image.BILINEAR), np.float32).ravel() / 255 for f in files])
+    layout = np.stack(
+        [
+            np.asarray(Image.open(f).convert("RGB").resize((4, 4), Image.BILINEAR), np.float32).ravel() / 255
+            for f in files
+        ]
+    )
     layout = (layout - layout.mean(0)) / (layout.std(0) + 1e-6)
     weights = rng.normal(size=(layout.shape[1], voxels)).astype(np.float32) / np.sqrt(layout.shape[1])
     weights[:, : voxels // 8] = 0  # noise-only voxels (noise ceiling 0)
@@ -175,7 +182,13 @@ def _reference_sets(root: Path, rng: np.random.Generator, config: DemoConfig) ->
     for i in range(n):
         kind = KINDS[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
         h, w = (int(x) for x in rng.integers(config.min_side, config.max_side + 1, size=2))
-        img = _photo(rng, h, w) if kind == "photo" else _clipart(rng, h, w) if kind == "clipart" else _text(rng, h, w, "REFERENCE")
+        img = (
+            _photo(rng, h, w)
+            if kind == "photo"
+            else _clipart(rng, h, w)
+            if kind == "clipart"
+            else _text(rng, h, w, "REFERENCE")
+        )
         (broad / kind).mkdir(parents=True, exist_ok=True)
         img.save(broad / kind / f"{i:04d}.png")
     _synthetic_responses(broad, root / "reference" / "broad_responses.npz", rng)
@@ -208,14 +221,14 @@ def _reference_sets(root: Path, rng: np.random.Generator, config: DemoConfig) ->
         "    kind: image_folder\n"
         "    path: reference/imagenet_val\n"
         '    glob: "*/*.jpg"\n'
-        "    description: \"labelled photos of the demo's ILSVRC classes (ImageNet-val layout <wnid>/<image>)\"\n"
+        '    description: "labelled photos of the demo\'s ILSVRC classes (ImageNet-val layout <wnid>/<image>)"\n'
         "  demo_imagenet_captions:\n"
         "    kind: parquet\n"
         "    path: reference/imagenet_captions.parquet\n"
         "    image_column: path\n"
         "    label_column: wnid\n"
         "    caption_column: caption\n"
-        "    description: \"the same photos with captions (ImageNet-Captions layout: path, caption, wnid)\"\n"
+        '    description: "the same photos with captions (ImageNet-Captions layout: path, caption, wnid)"\n'
         "# Retrieval targets (seed 003, see laionlab/swat/targets.py)\n"
         "targets:\n"
         "  demo_target:\n"
@@ -242,7 +255,11 @@ def _target_metrics(root: Path) -> None:
     synsets = ilsvrc_synsets()
     lemmas = dict(zip(synsets["wnid"], synsets["lemmas"].to_list()))
     metrics = {
-        str(i): {"name": lemmas[w][0], "most_common_name": lemmas[w][0], "alternates": {lemma: 0 for lemma in lemmas[w]}}
+        str(i): {
+            "name": lemmas[w][0],
+            "most_common_name": lemmas[w][0],
+            "alternates": {lemma: 0 for lemma in lemmas[w]},
+        }
         for i, w in enumerate(DEMO_CLASSES)
     }
     (root / "demo_target_metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -278,8 +295,7 @@ def build_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> DemoManif
     root = Path(root).resolve()
     if config.n_parts < 1 or config.rows_per_part < 10:
         raise ValueError(
-            f"DemoConfig needs n_parts >= 1 and rows_per_part >= 10, got {config.n_parts}, "
-            f"{config.rows_per_part}"
+            f"DemoConfig needs n_parts >= 1 and rows_per_part >= 10, got {config.n_parts}, {config.rows_per_part}"
         )
     rng = np.random.default_rng(config.seed)
     synsets = ilsvrc_synsets()

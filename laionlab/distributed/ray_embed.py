@@ -150,8 +150,7 @@ def _actor_spec(spec: ClipSpec, num_gpus_per_actor: float) -> ClipSpec:
         return replace(spec, device="cuda")
     if spec.device not in ("auto", "cpu"):
         raise ValueError(
-            f"spec.device={spec.device!r} needs num_gpus_per_actor > 0 (actors that reserve no GPU "
-            f"must not use one)"
+            f"spec.device={spec.device!r} needs num_gpus_per_actor > 0 (actors that reserve no GPU must not use one)"
         )
     return replace(spec, device="cpu")
 
@@ -214,7 +213,9 @@ class ShardEncoder:
             shard = str(shard)
             samples, rows = count_samples(shard), 0
             for b in encode_shards(self.clip, [shard], self.batch_size, self.num_workers):
-                yield self._columns(b.uid, b.image_emb, b.text_emb, b.image_norm, b.text_norm, samples if rows == 0 else 0)
+                yield self._columns(
+                    b.uid, b.image_emb, b.text_emb, b.image_norm, b.text_norm, samples if rows == 0 else 0
+                )
                 rows += len(b)
             if rows == 0:  # the shard's sample count must still reach the driver
                 zeros = np.zeros((1, self.clip.embed_dim), np.float32)
@@ -412,7 +413,9 @@ class LocalHead:
     ``RAY_AUTH_MODE``/``RAY_AUTH_TOKEN``: both are read from ``os.environ`` when it starts.
     """
 
-    def __init__(self, num_cpus: int = 2, num_gpus: int = 0, object_store_bytes: int = 200_000_000, start_timeout_s: float = 90):
+    def __init__(
+        self, num_cpus: int = 2, num_gpus: int = 0, object_store_bytes: int = 200_000_000, start_timeout_s: float = 90
+    ):
         if num_cpus < 1 or num_gpus < 0:
             raise ValueError(f"num_cpus must be >= 1 and num_gpus >= 0, got {num_cpus} and {num_gpus}")
         port, client, dashboard, agent = (_free_port() for _ in range(4))
@@ -422,12 +425,29 @@ class LocalHead:
         env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
-                 "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}",
-                 "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
-                 f"--object-store-memory={object_store_bytes}", f"--ray-client-server-port={client}",
-                 f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "ray.scripts.scripts",
+                    "start",
+                    "--head",
+                    "--block",
+                    f"--port={port}",
+                    "--node-ip-address=127.0.0.1",
+                    f"--num-cpus={num_cpus}",
+                    f"--num-gpus={num_gpus}",
+                    "--include-dashboard=false",
+                    "--disable-usage-stats",
+                    f"--temp-dir={self.temp_dir}",
+                    f"--object-store-memory={object_store_bytes}",
+                    f"--ray-client-server-port={client}",
+                    f"--dashboard-port={dashboard}",
+                    f"--dashboard-agent-listen-port={agent}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
             )
         deadline = time.monotonic() + start_timeout_s
         while "Ray runtime started" not in self.log_path.read_text():

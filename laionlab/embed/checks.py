@@ -21,7 +21,9 @@ class EmbeddingHealth:
         return self.max_norm_deviation <= tol
 
 
-def embedding_health(batches: Iterable[pa.RecordBatch], columns: tuple[str, ...] = ("image_emb", "text_emb")) -> EmbeddingHealth:
+def embedding_health(
+    batches: Iterable[pa.RecordBatch], columns: tuple[str, ...] = ("image_emb", "text_emb")
+) -> EmbeddingHealth:
     """Scan batches (streaming) for NaN/inf rows, the largest | ||v|| - 1 |, the vector
     dimensions and the rows per model id."""
     h = EmbeddingHealth()
@@ -40,6 +42,8 @@ def embedding_health(batches: Iterable[pa.RecordBatch], columns: tuple[str, ...]
                 h.max_norm_deviation = max(h.max_norm_deviation, float(dev.max()))
         h.non_finite_rows += int(bad.sum())
         if "model" in batch.schema.names:
-            for model, count in zip(*np.unique(batch.column("model").to_numpy(zero_copy_only=False), return_counts=True)):
+            for model, count in zip(
+                *np.unique(batch.column("model").to_numpy(zero_copy_only=False), return_counts=True)
+            ):
                 h.models[str(model)] = h.models.get(str(model), 0) + int(count)
     return h

@@ -123,7 +123,9 @@ def _shard_pipeline(shards: Sequence[str], clip: LoadedClip) -> wds.DataPipeline
         wds.SimpleShardList(list(shards)),
         wds.single_node_only,
         wds.split_by_worker,
-        _OpenShards(skip, {p: dict(fsspec.config.conf[p]) for p in {_protocol(s) for s in shards} if p in fsspec.config.conf}),
+        _OpenShards(
+            skip, {p: dict(fsspec.config.conf[p]) for p in {_protocol(s) for s in shards} if p in fsspec.config.conf}
+        ),
         wds.pipelinefilter(tar_file_expander)(handler=skip),
         wds.pipelinefilter(group_by_keys)(handler=skip),
         wds.decode("pilrgb", handler=skip),
@@ -243,7 +245,9 @@ def encode_dataset(
     progress.close()
 
 
-def encode_texts(clip: LoadedClip, texts: Sequence[str | None], batch_size: int = 256, log_every_s: float = 30.0) -> np.ndarray:
+def encode_texts(
+    clip: LoadedClip, texts: Sequence[str | None], batch_size: int = 256, log_every_s: float = 30.0
+) -> np.ndarray:
     """Unit-norm CLIP text embeddings ``(n, d)`` float32 of ``texts`` (captions, prompts,
     synset queries), ``batch_size`` at a time; None becomes "" (the tokenizer truncates at the
     context length, 77 tokens for OpenAI CLIP, as the seeds' tokenizers did)."""

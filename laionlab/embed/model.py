@@ -111,9 +111,7 @@ def validate_spec(spec: ClipSpec) -> None:
             f"project models: {list(PROJECT_MODELS)}; all {len(known)} names: open_clip.list_models()"
         )
     if spec.checkpoint and spec.pretrained:
-        raise ValueError(
-            f"give either pretrained={spec.pretrained!r} or checkpoint={spec.checkpoint!r}, not both"
-        )
+        raise ValueError(f"give either pretrained={spec.pretrained!r} or checkpoint={spec.checkpoint!r}, not both")
     if spec.checkpoint and not Path(spec.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint file for model {spec.model_name!r} not found: {spec.checkpoint}")
     if spec.pretrained:

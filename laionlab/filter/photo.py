@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -214,7 +214,9 @@ def train_on_labelled_rows(
     return clf, joined["uid"].to_list()
 
 
-def zero_shot_classifier(photo_text: np.ndarray, other_text: np.ndarray, logit_scale: float = 100.0) -> LinearClassifier:
+def zero_shot_classifier(
+    photo_text: np.ndarray, other_text: np.ndarray, logit_scale: float = 100.0
+) -> LinearClassifier:
     """A linear zero-shot classifier on unit-norm image features from unit-norm text
     embeddings of photo prompts (m, d) and non-photo prompts (k, d): the logit is
     ``logit_scale * (x·mean(photo) - x·mean(other))`` (CLIP's scale of 100)."""
@@ -241,7 +243,9 @@ def import_classifier(path: str | Path, input: str = "raw") -> LinearClassifier:
         untrusted = sio.get_untrusted_types(data=data)
         allowed = {"sklearn.linear_model._logistic.LogisticRegression"}
         if set(untrusted) - allowed:
-            raise ValueError(f"{path} contains types that are not a plain LogisticRegression: {sorted(set(untrusted) - allowed)}")
+            raise ValueError(
+                f"{path} contains types that are not a plain LogisticRegression: {sorted(set(untrusted) - allowed)}"
+            )
         model = sio.loads(data, trusted=list(untrusted))
         if getattr(model, "coef_", None) is None or model.coef_.shape[0] != 1:
             raise ValueError(f"{path}: not a fitted binary linear classifier")

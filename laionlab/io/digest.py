@@ -25,7 +25,18 @@ def fingerprint(uri: str) -> str:
         raise _missing(uri)
 
     def marker(info: dict) -> list:
-        keys = ("size", "mtime", "ETag", "etag", "LastModified", "last_modified", "md5Hash", "crc32c", "generation", "version_id")
+        keys = (
+            "size",
+            "mtime",
+            "ETag",
+            "etag",
+            "LastModified",
+            "last_modified",
+            "md5Hash",
+            "crc32c",
+            "generation",
+            "version_id",
+        )
         return [[k, str(info[k])] for k in keys if info.get(k) is not None]
 
     if fs.isdir(path):

@@ -194,7 +194,18 @@ def read_status(output_folder: str, uids: pl.Series) -> pl.DataFrame:
     frames = [files.read_parquet(f) for f in files.list_files(output_folder, "[0-9]*.parquet")]  # shards 00000...
     if frames:
         reported = pl.concat(
-            [f.select([pl.col(c).cast(pl.String) if c in ("uid", "key", "status", "error_message", "sha256") else pl.col(c) for c in STATUS_COLUMNS if c in f.columns]) for f in frames],
+            [
+                f.select(
+                    [
+                        pl.col(c).cast(pl.String)
+                        if c in ("uid", "key", "status", "error_message", "sha256")
+                        else pl.col(c)
+                        for c in STATUS_COLUMNS
+                        if c in f.columns
+                    ]
+                )
+                for f in frames
+            ],
             how="diagonal_relaxed",
         )
     else:
@@ -223,14 +234,22 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
     out = files.local_path(output_folder) or output_folder  # img2dataset opens URIs through fsspec
     files.makedirs(out)
     # the URL policy runs before img2dataset sees anything (laionlab/io/url_policy.py)
-    reasons = url_verdicts(metadata["URL"], settings.allowed_file_roots, settings.allow_private_hosts, settings.allowed_hosts)
-    blocked = metadata.select("uid").with_columns(reasons.alias("error_message")).filter(pl.col("error_message").is_not_null())
+    reasons = url_verdicts(
+        metadata["URL"], settings.allowed_file_roots, settings.allow_private_hosts, settings.allowed_hosts
+    )
+    blocked = (
+        metadata.select("uid")
+        .with_columns(reasons.alias("error_message"))
+        .filter(pl.col("error_message").is_not_null())
+    )
     if blocked.height:
         log.warning("%d of %d URLs refused by the URL policy, e.g. %s", blocked.height, metadata.height, blocked.row(0))
     blocked = blocked.with_columns(pl.lit(BLOCKED).alias("status"))
     all_uids, metadata = metadata["uid"], metadata.filter(reasons.is_null())
     if metadata.height == 0:
-        return DownloadResult(status=pl.DataFrame({"uid": all_uids}).join(blocked, on="uid", how="left"), shards=[], seconds=0.0)
+        return DownloadResult(
+            status=pl.DataFrame({"uid": all_uids}).join(blocked, on="uid", how="left"), shards=[], seconds=0.0
+        )
     with tempfile.TemporaryDirectory(prefix="laionlab-download-") as work:
         return _run_img2dataset(metadata, out, settings, Path(work), all_uids, blocked)
 
@@ -288,14 +307,17 @@ def _run_img2dataset(
         log.info("img2dataset: %s", line)
     if proc.returncode != 0:
         raise RuntimeError(
-            f"img2dataset failed (exit {proc.returncode}) for {metadata.height} rows into {out}:\n"
-            + stderr[-3000:]
+            f"img2dataset failed (exit {proc.returncode}) for {metadata.height} rows into {out}:\n" + stderr[-3000:]
         )
     status = read_status(out, metadata["uid"])
-    over_cap = pl.col("error_message").str.contains("CV_IO_MAX_IMAGE_PIXELS", literal=True)  # OpenCV names its own variable
+    over_cap = pl.col("error_message").str.contains(
+        "CV_IO_MAX_IMAGE_PIXELS", literal=True
+    )  # OpenCV names its own variable
     status = status.with_columns(
         pl.when(over_cap)
-        .then(pl.lit(f"image has more than max_image_pixels={settings.max_image_pixels} pixels (refused before decoding)"))
+        .then(
+            pl.lit(f"image has more than max_image_pixels={settings.max_image_pixels} pixels (refused before decoding)")
+        )
         .otherwise(pl.col("error_message"))
         .alias("error_message")
     )
@@ -306,7 +328,9 @@ def _run_img2dataset(
 
 def _main(settings_file: str) -> None:
     if not net_guard.installed():  # _guard_site's sitecustomize did not run: never download unguarded
-        raise RuntimeError(f"the network guard is not installed in this process ({net_guard.ENV} and PYTHONPATH come from download_part)")
+        raise RuntimeError(
+            f"the network guard is not installed in this process ({net_guard.ENV} and PYTHONPATH come from download_part)"
+        )
     from img2dataset import download
 
     kwargs = json.loads(Path(settings_file).read_text())

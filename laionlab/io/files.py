@@ -112,7 +112,9 @@ def atomic_write(uri: str, write: Callable[[str], None], suffix: str = "") -> No
     folder = os.path.dirname(path) or "."
     fs.makedirs(folder, exist_ok=True)
     local = isinstance(fs, LocalFileSystem)
-    tmp = os.path.join(folder if local else tempfile.gettempdir(), f"{os.path.basename(path)}.tmp-{uuid.uuid4().hex}{suffix}")
+    tmp = os.path.join(
+        folder if local else tempfile.gettempdir(), f"{os.path.basename(path)}.tmp-{uuid.uuid4().hex}{suffix}"
+    )
     try:
         write(tmp)
         if local:
@@ -289,7 +291,9 @@ def writer_lock(folder: str) -> Iterator[None]:
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "another process"
-            raise FolderBusyError(f"{folder} is being written by {holder}; wait for it to finish (or cancel it), then run again") from None
+            raise FolderBusyError(
+                f"{folder} is being written by {holder}; wait for it to finish (or cancel it), then run again"
+            ) from None
         lock.seek(0)
         lock.truncate()
         lock.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")

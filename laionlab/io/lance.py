@@ -39,8 +39,8 @@ import logging
 import os
 import time
 from contextlib import contextmanager
-from datetime import timedelta
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -144,7 +144,11 @@ class LanceTables:
     ``storage_options`` go to the object store (endpoint, region, allow_http ...)."""
 
     def __init__(
-        self, uri: str, conflict_retries: int = 20, storage_options: dict[str, str] | None = None, pins: dict[str, int] | None = None
+        self,
+        uri: str,
+        conflict_retries: int = 20,
+        storage_options: dict[str, str] | None = None,
+        pins: dict[str, int] | None = None,
     ):
         self.uri = uri
         self.conflict_retries = conflict_retries
@@ -183,7 +187,11 @@ class LanceTables:
         from lancedb.index import Bitmap, BTree
 
         names = tbl.schema.names
-        wanted = [(part_column, Bitmap), *([("model", Bitmap)] if "model" in names else []), *([("uid", BTree)] if "uid" in names else [])]
+        wanted = [
+            (part_column, Bitmap),
+            *([("model", Bitmap)] if "model" in names else []),
+            *([("uid", BTree)] if "uid" in names else []),
+        ]
         indexed = {c for i in tbl.list_indices() for c in i.columns}
         for column, kind in wanted:
             if column in indexed:
@@ -301,7 +309,9 @@ class LanceTables:
                 if rewrite:
                     # the hash join, not the uid index: Lance's indexed merge path has reported
                     # updates it did not make (lance-format/lance#7596) and measured slower here
-                    tbl.merge_insert("uid").when_matched_update_all().when_not_matched_insert_all().use_index(False).execute(reader)
+                    tbl.merge_insert("uid").when_matched_update_all().when_not_matched_insert_all().use_index(
+                        False
+                    ).execute(reader)
                 else:
                     tbl.add(reader)
             except Exception as exc:
@@ -337,7 +347,12 @@ class LanceTables:
         return self.part_query(table, part, columns, part_column).to_arrow()
 
     def iter_part(
-        self, table: str, part: str, columns: list[str] | None = None, batch_rows: int = 65_536, part_column: str = "part"
+        self,
+        table: str,
+        part: str,
+        columns: list[str] | None = None,
+        batch_rows: int = 65_536,
+        part_column: str = "part",
     ) -> Iterator[pa.RecordBatch]:
         """Stream one partition's rows in batches (bounded memory)."""
         yield from self.part_query(table, part, columns, part_column).to_batches(batch_size=batch_rows)
@@ -471,7 +486,10 @@ def reference_batches(
 
 
 def read_vectors(
-    batches: Iterable[pa.RecordBatch], column: str = "image_emb", norm_column: str | None = None, log_every_s: float = 30.0
+    batches: Iterable[pa.RecordBatch],
+    column: str = "image_emb",
+    norm_column: str | None = None,
+    log_every_s: float = 30.0,
 ) -> tuple[list[str], np.ndarray]:
     """Concatenate ``column`` of streamed batches into an (n, d) float32 array (with uids).
     With ``norm_column`` the unit vectors are scaled back to the raw (unnormalised) features.

@@ -95,7 +95,9 @@ def split_part_key(key: str) -> tuple[str, int | None]:
         return key, None
     m = CHUNK_KEY.fullmatch(key)
     if m is None:
-        raise ValueError(f"{key!r} is not a LAION part key (a file stem of letters, digits, '_', '-', optionally '.NNN')")
+        raise ValueError(
+            f"{key!r} is not a LAION part key (a file stem of letters, digits, '_', '-', optionally '.NNN')"
+        )
     return m["file"], int(m["chunk"])
 
 
@@ -117,7 +119,14 @@ def plan_slices(file_key: str, uri: str, rows: int, rows_per_partition: int) -> 
     n = math.ceil(rows / rows_per_partition)
     width = max(3, len(str(n - 1)))
     return [
-        PartSlice(f"{file_key}.{i:0{width}d}", file_key, uri, i * rows_per_partition, min((i + 1) * rows_per_partition, rows), n)
+        PartSlice(
+            f"{file_key}.{i:0{width}d}",
+            file_key,
+            uri,
+            i * rows_per_partition,
+            min((i + 1) * rows_per_partition, rows),
+            n,
+        )
         for i in range(n)
     ]
 
@@ -158,9 +167,7 @@ def _resolve_columns(schema: pl.Schema, source: str) -> dict[str, str]:
         actual = schema[name]
         ok = actual == pl.String if dtype == pl.String else actual in _NUMERIC or actual == pl.Null
         if not ok and not (canonical == "SAMPLE_ID" and actual == pl.String):
-            raise MetadataSchemaError(
-                f"{source}: column {name!r} has type {actual}, expected {dtype} (as {canonical})"
-            )
+            raise MetadataSchemaError(f"{source}: column {name!r} has type {actual}, expected {dtype} (as {canonical})")
         found[canonical] = name
     missing = [c for c in REQUIRED if c not in found]
     if missing:

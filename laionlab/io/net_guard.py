@@ -42,7 +42,16 @@ from dataclasses import dataclass
 
 from laionlab.io import url_policy
 
-__all__ = ["ENV", "SITE_DIR", "BlockedAddress", "DeadlineExceeded", "child_env", "install", "install_from_env", "installed"]
+__all__ = [
+    "ENV",
+    "SITE_DIR",
+    "BlockedAddress",
+    "DeadlineExceeded",
+    "child_env",
+    "install",
+    "install_from_env",
+    "installed",
+]
 
 ENV = "LAIONLAB_NET_GUARD"
 SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_guard_site")
@@ -131,12 +140,18 @@ def child_env(
     if not deadline_s > 0:
         raise ValueError(f"deadline_s must be > 0 seconds, got {deadline_s!r}")
     path = environ.get("PYTHONPATH")
-    settings = {"allowed_hosts": list(allowed_hosts), "allow_private": bool(allow_private), "deadline_s": float(deadline_s)}
+    settings = {
+        "allowed_hosts": list(allowed_hosts),
+        "allow_private": bool(allow_private),
+        "deadline_s": float(deadline_s),
+    }
     return {ENV: json.dumps(settings), "PYTHONPATH": SITE_DIR + (os.pathsep + path if path else "")}
 
 
 def _deadline_error() -> DeadlineExceeded:
-    return DeadlineExceeded(f"timed out: request_deadline_s={_settings.deadline_s:g} s reached (connect to last byte, redirects included)")
+    return DeadlineExceeded(
+        f"timed out: request_deadline_s={_settings.deadline_s:g} s reached (connect to last byte, redirects included)"
+    )
 
 
 def _cut_wait(sock: socket.socket, deadline: float, own: float | None) -> bool:
@@ -248,7 +263,9 @@ def _checked_redirect(redirect_request):
         s = _settings
         reason = url_policy.check_url(newurl, (), s.allow_private, s.allowed_hosts)
         if reason:
-            raise urllib.error.HTTPError(req.full_url, code, f"blocked by URL policy: redirect to {newurl[:200]}: {reason}", headers, fp)
+            raise urllib.error.HTTPError(
+                req.full_url, code, f"blocked by URL policy: redirect to {newurl[:200]}: {reason}", headers, fp
+            )
         return redirect_request(self, req, fp, code, msg, headers, newurl)
 
     return checked

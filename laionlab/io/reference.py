@@ -230,7 +230,11 @@ class ReferenceImages(torch.utils.data.IterableDataset):
                 for start in range(lo, hi, self.chunk * step):
                     block = data[start : min(start + self.chunk * step, hi)]
                     for j in range(0, len(block), step):
-                        yield start + j, Image.fromarray(np.asarray(block[j], dtype=np.uint8)), f"{self.spec.path}[{start + j}]"
+                        yield (
+                            start + j,
+                            Image.fromarray(np.asarray(block[j], dtype=np.uint8)),
+                            f"{self.spec.path}[{start + j}]",
+                        )
             return
         sources = list_items(self.spec).sources
         for i in range(lo, hi, step):

@@ -52,7 +52,9 @@ _KINDS = ("unspecified", "loopback", "link_local", "multicast", "reserved", "pri
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits are the IPv4 address
 _BAD_HOST = re.compile(r"[\x00-\x20\x7f]")  # http.client refuses these too
 _IPV4_FORMS = re.compile(r"[0-9a-fx.]+")  # dotted, short, hex, octal, decimal: what inet_aton reads
-_ALLOWED_ENTRY = re.compile(r"\[(?P<v6>[^\]]+)\](?::(?P<v6port>\d+))?|(?P<v4>[0-9.]+)(?::(?P<v4port>\d+))?|(?P<bare>[0-9a-fA-F:.%]+)")
+_ALLOWED_ENTRY = re.compile(
+    r"\[(?P<v6>[^\]]+)\](?::(?P<v6port>\d+))?|(?P<v4>[0-9.]+)(?::(?P<v4port>\d+))?|(?P<bare>[0-9a-fA-F:.%]+)"
+)
 
 
 def _embedded_v4(ip: IPAddress) -> ipaddress.IPv4Address | None:
@@ -170,7 +172,10 @@ def _file_reason(host: str, selector: str, roots: Sequence[str]) -> str | None:
 
 
 def check_url(
-    url: str | None, allowed_file_roots: Sequence[str] = (), allow_private: bool = False, allowed_hosts: Sequence[str] = ()
+    url: str | None,
+    allowed_file_roots: Sequence[str] = (),
+    allow_private: bool = False,
+    allowed_hosts: Sequence[str] = (),
 ) -> str | None:
     """Why ``url`` may not be fetched, or None when it may (the module docstring has the rules)."""
     url = unwrap(url) if url else ""
@@ -196,7 +201,10 @@ def check_url(
 
 
 def url_verdicts(
-    urls: pl.Series, allowed_file_roots: Sequence[str] = (), allow_private: bool = False, allowed_hosts: Sequence[str] = ()
+    urls: pl.Series,
+    allowed_file_roots: Sequence[str] = (),
+    allow_private: bool = False,
+    allowed_hosts: Sequence[str] = (),
 ) -> pl.Series:
     """``check_url`` of every URL of a column (null = allowed), each distinct URL checked once."""
     import polars as pl
@@ -205,4 +213,6 @@ def url_verdicts(
     distinct = urls.drop_nulls().unique()
     reasons = [check_url(u, allowed_file_roots, allow_private, allowed_hosts) for u in distinct.to_list()]
     verdicts = urls.replace_strict(distinct, pl.Series(reasons, dtype=pl.String), default=None, return_dtype=pl.String)
-    return pl.select(pl.when(urls.is_null()).then(pl.lit(check_url(None))).otherwise(verdicts)).to_series().alias("reason")
+    return (
+        pl.select(pl.when(urls.is_null()).then(pl.lit(check_url(None))).otherwise(verdicts)).to_series().alias("reason")
+    )

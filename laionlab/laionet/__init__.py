@@ -56,12 +56,6 @@ from laionlab.laionet.queries import (
     synset_query,
 )
 from laionlab.laionet.recreate import nearest_caption_rows, recreated_pairs
-from laionlab.laionet.similarity import (
-    caption_synset_similarity,
-    similarity_column,
-    single_synset_captions,
-    synset_queries_for,
-)
 from laionlab.laionet.select import (
     DEFAULT_NSFW_KEEP,
     PAPER_TEXT_MODEL,
@@ -73,6 +67,12 @@ from laionlab.laionet.select import (
     select_laionet,
     single_synset,
     threshold_warning,
+)
+from laionlab.laionet.similarity import (
+    caption_synset_similarity,
+    similarity_column,
+    single_synset_captions,
+    synset_queries_for,
 )
 from laionlab.laionet.stats import (
     LAIONET_THRESHOLD,

@@ -83,9 +83,7 @@ def _class_indices(wnids: Sequence[str]) -> list[int]:
     index = {w: i for i, w in enumerate(ilsvrc_wnids())}
     unknown = [w for w in wnids if w not in index]
     if unknown:
-        raise ValueError(
-            f"wnids: {len(unknown)} not among the 1000 ILSVRC-2012 classes, e.g. {unknown[:5]}"
-        )
+        raise ValueError(f"wnids: {len(unknown)} not among the 1000 ILSVRC-2012 classes, e.g. {unknown[:5]}")
     return [index[w] for w in wnids]
 
 
@@ -168,9 +166,7 @@ def zero_shot_weights(
     if not (all(isinstance(t, str) for t in templates) or all(callable(t) for t in templates)):
         raise ValueError("templates: expected all format strings or all callables, not a mix")
     if isinstance(templates[0], str) and not all("{}" in t for t in templates):
-        raise ValueError(
-            f"templates: every format string needs a '{{}}' for the class name, got {templates!r}"
-        )
+        raise ValueError(f"templates: every format string needs a '{{}}' for the class name, got {templates!r}")
     batch_size = validate.int_at_least("batch_size", batch_size, 1)
 
     weights = build_zero_shot_classifier(
@@ -226,9 +222,7 @@ def zero_shot_predict(
     validate.same_dim("image_emb", image_emb, "weights", weights)
     wnids = np.asarray(_wnid_list(wnids))
     if len(wnids) != weights.shape[0]:
-        raise ValueError(
-            f"wnids: expected one wnid per row of weights ({weights.shape[0]}), got {len(wnids)}"
-        )
+        raise ValueError(f"wnids: expected one wnid per row of weights ({weights.shape[0]}), got {len(wnids)}")
     k = validate.int_at_least("k", k, 1)
     if k > len(wnids):
         raise ValueError(f"k: expected at most the {len(wnids)} classes, got {k}")
@@ -303,9 +297,7 @@ def _validate_timm_spec(spec: TimmSpec) -> None:
             f"{spec.model_name!r}, not both"
         )
     if spec.checkpoint and not Path(spec.checkpoint).is_file():
-        raise FileNotFoundError(
-            f"checkpoint file for timm model {spec.model_name!r} not found: {spec.checkpoint}"
-        )
+        raise FileNotFoundError(f"checkpoint file for timm model {spec.model_name!r} not found: {spec.checkpoint}")
 
 
 def load_timm_classifier(
@@ -416,9 +408,7 @@ def timm_predict(
             x = torch.stack(batch).to(classifier.device)
             logits = classifier.model(x)
             if logits.shape[-1] != N_ILSVRC_CLASSES:
-                raise ValueError(
-                    f"classifier: expected {N_ILSVRC_CLASSES} logits per image, got {logits.shape[-1]}"
-                )
+                raise ValueError(f"classifier: expected {N_ILSVRC_CLASSES} logits per image, got {logits.shape[-1]}")
             out.append(torch.topk(logits.float(), k, dim=1).indices.cpu().numpy())
         batch.clear()
 

@@ -146,5 +146,15 @@ def accuracy_tables(
                 rows.append(frame.with_columns(model=pl.lit(model), dataset=pl.lit(set_name), k=pl.lit(k)))
                 for weighting, w in (("equal", None), ("laion", weights)):
                     acc, se = weighted_accuracy(frame, w)
-                    summary.append({"model": model, "dataset": set_name, "k": k, "weighting": weighting, "accuracy": acc, "se": se, "images": len(uids)})
+                    summary.append(
+                        {
+                            "model": model,
+                            "dataset": set_name,
+                            "k": k,
+                            "weighting": weighting,
+                            "accuracy": acc,
+                            "se": se,
+                            "images": len(uids),
+                        }
+                    )
     return pl.concat(rows, how="diagonal_relaxed"), pl.DataFrame(summary)

@@ -120,9 +120,7 @@ def _check_lemmas(name: str, lemmas: pl.Series) -> None:
     # An empty or space-padded lemma would match plain whitespace in every caption.
     bad = lemmas.filter((lemmas.str.strip_chars() != lemmas) | (lemmas.str.len_chars() == 0))
     if bad.len():
-        raise ValueError(
-            f"{name}: expected non-empty lemmas without leading/trailing whitespace, got {bad[0]!r}"
-        )
+        raise ValueError(f"{name}: expected non-empty lemmas without leading/trailing whitespace, got {bad[0]!r}")
 
 
 def _padded(text: pl.Expr, case_sensitive: bool) -> pl.Expr:
@@ -147,9 +145,7 @@ def match_lemmas_frame(
     """
     series = validate.string_series("captions", captions)
     if not isinstance(lemma_to_wnid, Mapping):
-        raise ValueError(
-            f"lemma_to_wnid: expected a mapping lemma -> wnid, got {type(lemma_to_wnid).__name__}"
-        )
+        raise ValueError(f"lemma_to_wnid: expected a mapping lemma -> wnid, got {type(lemma_to_wnid).__name__}")
     if not isinstance(case_sensitive, bool):
         raise ValueError(f"case_sensitive: expected a bool, got {case_sensitive!r}")
     try:
@@ -164,8 +160,10 @@ def match_lemmas_frame(
         raise ValueError("lemma_to_wnid: expected str wnids, got None")
     _check_lemmas("lemma_to_wnid", table["lemma"])
 
-    folded = pl.col("lemma") if case_sensitive else pl.col("lemma").str.replace_many(
-        list(string.ascii_uppercase), list(string.ascii_lowercase)
+    folded = (
+        pl.col("lemma")
+        if case_sensitive
+        else pl.col("lemma").str.replace_many(list(string.ascii_uppercase), list(string.ascii_lowercase))
     )
     table = table.with_columns(pl.concat_str(pl.lit(" "), folded, pl.lit(" ")).alias("pattern"))
     texts = pl.LazyFrame({"caption": series}).with_row_index("row")

@@ -159,9 +159,7 @@ def synset_query(
     lemmas = _check_lemma_list(lemmas, wnid)
     if kind in _DEF_KINDS:
         if not isinstance(definition, str) or not definition.strip():
-            raise ValueError(
-                f"definition{_for(wnid)}: kind {kind!r} needs a non-empty definition, got {definition!r}"
-            )
+            raise ValueError(f"definition{_for(wnid)}: kind {kind!r} needs a non-empty definition, got {definition!r}")
         body = name + NAME_DEF_CONNECTOR + definition
     elif kind in ("lemmas", "a_photo_of_lemmas"):
         body = " or ".join(lemma.replace("_", " ") for lemma in lemmas)
@@ -237,6 +235,4 @@ def synset_queries(synsets: pl.DataFrame, kind: QueryKind = DEFAULT_QUERY_KIND) 
 def _fail_rows(frame: pl.DataFrame, bad: pl.Expr, column: str, expected: str) -> None:
     wnids = frame.filter(bad)["wnid"].to_list()
     if wnids:
-        raise ValueError(
-            f"{column}: expected {expected}; {len(wnids)} synset(s) fail, e.g. {wnids[:SHOW_WNIDS]}"
-        )
+        raise ValueError(f"{column}: expected {expected}; {len(wnids)} synset(s) fail, e.g. {wnids[:SHOW_WNIDS]}")

@@ -66,7 +66,9 @@ def nearest_caption_rows(
     joined = found.join(id_map.select(pl.col("id").cast(pl.Int64), "uid"), on="id", how="left", maintain_order="left")
     unknown = joined.filter(pl.col("uid").is_null())["id"]
     if unknown.len():
-        raise ValueError(f"id_map: {unknown.len()} ids found in the index have no uid (e.g. {unknown.head(3).to_list()}): rebuild the index")
+        raise ValueError(
+            f"id_map: {unknown.len()} ids found in the index have no uid (e.g. {unknown.head(3).to_list()}): rebuild the index"
+        )
     return joined, frame.height - found.height
 
 

@@ -161,7 +161,9 @@ def is_paper_text_model(model_id: str) -> bool:
     reads ``ViT-B/32`` as ``ViT-B-32``; a local checkpoint (``ckpt:...``) cannot be told apart
     from any other weights, so it is not the paper's."""
     name, _, weights = str(model_id).rpartition("/")
-    name = name.replace("/", "-").removesuffix("-quickgelu")  # open_clip's name for the same OpenAI weights with QuickGELU
+    name = name.replace("/", "-").removesuffix(
+        "-quickgelu"
+    )  # open_clip's name for the same OpenAI weights with QuickGELU
     return name == PAPER_TEXT_MODEL[0] and weights.lower() == PAPER_TEXT_MODEL[1]
 
 

@@ -279,9 +279,7 @@ def _intra_pass(
     emb = validate.matrix("emb", emb, finite=False)
     lab = label_array("labels", labels)
     if lab.shape[0] != emb.shape[0]:
-        raise ValueError(
-            f"labels: expected shape ({emb.shape[0]},) to match emb {emb.shape}, got {lab.shape}"
-        )
+        raise ValueError(f"labels: expected shape ({emb.shape[0]},) to match emb {emb.shape}, got {lab.shape}")
     classes, groups = class_samples(lab, n_per_class, mode, seed)
     rows, pairs = [], []
     for idx in groups:
@@ -359,9 +357,7 @@ def compare_intra_class(
     a = _check_intra_frame("a", a)
     b = _check_intra_frame("b", b)
     if a.schema["label"] != b.schema["label"]:
-        raise ValueError(
-            f"b: expected 'label' of dtype {a.schema['label']} as in a, got {b.schema['label']}"
-        )
+        raise ValueError(f"b: expected 'label' of dtype {a.schema['label']} as in a, got {b.schema['label']}")
 
     def prep(frame: pl.DataFrame, tag: str) -> pl.DataFrame:
         return frame.filter(pl.col("n_pairs") >= min_pairs).select(
@@ -383,8 +379,16 @@ def compare_intra_class(
             (pl.col("lo") > 0).alias("significantly_higher"),
         )
         .select(
-            "label", "n_pairs_a", "n_pairs_b", "mean_a", "mean_b", "diff", "lo", "hi",
-            "significantly_lower", "significantly_higher",
+            "label",
+            "n_pairs_a",
+            "n_pairs_b",
+            "mean_a",
+            "mean_b",
+            "diff",
+            "lo",
+            "hi",
+            "significantly_lower",
+            "significantly_higher",
         )
     )
     n = per_class.height
@@ -441,7 +445,9 @@ def compare_intra_class_sets(
     """
     rng = np.random.default_rng(seed)
     stats_a, pairs_a = _intra_pass(a_emb, a_labels, n_per_class, mode, seed, _hist_pairs(hist_pairs_per_class), rng)
-    stats_b, pairs_b = _intra_pass(b_emb, b_labels, reference_per_class, mode, seed, _hist_pairs(hist_pairs_per_class), rng)
+    stats_b, pairs_b = _intra_pass(
+        b_emb, b_labels, reference_per_class, mode, seed, _hist_pairs(hist_pairs_per_class), rng
+    )
     per_class, summary = compare_intra_class(stats_a, stats_b, min_pairs=min_pairs)
     return IntraClassComparison(per_class, summary, stats_a, stats_b, pairs_a, pairs_b)
 
@@ -557,9 +563,7 @@ def per_class_recall(
     ).with_columns(pl.col("recall", "lo", "hi", "se").fill_nan(None))
 
 
-def weighted_accuracy(
-    recall_frame: pl.DataFrame, weights: Mapping | None = None
-) -> tuple[float, float]:
+def weighted_accuracy(recall_frame: pl.DataFrame, weights: Mapping | None = None) -> tuple[float, float]:
     """Accuracy as a weighted mean of per-class recalls, with the seed's standard error.
 
     ``acc = Σ w_c·recall_c / Σ w_c`` and ``se = sqrt(Σ (se_c·w_c)²) / Σ w_c`` over the classes
@@ -596,9 +600,7 @@ def weighted_accuracy(
         w = np.ones(present.height)
     else:
         if not isinstance(weights, Mapping):
-            raise ValueError(
-                f"weights: expected a mapping class -> weight or None, got {type(weights).__name__}"
-            )
+            raise ValueError(f"weights: expected a mapping class -> weight or None, got {type(weights).__name__}")
         for c, v in weights.items():
             validate.real(f"weights[{c!r}]", v, lo=0.0)
         w = np.array([float(weights.get(c, 0.0)) for c in present["class"].to_list()])
@@ -652,9 +654,7 @@ def threshold_curve(
     """
     sim = np.asarray(similarity)
     if sim.ndim != 1 or not np.issubdtype(sim.dtype, np.number) or sim.dtype == bool:
-        raise ValueError(
-            f"similarity: expected a 1-D real array (n,), got shape {sim.shape}, dtype {sim.dtype}"
-        )
+        raise ValueError(f"similarity: expected a 1-D real array (n,), got shape {sim.shape}, dtype {sim.dtype}")
     sim = sim.astype(np.float64)
     if np.isinf(sim).any():
         raise ValueError("similarity: contains inf")
@@ -674,9 +674,7 @@ def threshold_curve(
         class_best = np.empty(0)
     rows = row_sims.size - np.searchsorted(row_sims, ts, side="right")
     classes = class_best.size - np.searchsorted(class_best, ts, side="right")
-    return pl.DataFrame(
-        {"threshold": ts, "rows": rows.astype(np.int64), "classes": classes.astype(np.int64)}
-    )
+    return pl.DataFrame({"threshold": ts, "rows": rows.astype(np.int64), "classes": classes.astype(np.int64)})
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -703,7 +701,7 @@ def _global_row_message(message: str, idx: np.ndarray) -> str:
     # "emb: expected L2-normalised rows, row 3 has ..." -> the row of emb, not of the block.
     prefix = "emb: expected L2-normalised rows, row "
     if message.startswith(prefix):
-        local, rest = message[len(prefix):].split(" ", 1)
+        local, rest = message[len(prefix) :].split(" ", 1)
         return f"{prefix}{int(idx[int(local)])} {rest}"
     return message
 

@@ -14,6 +14,13 @@ from laionlab.neighbours.caption_index import CaptionIndex, choose_index_key, es
 from laionlab.neighbours.search import PartsSearch, TopK, max_similarity, merge_topk, search_parts, topk_similar
 
 __all__ = [
-    "CaptionIndex", "PartsSearch", "TopK", "choose_index_key", "estimate_index_memory", "max_similarity", "merge_topk",
-    "search_parts", "topk_similar",
+    "CaptionIndex",
+    "PartsSearch",
+    "TopK",
+    "choose_index_key",
+    "estimate_index_memory",
+    "max_similarity",
+    "merge_topk",
+    "search_parts",
+    "topk_similar",
 ]

@@ -38,8 +38,8 @@ import faiss
 import numpy as np
 
 from laionlab import validate
-from laionlab.progress import Progress, phase
 from laionlab.io import files
+from laionlab.progress import Progress, phase
 
 __all__ = [
     "CaptionIndex",
@@ -237,12 +237,10 @@ def choose_index_key(
     smallest = min(tried, key=lambda t: t[1]) if tried else None
     detail = (
         f"; the smallest candidate, {smallest[0]!r}, needs {smallest[1]:,}"
-        if smallest else f"; no candidate is allowed (n_vectors={n} > flat_max_rows, "
-        f">= ivf_flat_max_rows and < quantize_min_rows)"
+        if smallest
+        else f"; no candidate is allowed (n_vectors={n} > flat_max_rows, >= ivf_flat_max_rows and < quantize_min_rows)"
     )
-    raise ValueError(
-        f"max_memory_bytes: {budget:,} bytes cannot hold {n:,} vectors of d={d}{detail}"
-    )
+    raise ValueError(f"max_memory_bytes: {budget:,} bytes cannot hold {n:,} vectors of d={d}{detail}")
 
 
 def train_size(n_vectors: int, key: str, dim: int) -> int:
@@ -282,9 +280,7 @@ def _factory(key: str, d: int) -> faiss.Index:
     try:
         return faiss.index_factory(d, key, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as err:
-        raise ValueError(
-            f"key: faiss cannot build {key!r} for d={d} ({_faiss_message(err)})"
-        ) from None
+        raise ValueError(f"key: faiss cannot build {key!r} for d={d} ({_faiss_message(err)})") from None
 
 
 def _faiss_message(err: Exception) -> str:
@@ -423,8 +419,7 @@ class CaptionIndex:
             )
         if faiss.try_extract_index_ivf(index) is None and not isinstance(index, faiss.IndexIDMap):
             raise ValueError(
-                f"index: expected an IVF index or an IndexIDMap (to hold the caller's ids), "
-                f"got {type(index).__name__}"
+                f"index: expected an IVF index or an IndexIDMap (to hold the caller's ids), got {type(index).__name__}"
             )
         if not index.is_trained:
             raise ValueError("index: expected a trained index")
@@ -503,8 +498,10 @@ class CaptionIndex:
         _check_unit_rows("vectors", vectors, norm_tol)
 
         if not index.is_trained:
-            n_train = train_size(n, key, d) if train_sample is None else min(
-                n, validate.int_at_least("train_sample", train_sample, 1)
+            n_train = (
+                train_size(n, key, d)
+                if train_sample is None
+                else min(n, validate.int_at_least("train_sample", train_sample, 1))
             )
             ivf = faiss.try_extract_index_ivf(index)
             if ivf is not None and n_train < ivf.nlist:
@@ -512,8 +509,10 @@ class CaptionIndex:
                     f"train_sample: {key!r} has {ivf.nlist} lists and needs at least that many "
                     f"training rows, got {n_train} (vectors has {n} rows)"
                 )
-            rows = np.arange(n) if n_train == n else np.sort(
-                np.random.default_rng(seed).choice(n, size=n_train, replace=False)
+            rows = (
+                np.arange(n)
+                if n_train == n
+                else np.sort(np.random.default_rng(seed).choice(n, size=n_train, replace=False))
             )
             # all rows: no copy of vectors that are float32 already (a copy is the corpus again)
             sample = np.ascontiguousarray(vectors if n_train == n else vectors[rows], dtype=np.float32)
@@ -609,7 +608,9 @@ class CaptionIndex:
         ids = np.empty((q, k), dtype=np.int64)
         probe = nprobe if nprobe is not None else self.nprobe
         index = self._gpu_index(probe) if use_gpu else None
-        progress = Progress(f"caption index: top-{k} search", q, log_every_s, log, unit="queries", quiet_below_s=log_every_s)
+        progress = Progress(
+            f"caption index: top-{k} search", q, log_every_s, log, unit="queries", quiet_below_s=log_every_s
+        )
         with self._probing(None if use_gpu else nprobe):
             target = index if index is not None else self.index
             for start in range(0, q, BLOCK_ROWS):
@@ -756,8 +757,7 @@ def _checked_ids(ids, n: int) -> np.ndarray:
     dup = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
     if dup.size:
         raise ValueError(
-            f"ids: expected unique ids within one add, got {np.unique(dup).size} duplicated, "
-            f"e.g. {dup[0]}"
+            f"ids: expected unique ids within one add, got {np.unique(dup).size} duplicated, e.g. {dup[0]}"
         )
     return np.ascontiguousarray(a)
 

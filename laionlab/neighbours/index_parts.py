@@ -176,9 +176,15 @@ def update_index(
     total = sum(counts.values())
     if total == 0:
         return IndexUpdate(None, [], False, None)
-    reason = None if plan.keep_index else ("rebuild requested" if rebuild else "a part was re-embedded or removed" if plan.stale else "no index yet")
+    reason = (
+        None
+        if plan.keep_index
+        else ("rebuild requested" if rebuild else "a part was re-embedded or removed" if plan.stale else "no index yet")
+    )
     if plan.keep_index:
-        wanted = choose_index_key(total, plan.state["dim"], budget, flat_max_rows=flat_max_rows, ivf_flat_max_rows=ivf_flat_max_rows)
+        wanted = choose_index_key(
+            total, plan.state["dim"], budget, flat_max_rows=flat_max_rows, ivf_flat_max_rows=ivf_flat_max_rows
+        )
         if wanted != plan.state["key"]:
             reason = f"the corpus outgrew {plan.state['key']} ({total:,} captions now want {wanted})"
             plan = plan_update(None, counts)
@@ -198,14 +204,20 @@ def update_index(
             if state["model"] is None:
                 state["model"], state["dim"] = next(iter(models)), int(X.shape[1])
             if models != {state["model"]}:
-                raise ValueError(f"laion_embeddings[{part}] holds text embeddings of {sorted(models)}, the index {state['model']}: rebuild")
+                raise ValueError(
+                    f"laion_embeddings[{part}] holds text embeddings of {sorted(models)}, the index {state['model']}: rebuild"
+                )
             ids = np.arange(state["next_id"], state["next_id"] + len(uids), dtype=np.int64)
-            files.atomic_write_parquet(pl.DataFrame({"id": ids, "uid": uids}), _path(folder, state, "ids", f"{part}.parquet"))
+            files.atomic_write_parquet(
+                pl.DataFrame({"id": ids, "uid": uids}), _path(folder, state, "ids", f"{part}.parquet")
+            )
             state["parts"][part] = {"rows": len(uids), "first_id": int(ids[0])}
             state["next_id"] += len(uids)
             pending.append((part, ids, X))
             if trained is None:
-                key = choose_index_key(total, state["dim"], budget, flat_max_rows=flat_max_rows, ivf_flat_max_rows=ivf_flat_max_rows)
+                key = choose_index_key(
+                    total, state["dim"], budget, flat_max_rows=flat_max_rows, ivf_flat_max_rows=ivf_flat_max_rows
+                )
                 if sum(len(i) for _, i, _ in pending) < train_size(total, key, state["dim"]) and part != plan.todo[-1]:
                     progress.update(len(uids))
                     continue
@@ -242,7 +254,9 @@ def load_index(folder: str, log: logging.Logger | None = None) -> tuple[CaptionI
     if state is None or not state["parts"]:
         raise FileNotFoundError(f"{folder}: no caption index built yet (materialise caption_index first)")
     parts = list(state["parts"])
-    progress = Progress("caption_index: loading parts", len(parts), log=log or logging.getLogger(__name__), unit="parts")
+    progress = Progress(
+        "caption_index: loading parts", len(parts), log=log or logging.getLogger(__name__), unit="parts"
+    )
     index = CaptionIndex.load(_path(folder, state, "shards", f"{parts[0]}.faiss"))
     progress.update(1)
     for part in parts[1:]:
@@ -250,7 +264,9 @@ def load_index(folder: str, log: logging.Logger | None = None) -> tuple[CaptionI
         progress.update(1)
     progress.close()
     if index.ntotal != state["next_id"]:
-        raise ValueError(f"{folder}: the parts' files hold {index.ntotal:,} captions, the state says {state['next_id']:,}: rebuild caption_index")
+        raise ValueError(
+            f"{folder}: the parts' files hold {index.ntotal:,} captions, the state says {state['next_id']:,}: rebuild caption_index"
+        )
     return index, state
 
 
@@ -277,6 +293,10 @@ def _read_state(folder: str) -> dict | None:
 
 def _remove_other_builds(folder: str, keep: str) -> None:
     """Delete every build but ``keep`` (and the single-file index of the older layout)."""
-    for old in files.list_entries(folder, "v-*") + files.list_entries(folder, "index.faiss") + files.list_entries(folder, "ids"):
+    for old in (
+        files.list_entries(folder, "v-*")
+        + files.list_entries(folder, "index.faiss")
+        + files.list_entries(folder, "ids")
+    ):
         if old.rsplit("/", 1)[-1] != keep:
             files.remove(old)

@@ -60,6 +60,7 @@ TOPK_QUERY_BLOCK_ROWS = 256
 MAX_SIM_BLOCK_ROWS = 16_384
 MAX_SIM_QUERY_BLOCK_ROWS = 2_048
 
+
 @dataclass(frozen=True)
 class TopK:
     """The ``k`` most similar corpus rows of each query.
@@ -171,13 +172,11 @@ def merge_topk(parts: Sequence[TopK], k: int) -> TopK:
         scores, ids = np.asarray(part.scores), np.asarray(part.ids)
         if scores.ndim != 2 or scores.shape != ids.shape:
             raise ValueError(
-                f"parts[{j}]: expected 2-D scores and ids of one shape (q, k), got "
-                f"{scores.shape} and {ids.shape}"
+                f"parts[{j}]: expected 2-D scores and ids of one shape (q, k), got {scores.shape} and {ids.shape}"
             )
         if scores.shape[0] != np.shape(parts[0].scores)[0]:
             raise ValueError(
-                f"parts[{j}]: expected {np.shape(parts[0].scores)[0]} query rows as in "
-                f"parts[0], got {scores.shape[0]}"
+                f"parts[{j}]: expected {np.shape(parts[0].scores)[0]} query rows as in parts[0], got {scores.shape[0]}"
             )
         checked.append((scores.astype(np.float32, copy=False), ids))
     k = validate.int_at_least("k", k, 1)
@@ -260,7 +259,15 @@ def search_parts(
             X = validate.matrix(f"parts[{j}]", X)
             validate.same_dim(f"parts[{j}]", X, "queries", queries)
             ids = np.arange(offsets[-1], offsets[-1] + len(X), dtype=np.int64)
-            found = topk_similar(queries, X, min(k, len(X)), corpus_ids=ids, block_rows=block_rows, device=device, log_every_s=log_every_s)
+            found = topk_similar(
+                queries,
+                X,
+                min(k, len(X)),
+                corpus_ids=ids,
+                block_rows=block_rows,
+                device=device,
+                log_every_s=log_every_s,
+            )
             top = found if top is None else merge_topk([top, found], min(k, top.k + found.k))
             sims = max_similarity(X, queries, block_rows=max_sim_block_rows, device=device, log_every_s=log_every_s)
         offsets.append(offsets[-1] + len(X))
@@ -295,14 +302,28 @@ def max_similarity(
         are combined by concatenation (``combine_max_sims.py``).
     """
     return _max_similarity(
-        corpus, queries, "corpus", "queries",
-        block_rows=block_rows, query_block_rows=query_block_rows, device=device, log_every_s=log_every_s,
+        corpus,
+        queries,
+        "corpus",
+        "queries",
+        block_rows=block_rows,
+        query_block_rows=query_block_rows,
+        device=device,
+        log_every_s=log_every_s,
     )
 
 
-def _max_similarity(corpus, queries, corpus_name: str, queries_name: str, *,
-                    block_rows: int, query_block_rows: int, device: str | torch.device,
-                    log_every_s: float = 30.0) -> np.ndarray:
+def _max_similarity(
+    corpus,
+    queries,
+    corpus_name: str,
+    queries_name: str,
+    *,
+    block_rows: int,
+    query_block_rows: int,
+    device: str | torch.device,
+    log_every_s: float = 30.0,
+) -> np.ndarray:
     """:func:`max_similarity`, with the names its errors use."""
     corpus = validate.matrix(corpus_name, corpus)
     queries = validate.matrix(queries_name, queries)
@@ -396,9 +417,7 @@ def _backend(device) -> torch.device | None:
         torch = None
     if torch is not None and isinstance(device, torch.device):
         return device
-    raise ValueError(
-        f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
-    )
+    raise ValueError(f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}")
 
 
 def _may_have_gpu() -> bool:

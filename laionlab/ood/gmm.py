@@ -220,22 +220,22 @@ def gmm_identification(
     n_test = validate.int_at_least("n_test", n_test, 1)
     ridge_lambda = validate.real("ridge_lambda", ridge_lambda, lo=0.0)
     seed = validate.int_at_least("seed", seed, 0)
-    var_inter = INTER_VAR_TIMES_DIM / dim if sigma2_inter is None else validate.real(
-        "sigma2_inter", sigma2_inter, lo=0.0, lo_open=True)
-    var_intra = INTRA_VAR_TIMES_DIM / dim if sigma2_intra is None else validate.real(
-        "sigma2_intra", sigma2_intra, lo=0.0)
+    var_inter = (
+        INTER_VAR_TIMES_DIM / dim
+        if sigma2_inter is None
+        else validate.real("sigma2_inter", sigma2_inter, lo=0.0, lo_open=True)
+    )
+    var_intra = (
+        INTRA_VAR_TIMES_DIM / dim if sigma2_intra is None else validate.real("sigma2_intra", sigma2_intra, lo=0.0)
+    )
     var_noise = validate.real("sigma2_noise", sigma2_noise, lo=0.0)
 
     n_sampled = int(n_clusters * cluster_fraction)
     if n_sampled < 1:
-        raise ValueError(
-            f"cluster_fraction: {cluster_fraction} of n_clusters={n_clusters} leaves no cluster to sample"
-        )
+        raise ValueError(f"cluster_fraction: {cluster_fraction} of n_clusters={n_clusters} leaves no cluster to sample")
     per_cluster = n_samples // n_sampled
     if per_cluster < 1:
-        raise ValueError(
-            f"n_samples: {n_samples} samples over {n_sampled} clusters leaves none per cluster"
-        )
+        raise ValueError(f"n_samples: {n_samples} samples over {n_sampled} clusters leaves none per cluster")
     if pool_size is not None or cluster_fraction < 1.0:
         pool = POOL_SIZE if pool_size is None else validate.int_at_least("pool_size", pool_size, 1)
         if per_cluster > pool // n_clusters:
@@ -255,14 +255,10 @@ def gmm_identification(
     else:
         sampled = np.sort(rng_choice.choice(n_clusters, n_sampled, replace=False))
 
-    stats = _simulate_training(
-        centres[sampled], per_cluster, teacher, var_intra, var_noise, rng_train
-    )
+    stats = _simulate_training(centres[sampled], per_cluster, teacher, var_intra, var_noise, rng_train)
     w = _solve_ridge(stats["xtx"], stats["xty"], ridge_lambda)
     id_acc = _id_accuracy(w, teacher, centres, var_intra, var_noise, n_trials, n_test, rng_id)
-    ood_acc = _ood_accuracy(
-        w, teacher, centres, var_inter, var_intra, var_noise, n_trials, n_test, rng_ood
-    )
+    ood_acc = _ood_accuracy(w, teacher, centres, var_inter, var_intra, var_noise, n_trials, n_test, rng_ood)
     n_used = stats["n"]
     return {
         "n_samples": n_used,
@@ -289,7 +285,9 @@ def sweep_clusters(n_samples: int, cluster_counts: Iterable[int], *, log_every_s
     return _sweep("GMM sweep over clusters", counts, lambda c: gmm_identification(n_samples, c, **kwargs), log_every_s)
 
 
-def sweep_samples(sample_sizes: Iterable[int], n_clusters: int = 100, *, log_every_s: float = 30.0, **kwargs) -> list[dict]:
+def sweep_samples(
+    sample_sizes: Iterable[int], n_clusters: int = 100, *, log_every_s: float = 30.0, **kwargs
+) -> list[dict]:
     """:func:`gmm_identification` over training-set sizes at a fixed C.
 
     Seed: ``C = 100``, ``N in [int(n) for n in np.logspace(2, 5, 10)]``. Returns one dict
@@ -309,8 +307,10 @@ def sweep_cluster_fraction(
     """
     fr = validate.real_list("fractions", fractions, lo=0.0, hi=1.0, lo_open=True)
     return _sweep(
-        "GMM sweep over cluster fractions", fr,
-        lambda f: gmm_identification(n_samples, n_clusters, cluster_fraction=f, **kwargs), log_every_s,
+        "GMM sweep over cluster fractions",
+        fr,
+        lambda f: gmm_identification(n_samples, n_clusters, cluster_fraction=f, **kwargs),
+        log_every_s,
     )
 
 

@@ -120,9 +120,7 @@ class LaionOODSetup:
         return _assign(x, self.mean, self.scale, self.centroids)
 
 
-def ward_groups(
-    centroids, n_groups: int = N_GROUPS, min_group_size: int = MIN_GROUP_SIZE
-) -> list[np.ndarray]:
+def ward_groups(centroids, n_groups: int = N_GROUPS, min_group_size: int = MIN_GROUP_SIZE) -> list[np.ndarray]:
     """Groups of similar clusters: Ward linkage of the centroids cut into ``n_groups``.
 
     Seed: ``find_cluster_groups_and_outliers`` (Euclidean ``pdist``, ``method="ward"``,
@@ -183,8 +181,7 @@ def laion_ood_setup(
     seed = validate.int_at_least("seed", seed, 0)
     scaler_sample = validate.int_at_least("scaler_sample", scaler_sample, 2)
     if kmeans_points_per_centroid is not None:
-        kmeans_points_per_centroid = validate.int_at_least(
-            "kmeans_points_per_centroid", kmeans_points_per_centroid, 1)
+        kmeans_points_per_centroid = validate.int_at_least("kmeans_points_per_centroid", kmeans_points_per_centroid, 1)
 
     rows = _sample_rows(n, scaler_sample, np.random.default_rng((seed, 0)))
     sample = np.asarray(features[rows], dtype=np.float64)
@@ -206,8 +203,14 @@ def laion_ood_setup(
         )
     teacher = np.random.default_rng((seed, 2)).standard_normal((d, d)) / np.sqrt(d)
     return LaionOODSetup(
-        mean=mean, scale=scale, centroids=km.centroids, labels=labels,
-        groups=tuple(groups), teacher=teacher, noise_sd=noise_sd, seed=seed,
+        mean=mean,
+        scale=scale,
+        centroids=km.centroids,
+        labels=labels,
+        groups=tuple(groups),
+        teacher=teacher,
+        noise_sd=noise_sd,
+        seed=seed,
     )
 
 
@@ -289,9 +292,7 @@ def train_set_identification(
     """
     features = validate.matrix("features", features)
     if len(features) != len(setup.labels):
-        raise ValueError(
-            f"features: expected the {len(setup.labels)} rows setup was built on, got {len(features)}"
-        )
+        raise ValueError(f"features: expected the {len(setup.labels)} rows setup was built on, got {len(features)}")
     validate.same_dim("features", features, "the setup", setup.centroids.shape[1])
     if (train_idx is None) == (train_features is None):
         raise ValueError("train_idx: pass exactly one of train_idx and train_features")
@@ -386,9 +387,7 @@ def laion_identification(
     if max_combinations is not None:
         max_combinations = validate.int_at_least("max_combinations", max_combinations, 1)
     if setup is None:
-        setup = laion_ood_setup(
-            features, n_clusters, n_groups, noise_sd, seed, min_group_size=min_group_size
-        )
+        setup = laion_ood_setup(features, n_clusters, n_groups, noise_sd, seed, min_group_size=min_group_size)
     elif len(setup.labels) != len(features):
         raise ValueError(f"setup: built on {len(setup.labels)} rows, features has {len(features)}")
     n_g = len(setup.groups)
@@ -404,9 +403,7 @@ def laion_identification(
     k = len(setup.centroids)
     rng = np.random.default_rng((seed, 10))
     by_cluster = _rows_by_cluster(setup.labels, k)
-    pool_rows = np.concatenate(
-        [rng.choice(r, per_cluster) for r in by_cluster if len(r)]
-    ).astype(np.int64)
+    pool_rows = np.concatenate([rng.choice(r, per_cluster) for r in by_cluster if len(r)]).astype(np.int64)
     pool_labels = setup.labels[pool_rows]
     pool_by_cluster = _rows_by_cluster(pool_labels, k)
     pool_x = np.empty((len(pool_rows), features.shape[1]), dtype=np.float32)
@@ -420,7 +417,9 @@ def laion_identification(
         group_of_cluster[clusters] = g
     rows_out = []
     fits = n_g * sum(min(math.comb(n_g - 1, c), max_combinations or math.comb(n_g - 1, c)) for c in counts)
-    progress = Progress(f"LAION OOD identification ({n_g} groups)", fits, log_every_s, log, unit="fits", quiet_below_s=log_every_s)
+    progress = Progress(
+        f"LAION OOD identification ({n_g} groups)", fits, log_every_s, log, unit="fits", quiet_below_s=log_every_s
+    )
     for g, clusters in enumerate(setup.groups):
         test = _stratified_test(pool_by_cluster, clusters, n_test, np.random.default_rng((seed, 12, g)))
         x_test = pool_x[test].astype(np.float64)
@@ -434,17 +433,28 @@ def laion_identification(
             for combo in combos:
                 train_clusters = np.flatnonzero(np.isin(group_of_cluster, combo))
                 train = _balanced_draw(
-                    [pool_by_cluster[t] for t in train_clusters], n_train,
+                    [pool_by_cluster[t] for t in train_clusters],
+                    n_train,
                     np.random.default_rng((seed, 14, g, *combo)),
                 )
                 y_train = np.asarray(features[pool_rows[train]], dtype=np.float64)
                 res = _score(
-                    setup, pool_x[train].astype(np.float64), y_train, x_test,
-                    pool_labels[test], clusters, alphas,
+                    setup,
+                    pool_x[train].astype(np.float64),
+                    y_train,
+                    x_test,
+                    pool_labels[test],
+                    clusters,
+                    alphas,
                 )
                 rows_out.append(
-                    res | {"held_out_group": g, "group_size": len(clusters),
-                           "n_other_groups": c, "other_groups": tuple(int(h) for h in combo)}
+                    res
+                    | {
+                        "held_out_group": g,
+                        "group_size": len(clusters),
+                        "n_other_groups": c,
+                        "other_groups": tuple(int(h) for h in combo),
+                    }
                 )
                 progress.update()
     progress.close()
@@ -502,7 +512,7 @@ def _assign(x, mean, scale, centroids) -> np.ndarray:
 
     labels = np.empty(len(x), dtype=np.int64)
     for start in range(0, len(x), BLOCK_ROWS):
-        block = ((np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - mean) / scale)
+        block = (np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - mean) / scale
         labels[start : start + len(block)] = assign(block.astype(np.float32), centroids)[0]
     return labels
 
@@ -523,8 +533,9 @@ def _rows_by_cluster(labels: np.ndarray, k: int) -> list[np.ndarray]:
 def _stratified_test(by_cluster, clusters, n_test, rng) -> np.ndarray:
     """``max(1, n_test // len(clusters))`` rows per cluster, without replacement."""
     each = max(1, n_test // len(clusters))
-    parts = [rng.choice(by_cluster[c], min(each, len(by_cluster[c])), replace=False)
-             for c in clusters if len(by_cluster[c])]
+    parts = [
+        rng.choice(by_cluster[c], min(each, len(by_cluster[c])), replace=False) for c in clusters if len(by_cluster[c])
+    ]
     return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
 
@@ -577,11 +588,18 @@ def _alphas(alphas) -> tuple[float, ...]:
     return tuple(validate.real_list("alphas", alphas, lo=0.0, lo_open=True))
 
 
-_FIELD_ORDER = ("held_out_group", "group_size", "n_other_groups", "other_groups", "n_train",
-                "n_test", "accuracy", "normalised_accuracy", "ridge_alpha")
+_FIELD_ORDER = (
+    "held_out_group",
+    "group_size",
+    "n_other_groups",
+    "other_groups",
+    "n_train",
+    "n_test",
+    "accuracy",
+    "normalised_accuracy",
+    "ridge_alpha",
+)
 
 
 def _ordered(row: dict) -> dict:
-    return {k: row[k] for k in _FIELD_ORDER if k in row} | {
-        k: v for k, v in row.items() if k not in _FIELD_ORDER
-    }
+    return {k: row[k] for k in _FIELD_ORDER if k in row} | {k: v for k, v in row.items() if k not in _FIELD_ORDER}

@@ -346,15 +346,17 @@ def neural_ood(
                 encoder = RidgeCV(alphas=alphas, alpha_per_target=True).fit(x_train, y_train)
                 decoder = RidgeCV(alphas=alphas).fit(y_train, x_train)
                 decoded = (decoder.predict(y_test) - mean) / scale
-                rows.append({
-                    "held_out": _item(classes[h]),
-                    "k_train": k_train,
-                    "combination": tuple(_item(classes[c]) for c in combo),
-                    "n_train": len(train),
-                    "n_test": len(test),
-                    "encoder_r": _mean_r(encoder, x_test, y_test),
-                    "decoder_accuracy": float(np.mean(_nearest(decoded, centroids) == h)),
-                })
+                rows.append(
+                    {
+                        "held_out": _item(classes[h]),
+                        "k_train": k_train,
+                        "combination": tuple(_item(classes[c]) for c in combo),
+                        "n_train": len(train),
+                        "n_test": len(test),
+                        "encoder_r": _mean_r(encoder, x_test, y_test),
+                        "decoder_accuracy": float(np.mean(_nearest(decoded, centroids) == h)),
+                    }
+                )
                 progress.update()
     progress.close()
     return rows
@@ -461,10 +463,15 @@ def neural_sampling(
                 model = RidgeCV(alphas=alphas, alpha_per_target=True).fit(
                     np.asarray(x_pool[idx], dtype=np.float64), np.asarray(y_pool[idx], dtype=np.float64)
                 )
-                rows.append({
-                    "strategy": name, "size": size, "repeat": rep, "seed": run_seed,
-                    "r": _mean_r(model, x_test, y_test),
-                })
+                rows.append(
+                    {
+                        "strategy": name,
+                        "size": size,
+                        "repeat": rep,
+                        "seed": run_seed,
+                        "r": _mean_r(model, x_test, y_test),
+                    }
+                )
                 progress.update()
     progress.close()
     best = max((row["r"] for row in rows if np.isfinite(row["r"])), default=float("nan"))
@@ -523,7 +530,7 @@ def synthetic_subject(
     clusters = rng.permutation(np.arange(n_images) % n_clusters).astype(np.int64)
     features = centres[clusters] + rng.standard_normal((n_images, dim))
     weights = rng.standard_normal((dim, n_voxels)) / math.sqrt(dim)
-    weights[:, n_voxels - int(round(null_fraction * n_voxels)):] = 0.0
+    weights[:, n_voxels - int(round(null_fraction * n_voxels)) :] = 0.0
     signal = features @ weights
 
     stimulus_ids = rng.permutation(np.repeat(np.arange(n_images, dtype=np.int64), repeats))

@@ -86,7 +86,11 @@ def load_models(path: str | Path) -> dict[str, ModelSpec]:
         if spec.layer not in LAYERS:
             raise ValueError(f"{where}: layer must be one of {LAYERS}, got {spec.layer!r}")
         if spec.checkpoint is not None:
-            ckpt = Path(spec.checkpoint) if Path(spec.checkpoint).is_absolute() else (path.parent / spec.checkpoint).resolve()
+            ckpt = (
+                Path(spec.checkpoint)
+                if Path(spec.checkpoint).is_absolute()
+                else (path.parent / spec.checkpoint).resolve()
+            )
             if not ckpt.exists():
                 raise ValueError(f"{where}: checkpoint does not exist: {ckpt}")
             spec = ModelSpec(**{**spec.__dict__, "checkpoint": str(ckpt)})
@@ -122,7 +126,9 @@ def _load(spec: ModelSpec, device: str):
         visual = clip.model.visual
         if spec.layer == "penultimate":
             if getattr(visual, "proj", None) is None:
-                raise ValueError(f"model {spec.name!r}: layer 'penultimate' needs an open_clip ViT with a projection ({type(visual).__name__} has none)")
+                raise ValueError(
+                    f"model {spec.name!r}: layer 'penultimate' needs an open_clip ViT with a projection ({type(visual).__name__} has none)"
+                )
             visual.proj = None  # the pooled features before the projection
         return visual, clip.preprocess, clip.device
     import timm
@@ -131,7 +137,11 @@ def _load(spec: ModelSpec, device: str):
         raise ValueError(f"model {spec.name!r}: timm models read 'final' (pooled pre-logits features) only")
     torch.manual_seed(spec.seed)
     try:
-        model = timm.create_model(spec.model, pretrained=spec.pretrained is not None and spec.checkpoint is None, checkpoint_path=spec.checkpoint or "")
+        model = timm.create_model(
+            spec.model,
+            pretrained=spec.pretrained is not None and spec.checkpoint is None,
+            checkpoint_path=spec.checkpoint or "",
+        )
     except RuntimeError as err:
         raise ValueError(f"model {spec.name!r}: cannot load {spec.model} ({err})") from None
     model.reset_classifier(0)
@@ -142,7 +152,12 @@ def _load(spec: ModelSpec, device: str):
 
 
 def extract_features(
-    spec: ModelSpec, dataset_spec, indices: np.ndarray, device: str = "auto", batch_size: int = 64, num_workers: int = 0,
+    spec: ModelSpec,
+    dataset_spec,
+    indices: np.ndarray,
+    device: str = "auto",
+    batch_size: int = 64,
+    num_workers: int = 0,
     log_every_s: float = 30.0,
 ) -> np.ndarray:
     """``(len(indices), d)`` float32 features of the dataset's images ``indices`` (ascending)
@@ -153,7 +168,14 @@ def extract_features(
     images = ReferenceImages(dataset_spec, preprocess, indices=indices)
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=num_workers)
     feats, uids = [], []
-    progress = Progress(f"{spec.name} features of {dataset_spec.name}", len(indices), log_every_s, log, unit="images", quiet_below_s=log_every_s)
+    progress = Progress(
+        f"{spec.name} features of {dataset_spec.name}",
+        len(indices),
+        log_every_s,
+        log,
+        unit="images",
+        quiet_below_s=log_every_s,
+    )
     with torch.inference_mode():
         for x, uid in loader:
             feats.append(module(x.to(dev)).float().cpu().numpy())

@@ -138,9 +138,7 @@ def linear_probe(
     validate.same_dim("test_X", Xte, "train_X", Xtr)
     yte = label_array("test_y", test_y, n=Xte.shape[0])
     if ytr.dtype.kind != yte.dtype.kind:
-        raise ValueError(
-            f"test_y: expected labels of the same kind as train_y ({ytr.dtype}), got {yte.dtype}"
-        )
+        raise ValueError(f"test_y: expected labels of the same kind as train_y ({ytr.dtype}), got {yte.dtype}")
     Cs = validate.real_list("Cs", Cs, lo=0.0, lo_open=True)
     val_fraction = validate.real("val_fraction", val_fraction, **_OPEN_UNIT)
     seed = validate.int_at_least("seed", seed, 0)
@@ -151,7 +149,14 @@ def linear_probe(
     fit_idx, val_idx = _split("train_y", ytr, val_fraction, seed)
     X_fit, y_fit, X_val, y_val = Xtr[fit_idx], ytr[fit_idx], Xtr[val_idx], ytr[val_idx]
     val_acc = []
-    progress = Progress(f"linear probe C sweep on {len(y_fit):,} rows", len(Cs), log_every_s, log, unit="fits", quiet_below_s=log_every_s)
+    progress = Progress(
+        f"linear probe C sweep on {len(y_fit):,} rows",
+        len(Cs),
+        log_every_s,
+        log,
+        unit="fits",
+        quiet_below_s=log_every_s,
+    )
     for C in Cs:
         model, _ = _fit(X_fit, y_fit, C, max_iter)
         val_acc.append(float(np.mean(model.predict(X_val) == y_val)))
@@ -171,20 +176,14 @@ def linear_probe(
 
 def _split(name: str, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     try:
-        a, b = train_test_split(
-            np.arange(y.shape[0]), test_size=fraction, stratify=y, random_state=seed
-        )
+        a, b = train_test_split(np.arange(y.shape[0]), test_size=fraction, stratify=y, random_state=seed)
     except ValueError as exc:
-        raise ValueError(
-            f"{name}: cannot split {y.shape[0]} rows stratified by class: {exc}"
-        ) from None
+        raise ValueError(f"{name}: cannot split {y.shape[0]} rows stratified by class: {exc}") from None
     return np.sort(a).astype(np.int64), np.sort(b).astype(np.int64)
 
 
 def _fit(X: np.ndarray, y: np.ndarray, C: float, max_iter: int) -> tuple[Pipeline, bool]:
-    model = make_pipeline(
-        StandardScaler(), LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter)
-    )
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter))
     with warnings.catch_warnings():
         # Reported through ``converged`` instead: a large C on separable data rarely converges.
         warnings.simplefilter("ignore", ConvergenceWarning)

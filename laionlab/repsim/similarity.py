@@ -72,8 +72,8 @@ from scipy.spatial.distance import pdist
 from scipy.stats import rankdata
 
 from laionlab import validate
-from laionlab.vectors import l2_normalise
 from laionlab.progress import Progress
+from laionlab.vectors import l2_normalise
 
 __all__ = [
     "CORR_METHODS",
@@ -132,9 +132,7 @@ class _LinearStats(NamedTuple):
     self_hsic: float  # this matrix's HSIC with itself, in the scale of _linear_hsic
 
 
-def linear_cka(
-    X: np.ndarray, Y: np.ndarray, unbiased: bool = True, *, block_rows: int = LINEAR_BLOCK_ROWS
-) -> float:
+def linear_cka(X: np.ndarray, Y: np.ndarray, unbiased: bool = True, *, block_rows: int = LINEAR_BLOCK_ROWS) -> float:
     """Linear CKA between two representations of the same ``n`` stimuli.
 
     ``CKA = HSIC(K, L) / sqrt(HSIC(K, K) · HSIC(L, L))`` with ``K = X Xᵀ``, ``L = Y Yᵀ``,
@@ -191,9 +189,7 @@ def _centred(st: _LinearStats, a: int, b: int) -> np.ndarray:
     return out
 
 
-def _linear_stats(
-    name: str, X: np.ndarray, unbiased: bool, block_rows: int, keep_copy: bool
-) -> _LinearStats:
+def _linear_stats(name: str, X: np.ndarray, unbiased: bool, block_rows: int, keep_copy: bool) -> _LinearStats:
     n, d = X.shape
     total = np.zeros(d)
     lo = np.full(d, np.inf)
@@ -434,9 +430,7 @@ def _unit_scores(name: str, v: np.ndarray, corr: str, what: str = "its RDM") -> 
     z -= z.mean()
     norm = float(np.linalg.norm(z))
     if not norm > 0:
-        raise ValueError(
-            f"{name}: {what} is constant off the diagonal; the correlation is undefined"
-        )
+        raise ValueError(f"{name}: {what} is constant off the diagonal; the correlation is undefined")
     z /= norm
     return z
 
@@ -551,7 +545,14 @@ def similarity_matrix(
         nbytes = 8 * (n * (n - 1) // 2)
 
     labels = [f"features[{name!r}]" for name in names]
-    progress = Progress(f"{metric} matrix of {len(names)} models", len(names) * (len(names) - 1) // 2, log_every_s, log, unit="pairs", quiet_below_s=log_every_s)
+    progress = Progress(
+        f"{metric} matrix of {len(names)} models",
+        len(names) * (len(names) - 1) // 2,
+        log_every_s,
+        log,
+        unit="pairs",
+        quiet_below_s=log_every_s,
+    )
     M = _pairwise(labels, mats, prepare, compare, len(names) * nbytes <= cache_bytes, progress)
     progress.close()
     return names, M
@@ -568,8 +569,7 @@ def _features(features, metric: str, kw: dict) -> tuple[list[str], list[np.ndarr
     for key in kw:
         if key not in _METRIC_OPTIONS[metric]:
             raise ValueError(
-                f"{key}: not an option of metric {metric!r}; expected one of "
-                f"{', '.join(_METRIC_OPTIONS[metric])}"
+                f"{key}: not an option of metric {metric!r}; expected one of {', '.join(_METRIC_OPTIONS[metric])}"
             )
     if not isinstance(features, Mapping) or not features:
         raise ValueError("features: expected a non-empty mapping of model name -> (n, d) array")
@@ -667,9 +667,7 @@ def _pair(nx: str, X, ny: str, Y, min_rows: int) -> tuple[np.ndarray, np.ndarray
     X = validate.matrix(nx, X)
     Y = validate.matrix(ny, Y)
     if Y.shape[0] != X.shape[0]:
-        raise ValueError(
-            f"{ny}: expected n={X.shape[0]} rows (the same stimuli as {nx}), got n={Y.shape[0]}"
-        )
+        raise ValueError(f"{ny}: expected n={X.shape[0]} rows (the same stimuli as {nx}), got n={Y.shape[0]}")
     _at_least(nx, "", X.shape[0], min_rows)
     return X, Y
 
@@ -694,4 +692,3 @@ def _flag(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name}: expected True or False, got {value!r}")
     return bool(value)
-

@@ -89,17 +89,23 @@ def consistency_table(
             )
         for metric, M in matrices.items():
             if np.shape(M) != (len(names), len(names)):
-                raise ValueError(f"similarities[{d!r}][{metric!r}]: expected shape ({len(names)}, {len(names)}) for models {names}, got {np.shape(M)}")
+                raise ValueError(
+                    f"similarities[{d!r}][{metric!r}]: expected shape ({len(names)}, {len(names)}) for models {names}, got {np.shape(M)}"
+                )
     have = {d: list(similarities[d][1]) for d in datasets}
     metrics = [m for m in have[datasets[0]] if all(m in have[d] for d in datasets)]
     seen = dict.fromkeys(m for d in datasets for m in have[d])
     skipped = {m: [d for d in datasets if m in have[d]] for m in seen if m not in metrics}
     if not metrics:
-        raise ValueError(f"similarities: no metric is computed on every dataset ({have}); recompute them with a common metric")
+        raise ValueError(
+            f"similarities: no metric is computed on every dataset ({have}); recompute them with a common metric"
+        )
 
     groups = _groups(names, objectives)
     selections = [(ALL_MODELS, list(range(len(names))))]
-    selections += [(g, [names.index(n) for n in members]) for g, members in groups.items() if len(members) >= min_group_models]
+    selections += [
+        (g, [names.index(n) for n in members]) for g, members in groups.items() if len(members) >= min_group_models
+    ]
     rows = []
     for metric in metrics:
         for i, a in enumerate(datasets):

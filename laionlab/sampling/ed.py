@@ -132,11 +132,7 @@ def _greedy_ed(X, n, *, init, labels, n_clusters, per_cluster, min_distance, see
         cand = pool.draw(rng, per_cluster, taken)
         if min_distance > 0 and cand.size:
             Xc = X[cand]
-            d2 = (
-                np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64)[:, None]
-                - 2.0 * (Xc @ sel_X[:t].T)
-                + sel_sq[None, :t]
-            )
+            d2 = np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64)[:, None] - 2.0 * (Xc @ sel_X[:t].T) + sel_sq[None, :t]
             far = cand[d2.min(axis=1) > thr2]  # the seed keeps distance > 0.1
             # Every candidate too close: rather than stall, score the unfiltered pool.
             cand = far if far.size else cand
@@ -170,8 +166,15 @@ def greedy_ed(
     Progress (images picked, ETA) is logged every ``log_every_s`` seconds.
     """
     return _greedy_ed(
-        X, n, init="random", labels=labels, n_clusters=n_clusters,
-        per_cluster=per_cluster, min_distance=min_distance, seed=seed, log_every_s=log_every_s,
+        X,
+        n,
+        init="random",
+        labels=labels,
+        n_clusters=n_clusters,
+        per_cluster=per_cluster,
+        min_distance=min_distance,
+        seed=seed,
+        log_every_s=log_every_s,
     )
 
 
@@ -194,6 +197,13 @@ def greedy_ed_kmeans(
     nearest members of n // 5 (at least 1) random clusters.
     """
     return _greedy_ed(
-        X, n, init="kmeans", labels=labels, n_clusters=n_clusters,
-        per_cluster=per_cluster, min_distance=min_distance, seed=seed, log_every_s=log_every_s,
+        X,
+        n,
+        init="kmeans",
+        labels=labels,
+        n_clusters=n_clusters,
+        per_cluster=per_cluster,
+        min_distance=min_distance,
+        seed=seed,
+        log_every_s=log_every_s,
     )

@@ -128,9 +128,7 @@ def write_swat_txt(
     if missing:
         raise ValueError(f"frame: expected columns row, class, rank (rank_samples' frame), missing {sorted(missing)}")
     if "method" in frame.columns and frame["method"].n_unique() > 1:
-        raise ValueError(
-            f"frame: expected one method per file, got {sorted(frame['method'].unique().to_list())}"
-        )
+        raise ValueError(f"frame: expected one method per file, got {sorted(frame['method'].unique().to_list())}")
     if source is not None and source not in (0, 1):
         raise ValueError(f"source: expected None, 0 (retrieved) or 1 (few-shot), got {source!r}")
     if not isinstance(path, str) or not path:
@@ -148,13 +146,10 @@ def write_swat_txt(
     bad = [lab for lab in label_list if isinstance(lab, bool) or not isinstance(lab, numbers.Integral)]
     if bad:
         raise ValueError(f"labels: expected integer labels (pass labels= for non-integer classes), got {bad[0]!r}")
-    out = (
-        pl.DataFrame(
-            {"path": image_paths, "label": [int(x) for x in label_list], "rank": frame["rank"]},
-            schema_overrides={"path": pl.String, "label": pl.Int64},
-        )
-        .sort("label", "rank", maintain_order=True)
-    )
+    out = pl.DataFrame(
+        {"path": image_paths, "label": [int(x) for x in label_list], "rank": frame["rank"]},
+        schema_overrides={"path": pl.String, "label": pl.Int64},
+    ).sort("label", "rank", maintain_order=True)
     tail = "" if source is None else f" {source}"
     text = "".join(f"{p} {lab}{tail}\n" for p, lab in zip(out["path"].to_list(), out["label"].to_list()))
     atomic_write_bytes(path, text.encode("utf-8"))

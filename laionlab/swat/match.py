@@ -137,9 +137,7 @@ def match_synonyms(
     """
     series = validate.string_series("captions", captions)
     if not isinstance(synonyms, Mapping) or not synonyms:
-        raise ValueError(
-            f"synonyms: expected a non-empty mapping class -> synonyms, got {type(synonyms).__name__}"
-        )
+        raise ValueError(f"synonyms: expected a non-empty mapping class -> synonyms, got {type(synonyms).__name__}")
     checked = from_class_names(synonyms)
     table = _synonym_table(checked)
     prefix_pattern = None
@@ -213,10 +211,7 @@ def class_frequency(matches: pl.DataFrame, classes: Iterable[ClassKey] | None = 
 
 def _seed_clean_text(text: str) -> str:
     # laion_parser.clean_text, verbatim in effect.
-    return (
-        text.strip().replace("'", "").replace('"', "").replace("-", " ").replace("_", " ")
-        .replace("  ", " ").lower()
-    )
+    return text.strip().replace("'", "").replace('"', "").replace("-", " ").replace("_", " ").replace("  ", " ").lower()
 
 
 def seed_fts5_query(synonym: str, prefix: str | None = None) -> str:

@@ -152,9 +152,7 @@ def prompt_embeddings(
         spans.append((key, start, len(prompts)))
     emb = validate.matrix("encode_texts_fn(prompts)", encode_texts_fn(prompts))
     if emb.shape[0] != len(prompts):
-        raise ValueError(
-            f"encode_texts_fn(prompts): expected {len(prompts)} rows, one per prompt, got {emb.shape[0]}"
-        )
+        raise ValueError(f"encode_texts_fn(prompts): expected {len(prompts)} rows, one per prompt, got {emb.shape[0]}")
     emb = _unit_rows("encode_texts_fn(prompts)", np.asarray(emb, dtype=np.float64))
     means = np.stack([emb[s:e].mean(axis=0) for _, s, e in spans])
     means = _unit_rows("prompt mean", means).astype(np.float32)
@@ -233,8 +231,9 @@ def _per_class(name: str, mapping, classes: list, d: int, fewshot: bool) -> list
     return out
 
 
-def _class_scores(emb: np.ndarray, rows: np.ndarray, starts: np.ndarray, queries: list[np.ndarray],
-                  reduce: Literal["mean", "max"]) -> np.ndarray:
+def _class_scores(
+    emb: np.ndarray, rows: np.ndarray, starts: np.ndarray, queries: list[np.ndarray], reduce: Literal["mean", "max"]
+) -> np.ndarray:
     """Score of each pair: row embedding · each query row of its class, reduced; pairs are
     grouped by class (``starts``: first pair of each class, plus the end)."""
     out = np.empty(len(rows), np.float32)

@@ -22,10 +22,25 @@ import numpy as np
 import polars as pl
 
 from laionlab import validate
-from laionlab.swat.rank import _SPECS, DEFAULT_N_PER_CLASS, I2I_THRESHOLD, I2T_THRESHOLD, METHODS, T2I_THRESHOLD, rank_samples
+from laionlab.swat.rank import (
+    _SPECS,
+    DEFAULT_N_PER_CLASS,
+    I2I_THRESHOLD,
+    I2T_THRESHOLD,
+    METHODS,
+    T2I_THRESHOLD,
+    rank_samples,
+)
 from laionlab.swat.synonyms import ClassKey, ClassSynonyms
 
-__all__ = ["cap_per_class", "check_methods", "fewshot_class", "fewshot_embeddings", "needs_fewshot", "sample_all_methods"]
+__all__ = [
+    "cap_per_class",
+    "check_methods",
+    "fewshot_class",
+    "fewshot_embeddings",
+    "needs_fewshot",
+    "sample_all_methods",
+]
 
 # Classes named in an error message before "...".
 _SHOWN_CLASSES = 10
@@ -142,9 +157,18 @@ def sample_all_methods(
     by several methods appears once per method; ``pick["row"].unique()`` is what to export."""
     frames = [
         rank_samples(
-            method, classes_of_rows, text_emb, image_emb, prompt_emb, fewshot_emb, n_per_class,
-            t2i_threshold=t2i_threshold, i2t_threshold=i2t_threshold, i2i_threshold=i2i_threshold,
-            fewshot_filter=fewshot_filter, seed=seed,
+            method,
+            classes_of_rows,
+            text_emb,
+            image_emb,
+            prompt_emb,
+            fewshot_emb,
+            n_per_class,
+            t2i_threshold=t2i_threshold,
+            i2t_threshold=i2t_threshold,
+            i2i_threshold=i2i_threshold,
+            fewshot_filter=fewshot_filter,
+            seed=seed,
         )
         for method in check_methods(methods)
     ]

@@ -42,7 +42,12 @@ from pathlib import Path
 import polars as pl
 
 __all__ = [
-    "ClassKey", "ClassSynonyms", "from_class_names", "load_metrics_json", "synonyms_from_table", "synonyms_table",
+    "ClassKey",
+    "ClassSynonyms",
+    "from_class_names",
+    "load_metrics_json",
+    "synonyms_from_table",
+    "synonyms_table",
 ]
 
 ClassKey = int | str
@@ -70,26 +75,20 @@ class ClassSynonyms:
             raise ValueError(f"name: expected a str, got {type(self.name).__name__}")
         if isinstance(self.synonyms, str) or not isinstance(self.synonyms, Sequence):
             raise ValueError(
-                f"synonyms: expected a sequence of str for class {self.name!r}, got "
-                f"{type(self.synonyms).__name__}"
+                f"synonyms: expected a sequence of str for class {self.name!r}, got {type(self.synonyms).__name__}"
             )
         if len(self.synonyms) == 0:
             raise ValueError(f"synonyms: expected at least one synonym for class {self.name!r}, got none")
         for i, s in enumerate(self.synonyms):
             if not isinstance(s, str) or not s.strip():
-                raise ValueError(
-                    f"synonyms[{i}]: expected a non-empty str for class {self.name!r}, got {s!r}"
-                )
+                raise ValueError(f"synonyms[{i}]: expected a non-empty str for class {self.name!r}, got {s!r}")
             if not any(ch.isalnum() for ch in s):
                 raise ValueError(
-                    f"synonyms[{i}]: {s!r} of class {self.name!r} has no letter or digit, so it "
-                    "can match no caption"
+                    f"synonyms[{i}]: {s!r} of class {self.name!r} has no letter or digit, so it can match no caption"
                 )
         object.__setattr__(self, "synonyms", tuple(dict.fromkeys(self.synonyms)))
         if self.most_common_name is not None and not isinstance(self.most_common_name, str):
-            raise ValueError(
-                f"most_common_name: expected a str or None, got {type(self.most_common_name).__name__}"
-            )
+            raise ValueError(f"most_common_name: expected a str or None, got {type(self.most_common_name).__name__}")
 
 
 def _class_key(name: str, key) -> ClassKey:
@@ -197,9 +196,7 @@ def from_class_names(
                 continue
             synonyms = (value,) if isinstance(value, str) else value
             if not isinstance(synonyms, Sequence):
-                raise ValueError(
-                    f"names[{key!r}]: expected a name or a list of synonyms, got {type(value).__name__}"
-                )
+                raise ValueError(f"names[{key!r}]: expected a name or a list of synonyms, got {type(value).__name__}")
             name = synonyms[0] if len(synonyms) and isinstance(synonyms[0], str) else str(key)
             try:
                 out[key] = ClassSynonyms(name=name, synonyms=tuple(synonyms))

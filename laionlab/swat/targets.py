@@ -68,7 +68,12 @@ def load_targets(path: str | Path) -> dict[str, TargetSpec]:
             raise ValueError(f"{where}: 'classes' must be a non-empty list of names")
         labels = {str(k): v for k, v in (entry.get("fewshot_labels") or {}).items()}
         out[str(name)] = TargetSpec(
-            str(name), metrics, tuple(classes) if classes else None, entry.get("prefix"), entry.get("fewshot_dataset"), labels,
+            str(name),
+            metrics,
+            tuple(classes) if classes else None,
+            entry.get("prefix"),
+            entry.get("fewshot_dataset"),
+            labels,
             entry.get("description", ""),
         )
     return out

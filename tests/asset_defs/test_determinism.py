@@ -10,7 +10,7 @@ from polars.testing import assert_frame_equal
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, laion_metadata
 from asset_defs.laionet import ilsvrc_synsets, lemma_matches
 from asset_defs.train_test_similarity import dedup_centroids
-from asset_defs.visual_world import laion_natural_clusters, photo_classifier, laion_natural
+from asset_defs.visual_world import laion_natural, laion_natural_clusters, photo_classifier
 from tests.conftest import instance_with_parts, run
 
 
@@ -32,7 +32,9 @@ def test_ingest_is_reproducible(world, demo):
 
     def vectors():
         tbl = resources["lance"].tables().open(EMBEDDINGS_TABLE)
-        frame = pl.from_arrow(tbl.search().limit(None).where(f"part = '{part}'").select(["uid", "image_emb", "text_emb"]).to_arrow())
+        frame = pl.from_arrow(
+            tbl.search().limit(None).where(f"part = '{part}'").select(["uid", "image_emb", "text_emb"]).to_arrow()
+        )
         return frame.sort("uid")
 
     a, b = _twice([laion_embeddings], resources, instance, part, vectors)
@@ -44,12 +46,25 @@ def test_clusters_and_analyses_are_reproducible(world, demo):
     instance = instance_with_parts(demo.parts)
     files = resources["files"]
     config = {"ops": {"dedup_centroids": {"config": {"k": 4, "duplicate_cosine": 0.999}}}}
-    a, b = _twice([dedup_centroids], resources, instance, None, lambda: np.load(files.path("dedup_centroids", "centroids.npy")), config)
+    a, b = _twice(
+        [dedup_centroids],
+        resources,
+        instance,
+        None,
+        lambda: np.load(files.path("dedup_centroids", "centroids.npy")),
+        config,
+    )
     np.testing.assert_array_equal(a, b)
     # seed 000: classifier → LAION-natural → its k-means clusters
     assert run([photo_classifier], resources, instance, None).success
     for part in demo.parts:
-        assert run([laion_natural], resources, instance, part, run_config={"ops": {"laion_natural": {"config": {"threshold": 0.5}}}}).success
+        assert run(
+            [laion_natural],
+            resources,
+            instance,
+            part,
+            run_config={"ops": {"laion_natural": {"config": {"threshold": 0.5}}}},
+        ).success
     config = {"ops": {"laion_natural_clusters": {"config": {"k": 4}}}}
     centres = lambda: sorted(str(p) for p in Path(files.path("laion_natural_clusters")).rglob("*.npy"))  # noqa: E731
     _twice([laion_natural_clusters], resources, instance, None, centres, config)
@@ -61,5 +76,7 @@ def test_clusters_and_analyses_are_reproducible(world, demo):
     # seed 001: lemma matching
     assert run([ilsvrc_synsets], resources, instance, None).success
     part = demo.parts[0]
-    a, b = _twice([lemma_matches], resources, instance, part, lambda: files.read_parquet("lemma_matches", f"{part}.parquet"))
+    a, b = _twice(
+        [lemma_matches], resources, instance, part, lambda: files.read_parquet("lemma_matches", f"{part}.parquet")
+    )
     assert_frame_equal(a, b)

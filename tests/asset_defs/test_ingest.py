@@ -19,6 +19,7 @@ from asset_defs.ingest import (
 from resources import ClipEncoder
 from tests.conftest import ROWS_PER_PART, instance_with_parts, make_resources, run, run_scripts_at_once
 
+
 def table_uids(resources, part=None):
     tables = resources["lance"].tables()
     where = f"part = '{part}'" if part else None
@@ -177,10 +178,14 @@ def test_missing_source_file_is_named(tmp_path, demo):
 
 def test_part_whose_images_all_fail_is_an_error(tmp_path):
     # under the allowed file root (make_resources allows the source's parent), but missing
-    frame = pl.DataFrame({"URL": [(tmp_path / "nonexistent" / f"{i}.jpg").as_uri() for i in range(3)], "TEXT": ["a", "b", "c"]})
+    frame = pl.DataFrame(
+        {"URL": [(tmp_path / "nonexistent" / f"{i}.jpg").as_uri() for i in range(3)], "TEXT": ["a", "b", "c"]}
+    )
     src = _source_with(tmp_path, "part-dead", frame)
     resources = make_resources(tmp_path / "lab", str(src))
-    result = run([laion_metadata, laion_images], resources, instance_with_parts(["part-dead"]), "part-dead", raise_on_error=False)
+    result = run(
+        [laion_metadata, laion_images], resources, instance_with_parts(["part-dead"]), "part-dead", raise_on_error=False
+    )
     assert not result.success
     error = str(result.get_step_failure_events()[0].event_specific_data.error)
     assert "no image of part 'part-dead'" in error and "No such file" in error
@@ -219,7 +224,9 @@ def test_import_of_precomputed_embeddings(tmp_path, demo):
     np.save(root / "text_emb" / "text_emb_0000.npy", rng.normal(size=(5, 12)).astype(np.float16))
     pl.DataFrame({"url": ["u"] * 5}).write_parquet(root / "metadata" / "metadata_0000.parquet")
     bad = run([laion_embeddings_import], resources, instance, part, run_config=config, raise_on_error=False)
-    assert not bad.success and "do not belong to this part" in str(bad.get_step_failure_events()[0].event_specific_data.error)
+    assert not bad.success and "do not belong to this part" in str(
+        bad.get_step_failure_events()[0].event_specific_data.error
+    )
 
 
 CONCURRENT = textwrap.dedent(
@@ -241,10 +248,14 @@ def test_three_parts_materialised_concurrently_leave_the_union(tmp_path, demo):
     instance = instance_with_parts(demo.parts)
     for part in demo.parts:
         assert run([laion_metadata, laion_images], resources, instance, part).success
-    run_scripts_at_once(CONCURRENT, [[str(tmp_path / "lab"), str(Path(demo.root) / "laion_parts"), part] for part in demo.parts])
+    run_scripts_at_once(
+        CONCURRENT, [[str(tmp_path / "lab"), str(Path(demo.root) / "laion_parts"), part] for part in demo.parts]
+    )
     expected = set()
     for part in demo.parts:
-        status = pl.read_parquet(Path(resources["files"].path("laion_images", part)).glob("v-*/status.parquet").__next__())
+        status = pl.read_parquet(
+            Path(resources["files"].path("laion_images", part)).glob("v-*/status.parquet").__next__()
+        )
         expected |= set(status.filter(pl.col("status") == "success")["uid"].to_list())
     uids = table_uids(resources)
     assert len(uids) == len(set(uids)) and set(uids) == expected
@@ -265,7 +276,9 @@ def test_a_big_file_is_cut_into_partitions_by_the_sensor_and_each_ingests_its_ro
     n, dim = 2_500, 8
     src = tmp_path / "parts"
     src.mkdir()
-    table = pa.table({"url": [f"http://example.com/{i}.jpg" for i in range(n)], "caption": [f"caption {i}" for i in range(n)]})
+    table = pa.table(
+        {"url": [f"http://example.com/{i}.jpg" for i in range(n)], "caption": [f"caption {i}" for i in range(n)]}
+    )
     pq.write_table(table, src / "part-00007.parquet", row_group_size=300)
     (src / "._part-00007.parquet").write_bytes(b"\0")  # macOS AppleDouble file: not a part
     root = tmp_path / "release"
@@ -282,7 +295,11 @@ def test_a_big_file_is_cut_into_partitions_by_the_sensor_and_each_ingests_its_ro
     instance = instance_with_parts([])
     result = laion_parts_sensor(build_sensor_context(instance=instance, resources={"source": resources["source"]}))
     keys = ["part-00007.000", "part-00007.001", "part-00007.002"]
-    assert list(result.dynamic_partitions_requests[0].partition_keys) == keys == [r.partition_key for r in result.run_requests]
+    assert (
+        list(result.dynamic_partitions_requests[0].partition_keys)
+        == keys
+        == [r.partition_key for r in result.run_requests]
+    )
     instance.add_dynamic_partitions("laion_part", keys)
     config = {"ops": {"laion_embeddings_import": {"config": {"root": str(root), "batch_rows": 128}}}}
     frames = []
@@ -293,7 +310,15 @@ def test_a_big_file_is_cut_into_partitions_by_the_sensor_and_each_ingests_its_ro
     meta = pl.concat(frames)
     assert meta["row"].to_list() == list(range(n)) and meta["TEXT"].to_list() == table["caption"].to_pylist()
     assert meta["uid"][1_234] == "part-00007.001:000001234" and meta["part"][1_234] == "part-00007.001"
-    tbl = resources["lance"].tables().open("laion_embeddings").search().limit(None).select(["uid", "image_emb"]).to_polars()
+    tbl = (
+        resources["lance"]
+        .tables()
+        .open("laion_embeddings")
+        .search()
+        .limit(None)
+        .select(["uid", "image_emb"])
+        .to_polars()
+    )
     assert sorted(tbl["uid"]) == sorted(meta["uid"])
     row = tbl.filter(pl.col("uid") == "part-00007.002:000002400")["image_emb"][0].to_numpy()
     want = img[2400].astype(np.float32)
@@ -322,15 +347,20 @@ def test_a_second_model_of_the_same_dimension_fails_one_model_one_dim(tmp_path, 
     assert not check.passed
     table = check.metadata["models"].value
     assert "laionlab-tiny/random-seed1" in table and f"| (any other) | {ROWS_PER_PART - 3} | other parts |" in table
-    assert sorted(i.columns for i in resources["lance"].tables().open(EMBEDDINGS_TABLE).list_indices()) == [["model"], ["part"], ["uid"]]
+    assert sorted(i.columns for i in resources["lance"].tables().open(EMBEDDINGS_TABLE).list_indices()) == [
+        ["model"],
+        ["part"],
+        ["uid"],
+    ]
     # a later run's reader refuses the mixed table, naming the models and the parts
-    from dagster import Failure
-
-    from dagster import materialize
+    from dagster import Failure, materialize
 
     from asset_defs.train_test_similarity import dedup_centroids
 
-    with pytest.raises(Failure, match=rf"mixes models: laionlab-tiny/random-seed0: {ROWS_PER_PART - 3} rows; laionlab-tiny/random-seed1: {ROWS_PER_PART - 3} rows in {demo.parts[1]}"):
+    with pytest.raises(
+        Failure,
+        match=rf"mixes models: laionlab-tiny/random-seed0: {ROWS_PER_PART - 3} rows; laionlab-tiny/random-seed1: {ROWS_PER_PART - 3} rows in {demo.parts[1]}",
+    ):
         materialize([dedup_centroids], resources=resources, instance=instance)
 
 
@@ -356,7 +386,13 @@ def test_a_truncated_shard_does_not_shrink_the_part_silently(tmp_path, demo):
     assert "allow_shrink" in str(err.value)
     assert sorted(table_uids(resources, part)) == before  # nothing lost
 
-    result = run([laion_embeddings], resources, instance, part, run_config={"ops": {"laion_embeddings": {"config": {"allow_shrink": True}}}})
+    result = run(
+        [laion_embeddings],
+        resources,
+        instance,
+        part,
+        run_config={"ops": {"laion_embeddings": {"config": {"allow_shrink": True}}}},
+    )
     assert result.success
     after = table_uids(resources, part)
     assert 0 < len(after) < len(before) and set(after) < set(before)

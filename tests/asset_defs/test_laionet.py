@@ -8,18 +8,18 @@ import numpy as np
 import polars as pl
 import pytest
 
+from asset_defs.ingest import reference_embeddings
 from asset_defs.laionet import (
     LAIONET_COLUMNS,
     ilsvrc_synsets,
     laionet,
-    laionet_rows,
     laionet_accuracy,
-    laionet_predictions,
     laionet_intra_class_similarity,
+    laionet_predictions,
+    laionet_rows,
     lemma_matches,
     synset_similarity,
 )
-from asset_defs.ingest import reference_embeddings
 from tests.conftest import run
 
 IMAGENET = "demo_imagenet_val"
@@ -41,7 +41,10 @@ def net(world, demo):
     from tests.conftest import DATASETS, instance_with_parts
 
     resources, _ = world
-    resources = {**resources, "laionet_text_clip": ClipEncoder(model_name="laionlab-tiny", seed=1, batch_size=16, num_workers=0)}
+    resources = {
+        **resources,
+        "laionet_text_clip": ClipEncoder(model_name="laionlab-tiny", seed=1, batch_size=16, num_workers=0),
+    }
     assert resources["laionet_text_clip"].model_id == TEXT_MODEL != resources["clip"].model_id
     instance = instance_with_parts(demo.parts)  # its own instance: the session's keeps its datasets
     instance.add_dynamic_partitions("dataset", [*DATASETS, IMAGENET])
@@ -53,7 +56,13 @@ def net(world, demo):
     scored = pl.concat([files.read_parquet("synset_similarity", f"{p}.parquet") for p in demo.parts])
     threshold = float(np.median(scored["text_to_name_def_wnid_similarity"]))
     for part in demo.parts:
-        assert run([laionet_rows], resources, instance, part, run_config={"ops": {"laionet_rows": {"config": {"threshold": threshold}}}}).success
+        assert run(
+            [laionet_rows],
+            resources,
+            instance,
+            part,
+            run_config={"ops": {"laionet_rows": {"config": {"threshold": threshold}}}},
+        ).success
     assert run([laionet], resources, instance, None).success
     return resources, instance, threshold
 
@@ -85,7 +94,14 @@ def test_lemma_matches_equal_the_seed_loop(net, demo):
     lemma_to_wnid = dict(zip(table["lemma"], table["wnid"]))
     for part in demo.parts:
         meta = files.read_parquet("laion_metadata", f"{part}.parquet")
-        got = dict(zip(*files.read_parquet("lemma_matches", f"{part}.parquet").select("uid", "wnids").to_dict(as_series=False).values()))
+        got = dict(
+            zip(
+                *files.read_parquet("lemma_matches", f"{part}.parquet")
+                .select("uid", "wnids")
+                .to_dict(as_series=False)
+                .values()
+            )
+        )
         want = {uid: w for uid, text in zip(meta["uid"], meta["TEXT"]) if (w := _seed_rule(text, lemma_to_wnid))}
         assert got == want and len(want) > 5
 
@@ -105,7 +121,9 @@ def test_synset_similarity_is_the_caption_query_cosine_of_single_synset_rows(net
         meta = files.read_parquet("laion_metadata", f"{part}.parquet").select("uid", "TEXT")
         rows = scored.head(5).join(meta, on="uid").join(synsets.select("wnid", "name_def"), on="wnid")
         assert (rows["name_def_wnid"] == rows["name_def"]).all()
-        want = np.einsum("nd,nd->n", encode_texts(loaded, rows["TEXT"].to_list()), encode_texts(loaded, rows["name_def"].to_list()))
+        want = np.einsum(
+            "nd,nd->n", encode_texts(loaded, rows["TEXT"].to_list()), encode_texts(loaded, rows["name_def"].to_list())
+        )
         np.testing.assert_allclose(rows["text_to_name_def_wnid_similarity"].to_numpy(), want, atol=1e-5)
     event = instance.get_latest_materialization_event(synset_similarity.key).asset_materialization
     assert event.metadata["text_model"].value == TEXT_MODEL and event.metadata["paper_text_model"].value is False
@@ -116,13 +134,22 @@ def test_laionet_keeps_exactly_confident_safe_single_synset_rows(net, demo):
     files = resources["files"]
     scored = pl.concat([files.read_parquet("synset_similarity", f"{p}.parquet") for p in demo.parts])
     meta = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet") for p in demo.parts])
-    want = scored.join(meta, on="uid").filter((pl.col("text_to_name_def_wnid_similarity") > threshold) & (pl.col("NSFW") == "UNLIKELY"))
+    want = scored.join(meta, on="uid").filter(
+        (pl.col("text_to_name_def_wnid_similarity") > threshold) & (pl.col("NSFW") == "UNLIKELY")
+    )
     out = files.read_parquet("laionet", "laionet.parquet")
     assert out.columns[: len(LAIONET_COLUMNS)] == LAIONET_COLUMNS
     assert set(out["uid"]) == set(want["uid"]) and out.height == want.height > 0
-    md = {k: v.value for k, v in instance.get_latest_materialization_event(laionet.key).asset_materialization.metadata.items()}
+    md = {
+        k: v.value
+        for k, v in instance.get_latest_materialization_event(laionet.key).asset_materialization.metadata.items()
+    }
     unsafe = scored.join(meta, on="uid").filter(pl.col("NSFW") != "UNLIKELY").height
-    assert (md["candidates"], md["dropped_nsfw"], md["kept"]) == (sum(_matched_rows(files, demo.parts)), unsafe, out.height) and unsafe > 0
+    assert (md["candidates"], md["dropped_nsfw"], md["kept"]) == (
+        sum(_matched_rows(files, demo.parts)),
+        unsafe,
+        out.height,
+    ) and unsafe > 0
     assert md["text_models"] == TEXT_MODEL and md["threshold_calibration_warning"] is False  # not the paper's 0.82
     labels = json.loads(open(files.path("laionet", "wnid_to_rows.json")).read())
     assert sum(len(v) for v in labels.values()) == out.height
@@ -154,10 +181,15 @@ def test_laionet_counts_multi_synset_captions(net, demo, tmp_path):
     assert known >= 3
     event = instance.get_latest_materialization_event(synset_similarity.key).asset_materialization
     assert event.metadata["dropped_multi_synset"].value == known
-    assert run([laionet_rows], resources, instance, part, run_config={"ops": {"laionet_rows": {"config": {"threshold": 0.82}}}}).success
+    assert run(
+        [laionet_rows], resources, instance, part, run_config={"ops": {"laionet_rows": {"config": {"threshold": 0.82}}}}
+    ).success
     result = run([laionet], resources, instance, None)
     assert result.success
-    md = {k: v.value for k, v in instance.get_latest_materialization_event(laionet.key).asset_materialization.metadata.items()}
+    md = {
+        k: v.value
+        for k, v in instance.get_latest_materialization_event(laionet.key).asset_materialization.metadata.items()
+    }
     assert md["dropped_multi_synset"] == known and md["candidates"] == _matched_rows(resources["files"], [part])[0]
     assert md["threshold_calibration_warning"] is True and md["paper_text_model"] is False
     (check,) = result.get_asset_check_evaluations()  # the warning is a yellow check in the UI
@@ -177,7 +209,10 @@ def test_laionet_text_clip_defaults_to_the_clip_resource(monkeypatch):
     monkeypatch.setenv("LAIONLAB_LAIONET_TEXT_MODEL", "ViT-B-32")
     monkeypatch.setenv("LAIONLAB_LAIONET_TEXT_PRETRAINED", "openai")
     resources = build_resources()
-    assert resources["laionet_text_clip"].model_id == "ViT-B-32/openai" and resources["clip"].model_id == "ViT-L-14/laion2b_s32b_b82k"
+    assert (
+        resources["laionet_text_clip"].model_id == "ViT-B-32/openai"
+        and resources["clip"].model_id == "ViT-L-14/laion2b_s32b_b82k"
+    )
 
 
 def test_intra_class_similarity_matches_brute_force(net):
@@ -185,7 +220,13 @@ def test_intra_class_similarity_matches_brute_force(net):
 
     resources, instance, _ = net
     config = {"reference_dataset": IMAGENET, "n_per_class": 1000, "min_pairs": 2}
-    assert run([laionet_intra_class_similarity], resources, instance, None, run_config={"ops": {"laionet_intra_class_similarity": {"config": config}}}).success
+    assert run(
+        [laionet_intra_class_similarity],
+        resources,
+        instance,
+        None,
+        run_config={"ops": {"laionet_intra_class_similarity": {"config": config}}},
+    ).success
     per_class = resources["files"].read_parquet("laionet_intra_class_similarity", "per_class.parquet")
     assert per_class.height > 0
     out = resources["files"].read_parquet("laionet", "laionet.parquet")
@@ -199,37 +240,71 @@ def test_intra_class_similarity_matches_brute_force(net):
 
     # seed_compat: the first 3 images of each class (in uid order), pairs only from them
     config = {"reference_dataset": IMAGENET, "n_per_class": 3, "min_pairs": 2, "sampling": "seed_compat"}
-    assert run([laionet_intra_class_similarity], resources, instance, None, run_config={"ops": {"laionet_intra_class_similarity": {"config": config}}}).success
+    assert run(
+        [laionet_intra_class_similarity],
+        resources,
+        instance,
+        None,
+        run_config={"ops": {"laionet_intra_class_similarity": {"config": config}}},
+    ).success
     first3 = resources["files"].read_parquet("laionet_intra_class_similarity", "per_class.parquet")
     assert set(first3["n_pairs_a"]) == {3}
-    big = first3.join(out.group_by("wnid").len(), left_on="label", right_on="wnid").filter(pl.col("len") > 3).row(0, named=True)
+    big = (
+        first3.join(out.group_by("wnid").len(), left_on="label", right_on="wnid")
+        .filter(pl.col("len") > 3)
+        .row(0, named=True)
+    )
     uids, X = laion_vectors_for(resources["lance"], out.filter(pl.col("wnid") == big["label"])["uid"].to_list())
     np.testing.assert_allclose(big["mean_a"], brute(X[:3]), rtol=1e-5)
     config["sampling"] = "last"  # refused at launch, naming the field and the choices (a Literal field)
     from dagster import DagsterInvalidConfigError
 
-    with pytest.raises(DagsterInvalidConfigError, match=r"sampling not in enum type Literal\['random', 'seed_compat', 'first'\] got last"):
-        run([laionet_intra_class_similarity], resources, instance, None, run_config={"ops": {"laionet_intra_class_similarity": {"config": config}}})
+    with pytest.raises(
+        DagsterInvalidConfigError,
+        match=r"sampling not in enum type Literal\['random', 'seed_compat', 'first'\] got last",
+    ):
+        run(
+            [laionet_intra_class_similarity],
+            resources,
+            instance,
+            None,
+            run_config={"ops": {"laionet_intra_class_similarity": {"config": config}}},
+        )
 
 
 def _predict_parts(resources, instance, config) -> None:
     for part in sorted(instance.get_dynamic_partitions("laion_part")):
-        assert run([laionet_predictions], resources, instance, part, run_config={"ops": {"laionet_predictions": {"config": config}}}).success
+        assert run(
+            [laionet_predictions],
+            resources,
+            instance,
+            part,
+            run_config={"ops": {"laionet_predictions": {"config": config}}},
+        ).success
 
 
 def test_accuracy_weightings_follow_the_per_class_recalls(net):
     resources, instance, _ = net
-    _predict_parts(resources, instance, {"prompts": "simple", "timm_models": [{"name": "test_convnext"}], "top_k": [1, 3]})
+    _predict_parts(
+        resources, instance, {"prompts": "simple", "timm_models": [{"name": "test_convnext"}], "top_k": [1, 3]}
+    )
     config = {"reference_dataset": IMAGENET}
-    assert run([laionet_accuracy], resources, instance, None, run_config={"ops": {"laionet_accuracy": {"config": config}}}).success
+    assert run(
+        [laionet_accuracy], resources, instance, None, run_config={"ops": {"laionet_accuracy": {"config": config}}}
+    ).success
     files = resources["files"]
     summary = files.read_parquet("laionet_accuracy", "summary.parquet")
     per_class = files.read_parquet("laionet_accuracy", "per_class.parquet")
     out = files.read_parquet("laionet", "laionet.parquet")
     counts = dict(out.group_by("wnid").len().iter_rows())
-    assert set(summary["model"]) == {"clip-zero-shot", "test_convnext"} and set(summary["dataset"]) == {"LAIONet", IMAGENET}
+    assert set(summary["model"]) == {"clip-zero-shot", "test_convnext"} and set(summary["dataset"]) == {
+        "LAIONet",
+        IMAGENET,
+    }
     for r in summary.iter_rows(named=True):
-        pc = per_class.filter((pl.col("model") == r["model"]) & (pl.col("dataset") == r["dataset"]) & (pl.col("k") == r["k"])).drop_nulls("recall")
+        pc = per_class.filter(
+            (pl.col("model") == r["model"]) & (pl.col("dataset") == r["dataset"]) & (pl.col("k") == r["k"])
+        ).drop_nulls("recall")
         if r["weighting"] == "equal":
             want = pc["recall"].mean()
         else:
@@ -241,53 +316,116 @@ def test_accuracy_weightings_follow_the_per_class_recalls(net):
     top3 = summary.filter(pl.col("k") == 3).sort("model", "dataset", "weighting")["accuracy"].to_numpy()
     assert (top3 >= top1 - 1e-12).all()
     # the LAIONet images were classified part by part: every LAIONet row with a usable image once
-    predicted = pl.concat([files.read_parquet("laionet_predictions", f"{p}.parquet") for p in sorted(instance.get_dynamic_partitions("laion_part"))])
+    predicted = pl.concat(
+        [
+            files.read_parquet("laionet_predictions", f"{p}.parquet")
+            for p in sorted(instance.get_dynamic_partitions("laion_part"))
+        ]
+    )
     per_model = predicted.group_by("model").agg(pl.col("uid").n_unique().alias("n"), pl.len())
     assert (per_model["n"] == per_model["len"]).all() and set(predicted["uid"]) <= set(out["uid"])
     laion = summary.filter((pl.col("dataset") == "LAIONet") & (pl.col("k") == 1) & (pl.col("weighting") == "equal"))
     assert dict(zip(laion["model"], laion["images"])) == dict(zip(per_model["model"], per_model["n"]))
     # a second summary reuses the reference predictions, and gives the same table
-    again = run([laionet_accuracy], resources, instance, None, run_config={"ops": {"laionet_accuracy": {"config": config}}})
+    again = run(
+        [laionet_accuracy], resources, instance, None, run_config={"ops": {"laionet_accuracy": {"config": config}}}
+    )
     assert files.read_parquet("laionet_accuracy", "summary.parquet").equals(summary)
     logs = [e.user_message for e in instance.all_logs(again.run_id)]
-    assert any("predictions reused" in m for m in logs) and len(files.glob("laionet_accuracy", "reference", pattern="*.parquet")) == 1
+    assert (
+        any("predictions reused" in m for m in logs)
+        and len(files.glob("laionet_accuracy", "reference", pattern="*.parquet")) == 1
+    )
 
 
 def test_accuracy_refuses_predictions_older_than_the_rows_or_with_other_models(net):
     resources, instance, _ = net
     parts = sorted(instance.get_dynamic_partitions("laion_part"))
     _predict_parts(resources, instance, {"prompts": "simple", "top_k": [1]})
-    run([laionet_predictions], resources, instance, parts[0], run_config={"ops": {"laionet_predictions": {"config": {"prompts": "openai", "top_k": [1]}}}})
+    run(
+        [laionet_predictions],
+        resources,
+        instance,
+        parts[0],
+        run_config={"ops": {"laionet_predictions": {"config": {"prompts": "openai", "top_k": [1]}}}},
+    )
     config = {"ops": {"laionet_accuracy": {"config": {"reference_dataset": IMAGENET}}}}
     result = run([laionet_accuracy], resources, instance, None, run_config=config, raise_on_error=False)
     assert not result.success and "different parameters" in _error(result) and "prompts='openai'" in _error(result)
-    run([laionet_predictions], resources, instance, parts[0], run_config={"ops": {"laionet_predictions": {"config": {"prompts": "simple", "top_k": [1]}}}})
+    run(
+        [laionet_predictions],
+        resources,
+        instance,
+        parts[0],
+        run_config={"ops": {"laionet_predictions": {"config": {"prompts": "simple", "top_k": [1]}}}},
+    )
     assert run([laionet_accuracy], resources, instance, None, run_config=config).success
     # laionet_rows of a part re-made (same parameters) after its predictions: refused, naming the part
-    params = instance.fetch_materializations(laionet_rows.key, limit=1).records[0].asset_materialization.metadata["params"].value
-    assert run([laionet_rows], resources, instance, parts[1], run_config={"ops": {"laionet_rows": {"config": params}}}).success
+    params = (
+        instance.fetch_materializations(laionet_rows.key, limit=1)
+        .records[0]
+        .asset_materialization.metadata["params"]
+        .value
+    )
+    assert run(
+        [laionet_rows], resources, instance, parts[1], run_config={"ops": {"laionet_rows": {"config": params}}}
+    ).success
     result = run([laionet_accuracy], resources, instance, None, run_config=config, raise_on_error=False)
     assert not result.success and f"older than laionet_rows, for {parts[1]}" in _error(result)
-    run([laionet_predictions], resources, instance, parts[1], run_config={"ops": {"laionet_predictions": {"config": {"prompts": "simple", "top_k": [1]}}}})
+    run(
+        [laionet_predictions],
+        resources,
+        instance,
+        parts[1],
+        run_config={"ops": {"laionet_predictions": {"config": {"prompts": "simple", "top_k": [1]}}}},
+    )
     assert run([laionet_accuracy], resources, instance, None, run_config=config).success
 
 
 def test_bad_inputs_name_the_problem(net, tmp_path):
     resources, instance, _ = net
     part = instance.get_dynamic_partitions("laion_part")[0]
-    result = run([laionet_rows], resources, instance, part, run_config={"ops": {"laionet_rows": {"config": {"threshold": 1.5}}}}, raise_on_error=False)
+    result = run(
+        [laionet_rows],
+        resources,
+        instance,
+        part,
+        run_config={"ops": {"laionet_rows": {"config": {"threshold": 1.5}}}},
+        raise_on_error=False,
+    )
     assert not result.success and "[-1, 1]" in _error(result)
     config = {"reference_dataset": "demo_narrow"}
-    result = run([laionet_accuracy], resources, instance, None, run_config={"ops": {"laionet_accuracy": {"config": config}}}, raise_on_error=False)
+    result = run(
+        [laionet_accuracy],
+        resources,
+        instance,
+        None,
+        run_config={"ops": {"laionet_accuracy": {"config": config}}},
+        raise_on_error=False,
+    )
     assert not result.success and "has no labels" in _error(result)
     bad = tmp_path / "synsets.tsv"
     bad.write_text("wnid\tlemmas\tdefinition\nn01440764\ttench, Tinca tinca\tfreshwater fish\nn01443537\tgoldfish\t\n")
     config = {"synsets_file": str(bad)}
-    result = run([ilsvrc_synsets], resources, instance, None, run_config={"ops": {"ilsvrc_synsets": {"config": config}}}, raise_on_error=False)
+    result = run(
+        [ilsvrc_synsets],
+        resources,
+        instance,
+        None,
+        run_config={"ops": {"ilsvrc_synsets": {"config": config}}},
+        raise_on_error=False,
+    )
     assert not result.success and "n01443537" in _error(result) and "no definition" in _error(result)
     from asset_defs.laionet import caption_index
 
-    result = run([caption_index], resources, instance, None, run_config={"ops": {"caption_index": {"config": {"max_memory": "lots"}}}}, raise_on_error=False)
+    result = run(
+        [caption_index],
+        resources,
+        instance,
+        None,
+        run_config={"ops": {"caption_index": {"config": {"max_memory": "lots"}}}},
+        raise_on_error=False,
+    )
     assert not result.success and "max_memory: cannot read 'lots'" in _error(result)
 
 
@@ -313,7 +451,13 @@ def test_caption_index_appends_parts_and_nearest_captions_are_exact(net, demo):
     instance.add_dynamic_partitions("dataset", [name])
     assert run([reference_embeddings], resources, instance, name).success
     config = {"captions_dataset": name, "min_pairs": 2}
-    assert run([nearest_caption_imagenet], resources, instance, None, run_config={"ops": {"nearest_caption_imagenet": {"config": config}}}).success
+    assert run(
+        [nearest_caption_imagenet],
+        resources,
+        instance,
+        None,
+        run_config={"ops": {"nearest_caption_imagenet": {"config": config}}},
+    ).success
     found = resources["files"].read_parquet("nearest_caption_imagenet", "recreated.parquet")
     items = list_items(resources["catalog"].get(name))
     Q = encode_texts(resources["clip"].load(), items.captions)

@@ -56,7 +56,13 @@ def _materialise(resources: dict, part: str) -> None:
     ]
     for assets, key in stages:
         names = [a.key.to_python_identifier() for a in assets]
-        result = run(assets, resources, instance, key, run_config={"ops": {n: {"config": CONFIG[n]} for n in names if n in CONFIG}})
+        result = run(
+            assets,
+            resources,
+            instance,
+            key,
+            run_config={"ops": {n: {"config": CONFIG[n]} for n in names if n in CONFIG}},
+        )
         assert result.success, [a.key.to_user_string() for a in assets]
 
 
@@ -65,7 +71,11 @@ def _tree(files: FileStore) -> list[str]:
     the local writer locks (files.writer_lock; an object store has none) left out."""
     fs, root = fsspec.core.url_to_fs(files.root)
     names = (p[len(root.rstrip("/")) + 1 :] for p in fs.find(root))
-    return sorted(re.sub(r"/v-[^/]+/", "/v-*/", n) for n in names if not n.startswith("lance/") and not n.endswith("/.writer.lock"))
+    return sorted(
+        re.sub(r"/v-[^/]+/", "/v-*/", n)
+        for n in names
+        if not n.startswith("lance/") and not n.endswith("/.writer.lock")
+    )
 
 
 def _embeddings(lance: LanceStore, part: str) -> pl.DataFrame:
@@ -102,7 +112,9 @@ def _assert_same_outputs(plain: dict, other: dict, part: str) -> None:
         assert_frame_equal(a.read_parquet(*parts), b.read_parquet(*parts))
     # ingest: the same download statuses, shards and vectors
     assert images_dir(b, part).startswith(b.path("laion_images", part))
-    assert_frame_equal(read_parquet(f"{images_dir(a, part)}/{STATUS_FILE}"), read_parquet(f"{images_dir(b, part)}/{STATUS_FILE}"))
+    assert_frame_equal(
+        read_parquet(f"{images_dir(a, part)}/{STATUS_FILE}"), read_parquet(f"{images_dir(b, part)}/{STATUS_FILE}")
+    )
     shards = [list_files(images_dir(f, part), "*.tar") for f in (a, b)]
     assert len(shards[0]) == len(shards[1]) >= 1
     vectors = _embeddings(plain["lance"], part)
@@ -110,7 +122,10 @@ def _assert_same_outputs(plain: dict, other: dict, part: str) -> None:
     assert_frame_equal(vectors, _embeddings(other["lance"], part))
     # visual world, train-test similarity, representations: the same arrays
     np.testing.assert_array_equal(load_photo_classifier(a).coef, load_photo_classifier(b).coef)
-    for parts in [("dedup_assignments", f"{part}.vectors.npy"), *[("model_features", DATASET, f"{m}.npy") for m in MODELS]]:
+    for parts in [
+        ("dedup_assignments", f"{part}.vectors.npy"),
+        *[("model_features", DATASET, f"{m}.npy") for m in MODELS],
+    ]:
         np.testing.assert_array_equal(a.load_npy(*parts), b.load_npy(*parts))
     for parts in [("laion_natural_clusters", "centroids.npy"), ("dedup_centroids", "centroids.npy")]:
         # faiss's threaded k-means sums in a varying order: the last bit may differ

@@ -59,7 +59,10 @@ def test_similarity_matrices_are_the_library_metrics_on_normalised_shared_sample
         names, matrices = load_similarity(files, data)
         assert names == models
         idx = [np.load(files.path("model_features", data, f"{m}.indices.npy")) for m in models]
-        assert all(np.array_equal(i, idx[0]) for i in idx) and len(idx[0]) == {"demo_broad": 60, "demo_imagenet_val": 48}[data]
+        assert (
+            all(np.array_equal(i, idx[0]) for i in idx)
+            and len(idx[0]) == {"demo_broad": 60, "demo_imagenet_val": 48}[data]
+        )
         raw = {m: np.load(files.path("model_features", data, f"{m}.npy")) for m in models}
         X = {m: _unit_rows(x) for m, x in raw.items()}
         for metric, M in matrices.items():
@@ -67,8 +70,12 @@ def test_similarity_matrices_are_the_library_metrics_on_normalised_shared_sample
             np.testing.assert_allclose(np.diag(M), 1.0)
         a, b, c = models[:3]
         assert matrices["linear_cka"][0, 1] == pytest.approx(linear_cka(X[a], X[b]), abs=1e-6)
-        assert abs(matrices["linear_cka"][0, 1] - linear_cka(raw[a], raw[b])) > 1e-4  # the raw features give another value
-        assert matrices["rbf_cka"][0, 2] == pytest.approx(rbf_cka(X[a], X[c], sigma=0.4), abs=1e-6)  # the seed's absolute width
+        assert (
+            abs(matrices["linear_cka"][0, 1] - linear_cka(raw[a], raw[b])) > 1e-4
+        )  # the raw features give another value
+        assert matrices["rbf_cka"][0, 2] == pytest.approx(
+            rbf_cka(X[a], X[c], sigma=0.4), abs=1e-6
+        )  # the seed's absolute width
         assert matrices["rsa"][1, 2] == pytest.approx(rsa(X[b], X[c]), abs=1e-6)
 
 
@@ -93,7 +100,10 @@ def test_probe_scores_and_their_link(reps):
     for data in DATASETS:
         for m in models:
             record = json.loads(open(files.path("probe_scores", data, f"{m}.json")).read())
-            assert 0.0 <= record["test_accuracy"] <= 1.0 and record["n_train"] + record["n_test"] == {"demo_broad": 60, "demo_imagenet_val": 48}[data]
+            assert (
+                0.0 <= record["test_accuracy"] <= 1.0
+                and record["n_train"] + record["n_test"] == {"demo_broad": 60, "demo_imagenet_val": 48}[data]
+            )
     link = files.read_parquet("probe_similarity_link", "link.parquet")
     assert set(link["dataset"]) == set(DATASETS) and (link["model_pairs"] == 6).all()
 
@@ -117,9 +127,18 @@ def test_nan_features_fail_the_partition_and_keep_the_stored_ones(reps, monkeypa
     resources, instance, models = reps
     files = resources["files"]
     before = files.load_npy("model_features", "demo_imagenet_val", f"{models[1]}.npy")
-    monkeypatch.setattr(models_mod, "extract_features", lambda spec, data, idx, *a, **k: np.full((len(idx), 8), np.nan, np.float32))
+    monkeypatch.setattr(
+        models_mod, "extract_features", lambda spec, data, idx, *a, **k: np.full((len(idx), 8), np.nan, np.float32)
+    )
     config = {"ops": {"model_features": {"config": {"max_samples": 1000, "device": "cpu"}}}}
-    result = run([model_features], resources, instance, _key(models[1], "demo_imagenet_val"), run_config=config, raise_on_error=False)
+    result = run(
+        [model_features],
+        resources,
+        instance,
+        _key(models[1], "demo_imagenet_val"),
+        run_config=config,
+        raise_on_error=False,
+    )
     assert not result.success
     assert f"model {models[1]!r} produced NaN/inf features on dataset 'demo_imagenet_val'" in _error(result)
     np.testing.assert_array_equal(files.load_npy("model_features", "demo_imagenet_val", f"{models[1]}.npy"), before)
@@ -152,7 +171,9 @@ def test_raw_features_and_a_metric_on_one_dataset_only(reps):
     result = run([similarity_consistency], resources, instance, None)
     table = files.read_parquet("similarity_consistency", "consistency.parquet")
     assert set(table["metric"]) == {"linear_cka"}
-    skipped = json.loads(result.asset_materializations_for_node("similarity_consistency")[0].metadata["skipped_metrics"].value)
+    skipped = json.loads(
+        result.asset_materializations_for_node("similarity_consistency")[0].metadata["skipped_metrics"].value
+    )
     assert skipped == {"rbf_cka": ["demo_broad"], "rsa": ["demo_broad"]}
     assert run([representation_similarity], resources, instance, data).success  # back to the defaults
     assert run([similarity_consistency], resources, instance, None).success

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 import yaml
 
+from asset_defs.ingest import reference_embeddings
 from asset_defs.retrieval import (
     caption_search_index,
     concept_synonyms,
@@ -17,7 +18,6 @@ from asset_defs.retrieval import (
     search_captions,
     string_matches,
 )
-from asset_defs.ingest import reference_embeddings
 from tests.conftest import instance_with_parts, make_resources, run
 
 TARGET = "demo_target"
@@ -71,7 +71,9 @@ def swat(world, demo):
     meta = result.asset_materializations_for_node("retrieved_images")[0].metadata
     assert meta["failed_in_ingest"].value > 0 and meta["downloaded"].value == 0 and "requested" not in meta
     config = {"n_per_class": 3, "templates": "simple"}
-    assert run([retrieval_samples], resources, instance, TARGET, run_config={"ops": {"retrieval_samples": {"config": config}}}).success
+    assert run(
+        [retrieval_samples], resources, instance, TARGET, run_config={"ops": {"retrieval_samples": {"config": config}}}
+    ).success
     return resources, instance
 
 
@@ -82,7 +84,9 @@ def test_string_matches_equal_the_word_rule_over_all_captions(swat, demo):
     meta = pl.concat([files.read_parquet("laion_metadata", f"{p}.parquet") for p in demo.parts])
     want = {}
     for uid, text in zip(meta["uid"], meta["TEXT"]):
-        classes = sorted(c for c, syns in zip(synonyms["class"], synonyms["synonyms"]) if any(_rule(text, s) for s in syns))
+        classes = sorted(
+            c for c, syns in zip(synonyms["class"], synonyms["synonyms"]) if any(_rule(text, s) for s in syns)
+        )
         if classes:
             want[uid] = classes
     got = files.read_parquet("string_matches", f"{TARGET}.parquet")
@@ -118,8 +122,11 @@ def test_caption_index_adds_and_removes_parts_incrementally(tmp_path, demo):
 
     def only_in(part, other):
         """(uid, caption) of a caption of ``part`` that no caption of ``other`` contains."""
-        rows = [(u, t) for u, t in zip(captions[part]["uid"], captions[part]["TEXT"])
-                if t and not any(_rule(o, t) for o in captions[other]["TEXT"])]
+        rows = [
+            (u, t)
+            for u, t in zip(captions[part]["uid"], captions[part]["TEXT"])
+            if t and not any(_rule(o, t) for o in captions[other]["TEXT"])
+        ]
         assert rows, f"every caption of {part} occurs in {other}"
         return rows[0]
 
@@ -129,7 +136,11 @@ def test_caption_index_adds_and_removes_parts_incrementally(tmp_path, demo):
     assert (meta["parts_added"], meta["parts_removed"]) == (p1, "none")
     assert meta["rows"] == captions[p0].height + captions[p1].height
     both = pl.concat([captions[p0], captions[p1]])
-    assert set(search_captions(lance, text1, limit=None)["uid"]) == {u for u, t in zip(both["uid"], both["TEXT"]) if _rule(t, text1)} >= {uid1}
+    assert (
+        set(search_captions(lance, text1, limit=None)["uid"])
+        == {u for u, t in zip(both["uid"], both["TEXT"]) if _rule(t, text1)}
+        >= {uid1}
+    )
 
     uid0, text0 = only_in(p0, p1)
     assert uid0 in set(search_captions(lance, text0, limit=None)["uid"])
@@ -160,7 +171,9 @@ def test_t2t_rank_picks_the_captions_closest_to_the_prompt(swat):
         got = samples.filter((pl.col("method") == "T2T-rank") & (pl.col("class") == cls)).sort("rank")
         np.testing.assert_allclose(got["score"].to_numpy(), [s for s, _ in scored[:3]], rtol=1e-4)
     for method in ("T2T-rank-T2I-tshd", "T2T-rank-I2I-tshd"):
-        assert samples.filter(pl.col("method") == method).height <= samples.filter(pl.col("method") == "T2T-rank").height
+        assert (
+            samples.filter(pl.col("method") == method).height <= samples.filter(pl.col("method") == "T2T-rank").height
+        )
     listed = read_swat_txt(files.path("retrieval_samples", TARGET, "T2T500.txt".replace("500", "3")))
     assert listed.height == samples.filter(pl.col("method") == "T2T-rank").height
     assert all(Path(p).exists() for p in listed[listed.columns[0]])
@@ -185,15 +198,37 @@ def test_retrieved_images_downloads_only_rows_never_downloaded(tmp_path, demo):
     # the failures are remembered: a second run downloads nothing (no img2dataset start-up)
     # unless asked to try them again
     failed = resources["files"].read_parquet("retrieved_images", f"{TARGET}.failed.parquet")
-    assert set(failed["uid"]) == (matched - set(rows)) and failed.height > 0 and failed["error_message"].null_count() == 0
-    again = run([retrieved_images], resources, instance, TARGET).asset_materializations_for_node("retrieved_images")[0].metadata
+    assert (
+        set(failed["uid"]) == (matched - set(rows)) and failed.height > 0 and failed["error_message"].null_count() == 0
+    )
+    again = (
+        run([retrieved_images], resources, instance, TARGET)
+        .asset_materializations_for_node("retrieved_images")[0]
+        .metadata
+    )
     assert again["downloaded"].value == 0 and again["failed_before"].value == failed.height and "requested" not in again
     retry = {"ops": {"retrieved_images": {"config": {"retry_failed": True}}}}
-    again = run([retrieved_images], resources, instance, TARGET, run_config=retry).asset_materializations_for_node("retrieved_images")[0].metadata
+    again = (
+        run([retrieved_images], resources, instance, TARGET, run_config=retry)
+        .asset_materializations_for_node("retrieved_images")[0]
+        .metadata
+    )
     assert again["requested"].value == failed.height and again["failed"].value == failed.height
-    assert resources["files"].read_parquet("retrieved_images", f"{TARGET}.failed.parquet")["uid"].sort().equals(failed["uid"].sort())
-    config = {"n_per_class": 2, "templates": "simple", "methods": ["Random", "T2T-rank", "T2I-rank"], "export_images": False}
-    assert run([retrieval_samples], resources, instance, TARGET, run_config={"ops": {"retrieval_samples": {"config": config}}}).success
+    assert (
+        resources["files"]
+        .read_parquet("retrieved_images", f"{TARGET}.failed.parquet")["uid"]
+        .sort()
+        .equals(failed["uid"].sort())
+    )
+    config = {
+        "n_per_class": 2,
+        "templates": "simple",
+        "methods": ["Random", "T2T-rank", "T2I-rank"],
+        "export_images": False,
+    }
+    assert run(
+        [retrieval_samples], resources, instance, TARGET, run_config={"ops": {"retrieval_samples": {"config": config}}}
+    ).success
     samples = resources["files"].read_parquet("retrieval_samples", f"{TARGET}.parquet")
     assert set(samples["uid"]) <= set(rows) and samples.height > 0
 
@@ -206,10 +241,17 @@ def test_swat_lists_label_rows_by_the_metrics_class_ids(swat):
     resources, instance = swat
     demo_metrics = json.loads(Path(resources["catalog"].path).with_name("demo_target_metrics.json").read_text())
     subset = {"3": demo_metrics["1"], "0": demo_metrics["0"]}
-    res = _with_targets(resources, instance, "subset_targets.yaml", {"subset": {"metrics": "subset_metrics.json"}},
-                        {"subset_metrics.json": subset})
+    res = _with_targets(
+        resources,
+        instance,
+        "subset_targets.yaml",
+        {"subset": {"metrics": "subset_metrics.json"}},
+        {"subset_metrics.json": subset},
+    )
     config = _samples_config(n_per_class=2, methods=["T2T-rank", "Random"], export_images=False)
-    assert run([concept_synonyms, string_matches, retrieval_samples], res, instance, "subset", run_config=config).success
+    assert run(
+        [concept_synonyms, string_matches, retrieval_samples], res, instance, "subset", run_config=config
+    ).success
     files = resources["files"]
     samples = files.read_parquet("retrieval_samples", "subset.parquet")
     assert set(samples["class"]) == {"3", "0"}
@@ -236,15 +278,26 @@ def test_only_the_picked_images_are_exported(swat):
 def test_bad_targets_name_the_problem(swat):
     resources, instance = swat
     bad = _with_targets(
-        resources, instance, "bad_targets.yaml",
+        resources,
+        instance,
+        "bad_targets.yaml",
         {
             "no_fewshot": {"classes": ["tench", "goldfish"]},
             "empty": {"classes": ["tench", ""]},
             "duplicate": {"classes": ["tench", "Tench"]},
             "no_synonyms": {"metrics": "no_synonyms_metrics.json"},
-            "unknown_label": {"classes": ["tench", "goldfish"], "fewshot_dataset": FEWSHOT, "fewshot_labels": {"n01440764": "shark"}},
+            "unknown_label": {
+                "classes": ["tench", "goldfish"],
+                "fewshot_dataset": FEWSHOT,
+                "fewshot_labels": {"n01440764": "shark"},
+            },
         },
-        {"no_synonyms_metrics.json": {"0": {"name": "tench", "alternates": {"tench": 1}}, "5": {"name": "eft", "alternates": {}}}},
+        {
+            "no_synonyms_metrics.json": {
+                "0": {"name": "tench", "alternates": {"tench": 1}},
+                "5": {"name": "eft", "alternates": {}},
+            }
+        },
     )
     expected = {
         "empty": "target 'empty': names[1]: expected a non-empty str, got ''",
@@ -258,13 +311,30 @@ def test_bad_targets_name_the_problem(swat):
     result = run([retrieval_samples], bad, instance, "no_fewshot", raise_on_error=False)
     assert not result.success and "fewshot_dataset" in _error(result)
     config = {"methods": ["T2T-rank", "Best"]}
-    result = run([retrieval_samples], bad, instance, "no_fewshot", run_config={"ops": {"retrieval_samples": {"config": config}}}, raise_on_error=False)
+    result = run(
+        [retrieval_samples],
+        bad,
+        instance,
+        "no_fewshot",
+        run_config={"ops": {"retrieval_samples": {"config": config}}},
+        raise_on_error=False,
+    )
     assert not result.success and "unknown ['Best']" in _error(result)
     # a fewshot_labels value that names no class of the target
     assert run([concept_synonyms, string_matches], bad, instance, "unknown_label").success
-    result = run([retrieval_samples], bad, instance, "unknown_label", run_config=_samples_config(methods=["I2I-rank"]), raise_on_error=False)
+    result = run(
+        [retrieval_samples],
+        bad,
+        instance,
+        "unknown_label",
+        run_config=_samples_config(methods=["I2I-rank"]),
+        raise_on_error=False,
+    )
     assert not result.success
-    assert "label 'n01440764' maps to 'shark', which is no class of the target; known classes: 0 (tench), 1 (goldfish)" in _error(result)
+    assert (
+        "label 'n01440764' maps to 'shark', which is no class of the target; known classes: 0 (tench), 1 (goldfish)"
+        in _error(result)
+    )
 
 
 def test_string_matches_without_parts_says_so(swat):
@@ -286,18 +356,41 @@ def test_string_matches_records_the_class_frequency_json(swat):
 
 def test_classes_changed_after_string_matches_says_what_to_rematerialise(swat):
     resources, instance = swat
-    before = _with_targets(resources, instance, "changing_before.yaml", {"changing": {"classes": ["tench", "goldfish"]}})
+    before = _with_targets(
+        resources, instance, "changing_before.yaml", {"changing": {"classes": ["tench", "goldfish"]}}
+    )
     assert run([concept_synonyms, string_matches], before, instance, "changing").success
     matched = resources["files"].read_parquet("string_matches", "changing.parquet")
     assert matched["classes"].list.contains("1").any()  # goldfish rows exist, so class 1 is needed below
     after = _with_targets(resources, instance, "changing_after.yaml", {"changing": {"classes": ["tench"]}})
-    result = run([retrieval_samples], after, instance, "changing", run_config=_samples_config(methods=["T2T-rank"]), raise_on_error=False)
+    result = run(
+        [retrieval_samples],
+        after,
+        instance,
+        "changing",
+        run_config=_samples_config(methods=["T2T-rank"]),
+        raise_on_error=False,
+    )
     assert not result.success
-    assert "retrieval_samples[changing]" in _error(result) and "rematerialise string_matches[changing]" in _error(result)
+    assert "retrieval_samples[changing]" in _error(result) and "rematerialise string_matches[changing]" in _error(
+        result
+    )
     # string_matches keyed by class names (a metrics file), then the target becomes a class list
-    named = _with_targets(resources, instance, "named_before.yaml", {"renamed": {"metrics": "named_metrics.json"}},
-                          {"named_metrics.json": {"tench": {"name": "tench", "alternates": {"tench": 1}}}})
+    named = _with_targets(
+        resources,
+        instance,
+        "named_before.yaml",
+        {"renamed": {"metrics": "named_metrics.json"}},
+        {"named_metrics.json": {"tench": {"name": "tench", "alternates": {"tench": 1}}}},
+    )
     assert run([concept_synonyms, string_matches], named, instance, "renamed").success
     listed = _with_targets(resources, instance, "named_after.yaml", {"renamed": {"classes": ["tench"]}})
-    result = run([retrieval_samples], listed, instance, "renamed", run_config=_samples_config(methods=["T2T-rank"]), raise_on_error=False)
+    result = run(
+        [retrieval_samples],
+        listed,
+        instance,
+        "renamed",
+        run_config=_samples_config(methods=["T2T-rank"]),
+        raise_on_error=False,
+    )
     assert not result.success and "rematerialise string_matches[renamed]" in _error(result)

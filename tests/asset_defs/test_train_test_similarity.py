@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from asset_defs.ingest import EMBEDDINGS_TABLE
+from asset_defs.ingest import EMBEDDINGS_TABLE, REFERENCE_TABLE
 from asset_defs.train_test_similarity import (
     dedup_assignments,
     dedup_centroids,
@@ -18,7 +18,6 @@ from asset_defs.train_test_similarity import (
     read_pruned_pool,
     train_to_eval_threshold,
 )
-from asset_defs.ingest import REFERENCE_TABLE
 from laionlab.io.lance import read_vectors
 from tests.conftest import DATASETS, run
 
@@ -33,17 +32,27 @@ def pruned(world, demo):
         "dedup_centroids": {"config": {"k": 4, "duplicate_cosine": 0.999}},
         "laion_dedup": {"config": {"eps": EPS, "block_rows": 16}},
     }
-    assert run([dedup_centroids], resources, instance, None, run_config={"ops": {"dedup_centroids": ops["dedup_centroids"]}}).success
+    assert run(
+        [dedup_centroids], resources, instance, None, run_config={"ops": {"dedup_centroids": ops["dedup_centroids"]}}
+    ).success
     for part in demo.parts:
         assert run([dedup_assignments], resources, instance, part).success
     for part in demo.parts:
-        assert run([laion_dedup], resources, instance, part, run_config={"ops": {"laion_dedup": ops["laion_dedup"]}}).success
+        assert run(
+            [laion_dedup], resources, instance, part, run_config={"ops": {"laion_dedup": ops["laion_dedup"]}}
+        ).success
     per_dataset = {
         "eval_to_laion_similarity": {"config": {"k": K}},
         "train_to_eval_threshold": {"config": {"train_dataset": "demo_broad"}},
     }
     for name in DATASETS:
-        result = run([eval_to_laion_similarity, train_to_eval_threshold, pruned_pools], resources, instance, name, run_config={"ops": per_dataset})
+        result = run(
+            [eval_to_laion_similarity, train_to_eval_threshold, pruned_pools],
+            resources,
+            instance,
+            name,
+            run_config={"ops": per_dataset},
+        )
         assert result.success
     return resources, instance
 
@@ -85,9 +94,13 @@ def test_eval_topk_equals_brute_force_over_all_parts(pruned):
     # every candidate's uid is the LAION row with that similarity (uids mapped back part by part)
     column = {u: j for j, u in enumerate(uids)}
     assert top.height == len(queries) * K and top["uid"].null_count() == 0
-    np.testing.assert_allclose(top["sim"].to_numpy(), sims[top["eval_index"].to_numpy(), [column[u] for u in top["uid"]]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        top["sim"].to_numpy(), sims[top["eval_index"].to_numpy(), [column[u] for u in top["uid"]]], rtol=1e-5, atol=1e-6
+    )
     maxsim = read_max_sims(resources["files"], name)
-    assert sorted(maxsim["uid"]) == sorted(uids) and maxsim["part"].to_list() == [u.rsplit(":", 1)[0] for u in maxsim["uid"]]
+    assert sorted(maxsim["uid"]) == sorted(uids) and maxsim["part"].to_list() == [
+        u.rsplit(":", 1)[0] for u in maxsim["uid"]
+    ]
     lookup = dict(zip(uids, sims.max(axis=0)))
     np.testing.assert_allclose(maxsim["max_sim"].to_numpy(), [lookup[u] for u in maxsim["uid"]], rtol=1e-5)
 
@@ -125,8 +138,12 @@ def test_bad_inputs_name_the_problem(pruned, demo):
     assert not result.success and "curve_eps[1]" in str(result.get_step_failure_events()[0].event_specific_data.error)
     assert resources["files"].read_parquet("laion_dedup", f"{part}.parquet").equals(before)
     too_big = {"ops": {"eval_to_laion_similarity": {"config": {"k": 10_000}}}}
-    result = run([eval_to_laion_similarity], resources, instance, "demo_narrow", run_config=too_big, raise_on_error=False)
-    assert not result.success and "larger than the LAION pool" in str(result.get_step_failure_events()[0].event_specific_data.error)
+    result = run(
+        [eval_to_laion_similarity], resources, instance, "demo_narrow", run_config=too_big, raise_on_error=False
+    )
+    assert not result.success and "larger than the LAION pool" in str(
+        result.get_step_failure_events()[0].event_specific_data.error
+    )
 
 
 def test_eval_set_of_another_dimension_is_refused(tmp_path, demo):
@@ -137,14 +154,30 @@ def test_eval_set_of_another_dimension_is_refused(tmp_path, demo):
 
     resources = make_resources(tmp_path, str(Path(demo.root) / "laion_parts"))
     rng = np.random.default_rng(0)
-    unit = lambda n, d: (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(rng.normal(size=(n, d))).astype(np.float32)
+    unit = lambda n, d: (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(rng.normal(size=(n, d))).astype(
+        np.float32
+    )
     tables = resources["lance"].tables()
-    tables.replace_part(EMBEDDINGS_TABLE, "p0", [embeddings_batch([f"p0:{i}" for i in range(20)], "p0", "m8", unit(20, 8), unit(20, 8))], embeddings_schema(8))
-    ref = reference_batch([f"{i:03d}" for i in range(5)], "wide", "m16", [None] * 5, ["x"] * 5, unit(5, 16), np.ones(5, np.float32))
+    tables.replace_part(
+        EMBEDDINGS_TABLE,
+        "p0",
+        [embeddings_batch([f"p0:{i}" for i in range(20)], "p0", "m8", unit(20, 8), unit(20, 8))],
+        embeddings_schema(8),
+    )
+    ref = reference_batch(
+        [f"{i:03d}" for i in range(5)], "wide", "m16", [None] * 5, ["x"] * 5, unit(5, 16), np.ones(5, np.float32)
+    )
     tables.replace_part(REFERENCE_TABLE, "wide", [ref], reference_schema(16), part_column="dataset")
     instance = instance_with_parts(["p0"])
     instance.add_dynamic_partitions("dataset", ["wide"])
-    result = run([eval_to_laion_similarity], resources, instance, "wide", run_config={"ops": {"eval_to_laion_similarity": {"config": {"k": 5}}}}, raise_on_error=False)
+    result = run(
+        [eval_to_laion_similarity],
+        resources,
+        instance,
+        "wide",
+        run_config={"ops": {"eval_to_laion_similarity": {"config": {"k": 5}}}},
+        raise_on_error=False,
+    )
     assert not result.success
     message = str(result.get_step_failure_events()[0].event_specific_data.error)
     assert "'wide' has dimension 16" in message and "laion_embeddings[p0] 8" in message
@@ -169,9 +202,24 @@ def hand(pruned, demo):
     kept = dedup.filter(pl.col("keep"))["uid"].to_list()
     a, b, c, d = kept[:4]
     e = dedup.filter(~pl.col("keep"))["uid"][0]
-    rows = [(0, b, JUST_ABOVE_HALF), (0, a, HALF), (0, c, 0.25), (1, d, 0.9), (1, e, 0.8), (1, b, 0.7), (2, c, 0.5), (2, a, 0.4), (2, d, 0.3)]
+    rows = [
+        (0, b, JUST_ABOVE_HALF),
+        (0, a, HALF),
+        (0, c, 0.25),
+        (1, d, 0.9),
+        (1, e, 0.8),
+        (1, b, 0.7),
+        (2, c, 0.5),
+        (2, a, 0.4),
+        (2, d, 0.3),
+    ]
     candidates = pl.DataFrame(
-        {"eval_index": [r[0] for r in rows], "rank": [i % 3 for i in range(9)], "uid": [r[1] for r in rows], "sim": np.array([r[2] for r in rows], np.float32)}
+        {
+            "eval_index": [r[0] for r in rows],
+            "rank": [i % 3 for i in range(9)],
+            "uid": [r[1] for r in rows],
+            "sim": np.array([r[2] for r in rows], np.float32),
+        }
     )
     files.write_parquet(candidates, "eval_to_laion_similarity", "hand.topk.parquet")
     thresholds = pl.DataFrame({"eval_index": [0, 1, 2], "threshold": np.array([HALF, 0.1, 0.9], np.float32)})
@@ -182,13 +230,26 @@ def hand(pruned, demo):
     for part in demo.parts:
         assert run([dedup_assignments], resources, instance, part).success
     for part in demo.parts:
-        assert run([laion_dedup], resources, instance, part, run_config={"ops": {"laion_dedup": {"config": {"eps": EPS, "block_rows": 16}}}}).success
+        assert run(
+            [laion_dedup],
+            resources,
+            instance,
+            part,
+            run_config={"ops": {"laion_dedup": {"config": {"eps": EPS, "block_rows": 16}}}},
+        ).success
     return resources, instance, kept, (a, b, c, d, e)
 
 
 def _prune_hand(hand, **config):
     resources, instance, _, _ = hand
-    result = run([pruned_pools], resources, instance, "hand", run_config={"ops": {"pruned_pools": {"config": config}}}, raise_on_error=False)
+    result = run(
+        [pruned_pools],
+        resources,
+        instance,
+        "hand",
+        run_config={"ops": {"pruned_pools": {"config": config}}},
+        raise_on_error=False,
+    )
     if not result.success:
         return result, None, None
     meta = result.asset_materializations_for_node("pruned_pools")[0].metadata
@@ -221,7 +282,9 @@ def test_pruned_pools_target_size_is_a_seeded_exact_subset(hand):
     assert meta["final_size"].value == 10 and meta["pruned_away"].value == 2
     result, _, _ = _prune_hand(hand, target_size=len(full) + 1)
     assert not result.success
-    assert f"larger than the pruned pool for hand ({len(full)} rows)" in str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert f"larger than the pruned pool for hand ({len(full)} rows)" in str(
+        result.get_step_failure_events()[0].event_specific_data.error
+    )
 
 
 @pytest.fixture
@@ -239,15 +302,17 @@ def sampled_table(tmp_path, demo):
         X /= np.linalg.norm(X, axis=1, keepdims=True)
         order = rng.permutation(n)
         uids = [f"{part}:{i:03d}" for i in order]
-        tables.replace_part(EMBEDDINGS_TABLE, part, [embeddings_batch(uids, part, "m8", X[order], X[order])], embeddings_schema(8))
+        tables.replace_part(
+            EMBEDDINGS_TABLE, part, [embeddings_batch(uids, part, "m8", X[order], X[order])], embeddings_schema(8)
+        )
     return resources, instance_with_parts(["p0", "p1", "p2"])
 
 
 def test_dedup_centroids_samples_each_part_without_reading_the_table(sampled_table, monkeypatch):
     """sample_size 40 of 100 rows: quotas 20/12/8, only those 40 vectors are read, the
     sample is the rows sample_across_parts picks (in uid order), and it is seeded."""
-    import asset_defs.train_test_similarity as tts
     import asset_defs.readers as readers
+    import asset_defs.train_test_similarity as tts
     import laionlab.cluster
     from laionlab.cluster import sample_across_parts
     from laionlab.io.lance import read_vectors
@@ -271,7 +336,9 @@ def test_dedup_centroids_samples_each_part_without_reading_the_table(sampled_tab
     def centroids(sample_size, seed):
         read.clear()
         config = {"k": 3, "sample_size": sample_size, "seed": seed, "duplicate_cosine": 0.999}
-        result = run([dedup_centroids], resources, instance, None, run_config={"ops": {"dedup_centroids": {"config": config}}})
+        result = run(
+            [dedup_centroids], resources, instance, None, run_config={"ops": {"dedup_centroids": {"config": config}}}
+        )
         meta = result.asset_materializations_for_node("dedup_centroids")[0].metadata
         return meta, sum(read), resources["files"].load_npy("dedup_centroids", "centroids.npy")
 
@@ -295,9 +362,9 @@ def test_dedup_summary_and_parts_computed_before_an_earlier_part_changed(pruned,
     """dedup_summary sums the parts' own results; after an earlier part's assignments are
     re-materialised, every part from there on is named out of date (summary fails, WARN check
     fails) until laion_dedup is re-materialised for them, and only for them."""
-    from asset_defs.train_test_similarity import dedup_chain_problems, dedup_parts_current, dedup_summary
     from dagster import AssetSelection
 
+    from asset_defs.train_test_similarity import dedup_chain_problems, dedup_parts_current, dedup_summary
     from tests.conftest import instance_with_parts
 
     resources, _ = pruned
@@ -326,7 +393,13 @@ def test_dedup_summary_and_parts_computed_before_an_earlier_part_changed(pruned,
     failed = run([dedup_summary], resources, instance, None, raise_on_error=False)
     message = str(failed.get_step_failure_events()[0].event_specific_data.error)
     assert "out of date" in message and all(p in message for p in parts[1:])
-    only_check = run([dedup_summary, dedup_parts_current], resources, instance, None, selection=AssetSelection.checks(dedup_parts_current))
+    only_check = run(
+        [dedup_summary, dedup_parts_current],
+        resources,
+        instance,
+        None,
+        selection=AssetSelection.checks(dedup_parts_current),
+    )
     [evaluation] = only_check.get_asset_check_evaluations()
     assert not evaluation.passed and all(p in evaluation.description for p in parts[1:])
     for part in parts[1:]:
@@ -358,7 +431,9 @@ def test_laion_dedup_waits_for_an_earlier_part_in_flight_and_names_a_missing_one
     monkeypatch.setattr(train_test_similarity, "WAIT_TRIES", 2)
     assign = define_asset_job("assign", [dedup_assignments], partitions_def=laion_part)
     job = Definitions(assets=[dedup_assignments], jobs=[assign], resources=resources).resolve_job_def("assign")
-    queued = instance.create_run_for_job(job, tags={"dagster/partition": parts[0]}, asset_selection=frozenset({dedup_assignments.key}))
+    queued = instance.create_run_for_job(
+        job, tags={"dagster/partition": parts[0]}, asset_selection=frozenset({dedup_assignments.key})
+    )
     assert instance.get_latest_planned_materialization_info(dedup_assignments.key, parts[0]).run_id == queued.run_id
     result = run([laion_dedup], resources, instance, parts[1], run_config=config, raise_on_error=False)
     assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 2
@@ -375,7 +450,9 @@ def test_dedup_k_grows_with_laion_when_unset(sampled_table, rows_per_cluster, k)
     stay near rows_per_cluster / 2 whatever the corpus size (the seed: 413M / 50,000)."""
     resources, instance = sampled_table
     config = {"k": None, "rows_per_cluster": rows_per_cluster, "duplicate_cosine": 0.999}
-    result = run([dedup_centroids], resources, instance, None, run_config={"ops": {"dedup_centroids": {"config": config}}})
+    result = run(
+        [dedup_centroids], resources, instance, None, run_config={"ops": {"dedup_centroids": {"config": config}}}
+    )
     meta = result.asset_materializations_for_node("dedup_centroids")[0].metadata
     assert meta["k"].value == k == len(resources["files"].load_npy("dedup_centroids", "centroids.npy"))
     assert meta["rows_per_cluster"].value == pytest.approx(100 / k, abs=0.1)

@@ -78,7 +78,9 @@ def test_clusters_and_coverage_rank_broad_above_narrow(world, demo):
         assert run([laion_natural], resources, instance, part, run_config=config).success
     too_many = {"ops": {"laion_natural_clusters": {"config": {"k": 100_000}}}}
     bad = run([laion_natural_clusters], resources, instance, None, run_config=too_many, raise_on_error=False)
-    assert not bad.success and "larger than the sample" in str(bad.get_step_failure_events()[0].event_specific_data.error)
+    assert not bad.success and "larger than the sample" in str(
+        bad.get_step_failure_events()[0].event_specific_data.error
+    )
     config = {
         "ops": {
             "laion_natural_clusters": {"config": {"k": 6}},
@@ -102,6 +104,7 @@ def test_clusters_and_coverage_rank_broad_above_narrow(world, demo):
 
 
 def test_stimulus_sets_and_ood_on_the_demo(world, demo):
+    from asset_defs.profile import profile_run_config
     from asset_defs.visual_world import (
         concept_distribution,
         laion_natural_clusters,
@@ -109,8 +112,6 @@ def test_stimulus_sets_and_ood_on_the_demo(world, demo):
         ood_generalization,
         stimulus_sets,
     )
-
-    from asset_defs.profile import profile_run_config
 
     resources, instance = world
     demo_ops = profile_run_config("demo")["ops"]
@@ -130,7 +131,9 @@ def test_stimulus_sets_and_ood_on_the_demo(world, demo):
     for name in demo_ops["stimulus_sets"]["config"]["strategies"]:
         chosen = sets.filter(pl.col("strategy") == name)["uid"]
         assert chosen.len() == n and chosen.n_unique() == n
-    natural = set(pl.concat([resources["files"].read_parquet("laion_natural", f"{p}.parquet") for p in demo.parts])["uid"])
+    natural = set(
+        pl.concat([resources["files"].read_parquet("laion_natural", f"{p}.parquet") for p in demo.parts])["uid"]
+    )
     assert set(sets["uid"]) <= natural
     diversity = resources["files"].read_parquet("stimulus_sets", "diversity.parquet")
     ed = dict(zip(diversity["strategy"], diversity["effective_dim"]))
@@ -157,7 +160,9 @@ def test_stimulus_sets_and_ood_on_the_demo(world, demo):
     assert concepts["js_distance"].is_between(0, 1).all() and (concepts["kl_to_pool_bits"] >= 0).all()
     bad = {"ops": {"stimulus_sets": {"config": {"n": 5, "strategies": ["psychic"]}}}}
     failed = run([stimulus_sets], resources, instance, None, run_config=bad, raise_on_error=False)
-    assert not failed.success and "unknown strategies ['psychic']" in str(failed.get_step_failure_events()[0].event_specific_data.error)
+    assert not failed.success and "unknown strategies ['psychic']" in str(
+        failed.get_step_failure_events()[0].event_specific_data.error
+    )
 
 
 def test_natural_features_sample_reads_only_the_sampled_rows(world, demo, monkeypatch):
@@ -174,7 +179,13 @@ def test_natural_features_sample_reads_only_the_sampled_rows(world, demo, monkey
     parts = sorted(demo.parts)
     assert run([photo_classifier], resources, instance, None).success
     for part in parts:
-        assert run([laion_natural], resources, instance, part, run_config={"ops": {"laion_natural": {"config": {"threshold": 0.3}}}}).success
+        assert run(
+            [laion_natural],
+            resources,
+            instance,
+            part,
+            run_config={"ops": {"laion_natural": {"config": {"threshold": 0.3}}}},
+        ).success
     monkeypatch.setattr(vw, "require_same_params", lambda *a, **k: {})
     context = build_asset_context(instance=instance)
     all_uids, X = _natural_features(context, files, lance, parts)

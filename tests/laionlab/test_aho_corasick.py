@@ -74,8 +74,13 @@ def test_same_sets_as_substring_tests():
         (pl.DataFrame({"pattern": [1]}), {}, "table: expected a 'pattern' column of dtype String"),
         (_table([(" a ", "A")]), {"x": "missing"}, r"gather: expected columns of table, got \['missing'\]"),
         (_table([("", "A")]), {"names": "name"}, "table: expected non-null, non-empty patterns"),
-        (pl.DataFrame({"pattern": [None, " a "], "name": ["x", "y"]}, schema={"pattern": pl.String, "name": pl.String}),
-         {"names": "name"}, "table: expected non-null, non-empty patterns"),
+        (
+            pl.DataFrame(
+                {"pattern": [None, " a "], "name": ["x", "y"]}, schema={"pattern": pl.String, "name": pl.String}
+            ),
+            {"names": "name"},
+            "table: expected non-null, non-empty patterns",
+        ),
     ],
 )
 def test_bad_table(table, gather, match):

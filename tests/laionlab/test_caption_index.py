@@ -158,9 +158,7 @@ def test_ivfpq_append_without_retraining(clustered, ivfpq):
     new_ids = np.arange(1_000, dtype=np.int64) * 7 + 3  # not multiples of 7: disjoint from ids
     index.append(new, new_ids)
     assert index.ntotal == len(x) + 1_000 and ivfpq.ntotal == len(x)
-    np.testing.assert_array_equal(
-        faiss.extract_index_ivf(index.index).quantizer.reconstruct_n(0, 512), centroids
-    )
+    np.testing.assert_array_equal(faiss.extract_index_ivf(index.index).quantizer.reconstruct_n(0, 512), centroids)
     queries = unit(new + 0.1 * rng.standard_normal(new.shape) / np.sqrt(D))
     _, truth = brute_topk(queries, np.vstack([x, new]), np.r_[ids, new_ids], 1)
     _, got = index.search(queries, 1, nprobe=16)
@@ -177,7 +175,10 @@ def test_save_load_round_trip(tmp_path, flat, ivfpq, clustered, which):
     assert os.listdir(path.parent) == ["knn.index"]  # no temporary file left behind
     loaded = CaptionIndex.load(path)
     assert (loaded.d, loaded.ntotal, loaded.nlist, loaded.nprobe) == (
-        index.d, index.ntotal, index.nlist, index.nprobe,
+        index.d,
+        index.ntotal,
+        index.nlist,
+        index.nprobe,
     )
     for nprobe in (None, 8):
         want = index.search(queries, 5, nprobe=nprobe)
@@ -211,8 +212,9 @@ def test_choose_index_key_ivfpq_under_a_small_budget(budget, opq):
     if larger and f"IVF{recommended_nlist(20_000)}," in key:
         bigger = key.replace(f"PQ{m}x", f"PQ{larger[0]}x")
         if opq:
-            bigger = bigger.replace(f"OPQ{m}_{(min(D // m, 6) + 1) * m}",
-                                    f"OPQ{larger[0]}_{(min(D // larger[0], 6) + 1) * larger[0]}")
+            bigger = bigger.replace(
+                f"OPQ{m}_{(min(D // m, 6) + 1) * m}", f"OPQ{larger[0]}_{(min(D // larger[0], 6) + 1) * larger[0]}"
+            )
         assert estimate_index_memory(bigger, 20_000, D) > budget
 
 
@@ -224,7 +226,12 @@ def test_choose_index_key_reproduces_the_seed():
     counted = choose_index_key(1_000_000, 512, 40 * 2**20)
     assert estimate_index_memory(counted, 1_000_000, 512) <= 40 * 2**20
     # under that budget autofaiss's 1M-row limit on IVF-Flat changes nothing
-    assert choose_index_key(1_000_000, 512, 40 * 2**20, count_fixed_costs=False, ivf_flat_max_rows=AUTOFAISS_IVF_FLAT_MAX_ROWS) == key
+    assert (
+        choose_index_key(
+            1_000_000, 512, 40 * 2**20, count_fixed_costs=False, ivf_flat_max_rows=AUTOFAISS_IVF_FLAT_MAX_ROWS
+        )
+        == key
+    )
 
 
 def test_ivf_flat_is_taken_while_it_fits_the_budget():
@@ -234,7 +241,9 @@ def test_ivf_flat_is_taken_while_it_fits_the_budget():
     assert estimate_index_memory("IVF16384_HNSW32,Flat", 1_600_000, 64) < 0.5 * 10**9
     assert choose_index_key(1_600_000, 64, 16 * 10**9, ivf_flat_max_rows=AUTOFAISS_IVF_FLAT_MAX_ROWS).startswith("OPQ")
     assert choose_index_key(1_600_000, 64, 200 * 10**6).startswith("OPQ")
-    assert choose_index_key(400_000, 64, 16 * 10**9) == choose_index_key(400_000, 64, 16 * 10**9, ivf_flat_max_rows=AUTOFAISS_IVF_FLAT_MAX_ROWS)
+    assert choose_index_key(400_000, 64, 16 * 10**9) == choose_index_key(
+        400_000, 64, 16 * 10**9, ivf_flat_max_rows=AUTOFAISS_IVF_FLAT_MAX_ROWS
+    )
 
 
 def test_nlist_and_train_size_rules():
@@ -285,11 +294,14 @@ def bad_rows(kind):
     return x
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("nan", "vectors: contains NaN or inf"),
-    ("inf", "vectors: contains NaN or inf"),
-    ("scaled", r"vectors: expected L2-normalised rows .* row 3 has norm 2"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("nan", "vectors: contains NaN or inf"),
+        ("inf", "vectors: contains NaN or inf"),
+        ("scaled", r"vectors: expected L2-normalised rows .* row 3 has norm 2"),
+    ],
+)
 def test_bad_vectors(kind, message, flat):
     with pytest.raises(ValueError, match=message):
         CaptionIndex.build(bad_rows(kind), np.arange(20), "Flat")
@@ -301,13 +313,16 @@ def test_bad_vectors(kind, message, flat):
         flat[2].search(bad_rows(kind), 1)
 
 
-@pytest.mark.parametrize("ids, message", [
-    (np.arange(19), r"ids: expected one id per vector \(20\), got 19"),
-    (np.r_[np.arange(19), 4], "ids: expected unique ids within one add, got 1 duplicated, e.g. 4"),
-    (np.arange(20) - 1, "ids: expected non-negative"),
-    (np.arange(20.0), "ids: expected a 1-D integer array"),
-    (np.arange(20).reshape(4, 5), "ids: expected a 1-D integer array"),
-])
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        (np.arange(19), r"ids: expected one id per vector \(20\), got 19"),
+        (np.r_[np.arange(19), 4], "ids: expected unique ids within one add, got 1 duplicated, e.g. 4"),
+        (np.arange(20) - 1, "ids: expected non-negative"),
+        (np.arange(20.0), "ids: expected a 1-D integer array"),
+        (np.arange(20).reshape(4, 5), "ids: expected a 1-D integer array"),
+    ],
+)
 def test_bad_ids(ids, message, flat):
     x = random_unit(np.random.default_rng(9), 20)
     with pytest.raises(ValueError, match=message):
@@ -354,8 +369,7 @@ def test_wrapping_checks_the_faiss_index():
         CaptionIndex(faiss.IndexFlatIP(D))
 
 
-@pytest.mark.skipif(hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0,
-                    reason="a GPU is present")
+@pytest.mark.skipif(hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0, reason="a GPU is present")
 def test_use_gpu_without_gpu_support(flat):
     with pytest.raises(ValueError, match="use_gpu"):
         flat[2].search(random_unit(np.random.default_rng(12), 2), 1, use_gpu=True)
@@ -406,7 +420,9 @@ def test_update_index_trains_once_and_a_new_part_writes_only_its_own_file(tmp_pa
     folder = str(tmp_path / "caption_index")
 
     def grow(parts):
-        return update_index(folder, {p: len(data[p]) for p in parts}, read, budget=10**9, flat_max_rows=flat_max_rows, nprobe=64)
+        return update_index(
+            folder, {p: len(data[p]) for p in parts}, read, budget=10**9, flat_max_rows=flat_max_rows, nprobe=64
+        )
 
     first = grow(["a", "b"])
     state = first.state
@@ -414,17 +430,27 @@ def test_update_index_trains_once_and_a_new_part_writes_only_its_own_file(tmp_pa
     key = "Flat" if flat_max_rows > 4000 else choose_index_key(4000, 16, 10**9, flat_max_rows=100)
     assert state["key"] == key and key.startswith("Flat" if flat_max_rows > 4000 else "IVF")
     build = tmp_path / "caption_index" / state["build"]
-    before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in [build / "trained.faiss", *sorted((build / "shards").iterdir())]}
+    before = {
+        f.name: (f.stat().st_mtime_ns, f.read_bytes())
+        for f in [build / "trained.faiss", *sorted((build / "shards").iterdir())]
+    }
     assert sorted(before) == ["a.faiss", "b.faiss", "trained.faiss"]
 
     second = grow(["a", "b", "c"])  # c appended: same key (4,500 rows), no retraining
     state = second.state
     assert not second.rebuilt and second.added == ["c"] and state["build"] == first.state["build"]
-    after = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in [build / "trained.faiss", *sorted((build / "shards").iterdir())]}
+    after = {
+        f.name: (f.stat().st_mtime_ns, f.read_bytes())
+        for f in [build / "trained.faiss", *sorted((build / "shards").iterdir())]
+    }
     assert sorted(after) == ["a.faiss", "b.faiss", "c.faiss", "trained.faiss"]
     assert all(after[name] == before[name] for name in before)  # nothing but c's file was written
     assert state["next_id"] == 4500 and state["model"] == "model/x" and state["dim"] == 16
-    assert state["parts"] == {"a": {"rows": 1500, "first_id": 0}, "b": {"rows": 2500, "first_id": 1500}, "c": {"rows": 500, "first_id": 4000}}
+    assert state["parts"] == {
+        "a": {"rows": 1500, "first_id": 0},
+        "b": {"rows": 2500, "first_id": 1500},
+        "c": {"rows": 500, "first_id": 4000},
+    }
     assert grow(["a", "b", "c"]).added == []  # up to date
 
     index, loaded = load_index(folder)
@@ -447,14 +473,18 @@ def test_update_index_rebuilds_when_the_corpus_outgrows_its_key_or_a_part_change
     (tmp_path / "caption_index" / "state.json").write_text('{"parts": {}, "next_id": 0, "model": null, "key": null}')
 
     def grow(parts):
-        return update_index(folder, {p: len(data[p]) for p in parts}, read, budget=10**9, flat_max_rows=3_000, nprobe=64)
+        return update_index(
+            folder, {p: len(data[p]) for p in parts}, read, budget=10**9, flat_max_rows=3_000, nprobe=64
+        )
 
     first = grow(["a", "b"])  # 2,500 rows: exact; the older layout's files are replaced
     assert first.rebuilt and first.state["key"] == "Flat" and not (tmp_path / "caption_index" / "index.faiss").exists()
     second = grow(["a", "b", "c"])  # 4,500 rows > flat_max_rows: an IVF index over every part
     assert second.rebuilt and second.added == ["a", "b", "c"] and second.state["key"].startswith("IVF")
     assert "outgrew Flat (4,500 captions now want IVF" in second.reason
-    assert [p.name for p in (tmp_path / "caption_index").glob("v-*")] == [second.state["build"]]  # the old build is gone
+    assert [p.name for p in (tmp_path / "caption_index").glob("v-*")] == [
+        second.state["build"]
+    ]  # the old build is gone
     index, state = load_index(folder)
     assert index.nlist is not None and index.ntotal == 4500
     data["b"], uids["b"] = data["b"][:900], uids["b"][:900]  # b re-embedded with fewer rows: its ids no longer hold
@@ -522,5 +552,3 @@ def test_a_large_coarse_quantizer_is_trained_in_two_levels(clustered, monkeypatc
         _, found = index.search(y[:300], 1)
         recall[min_nlist] = (found[:, 0] == np.arange(300)).mean()
     assert called == [16] and recall[16] >= recall[10**9] - 0.05 and recall[16] >= 0.85, recall
-
-

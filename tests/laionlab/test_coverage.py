@@ -33,9 +33,17 @@ def axis_setup():
     """4 centroids on the axes of R²; 3 points near c0, 4 near c2, 2 near c1, none near c3."""
     centroids = np.array([[10.0, 0.0], [-10.0, 0.0], [0.0, 10.0], [0.0, -10.0]])
     ref = np.array(
-        [[9, 1], [11, 0], [10, -1],  # c0
-         [-9, 0], [-11, 1],  # c1
-         [0, 9], [1, 11], [-1, 10], [0, 12]],  # c2
+        [
+            [9, 1],
+            [11, 0],
+            [10, -1],  # c0
+            [-9, 0],
+            [-11, 1],  # c1
+            [0, 9],
+            [1, 11],
+            [-1, 10],
+            [0, 12],
+        ],  # c2
         dtype=float,
     )
     return ref, centroids
@@ -89,22 +97,36 @@ def test_coverage_overlap_two_hand_masks():
     b = np.array([0, 1, 1, 1, 1, 0, 0, 0, 0, 0], bool)
     rows = {r["region"]: (r["clusters"], r["percent"]) for r in coverage_overlap({"A": a, "B": b})}
     assert rows == {
-        "A": (3, 30.0), "B": (4, 40.0), "A only": (1, 10.0), "B only": (2, 20.0),
-        "both": (2, 20.0), "union": (5, 50.0), "neither": (5, 50.0),
+        "A": (3, 30.0),
+        "B": (4, 40.0),
+        "A only": (1, 10.0),
+        "B only": (2, 20.0),
+        "both": (2, 20.0),
+        "union": (5, 50.0),
+        "neither": (5, 50.0),
     }
 
 
 def test_coverage_overlap_reproduces_seed_table_and_accepts_cluster_coverage():
     # 5,443 clusters split as in the seed notebook: both 706, THINGS only 717, NSD only 1308.
     k = 5443
-    things = np.zeros(k, bool); nsd = np.zeros(k, bool)
-    things[:706 + 717] = True
-    nsd[:706] = True; nsd[706 + 717 : 706 + 717 + 1308] = True
+    things = np.zeros(k, bool)
+    nsd = np.zeros(k, bool)
+    things[: 706 + 717] = True
+    nsd[:706] = True
+    nsd[706 + 717 : 706 + 717 + 1308] = True
     nsd_cov = ClusterCoverage(counts=nsd.astype(np.int64) * 3, covered=nsd, share=nsd.mean(), min_count=3)
     df = pl.DataFrame(coverage_overlap({"THINGS": things, "NSD": nsd_cov}))
     pct = dict(zip(df["region"], df["percent"].round(2)))
-    assert pct == {"THINGS": 26.14, "NSD": 37.0, "THINGS only": 13.17, "NSD only": 24.03,
-                   "both": 12.97, "union": 50.17, "neither": 49.83}
+    assert pct == {
+        "THINGS": 26.14,
+        "NSD": 37.0,
+        "THINGS only": 13.17,
+        "NSD only": 24.03,
+        "both": 12.97,
+        "union": 50.17,
+        "neither": 49.83,
+    }
 
 
 def test_coverage_overlap_three_datasets():
@@ -112,8 +134,7 @@ def test_coverage_overlap_three_datasets():
     b = np.array([0, 1, 1, 0, 1, 0], bool)
     c = np.array([0, 0, 0, 1, 1, 0], bool)
     rows = {r["region"]: r["clusters"] for r in coverage_overlap({"a": a, "b": b, "c": c})}
-    assert rows == {"a": 3, "b": 3, "c": 2, "a only": 1, "b only": 1, "c only": 1,
-                    "all": 1, "union": 5, "neither": 1}
+    assert rows == {"a": 3, "b": 3, "c": 2, "a only": 1, "b only": 1, "c only": 1, "all": 1, "union": 5, "neither": 1}
 
 
 # --- PCA coverage --------------------------------------------------------------------------
@@ -198,8 +219,10 @@ def test_baselines(rng):
     expected = [pool[np.sort(np.random.default_rng(s).choice(800, 100, replace=False)), 0].mean() for s in (42, 43, 44)]
     np.testing.assert_allclose(vals, expected)
     mean, sd = pca_coverage_baseline(pool, size=200, seeds=range(42, 46), n_components=4)
-    per_seed = [pca_coverage(pool[np.sort(np.random.default_rng(s).choice(800, 200, replace=False))], pool,
-                             n_components=4) for s in range(42, 46)]
+    per_seed = [
+        pca_coverage(pool[np.sort(np.random.default_rng(s).choice(800, 200, replace=False))], pool, n_components=4)
+        for s in range(42, 46)
+    ]
     assert mean == pytest.approx(np.mean(per_seed)) and sd == pytest.approx(np.std(per_seed, ddof=1))
     assert mean > 85
 
@@ -209,8 +232,10 @@ def test_baselines(rng):
 
 def _ref_prdc(real, fake, k):
     """The authors' compute_prdc, dense."""
+
     def radii(x):
         return np.sort(cdist(x, x), axis=1)[:, k]
+
     r, s, d = radii(real), radii(fake), cdist(real, fake)
     return {
         "precision": (d < r[:, None]).any(0).mean(),
@@ -249,7 +274,8 @@ def test_prdc_matches_dense_reference(rng, block):
 # --- validation ----------------------------------------------------------------------------
 
 _X = np.random.default_rng(1).normal(size=(20, 4))
-_NAN = _X.copy(); _NAN[3, 2] = np.nan
+_NAN = _X.copy()
+_NAN[3, 2] = np.nan
 
 
 @pytest.mark.parametrize(
@@ -306,7 +332,9 @@ def test_coverage_report_matches_the_metrics_it_combines():
     laion = np.vstack([natural, rng.normal(5, 1, size=(100, 6))])
     centroids = natural[:8]
     broad, narrow = natural[rng.choice(300, 80, replace=False)], natural[:1] + rng.normal(0, 0.01, size=(40, 6))
-    report = coverage_report({"broad": broad, "narrow": narrow}, natural, laion, centroids, min_count=1, baseline_size=50, baseline_seeds=2)
+    report = coverage_report(
+        {"broad": broad, "narrow": narrow}, natural, laion, centroids, min_count=1, baseline_size=50, baseline_seeds=2
+    )
     table = report.table
     assert table["covering"].to_list() == ["broad", "narrow", "laion_natural[50]"]
     assert table["cluster_share"][0] == cluster_coverage(broad, centroids, min_count=1).share

@@ -10,8 +10,8 @@ from laionlab.dedup import (
     keep_from_max_sim,
     max_earlier_similarity,
     removal_curve,
+    semantic,
 )
-from laionlab.dedup import semantic
 
 EPS_VALUES = [0.05, 0.124, 0.2]
 
@@ -256,7 +256,9 @@ def test_dedup_shards_equals_dedup_on_the_concatenation(clustered, rule, group_r
         shards.append(ClusterShard(X[order], cluster_offsets(labels[order], 5)))
         rows.append(order)
     seen = []
-    got = dedup_shards(shards, eps=0.124, rule=rule, block_rows=7, group_rows=group_rows, progress=lambda d, k: seen.append(d))
+    got = dedup_shards(
+        shards, eps=0.124, rule=rule, block_rows=7, group_rows=group_rows, progress=lambda d, k: seen.append(d)
+    )
     cat = np.concatenate(rows)
     want_keep = dedup_keep(X[cat], labels[cat], eps=0.124, block_rows=7, rule=rule)
     want_sim = max_earlier_similarity(X[cat], labels[cat], block_rows=7)
@@ -303,7 +305,12 @@ def test_dedup_of_the_last_shards_equals_their_slice_of_the_whole(clustered, gro
     first = shards[0]
     spy = ClusterShard(first.vectors.view(Counting), first.offsets)
     dedup_shards([spy, *shards[1:]], eps=0.124, block_rows=7, group_rows=group_rows, from_shard=3)
-    read = {c for key in Counting.reads for c in range(5) if first.offsets[c] < first.offsets[c + 1] and key.start <= first.offsets[c] < key.stop}
+    read = {
+        c
+        for key in Counting.reads
+        for c in range(5)
+        if first.offsets[c] < first.offsets[c + 1] and key.start <= first.offsets[c] < key.stop
+    }
     assert 4 not in read and read
 
 
@@ -344,7 +351,11 @@ def test_dedup_shards_rejects_inconsistent_shards(clustered):
 
 
 def _progress_lines(caplog, start: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "laionlab.dedup.semantic" and r.getMessage().startswith(start)]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "laionlab.dedup.semantic" and r.getMessage().startswith(start)
+    ]
 
 
 def test_dedup_shards_logs_progress_over_rows(clustered, caplog):

@@ -179,8 +179,12 @@ def test_default_lock_dir_from_env(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"n_devices": -1}, "n_devices"), ({"n_devices": 1.5}, "n_devices"), ({"n_devices": 1, "timeout_s": -1}, "timeout_s"),
-     ({"n_devices": 1, "poll_s": 0}, "poll_s")],
+    [
+        ({"n_devices": -1}, "n_devices"),
+        ({"n_devices": 1.5}, "n_devices"),
+        ({"n_devices": 1, "timeout_s": -1}, "timeout_s"),
+        ({"n_devices": 1, "poll_s": 0}, "poll_s"),
+    ],
 )
 def test_bad_arguments_are_named(kwargs, name, lock_dir):
     with pytest.raises(ValueError, match=name):

@@ -42,7 +42,9 @@ def test_download_part_records_every_uid(tmp_path, demo):
 
 
 def test_read_status_marks_unreported_uids(tmp_path):
-    pl.DataFrame({"uid": ["a"], "key": ["0"], "status": ["success"], "error_message": [None]}).write_parquet(tmp_path / "00000.parquet")
+    pl.DataFrame({"uid": ["a"], "key": ["0"], "status": ["success"], "error_message": [None]}).write_parquet(
+        tmp_path / "00000.parquet"
+    )
     status = read_status(str(tmp_path), pl.Series(["a", "b"]))
     assert status["status"].to_list() == ["success", "not_attempted"]
 
@@ -85,16 +87,38 @@ def test_url_policy_blocks_before_any_download(tmp_path, demo):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         local = f"http://127.0.0.1:{server.server_address[1]}/{good.name}"
-        urls = [good.as_uri(), "file:///etc/passwd", "http://169.254.169.254/latest/meta-data/", local, "ftp://example.com/a.jpg"]
+        urls = [
+            good.as_uri(),
+            "file:///etc/passwd",
+            "http://169.254.169.254/latest/meta-data/",
+            local,
+            "ftp://example.com/a.jpg",
+        ]
         meta = pl.DataFrame({"uid": [f"p:{i}" for i in range(len(urls))], "URL": urls, "TEXT": ["x"] * len(urls)})
         strict = DownloadSettings(processes_count=1, thread_count=2, image_size=32, allowed_file_roots=(demo.root,))
         result = download_part(meta, str(tmp_path / "strict"), strict)
         assert result.status["uid"].to_list() == meta["uid"].to_list()
-        assert result.status["status"].to_list() == ["success", "blocked_by_policy", "blocked_by_policy", "blocked_by_policy", "blocked_by_policy"]
+        assert result.status["status"].to_list() == [
+            "success",
+            "blocked_by_policy",
+            "blocked_by_policy",
+            "blocked_by_policy",
+            "blocked_by_policy",
+        ]
         reasons = result.status["error_message"].to_list()
-        assert "outside the allowed roots" in reasons[1] and "link-local" in reasons[2] and "loopback" in reasons[3] and "ftp" in reasons[4]
+        assert (
+            "outside the allowed roots" in reasons[1]
+            and "link-local" in reasons[2]
+            and "loopback" in reasons[3]
+            and "ftp" in reasons[4]
+        )
         loose = DownloadSettings(
-            processes_count=1, thread_count=2, image_size=32, allowed_file_roots=(demo.root,), allow_private_hosts=True, process_timeout_s=90
+            processes_count=1,
+            thread_count=2,
+            image_size=32,
+            allowed_file_roots=(demo.root,),
+            allow_private_hosts=True,
+            process_timeout_s=90,
         )
         try:
             result = download_part(meta.slice(3, 1), str(tmp_path / "loose"), loose)

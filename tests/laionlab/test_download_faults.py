@@ -34,6 +34,7 @@ def _jpeg(size=(48, 40)) -> bytes:
 @functools.cache
 def _megapixels_png(side=20_000) -> bytes:
     """A blank side x side RGB PNG: 5 MB on disk, 1.2 GB decoded."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -113,7 +114,9 @@ CASES = ["good", "missing", "error", "reset", "slow", "truncated", "huge", "page
 
 
 def _meta(base, names):
-    return pl.DataFrame({"uid": [f"t:{i}" for i in range(len(names))], "URL": [f"{base}/{n}.jpg" for n in names], "TEXT": names})
+    return pl.DataFrame(
+        {"uid": [f"t:{i}" for i in range(len(names))], "URL": [f"{base}/{n}.jpg" for n in names], "TEXT": names}
+    )
 
 
 def test_each_failure_is_recorded_with_its_reason(server, tmp_path):
@@ -136,7 +139,9 @@ def test_retries_are_configurable(server, tmp_path):
     FLAKY["count"] = 0
     once = download_part(_meta(server, ["flaky"]), str(tmp_path / "once"), base)
     FLAKY["count"] = 0
-    retried = download_part(_meta(server, ["flaky"]), str(tmp_path / "retry"), DownloadSettings(**{**base.__dict__, "retries": 2}))
+    retried = download_part(
+        _meta(server, ["flaky"]), str(tmp_path / "retry"), DownloadSettings(**{**base.__dict__, "retries": 2})
+    )
     assert once.status["status"].to_list() == ["failed_to_download"]
     assert retried.status["status"].to_list() == ["success"]
 
@@ -187,7 +192,12 @@ def test_redirects_and_names_into_private_addresses_and_drips_are_refused(server
     }
     meta = pl.DataFrame({"uid": [f"t:{i}" for i in range(len(urls))], "URL": list(urls.values()), "TEXT": list(urls)})
     settings = DownloadSettings(
-        processes_count=1, thread_count=8, image_size=32, timeout=2, allowed_hosts=(server.removeprefix("http://"),), request_deadline_s=3
+        processes_count=1,
+        thread_count=8,
+        image_size=32,
+        timeout=2,
+        allowed_hosts=(server.removeprefix("http://"),),
+        request_deadline_s=3,
     )
     result = download_part(meta, str(tmp_path / "v"), settings)
     status = dict(zip(urls, result.status["status"].to_list()))
@@ -195,7 +205,9 @@ def test_redirects_and_names_into_private_addresses_and_drips_are_refused(server
     assert status["good"] == status["to-self"] == "success"
     assert status["to-target"] == "failed_to_download" and "blocked by URL policy: redirect to" in reason["to-target"]
     for name in ("to-target-by-name", "by-name"):
-        assert status[name] == "failed_to_download" and f"blocked by URL policy: {target['address']} is a" in reason[name], reason[name]
+        assert (
+            status[name] == "failed_to_download" and f"blocked by URL policy: {target['address']} is a" in reason[name]
+        ), reason[name]
     assert status["by-address"] == "blocked_by_policy"
     assert status["drip"] == "failed_to_download" and "request_deadline_s=3 s reached" in reason["drip"]
     assert result.seconds < 30  # the drip would hold the part for a minute
@@ -235,7 +247,9 @@ def test_a_killed_run_takes_img2dataset_and_its_workers_with_it(server, tmp_path
     import psutil
 
     meta = tmp_path / "meta.parquet"
-    pl.DataFrame({"uid": [f"t:{i}" for i in range(4)], "URL": [f"{server}/drip.jpg"] * 4, "TEXT": ["x"] * 4}).write_parquet(meta)
+    pl.DataFrame(
+        {"uid": [f"t:{i}" for i in range(4)], "URL": [f"{server}/drip.jpg"] * 4, "TEXT": ["x"] * 4}
+    ).write_parquet(meta)
     script = (
         "import sys, polars as pl\n"
         "from laionlab.io.download import DownloadSettings, download_part\n"

@@ -35,7 +35,11 @@ def write_shard(path, samples):
 
 def sample(i, uid=True, image=None):
     meta = {"uid": f"p:{i:09d}"} if uid else {"key": str(i)}
-    return f"{i:09d}", {"jpg": image if image is not None else _jpeg(i), "txt": f"caption {i}".encode(), "json": json.dumps(meta).encode()}
+    return f"{i:09d}", {
+        "jpg": image if image is not None else _jpeg(i),
+        "txt": f"caption {i}".encode(),
+        "json": json.dumps(meta).encode(),
+    }
 
 
 def test_embeddings_match_a_direct_forward_pass(tmp_path, clip):

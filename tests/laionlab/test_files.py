@@ -82,7 +82,12 @@ def test_npy_rows_read_row_ranges_and_refuse_what_they_cannot():
     x = np.arange(60, dtype=np.float16).reshape(10, 3, 2)
     atomic_save_npy(x, "memory://laionlab-npyrows/x.npy")
     rows = load_npy("memory://laionlab-npyrows/x.npy")
-    assert isinstance(rows, NpyRows) and (rows.shape, rows.ndim, rows.dtype, len(rows)) == ((10, 3, 2), 3, np.float16, 10)
+    assert isinstance(rows, NpyRows) and (rows.shape, rows.ndim, rows.dtype, len(rows)) == (
+        (10, 3, 2),
+        3,
+        np.float16,
+        10,
+    )
     np.testing.assert_array_equal(rows[2:5], x[2:5])
     np.testing.assert_array_equal(rows[-1], x[-1])
     np.testing.assert_array_equal(rows[8:100], x[8:])
@@ -112,7 +117,9 @@ def test_fsspec_config_is_handed_to_child_processes(monkeypatch):
 
     import fsspec.config
 
-    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": "http://127.0.0.1:9000", "client_kwargs": {"region_name": "x"}})
+    monkeypatch.setitem(
+        fsspec.config.conf, "s3", {"endpoint_url": "http://127.0.0.1:9000", "client_kwargs": {"region_name": "x"}}
+    )
     monkeypatch.setitem(fsspec.config.conf, "gcs", {"token": object()})  # not JSON: left to the child's own config
     env = files.fsspec_env()
     assert json.loads(env["FSSPEC_S3"]) == fsspec.config.conf["s3"]

@@ -19,7 +19,11 @@ def test_clip_on_cuda_embeds_as_on_cpu(tmp_path):
     gpu = list(encode_shards(load_clip(ClipSpec("laionlab-tiny", device="cuda")), shards, batch_size=4, num_workers=0))
     assert [u for b in gpu for u in b.uid] == [u for b in cpu for u in b.uid]
     for column in ("image_emb", "text_emb"):
-        np.testing.assert_allclose(np.concatenate([getattr(b, column) for b in gpu]), np.concatenate([getattr(b, column) for b in cpu]), atol=2e-3)
+        np.testing.assert_allclose(
+            np.concatenate([getattr(b, column) for b in gpu]),
+            np.concatenate([getattr(b, column) for b in cpu]),
+            atol=2e-3,
+        )
 
 
 def test_kmeans_on_the_gpu_finds_the_cpu_clusters():
@@ -34,4 +38,3 @@ def test_kmeans_on_the_gpu_finds_the_cpu_clusters():
     cpu, gpu = kmeans(X, 8, seed=0, gpu=False), kmeans(X, 8, seed=0, gpu=True)
     assert sorted(cpu.sizes.tolist()) == sorted(gpu.sizes.tolist())
     assert gpu.inertia == pytest.approx(cpu.inertia, rel=1e-3)
-

@@ -75,9 +75,7 @@ def test_inertia_matches_sklearn_from_same_init(mixture, n_iter):
     k = 30
     init = X[np.random.default_rng(2).choice(len(X), k, replace=False)]
     ours = kmeans(X, k, n_iter=n_iter, init=init, max_points_per_centroid=None, gpu=False)
-    ref = KMeans(
-        n_clusters=k, init=init, n_init=1, max_iter=n_iter, tol=0.0, algorithm="lloyd"
-    ).fit(X)
+    ref = KMeans(n_clusters=k, init=init, n_init=1, max_iter=n_iter, tol=0.0, algorithm="lloyd").fit(X)
     assert ours.n_train == len(X)
     assert ours.inertia == pytest.approx(ref.inertia_, rel=0.01)
 
@@ -218,7 +216,11 @@ def test_bad_inputs_raise():
 
 
 def _lines(caplog, logger: str, start: str, level: int = logging.INFO) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == logger and r.levelno >= level and r.getMessage().startswith(start)]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == logger and r.levelno >= level and r.getMessage().startswith(start)
+    ]
 
 
 def test_assignment_logs_progress_per_block(blobs, caplog):
@@ -227,7 +229,13 @@ def test_assignment_logs_progress_per_block(blobs, caplog):
     assign(X, centres, block_rows=500, log_every_s=0.0)
     lines = _lines(caplog, "laionlab.cluster.kmeans", "nearest-centroid assignment: ")
     # one line per block (every_s = 0) and the closing one, with counts, rate and ETA
-    assert [line.split(" rows")[0].split(": ")[1] for line in lines] == ["500/2,000", "1,000/2,000", "1,500/2,000", "2,000/2,000", "2,000/2,000"]
+    assert [line.split(" rows")[0].split(": ")[1] for line in lines] == [
+        "500/2,000",
+        "1,000/2,000",
+        "1,500/2,000",
+        "2,000/2,000",
+        "2,000/2,000",
+    ]
     assert all("rows/s" in line and "ETA" in line for line in lines)
     caplog.clear()
     assign(X, centres, block_rows=500)  # default: 30 s between lines, and a short call is silent
@@ -313,7 +321,9 @@ def test_proportional_quota_largest_remainders():
     from laionlab.cluster import proportional_quota
 
     np.testing.assert_array_equal(proportional_quota([5, 5, 5], 4), [2, 1, 1])  # ties to the earlier group
-    np.testing.assert_array_equal(proportional_quota([1, 2, 7], 4), [0, 1, 3])  # 0.4, 0.8, 2.8: the two largest remainders
+    np.testing.assert_array_equal(
+        proportional_quota([1, 2, 7], 4), [0, 1, 3]
+    )  # 0.4, 0.8, 2.8: the two largest remainders
     rng = np.random.default_rng(0)
     for _ in range(200):
         sizes = rng.integers(0, 50, size=rng.integers(1, 8))

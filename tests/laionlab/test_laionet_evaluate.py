@@ -64,7 +64,9 @@ def test_nearest_caption_rows_drop_queries_without_a_neighbour():
     id_map = pl.DataFrame({"id": [10, 11, 12], "uid": ["p:0", "p:1", "p:2"]})
     scores = np.array([[0.9], [-3.4e38], [0.7], [0.8]], np.float32)
     ids = np.array([[12], [-1], [10], [12]], np.int64)  # faiss: -1 when the probed lists are empty
-    found, missing = nearest_caption_rows(["c:0", "c:1", "c:2", "c:3"], ["x", "y", "z", "w"], ["n1", "n2", "n1", "n1"], scores, ids, id_map)
+    found, missing = nearest_caption_rows(
+        ["c:0", "c:1", "c:2", "c:3"], ["x", "y", "z", "w"], ["n1", "n2", "n1", "n1"], scores, ids, id_map
+    )
     assert missing == 1
     assert found["caption_uid"].to_list() == ["c:0", "c:2", "c:3"] and found["uid"].to_list() == ["p:2", "p:0", "p:2"]
     np.testing.assert_allclose(found["caption_similarity"].to_numpy(), [0.9, 0.7, 0.8])

@@ -59,7 +59,12 @@ def ilsvrc():
 
 def test_whole_words_only(toy_map):
     assert match_lemmas(["paid", "ai", "the ai.", "aim ai", "RVs", "an RV"], toy_map) == [
-        [], ["n_sloth"], ["n_sloth"], ["n_sloth"], [], ["n_rv"],
+        [],
+        ["n_sloth"],
+        ["n_sloth"],
+        ["n_sloth"],
+        [],
+        ["n_rv"],
     ]
 
 
@@ -67,7 +72,11 @@ def test_punctuation_becomes_space(toy_map):
     captions = ["soccer-ball", "(soccer)ball!", "hot/dog", "dog's bed", "soccer_ball"]
     frame = match_lemmas_frame(captions, toy_map)
     assert frame["lemmas"].to_list() == [
-        ["soccer ball"], ["soccer ball"], ["dog", "hot dog"], ["dog"], ["soccer ball"],
+        ["soccer ball"],
+        ["soccer ball"],
+        ["dog", "hot dog"],
+        ["dog"],
+        ["soccer ball"],
     ]
 
 
@@ -93,7 +102,11 @@ def test_multi_word_and_overlapping(toy_map):
 
 def test_case_sensitive_by_default(toy_map):
     assert match_lemmas(["Goldfish", "GOLDFISH", "goldfish", "carassius auratus", "rv"], toy_map) == [
-        [], [], ["n_goldfish"], [], [],
+        [],
+        [],
+        ["n_goldfish"],
+        [],
+        [],
     ]
     captions = ["Goldfish", "carassius AURATUS", "Hot Dog", "rv", "paid"]
     folded = match_lemmas(captions, toy_map, case_sensitive=False)

@@ -34,7 +34,14 @@ def candidates() -> pl.DataFrame:
     ]
     return pl.DataFrame(
         rows,
-        schema={"uid": pl.String, "wnids": pl.List(pl.String), SIM: pl.Float64, "NSFW": pl.String, "wnid_is_in_recognized_text": pl.Boolean, "why": pl.String},
+        schema={
+            "uid": pl.String,
+            "wnids": pl.List(pl.String),
+            SIM: pl.Float64,
+            "NSFW": pl.String,
+            "wnid_is_in_recognized_text": pl.Boolean,
+            "why": pl.String,
+        },
         orient="row",
     )
 
@@ -65,7 +72,9 @@ def test_float32_scores_at_the_threshold_are_dropped():
     frame = candidates().with_columns(pl.col(SIM).cast(pl.Float32))
     kept = select_laionet(frame).rows["uid"].to_list()
     assert "p:0" not in kept and "p:1" in kept
-    up = pl.DataFrame({"uid": ["a"], "wnids": [["n1"]], SIM: pl.Series([0.82000005], dtype=pl.Float32), "NSFW": ["UNLIKELY"]})
+    up = pl.DataFrame(
+        {"uid": ["a"], "wnids": [["n1"]], SIM: pl.Series([0.82000005], dtype=pl.Float32), "NSFW": ["UNLIKELY"]}
+    )
     assert select_laionet(up).counts["kept"] == 1
 
 
@@ -108,7 +117,9 @@ def test_bad_inputs_name_the_problem():
 def test_paper_text_model_and_threshold_warning():
     assert is_paper_text_model("ViT-B-32/openai") and is_paper_text_model("ViT-B/32/openai")
     assert not is_paper_text_model("ViT-B-32/laion2b_s34b_b79k")
-    assert is_paper_text_model("ViT-B-32-quickgelu/openai") and not is_paper_text_model("ViT-B-32-quickgelu/metaclip_400m")
+    assert is_paper_text_model("ViT-B-32-quickgelu/openai") and not is_paper_text_model(
+        "ViT-B-32-quickgelu/metaclip_400m"
+    )
     assert not is_paper_text_model("ViT-L-14/openai")
     assert not is_paper_text_model("ViT-B-32/ckpt:model.bin")
     assert threshold_warning(0.82, ["ViT-B-32/openai"]) is None

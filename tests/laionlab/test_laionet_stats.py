@@ -94,7 +94,9 @@ def test_seed_compat_is_the_first_n_rule():
     np.testing.assert_array_equal(class_sample(idx, 3, "seed_compat"), [40, 7, 33])
     E = unit(np.random.default_rng(1), 30)
     labels = np.array(["a", "b", "c"] * 10)
-    assert intra_class_similarity(E, labels, 4, mode="seed_compat").equals(intra_class_similarity(E, labels, 4, mode="first"))
+    assert intra_class_similarity(E, labels, 4, mode="seed_compat").equals(
+        intra_class_similarity(E, labels, 4, mode="first")
+    )
     _, rows = class_samples(labels, 4, mode="seed_compat")
     assert [r.tolist() for r in rows] == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]]
 
@@ -270,7 +272,9 @@ def test_compare_sets_samples_each_set_once(rng):
     E, labels = big_class(rng)
     R = unit(rng, 40, d=32)
     ref_labels = np.array(["big", "small"] * 20)
-    out = compare_intra_class_sets(E, labels, R, ref_labels, n_per_class=60, mode="random", min_pairs=2, hist_pairs_per_class=30, seed=5)
+    out = compare_intra_class_sets(
+        E, labels, R, ref_labels, n_per_class=60, mode="random", min_pairs=2, hist_pairs_per_class=30, seed=5
+    )
     assert out.stats_a.equals(intra_class_similarity(E, labels, n_per_class=60, seed=5))
     assert out.stats_b.equals(intra_class_similarity(R, ref_labels, n_per_class=None, seed=5))
     per_class, summary = compare_intra_class(out.stats_a, out.stats_b, min_pairs=2)
@@ -291,21 +295,25 @@ def stats_frame(rows):
 
 def test_compare_intra_class_known_answers():
     # sd / sqrt(n_pairs - 1) = 0.1 / 10 = 0.01 for every compared class.
-    a = stats_frame([
-        ("x", 101, 0.50, 0.1),  # 0.50 - 0.60: significantly lower
-        ("y", 101, 0.70, 0.1),  # significantly higher
-        ("z", 101, 0.59, 0.1),  # lower, not significantly
-        ("w", 6, 0.10, 0.1),    # too few pairs in a
-        ("v", 101, 0.10, 0.1),  # only in a
-        ("u", 7, 0.30, 0.0),    # exactly min_pairs: kept
-    ])
-    b = stats_frame([
-        ("x", 101, 0.60, 0.1),
-        ("y", 101, 0.60, 0.1),
-        ("z", 101, 0.60, 0.1),
-        ("w", 101, 0.60, 0.1),
-        ("u", 7, 0.30, 0.0),
-    ])
+    a = stats_frame(
+        [
+            ("x", 101, 0.50, 0.1),  # 0.50 - 0.60: significantly lower
+            ("y", 101, 0.70, 0.1),  # significantly higher
+            ("z", 101, 0.59, 0.1),  # lower, not significantly
+            ("w", 6, 0.10, 0.1),  # too few pairs in a
+            ("v", 101, 0.10, 0.1),  # only in a
+            ("u", 7, 0.30, 0.0),  # exactly min_pairs: kept
+        ]
+    )
+    b = stats_frame(
+        [
+            ("x", 101, 0.60, 0.1),
+            ("y", 101, 0.60, 0.1),
+            ("z", 101, 0.60, 0.1),
+            ("w", 101, 0.60, 0.1),
+            ("u", 7, 0.30, 0.0),
+        ]
+    )
     per_class, summary = compare_intra_class(a, b)
     assert per_class["label"].to_list() == ["u", "x", "y", "z"]
     half = 1.96 * math.sqrt(2) * 0.01
@@ -473,9 +481,7 @@ def test_per_class_recall_bad_inputs():
 
 @pytest.fixture
 def recalls():
-    return pl.DataFrame(
-        {"class": ["a", "b", "c", "d"], "recall": [0.5, 1.0, 0.0, None], "se": [0.1, 0.2, 0.3, None]}
-    )
+    return pl.DataFrame({"class": ["a", "b", "c", "d"], "recall": [0.5, 1.0, 0.0, None], "se": [0.1, 0.2, 0.3, None]})
 
 
 def test_equally_weighted_accuracy(recalls):

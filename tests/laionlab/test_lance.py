@@ -170,8 +170,11 @@ def test_embeddings_batches_are_embeddings_batch_of_each_encoded_batch():
     rng = np.random.default_rng(0)
     encoded = [
         SimpleNamespace(
-            uid=[f"p:{i}" for i in range(s, s + n)], image_emb=_unit(rng, n), text_emb=_unit(rng, n),
-            image_norm=rng.random(n).astype(np.float32), text_norm=rng.random(n).astype(np.float32),
+            uid=[f"p:{i}" for i in range(s, s + n)],
+            image_emb=_unit(rng, n),
+            text_emb=_unit(rng, n),
+            image_norm=rng.random(n).astype(np.float32),
+            text_norm=rng.random(n).astype(np.float32),
         )
         for s, n in ((0, 3), (3, 2))
     ]
@@ -191,8 +194,11 @@ def test_reference_batches_take_each_samples_label_and_source_by_its_uid():
     rng = np.random.default_rng(1)
     labels, sources = ["cat", None, "dog", "cat"], ["/d/0.jpg", "/d/1.jpg", "/d/2.jpg", "/d/3.jpg"]
     encoded = [
-        SimpleNamespace(uid=[f"things:{i:09d}" for i in rows], image_emb=_unit(rng, len(rows)),
-                        image_norm=rng.random(len(rows)).astype(np.float32))
+        SimpleNamespace(
+            uid=[f"things:{i:09d}" for i in rows],
+            image_emb=_unit(rng, len(rows)),
+            image_norm=rng.random(len(rows)).astype(np.float32),
+        )
         for rows in ([2, 0], [3, 1])  # a loader may yield samples out of order
     ]
     got = list(reference_batches(encoded, "things", "m", labels, sources))

@@ -18,10 +18,28 @@ def _write(tmp_path, name, frame):
 
 
 def test_read_part_normalises_and_adds_stable_uids(tmp_path):
-    frame = pl.DataFrame({"url": ["http://a/1.jpg", "http://a/2.jpg"], "caption": ["a dog", None], "punsafe": [0.1, 0.9]})
+    frame = pl.DataFrame(
+        {"url": ["http://a/1.jpg", "http://a/2.jpg"], "caption": ["a dog", None], "punsafe": [0.1, 0.9]}
+    )
     out = read_part(_write(tmp_path, "part-00003", frame), "part-00003")
-    assert out["uid"].to_list() == ["part-00003:000000000", "part-00003:000000001"] == [make_uid("part-00003", i) for i in range(2)]
-    assert out.columns[:11] == ["uid", "part", "row", "SAMPLE_ID", "URL", "TEXT", "HEIGHT", "WIDTH", "LICENSE", "NSFW", "similarity"]
+    assert (
+        out["uid"].to_list()
+        == ["part-00003:000000000", "part-00003:000000001"]
+        == [make_uid("part-00003", i) for i in range(2)]
+    )
+    assert out.columns[:11] == [
+        "uid",
+        "part",
+        "row",
+        "SAMPLE_ID",
+        "URL",
+        "TEXT",
+        "HEIGHT",
+        "WIDTH",
+        "LICENSE",
+        "NSFW",
+        "similarity",
+    ]
     assert out["URL"].to_list() == frame["url"].to_list()
     assert out["punsafe"].to_list() == [0.1, 0.9]  # unknown columns are kept
     assert out["SAMPLE_ID"].null_count() == 2
@@ -63,7 +81,9 @@ def test_list_parts_and_duplicate_keys(tmp_path):
 
 
 def test_metadata_summary_counts():
-    frame = pl.DataFrame({"URL": ["a", "b", "c", "d"], "TEXT": ["x", "", None, "y"], "NSFW": ["NSFW", "UNLIKELY", "nsfw", None]})
+    frame = pl.DataFrame(
+        {"URL": ["a", "b", "c", "d"], "TEXT": ["x", "", None, "y"], "NSFW": ["NSFW", "UNLIKELY", "nsfw", None]}
+    )
     s = metadata_summary(normalise_metadata(frame.lazy(), "p").collect())
     assert s["rows"] == 4 and s["empty_captions"] == 2
     assert s["nsfw_share"] == pytest.approx(0.5)
@@ -74,11 +94,23 @@ def test_part_keys_slices_and_files_that_are_not_parts(tmp_path):
     from laionlab.io.metadata import plan_slices, skipped_files, split_part_key
 
     good = pl.DataFrame({"URL": ["u"], "TEXT": ["t"]})
-    for name in ["part-00001.parquet", "._part-00001.parquet", ".hidden.parquet", "it's a part.parquet", "x y.parquet", "..parquet"]:
+    for name in [
+        "part-00001.parquet",
+        "._part-00001.parquet",
+        ".hidden.parquet",
+        "it's a part.parquet",
+        "x y.parquet",
+        "..parquet",
+    ]:
         good.write_parquet(tmp_path / name)
     assert list(list_parts(str(tmp_path))) == ["part-00001"]
-    assert skipped_files(str(tmp_path)) == sorted(["._part-00001.parquet", ".hidden.parquet", "it's a part.parquet", "x y.parquet", "..parquet"])
-    assert split_part_key("part-00001") == ("part-00001", None) and split_part_key("part-00001.0042") == ("part-00001", 42)
+    assert skipped_files(str(tmp_path)) == sorted(
+        ["._part-00001.parquet", ".hidden.parquet", "it's a part.parquet", "x y.parquet", "..parquet"]
+    )
+    assert split_part_key("part-00001") == ("part-00001", None) and split_part_key("part-00001.0042") == (
+        "part-00001",
+        42,
+    )
     for bad in ["", "part.1", "it's", "a/b", "._x", "part-1.00x"]:
         with pytest.raises(ValueError, match="not a LAION part key"):
             split_part_key(bad)
@@ -95,7 +127,11 @@ def test_read_part_reads_a_row_range(tmp_path):
 
     from laionlab.io.metadata import read_part
 
-    pq.write_table(pa.table({"URL": [f"u{i}" for i in range(100)], "TEXT": [str(i) for i in range(100)]}), tmp_path / "f.parquet", row_group_size=7)
+    pq.write_table(
+        pa.table({"URL": [f"u{i}" for i in range(100)], "TEXT": [str(i) for i in range(100)]}),
+        tmp_path / "f.parquet",
+        row_group_size=7,
+    )
     for start, stop in [(0, 100), (0, 7), (6, 8), (13, 64), (99, 100), (95, 200)]:
         got = read_part(str(tmp_path / "f.parquet"), "f.001", start, stop)
         assert got["row"].to_list() == list(range(start, min(stop, 100))) == [int(t) for t in got["TEXT"]]

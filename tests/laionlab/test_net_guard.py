@@ -85,7 +85,11 @@ def servers():
 def _run(requests, env=None):
     """Results of ``requests`` ((url, timeout) pairs) fetched by a child whose environment adds ``env``."""
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(requests)], env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", CHILD, json.dumps(requests)],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -94,14 +98,20 @@ def _run(requests, env=None):
 def test_loopback_addresses_and_names_resolving_to_them_are_refused_at_connect(servers):
     a, _ = servers
     port = a.server_address[1]
-    requests = [(f"http://127.0.0.1:{port}/ok", 5), (f"http://localhost:{port}/ok", 5), (f"http://rebind.example:{port}/ok", 5)]
+    requests = [
+        (f"http://127.0.0.1:{port}/ok", 5),
+        (f"http://localhost:{port}/ok", 5),
+        (f"http://rebind.example:{port}/ok", 5),
+    ]
     unguarded = _run(requests + [(f"raw:127.0.0.1:{port}", 5)])
     assert [r.get("body") for r in unguarded] == ["ok", "ok", "ok", "connected"]  # the servers answer
     a.hits.clear()
     guarded = _run(requests + [(f"raw:127.0.0.1:{port}", 5)], net_guard.child_env())
     assert "blocked by URL policy: 127.0.0.1 is a loopback address" in guarded[0]["error"]
     assert "blocked by URL policy" in guarded[1]["error"] and "loopback" in guarded[1]["error"]  # 127.0.0.1 or ::1
-    assert "blocked by URL policy: 127.0.0.1 is a loopback address" in guarded[2]["error"]  # the name passed, its address not
+    assert (
+        "blocked by URL policy: 127.0.0.1 is a loopback address" in guarded[2]["error"]
+    )  # the name passed, its address not
     assert guarded[3]["body"] == "connected"  # outside urllib (the object store's client): not the guard's business
     assert a.hits == []
 
@@ -128,7 +138,11 @@ def test_every_redirect_hop_is_checked(servers):
 def test_a_drip_is_cut_at_the_deadline(servers):
     a, _ = servers
     pa = a.server_address[1]
-    requests = [(f"http://127.0.0.1:{pa}/drip", 10), (f"http://127.0.0.1:{pa}/stall", 10), (f"http://127.0.0.1:{pa}/ok", 10)]
+    requests = [
+        (f"http://127.0.0.1:{pa}/drip", 10),
+        (f"http://127.0.0.1:{pa}/stall", 10),
+        (f"http://127.0.0.1:{pa}/ok", 10),
+    ]
     got = _run(requests, net_guard.child_env([f"127.0.0.1:{pa}"], deadline_s=3))
     for drip in got[:2]:
         assert "timed out: request_deadline_s=3 s reached" in drip["error"]
@@ -147,7 +161,11 @@ def test_a_guard_that_cannot_install_refuses_every_connection(servers):
 def test_child_env_keeps_pythonpath_and_refuses_bad_settings():
     env = net_guard.child_env(["10.0.0.1:80"], deadline_s=7, environ={"PYTHONPATH": "/opt/x"})
     assert env["PYTHONPATH"] == net_guard.SITE_DIR + os.pathsep + "/opt/x"
-    assert json.loads(env[net_guard.ENV]) == {"allowed_hosts": ["10.0.0.1:80"], "allow_private": False, "deadline_s": 7.0}
+    assert json.loads(env[net_guard.ENV]) == {
+        "allowed_hosts": ["10.0.0.1:80"],
+        "allow_private": False,
+        "deadline_s": 7.0,
+    }
     assert net_guard.child_env(environ={})["PYTHONPATH"] == net_guard.SITE_DIR
     with pytest.raises(ValueError, match="allowed_hosts entry 'intranet:80'"):
         net_guard.child_env(["intranet:80"])

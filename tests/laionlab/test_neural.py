@@ -32,8 +32,7 @@ def subject():
 def ood_rows(subject):
     s, responses, _ = subject
     return {
-        n: neural_ood(s["features"], responses, s["clusters"], n_train=n, max_combinations=2, seed=1)
-        for n in (30, 400)
+        n: neural_ood(s["features"], responses, s["clusters"], n_train=n, max_combinations=2, seed=1) for n in (30, 400)
     }
 
 
@@ -201,8 +200,15 @@ def test_neural_ood_all_combinations_and_determinism(subject):
     args = (s["features"][keep], responses[keep], s["clusters"][keep])
     rows = neural_ood(*args, n_train=50, alphas=(1.0, 10.0))
     assert [(r["held_out"], r["combination"]) for r in rows] == [
-        (0, (1,)), (0, (2,)), (0, (1, 2)), (1, (0,)), (1, (2,)), (1, (0, 2)),
-        (2, (0,)), (2, (1,)), (2, (0, 1)),
+        (0, (1,)),
+        (0, (2,)),
+        (0, (1, 2)),
+        (1, (0,)),
+        (1, (2,)),
+        (1, (0, 2)),
+        (2, (0,)),
+        (2, (1,)),
+        (2, (0, 1)),
     ]
     assert rows == neural_ood(*args, n_train=50, alphas=(1.0, 10.0))
 
@@ -220,7 +226,9 @@ def test_proportional_draw():
     idx = neural._proportional_draw(parts, 41, np.random.default_rng(0))
     counts = [np.isin(idx, p).sum() for p in parts]
     assert counts == [30, 10, 1] and len(np.unique(idx)) == 41
-    np.testing.assert_array_equal(neural._proportional_draw(parts[1:], 500, np.random.default_rng(0)), np.arange(300, 410))
+    np.testing.assert_array_equal(
+        neural._proportional_draw(parts[1:], 500, np.random.default_rng(0)), np.arange(300, 410)
+    )
 
 
 # --- sampling strategies ---------------------------------------------------------------------
@@ -230,14 +238,24 @@ def test_neural_sampling_rows_and_normalisation(subject):
     s, responses, _ = subject
     with pytest.warns(UserWarning, match="sizes"):
         rows = neural_sampling(
-            s["features"], responses, ["random", "stratified", "kcenter"],
-            sizes=(50, 200, 5000), repeats=3, n_clusters=10,
+            s["features"],
+            responses,
+            ["random", "stratified", "kcenter"],
+            sizes=(50, 200, 5000),
+            repeats=3,
+            n_clusters=10,
         )
     counts = {}
     for row in rows:
         counts[(row["strategy"], row["size"])] = counts.get((row["strategy"], row["size"]), 0) + 1
-    assert counts == {("random", 50): 3, ("random", 200): 3, ("stratified", 50): 3,
-                      ("stratified", 200): 3, ("kcenter", 50): 1, ("kcenter", 200): 1}
+    assert counts == {
+        ("random", 50): 3,
+        ("random", 200): 3,
+        ("stratified", 50): 3,
+        ("stratified", 200): 3,
+        ("kcenter", 50): 1,
+        ("kcenter", 200): 1,
+    }
     assert [r["seed"] for r in rows if r["strategy"] == "random"] == [42, 43, 44] * 2
     assert max(r["normalised_r"] for r in rows) == 1.0
     assert all(r["r"] > 0 for r in rows)

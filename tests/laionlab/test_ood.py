@@ -184,9 +184,7 @@ def test_ward_groups_separate_two_blobs():
 
 
 def test_laion_identification_scores_above_chance(blobs, setup):
-    rows = laion_identification(
-        blobs, per_cluster=30, n_train=300, n_test=120, seed=0, setup=setup
-    )
+    rows = laion_identification(blobs, per_cluster=30, n_train=300, n_test=120, seed=0, setup=setup)
     g = len(setup.groups)
     assert len(rows) == g * (2 ** (g - 1) - 1)  # every combination of 1..g-1 other groups
     acc = np.array([r["accuracy"] for r in rows])
@@ -194,11 +192,13 @@ def test_laion_identification_scores_above_chance(blobs, setup):
     for h in range(g):
         norm = [r["normalised_accuracy"] for r in rows if r["held_out_group"] == h]
         assert max(norm) == pytest.approx(1.0)
-    again = laion_identification(blobs, per_cluster=30, n_train=300, n_test=120, seed=0, setup=setup,
-                                 group_counts=[g - 1])
+    again = laion_identification(
+        blobs, per_cluster=30, n_train=300, n_test=120, seed=0, setup=setup, group_counts=[g - 1]
+    )
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows if r["n_other_groups"] == g - 1]
-    capped = laion_identification(blobs, per_cluster=30, n_train=300, n_test=120, seed=0, setup=setup,
-                                  max_combinations=1)
+    capped = laion_identification(
+        blobs, per_cluster=30, n_train=300, n_test=120, seed=0, setup=setup, max_combinations=1
+    )
     assert len(capped) == g * (g - 1)  # one combination per held-out group and count
 
 
@@ -220,8 +220,11 @@ def test_train_set_identification_same_score_for_indices_or_features(blobs, setu
 
 
 def test_normalise_within_group():
-    rows = [{"held_out_group": 0, "accuracy": 0.2}, {"held_out_group": 0, "accuracy": 0.4},
-            {"held_out_group": 1, "accuracy": 0.0}]
+    rows = [
+        {"held_out_group": 0, "accuracy": 0.2},
+        {"held_out_group": 0, "accuracy": 0.4},
+        {"held_out_group": 1, "accuracy": 0.0},
+    ]
     out = normalise_within_group(rows)
     assert [r["normalised_accuracy"] for r in out[:2]] == [0.5, 1.0]
     assert np.isnan(out[2]["normalised_accuracy"])

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from laionlab.filter.photo import LinearClassifier, import_classifier, keep_natural, train_photo_classifier, zero_shot_classifier
+from laionlab.filter.photo import (
+    LinearClassifier,
+    import_classifier,
+    keep_natural,
+    train_photo_classifier,
+    zero_shot_classifier,
+)
 
 
 def blobs(n=200, d=6, seed=0):

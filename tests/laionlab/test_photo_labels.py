@@ -66,9 +66,7 @@ def test_train_on_labelled_rows_is_the_seeds_model_on_the_labelled_rows():
     uids = [f"p:{i}" for i in range(len(X))]
     # labels for every row but the first two, one label twice (the first is kept), and a uid
     # without features
-    labels = pl.DataFrame(
-        {"uid": uids[2:] + [uids[5], "p:999"], "is_photo": list(y[2:]) + [1 - y[5], 1]}
-    )
+    labels = pl.DataFrame({"uid": uids[2:] + [uids[5], "p:999"], "is_photo": list(y[2:]) + [1 - y[5], 1]})
     clf, used = train_on_labelled_rows(uids, X, labels, C=0.5, cv=3)
     assert used == uids[2:]
     expected = train_photo_classifier(X[2:], y[2:], C=0.5, cv=3)

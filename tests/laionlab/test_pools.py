@@ -100,8 +100,12 @@ def test_candidate_table_is_long_in_eval_index_rank_order(searched):
     # what eval_to_laion_similarity built in its body before
     q, kk = found.top.ids.shape
     before = pl.DataFrame(
-        {"eval_index": np.repeat(np.arange(q), kk), "rank": np.tile(np.arange(kk), q), "uid": names.ravel(),
-         "sim": found.top.scores.ravel()},
+        {
+            "eval_index": np.repeat(np.arange(q), kk),
+            "rank": np.tile(np.arange(kk), q),
+            "uid": names.ravel(),
+            "sim": found.top.scores.ravel(),
+        },
         schema_overrides={"uid": pl.String},
     )
     assert table.equals(before)
@@ -222,4 +226,3 @@ def test_write_pool_streams_each_part_and_counts_the_stages(dedup_parts):
         pool_picks(dedup_parts, pruned, 5, seed=0, eval_name="hand")
     with pytest.raises(ValueError, match=r"^picks: expected one array per part file \(2\), got 1"):
         write_pool(dedup_parts, pruned, lambda frame, name: None, picks[:1])
-

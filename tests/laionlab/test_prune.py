@@ -16,8 +16,7 @@ def unit(rng, n, d):
 def test_nearest_similarity_matches_brute_force():
     rng = np.random.default_rng(0)
     eval_emb, train_emb = unit(rng, 90, 32), unit(rng, 1500, 32)
-    got = nearest_similarity(eval_emb, train_emb, block_rows=40, query_block_rows=256,
-                             device="cpu")
+    got = nearest_similarity(eval_emb, train_emb, block_rows=40, query_block_rows=256, device="cpu")
     want = (eval_emb.astype(np.float64) @ train_emb.astype(np.float64).T).max(axis=1)
     assert got.shape == (90,) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-6)
@@ -137,5 +136,7 @@ def test_prune_mask_returns_saturated_samples():
     _, saturated = prune_mask(ids, CANDIDATE_SCORES, thresholds, n_pool=6, return_saturated=True)  # no warning
     np.testing.assert_array_equal(saturated, [False, False, False])
     # k = the whole pool: nothing can lie past the k-th candidate, so no sample is saturated
-    _, saturated = prune_mask(np.array([[0, 1]]), np.array([[0.9, 0.8]], np.float32), [0.1], n_pool=2, return_saturated=True)
+    _, saturated = prune_mask(
+        np.array([[0, 1]]), np.array([[0.9, 0.8]], np.float32), [0.1], n_pool=2, return_saturated=True
+    )
     assert saturated.dtype == bool and not saturated.any()

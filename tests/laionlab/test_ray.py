@@ -67,7 +67,9 @@ def test_bad_addresses_fail_naming_the_address(tmp_path):
     with pytest.raises((ConnectionError, RuntimeError), match=re.escape(nobody)):
         ray_encode_shards(SPEC, [shard], nobody)
     with pytest.raises(ConnectionError, match=re.escape(nobody)):
-        ray_download_part(pl.DataFrame({"uid": ["a"], "URL": ["x"], "TEXT": ["t"]}), str(tmp_path / "d"), DownloadSettings(), nobody)
+        ray_download_part(
+            pl.DataFrame({"uid": ["a"], "URL": ["x"], "TEXT": ["t"]}), str(tmp_path / "d"), DownloadSettings(), nobody
+        )
     with pytest.raises(ValueError, match="host:port"):
         ray_encode_shards(SPEC, [shard], "127.0.0.1")
     with pytest.raises(ValueError, match="num_gpus_per_actor"):
@@ -87,8 +89,14 @@ def test_ray_ingest_writes_the_rows_of_the_local_path(tmp_path, demo, ray_head):
     part = demo.parts[0]
     meta = read_part(str(Path(demo.root) / "laion_parts" / f"{part}.parquet"), part)
     # 10 rows a shard: 4 shards, so both download tasks and both actors get work
-    settings = DownloadSettings(processes_count=1, thread_count=4, image_size=64, timeout=5,
-                                number_sample_per_shard=10, allowed_file_roots=(demo.root,))
+    settings = DownloadSettings(
+        processes_count=1,
+        thread_count=4,
+        image_size=64,
+        timeout=5,
+        number_sample_per_shard=10,
+        allowed_file_roots=(demo.root,),
+    )
     local = download_part(meta, str(tmp_path / "local"), settings)
     remote = ray_download_part(meta, str(tmp_path / "ray"), settings, ray_head)
     assert len(remote.shards) == 4
@@ -173,7 +181,9 @@ def test_ray_download_tasks_run_the_network_guard(tmp_path, ray_head):
     base = f"http://127.0.0.1:{allowed.server_address[1]}"
     try:
         meta = pl.DataFrame({"uid": ["t:0", "t:1"], "URL": [f"{base}/good.jpg", f"{base}/hop.jpg"], "TEXT": ["a", "b"]})
-        settings = DownloadSettings(processes_count=1, thread_count=2, image_size=32, timeout=5, allowed_hosts=(base.removeprefix("http://"),))
+        settings = DownloadSettings(
+            processes_count=1, thread_count=2, image_size=32, timeout=5, allowed_hosts=(base.removeprefix("http://"),)
+        )
         result = ray_download_part(meta, str(tmp_path / "ray"), settings, ray_head)
     finally:
         allowed.shutdown()

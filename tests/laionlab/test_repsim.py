@@ -23,7 +23,6 @@ from laionlab.repsim import (
 )
 from laionlab.repsim import similarity as sim_mod
 
-
 # --- references: thingsvision's CKANumPy in the Gram form (tv_cka, tv_centering, shared with
 # benchmarks/cka.py) and Song et al.'s unbiased HSIC ------------------------------------------
 
@@ -82,7 +81,9 @@ def test_normalisation_changes_linear_cka_but_not_scale_only(rng):
     X, Y = related(rng, 300, 10, 8)
     Y = Y * rng.uniform(0.2, 5.0, size=(300, 1))
     assert abs(linear_cka(X, Y) - linear_cka(l2_normalise(X), l2_normalise(Y))) > 0.01
-    assert linear_cka(l2_normalise(X), l2_normalise(Y)) == pytest.approx(linear_cka(l2_normalise(3 * X), l2_normalise(Y)), abs=1e-6)
+    assert linear_cka(l2_normalise(X), l2_normalise(Y)) == pytest.approx(
+        linear_cka(l2_normalise(3 * X), l2_normalise(Y)), abs=1e-6
+    )
 
 
 # --- linear CKA ------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ def test_load_models_defaults_and_checkpoint_relative_to_the_catalog(tmp_path):
     )
     models = load_models(catalog(tmp_path, body))
     assert list(models) == ["clip", "net"]
-    assert models["clip"] == ModelSpec("clip", "open_clip", "ViT-B-32", pretrained="openai", objective="image-text", layer="penultimate")
+    assert models["clip"] == ModelSpec(
+        "clip", "open_clip", "ViT-B-32", pretrained="openai", objective="image-text", layer="penultimate"
+    )
     net = models["net"]
     assert (net.objective, net.layer, net.seed) == ("supervised", "final", 0)
     assert net.checkpoint == str((tmp_path / "ckpt" / "r18.pth").resolve())
@@ -98,7 +100,9 @@ def test_penultimate_layer_is_the_pre_projection_width_of_a_vit(images):
 
     idx = np.array([0, 2, 3, 5])
     final = extract_features(ModelSpec("vit", "open_clip", "laionlab-tiny"), images, idx, device="cpu", batch_size=3)
-    pen = extract_features(ModelSpec("vit", "open_clip", "laionlab-tiny", layer="penultimate"), images, idx, device="cpu", batch_size=3)
+    pen = extract_features(
+        ModelSpec("vit", "open_clip", "laionlab-tiny", layer="penultimate"), images, idx, device="cpu", batch_size=3
+    )
     proj = load_clip(ClipSpec("laionlab-tiny", device="cpu")).model.visual.proj.detach().numpy()
     assert proj.shape == (128, 64)  # laionlab-tiny: width 128, embed_dim 64
     assert final.shape == (4, 64) and pen.shape == (4, 128)
@@ -107,7 +111,12 @@ def test_penultimate_layer_is_the_pre_projection_width_of_a_vit(images):
 
 def test_penultimate_layer_refused_where_unsupported(images):
     idx = np.arange(2)
-    with pytest.raises(ValueError, match=r"model 'conv': layer 'penultimate' needs an open_clip ViT with a projection \(ModifiedResNet has none\)"):
-        extract_features(ModelSpec("conv", "open_clip", "laionlab-tiny-conv", layer="penultimate"), images, idx, device="cpu")
+    with pytest.raises(
+        ValueError,
+        match=r"model 'conv': layer 'penultimate' needs an open_clip ViT with a projection \(ModifiedResNet has none\)",
+    ):
+        extract_features(
+            ModelSpec("conv", "open_clip", "laionlab-tiny-conv", layer="penultimate"), images, idx, device="cpu"
+        )
     with pytest.raises(ValueError, match=r"model 'tv': timm models read 'final'"):
         extract_features(ModelSpec("tv", "timm", "test_vit", layer="penultimate"), images, idx, device="cpu")

@@ -44,9 +44,15 @@ def test_rows_are_the_correlations_of_the_upper_triangles_overall_and_per_group(
     # 2 metrics x 3 dataset pairs x (all + the two groups of 3; self-supervised has only 2 models)
     assert table.height == 2 * 3 * 3
     assert set(table["group"]) == {"all", "image-text", "supervised"}
-    assert {(r["dataset_a"], r["dataset_b"]) for r in table.iter_rows(named=True)} == {("a", "b"), ("a", "c"), ("b", "c")}
+    assert {(r["dataset_a"], r["dataset_b"]) for r in table.iter_rows(named=True)} == {
+        ("a", "b"),
+        ("a", "c"),
+        ("b", "c"),
+    }
     for r in table.iter_rows(named=True):
-        group = list(range(len(MODELS))) if r["group"] == "all" else [MODELS.index(n) for n in result.groups[r["group"]]]
+        group = (
+            list(range(len(MODELS))) if r["group"] == "all" else [MODELS.index(n) for n in result.groups[r["group"]]]
+        )
         x = upper(similarities[r["dataset_a"]][1][r["metric"]], group)
         y = upper(similarities[r["dataset_b"]][1][r["metric"]], group)
         assert r["n_pairs"] == len(x) == len(group) * (len(group) - 1) // 2
@@ -94,7 +100,10 @@ def test_bad_inputs_name_the_problem(similarities):
         consistency_table(renamed)
     with pytest.raises(ValueError, match=r"objectives: no objective for models \['m7'\]"):
         consistency_table(similarities, {n: o for n, o in OBJECTIVES.items() if n != "m7"})
-    disjoint = {"a": (MODELS, {"linear_cka": similarities["a"][1]["linear_cka"]}), "b": (MODELS, {"rsa": similarities["b"][1]["rsa"]})}
+    disjoint = {
+        "a": (MODELS, {"linear_cka": similarities["a"][1]["linear_cka"]}),
+        "b": (MODELS, {"rsa": similarities["b"][1]["rsa"]}),
+    }
     with pytest.raises(ValueError, match="no metric is computed on every dataset"):
         consistency_table(disjoint)
     with pytest.raises(ValueError, match="min_group_models"):

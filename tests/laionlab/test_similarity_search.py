@@ -45,8 +45,7 @@ def tied():
 )
 def test_topk_matches_brute_force_with_ties(tied, device, k, block_rows, query_block_rows):
     queries, corpus = tied
-    got = topk_similar(queries, corpus, k, block_rows=block_rows,
-                       query_block_rows=query_block_rows, device=device)
+    got = topk_similar(queries, corpus, k, block_rows=block_rows, query_block_rows=query_block_rows, device=device)
     want_s, want_i = brute_topk(queries, corpus, k)
     assert got.scores.dtype == np.float32 and got.ids.dtype == np.int64
     assert got.scores.shape == got.ids.shape == (37, k)
@@ -111,8 +110,7 @@ def test_merge_topk_equals_topk_of_concatenated_corpus(tied):
 @pytest.mark.parametrize("block_rows, query_block_rows", [(64, 8), (41, 300), (1000, 1000)])
 def test_max_similarity_matches_brute_force(tied, device, block_rows, query_block_rows):
     queries, corpus = tied
-    got = max_similarity(corpus, queries, block_rows=block_rows,
-                         query_block_rows=query_block_rows, device=device)
+    got = max_similarity(corpus, queries, block_rows=block_rows, query_block_rows=query_block_rows, device=device)
     assert got.shape == (300,) and got.dtype == np.float32
     np.testing.assert_array_equal(got, (corpus @ queries.T).max(axis=1))
 
@@ -190,7 +188,13 @@ def test_search_parts_equals_brute_force_on_the_concatenation(tied, device, k):
     parts = [([f"u{i}" for i in range(a, b)], corpus[a:b]) for a, b in zip(cuts, cuts[1:])]
     seen = []
     got = search_parts(
-        queries, iter(parts), k, on_part=lambda j, uids, sims: seen.append((j, list(uids), sims)), block_rows=32, max_sim_block_rows=17, device=device
+        queries,
+        iter(parts),
+        k,
+        on_part=lambda j, uids, sims: seen.append((j, list(uids), sims)),
+        block_rows=32,
+        max_sim_block_rows=17,
+        device=device,
     )
     want_s, want_i = brute_topk(queries, corpus, k)
     np.testing.assert_array_equal(got.top.scores, want_s)

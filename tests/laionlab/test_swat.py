@@ -366,8 +366,13 @@ def fewshot_pool():
 
 @pytest.mark.parametrize("method, which", [("I2I-rank", "image_emb"), ("I2T-rank", "text_emb")])
 def test_fewshot_rankings_score_by_the_mean_few_shot_similarity(fewshot_pool, method, which):
-    out = rank_samples(method, fewshot_pool["classes"], **{which: fewshot_pool["emb"]},
-                       fewshot_emb=fewshot_pool["fewshot"], n_per_class=4)
+    out = rank_samples(
+        method,
+        fewshot_pool["classes"],
+        **{which: fewshot_pool["emb"]},
+        fewshot_emb=fewshot_pool["fewshot"],
+        n_per_class=4,
+    )
     # mean of (e0, e1) similarities: .375, .375, .3125, .1875 -> rows 0, 1 tie: lower row first
     assert picks(out, 0) == [0, 1, 2, 3]
     np.testing.assert_allclose(out.filter(pl.col("class") == 0)["score"].to_numpy(), [0.375, 0.375, 0.3125, 0.1875])
@@ -398,8 +403,9 @@ def test_fewshot_threshold_uses_the_max_similarity(fewshot_pool, method, kw):
 
 
 def test_default_thresholds(pool):
-    out = rank_samples("T2T-rank-T2I-tshd", pool["classes"], text_emb=pool["text"], image_emb=pool["image"],
-                       prompt_emb=pool["prompt"])
+    out = rank_samples(
+        "T2T-rank-T2I-tshd", pool["classes"], text_emb=pool["text"], image_emb=pool["image"], prompt_emb=pool["prompt"]
+    )
     assert picks(out, 0) == [3, 0, 9, 2, 4]  # 0.25 default
 
 
@@ -420,12 +426,26 @@ def test_rank_takes_match_frames_and_every_method_runs(pool):
     frame = pl.DataFrame({"row": [0, 3, 9], "classes": [[0], [0], [0, 1]]})
     fewshot = {0: np.stack([E0, E1]), 1: E2[None, :]}
     for method in METHODS:
-        out = rank_samples(method, frame, text_emb=pool["text"], image_emb=pool["image"],
-                           prompt_emb=pool["prompt"], fewshot_emb=fewshot, n_per_class=5,
-                           t2i_threshold=-1, i2t_threshold=-1, i2i_threshold=-1)
+        out = rank_samples(
+            method,
+            frame,
+            text_emb=pool["text"],
+            image_emb=pool["image"],
+            prompt_emb=pool["prompt"],
+            fewshot_emb=fewshot,
+            n_per_class=5,
+            t2i_threshold=-1,
+            i2t_threshold=-1,
+            i2i_threshold=-1,
+        )
         assert sorted(zip(out["row"], out["class"])) == [(0, 0), (3, 0), (9, 0), (9, 1)], method
-        assert out.schema == {"row": pl.Int64, "class": pl.Int64, "score": pl.Float32, "rank": pl.UInt32,
-                              "method": pl.String}
+        assert out.schema == {
+            "row": pl.Int64,
+            "class": pl.Int64,
+            "score": pl.Float32,
+            "rank": pl.UInt32,
+            "method": pl.String,
+        }
     empty = rank_samples("T2T-rank", [[], []], text_emb=pool["text"], prompt_emb=pool["prompt"])
     assert empty.height == 0 and empty.columns == ["row", "class", "score", "rank", "method"]
 
@@ -449,8 +469,13 @@ def test_rank_takes_match_frames_and_every_method_runs(pool):
     ],
 )
 def test_rank_rejects(pool, kwargs, match):
-    args = dict(method="T2T-rank", classes_of_rows=pool["classes"], text_emb=pool["text"],
-                image_emb=pool["image"], prompt_emb=pool["prompt"])
+    args = dict(
+        method="T2T-rank",
+        classes_of_rows=pool["classes"],
+        text_emb=pool["text"],
+        image_emb=pool["image"],
+        prompt_emb=pool["prompt"],
+    )
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         rank_samples(**args)
@@ -458,9 +483,11 @@ def test_rank_rejects(pool, kwargs, match):
 
 def fake_encoder(calls):
     """Deterministic pseudo-embeddings, not unit norm (prompt_embeddings normalises)."""
+
     def encode(texts):
         calls.append(list(texts))
         return np.stack([np.random.default_rng(zlib.crc32(t.encode())).normal(size=8) * 3 for t in texts])
+
     return encode
 
 
@@ -468,8 +495,16 @@ def test_prompt_embeddings_mean_over_synonyms_and_templates():
     calls = []
     syn = {0: ["red fox", "vulpes"], 1: ["cat"]}
     out = prompt_embeddings(fake_encoder(calls), syn, templates=["a photo of a {}.", "art of the {}."])
-    assert calls == [["a photo of a red fox.", "art of the red fox.", "a photo of a vulpes.", "art of the vulpes.",
-                      "a photo of a cat.", "art of the cat."]]
+    assert calls == [
+        [
+            "a photo of a red fox.",
+            "art of the red fox.",
+            "a photo of a vulpes.",
+            "art of the vulpes.",
+            "a photo of a cat.",
+            "art of the cat.",
+        ]
+    ]
     enc = fake_encoder([])
     for k, prompts in ((0, calls[0][:4]), (1, calls[0][4:])):
         e = enc(prompts)
@@ -571,7 +606,9 @@ def test_swat_lists_carry_the_class_ids_through_a_round_trip(tmp_path, pool):
     """Classes 3 and 0 (a gap, not in id order): each line's label is its class id."""
     classes = [[{0: 3, 1: 0}[c] for c in cs] for cs in pool["classes"]]
     prompts = {3: E0, 0: E1}
-    picked = sample_all_methods(["T2T-rank", "Random"], classes, text_emb=pool["text"], prompt_emb=prompts, n_per_class=2)
+    picked = sample_all_methods(
+        ["T2T-rank", "Random"], classes, text_emb=pool["text"], prompt_emb=prompts, n_per_class=2
+    )
     paths = {r: f"img/{r}.jpg" for r in picked["row"].unique()}  # only the picked rows
     sizes = write_swat_lists(picked, paths, swat_labels(prompts), str(tmp_path), n_per_class=2)
     assert sizes == {"T2T-rank": 4, "Random": 4}
@@ -584,11 +621,19 @@ def test_swat_lists_carry_the_class_ids_through_a_round_trip(tmp_path, pool):
 
 
 def test_write_swat_lists_names_files_by_threshold_and_writes_empty_methods(tmp_path, pool):
-    picks = sample_all_methods(["T2T-rank-T2I-tshd"], pool["classes"], pool["text"], pool["image"], pool["prompt"],
-                               n_per_class=5, t2i_threshold=0.99)
+    picks = sample_all_methods(
+        ["T2T-rank-T2I-tshd"],
+        pool["classes"],
+        pool["text"],
+        pool["image"],
+        pool["prompt"],
+        n_per_class=5,
+        t2i_threshold=0.99,
+    )
     assert picks.height == 0
-    sizes = write_swat_lists(picks, {}, None, str(tmp_path), methods=["T2T-rank-T2I-tshd"], n_per_class=5,
-                             t2i_threshold=0.99)
+    sizes = write_swat_lists(
+        picks, {}, None, str(tmp_path), methods=["T2T-rank-T2I-tshd"], n_per_class=5, t2i_threshold=0.99
+    )
     assert sizes == {"T2T-rank-T2I-tshd": 0} and (tmp_path / "T2T5+T2I0.99.txt").read_text() == ""
     with pytest.raises(ValueError, match="methods"):
         write_swat_lists(picks, {}, None, str(tmp_path), methods=["Best"])
@@ -596,8 +641,17 @@ def test_write_swat_lists_names_files_by_threshold_and_writes_empty_methods(tmp_
 
 def test_sample_all_methods_equals_rank_samples_per_method(pool):
     fewshot = {0: np.stack([E0, E1]), 1: E2[None, :]}
-    kw = dict(text_emb=pool["text"], image_emb=pool["image"], prompt_emb=pool["prompt"], fewshot_emb=fewshot,
-              n_per_class=3, t2i_threshold=0.2, i2t_threshold=0.1, i2i_threshold=0.3, seed=4)
+    kw = dict(
+        text_emb=pool["text"],
+        image_emb=pool["image"],
+        prompt_emb=pool["prompt"],
+        fewshot_emb=fewshot,
+        n_per_class=3,
+        t2i_threshold=0.2,
+        i2t_threshold=0.1,
+        i2i_threshold=0.3,
+        seed=4,
+    )
     out = sample_all_methods(list(reversed(METHODS)), pool["classes"], **kw)
     assert out["method"].unique(maintain_order=True).to_list() == list(reversed(METHODS))
     for method in METHODS:
@@ -643,8 +697,9 @@ def test_fewshot_embeddings_reject_unknown_classes():
 
 
 def test_cap_per_class_is_seeded_and_each_class_draws_at_most_n():
-    matches = pl.DataFrame({"uid": [f"u{i}" for i in range(30)],
-                            "classes": [["a"]] * 20 + [["b"]] * 5 + [["a", "b"]] * 5})
+    matches = pl.DataFrame(
+        {"uid": [f"u{i}" for i in range(30)], "classes": [["a"]] * 20 + [["b"]] * 5 + [["a", "b"]] * 5}
+    )
     out = cap_per_class(matches, 4, seed=1)
     per_class = out.explode("classes")["classes"].value_counts()
     counts = dict(zip(per_class["classes"], per_class["count"]))

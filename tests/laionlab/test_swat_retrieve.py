@@ -5,8 +5,8 @@ import polars as pl
 import pytest
 
 from laionlab.swat import (
-    cap_per_class,
     candidate_rows,
+    cap_per_class,
     merge_failures,
     picked_rows,
     plan_retrieval,
@@ -47,7 +47,10 @@ def test_plan_retrieval_skips_retrieved_failed_and_ingested_rows():
     assert plan.todo == ["c:1"]
     # failed_in_ingest: b:1 (b:2 was retrieved for the target since); retrieved counts only wanted rows
     assert plan.counts == {
-        "matched_without_embedding": 5, "already_retrieved": 2, "failed_before": 2, "failed_in_ingest": 1
+        "matched_without_embedding": 5,
+        "already_retrieved": 2,
+        "failed_before": 2,
+        "failed_in_ingest": 1,
     }
 
 
@@ -129,7 +132,9 @@ def test_picked_rows_and_samples_table_equal_the_asset_computation():
     assert samples.sort("uid", "method").equals(before.sort("uid", "method"))
     assert samples.columns == ["uid", "class", "score", "rank", "method"]
     assert sorted(samples.select("uid", "class", "method").rows()) == [
-        ("a:1", "0", "T2T-rank"), ("b:1", "1", "Random"), ("b:1", "1", "T2T-rank")
+        ("a:1", "0", "T2T-rank"),
+        ("b:1", "1", "Random"),
+        ("b:1", "1", "T2T-rank"),
     ]
     with pytest.raises(ValueError, match="picks: expected"):
         samples_table(picks.drop("score"), frame)
@@ -151,7 +156,9 @@ def test_matched_captions_equal_the_per_part_frames_string_matches_built():
     before = before.filter(pl.col("classes").list.len() > 0).with_columns(pl.col("classes").cast(pl.List(pl.String)))
     assert got.equals(before)
     assert got.to_dict(as_series=False) == {
-        "uid": ["p:0", "p:2"], "classes": [["0"], ["0", "1"]], "synonyms": [["tench"], ["goldfish", "tench"]]
+        "uid": ["p:0", "p:2"],
+        "classes": [["0"], ["0", "1"]],
+        "synonyms": [["tench"], ["goldfish", "tench"]],
     }
     assert matched_captions(captions, synonyms, prefix="ice")["uid"].to_list() == ["p:0"]
     with pytest.raises(ValueError, match="captions: expected a frame"):

@@ -161,11 +161,15 @@ def test_allowed_hosts_lift_the_rule_for_their_address_and_port_only():
     assert check_url("http://[::1]:9000/", allowed_hosts=allowed) is None
     assert check_url("http://10.0.0.7:1234/", allowed_hosts=allowed) is None  # no port: any port
     assert "localhost" in check_url("http://localhost:8080/a", allowed_hosts=allowed)  # addresses, not names
-    verdicts = url_verdicts(pl.Series(["http://127.0.0.1:8080/a", "http://127.0.0.1:8081/a"]), allowed_hosts=allowed).to_list()
+    verdicts = url_verdicts(
+        pl.Series(["http://127.0.0.1:8080/a", "http://127.0.0.1:8081/a"]), allowed_hosts=allowed
+    ).to_list()
     assert verdicts[0] is None and "loopback" in verdicts[1]
 
 
-@pytest.mark.parametrize("entry", ["localhost:8080", "example.com", "127.0.0.1:99999", "127.0.0.1:", "::1:80x", "[::1]:x"])
+@pytest.mark.parametrize(
+    "entry", ["localhost:8080", "example.com", "127.0.0.1:99999", "127.0.0.1:", "::1:80x", "[::1]:x"]
+)
 def test_a_bad_allowed_hosts_entry_is_named(entry):
     with pytest.raises(ValueError, match="allowed_hosts entry"):
         parse_allowed_hosts((entry,))

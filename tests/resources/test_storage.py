@@ -105,14 +105,19 @@ def _rows(store: LanceStore) -> pl.DataFrame:
 
 def test_lancestore_replace_part_on_s3_matches_a_local_database(s3, tmp_path):
     schema = embeddings_schema(DIM)
-    stores = [LanceStore(uri=str(tmp_path / "lance")), LanceStore(uri=f"s3://{s3.bucket}/lance", storage_options=s3.lance_options)]
+    stores = [
+        LanceStore(uri=str(tmp_path / "lance")),
+        LanceStore(uri=f"s3://{s3.bucket}/lance", storage_options=s3.lance_options),
+    ]
     for store in stores:
         store.replace_part("emb", "a", _batches("a", 30), schema)
         store.replace_part("emb", "b", _batches("b", 20, seed=1), schema)
         before = store.tables().open("emb").version
         # a shrinks to rows 10..24 with new vectors: exactly a's rows change, b's stay
         written = store.replace_part("emb", "a", _batches("a", 15, start=10, seed=2, model="m2"), schema)
-        assert written.rows == 15 and written.rewrite and written.version == before + 2  # the merge, then the 15 rows a lacks now
+        assert (
+            written.rows == 15 and written.rewrite and written.version == before + 2
+        )  # the merge, then the 15 rows a lacks now
         with pytest.raises(EmptyPartitionError):
             store.replace_part("emb", "b", iter([]), schema)
         assert store.tables().count("emb", "part = 'b'") == 20

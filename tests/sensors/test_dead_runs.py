@@ -23,7 +23,9 @@ PART = "part-00000"
 def _materialize(env: dict, select: str, **kwargs) -> subprocess.Popen:
     dagster = str(Path(sys.executable).parent / "dagster")
     argv = [dagster, "asset", "materialize", "-f", "definitions.py", "--select", select, "--partition", PART]
-    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+    return subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
+    )
 
 
 def _finish(proc: subprocess.Popen, timeout: float) -> str:
@@ -39,7 +41,9 @@ def _finish(proc: subprocess.Popen, timeout: float) -> str:
 
 def test_a_run_killed_mid_embedding_frees_the_gpu_slot_and_the_next_run_completes(tmp_path, demo):
     # the project's dagster.yaml: a gpu pool of 1, as on a 1-GPU host; a slow step, to be killed in
-    env = cli_env(tmp_path, demo, LAIONLAB_CLIP_MODEL="laionlab-tiny", LAIONLAB_BATCH_SIZE="1", LAIONLAB_NUM_WORKERS="0")
+    env = cli_env(
+        tmp_path, demo, LAIONLAB_CLIP_MODEL="laionlab-tiny", LAIONLAB_BATCH_SIZE="1", LAIONLAB_NUM_WORKERS="0"
+    )
     instance = DagsterInstance.from_config(str(tmp_path / "home"))
     instance.add_dynamic_partitions("laion_part", demo.parts)
     assert sweep_enabled(instance)  # local SQLite storage
@@ -48,7 +52,9 @@ def test_a_run_killed_mid_embedding_frees_the_gpu_slot_and_the_next_run_complete
     victim = _materialize(env, "laion_embeddings")
     deadline = time.monotonic() + 120
     while not instance.event_log_storage.get_concurrency_info("gpu").active_run_ids:
-        assert victim.poll() is None, f"the run ended before it could be killed:\n{victim.communicate()[0].decode()[-2000:]}"
+        assert victim.poll() is None, (
+            f"the run ended before it could be killed:\n{victim.communicate()[0].decode()[-2000:]}"
+        )
         assert time.monotonic() < deadline, "the embedding step never took the gpu slot"
         time.sleep(0.05)
     os.killpg(victim.pid, signal.SIGKILL)
@@ -58,10 +64,18 @@ def test_a_run_killed_mid_embedding_frees_the_gpu_slot_and_the_next_run_complete
     assert instance.event_log_storage.get_concurrency_info("gpu").active_run_ids == {run.run_id}  # the wedge
 
     result = dead_runs_sensor(build_sensor_context(instance=instance))
-    assert isinstance(result, SkipReason) and run.run_id in result.skip_message and "1 slot(s) freed" in result.skip_message
+    assert (
+        isinstance(result, SkipReason)
+        and run.run_id in result.skip_message
+        and "1 slot(s) freed" in result.skip_message
+    )
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
     assert not instance.event_log_storage.get_concurrency_info("gpu").active_run_ids
-    failure = [e for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE"]
+    failure = [
+        e
+        for e in instance.all_logs(run.run_id)
+        if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE"
+    ]
     assert failure and "is gone" in failure[-1].dagster_event.message
 
     _finish(_materialize(env, "laion_embeddings"), 300)  # no manual step between
