@@ -33,7 +33,7 @@ export LAIONLAB_GPU_POOL_LIMIT ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | grep 
 export MALLOC_MMAP_THRESHOLD_ ?= 131072
 export MALLOC_ARENA_MAX ?= 2
 
-.PHONY: venv demo demo-data test dev e2e bench clean
+.PHONY: venv demo demo-data test lint dev e2e bench clean
 
 venv: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
@@ -79,8 +79,13 @@ demo: demo-data
 	echo "demo: whole graph in $$(( $$(date +%s) - start )) s"
 	$(PY) -m jobs.demo summary
 
-test: venv
+test: venv lint
 	$(PY) -m pytest -q tests
+
+# ruff (pinned in the dev extra): pyflakes + pycodestyle + import order, and the formatter's layout
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 dev: venv
 	$(DAGSTER) dev -w workspace.yaml -h 127.0.0.1 -p 3000
