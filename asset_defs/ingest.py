@@ -95,7 +95,8 @@ def laion_metadata(context: AssetExecutionContext, source: LaionSource, files: F
         if len(registered_chunks) != piece.chunks:
             raise Failure(
                 f"{piece.uri} is registered as {len(registered_chunks)} partitions but rows_per_partition="
-                f"{source.rows_per_partition:,} cuts it into {piece.chunks}: set it back to the value used at registration"
+                f"{source.rows_per_partition:,} cuts it into {piece.chunks}: "
+                "set it back to the value used at registration"
             )
     uri = piece.uri
     context.log.info(f"{part}: rows {piece.start:,}..{piece.stop - 1:,} of {uri}")
@@ -396,7 +397,8 @@ def laion_embeddings_import(
     whole = chunk is None and found.rows != len(rows)
     if whole or stop > found.rows or stop - start != len(rows):
         raise Failure(
-            f"{found.image} has {found.rows} rows but laion_metadata[{part}] has {len(rows)} (file rows {start}..{stop - 1}): "
+            f"{found.image} has {found.rows} rows but laion_metadata[{part}] has {len(rows)} "
+            f"(file rows {start}..{stop - 1}): "
             "the embeddings do not belong to this part"
         )
     first = next(iter_precomputed(found, part, config.model_id, batch_rows=1, start=start, stop=stop))

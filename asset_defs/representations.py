@@ -112,7 +112,8 @@ def _features(files: FileStore, data: str, names: list[str], normalize: bool = F
         indices = files.load_npy("model_features", data, f"{name}.indices.npy")
         if first is not None and not np.array_equal(indices, first[1]):
             raise Failure(
-                f"models {first[0]!r} and {name!r} saw different samples of {data!r} ({len(first[1])} vs {len(indices)}): "
+                f"models {first[0]!r} and {name!r} saw different samples of {data!r} "
+                f"({len(first[1])} vs {len(indices)}): "
                 "rematerialise model_features with the same max_samples and seed"
             )
         first = first or (name, indices)
@@ -154,7 +155,8 @@ class SimilarityConfig(Config):
     rbf_sigma: float | None = Field(
         0.4,
         gt=0,
-        description="absolute RBF width (thingsvision 2.6.10's sigma; the paper's figures: 0.4 on L2-normalised features); null → sigma_frac × median distance",
+        description="absolute RBF width (thingsvision 2.6.10's sigma; the paper's figures: 0.4 on L2-normalised "
+        "features); null → sigma_frac × median distance",
     )
     sigma_frac: float = Field(
         1.0, gt=0, description="used when rbf_sigma is null: σ = sigma_frac × sqrt(median non-zero squared distance)"
@@ -310,6 +312,45 @@ class ProbeConfig(Config):
     seed: int = Field(0)
 
 
+def _no_probe(
+    context: AssetExecutionContext, config: ProbeConfig, files: FileStore, name: str, data: str
+) -> MaterializeResult:
+    """probe_scores of a model on an unlabelled dataset: model × dataset holds every pair, so
+    "Materialize all" reaches unlabelled sets too; say there is no probe (a record with
+    ``applicable: False``, which probe_similarity_link skips) rather than fail the backfill."""
+    reason = (
+        f"dataset {data!r} has no labels: a linear probe needs a labelled dataset "
+        "(image_folder or a parquet with label_column)"
+    )
+    context.log.warning(f"no probe of {name!r}: {reason}")
+    files.write_json(
+        {"model": name, "dataset": data, "applicable": False, "reason": reason},
+        "probe_scores",
+        data,
+        f"{name}.json",
+    )
+    return MaterializeResult(metadata={**params_metadata(config), "applicable": False, "reason": reason})
+
+
+def _c_sweep_metadata(files: FileStore, record: dict, result: dict) -> dict:
+    """The C sweep of a :func:`laionlab.repsim.linear_probe` ``result`` (validation accuracy
+    for each of ``DEFAULT_CS``) as a plot and a table, for the probe ``record``."""
+    from laionlab.repsim import DEFAULT_CS
+
+    name, data = record["model"], record["dataset"]
+    sweep = line_plot(
+        list(DEFAULT_CS),
+        {"validation accuracy": result["val_accuracies"]},
+        "C (inverse L2 strength)",
+        f"{name} on {data}: C sweep (test accuracy {record['test_accuracy']:.3f})",
+        files.path("probe_scores", data, f"{name}.png"),
+    )
+    sweep_table = markdown_table(
+        pl.DataFrame({"C": list(DEFAULT_CS), "validation_accuracy": np.round(result["val_accuracies"], 4)})
+    )
+    return {"c_sweep": sweep, "c_sweep_table": sweep_table}
+
+
 @asset(
     partitions_def=model_dataset,
     group_name=GROUP,
@@ -322,22 +363,14 @@ def probe_scores(
     context: AssetExecutionContext, config: ProbeConfig, catalog: DatasetCatalog, files: FileStore
 ) -> MaterializeResult:
     from laionlab.io.reference import list_items
-    from laionlab.repsim import DEFAULT_CS, linear_probe, stratified_split
+    from laionlab.repsim import linear_probe, stratified_split
 
     name, data = _keys(context)
     labels = list_items(catalog.get(data)).labels
     if all(label is None for label in labels):
         # model × dataset holds every pair, so "Materialize all" reaches unlabelled sets too: say
         # there is no probe (probe_similarity_link skips the dataset) rather than fail the backfill
-        reason = f"dataset {data!r} has no labels: a linear probe needs a labelled dataset (image_folder or a parquet with label_column)"
-        context.log.warning(f"no probe of {name!r}: {reason}")
-        files.write_json(
-            {"model": name, "dataset": data, "applicable": False, "reason": reason},
-            "probe_scores",
-            data,
-            f"{name}.json",
-        )
-        return MaterializeResult(metadata={**params_metadata(config), "applicable": False, "reason": reason})
+        return _no_probe(context, config, files, name, data)
     X = files.load_npy("model_features", data, f"{name}.npy")
     indices = files.load_npy("model_features", data, f"{name}.indices.npy")
     y = np.array([labels[i] for i in indices])
@@ -354,19 +387,7 @@ def probe_scores(
         "n_test": len(test),
     }
     files.write_json(record, "probe_scores", data, f"{name}.json")
-    sweep = line_plot(
-        list(DEFAULT_CS),
-        {"validation accuracy": result["val_accuracies"]},
-        "C (inverse L2 strength)",
-        f"{name} on {data}: C sweep (test accuracy {record['test_accuracy']:.3f})",
-        files.path("probe_scores", data, f"{name}.png"),
-    )
-    sweep_table = markdown_table(
-        pl.DataFrame({"C": list(DEFAULT_CS), "validation_accuracy": np.round(result["val_accuracies"], 4)})
-    )
-    return MaterializeResult(
-        metadata={**params_metadata(config), **record, "c_sweep": sweep, "c_sweep_table": sweep_table}
-    )
+    return MaterializeResult(metadata={**params_metadata(config), **record, **_c_sweep_metadata(files, record, result)})
 
 
 @asset(

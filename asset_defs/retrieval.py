@@ -217,8 +217,9 @@ def _match_parts(
     parts = registered(context, laion_part)
     if not parts or not lance.tables().exists(CAPTIONS_TABLE):
         raise Failure(
-            f"string_matches[{name}]: no captions to match ({len(parts)} laion_part partitions registered, {CAPTIONS_TABLE} "
-            f"{'exists' if lance.tables().exists(CAPTIONS_TABLE) else 'missing'}): add parts and materialise caption_search_index"
+            f"string_matches[{name}]: no captions to match ({len(parts)} laion_part partitions registered, "
+            f"{CAPTIONS_TABLE} {'exists' if lance.tables().exists(CAPTIONS_TABLE) else 'missing'}): "
+            "add parts and materialise caption_search_index"
         )
     tables = lance.tables()
     frames = []
@@ -241,12 +242,14 @@ class RetrievedImagesConfig(Config):
     max_per_class: int | None = Field(
         None,
         ge=1,
-        description="each class draws at most this many of its rows to download (seeded random; the seed's --sampling random); a row of several classes drawn by one counts for all",
+        description="each class draws at most this many of its rows to download (seeded random; the seed's "
+        "--sampling random); a row of several classes drawn by one counts for all",
     )
     seed: int = Field(0)
     retry_failed: bool = Field(
         False,
-        description="download again rows whose download failed in an earlier run (img2dataset's `retries` already retries within a run)",
+        description="download again rows whose download failed in an earlier run "
+        "(img2dataset's `retries` already retries within a run)",
     )
 
 
@@ -412,6 +415,70 @@ def _embeddings_of(
     return got, T, I
 
 
+def _prompts(clip: ClipEncoder, synonyms: dict, templates: str) -> dict:
+    """The text embeddings of the classes' prompts (:func:`prompt_embeddings`): the 80 OpenAI
+    ImageNet templates for ``templates == "openai"``, else 'a photo of a {}.'."""
+    from laionlab.embed.encode import encode_texts
+
+    loaded = clip.load()
+    return prompt_embeddings(
+        lambda texts: encode_texts(loaded, texts),
+        synonyms,
+        None if templates == "openai" else ("a photo of a {}.",),
+    )
+
+
+def _thresholds(config: RetrievalSamplesConfig) -> dict[str, float]:
+    """The thresholds of the T2T-rank-…-tshd methods, as sample_all_methods and write_swat_lists take them."""
+    return {
+        "t2i_threshold": config.t2i_threshold,
+        "i2t_threshold": config.i2t_threshold,
+        "i2i_threshold": config.i2i_threshold,
+    }
+
+
+def _write_lists(
+    context: AssetExecutionContext,
+    config: RetrievalSamplesConfig,
+    files: FileStore,
+    name: str,
+    picks: pl.DataFrame,
+    picked: pl.DataFrame,
+    synonyms: dict,
+    out_dir: str,
+) -> dict[str, int]:
+    """SWAT's list files of every method under ``out_dir``, each row pointing at its exported
+    image (``export_images``) or at its uid; returns the images listed per method."""
+    paths = (
+        _export_paths(files, picked, name, context.log)
+        if config.export_images
+        else dict(zip(picked["row"], picked["uid"]))
+    )
+    return write_swat_lists(
+        picks,
+        paths,
+        swat_labels(synonyms),
+        out_dir,
+        methods=config.methods,
+        n_per_class=config.n_per_class,
+        **_thresholds(config),
+    )
+
+
+def _per_method_metadata(files: FileStore, name: str, sizes: dict[str, int], n_per_class: int) -> dict:
+    """retrieval_samples' images per method, as a table and a bar plot."""
+    return {
+        "per_method": markdown_table(pl.DataFrame({"method": list(sizes), "images": list(sizes.values())})),
+        "per_method_plot": bar_plot(
+            list(sizes),
+            [float(v) for v in sizes.values()],
+            f"{name}: images per method ({n_per_class} per class at most)",
+            "images",
+            files.path("retrieval_samples", f"{name}.png"),
+        ),
+    }
+
+
 @asset(
     partitions_def=target,
     group_name=GROUP,
@@ -429,8 +496,6 @@ def retrieval_samples(
     files: FileStore,
     lance: LanceStore,
 ) -> MaterializeResult:
-    from laionlab.embed.encode import encode_texts
-
     name = context.partition_key
     with library_errors(f"retrieval_samples[{name}]"):
         check_methods(config.methods)
@@ -441,18 +506,9 @@ def retrieval_samples(
         raise Failure(
             f"no matched row of target {name!r} has embeddings: materialise laion_embeddings or retrieved_images"
         )
-    loaded = clip.load()
-    prompts = prompt_embeddings(
-        lambda texts: encode_texts(loaded, texts),
-        synonyms,
-        None if config.templates == "openai" else ("a photo of a {}.",),
-    )
+    prompts = _prompts(clip, synonyms, config.templates)
     fewshot = _fewshot(lance, spec, synonyms) if needs_fewshot(config.methods) else None
-    thresholds = {
-        "t2i_threshold": config.t2i_threshold,
-        "i2t_threshold": config.i2t_threshold,
-        "i2i_threshold": config.i2i_threshold,
-    }
+    thresholds = _thresholds(config)
     # InvalidOperationError: e.g. string_matches made before the target's classes changed
     hint = f"; rematerialise string_matches[{name}] if the target's classes changed"
     with library_errors(f"retrieval_samples[{name}]", pl.exceptions.InvalidOperationError, hint=hint):
@@ -461,21 +517,8 @@ def retrieval_samples(
             config.methods, candidates, T, I, prompts, fewshot, config.n_per_class, seed=config.seed, **thresholds
         )
     picked = picked_rows(frame, picks)  # only these images are exported
-    paths = (
-        _export_paths(files, picked, name, context.log)
-        if config.export_images
-        else dict(zip(picked["row"], picked["uid"]))
-    )
     out_dir = files.path("retrieval_samples", name)
-    sizes = write_swat_lists(
-        picks,
-        paths,
-        swat_labels(synonyms),
-        out_dir,
-        methods=config.methods,
-        n_per_class=config.n_per_class,
-        **thresholds,
-    )
+    sizes = _write_lists(context, config, files, name, picks, picked, synonyms, out_dir)
     files.write_parquet(samples_table(picks, frame), "retrieval_samples", f"{name}.parquet")
     return MaterializeResult(
         metadata={
@@ -483,14 +526,7 @@ def retrieval_samples(
             "candidates_with_embeddings": len(uids),
             "matched": matches.height,
             "images_picked": picked.height,
-            "per_method": markdown_table(pl.DataFrame({"method": list(sizes), "images": list(sizes.values())})),
-            "per_method_plot": bar_plot(
-                list(sizes),
-                [float(v) for v in sizes.values()],
-                f"{name}: images per method ({config.n_per_class} per class at most)",
-                "images",
-                files.path("retrieval_samples", f"{name}.png"),
-            ),
+            **_per_method_metadata(files, name, sizes, config.n_per_class),
             "lists": out_dir,
         }
     )

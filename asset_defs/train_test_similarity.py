@@ -48,8 +48,8 @@ class DedupCentroidsConfig(Config):
     rows_per_cluster: int = Field(
         8_260,
         ge=1,
-        description="with k unset, k = ceil(LAION rows / this): the seed's 413M rows / 50,000 clusters, so laion_dedup's "
-        "cost per row (≈ rows_per_cluster / 2 comparisons) stays the same as LAION grows",
+        description="with k unset, k = ceil(LAION rows / this): the seed's 413M rows / 50,000 clusters, "
+        "so laion_dedup's cost per row (≈ rows_per_cluster / 2 comparisons) stays the same as LAION grows",
     )
     sample_size: int = Field(
         10_000_000,
@@ -140,7 +140,8 @@ def dedup_assignments(context: AssetExecutionContext, files: FileStore, lance: L
         raise Failure(f"laion_embeddings has no rows for part {part!r}")
     if X.shape[1] != centroids.shape[1]:
         raise Failure(
-            f"laion_embeddings[{part}] has dimension {X.shape[1]}, dedup_centroids {centroids.shape[1]}: rematerialise dedup_centroids"
+            f"laion_embeddings[{part}] has dimension {X.shape[1]}, dedup_centroids {centroids.shape[1]}: "
+            "rematerialise dedup_centroids"
         )
     labels, sims = assign(X, centroids, metric="ip")
     frame = pl.DataFrame(
@@ -256,10 +257,12 @@ def _wait_for_earlier_parts(context: AssetExecutionContext, order: list[str]) ->
     if pending:
         if context.retry_number >= WAIT_TRIES:
             raise Failure(
-                f"laion_dedup[{order[-1]}]: dedup_assignments of {', '.join(pending)} still running after {WAIT_TRIES * WAIT_SECONDS} s"
+                f"laion_dedup[{order[-1]}]: dedup_assignments of {', '.join(pending)} still running "
+                f"after {WAIT_TRIES * WAIT_SECONDS} s"
             )
         context.log.info(
-            f"waiting for dedup_assignments of {', '.join(pending)} (earlier parts this part is compared with); retry in {WAIT_SECONDS} s"
+            f"waiting for dedup_assignments of {', '.join(pending)} (earlier parts this part is compared with); "
+            f"retry in {WAIT_SECONDS} s"
         )
         raise RetryRequested(max_retries=WAIT_TRIES, seconds_to_wait=WAIT_SECONDS)
     return done
@@ -301,6 +304,41 @@ def require_dedup_chain(context: AssetExecutionContext, parts: list[str]) -> dic
     return params
 
 
+def _dedup_metadata(
+    config: DedupConfig,
+    files: FileStore,
+    part: str,
+    keep: np.ndarray,
+    max_sim: np.ndarray,
+    earlier: int,
+    read: dict[str, int],
+    curve: list[tuple[float, float]],
+) -> dict:
+    """laion_dedup's metadata for one part: rows removed, the earlier rows compared with, the
+    assignments read (what dedup_chain_problems compares), the removal curve (counts per ε and
+    a table) and the histogram of each row's max similarity to an earlier row of its cluster."""
+    from laionlab.dedup import removal_curve_table
+
+    return {
+        **params_metadata(config),
+        "rows": len(keep),
+        "removed": int((~keep).sum()),
+        "removal_fraction": float((~keep).mean()) if len(keep) else 0.0,
+        "earlier_rows": earlier,
+        "assignments_read": read,
+        "curve_removed": {str(e): round(f * len(keep)) for e, f in curve},
+        "removal_table": markdown_table(removal_curve_table(curve)),
+        "max_earlier_similarity": histogram(
+            max_sim[np.isfinite(max_sim)],
+            "max cosine to an earlier row of the cluster",
+            f"{part}: rows with an earlier row in their cluster",
+            files.path("laion_dedup", f"{part}.png"),
+            mark=(1 - config.eps, f"1 − ε = {1 - config.eps:.3f}"),
+            ylabel="rows",
+        ),
+    }
+
+
 @asset(
     partitions_def=laion_part,
     group_name=GROUP,
@@ -330,7 +368,8 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
     shards = _open_shards(context, files, order, k)
     earlier = sum(len(s.vectors) for s in shards[:-1])
     context.log.info(
-        f"deduplicating {len(shards[-1].vectors)} rows of {part} against {earlier} rows of {len(order) - 1} earlier parts in {k} clusters"
+        f"deduplicating {len(shards[-1].vectors)} rows of {part} against {earlier} rows "
+        f"of {len(order) - 1} earlier parts in {k} clusters"
     )
     keep, max_sim = dedup_shards(
         shards, eps=config.eps, block_rows=config.block_rows, group_rows=config.group_rows, from_shard=len(order) - 1
@@ -342,33 +381,7 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
         f"{part}.parquet",
     )
     curve = removal_summary([(keep, max_sim)], config.curve_eps).curve
-    curve_table = pl.DataFrame(
-        {
-            "eps": [e for e, _ in curve],
-            "drop_when_cosine_above": [round(1 - e, 4) for e, _ in curve],
-            "fraction_removed": [round(f, 4) for _, f in curve],
-        }
-    )
-    return MaterializeResult(
-        metadata={
-            **params_metadata(config),
-            "rows": len(keep),
-            "removed": int((~keep).sum()),
-            "removal_fraction": float((~keep).mean()) if len(keep) else 0.0,
-            "earlier_rows": earlier,
-            "assignments_read": read,
-            "curve_removed": {str(e): round(f * len(keep)) for e, f in curve},
-            "removal_table": markdown_table(curve_table),
-            "max_earlier_similarity": histogram(
-                max_sim[np.isfinite(max_sim)],
-                "max cosine to an earlier row of the cluster",
-                f"{part}: rows with an earlier row in their cluster",
-                files.path("laion_dedup", f"{part}.png"),
-                mark=(1 - config.eps, f"1 − ε = {1 - config.eps:.3f}"),
-                ylabel="rows",
-            ),
-        }
-    )
+    return MaterializeResult(metadata=_dedup_metadata(config, files, part, keep, max_sim, earlier, read, curve))
 
 
 @asset(
@@ -425,8 +438,9 @@ def dedup_summary(context: AssetExecutionContext, files: FileStore) -> Materiali
     asset=dedup_summary,
     name="dedup_parts_current",
     blocking=False,
-    description="Is every registered part's laion_dedup computed against the current earlier parts? (re-materialising a "
-    "part's assignments changes every later part's flags; Dagster cannot mark those partitions stale itself)",
+    description="Is every registered part's laion_dedup computed against the current earlier parts? "
+    "(re-materialising a part's assignments changes every later part's flags; "
+    "Dagster cannot mark those partitions stale itself)",
 )
 def dedup_parts_current(context: AssetCheckExecutionContext) -> AssetCheckResult:
     parts = sorted(context.instance.get_dynamic_partitions(laion_part.name))
@@ -471,6 +485,40 @@ def read_max_sims(files: FileStore, name: str) -> pl.DataFrame:
     return _read_version(files, "eval_to_laion_similarity", f"{name}.max_sim")
 
 
+def _similarity_metadata(
+    files: FileStore,
+    name: str,
+    parts: list[str],
+    folder: str,
+    found,
+    candidates: pl.DataFrame,
+    laion_max_sims: np.ndarray,
+) -> dict:
+    """eval_to_laion_similarity's metadata about the search ``found``
+    (:func:`laionlab.neighbours.search_parts`): its size, the mean top-1 similarity, a
+    histogram of both directions' nearest similarities (``laion_max_sims``: a sample of the
+    LAION rows' maxima) and the ten closest eval–LAION pairs; ``folder``: where the maxima are."""
+    return {
+        "eval_samples": len(found.top.scores),
+        "k": found.top.k,
+        "laion_rows": found.rows,
+        "mean_top1_sim": float(found.top.scores[:, 0].mean()),
+        "parts_seen": ", ".join(parts),
+        "max_sim_folder": folder,
+        "similarity_histogram": histogram(
+            None,
+            "cosine similarity",
+            f"{name} vs LAION",
+            files.path("eval_to_laion_similarity", f"{name}.png"),
+            series={
+                "eval sample → nearest LAION row": found.top.scores[:, 0],
+                "LAION row → nearest eval sample": laion_max_sims,
+            },
+        ),
+        "closest_pairs": markdown_table(candidates.filter(pl.col("rank") == 0).sort("sim", descending=True).head(10)),
+    }
+
+
 @asset(
     partitions_def=dataset,
     group_name=GROUP,
@@ -510,25 +558,7 @@ def eval_to_laion_similarity(
         metadata={
             "lance_versions_read": MetadataValue.json(lance.versions_read()),
             **params_metadata(config),
-            "eval_samples": len(found.top.scores),
-            "k": found.top.k,
-            "laion_rows": found.rows,
-            "mean_top1_sim": float(found.top.scores[:, 0].mean()),
-            "parts_seen": ", ".join(parts),
-            "max_sim_folder": version.uri,
-            "similarity_histogram": histogram(
-                None,
-                "cosine similarity",
-                f"{name} vs LAION",
-                files.path("eval_to_laion_similarity", f"{name}.png"),
-                series={
-                    "eval sample → nearest LAION row": found.top.scores[:, 0],
-                    "LAION row → nearest eval sample": np.concatenate(plotted),
-                },
-            ),
-            "closest_pairs": markdown_table(
-                candidates.filter(pl.col("rank") == 0).sort("sim", descending=True).head(10)
-            ),
+            **_similarity_metadata(files, name, parts, version.uri, found, candidates, np.concatenate(plotted)),
         }
     )
 
@@ -609,11 +639,13 @@ def _saturation_check(saturated: np.ndarray, k: int) -> AssetCheckResult:
         AssetCheckSpec(
             "no_saturated_eval_samples",
             asset="pruned_pools",
-            description="no eval sample has all k candidates above its threshold (else its pruning is cut off at k: raise eval_to_laion_similarity's k)",
+            description="no eval sample has all k candidates above its threshold "
+            "(else its pruning is cut off at k: raise eval_to_laion_similarity's k)",
         )
     ],
     description="The deduplicated LAION pool minus every row that is some eval sample's candidate with similarity "
-    "above that sample's train→eval threshold (seed 004's get_paths_chunk), optionally subsampled; one Parquet per part.",
+    "above that sample's train→eval threshold (seed 004's get_paths_chunk), optionally subsampled; "
+    "one Parquet per part.",
 )
 def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files: FileStore) -> MaterializeResult:
     from laionlab.dedup import candidate_matrix, pool_picks, pruned_uids, rows_in_parquets, write_pool

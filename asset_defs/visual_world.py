@@ -128,7 +128,8 @@ class LaionNaturalConfig(Config):
     group_name=GROUP,
     deps=[every_partition(photo_classifier), laion_embeddings],
     kinds={"parquet"},
-    description="LAION-natural: the uids of a part whose photo probability is above the threshold (0.75), NSFW removed.",
+    description="LAION-natural: the uids of a part whose photo probability is above the threshold (0.75), "
+    "NSFW removed.",
 )
 def laion_natural(
     context: AssetExecutionContext, config: LaionNaturalConfig, files: FileStore, lance: LanceStore
@@ -285,6 +286,27 @@ class CoverageConfig(Config):
     max_samples: int = Field(100_000, ge=10, description="cap on LAION rows used for PCA/PRDC (seeded sample)")
 
 
+def _coverage_metadata(files: FileStore, report, datasets: list[str], parts: list[str]) -> dict:
+    """coverage's metadata from its :func:`laionlab.coverage.coverage_report`: the coverage
+    and cluster-overlap tables, a bar plot of the share of LAION-natural clusters each dataset
+    covers, and the random-subset PCA baseline."""
+    return {
+        "coverage": markdown_table(report.table.with_columns(pl.selectors.float().round(4))),
+        "cluster_overlap": markdown_table(report.overlap),
+        "cluster_coverage_plot": bar_plot(
+            datasets,
+            [100 * report.clusters[name].share for name in datasets],
+            "share of LAION-natural clusters covered",
+            "% of clusters",
+            files.path("coverage", "cluster_coverage.png"),
+        ),
+        "pca_baseline_mean": report.baseline_mean,
+        "pca_baseline_sd": report.baseline_sd,
+        "baseline_size": report.baseline_size,
+        "parts_seen": ", ".join(parts),
+    }
+
+
 @asset(
     group_name=GROUP,
     deps=[laion_natural_clusters, every_partition(reference_embeddings)],
@@ -320,24 +342,11 @@ def coverage(
     )
     files.write_parquet(report.table, "coverage", "coverage.parquet")
     files.write_parquet(report.overlap, "coverage", "cluster_overlap.parquet")
-    shares = [100 * report.clusters[name].share for name in datasets]
     return MaterializeResult(
         metadata={
             "lance_versions_read": MetadataValue.json(lance.versions_read()),
             **params_metadata(config),
-            "coverage": markdown_table(report.table.with_columns(pl.selectors.float().round(4))),
-            "cluster_overlap": markdown_table(report.overlap),
-            "cluster_coverage_plot": bar_plot(
-                datasets,
-                shares,
-                "share of LAION-natural clusters covered",
-                "% of clusters",
-                files.path("coverage", "cluster_coverage.png"),
-            ),
-            "pca_baseline_mean": report.baseline_mean,
-            "pca_baseline_sd": report.baseline_sd,
-            "baseline_size": report.baseline_size,
-            "parts_seen": ", ".join(parts),
+            **_coverage_metadata(files, report, datasets, parts),
         }
     )
 
@@ -496,7 +505,7 @@ def _laion_ood(context: AssetExecutionContext, config: OODConfig, files: FileSto
 def ood_generalization(
     context: AssetExecutionContext, config: OODConfig, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
-    from laionlab.ood import sweep_cluster_fraction, sweep_clusters, sweep_samples
+    from laionlab.ood import sweep_cluster_fraction, sweep_clusters, sweep_samples, sweep_table
 
     common = dict(dim=config.dim, n_trials=config.n_trials, seed=config.seed)
     by_c = sweep_clusters(config.cluster_sweep_samples, config.cluster_counts, **common)
@@ -505,24 +514,7 @@ def ood_generalization(
         config.fractions, n_samples=config.fraction_samples, n_clusters=config.sample_sweep_clusters, **common
     )
     frames = {"clusters": by_c, "samples": by_n, "fraction": by_f}
-    table = pl.concat(
-        [
-            pl.DataFrame(v)
-            .select("id_accuracy", "ood_accuracy", "effective_dim")
-            .with_columns(
-                pl.lit(k).alias("sweep"),
-                pl.Series(
-                    "x",
-                    [
-                        r.get({"clusters": "n_clusters", "samples": "n_samples", "fraction": "cluster_fraction"}[k])
-                        for r in v
-                    ],
-                    pl.Float64,
-                ),
-            )
-            for k, v in frames.items()
-        ]
-    )
+    table = sweep_table(frames)
     files.write_parquet(table, "ood_generalization", "gmm.parquet")
     plots = {
         f"gmm_{k}_plot": line_plot(
@@ -562,46 +554,50 @@ class NeuralConfig(Config):
     betas_scale: float = Field(300.0, gt=0, description="int16 betas are divided by this (NSD: 300)")
 
 
+def _neural_targets(context: AssetExecutionContext, config: NeuralConfig, lance: LanceStore, spec):
+    """:func:`laionlab.ood.neural_targets` of one catalog dataset with responses: its responses
+    file and its reference embeddings, with ``config``'s parameters."""
+    from laionlab.io.reference import load_responses
+    from laionlab.ood import neural_targets
+
+    raw, features = load_responses(spec), reference_vectors(lance, spec.name)
+    with library_errors(f"{spec.responses} (dataset {spec.name!r})"):
+        return neural_targets(
+            spec.name,
+            raw,
+            features,
+            config.strategies,
+            betas_scale=config.betas_scale,
+            start_k=config.start_k,
+            min_cluster_size=config.min_cluster_size,
+            n_train=config.n_train,
+            max_combinations=config.max_combinations,
+            sizes=config.sizes,
+            repeats=config.repeats,
+            n_clusters=config.n_clusters,
+            log=context.log,
+        )
+
+
 @asset(
     group_name=GROUP,
     deps=[every_partition(reference_embeddings)],
     kinds={"scikit-learn"},
     description="Neural targets (seed 000's NSD analysis) for every catalog dataset with responses: encoding "
-    "(features → voxels, mean r) and decoding (voxels → cluster) on held-out clusters, and sampling strategies vs r.",
+    "(features → voxels, mean r) and decoding (voxels → cluster) on held-out clusters, "
+    "and sampling strategies vs r.",
 )
 def neural_generalization(
     context: AssetExecutionContext, config: NeuralConfig, catalog: DatasetCatalog, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
-    from laionlab.io.reference import load_responses
-    from laionlab.ood import neural_tables, neural_targets, strategy_curves
+    from laionlab.ood import neural_tables, strategy_curves
 
     with_responses = [spec for spec in catalog.datasets().values() if spec.responses]
     if not with_responses:
         return MaterializeResult(
             metadata={**params_metadata(config), "datasets": "none of the catalog datasets has responses"}
         )
-    results = []
-    for spec in with_responses:
-        raw, features = load_responses(spec), reference_vectors(lance, spec.name)
-        with library_errors(f"{spec.responses} (dataset {spec.name!r})"):
-            results.append(
-                neural_targets(
-                    spec.name,
-                    raw,
-                    features,
-                    config.strategies,
-                    betas_scale=config.betas_scale,
-                    start_k=config.start_k,
-                    min_cluster_size=config.min_cluster_size,
-                    n_train=config.n_train,
-                    max_combinations=config.max_combinations,
-                    sizes=config.sizes,
-                    repeats=config.repeats,
-                    n_clusters=config.n_clusters,
-                    log=context.log,
-                )  # fmt: skip
-            )
-    tables = neural_tables(results)
+    tables = neural_tables([_neural_targets(context, config, lance, spec) for spec in with_responses])
     files.write_parquet(tables.ood, "neural_generalization", "ood.parquet")
     files.write_parquet(tables.sampling, "neural_generalization", "sampling.parquet")
     sizes, curves = strategy_curves(tables.by_strategy, with_responses[0].name)

@@ -39,6 +39,7 @@ from laionlab.dedup.semantic import (
     keep_from_max_sim,
     max_earlier_similarity,
     removal_curve,
+    removal_curve_table,
     removal_summary,
 )
 
@@ -67,6 +68,7 @@ __all__ = [
     "prune_mask",
     "pruned_uids",
     "removal_curve",
+    "removal_curve_table",
     "removal_summary",
     "rows_in_parquets",
     "subsample_parts",

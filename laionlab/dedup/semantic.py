@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Literal
 
 import numpy as np
+import polars as pl
 
 from laionlab import validate
 from laionlab.progress import Progress
@@ -207,6 +208,25 @@ def removal_curve(max_sim: np.ndarray, eps_values: Iterable[float]) -> list[tupl
     eps_list = validate.real_list("eps_values", eps_values, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     n = max_sim.size
     return [(e, float(np.count_nonzero(max_sim > _threshold(e)) / n) if n else 0.0) for e in eps_list]
+
+
+def removal_curve_table(curve: Sequence[tuple[float, float]]) -> pl.DataFrame:
+    """A removal curve (:func:`removal_curve`, :attr:`RemovalSummary.curve`) as a table.
+
+    Args:
+        curve: ``[(eps, removal_fraction), ...]``.
+
+    Returns:
+        One row per ``eps``, in the order given: ``eps``, ``drop_when_cosine_above``
+        (``1 - eps``) and ``fraction_removed``, both rounded to 4 decimals.
+    """
+    return pl.DataFrame(
+        {
+            "eps": [e for e, _ in curve],
+            "drop_when_cosine_above": [round(1 - e, 4) for e, _ in curve],
+            "fraction_removed": [round(f, 4) for _, f in curve],
+        }
+    )
 
 
 @dataclass(frozen=True)

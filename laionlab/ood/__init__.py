@@ -31,6 +31,7 @@ from laionlab.ood.gmm import (
     sweep_cluster_fraction,
     sweep_clusters,
     sweep_samples,
+    sweep_table,
 )
 from laionlab.ood.laion import (
     LaionOODSetup,
@@ -95,4 +96,5 @@ __all__ = [
     "sweep_cluster_fraction",
     "sweep_clusters",
     "sweep_samples",
+    "sweep_table",
 ]

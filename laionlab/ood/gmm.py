@@ -56,6 +56,7 @@ import logging
 from typing import Callable, Iterable
 
 import numpy as np
+import polars as pl
 
 from laionlab import validate
 from laionlab.progress import Progress
@@ -69,6 +70,7 @@ __all__ = [
     "sweep_cluster_fraction",
     "sweep_clusters",
     "sweep_samples",
+    "sweep_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -311,6 +313,33 @@ def sweep_cluster_fraction(
         fr,
         lambda f: gmm_identification(n_samples, n_clusters, cluster_fraction=f, **kwargs),
         log_every_s,
+    )
+
+
+# the value each sweep varies, by sweep name (the keys of :func:`sweep_table`'s input)
+SWEEP_X = {"clusters": "n_clusters", "samples": "n_samples", "fraction": "cluster_fraction"}
+
+
+def sweep_table(sweeps: dict[str, list[dict]]) -> pl.DataFrame:
+    """The rows of the sweeps in one table.
+
+    Args:
+        sweeps: by sweep name (``"clusters"``, ``"samples"``, ``"fraction"``: the keys of
+            ``SWEEP_X``), the dicts of :func:`sweep_clusters`, :func:`sweep_samples` and
+            :func:`sweep_cluster_fraction`.
+
+    Returns:
+        One row per dict, sweep by sweep in the order given: ``id_accuracy``,
+        ``ood_accuracy``, ``effective_dim``, ``sweep`` (its name) and ``x`` (the value the sweep
+        varies, ``SWEEP_X[sweep]``, as a float; null where a dict lacks it).
+    """
+    return pl.concat(
+        [
+            pl.DataFrame(rows)
+            .select("id_accuracy", "ood_accuracy", "effective_dim")
+            .with_columns(pl.lit(name).alias("sweep"), pl.Series("x", [r.get(SWEEP_X[name]) for r in rows], pl.Float64))
+            for name, rows in sweeps.items()
+        ]
     )
 
 

@@ -200,6 +200,21 @@ def test_removal_curve_monotone_and_matches_counts(clustered):
         assert frac == np.mean(~keep_from_max_sim(m, eps))
 
 
+def test_removal_curve_table_from_known_maxima():
+    """Four rows whose max earlier similarities are 0.5, 0.85, 0.95 and -inf (no earlier row):
+    ε = 0.1 drops the row at 0.95 (1/4), ε = 0.2 the rows above 0.8 (2/4)."""
+    from laionlab.dedup import removal_curve_table
+
+    m = np.array([0.5, 0.85, 0.95, -np.inf], dtype=np.float32)
+    table = removal_curve_table(removal_curve(m, [0.1, 0.2]))
+    assert table.columns == ["eps", "drop_when_cosine_above", "fraction_removed"]
+    assert table.to_dicts() == [
+        {"eps": 0.1, "drop_when_cosine_above": 0.9, "fraction_removed": 0.25},
+        {"eps": 0.2, "drop_when_cosine_above": 0.8, "fraction_removed": 0.5},
+    ]
+    assert removal_curve_table([(1 / 3, 2 / 3)]).row(0) == (1 / 3, 0.6667, 0.6667)
+
+
 # --- validation ------------------------------------------------------------------------------
 
 

@@ -112,6 +112,24 @@ def test_sweep_samples_and_determinism():
     assert gmm_identification(400, 8, dim=16, seed=5) != gmm_identification(400, 8, dim=16, seed=6)
 
 
+def test_sweep_table_stacks_the_sweeps_with_their_x():
+    from laionlab.ood import sweep_table
+
+    row = dict(id_accuracy=1.0, ood_accuracy=0.5, effective_dim=3.0, n_samples=600, n_clusters=10)
+    table = sweep_table(
+        {
+            "clusters": [{**row, "n_clusters": 2}, {**row, "n_clusters": 5}],
+            "samples": [{**row, "n_samples": 100, "ood_accuracy": 0.25}],
+            "fraction": [{**row, "cluster_fraction": 0.2}],
+        }
+    )
+    assert table.columns == ["id_accuracy", "ood_accuracy", "effective_dim", "sweep", "x"]
+    assert table["sweep"].to_list() == ["clusters", "clusters", "samples", "fraction"]
+    assert table["x"].to_list() == [2.0, 5.0, 100.0, 0.2]
+    assert table["ood_accuracy"].to_list() == [0.5, 0.5, 0.25, 0.5]
+    assert str(table.schema["x"]) == "Float64"
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
