@@ -16,6 +16,7 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from laionlab.io import files
+from laionlab.io.files import FolderBusyError as FolderBusyError  # re-exported: resources.FolderBusyError
 from laionlab.io.lance import LanceTables, ReplaceResult
 
 
