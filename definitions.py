@@ -77,7 +77,8 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
         unknown = set(fields) - PROFILE_RESOURCE_FIELDS.get(resource, set())
         if unknown:
             raise ValueError(
-                f"profile {profile['path']}: resources.{resource} cannot set {sorted(unknown)} (settable: {PROFILE_RESOURCE_FIELDS})"
+                f"profile {profile['path']}: resources.{resource} cannot set {sorted(unknown)} "
+                f"(settable: {PROFILE_RESOURCE_FIELDS})"
             )
     root = data_root or _env("LAIONLAB_DATA_ROOT", os.path.abspath("data/lab"))
     clip = {

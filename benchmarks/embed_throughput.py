@@ -445,7 +445,9 @@ def benchmark(args, result: dict) -> None:
                 "raw_image_only_images_per_s": round(one / img_s, 2),
                 "raw_text_only_captions_per_s": round(one / txt_s, 2),
                 "loader_only_images_per_s": round(lo, 1),
-                "loader_only_note": f"decode+preprocess+tokenise through encode_shards' pipeline, {workers} workers, no model",
+                "loader_only_note": (
+                    f"decode+preprocess+tokenise through encode_shards' pipeline, {workers} workers, no model"
+                ),
                 "preprocess_in_main_images_per_s": round(len(pix) / preprocess_s, 1),
             }
             say("diagnostics: " + json.dumps(result["diagnostics"]))

@@ -126,7 +126,8 @@ def run(args, result: dict) -> dict:
         # the plain full-width product: no query blocks, no row max
         plain_times.append(sgemm_loop(corpus, queries, args.plain_rows, args.q, backend))
         say(
-            f"repeat {r + 1}: library {lib_times[-1]:.2f}s, sgemm {sgemm_times[-1]:.2f}s, plain sgemm {plain_times[-1]:.2f}s"
+            f"repeat {r + 1}: library {lib_times[-1]:.2f}s, sgemm {sgemm_times[-1]:.2f}s, "
+            f"plain sgemm {plain_times[-1]:.2f}s"
         )
     lib_s, sgemm_s, plain_s = min(lib_times), min(sgemm_times), min(plain_times)
     gflops, sgemm_gflops, plain_gflops = flops / lib_s / 1e9, flops / sgemm_s / 1e9, flops / plain_s / 1e9

@@ -87,12 +87,14 @@ def body(args: argparse.Namespace, result: dict) -> dict:
             w = _write(uri, part, args)
             writes.append(w)
             say(
-                f"part {part + 1}/{args.parts}: {w['seconds']:.2f} s, peak +{w['peak_increment_mib']:.0f} MiB ({'rewrite' if w['rewrite'] else 'append'})"
+                f"part {part + 1}/{args.parts}: {w['seconds']:.2f} s, peak +{w['peak_increment_mib']:.0f} MiB "
+                f"({'rewrite' if w['rewrite'] else 'append'})"
             )
         rewrite = _write(uri, 0, args) if args.rewrite else None
         if rewrite:
             say(
-                f"rewrite of part 1 into the full table: {rewrite['seconds']:.2f} s, peak +{rewrite['peak_increment_mib']:.0f} MiB"
+                f"rewrite of part 1 into the full table: {rewrite['seconds']:.2f} s, "
+                f"peak +{rewrite['peak_increment_mib']:.0f} MiB"
             )
     k = min(3, len(writes))
     first_s = statistics.median(w["seconds"] for w in writes[:k])

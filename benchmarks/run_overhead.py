@@ -138,7 +138,8 @@ def benchmark(args, result: dict) -> None:
     load_before = os.getloadavg()[0]
     if load_before > 0.5 * (os.cpu_count() or 1):
         say(
-            f"!! host load average {load_before:.1f} on {os.cpu_count()} CPUs before starting: wall-clock figures will be noisy"
+            f"!! host load average {load_before:.1f} on {os.cpu_count()} CPUs before starting: "
+            "wall-clock figures will be noisy"
         )
     with tempfile.TemporaryDirectory(prefix="run_overhead_bench_") as tmpdir:
         tmp = Path(tmpdir)
@@ -172,7 +173,8 @@ def benchmark(args, result: dict) -> None:
             config.write_text(IN_PROCESS_RUN_CONFIG)
             cmd += ["-c", str(config)]
         say(
-            f"executor {probe['executor']}; run config: {'in_process' if probe['takes_in_process'] else 'none (steps already in-process)'}"
+            f"executor {probe['executor']}; run config: "
+            f"{'in_process' if probe['takes_in_process'] else 'none (steps already in-process)'}"
         )
 
         runs = []
@@ -192,7 +194,8 @@ def benchmark(args, result: dict) -> None:
                 }
             )
             say(
-                f"[run {i + 1}/{args.repeats}] wall {wall:.2f} s, step {timings['step_s']:.3f} s, overhead {overhead:.2f} s"
+                f"[run {i + 1}/{args.repeats}] wall {wall:.2f} s, step {timings['step_s']:.3f} s, "
+                f"overhead {overhead:.2f} s"
             )
         instance.dispose()
 

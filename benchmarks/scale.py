@@ -157,7 +157,8 @@ def benchmark(args, result: dict) -> None:
     result.update(host_load_avg_1m_before=round(load_before, 2), cpu_count=os.cpu_count())
     if load_before > 0.5 * (os.cpu_count() or 1):
         say(
-            f"!! host load average {load_before:.1f} on {os.cpu_count()} CPUs before starting: wall-clock figures will be noisy"
+            f"!! host load average {load_before:.1f} on {os.cpu_count()} CPUs before starting: "
+            "wall-clock figures will be noisy"
         )
     with tempfile.TemporaryDirectory(prefix="scale_bench_") as tmpdir:
         tmp = Path(tmpdir)

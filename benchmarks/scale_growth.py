@@ -11,7 +11,8 @@ LAION-shaped data is generated for each size: metadata parquet files (URL, TEXT,
 source folder, and image + caption vectors (``--dim``, default 64; a mixture of 200 Gaussian
 clusters with a share of near-duplicates) written part by part into ``laion_embeddings``
 through ``LanceTables.replace_part`` (what the embedding and import assets call); two reference
-sets of 2,000 vectors (``bench_ref``, and ``bench_ref_narrow`` from 20 of the clusters) and a photo-labels file of 20,000 LAION uids.
+sets of 2,000 vectors (``bench_ref``, and ``bench_ref_narrow`` from 20 of the clusters) and a
+photo-labels file of 20,000 LAION uids.
 Each asset is then materialised in a fresh process (``dagster.materialize`` on the same
 instance, the definitions' own assets and resources, ``--child``), so its peak RSS minus the
 RSS after imports is its own. Per-part assets (``laion_metadata``, ``laion_natural``,
@@ -77,9 +78,12 @@ def generate(root: Path, rows: int, part_rows: int, dim: int, seed: int = 0) -> 
     for i, part in enumerate(parts):
         n = min(part_rows, rows - i * part_rows)
         pl.DataFrame(
-            {"URL": [f"http://example.com/{part}/{j}.jpg" for j in range(n)], "TEXT": [f"a photo number {j} of {part}" for j in range(n)],
-             "NSFW": ["UNLIKELY"] * n}
-        ).write_parquet(source / f"{part}.parquet")  # fmt: skip
+            {
+                "URL": [f"http://example.com/{part}/{j}.jpg" for j in range(n)],
+                "TEXT": [f"a photo number {j} of {part}" for j in range(n)],
+                "NSFW": ["UNLIKELY"] * n,
+            }
+        ).write_parquet(source / f"{part}.parquet")
         label = rng.integers(0, len(centres), n)
         img = centres[label] + rng.normal(scale=0.6, size=(n, dim)).astype(np.float32)
         dup = rng.random(n) < 0.05  # near-duplicates of the row before
@@ -88,20 +92,27 @@ def generate(root: Path, rows: int, part_rows: int, dim: int, seed: int = 0) -> 
         norm_i, norm_t = np.linalg.norm(img, axis=1), np.linalg.norm(txt, axis=1)
         uids = [f"{part}:{j:09d}" for j in range(n)]
         start = time.perf_counter()
+        unit_img = (img / norm_i[:, None]).astype(np.float32)
+        unit_txt = (txt / norm_t[:, None]).astype(np.float32)
         tables.replace_part(
-            "laion_embeddings", part,
-            [embeddings_batch(uids, part, "bench", (img / norm_i[:, None]).astype(np.float32), (txt / norm_t[:, None]).astype(np.float32), norm_i, norm_t)],
+            "laion_embeddings",
+            part,
+            [embeddings_batch(uids, part, "bench", unit_img, unit_txt, norm_i, norm_t)],
             embeddings_schema(dim),
-        )  # fmt: skip
+        )
         writes.append(time.perf_counter() - start)
     for name, spread in ((REFERENCE, len(centres)), (REFERENCE_NARROW, 20)):  # coverage compares two sets
         ref = centres[rng.integers(0, spread, 2_000)] + rng.normal(scale=0.6, size=(2_000, dim)).astype(np.float32)
         norm = np.linalg.norm(ref, axis=1)
+        ref_uids = [f"{name}:{j:09d}" for j in range(2_000)]
+        unit_ref = (ref / norm[:, None]).astype(np.float32)
         tables.replace_part(
-            "reference_embeddings", name,
-            [reference_batch([f"{name}:{j:09d}" for j in range(2_000)], name, "bench", [None] * 2_000, [""] * 2_000, (ref / norm[:, None]).astype(np.float32), norm)],
-            reference_schema(dim), part_column="dataset",
-        )  # fmt: skip
+            "reference_embeddings",
+            name,
+            [reference_batch(ref_uids, name, "bench", [None] * 2_000, [""] * 2_000, unit_ref, norm)],
+            reference_schema(dim),
+            part_column="dataset",
+        )
     labelled = rng.choice(rows, size=min(20_000, rows), replace=False)
     labels = pl.DataFrame(
         {
@@ -114,8 +125,16 @@ def generate(root: Path, rows: int, part_rows: int, dim: int, seed: int = 0) -> 
     home = root / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return {"source": str(source), "data_root": str(root / "lab"), "catalog": str(root / "datasets.yaml"), "labels": str(root / "labels.parquet"),
-            "home": str(home), "parts": parts, "first_write_s": writes[0], "last_write_s": writes[-1]}  # fmt: skip
+    return {
+        "source": str(source),
+        "data_root": str(root / "lab"),
+        "catalog": str(root / "datasets.yaml"),
+        "labels": str(root / "labels.parquet"),
+        "home": str(home),
+        "parts": parts,
+        "first_write_s": writes[0],
+        "last_write_s": writes[-1],
+    }
 
 
 def child(spec_path: str, asset: str) -> None:
@@ -202,9 +221,8 @@ def body(args: argparse.Namespace, result: dict) -> dict:
         peak = max(f["peak_increment_mib"] for f in by_n.values())
         if peak > MEMORY_LIMIT_MIB:
             over_memory.append(asset)
-        table.append(
-            f"| {asset} | {t1:.2f} s | {t2:.2f} s | {exponents[asset]} | {by_n[n1]['peak_increment_mib']:.0f} | {by_n[n2]['peak_increment_mib']:.0f} |"
-        )
+        peak1, peak2 = by_n[n1]["peak_increment_mib"], by_n[n2]["peak_increment_mib"]
+        table.append(f"| {asset} | {t1:.2f} s | {t2:.2f} s | {exponents[asset]} | {peak1:.0f} | {peak2:.0f} |")
     say(
         f"| asset | {n1:,} rows | {n2:,} rows | exponent | peak +MiB at {n1:,} | at {n2:,} |\n|---|---|---|---|---|---|"
     )

@@ -159,8 +159,15 @@ def run_error(base: str, run_id: str) -> str:
 
 def phases(base: str, run_id: str) -> dict:
     """Timestamps (s) of a run's lifecycle events: enqueued, dequeued, starting, start, end."""
-    names = {"RunEnqueuedEvent": "enqueued", "RunDequeuedEvent": "dequeued", "RunStartingEvent": "starting", "RunStartEvent": "start",
-             "RunSuccessEvent": "end", "RunFailureEvent": "end", "RunCanceledEvent": "end"}  # fmt: skip
+    names = {
+        "RunEnqueuedEvent": "enqueued",
+        "RunDequeuedEvent": "dequeued",
+        "RunStartingEvent": "starting",
+        "RunStartEvent": "start",
+        "RunSuccessEvent": "end",
+        "RunFailureEvent": "end",
+        "RunCanceledEvent": "end",
+    }
     out = {}
     for e in run_events(base, run_id):
         if e["__typename"] in names and e.get("timestamp"):
@@ -251,7 +258,10 @@ def prepare(fast_queue: bool) -> tuple[dict, Path]:
     home = Path(tempfile.mkdtemp(prefix="e2e-dagster-home-"))
     gpu_limit = os.environ.get("LAIONLAB_GPU_POOL_LIMIT", "1")
     yaml = re.sub(r"default_limit: 1$", f"default_limit: {gpu_limit}", (ROOT / "dagster.yaml").read_text(), flags=re.M)
-    yaml += "\n# e2e/materialize_all.py: a killed run worker is marked failed instead of holding its slot\nrun_monitoring:\n  enabled: true\n"
+    yaml += (
+        "\n# e2e/materialize_all.py: a killed run worker is marked failed instead of holding its slot\n"
+        "run_monitoring:\n  enabled: true\n"
+    )
     if fast_queue:
         yaml = yaml.replace(
             "  class: QueuedRunCoordinator", "  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1"
@@ -291,7 +301,8 @@ def prepare(fast_queue: bool) -> tuple[dict, Path]:
         )
         check(
             out.returncode == 0,
-            f"demo data built into {root.relative_to(ROOT)} ({parts} parts): {out.stdout.strip() or out.stderr[-2000:]}",
+            f"demo data built into {root.relative_to(ROOT)} ({parts} parts): "
+            f"{out.stdout.strip() or out.stderr[-2000:]}",
         )
         if out.returncode:
             raise SystemExit(1)
@@ -339,7 +350,9 @@ def click(browser: Browser, text: str, scope: str = "document") -> bool:
     """Click the first visible button whose text is ``text`` (inside ``scope``, a JS expression)."""
     js = (
         f"(() => {{ const root = {scope}; if (!root) return false;"
-        f" const b = [...root.querySelectorAll('button')].find(x => x.innerText.trim().replace(/[\u2026.]+$/, '') === {json.dumps(text)} && x.offsetParent !== null && !x.disabled);"
+        " const b = [...root.querySelectorAll('button')].find(x =>"
+        f" x.innerText.trim().replace(/[\u2026.]+$/, '') === {json.dumps(text)}"
+        " && x.offsetParent !== null && !x.disabled);"
         " if (b) b.click(); return !!b; })()"
     )
     return bool(browser.eval(js))
@@ -356,7 +369,10 @@ def wait_js(browser: Browser, js: str, timeout: float) -> bool:
 
 def launch_by_click(base: str, browser: Browser) -> tuple[str | None, float]:
     before = backfill_ids(base)
-    ready = "[...document.querySelectorAll('button')].some(b => b.innerText.trim().startsWith('Materialize all') && !b.disabled)"
+    ready = (
+        "[...document.querySelectorAll('button')]"
+        ".some(b => b.innerText.trim().startsWith('Materialize all') && !b.disabled)"
+    )
     if not check(
         browser.open(f"{base}/asset-groups", ready, timeout=120),
         "the global asset lineage shows an enabled 'Materialize all' button",
@@ -386,7 +402,8 @@ def launch_by_click(base: str, browser: Browser) -> tuple[str | None, float]:
     time.sleep(1)
     start = time.time()
     launch_text = browser.eval(
-        f"(() => {{ const b = [...{dialog}.querySelectorAll('button')].find(x => /^Launch( |$)/.test(x.innerText.trim()) && !x.disabled);"
+        f"(() => {{ const b = [...{dialog}.querySelectorAll('button')]"
+        ".find(x => /^Launch( |$)/.test(x.innerText.trim()) && !x.disabled);"
         " if (b) { const t = b.innerText.trim(); b.click(); return t; } return null; })()"
     )
     if not check(bool(launch_text), f"the dialog's launch button was clicked ({launch_text!r})"):
@@ -427,7 +444,8 @@ def wait_backfill(base: str, services: Services, backfill_id: str, start: float)
         time.sleep(5)
     check(
         False,
-        f"backfill {backfill_id} reached a terminal status within {BACKFILL_TIMEOUT // 60} min (last: {status.get('status')})",
+        f"backfill {backfill_id} reached a terminal status within {BACKFILL_TIMEOUT // 60} min "
+        f"(last: {status.get('status')})",
     )
     return status
 
@@ -462,17 +480,20 @@ def report_backfill(base: str, backfill_id: str, start: float, status: dict) -> 
         if r["status"] not in ("SUCCESS", "CANCELED"):
             check(
                 False,
-                f"backfill run {r['runId'][:8]} {describe_run(r)} is {r['status']}: {run_error(base, r['runId'])[:3000]}",
+                f"backfill run {r['runId'][:8]} {describe_run(r)} is {r['status']}: "
+                f"{run_error(base, r['runId'])[:3000]}",
             )
     canceled = [describe_run(r) for r in runs if r["status"] == "CANCELED"]
     if canceled:
         check(
             False,
-            f"{len(canceled)} backfill runs canceled (Dagster cancels the rest when a backfill fails): {'; '.join(canceled)[:1500]}",
+            f"{len(canceled)} backfill runs canceled (Dagster cancels the rest when a backfill fails): "
+            f"{'; '.join(canceled)[:1500]}",
         )
     check(
         status.get("status") == "COMPLETED_SUCCESS",
-        f"backfill {backfill_id} ended {status.get('status')}{': ' + status['error']['message'][:2000] if status.get('error') else ''}",
+        f"backfill {backfill_id} ended {status.get('status')}"
+        f"{': ' + status['error']['message'][:2000] if status.get('error') else ''}",
     )
     print(
         f"     backfill wall time {wall:.0f} s (launch -> completion), {len(runs)} runs; goal <= {GOAL_S} s; {_load()}",
@@ -504,7 +525,8 @@ def report_backfill(base: str, backfill_id: str, start: float, status: dict) -> 
             exec_iv.append((st, en))
         alive_iv.append((created, en or done))
     print(
-        "     run timeline (s since launch): created  queued (slots, gpu pool)  start-up (process, code load)  execution  run",
+        "     run timeline (s since launch): created  queued (slots, gpu pool)"
+        "  start-up (process, code load)  execution  run",
         flush=True,
     )
     for created, queued, startup, execution, what in rows:
@@ -515,9 +537,11 @@ def report_backfill(base: str, backfill_id: str, start: float, status: dict) -> 
     startups = [s for _, _, s, _, _ in rows if s is not None]
     queues = [q for _, q, _, _, _ in rows]
     print(
-        f"     of {wall:.0f} s: some run executing {executing:.0f} s; runs existing but none executing {alive - executing:.0f} s"
+        f"     of {wall:.0f} s: some run executing {executing:.0f} s;"
+        f" runs existing but none executing {alive - executing:.0f} s"
         f" (queued or starting); no run at all {wall - alive:.0f} s (the backfill daemon between its 30 s ticks)."
-        f" Per run: start-up mean {sum(startups) / max(1, len(startups)):.1f} s, queue mean {sum(queues) / max(1, len(queues)):.1f} s,"
+        f" Per run: start-up mean {sum(startups) / max(1, len(startups)):.1f} s,"
+        f" queue mean {sum(queues) / max(1, len(queues)):.1f} s,"
         f" waves (distinct creation ticks) {len({round(c / 5) for c, *_ in rows})}",
         flush=True,
     )
@@ -683,8 +707,11 @@ def new_part(base: str, services: Services) -> None:
         f"part_checks_job run {run['runId'][:8]} {run['status']}"
         + ("" if run["status"] == "SUCCESS" else f": {run_error(base, run['runId'])[:2000]}"),
     )
-    q = """query($key: [String!]!) { assetCheckExecutions(assetKey: {path: $key}, checkName: "includes_every_part", limit: 1) {
-      runId status evaluation { severity success description } } }"""
+    q = (
+        "query($key: [String!]!) { assetCheckExecutions(assetKey: {path: $key},"
+        ' checkName: "includes_every_part", limit: 1) {\n'
+        "      runId status evaluation { severity success description } } }"
+    )
     for asset in CROSS_PART_CHECKED:
         ex = (gql(base, q, {"key": [asset]})["assetCheckExecutions"] or [None])[0]
         ev = (ex or {}).get("evaluation") or {}
@@ -697,7 +724,8 @@ def new_part(base: str, services: Services) -> None:
         )
         check(
             ok,
-            f"{asset}: includes_every_part is {ex and ex['status']}/{ev.get('severity')} from the check run: {ev.get('description')!r}",
+            f"{asset}: includes_every_part is {ex and ex['status']}/{ev.get('severity')} from the check run: "
+            f"{ev.get('description')!r}",
         )
     parts = gql(
         base,
@@ -705,7 +733,9 @@ def new_part(base: str, services: Services) -> None:
     )["assetNodeOrError"]["partitionKeys"]
     stale = gql(
         base,
-        'query($p: [String!]) { assetNodeOrError(assetKey: {path: ["eval_to_laion_similarity"]}) { ... on AssetNode { staleStatusByPartition(partitions: $p) staleCausesByPartition(partitions: $p) { reason key { path } partitionKey } } } }',
+        'query($p: [String!]) { assetNodeOrError(assetKey: {path: ["eval_to_laion_similarity"]}) {'
+        " ... on AssetNode { staleStatusByPartition(partitions: $p)"
+        " staleCausesByPartition(partitions: $p) { reason key { path } partitionKey } } } }",
         {"p": parts},
     )["assetNodeOrError"]
     statuses = dict(zip(parts, stale["staleStatusByPartition"]))
@@ -738,7 +768,8 @@ def main() -> int:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None and not args.graphql:
         print(
-            "e2e: chromium is not installed (make e2e installs Debian's package when run as root); --graphql skips the browser"
+            "e2e: chromium is not installed (make e2e installs Debian's package when run as root);"
+            " --graphql skips the browser"
         )
         return 1
     ARTIFACTS.mkdir(exist_ok=True)
@@ -753,7 +784,8 @@ def main() -> int:
         wait_for(services.base, services.procs[1][1], timeout=300)
         locations = gql(
             services.base,
-            "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }",
+            "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus"
+            " locationOrLoadError { __typename ... on PythonError { message } } } } } }",
         )
         entries = locations["workspaceOrError"]["locationEntries"]
         if not check(
@@ -786,7 +818,8 @@ def main() -> int:
         if browser is not None:
             ok = browser.open(
                 f"{services.base}/asset-groups",
-                "document.body.innerText.includes('visual_world') && document.body.innerText.includes('train_test_similarity')",
+                "document.body.innerText.includes('visual_world')"
+                " && document.body.innerText.includes('train_test_similarity')",
                 timeout=90,
             )
             time.sleep(3)
@@ -825,7 +858,8 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
     print(
-        f"e2e materialize_all: {'all checks passed' if not failures else f'{len(failures)} failed'} in {time.time() - t0:.0f} s; logs and screenshots in {ARTIFACTS}"
+        f"e2e materialize_all: {'all checks passed' if not failures else f'{len(failures)} failed'}"
+        f" in {time.time() - t0:.0f} s; logs and screenshots in {ARTIFACTS}"
     )
     return 1 if failures else 0
 

@@ -72,10 +72,10 @@ class Browser:
     def __init__(self, chromium: str):
         self.profile = tempfile.mkdtemp(prefix="e2e-chromium-")
         port = free_port()
+        flags = [*CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", f"--remote-debugging-port={port}"]
         self.proc = subprocess.Popen(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", f"--remote-debugging-port={port}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [chromium, *flags, "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         end, target = time.time() + 60, None
         while time.time() < end and target is None:
             try:
@@ -106,7 +106,8 @@ class Browser:
     def skip_dialog(self) -> None:
         """The first-visit community dialog hides the page: skip it."""
         self.eval(
-            "[...document.querySelectorAll('button')].filter(b => b.innerText.trim() === 'Skip').forEach(b => b.click())"
+            "[...document.querySelectorAll('button')]"
+            ".filter(b => b.innerText.trim() === 'Skip').forEach(b => b.click())"
         )
 
     def open(self, url: str, ready_js: str, timeout: float = 60) -> bool:
@@ -158,7 +159,8 @@ def main() -> int:
         wait_for(base, proc)
         entries = graphql(
             base,
-            "{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }",
+            "{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus"
+            " locationOrLoadError { __typename ... on PythonError { message } } } } } }",
         )
         locations = entries["workspaceOrError"]["locationEntries"]
         check(
@@ -173,7 +175,8 @@ def main() -> int:
         check(groups == GROUPS, f"asset groups {sorted(groups)}")
         cov = graphql(
             base,
-            '{ assetOrError(assetKey: {path: ["coverage"]}) { ... on Asset { assetMaterializations(limit: 1) { metadataEntries { label } } } } }',
+            '{ assetOrError(assetKey: {path: ["coverage"]}) {'
+            " ... on Asset { assetMaterializations(limit: 1) { metadataEntries { label } } } } }",
         )
         mats = cov["assetOrError"].get("assetMaterializations") or []
         labels = {m["label"] for m in mats[0]["metadataEntries"]} if mats else set()
@@ -184,14 +187,18 @@ def main() -> int:
             has_groups = " && ".join(f"document.body.innerText.includes('{g}')" for g in sorted(GROUPS))
             check(browser.open(f"{base}/asset-groups", has_groups), "the asset groups page lists every group")
             browser.screenshot(ARTIFACTS / "asset_groups.png")
-            plot_js = "[...document.querySelectorAll('img')].some(i => i.src.startsWith('data:image/png') && i.naturalWidth > 100)"
+            plot_js = (
+                "[...document.querySelectorAll('img')]"
+                ".some(i => i.src.startsWith('data:image/png') && i.naturalWidth > 100)"
+            )
             check(
                 browser.open(f"{base}/assets/coverage", "document.body.innerText.includes('cluster_coverage_plot')"),
                 "the coverage page shows its metadata",
             )
             # a long Markdown value sits behind "[Show Markdown]": open it
             browser.eval(
-                "(() => { const row = [...document.querySelectorAll('tr')].find(r => r.innerText.includes('cluster_coverage_plot'));"
+                "(() => { const row = [...document.querySelectorAll('tr')]"
+                ".find(r => r.innerText.includes('cluster_coverage_plot'));"
                 " const a = row && [...row.querySelectorAll('a')].find(x => x.innerText.includes('Show Markdown'));"
                 " if (a) a.click(); return !!a; })()"
             )

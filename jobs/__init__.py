@@ -88,7 +88,10 @@ analysis_job = define_asset_job(
 part_checks_job = define_asset_job(
     "part_checks_job",
     selection=AssetSelection.checks(*all_checks),
-    description="The includes_every_part checks: which LAION parts each cross-partition result lacks (run by part_checks_sensor).",
+    description=(
+        "The includes_every_part checks: which LAION parts each cross-partition result lacks "
+        "(run by part_checks_sensor)."
+    ),
 )
 
 from jobs.maintenance import lance_maintenance_job  # noqa: E402

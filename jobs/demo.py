@@ -106,7 +106,8 @@ def run_all(
             )
             names = ", ".join(k.to_user_string() for k in here)
             print(
-                f"== {job.name}: {names} [{partition or 'all'}]: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - start:.1f} s"
+                f"== {job.name}: {names} [{partition or 'all'}]: {'ok' if result.success else 'FAILED'} "
+                f"in {time.perf_counter() - start:.1f} s"
             )
             if not result.success:
                 raise SystemExit(1)
@@ -130,7 +131,8 @@ def main(command: str) -> None:
         if new_models:
             instance.add_dynamic_partitions(model.name, new_models)
         print(
-            f"laion_part: {len(added)} added; dataset: {len(new_sets)} added; target: {len(new_targets)} added; model: {len(new_models)} added"
+            f"laion_part: {len(added)} added; dataset: {len(new_sets)} added; "
+            f"target: {len(new_targets)} added; model: {len(new_models)} added"
         )
     elif command == "parts":
         print("\n".join(sorted(source.parts())))

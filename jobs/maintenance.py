@@ -42,7 +42,8 @@ def optimize_lance_tables(context: OpExecutionContext, lance: LanceStore) -> dic
             "seconds": round(time.perf_counter() - start, 2),
         }
         context.log.info(
-            f"{name}: fragments {before[0]} → {after[0]}, unindexed rows {before[1]:,} → {after[1]:,} in {done[name]['seconds']} s"
+            f"{name}: fragments {before[0]} → {after[0]}, unindexed rows {before[1]:,} → {after[1]:,} "
+            f"in {done[name]['seconds']} s"
         )
     if failed:
         raise Failure(

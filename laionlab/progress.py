@@ -51,7 +51,11 @@ class Progress:
         if self.total:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
             eta_text = format_duration(eta) if eta != float("inf") else "?"
-            return f"{self.what}: {self.done:,}/{self.total:,} {self.unit} ({100 * self.done / self.total:.1f} %), {rate:,.1f} {self.unit}/s, ETA {eta_text}"
+            share = 100 * self.done / self.total
+            return (
+                f"{self.what}: {self.done:,}/{self.total:,} {self.unit} ({share:.1f} %), "
+                f"{rate:,.1f} {self.unit}/s, ETA {eta_text}"
+            )
         return f"{self.what}: {self.done:,} {self.unit}, {rate:,.1f} {self.unit}/s, {format_duration(elapsed)} elapsed"
 
     def update(self, n: int = 1) -> None:

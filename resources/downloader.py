@@ -34,21 +34,31 @@ class Downloader(ConfigurableResource):
     )
     allow_private_hosts: bool = Field(
         False,
-        description="allow loopback/private/link-local hosts and addresses, on the URL and at connect time (tests against a local server only)",
+        description=(
+            "allow loopback/private/link-local hosts and addresses, on the URL and at connect time "
+            "(tests against a local server only)"
+        ),
     )
     allowed_hosts: list[str] = Field(
         [],
-        description="'IP' or 'IP:port' addresses ('[::1]:8080' for IPv6) fetchable even when private, on the URL and at connect time",
+        description=(
+            "'IP' or 'IP:port' addresses ('[::1]:8080' for IPv6) fetchable even when private, "
+            "on the URL and at connect time"
+        ),
     )
     max_image_pixels: int = Field(
         89_478_485,
         ge=1,
-        description="refuse an image with more pixels from its header, before decoding (PIL's default cap; OpenCV's is 2**30)",
+        description=(
+            "refuse an image with more pixels from its header, before decoding (PIL's default cap; OpenCV's is 2**30)"
+        ),
     )
     request_deadline_s: float = Field(
         60.0,
         gt=0,
-        description="seconds one request may take, connect to last byte, redirects included (timeout bounds each wait only)",
+        description=(
+            "seconds one request may take, connect to last byte, redirects included (timeout bounds each wait only)"
+        ),
     )
 
     def settings(self) -> DownloadSettings:

@@ -51,8 +51,8 @@ class LaionSource(ConfigurableResource):
         if len(slices) == 1 or chunk >= len(slices) or slices[chunk].key != key:
             raise FileNotFoundError(
                 f"LAION part {key!r}: {slices[0].uri} cut into {self.rows_per_partition:,}-row partitions gives "
-                f"{[s.key for s in slices][:3]}... ({len(slices)} partitions), not {key!r}; was rows_per_partition changed "
-                "after the file was registered?"
+                f"{[s.key for s in slices][:3]}... ({len(slices)} partitions), not {key!r}; "
+                "was rows_per_partition changed after the file was registered?"
             )
         return slices[chunk]
 

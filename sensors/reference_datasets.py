@@ -41,7 +41,8 @@ def model_changes(catalog: DatasetCatalog, instance: DagsterInstance) -> tuple[l
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description="Adds a dataset partition (and requests its embedding run) for each new catalog "
-    "entry a target partition per retrieval target and a model partition per model; removes partitions whose entry left the catalog.",
+    "entry a target partition per retrieval target and a model partition per model; "
+    "removes partitions whose entry left the catalog.",
 )
 def reference_datasets_sensor(context: SensorEvaluationContext, catalog: DatasetCatalog):
     added, removed = catalog_changes(catalog, context.instance)

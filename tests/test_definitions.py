@@ -291,7 +291,8 @@ def test_the_import_asset_is_in_the_graph_only_with_an_import_root(tmp_path):
         "a = [a for a in definitions.all_assets if a.key.to_user_string() == 'laion_embeddings_import'][0]\n"
         "job = definitions.defs.resolve_job_def('part_analysis_job')\n"
         "print(json.dumps({'root': a.op.config_schema.config_type.fields['root'].default_value,"
-        " 'in_part_analysis': any(k.to_user_string() == 'laion_embeddings_import' for k in job.asset_layer.executable_asset_keys)}))"
+        " 'in_part_analysis': any(k.to_user_string() == 'laion_embeddings_import'"
+        " for k in job.asset_layer.executable_asset_keys)}))"
     )
     env = {**os.environ, "LAIONLAB_EMBEDDINGS_IMPORT_ROOT": str(tmp_path / "release")}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -77,11 +77,13 @@ def test_every_analysis_asset_attaches_a_plot_and_a_table(demo_graph):
         for record in records:  # every partition's materialisation, not only the last one
             event = record.asset_materialization
             if event.metadata.get("applicable") == MetadataValue.bool(False):
-                continue  # a partition the analysis does not apply to (probe_scores of an unlabelled set) says why instead
+                # a partition the analysis does not apply to (probe_scores of an unlabelled set) says why instead
+                continue
             missing = {"plot", "table"} - set().union(*(kinds(v) for v in event.metadata.values()))
             if missing:
                 without.append(
-                    f"{name}[{event.partition or 'all'}] lacks a {' and a '.join(sorted(missing))}: {sorted(event.metadata)}"
+                    f"{name}[{event.partition or 'all'}] lacks a {' and a '.join(sorted(missing))}: "
+                    f"{sorted(event.metadata)}"
                 )
     assert not never, f"the demo graph did not materialise {never}"
     assert not without, "analysis assets without a plot and a table:\n" + "\n".join(without)

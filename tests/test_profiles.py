@@ -32,7 +32,9 @@ for a in definitions.all_assets:
     schema = a.op.config_schema
     if schema is None or not hasattr(schema.config_type, "fields"):
         continue
-    out[a.key.to_user_string()] = {k: f.default_value for k, f in schema.config_type.fields.items() if f.default_provided}
+    out[a.key.to_user_string()] = {
+        k: f.default_value for k, f in schema.config_type.fields.items() if f.default_provided
+    }
 res = definitions.build_resources()
 out["_resources"] = {"num_workers": res["clip"].num_workers, "processes_count": res["downloader"].processes_count}
 out["_code_versions"] = {a.key.to_user_string(): a.specs_by_key[a.key].code_version for a in definitions.all_assets}

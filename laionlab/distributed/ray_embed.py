@@ -274,7 +274,8 @@ def ray_encode_shards(
         raise ValueError(f"concurrency must be >= 1 actor, got {concurrency}")
     if num_gpus_per_actor < 0 or num_cpus_per_actor <= 0:
         raise ValueError(
-            f"num_gpus_per_actor must be >= 0 and num_cpus_per_actor > 0, got {num_gpus_per_actor} and {num_cpus_per_actor}"
+            "num_gpus_per_actor must be >= 0 and num_cpus_per_actor > 0, "
+            f"got {num_gpus_per_actor} and {num_cpus_per_actor}"
         )
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")

@@ -329,7 +329,8 @@ def _run_img2dataset(
 def _main(settings_file: str) -> None:
     if not net_guard.installed():  # _guard_site's sitecustomize did not run: never download unguarded
         raise RuntimeError(
-            f"the network guard is not installed in this process ({net_guard.ENV} and PYTHONPATH come from download_part)"
+            f"the network guard is not installed in this process "
+            f"({net_guard.ENV} and PYTHONPATH come from download_part)"
         )
     from img2dataset import download
 

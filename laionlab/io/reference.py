@@ -81,7 +81,8 @@ class DatasetSpec:
                     raise CatalogError(f"{where}: {self.path}:{self.dataset} has shape {shape}, expected N×H×W×3")
                 if dtype != np.uint8:  # a cast would make floats in [0, 1] black images
                     raise CatalogError(
-                        f"{where}: {self.path}:{self.dataset} holds {dtype}, expected uint8 pixels (0-255); convert it, "
+                        f"{where}: {self.path}:{self.dataset} holds {dtype}, expected uint8 pixels (0-255); "
+                        "convert it, "
                         "e.g. (x * 255).round().astype('uint8') for floats in [0, 1]"
                     )
         if self.responses is not None:

@@ -121,7 +121,8 @@ def parse_allowed_hosts(entries: tuple[str, ...]) -> frozenset[tuple[IPAddress, 
                 raise ValueError
         except ValueError:
             raise ValueError(
-                f"allowed_hosts entry {entry!r} is not an IP address with an optional port (e.g. '127.0.0.1:8080', '[::1]:8080')"
+                f"allowed_hosts entry {entry!r} is not an IP address with an optional port "
+                "(e.g. '127.0.0.1:8080', '[::1]:8080')"
             ) from None
         out.add((ip, port))
     return frozenset(out)

@@ -67,7 +67,8 @@ def nearest_caption_rows(
     unknown = joined.filter(pl.col("uid").is_null())["id"]
     if unknown.len():
         raise ValueError(
-            f"id_map: {unknown.len()} ids found in the index have no uid (e.g. {unknown.head(3).to_list()}): rebuild the index"
+            f"id_map: {unknown.len()} ids found in the index have no uid (e.g. {unknown.head(3).to_list()}): "
+            "rebuild the index"
         )
     return joined, frame.height - found.height
 

@@ -205,7 +205,8 @@ def update_index(
                 state["model"], state["dim"] = next(iter(models)), int(X.shape[1])
             if models != {state["model"]}:
                 raise ValueError(
-                    f"laion_embeddings[{part}] holds text embeddings of {sorted(models)}, the index {state['model']}: rebuild"
+                    f"laion_embeddings[{part}] holds text embeddings of {sorted(models)}, "
+                    f"the index {state['model']}: rebuild"
                 )
             ids = np.arange(state["next_id"], state["next_id"] + len(uids), dtype=np.int64)
             files.atomic_write_parquet(
@@ -265,7 +266,8 @@ def load_index(folder: str, log: logging.Logger | None = None) -> tuple[CaptionI
     progress.close()
     if index.ntotal != state["next_id"]:
         raise ValueError(
-            f"{folder}: the parts' files hold {index.ntotal:,} captions, the state says {state['next_id']:,}: rebuild caption_index"
+            f"{folder}: the parts' files hold {index.ntotal:,} captions, "
+            f"the state says {state['next_id']:,}: rebuild caption_index"
         )
     return index, state
 

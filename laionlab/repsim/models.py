@@ -127,7 +127,8 @@ def _load(spec: ModelSpec, device: str):
         if spec.layer == "penultimate":
             if getattr(visual, "proj", None) is None:
                 raise ValueError(
-                    f"model {spec.name!r}: layer 'penultimate' needs an open_clip ViT with a projection ({type(visual).__name__} has none)"
+                    f"model {spec.name!r}: layer 'penultimate' needs an open_clip ViT with a projection "
+                    f"({type(visual).__name__} has none)"
                 )
             visual.proj = None  # the pooled features before the projection
         return visual, clip.preprocess, clip.device

@@ -90,7 +90,8 @@ def consistency_table(
         for metric, M in matrices.items():
             if np.shape(M) != (len(names), len(names)):
                 raise ValueError(
-                    f"similarities[{d!r}][{metric!r}]: expected shape ({len(names)}, {len(names)}) for models {names}, got {np.shape(M)}"
+                    f"similarities[{d!r}][{metric!r}]: expected shape ({len(names)}, {len(names)}) "
+                    f"for models {names}, got {np.shape(M)}"
                 )
     have = {d: list(similarities[d][1]) for d in datasets}
     metrics = [m for m in have[datasets[0]] if all(m in have[d] for d in datasets)]

@@ -359,7 +359,10 @@ def test_a_second_model_of_the_same_dimension_fails_one_model_one_dim(tmp_path, 
 
     with pytest.raises(
         Failure,
-        match=rf"mixes models: laionlab-tiny/random-seed0: {ROWS_PER_PART - 3} rows; laionlab-tiny/random-seed1: {ROWS_PER_PART - 3} rows in {demo.parts[1]}",
+        match=(
+            rf"mixes models: laionlab-tiny/random-seed0: {ROWS_PER_PART - 3} rows; "
+            rf"laionlab-tiny/random-seed1: {ROWS_PER_PART - 3} rows in {demo.parts[1]}"
+        ),
     ):
         materialize([dedup_centroids], resources=resources, instance=instance)
 

@@ -224,11 +224,16 @@ import json, resource, subprocess, sys, polars as pl
 from laionlab.io.download import DownloadSettings, download_part
 subprocess.run([sys.executable, "-c", "import img2dataset.downloader, cv2"], check=True, capture_output=True)
 baseline = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-meta = pl.DataFrame({{"uid": ["t:0", "t:1"], "URL": ["{server}/megapixels.png", "{server}/good.jpg"], "TEXT": ["big", "good"]}})
-settings = DownloadSettings(processes_count=1, thread_count=2, image_size=32, timeout=10, allowed_hosts=({server.removeprefix("http://")!r},))
+meta = pl.DataFrame(
+    {{"uid": ["t:0", "t:1"], "URL": ["{server}/megapixels.png", "{server}/good.jpg"], "TEXT": ["big", "good"]}}
+)
+settings = DownloadSettings(
+    processes_count=1, thread_count=2, image_size=32, timeout=10, allowed_hosts=({server.removeprefix("http://")!r},)
+)
 result = download_part(meta, {str(tmp_path / "v")!r}, settings)
 peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(json.dumps({{"status": result.status["status"].to_list(), "error": result.status["error_message"].to_list(), "peak": peak, "baseline": baseline}}))
+status, error = result.status["status"].to_list(), result.status["error_message"].to_list()
+print(json.dumps({{"status": status, "error": error, "peak": peak, "baseline": baseline}}))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -98,7 +98,10 @@ def test_one_bad_entry_fails_only_itself(tmp_path):
 
     (tmp_path / "imgs" / "a").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / "a" / "0.jpg")
-    body = "datasets:\n  good:\n    kind: image_folder\n    path: imgs\n  ghost:\n    kind: image_folder\n    path: nowhere\n"
+    body = (
+        "datasets:\n  good:\n    kind: image_folder\n    path: imgs\n"
+        "  ghost:\n    kind: image_folder\n    path: nowhere\n"
+    )
     resource = DatasetCatalog(path=str(catalog(tmp_path, body)))
     assert sorted(resource.datasets()) == ["ghost", "good"]  # both are partitions
     assert len(list_items(resource.get("good")).sources) == 1

@@ -27,8 +27,9 @@ def test_load_models_defaults_and_checkpoint_relative_to_the_catalog(tmp_path):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "r18.pth").write_bytes(b"")
     body = (
-        "models:\n  clip:\n    kind: open_clip\n    model: ViT-B-32\n    pretrained: openai\n    objective: image-text\n"
-        "    layer: penultimate\n  net:\n    kind: timm\n    model: resnet18\n    checkpoint: ckpt/r18.pth\n"
+        "models:\n  clip:\n    kind: open_clip\n    model: ViT-B-32\n    pretrained: openai\n"
+        "    objective: image-text\n    layer: penultimate\n"
+        "  net:\n    kind: timm\n    model: resnet18\n    checkpoint: ckpt/r18.pth\n"
     )
     models = load_models(catalog(tmp_path, body))
     assert list(models) == ["clip", "net"]
