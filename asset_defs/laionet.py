@@ -37,6 +37,7 @@ from laionlab.io.digest import frame_digest
 from laionlab.io.lance import read_vectors
 from laionlab.laionet.queries import QueryKind
 from laionlab.laionet.select import DEFAULT_NSFW_KEEP, TEXT_IN_IMAGE_COLUMN
+from laionlab.laionet.select import LAIONET_COLUMNS as LAIONET_COLUMNS  # re-exported: the tests read it here
 from laionlab.laionet.similarity import (
     caption_synset_similarity,
     similarity_column,
@@ -45,15 +46,11 @@ from laionlab.laionet.similarity import (
 )
 from laionlab.laionet.stats import LAIONET_THRESHOLD, THRESHOLD_SWEEP
 from laionlab.laionet.synsets import SEED_MISSING_WNIDS
-
-SampleMode = Literal["random", "seed_compat", "first"]  # laionlab.laionet.stats.SAMPLE_MODES; first = seed_compat
 from resources import ClipEncoder, DatasetCatalog, FileStore, LanceStore
 
+SampleMode = Literal["random", "seed_compat", "first"]  # laionlab.laionet.stats.SAMPLE_MODES; first = seed_compat
+
 GROUP = "laionet"
-LAIONET_COLUMNS = [
-    "SAMPLE_ID", "URL", "TEXT", "HEIGHT", "WIDTH", "LICENSE", "NSFW", "similarity",
-    "name_def_wnid", "text_to_name_def_wnid_similarity", "wnid", "uid",
-]  # fmt: skip
 
 
 def _check_model(lance: LanceStore, table: str, model_id: str, part: str, part_column: str = "part") -> None:
@@ -63,7 +60,8 @@ def _check_model(lance: LanceStore, table: str, model_id: str, part: str, part_c
     )
     if models - {model_id}:
         raise Failure(
-            f"{table} holds embeddings of {sorted(models)}, the clip resource is {model_id}: re-embed or configure the same model"
+            f"{table} holds embeddings of {sorted(models)}, the clip resource is {model_id}: "
+            "re-embed or configure the same model"
         )
 
 
@@ -231,8 +229,6 @@ def synset_similarity(
     query_emb = encode_texts(loaded, queries["query"].to_list(), config.batch_size)
     with library_errors("synset_similarity"):
         out = caption_synset_similarity(single, queries, caption_emb, query_emb, config.query, loaded.model_id)
-    column = similarity_column(config.query)
-    sims = out[column].to_numpy()
     files.write_parquet(out, "synset_similarity", f"{part}.parquet")
     return MaterializeResult(
         metadata={
@@ -243,17 +239,27 @@ def synset_similarity(
             "query": config.query,
             "text_model": loaded.model_id,
             "paper_text_model": is_paper_text_model(loaded.model_id),
-            "mean_similarity": float(sims.mean()) if len(sims) else float("nan"),
-            "similarity_histogram": histogram(
-                sims,
-                f"caption-to-synset ({config.query}) cosine similarity",
-                f"{part}: single-synset captions",
-                files.path("synset_similarity", f"{part}.png"),
-                ylabel="captions",
-            ),
-            "most_similar": markdown_table(out.sort(column, descending=True).select("uid", "wnid", column).head(10)),
+            **_similarity_metadata(out, config.query, part, files),
         }
     )
+
+
+def _similarity_metadata(out: pl.DataFrame, query: str, part: str, files: FileStore) -> dict:
+    """synset_similarity's metadata on the scores ``out`` of query kind ``query``: their mean,
+    histogram and the most similar captions."""
+    column = similarity_column(query)
+    sims = out[column].to_numpy()
+    return {
+        "mean_similarity": float(sims.mean()) if len(sims) else float("nan"),
+        "similarity_histogram": histogram(
+            sims,
+            f"caption-to-synset ({query}) cosine similarity",
+            f"{part}: single-synset captions",
+            files.path("synset_similarity", f"{part}.png"),
+            ylabel="captions",
+        ),
+        "most_similar": markdown_table(out.sort(column, descending=True).select("uid", "wnid", column).head(10)),
+    }
 
 
 # --- laionet --------------------------------------------------------------------------------
@@ -263,7 +269,8 @@ def synset_similarity(
 class LaionetConfig(Config):
     threshold: float = Field(
         LAIONET_THRESHOLD,
-        description="keep rows with similarity strictly above this (seed: 0.82, calibrated on OpenAI CLIP ViT-B/32's text tower)",
+        description="keep rows with similarity strictly above this "
+        "(seed: 0.82, calibrated on OpenAI CLIP ViT-B/32's text tower)",
     )
     query: QueryKind = Field(
         "name_def", description="which synset_similarity column to threshold (as configured there)"
@@ -273,7 +280,8 @@ class LaionetConfig(Config):
     )
     text_in_image_column: str | None = Field(
         TEXT_IN_IMAGE_COLUMN,
-        description="metadata column flagging the class name written in the image (the seed's OCR step); rows True are dropped when it exists",
+        description="metadata column flagging the class name written in the image (the seed's OCR step); "
+        "rows True are dropped when it exists",
     )
 
 
@@ -283,7 +291,8 @@ def _laionet_candidates(files: FileStore, part: str, query: str) -> pl.DataFrame
     scored = files.read_parquet("synset_similarity", f"{part}.parquet")
     if similarity_column(query) not in scored.columns:
         raise Failure(
-            f"synset_similarity[{part}] was computed with another query type (no {similarity_column(query)}); rematerialise it with query={query!r}"
+            f"synset_similarity[{part}] was computed with another query type (no {similarity_column(query)}); "
+            f"rematerialise it with query={query!r}"
         )
     matches = files.read_parquet("lemma_matches", f"{part}.parquet").select("uid", "wnids")
     meta = files.read_parquet("laion_metadata", f"{part}.parquet")
@@ -299,7 +308,7 @@ def _laionet_candidates(files: FileStore, part: str, query: str) -> pl.DataFrame
     "UNLIKELY (the seed's rules are row by row, so a new part adds only its own rows).",
 )
 def laionet_rows(context: AssetExecutionContext, config: LaionetConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.laionet import check_threshold, select_laionet
+    from laionlab.laionet import check_threshold, laionet_table, select_laionet
 
     part = context.partition_key
     column = similarity_column(config.query)
@@ -312,13 +321,7 @@ def laionet_rows(context: AssetExecutionContext, config: LaionetConfig, files: F
             config.text_in_image_column,
             column,
         )
-    selected = sel.rows
-    if config.query != "name_def":  # LAIONet's column names; the query actually used is recorded
-        selected = selected.with_columns(
-            pl.col(f"{config.query}_wnid").alias("name_def_wnid"),
-            pl.col(column).alias("text_to_name_def_wnid_similarity"),
-        )
-    selected = selected.select(LAIONET_COLUMNS + [c for c in ("lemmas", "text_model") if c in selected.columns])
+    selected = laionet_table(sel.rows, config.query, column)  # LAIONet's column names; the query is recorded
     # what the cross-part summary needs besides the rows: the eligible scores (its size-vs-threshold
     # curve) and the counts of each rule
     eligible = sel.eligible.select("wnid", pl.col(column).alias("similarity"), "text_model")
@@ -362,7 +365,8 @@ class LaionetSummaryConfig(Config):
         AssetCheckSpec(
             "threshold_calibrated",
             asset="laionet",
-            description="the threshold was calibrated on the text model that scored the captions (the seed: 0.82 on OpenAI CLIP ViT-B/32)",
+            description="the threshold was calibrated on the text model that scored the captions "
+            "(the seed: 0.82 on OpenAI CLIP ViT-B/32)",
         )
     ],
     description="LAIONet over all parts: the per-part rows in one table with LAIONet's columns, the wnid → rows label "
@@ -455,13 +459,15 @@ class IntraClassConfig(Config):
     )
     sampling: SampleMode = Field(
         "random",
-        description="random (seeded per class) or seed_compat (the seed: the first n of each class list; 'first' is an alias)",
+        description="random (seeded per class) or seed_compat "
+        "(the seed: the first n of each class list; 'first' is an alias)",
     )
     min_pairs: int = Field(7, ge=2, description="classes with fewer pairs are not compared (seed: 7)")
     hist_pairs_per_class: int = Field(
         100,
         ge=1,
-        description="pairs per class resampled for the histogram, from the same per-class sample (seed: min(#pairs, 100))",
+        description="pairs per class resampled for the histogram, from the same per-class sample "
+        "(seed: min(#pairs, 100))",
     )
     seed: int = Field(0)
 
@@ -474,9 +480,17 @@ def compare_sets(a_emb: np.ndarray, a_labels: np.ndarray, b_emb: np.ndarray, b_l
 
     with library_errors("intra-class similarity"):
         return compare_intra_class_sets(
-            a_emb, a_labels, b_emb, b_labels, n_per_class=config.n_per_class, reference_per_class=config.reference_per_class,
-            mode=config.sampling, min_pairs=config.min_pairs, hist_pairs_per_class=config.hist_pairs_per_class, seed=config.seed,
-        )  # fmt: skip
+            a_emb,
+            a_labels,
+            b_emb,
+            b_labels,
+            n_per_class=config.n_per_class,
+            reference_per_class=config.reference_per_class,
+            mode=config.sampling,
+            min_pairs=config.min_pairs,
+            hist_pairs_per_class=config.hist_pairs_per_class,
+            seed=config.seed,
+        )
 
 
 def _summary_metadata(summary: dict) -> dict:
@@ -504,7 +518,8 @@ def laionet_intra_class_similarity(
     if per_class.height == 0:
         raise Failure(
             f"no class has >= {config.min_pairs} pairs in both LAIONet and {config.reference_dataset!r} "
-            f"(LAIONet classes {len(set(labels))}, reference classes {ref['label'].n_unique()}): are the reference labels wnids?"
+            f"(LAIONet classes {len(set(labels))}, reference classes {ref['label'].n_unique()}): "
+            "are the reference labels wnids?"
         )
     files.write_parquet(per_class, "laionet_intra_class_similarity", "per_class.parquet")
     return MaterializeResult(
@@ -544,14 +559,16 @@ class PredictionConfig(Config):
     )
     prompts: Literal["openai", "simple", "name_def"] = Field(
         "openai",
-        description="openai (open_clip's ImageNet class names × 80 OpenAI templates), simple ('a photo of a {}.'), or name_def (the seed's notebook: one '<name> which is <definition>' query)",
+        description="openai (open_clip's ImageNet class names × 80 OpenAI templates), simple ('a photo of a {}.'), "
+        "or name_def (the seed's notebook: one '<name> which is <definition>' query)",
     )
     timm_models: list[TimmModelConfig] = Field([], description="timm classifiers to evaluate on the images")
     top_k: list[int] = Field([1, 5], description="top-k accuracies")
     min_area: int = Field(100, ge=0, description="images under this many pixels are excluded (seed: 100)")
     require_rgb: bool = Field(
         True,
-        description="exclude images whose mode is not RGB (seed's verify_image); a LAION row's image is the one img2dataset re-encoded",
+        description="exclude images whose mode is not RGB (seed's verify_image); "
+        "a LAION row's image is the one img2dataset re-encoded",
     )
     batch_size: int = Field(64, ge=1)
 
@@ -642,16 +659,15 @@ def _predict(
 
 def _prediction_frame(predictions: dict) -> pl.DataFrame:
     """model -> (uids, (n, k) wnids) as one table: model, uid, predicted (list of k wnids)."""
+    schema = {"model": pl.String, "uid": pl.String, "predicted": pl.List(pl.String)}
     frames = [
-        pl.DataFrame({"model": [model] * len(uids), "uid": list(uids), "predicted": [list(map(str, row)) for row in pred]},
-                     schema={"model": pl.String, "uid": pl.String, "predicted": pl.List(pl.String)})
+        pl.DataFrame(
+            {"model": [model] * len(uids), "uid": list(uids), "predicted": [list(map(str, row)) for row in pred]},
+            schema=schema,
+        )
         for model, (uids, pred) in predictions.items()
-    ]  # fmt: skip
-    return (
-        pl.concat(frames)
-        if frames
-        else pl.DataFrame(schema={"model": pl.String, "uid": pl.String, "predicted": pl.List(pl.String)})
-    )
+    ]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
 def _from_frame(frame: pl.DataFrame) -> dict:
@@ -674,6 +690,8 @@ def _from_frame(frame: pl.DataFrame) -> dict:
 def laionet_predictions(
     context: AssetExecutionContext, config: PredictionConfig, clip: ClipEncoder, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
+    from laionlab.laionet import top_k_hits
+
     part = context.partition_key
     rows_read = storage_ids(context.instance, laionet_rows.key, [part])
     rows = files.read_parquet("laionet_rows", f"{part}.parquet").select("uid", "wnid", "HEIGHT", "WIDTH")
@@ -686,12 +704,8 @@ def laionet_predictions(
         config, clip, lance, _laionet_images(files, rows), f"LAIONet {part}", vectors, context.log
     )
     files.write_parquet(_prediction_frame(predictions), "laionet_predictions", f"{part}.parquet")
-    truth = dict(zip(rows["uid"], rows["wnid"]))
     k = min(config.top_k)
-    top = pl.DataFrame(
-        {"model": list(predictions), "images": [len(u) for u, _ in predictions.values()],
-         f"top{k}_hits": [int(sum(truth[u] in row[:k] for u, row in zip(uids, pred))) for uids, pred in predictions.values()]}
-    ).with_columns((pl.col(f"top{k}_hits") / pl.col("images")).round(4).alias(f"top{k}_accuracy_unweighted"))  # fmt: skip
+    top = top_k_hits(predictions, dict(zip(rows["uid"], rows["wnid"])), k)
     return MaterializeResult(
         metadata={
             **params_metadata(config),
@@ -723,7 +737,8 @@ def _parts_predictions(context: AssetExecutionContext, files: FileStore, parts: 
     ]
     if stale:
         raise Failure(
-            f"laionet_predictions is missing, or older than laionet_rows, for {', '.join(stale)}: materialise laionet_predictions for them"
+            f"laionet_predictions is missing, or older than laionet_rows, for {', '.join(stale)}: "
+            "materialise laionet_predictions for them"
         )
     frame = pl.concat([files.read_parquet("laionet_predictions", f"{p}.parquet") for p in parts])
     problems: dict[str, int] = {}
@@ -780,7 +795,8 @@ class AccuracyConfig(Config):
     pool="gpu",
     description="Top-k accuracy of CLIP zero-shot and configured timm classifiers on LAIONet (the parts' "
     "laionet_predictions) and on a labelled reference set restricted to LAIONet's classes (predicted with the same "
-    "models): per-class recall with Wilson intervals, equally weighted and LAION weighted (each class's share of LAIONet).",
+    "models): per-class recall with Wilson intervals, equally weighted and LAION weighted "
+    "(each class's share of LAIONet).",
 )
 def laionet_accuracy(
     context: AssetExecutionContext,
@@ -790,7 +806,7 @@ def laionet_accuracy(
     files: FileStore,
     lance: LanceStore,
 ) -> MaterializeResult:
-    from laionlab.laionet import accuracy_tables, laion_weights
+    from laionlab.laionet import accuracy_tables, keep_uids, laion_weights
 
     parts = registered(context, laion_part)
     params = require_same_params(context, laionet_predictions.key.to_user_string(), parts)  # one model set and filter
@@ -799,10 +815,7 @@ def laionet_accuracy(
     classes = sorted(net["wnid"].unique().to_list())
     reference, ref_labels = _accuracy_reference(lance, config.reference_dataset, classes)
     laion, laion_problems = _parts_predictions(context, files, parts)
-    in_net = set(net["uid"].to_list())
-    laion = {
-        m: ([u for u in uids if u in in_net], pred[[u in in_net for u in uids]]) for m, (uids, pred) in laion.items()
-    }
+    laion = keep_uids(laion, net["uid"].to_list())
     ref, ref_problems = _reference_predictions(
         context,
         predict,
@@ -823,24 +836,34 @@ def laionet_accuracy(
     per_class, table = accuracy_tables(predictions, truth, classes, weights, predict.top_k)
     files.write_parquet(per_class, "laionet_accuracy", "per_class.parquet")
     files.write_parquet(table, "laionet_accuracy", "summary.parquet")
-    top1 = table.filter((pl.col("k") == min(predict.top_k)))
+    excluded = {"LAIONet": laion_problems, config.reference_dataset: ref_problems}
     return MaterializeResult(
         metadata={
             **params_metadata(config),
             "prediction_params": params,
             "parts_seen": ", ".join(parts),
-            "summary": markdown_table(table.with_columns(pl.col("accuracy").round(4), pl.col("se").round(4))),
-            "classes": len(classes),
-            "excluded_images": json.dumps({"LAIONet": laion_problems, config.reference_dataset: ref_problems}),
-            "accuracy_plot": bar_plot(
-                [f"{r['model']}\n{r['dataset']}\n{r['weighting']}" for r in top1.iter_rows(named=True)],
-                top1["accuracy"].to_list(),
-                f"top-{min(predict.top_k)} accuracy",
-                "accuracy",
-                files.path("laionet_accuracy", "accuracy.png"),
-            ),
+            **_accuracy_metadata(table, len(classes), excluded, min(predict.top_k), files),
         }
     )
+
+
+def _accuracy_metadata(table: pl.DataFrame, classes: int, excluded: dict, k: int, files: FileStore) -> dict:
+    """laionet_accuracy's metadata on :func:`laionlab.laionet.accuracy_tables`' summary
+    ``table``: the table, the number of classes, the excluded images and a plot of the top-k
+    accuracies (``k`` the smallest configured)."""
+    top1 = table.filter((pl.col("k") == k))
+    return {
+        "summary": markdown_table(table.with_columns(pl.col("accuracy").round(4), pl.col("se").round(4))),
+        "classes": classes,
+        "excluded_images": json.dumps(excluded),
+        "accuracy_plot": bar_plot(
+            [f"{r['model']}\n{r['dataset']}\n{r['weighting']}" for r in top1.iter_rows(named=True)],
+            top1["accuracy"].to_list(),
+            f"top-{k} accuracy",
+            "accuracy",
+            files.path("laionet_accuracy", "accuracy.png"),
+        ),
+    }
 
 
 # --- caption index and nearest-caption ImageNet (the paper's Section 4.3) -------------------
@@ -893,10 +916,17 @@ def caption_index(
     counts = {p: tables.count_part(EMBEDDINGS_TABLE, p) for p in parts}
     with library_errors("caption_index"):
         update = update_index(
-            files.path("caption_index"), counts, lambda p: _text_vectors(lance, p), budget=budget,
-            flat_max_rows=config.flat_max_rows, ivf_flat_max_rows=config.ivf_flat_max_rows, nprobe=config.nprobe, seed=config.seed,
-            rebuild=config.rebuild, log=context.log,
-        )  # fmt: skip
+            files.path("caption_index"),
+            counts,
+            lambda p: _text_vectors(lance, p),
+            budget=budget,
+            flat_max_rows=config.flat_max_rows,
+            ivf_flat_max_rows=config.ivf_flat_max_rows,
+            nprobe=config.nprobe,
+            seed=config.seed,
+            rebuild=config.rebuild,
+            log=context.log,
+        )
     if update.state is None:
         raise Failure(f"laion_embeddings has no rows for parts {parts}: nothing to index")
     return MaterializeResult(
@@ -930,6 +960,30 @@ class NearestCaptionConfig(Config):
     hist_pairs_per_class: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=1)
     seed: int = Field(0)
+
+
+def _captioned_items(catalog: DatasetCatalog, name: str):
+    """The items (:func:`laionlab.io.reference.list_items`) of catalog dataset ``name``; a
+    Failure when it has no captions or no labels."""
+    from laionlab.io.reference import list_items
+
+    items = list_items(catalog.get(name))
+    if all(c is None for c in items.captions) or all(l is None for l in items.labels):
+        raise Failure(
+            f"dataset {name!r} needs captions and labels (a parquet entry with caption_column and label_column)"
+        )
+    return items
+
+
+def _index_clip(clip: ClipEncoder, files: FileStore):
+    """The clip resource's loaded model; a Failure unless caption_index holds its text embeddings."""
+    loaded, index_model = clip.load(), files.read_json("caption_index", "state.json")["model"]
+    if loaded.model_id != index_model:
+        raise Failure(
+            f"caption_index holds text embeddings of {index_model}, the clip resource is {loaded.model_id}: "
+            "same model needed"
+        )
+    return loaded
 
 
 def _nearest_captions(
@@ -969,29 +1023,19 @@ def nearest_caption_imagenet(
     files: FileStore,
     lance: LanceStore,
 ) -> MaterializeResult:
-    from laionlab.io.reference import list_items
-    from laionlab.laionet import recreated_pairs
+    from laionlab.laionet import pairs_with_vectors, recreated_pairs
 
     name = config.captions_dataset
-    items = list_items(catalog.get(name))
-    if all(c is None for c in items.captions) or all(l is None for l in items.labels):
-        raise Failure(
-            f"dataset {name!r} needs captions and labels (a parquet entry with caption_column and label_column)"
-        )
-    loaded, index_model = clip.load(), files.read_json("caption_index", "state.json")["model"]
-    if loaded.model_id != index_model:
-        raise Failure(
-            f"caption_index holds text embeddings of {index_model}, the clip resource is {loaded.model_id}: same model needed"
-        )
+    items = _captioned_items(catalog, name)
+    loaded = _index_clip(clip, files)
     found, no_neighbour = _nearest_captions(loaded, files, name, items, config)
     if no_neighbour:
         context.log.warning(f"{no_neighbour} captions found no neighbour in caption_index (raise nprobe): left out")
     files.write_parquet(found, "nearest_caption_imagenet", "recreated.parquet")
     recreated = recreated_pairs(found)
-    uids, emb = laion_vectors_for(lance, recreated["uid"].to_list(), log=context.log)
-    row_of = {u: i for i, u in enumerate(uids)}
-    recreated = recreated.filter(pl.col("uid").is_in(uids))
-    laion_emb = emb[[row_of[u] for u in recreated["uid"]]] if recreated.height else np.zeros((0, 1), np.float32)
+    recreated, laion_emb = pairs_with_vectors(
+        recreated, *laion_vectors_for(lance, recreated["uid"].to_list(), log=context.log)
+    )
     original = labelled_reference(lance, name)
     result = compare_sets(
         laion_emb, recreated["wnid"].to_numpy(), stack_vectors(original["emb"]), original["label"].to_numpy(), config

@@ -40,7 +40,8 @@ def profile_path(name: str | None = None) -> Path:
     if not path.is_file():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise ValueError(
-            f"LAIONLAB_PROFILE={name!r}: no profile file {path} (known profiles: {', '.join(known)}, or a path to a .yaml file)"
+            f"LAIONLAB_PROFILE={name!r}: no profile file {path} "
+            f"(known profiles: {', '.join(known)}, or a path to a .yaml file)"
         )
     return path
 
@@ -52,7 +53,8 @@ def load_profile(name: str | None = None) -> dict:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict) or set(data) - SECTIONS:
         raise ValueError(
-            f"profile {path}: top-level keys must be among {sorted(SECTIONS)}, got {sorted(data) if isinstance(data, dict) else data!r}"
+            f"profile {path}: top-level keys must be among {sorted(SECTIONS)}, "
+            f"got {sorted(data) if isinstance(data, dict) else data!r}"
         )
     for section in ("assets", "resources"):
         value = data.get(section) or {}
@@ -83,7 +85,8 @@ def profiled(asset_name: str):
         for field, value in values.items():
             if field not in cls.model_fields:
                 raise ValueError(
-                    f"profile {profile['path']}: asset {asset_name!r} has no config field {field!r} (fields: {', '.join(cls.model_fields)})"
+                    f"profile {profile['path']}: asset {asset_name!r} has no config field {field!r} "
+                    f"(fields: {', '.join(cls.model_fields)})"
                 )
             info = cls.model_fields[field]
             try:
@@ -110,7 +113,8 @@ def check_profile_assets() -> None:
     unknown = sorted(set(profile["assets"]) - set(PROFILED))
     if unknown:
         raise ValueError(
-            f"profile {profile['path']}: no configurable asset named {', '.join(unknown)} (assets: {', '.join(sorted(PROFILED))})"
+            f"profile {profile['path']}: no configurable asset named {', '.join(unknown)} "
+            f"(assets: {', '.join(sorted(PROFILED))})"
         )
 
 

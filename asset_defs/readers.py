@@ -43,7 +43,8 @@ def require_one_model(lance: LanceStore) -> str | None:
     )
     raise Failure(
         f"{EMBEDDINGS_TABLE} mixes models: {model}: {mine:,} rows; {listed}. Vectors of different models are not "
-        "comparable: re-embed those parts with one model (laion_embeddings), or use a separate LAIONLAB_LANCE_URI per model."
+        "comparable: re-embed those parts with one model (laion_embeddings), "
+        "or use a separate LAIONLAB_LANCE_URI per model."
     )
 
 
@@ -78,7 +79,8 @@ def sampled_part_vectors(lance: LanceStore, part: str, n_rows: int, rows: np.nda
     index = tables.part_query(EMBEDDINGS_TABLE, part, ["uid"]).with_row_id(True).to_polars().sort("uid")
     if index.height != n_rows:
         raise Failure(
-            f"laion_embeddings[{part}] changed while it was being sampled ({index.height} rows, {n_rows} before): run again"
+            f"laion_embeddings[{part}] changed while it was being sampled "
+            f"({index.height} rows, {n_rows} before): run again"
         )
     want = index[rows]
     taken = (

@@ -11,10 +11,12 @@
   sample) and its per-class LAIONet − ImageNet test, per-class recall with Wilson intervals,
   equally- and LAION-weighted accuracy, and the text-threshold sweep.
 * ``select``: LAIONet's selection rules (single synset, NSFW keep-list, text in the image,
-  similarity > 0.82) and the check of the text model the 0.82 was calibrated on.
-* ``evaluate``: timm classifiers over image streams after the seed's filter, and the
-  accuracy tables.
-* ``recreate``: ImageNet recreated from LAION by nearest captions (Section 4.3).
+  similarity > 0.82), LAIONet's columns, and the check of the text model the 0.82 was
+  calibrated on.
+* ``evaluate``: timm classifiers over image streams after the seed's filter, the accuracy
+  tables and per-model top-k hits.
+* ``recreate``: ImageNet recreated from LAION by nearest captions (Section 4.3), and its rows
+  paired with their image vectors.
 * ``synsets``: the synset table with its name_def queries, the lemma dictionary as a table,
   and how it differs from the dictionary of the seed's 999-synset file.
 * ``similarity``: the caption-to-synset text cosine of single-synset captions.
@@ -39,7 +41,7 @@ from laionlab.laionet.classify import (
     zero_shot_weights,
 )
 from laionlab.laionet.combine import LaionetParts, combine_laionet_parts, sum_counts
-from laionlab.laionet.evaluate import EvaluatedImages, ImageEvaluator, accuracy_tables
+from laionlab.laionet.evaluate import EvaluatedImages, ImageEvaluator, accuracy_tables, keep_uids, top_k_hits
 from laionlab.laionet.match import (
     UniqueLemmas,
     match_lemmas,
@@ -55,15 +57,17 @@ from laionlab.laionet.queries import (
     synset_queries,
     synset_query,
 )
-from laionlab.laionet.recreate import nearest_caption_rows, recreated_pairs
+from laionlab.laionet.recreate import nearest_caption_rows, pairs_with_vectors, recreated_pairs
 from laionlab.laionet.select import (
     DEFAULT_NSFW_KEEP,
+    LAIONET_COLUMNS,
     PAPER_TEXT_MODEL,
     TEXT_IN_IMAGE_COLUMN,
     LaionetSelection,
     check_threshold,
     is_paper_text_model,
     label_map,
+    laionet_table,
     select_laionet,
     single_synset,
     threshold_warning,
@@ -144,6 +148,11 @@ __all__ = [
     "UniqueLemmas",
     "WILSON_Z",
     "accuracy_tables",
+    "keep_uids",
+    "top_k_hits",
+    "LAIONET_COLUMNS",
+    "laionet_table",
+    "pairs_with_vectors",
     "check_threshold",
     "class_sample",
     "class_samples",

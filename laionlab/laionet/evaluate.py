@@ -8,6 +8,8 @@ ImageNet Look Unlike LAION", TMLR 2025; public code alishiraliGit/eval-on-laion,
   through every configured timm classifier, batch by batch; it remembers which uids passed.
 * :func:`accuracy_tables` turns top-k predictions into the per-class recall table (Wilson
   intervals) and the equally- and LAION-weighted accuracies of every (dataset, model, k).
+* :func:`top_k_hits` counts each model's top-k hits (unweighted, e.g. over one part), and
+  :func:`keep_uids` restricts predictions to some images (e.g. LAIONet's rows).
 
 Nothing here imports Dagster.
 """
@@ -26,7 +28,7 @@ from laionlab.laionet.classify import MIN_IMAGE_AREA, TimmClassifier, image_prob
 from laionlab.laionet.stats import per_class_recall, weighted_accuracy
 from laionlab.progress import Progress
 
-__all__ = ["EvaluatedImages", "ImageEvaluator", "accuracy_tables"]
+__all__ = ["EvaluatedImages", "ImageEvaluator", "accuracy_tables", "keep_uids", "top_k_hits"]
 
 
 @dataclass
@@ -158,3 +160,41 @@ def accuracy_tables(
                         }
                     )
     return pl.concat(rows, how="diagonal_relaxed"), pl.DataFrame(summary)
+
+
+def top_k_hits(
+    predictions: Mapping[str, tuple[Sequence[str], np.ndarray]], truth: Mapping[str, str], k: int
+) -> pl.DataFrame:
+    """Each model's unweighted top-k accuracy over the images it predicted.
+
+    Args:
+        predictions: model → ``(uids, (n, K) predicted wnids, best first)``, ``K >= k``.
+        truth: uid → true wnid (every uid of ``predictions`` included).
+        k: the first ``k`` predictions count.
+
+    Returns:
+        One row per model, in the order of ``predictions``: ``model``, ``images`` (uids
+        predicted), ``top{k}_hits`` (images whose true wnid is among their first k
+        predictions) and ``top{k}_accuracy_unweighted`` (hits / images, rounded to 4 places;
+        NaN for a model without images).
+    """
+    return pl.DataFrame(
+        {
+            "model": list(predictions),
+            "images": [len(u) for u, _ in predictions.values()],
+            f"top{k}_hits": [
+                int(sum(truth[u] in row[:k] for u, row in zip(uids, pred))) for uids, pred in predictions.values()
+            ],
+        }
+    ).with_columns((pl.col(f"top{k}_hits") / pl.col("images")).round(4).alias(f"top{k}_accuracy_unweighted"))
+
+
+def keep_uids(
+    predictions: Mapping[str, tuple[Sequence[str], np.ndarray]], uids: Iterable[str]
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """model → ``(uids, (n, K) predictions)`` with only the images among ``uids`` kept, in
+    their order (e.g. a part's predictions restricted to the rows still in LAIONet)."""
+    wanted = set(uids)
+    return {
+        m: ([u for u in got if u in wanted], pred[[u in wanted for u in got]]) for m, (got, pred) in predictions.items()
+    }

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-__all__ = ["nearest_caption_rows", "recreated_pairs"]
+__all__ = ["nearest_caption_rows", "pairs_with_vectors", "recreated_pairs"]
 
 
 def nearest_caption_rows(
@@ -77,3 +77,22 @@ def recreated_pairs(found: pl.DataFrame) -> pl.DataFrame:
     """The recreated dataset: distinct (LAION ``uid``, ``wnid``) pairs, in order of first
     appearance (a LAION row nearest to several captions of one class counts once)."""
     return found.select("uid", "wnid").unique(maintain_order=True)
+
+
+def pairs_with_vectors(pairs: pl.DataFrame, uids: Sequence[str], emb: np.ndarray) -> tuple[pl.DataFrame, np.ndarray]:
+    """The rows of ``pairs`` (a ``uid`` column, e.g. :func:`recreated_pairs`) whose uid has a
+    vector, and their vectors row for row.
+
+    Args:
+        pairs: a frame with ``uid``; a uid may appear in several rows.
+        uids, emb: the uids that have a vector and their ``(len(uids), d)`` vectors, row i
+            of ``emb`` being ``uids[i]``'s (in any order).
+
+    Returns:
+        ``(kept, vectors)``: the rows of ``pairs`` with a vector, in their order, and a
+        ``(kept.height, d)`` array (``(0, 1)`` float32 when no row is kept).
+    """
+    row_of = {u: i for i, u in enumerate(uids)}
+    kept = pairs.filter(pl.col("uid").is_in(uids))
+    vectors = emb[[row_of[u] for u in kept["uid"]]] if kept.height else np.zeros((0, 1), np.float32)
+    return kept, vectors

@@ -32,12 +32,14 @@ from laionlab.laionet.stats import LAIONET_THRESHOLD
 
 __all__ = [
     "DEFAULT_NSFW_KEEP",
+    "LAIONET_COLUMNS",
     "PAPER_TEXT_MODEL",
     "TEXT_IN_IMAGE_COLUMN",
     "LaionetSelection",
     "check_threshold",
     "is_paper_text_model",
     "label_map",
+    "laionet_table",
     "select_laionet",
     "single_synset",
     "threshold_warning",
@@ -50,6 +52,11 @@ TEXT_IN_IMAGE_COLUMN = "wnid_is_in_recognized_text"
 # The text model the paper's 0.82 was chosen with: OpenAI CLIP ViT-B/32 (open_clip names).
 PAPER_TEXT_MODEL = ("ViT-B-32", "openai")
 SIMILARITY_COLUMN = "text_to_name_def_wnid_similarity"
+# LAIONet's published columns, in its order (the seed's name_def query names two of them).
+LAIONET_COLUMNS = [
+    "SAMPLE_ID", "URL", "TEXT", "HEIGHT", "WIDTH", "LICENSE", "NSFW", "similarity",
+    "name_def_wnid", SIMILARITY_COLUMN, "wnid", "uid",
+]  # fmt: skip
 
 
 def single_synset(matches: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -137,6 +144,32 @@ def select_laionet(
     counts["dropped_at_or_below_threshold"] = rows.height - kept.height
     counts["kept"] = kept.height
     return LaionetSelection(kept, rows, counts, checked)
+
+
+def laionet_table(
+    rows: pl.DataFrame, query: str = "name_def", similarity_column: str = SIMILARITY_COLUMN
+) -> pl.DataFrame:
+    """LAIONet rows with LAIONet's columns (:data:`LAIONET_COLUMNS`, in order), then ``lemmas``
+    and ``text_model`` where ``rows`` has them; other columns are dropped.
+
+    Args:
+        rows: :func:`select_laionet`'s ``rows`` joined with the LAION metadata: every column of
+            :data:`LAIONET_COLUMNS`, except that for a ``query`` other than ``name_def`` the
+            query text is ``<query>_wnid`` and the similarity ``similarity_column``.
+        query: the synset query kind the similarity was computed with.
+        similarity_column: the column holding that similarity.
+
+    Returns:
+        The frame, with a non-name_def query's text and similarity also under LAIONet's names
+        (``name_def_wnid``, ``text_to_name_def_wnid_similarity``): the names are LAIONet's,
+        the query actually used is recorded by the caller.
+    """
+    if query != "name_def":
+        rows = rows.with_columns(
+            pl.col(f"{query}_wnid").alias("name_def_wnid"),
+            pl.col(similarity_column).alias(SIMILARITY_COLUMN),
+        )
+    return rows.select(LAIONET_COLUMNS + [c for c in ("lemmas", "text_model") if c in rows.columns])
 
 
 def label_map(rows: pl.DataFrame) -> dict[str, list[int]]:

@@ -6,7 +6,15 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from laionlab.laionet import ImageEvaluator, accuracy_tables, nearest_caption_rows, recreated_pairs
+from laionlab.laionet import (
+    ImageEvaluator,
+    accuracy_tables,
+    keep_uids,
+    nearest_caption_rows,
+    pairs_with_vectors,
+    recreated_pairs,
+    top_k_hits,
+)
 
 
 def samples():
@@ -75,3 +83,41 @@ def test_nearest_caption_rows_drop_queries_without_a_neighbour():
         nearest_caption_rows(["c:0"], ["x"], ["n1"], scores[:1], np.array([[99]]), id_map)
     with pytest.raises(ValueError, match="expected 2 rows each"):
         nearest_caption_rows(["c:0", "c:1"], ["x"], ["n1", "n2"], scores[:2], ids[:2], id_map)
+
+
+def test_top_k_hits_count_by_hand():
+    predictions = {
+        "m": (["u1", "u2", "u3"], np.array([["a", "b"], ["a", "b"], ["c", "a"]])),
+        "empty": ([], np.zeros((0, 2), object)),
+    }
+    truth = {"u1": "a", "u2": "b", "u3": "b"}
+    top1 = top_k_hits(predictions, truth, 1)
+    assert top1.columns == ["model", "images", "top1_hits", "top1_accuracy_unweighted"]
+    assert top1["model"].to_list() == ["m", "empty"] and top1["images"].to_list() == [3, 0]
+    assert top1["top1_hits"].to_list() == [1, 0]  # only u1's first guess is right
+    assert top1["top1_accuracy_unweighted"][0] == pytest.approx(0.3333)  # rounded to 4 places
+    assert np.isnan(top1["top1_accuracy_unweighted"][1])  # no images: no accuracy
+    top2 = top_k_hits(predictions, truth, 2)
+    assert top2["top2_hits"].to_list() == [2, 0] and top2["top2_accuracy_unweighted"][0] == pytest.approx(0.6667)
+
+
+def test_keep_uids_keeps_the_wanted_images_in_order():
+    predictions = {
+        "m": (["u1", "u2", "u3"], np.array([["a", "b"], ["c", "d"], ["e", "f"]])),
+        "n": (["u3"], np.array([["g", "h"]])),
+    }
+    kept = keep_uids(predictions, ["u3", "u1", "x"])
+    assert kept["m"][0] == ["u1", "u3"] and kept["m"][1].tolist() == [["a", "b"], ["e", "f"]]
+    assert kept["n"][0] == ["u3"] and kept["n"][1].tolist() == [["g", "h"]]
+    none = keep_uids(predictions, [])
+    assert none["m"][0] == [] and none["m"][1].shape == (0, 2)
+
+
+def test_pairs_with_vectors_align_rows_and_vectors():
+    pairs = pl.DataFrame({"uid": ["p:2", "p:0", "p:9", "p:2"], "wnid": ["n1", "n1", "n2", "n3"]})
+    emb = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]], np.float32)  # vectors of p:0, p:1, p:2
+    kept, vectors = pairs_with_vectors(pairs, ["p:0", "p:1", "p:2"], emb)
+    assert kept.rows() == [("p:2", "n1"), ("p:0", "n1"), ("p:2", "n3")]  # p:9 has no vector
+    np.testing.assert_array_equal(vectors, [[4.0, 5.0], [0.0, 1.0], [4.0, 5.0]])
+    none, empty = pairs_with_vectors(pairs, [], np.zeros((0, 2), np.float32))
+    assert none.height == 0 and empty.shape == (0, 1) and empty.dtype == np.float32

@@ -5,8 +5,10 @@ import polars as pl
 import pytest
 
 from laionlab.laionet import (
+    LAIONET_COLUMNS,
     is_paper_text_model,
     label_map,
+    laionet_table,
     select_laionet,
     single_synset,
     threshold_warning,
@@ -126,3 +128,17 @@ def test_paper_text_model_and_threshold_warning():
     assert threshold_warning(0.5, ["ViT-L-14/openai"]) is None  # a threshold chosen for the model
     message = threshold_warning(0.82, ["ViT-L-14/openai", "ViT-B-32/openai"])
     assert "ViT-L-14/openai" in message and "LAIONLAB_LAIONET_TEXT_MODEL=ViT-B-32" in message
+
+
+def test_laionet_table_has_laionets_columns_whatever_the_query():
+    base = {c: [f"{c}-0"] for c in LAIONET_COLUMNS if c not in ("name_def_wnid", SIM)}
+    extras = {"lemmas": [["tench"]], "text_model": ["ViT-B-32/openai"], "wnids": [["n1"]], "NOTE": ["dropped"]}
+    name_def = pl.DataFrame({**base, "name_def_wnid": ["tench which is a fish"], SIM: [0.9], **extras})
+    out = laionet_table(name_def)
+    assert out.columns == LAIONET_COLUMNS + ["lemmas", "text_model"]
+    assert out["name_def_wnid"].to_list() == ["tench which is a fish"] and out[SIM].to_list() == [0.9]
+    other = "text_to_lemmas_wnid_similarity"
+    lemmas = pl.DataFrame({**base, "lemmas_wnid": ["tench, Tinca tinca"], other: [0.7]})
+    out = laionet_table(lemmas, "lemmas", other)
+    assert out.columns == LAIONET_COLUMNS  # no lemmas or text_model column to keep
+    assert out["name_def_wnid"].to_list() == ["tench, Tinca tinca"] and out[SIM].to_list() == [0.7]
