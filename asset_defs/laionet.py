@@ -986,6 +986,22 @@ def _index_clip(clip: ClipEncoder, files: FileStore):
     return loaded
 
 
+def _neighbour_check(no_neighbour: int, captions: int, nprobe: int | None) -> AssetCheckResult:
+    """WARN when some captions found no neighbour (faiss id -1: the probed IVF lists were empty
+    of them); they are left out of the recreated dataset and counted."""
+    return AssetCheckResult(
+        check_name="every_caption_has_a_neighbour",
+        passed=no_neighbour == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "no_neighbour": no_neighbour,
+            "captions": captions,
+            "nprobe": nprobe if nprobe is not None else "the index's",
+            "advice": "raise nprobe" if no_neighbour else "none",
+        },
+    )
+
+
 def _nearest_captions(
     loaded, files: FileStore, name: str, items, config: NearestCaptionConfig
 ) -> tuple[pl.DataFrame, int]:
@@ -1012,6 +1028,13 @@ def _nearest_captions(
     deps=[caption_index, every_partition(reference_embeddings)],
     kinds={"parquet", "faiss"},
     pool="gpu",
+    check_specs=[
+        AssetCheckSpec(
+            "every_caption_has_a_neighbour",
+            asset="nearest_caption_imagenet",
+            description="every caption found a LAION caption in caption_index's probed lists (else: raise nprobe)",
+        )
+    ],
     description="For each caption of an ImageNet-Captions-style dataset, the most similar LAION caption: a "
     "LAION-recreated ImageNet, and its intra-class image similarity vs the original images (the paper's Section 4.3).",
 )
@@ -1029,8 +1052,6 @@ def nearest_caption_imagenet(
     items = _captioned_items(catalog, name)
     loaded = _index_clip(clip, files)
     found, no_neighbour = _nearest_captions(loaded, files, name, items, config)
-    if no_neighbour:
-        context.log.warning(f"{no_neighbour} captions found no neighbour in caption_index (raise nprobe): left out")
     files.write_parquet(found, "nearest_caption_imagenet", "recreated.parquet")
     recreated = recreated_pairs(found)
     recreated, laion_emb = pairs_with_vectors(
@@ -1058,7 +1079,8 @@ def nearest_caption_imagenet(
                 files.path("nearest_caption_imagenet", "hist.png"),
                 series={"LAION (nearest captions)": result.pairs_a, name: result.pairs_b},
             ),
-        }
+        },
+        check_results=[_neighbour_check(no_neighbour, found.height + no_neighbour, config.nprobe)],
     )
 
 

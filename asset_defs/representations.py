@@ -11,7 +11,17 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MultiPartitionsDefinition, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MultiPartitionsDefinition,
+    asset,
+)
 from pydantic import Field
 
 from asset_defs.errors import library_errors
@@ -259,6 +269,14 @@ def load_similarity(files: FileStore, data: str) -> tuple[list[str], dict[str, n
     group_name=GROUP,
     deps=[every_partition(representation_similarity)],
     kinds={"parquet"},
+    check_specs=[
+        AssetCheckSpec(
+            "every_metric_on_every_dataset",
+            asset="similarity_consistency",
+            description="every metric of representation_similarity is on every dataset (a metric on some only is "
+            "left out of the consistency table)",
+        )
+    ],
     description="For each pair of datasets and each metric, the Pearson and Spearman correlation of their model-"
     "similarity matrices' upper triangles (overall and for model pairs within each objective group).",
 )
@@ -274,8 +292,6 @@ def similarity_consistency(
     objectives = {n: _model_spec(catalog, n).objective for n in loaded[datasets[0]][0]}
     with library_errors():
         result = consistency_table(loaded, objectives)
-    for metric, have in result.skipped.items():
-        context.log.warning(f"{metric} left out: representation_similarity has it on {have} only, not on every dataset")
     files.write_parquet(result.table, "similarity_consistency", "consistency.parquet")
     plots = {}
     for metric in result.metrics:
@@ -292,7 +308,22 @@ def similarity_consistency(
                 result.table.with_columns(pl.col("pearson").round(3), pl.col("spearman").round(3))
             ),
             **plots,
-        }
+        },
+        check_results=[_metrics_check(result.skipped, datasets)],
+    )
+
+
+def _metrics_check(skipped: dict[str, list[str]], datasets: list[str]) -> AssetCheckResult:
+    """WARN when a metric was left out because representation_similarity has it on some
+    datasets only (rerun representation_similarity with the same metrics everywhere)."""
+    return AssetCheckResult(
+        check_name="every_metric_on_every_dataset",
+        passed=not skipped,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "left_out": json.dumps({metric: f"only on {', '.join(have)}" for metric, have in skipped.items()}),
+            "datasets": ", ".join(datasets),
+        },
     )
 
 

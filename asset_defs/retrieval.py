@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    asset,
+)
 from pydantic import Field
 
 from asset_defs.errors import library_errors
@@ -174,13 +183,21 @@ def search_captions(lance: LanceStore, phrase: str, limit: int | None = 100) -> 
     group_name=GROUP,
     deps=[concept_synonyms, every_partition(caption_search_index)],
     kinds={"parquet", "polars"},
+    check_specs=[
+        AssetCheckSpec(
+            "every_part_has_captions",
+            asset="string_matches",
+            description="every registered part has captions in the caption table (else re-materialise "
+            "caption_search_index for it)",
+        )
+    ],
     description="Captions containing a synonym of a class as whole words (case-insensitive; and the prefix): uid → "
     "classes, all matches kept. Metadata: SWAT's class frequency and its long tail.",
 )
 def string_matches(context: AssetExecutionContext, files: FileStore, lance: LanceStore) -> MaterializeResult:
     name = context.partition_key
     synonyms, prefix = _synonym_map(files, name)
-    matches = _match_parts(context, lance, name, synonyms, prefix)
+    matches, empty = _match_parts(context, lance, name, synonyms, prefix)
     files.write_parquet(matches, "string_matches", f"{name}.parquet")
     freq = class_frequency(matches, classes=[str(k) for k in synonyms])
     names = {str(k): s.name for k, s in synonyms.items()}
@@ -205,15 +222,24 @@ def string_matches(context: AssetExecutionContext, files: FileStore, lance: Lanc
                 logx=False,
                 ylabel="captions",
             ),
-        }
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="every_part_has_captions",
+                passed=not empty,
+                severity=AssetCheckSeverity.WARN,
+                metadata={"parts_without_captions": ", ".join(empty) or "none", "table": CAPTIONS_TABLE},
+            )
+        ],
     )
 
 
 def _match_parts(
     context: AssetExecutionContext, lance: LanceStore, name: str, synonyms: dict, prefix: str | None
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, list[str]]:
     """uid, classes (as strings), synonyms of every caption of every registered part that
-    matches a class, one part at a time from the caption table."""
+    matches a class, one part at a time from the caption table; and the parts that have no
+    caption there."""
     parts = registered(context, laion_part)
     if not parts or not lance.tables().exists(CAPTIONS_TABLE):
         raise Failure(
@@ -222,16 +248,16 @@ def _match_parts(
             "add parts and materialise caption_search_index"
         )
     tables = lance.tables()
-    frames = []
+    frames, empty = [], []
     progress = Progress(f"{name}: matching captions", len(parts), log=context.log, unit="parts")
     for part in parts:
         captions = pl.from_arrow(tables.read_part(CAPTIONS_TABLE, part, ["uid", "TEXT"]))
         if captions.height == 0:
-            context.log.warning(f"part {part} has no captions in {CAPTIONS_TABLE}: re-materialise caption_search_index")
+            empty.append(part)
         frames.append(matched_captions(captions, synonyms, prefix))
         progress.update()
     progress.close()
-    return pl.concat(frames)
+    return pl.concat(frames), empty
 
 
 # --- retrieved_images ------------------------------------------------------------------------

@@ -451,13 +451,16 @@ def test_caption_index_appends_parts_and_nearest_captions_are_exact(net, demo):
     instance.add_dynamic_partitions("dataset", [name])
     assert run([reference_embeddings], resources, instance, name).success
     config = {"captions_dataset": name, "min_pairs": 2}
-    assert run(
+    result = run(
         [nearest_caption_imagenet],
         resources,
         instance,
         None,
         run_config={"ops": {"nearest_caption_imagenet": {"config": config}}},
-    ).success
+    )
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()  # an exact index: every caption has a neighbour
+    assert check.check_name == "every_caption_has_a_neighbour" and check.passed
     found = resources["files"].read_parquet("nearest_caption_imagenet", "recreated.parquet")
     items = list_items(resources["catalog"].get(name))
     Q = encode_texts(resources["clip"].load(), items.captions)
@@ -469,3 +472,14 @@ def test_caption_index_appends_parts_and_nearest_captions_are_exact(net, demo):
     assert found["wnid"].to_list() == items.labels
     event = instance.get_latest_materialization_event(nearest_caption_imagenet.key).asset_materialization
     assert event.metadata["no_neighbour"].value == 0 and event.metadata["captions"].value == len(items.captions)
+
+
+def test_a_caption_without_neighbour_is_a_warning_check():
+    from dagster import AssetCheckSeverity
+
+    from asset_defs.laionet import _neighbour_check
+
+    check = _neighbour_check(3, 10, 4)
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN
+    assert check.metadata["no_neighbour"].value == 3 and check.metadata["advice"].value == "raise nprobe"
+    assert _neighbour_check(0, 10, None).passed

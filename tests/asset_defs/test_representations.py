@@ -5,7 +5,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from dagster import MultiPartitionKey
+from dagster import AssetCheckSeverity, MultiPartitionKey
 
 from asset_defs.representations import (
     load_similarity,
@@ -175,5 +175,9 @@ def test_raw_features_and_a_metric_on_one_dataset_only(reps):
         result.asset_materializations_for_node("similarity_consistency")[0].metadata["skipped_metrics"].value
     )
     assert skipped == {"rbf_cka": ["demo_broad"], "rsa": ["demo_broad"]}
+    (check,) = result.get_asset_check_evaluations()  # a yellow check in the UI, not only a log line
+    assert check.check_name == "every_metric_on_every_dataset" and not check.passed
+    assert check.severity == AssetCheckSeverity.WARN and "rsa" in check.metadata["left_out"].value
     assert run([representation_similarity], resources, instance, data).success  # back to the defaults
-    assert run([similarity_consistency], resources, instance, None).success
+    result = run([similarity_consistency], resources, instance, None)
+    assert result.success and result.get_asset_check_evaluations()[0].passed

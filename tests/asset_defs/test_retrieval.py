@@ -352,6 +352,20 @@ def test_string_matches_records_the_class_frequency_json(swat):
     frequency = json.loads(Path(path).read_text())
     matches = resources["files"].read_parquet("string_matches", f"{TARGET}.parquet")
     assert sum(v["actual_freq"] for v in frequency.values()) == matches["classes"].list.len().sum()
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "every_part_has_captions" and check.passed
+
+
+def test_string_matches_warns_of_a_part_without_captions(swat, demo):
+    """A registered part that caption_search_index has not indexed yet: the matches of the
+    others are written, and a yellow check names the part (it used to be a log line only)."""
+    resources, _ = swat
+    instance = instance_with_parts([*demo.parts, "part-09999"])
+    instance.add_dynamic_partitions("target", [TARGET])
+    result = run([concept_synonyms, string_matches], resources, instance, TARGET)
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["parts_without_captions"].value == "part-09999"
 
 
 def test_classes_changed_after_string_matches_says_what_to_rematerialise(swat):
