@@ -12,6 +12,11 @@ on every core. The faiss side is ``laionlab.cluster.kmeans`` with no subsampling
 the NaN scan and the final exact assignment of every row; sklearn's ``fit`` also ends with
 one. inertia_ratio = faiss inertia / sklearn inertia (1.0 = same solution quality).
 
+``--torch-device cuda`` (with ``--gpu false``) also times the torch backend
+(``laionlab.cluster.torch_kmeans``, what a GPU host without faiss-gpu uses) from the same start:
+``torch_speedup`` = faiss seconds / torch seconds and ``torch_inertia_ratio`` = torch inertia /
+faiss inertia go into the JSON line (the GPU issue's bar: >= 10x faiss-cpu at +-1% inertia).
+
 Prints a summary, then exactly one JSON line on stdout as its last line; always exits 0.
 Run from the repository root: ``python benchmarks/kmeans.py [--n 20000 --k 100 ...]``.
 """
@@ -71,6 +76,21 @@ def run(args, result: dict) -> dict:
     sklearn_s = time.perf_counter() - t
     say(f"sklearn: {sklearn_s:.2f}s, {ref.n_iter_} iterations, inertia {ref.inertia_:.6g}")
 
+    extra = {}
+    if args.torch_device:
+        t = time.perf_counter()
+        torch_run = kmeans(
+            X, args.k, n_iter=args.iters, init=init, max_points_per_centroid=None, torch_device=args.torch_device
+        )
+        torch_s = time.perf_counter() - t
+        extra = {
+            "torch_device": args.torch_device,
+            "torch_s": round(torch_s, 3),
+            "torch_speedup": round(faiss_s / torch_s, 3),
+            "torch_inertia_ratio": round(torch_run.inertia / ours.inertia, 6),
+        }
+        say(f"torch ({torch_run.backend}): {torch_s:.2f}s, inertia {torch_run.inertia:.6g}; {extra}")
+
     ratio = sklearn_s / faiss_s
     inertia_ratio = ours.inertia / float(ref.inertia_)
     say(
@@ -92,6 +112,7 @@ def run(args, result: dict) -> dict:
         "sklearn_s": round(sklearn_s, 3),
         "backend": ours.backend,
         "cpus": os.cpu_count(),
+        **extra,
     }
 
 
@@ -109,6 +130,7 @@ def main(argv=None) -> None:
         type=lambda s: {"true": True, "false": False}.get(s.lower(), s),
         help="faiss side: auto (default), true or false",
     )
+    p.add_argument("--torch-device", default=None, help="also time the torch backend on this device (e.g. cuda)")
     run_benchmark(
         "kmeans_faiss_vs_sklearn",
         "x",

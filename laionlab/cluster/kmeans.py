@@ -27,6 +27,8 @@ assignment and the distinct-centre draw log progress lines (``laionlab.progress`
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -73,7 +75,7 @@ class KMeansResult:
             objective stopped changing (faiss stops there, as sklearn does at ``tol=0``).
         n_train: rows faiss trained on (``min(n, max_points_per_centroid * k)``).
         seed: the seed used (initialisation and subsampling).
-        backend: ``"faiss-cpu"`` or ``"faiss-gpu"``.
+        backend: ``"faiss-cpu"``, ``"faiss-gpu"`` or ``"torch-<device>"``.
     """
 
     centroids: np.ndarray
@@ -98,6 +100,7 @@ def kmeans(
     gpu: GpuChoice = "auto",
     verbose: bool = False,
     log_every_s: float = 30.0,
+    torch_device: str | None = None,
 ) -> KMeansResult:
     """Lloyd k-means with faiss, then an exact assignment of every row of ``X``.
 
@@ -124,11 +127,15 @@ def kmeans(
             are rows of ``X`` drawn at random, and a centre whose cosine similarity to an
             earlier centre exceeds this threshold is redrawn (see
             :func:`draw_distinct_centres`). Only with ``init="random"``.
-        gpu: ``"auto"`` uses every GPU faiss sees (faiss-gpu builds), else the CPU;
-            ``True`` requires a GPU; ``False`` forces the CPU.
+        gpu: ``"auto"`` uses every GPU faiss sees (faiss-gpu builds), else torch on CUDA
+            when torch sees a GPU (``laionlab.cluster.torch_kmeans``: a CUDA 13 host has no
+            faiss-gpu), else faiss on the CPU; ``True`` requires a GPU; ``False`` forces
+            faiss on the CPU.
         verbose: let faiss print its per-iteration log.
         log_every_s: seconds between progress lines of the assignment and the distinct-centre
             draw (``laionlab`` logger); the phases are logged as they start and end.
+        torch_device: run the iterations and the assignment with torch on this device
+            (``"cuda:1"``, or ``"cpu"`` to compare with faiss); overrides ``gpu``.
 
     Returns:
         :class:`KMeansResult`.
@@ -147,14 +154,14 @@ def kmeans(
         max_points_per_centroid = validate.int_at_least(
             "max_points_per_centroid", max_points_per_centroid, 1, wording="must"
         )
-    use_gpu = _resolve_gpu(gpu)
+    backend, torch_device = _backend(gpu, torch_device)
+    use_gpu = backend == "faiss-gpu"
     n_train = n if max_points_per_centroid is None else min(n, max_points_per_centroid * k)
     level = logging.INFO if float(n_train) * k * d * n_iter >= PHASE_INFO_WORK else logging.DEBUG
     start = time.perf_counter()
     log.log(
         level,
-        f"k-means: k={k:,} on X ({n:,}, {d}), training on {n_train:,} rows, at most {n_iter} "
-        f"iterations, {'faiss-gpu' if use_gpu else 'faiss-cpu'}",
+        f"k-means: k={k:,} on X ({n:,}, {d}), training on {n_train:,} rows, at most {n_iter} iterations, {backend}",
     )
     with phase(f"k-means: checking {n:,} rows for NaN/inf", log, level):
         validate.all_finite("X", X, wording="must")
@@ -196,6 +203,8 @@ def kmeans(
         # Already subsampled above; stop faiss from sampling again.
         max_points_per_centroid=max(1, -(-n_train // k)),
     )
+    if backend == "torch":
+        return _torch_kmeans(X, X_train, k, n_iter, seed, spherical, init, init_centroids, torch_device, level, start)
     if init_centroids is None and init == "kmeans++":
         if hasattr(faiss, "ClusteringInitMethod_KMEANS_PLUS_PLUS"):
             params["init_method"] = faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS
@@ -465,6 +474,69 @@ def _nearest(
         progress.update(len(B))
     progress.close()
     return labels, scores, inertia
+
+
+def _torch_kmeans(X, X_train, k, n_iter, seed, spherical, init, init_centroids, device, level, start) -> KMeansResult:
+    """:func:`kmeans` from the training sample on, with laionlab.cluster.torch_kmeans."""
+    from laionlab.cluster.torch_kmeans import torch_lloyd, torch_nearest
+
+    n_train = X_train.shape[0]
+    if init_centroids is None and init == "kmeans++":
+        from sklearn.cluster import kmeans_plusplus
+
+        init_centroids = kmeans_plusplus(X_train, k, random_state=seed)[0]
+    elif init_centroids is None:  # faiss's "random": k distinct rows of the training sample
+        init_centroids = X_train[np.sort(np.random.default_rng(seed).choice(n_train, k, replace=False))]
+    with phase(f"k-means: torch training k={k:,} on ({n_train:,}, {X_train.shape[1]}) on {device}", log, level):
+        centroids, n_done = torch_lloyd(X_train, init_centroids, n_iter, spherical=spherical, device=device, seed=seed)
+    del X_train
+    with phase(f"k-means: assigning {X.shape[0]:,} rows on {device}", log, level):
+        labels, _, inertia = torch_nearest(X, centroids, "ip" if spherical else "l2", device=device)
+    sizes = np.bincount(labels, minlength=k).astype(np.int64)
+    log.log(
+        level,
+        f"k-means: done in {format_duration(time.perf_counter() - start)}: {n_done} iterations, "
+        f"inertia {inertia:.6g}, {int((sizes == 0).sum())} empty clusters",
+    )
+    return KMeansResult(
+        centroids=np.ascontiguousarray(centroids, dtype=np.float32),
+        inertia=float(inertia),
+        sizes=sizes,
+        labels=labels,
+        n_iter=n_done,
+        n_train=n_train,
+        seed=seed,
+        backend=f"torch-{device}",
+    )
+
+
+def _backend(gpu, torch_device: str | None) -> tuple[str, str | None]:
+    """("faiss-gpu" | "faiss-cpu" | "torch", torch device) for :func:`kmeans`'s ``gpu``."""
+    if torch_device is not None:
+        if not isinstance(torch_device, str) or not torch_device:
+            raise ValueError(f"torch_device must be a torch device string such as 'cuda', got {torch_device!r}")
+        return "torch", torch_device
+    if gpu is False:
+        return "faiss-cpu", None
+    if gpu not in ("auto", True):
+        raise ValueError(f"gpu must be 'auto', True or False, got {gpu!r}")
+    if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+        return "faiss-gpu", None
+    if "torch" not in sys.modules and not _nvidia_driver():
+        return ("faiss-cpu", None) if gpu == "auto" else _no_gpu()  # no NVIDIA driver: skip importing torch
+    import torch
+
+    if torch.cuda.is_available():
+        return "torch", "cuda"
+    return ("faiss-cpu", None) if gpu == "auto" else _no_gpu()
+
+
+def _nvidia_driver() -> bool:
+    return os.path.exists("/dev/nvidiactl")
+
+
+def _no_gpu():
+    raise ValueError("gpu=True but neither faiss nor torch sees a GPU (use gpu='auto' or False)")
 
 
 def _resolve_gpu(gpu) -> bool:
