@@ -232,21 +232,26 @@ def kmeans(
         log_every_s=log_every_s,
         what="k-means assignment",
     )
-    sizes = np.bincount(labels, minlength=k).astype(np.int64)
+    return _result(centroids, labels, inertia, n_done, n_train, seed, backend, level, start)
+
+
+def _result(centroids, labels, inertia, n_done, n_train, seed, backend, level, start) -> KMeansResult:
+    """The :class:`KMeansResult` of a finished run, its last phase logged."""
+    sizes = np.bincount(labels, minlength=len(centroids)).astype(np.int64)
     log.log(
         level,
         f"k-means: done in {format_duration(time.perf_counter() - start)}: {n_done} iterations, "
         f"inertia {inertia:.6g}, {int((sizes == 0).sum())} empty clusters",
     )
     return KMeansResult(
-        centroids=centroids,
+        centroids=np.ascontiguousarray(centroids, dtype=np.float32),
         inertia=float(inertia),
         sizes=sizes,
         labels=labels,
         n_iter=n_done,
         n_train=n_train,
         seed=seed,
-        backend="faiss-gpu" if use_gpu else "faiss-cpu",
+        backend=backend,
     )
 
 
@@ -492,22 +497,7 @@ def _torch_kmeans(X, X_train, k, n_iter, seed, spherical, init, init_centroids, 
     del X_train
     with phase(f"k-means: assigning {X.shape[0]:,} rows on {device}", log, level):
         labels, _, inertia = torch_nearest(X, centroids, "ip" if spherical else "l2", device=device)
-    sizes = np.bincount(labels, minlength=k).astype(np.int64)
-    log.log(
-        level,
-        f"k-means: done in {format_duration(time.perf_counter() - start)}: {n_done} iterations, "
-        f"inertia {inertia:.6g}, {int((sizes == 0).sum())} empty clusters",
-    )
-    return KMeansResult(
-        centroids=np.ascontiguousarray(centroids, dtype=np.float32),
-        inertia=float(inertia),
-        sizes=sizes,
-        labels=labels,
-        n_iter=n_done,
-        n_train=n_train,
-        seed=seed,
-        backend=f"torch-{device}",
-    )
+    return _result(centroids, labels, inertia, n_done, n_train, seed, f"torch-{device}", level, start)
 
 
 def _backend(gpu, torch_device: str | None) -> tuple[str, str | None]:
