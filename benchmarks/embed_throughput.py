@@ -4,7 +4,7 @@ Headline: ratio = (asset-path images/s) / (raw encode images/s), target >= 0.9.
 
 1. Writes N synthetic 256x256 JPEGs (seeded noise) as webdataset tar shards laid out like
    img2dataset output (``{key}.jpg``, ``{key}.txt``, ``{key}.json`` with a ``uid``).
-2. Asset path: ``load_clip`` -> ``encode_shards`` -> ``embeddings_batch`` ->
+2. Asset path: ``load_clip`` -> ``encode_shards`` -> ``embeddings_batches`` ->
    ``LanceTables.replace_part`` into a temporary LanceDB, timed from the start of the encode
    to the end of the write (DataLoader start-up, JPEG decode, preprocessing, tokenising,
    forward passes, normalising, Arrow conversion and the Lance merge all count).
@@ -128,17 +128,14 @@ def read_samples(shards: list[str]) -> tuple[list[bytes], list[str]]:
 def run_asset_path(loaded, shards: list[str], uri: str, part: str, batch_size: int, num_workers: int) -> dict:
     """Exactly what ``asset_defs.ingest.laion_embeddings`` does between loading and checks."""
     from laionlab.embed.encode import EncodeStats, encode_shards
-    from laionlab.io.lance import LanceTables, embeddings_batch, embeddings_schema
+    from laionlab.io.lance import LanceTables, embeddings_batches, embeddings_schema
 
     schema = embeddings_schema(loaded.embed_dim)
     tables = LanceTables(uri)
     tables.ensure("laion_embeddings", schema)  # the asset does this before the encode too
     stats = EncodeStats()
     start = time.perf_counter()
-    batches = (
-        embeddings_batch(b.uid, part, loaded.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm)
-        for b in encode_shards(loaded, shards, batch_size, num_workers, stats)
-    )
+    batches = embeddings_batches(encode_shards(loaded, shards, batch_size, num_workers, stats), part, loaded.model_id)
     written = tables.replace_part("laion_embeddings", part, batches, schema)
     seconds = time.perf_counter() - start
     return {
@@ -432,7 +429,7 @@ def benchmark(args, result: dict) -> None:
             "tokenising and host->device copies done beforehand, not timed; half the batches timed "
             "before the asset run, half after",
             asset_includes="encode_shards (DataLoader decode/preprocess/tokenise, forward, normalise) + "
-            "embeddings_batch + LanceTables.replace_part, from start of encode to end of write",
+            "embeddings_batches + LanceTables.replace_part, from start of encode to end of write",
         )
         say(f"ratio asset/raw = {ratio:.3f} (target >= {TARGET_RATIO})")
 

@@ -5,7 +5,7 @@ Headline: speed-up = (images/s with 2 worker processes) / (images/s with 1), tar
 The work is the ingest of the demo parts (``laionlab.demo.build_demo``, 3 parts of 200 rows by
 default): per part, ``download_part`` (img2dataset into webdataset shards of
 ``--shard-size`` rows) -> ``encode_shards`` (``laionlab-tiny`` on the CPU) ->
-``embeddings_batch`` + ``LanceTables.replace_part``. Each configuration runs in fresh worker
+``embeddings_batches`` + ``LanceTables.replace_part``. Each configuration runs in fresh worker
 processes (so every one pays its own interpreter, torch and model start-up) into a Lance
 database of its own, timed in the parent from submitting the work to the last part written:
 
@@ -62,7 +62,7 @@ def ingest_parts(job: dict) -> dict:
     from laionlab.embed.encode import encode_shards
     from laionlab.embed.model import ClipSpec, load_clip
     from laionlab.io.download import DownloadSettings, download_part
-    from laionlab.io.lance import LanceTables, embeddings_batch, embeddings_schema
+    from laionlab.io.lance import LanceTables, embeddings_batches, embeddings_schema
     from laionlab.io.metadata import read_part
 
     start = time.perf_counter()
@@ -90,11 +90,7 @@ def ingest_parts(job: dict) -> dict:
             result = download_part(meta, folder, settings)
             embedded = encode_shards(clip, result.shards, job["batch_size"], job["num_workers"])
         t1 = time.perf_counter()
-        batches = (
-            embeddings_batch(b.uid, part, spec.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm)
-            for b in embedded
-        )
-        written = tables.replace_part(TABLE, part, batches, schema)
+        written = tables.replace_part(TABLE, part, embeddings_batches(embedded, part, spec.model_id), schema)
         rows += written.rows
         timings.append(
             {

@@ -508,9 +508,7 @@ def _backend(gpu, torch_device: str | None) -> tuple[str, str | None]:
         return "torch", torch_device
     if gpu is False:
         return "faiss-cpu", None
-    if gpu not in ("auto", True):
-        raise ValueError(f"gpu must be 'auto', True or False, got {gpu!r}")
-    if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+    if _resolve_gpu("auto" if gpu is True else gpu):  # refuses anything but "auto" / True / False
         return "faiss-gpu", None
     if "torch" not in sys.modules and not _nvidia_driver():
         return ("faiss-cpu", None) if gpu == "auto" else _no_gpu()  # no NVIDIA driver: skip importing torch

@@ -102,7 +102,7 @@ def torch_lloyd(
             sums.index_add_(0, labels[start : start + step], xs[start : start + step].to(torch.float64))
         sizes = torch.bincount(labels, minlength=k).to(torch.float64)
         C = (sums / sizes.clamp(min=1.0)[:, None]).to(torch.float32)
-        C, _ = _split_empty(C, sizes.cpu().numpy(), rng)
+        C = _split_empty(C, sizes.cpu().numpy(), rng)
         if spherical:
             C = C / C.norm(dim=1, keepdim=True).clamp(min=1e-12)
         if previous is not None and objective == previous:
@@ -118,7 +118,7 @@ def _split_empty(C, sizes: np.ndarray, rng: np.random.Generator):
 
     empty = np.flatnonzero(sizes == 0)
     if len(empty) == 0:
-        return C, sizes
+        return C
     sizes = sizes.copy()
     C = C.clone()
     sign = torch.ones(C.shape[1], device=C.device)
@@ -130,9 +130,9 @@ def _split_empty(C, sizes: np.ndarray, rng: np.random.Generator):
         cj = int(rng.choice(len(sizes), p=weights / weights.sum()))
         C[ci] = C[cj] * (1.0 + SPLIT_EPS * sign)
         C[cj] = C[cj] * (1.0 - SPLIT_EPS * sign)
-        sizes[ci] = sizes[cj] // 2
+        sizes[ci] = sizes[cj] // 2  # the next empty centroid draws with the halves
         sizes[cj] -= sizes[ci]
-    return C, sizes
+    return C
 
 
 def torch_nearest(

@@ -111,7 +111,6 @@ def plan_update(state: Mapping | None, counts: Mapping[str, int], rebuild: bool 
         removed: its ids no longer match the rows).
     """
     stale = state is not None and any(counts.get(p) != info["rows"] for p, info in state["parts"].items())
-    counts = dict(counts)
     if state is None or rebuild or stale:
         state, keep = empty_state(), False
     else:
@@ -181,10 +180,12 @@ def update_index(
         if plan.keep_index
         else ("rebuild requested" if rebuild else "a part was re-embedded or removed" if plan.stale else "no index yet")
     )
+
+    def key_for(dim: int) -> str:
+        return choose_index_key(total, dim, budget, flat_max_rows=flat_max_rows, ivf_flat_max_rows=ivf_flat_max_rows)
+
     if plan.keep_index:
-        wanted = choose_index_key(
-            total, plan.state["dim"], budget, flat_max_rows=flat_max_rows, ivf_flat_max_rows=ivf_flat_max_rows
-        )
+        wanted = key_for(plan.state["dim"])
         if wanted != plan.state["key"]:
             reason = f"the corpus outgrew {plan.state['key']} ({total:,} captions now want {wanted})"
             plan = plan_update(None, counts)
@@ -198,6 +199,7 @@ def update_index(
             state["build"] = files.new_version_dir(folder).rstrip("/").rsplit("/", 1)[-1]
         trained = CaptionIndex.load(_path(folder, state, TRAINED)) if plan.keep_index else None
         pending: list[tuple[str, np.ndarray, np.ndarray]] = []  # (part, ids, vectors) until trained
+        key = None  # of the new index, once the first part gives the dimension
         progress = Progress("caption_index: adding parts", sum(counts[p] for p in plan.todo), log=log, unit="captions")
         for part in plan.todo:
             uids, X, models = read_part(part)
@@ -216,9 +218,7 @@ def update_index(
             state["next_id"] += len(uids)
             pending.append((part, ids, X))
             if trained is None:
-                key = choose_index_key(
-                    total, state["dim"], budget, flat_max_rows=flat_max_rows, ivf_flat_max_rows=ivf_flat_max_rows
-                )
+                key = key or key_for(state["dim"])
                 if sum(len(i) for _, i, _ in pending) < train_size(total, key, state["dim"]) and part != plan.todo[-1]:
                     progress.update(len(uids))
                     continue

@@ -34,7 +34,7 @@ from laionlab.distributed.ray_embed import (  # noqa: E402
 from laionlab.embed.encode import EncodeStats, encode_shards  # noqa: E402
 from laionlab.embed.model import ClipSpec, load_clip  # noqa: E402
 from laionlab.io.download import DownloadSettings, download_part  # noqa: E402
-from laionlab.io.lance import LanceTables, embeddings_batch, embeddings_schema  # noqa: E402
+from laionlab.io.lance import LanceTables, embeddings_batches, embeddings_schema  # noqa: E402
 from laionlab.io.metadata import read_part  # noqa: E402
 from tests.laionlab.test_encode import write_shard  # noqa: E402
 
@@ -120,10 +120,8 @@ def test_ray_ingest_writes_the_rows_of_the_local_path(tmp_path, demo, ray_head):
             expected[uid] = (b.image_emb[i], b.text_emb[i], b.image_norm[i], b.text_norm[i])
 
     stats = EncodeStats()
-    batches = (
-        embeddings_batch(b.uid, part, SPEC.model_id, b.image_emb, b.text_emb, b.image_norm, b.text_norm)
-        for b in ray_encode_shards(SPEC, remote.shards + [bad], ray_head, batch_size=16, concurrency=2, stats=stats)
-    )
+    encoded = ray_encode_shards(SPEC, remote.shards + [bad], ray_head, batch_size=16, concurrency=2, stats=stats)
+    batches = embeddings_batches(encoded, part, SPEC.model_id)
     tables = LanceTables(str(tmp_path / "lance"))
     written = tables.replace_part("laion_embeddings", part, batches, embeddings_schema(clip.embed_dim))
     assert written.rows == len(expected) == meta.height - 3
