@@ -338,10 +338,19 @@ def _encode(clip: ClipEncoder, loaded, shards: list[str], expected: int):
         from laionlab.distributed import ray_encode_shards
 
         encoded = ray_encode_shards(
-            clip.spec, shards, clip.ray_address, clip.batch_size, clip.ray_actors, clip.ray_gpus_per_actor, stats=stats
+            clip.spec,
+            shards,
+            clip.ray_address,
+            clip.batch_size,
+            clip.ray_actors,
+            clip.ray_gpus_per_actor,
+            stats=stats,
+            **clip.loader_options,
         )
     else:
-        encoded = encode_shards(loaded, shards, clip.batch_size, clip.num_workers, stats, total=expected)
+        encoded = encode_shards(
+            loaded, shards, clip.batch_size, clip.num_workers, stats, total=expected, **clip.loader_options
+        )
     return encoded, stats
 
 

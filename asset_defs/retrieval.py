@@ -366,7 +366,7 @@ def _download_and_embed(
         raise Failure(f"retrieved_images[{name}]: another run is downloading this target: {err}") from None
     loaded = clip.load()
     schema = embeddings_schema(loaded.embed_dim)
-    encoded = encode_shards(loaded, result.shards, clip.batch_size, clip.num_workers)
+    encoded = encode_shards(loaded, result.shards, clip.batch_size, clip.num_workers, **clip.loader_options)
     batches = list(embeddings_batches(encoded, name, loaded.model_id))
     old = []
     if lance.tables().exists(RETRIEVED_TABLE):

@@ -125,7 +125,9 @@ def read_samples(shards: list[str]) -> tuple[list[bytes], list[str]]:
 # --------------------------------------------------------------------------- the two paths
 
 
-def run_asset_path(loaded, shards: list[str], uri: str, part: str, batch_size: int, num_workers: int) -> dict:
+def run_asset_path(
+    loaded, shards: list[str], uri: str, part: str, batch_size: int, num_workers: int, decode: str = "auto"
+) -> dict:
     """Exactly what ``asset_defs.ingest.laion_embeddings`` does between loading and checks."""
     from laionlab.embed.encode import EncodeStats, encode_shards
     from laionlab.io.lance import LanceTables, embeddings_batches, embeddings_schema
@@ -135,7 +137,8 @@ def run_asset_path(loaded, shards: list[str], uri: str, part: str, batch_size: i
     tables.ensure("laion_embeddings", schema)  # the asset does this before the encode too
     stats = EncodeStats()
     start = time.perf_counter()
-    batches = embeddings_batches(encode_shards(loaded, shards, batch_size, num_workers, stats), part, loaded.model_id)
+    encoded = encode_shards(loaded, shards, batch_size, num_workers, stats, decode=decode)
+    batches = embeddings_batches(encoded, part, loaded.model_id)
     written = tables.replace_part("laion_embeddings", part, batches, schema)
     seconds = time.perf_counter() - start
     return {
@@ -182,14 +185,9 @@ def run_raw(loaded, pix, tok, batch_size: int, what: str = "both") -> float:
 
 def loader_only(loaded, shards: list[str], batch_size: int, num_workers: int) -> float:
     """images/s of the asset's decode + preprocess + tokenise pipeline alone (no model)."""
-    from laionlab.embed.encode import _shard_pipeline, make_loader
+    from benchmarks.embed_pipeline import loader_rate
 
-    workers = max(0, min(num_workers, len(shards)))
-    loader = make_loader(_shard_pipeline(shards, loaded), batch_size, workers)  # as encode_shards builds it
-    start, n = time.perf_counter(), 0
-    for _, _, uids in loader:
-        n += len(uids)
-    return n / (time.perf_counter() - start)
+    return loader_rate(loaded, shards, "auto", batch_size, max(0, min(num_workers, len(shards))))
 
 
 # --------------------------------------------------------------------------- peak RSS

@@ -26,6 +26,13 @@ class ClipEncoder(ConfigurableResource):
     precision: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="fp16 on GPU only")
     batch_size: int = Field(256, ge=1, description="images per forward pass")
     num_workers: int = Field(2, ge=0, description="DataLoader workers decoding images")
+    decode: Literal["auto", "cpu", "device", "pil"] = Field(
+        "auto",
+        description="where images are decoded and resized: cpu (workers, uint8 at the model's size), device "
+        "(JPEGs by nvJPEG on the model's GPU), pil (open_clip's PIL transform in the workers, the reference); "
+        "auto: device when the model is on a GPU that decodes JPEGs, else cpu",
+    )
+    jpeg_draft: bool = Field(True, description="decode JPEGs >= 2x the model's input size at 1/2-1/8 DCT scale")
     seed: int = Field(0, description="torch seed for randomly initialised models")
     ray_address: str | None = Field(
         None, description="embed on this Ray cluster (Ray Data actor pool) instead of in the step's process"
@@ -41,6 +48,11 @@ class ClipEncoder(ConfigurableResource):
         from laionlab.embed.model import ClipSpec
 
         return ClipSpec(self.model_name, self.pretrained, self.checkpoint, self.device, self.precision, self.seed)
+
+    @property
+    def loader_options(self) -> dict:
+        """How encode_shards reads images (the same on every executor)."""
+        return {"decode": self.decode, "jpeg_draft": self.jpeg_draft}
 
     @property
     def model_id(self) -> str:

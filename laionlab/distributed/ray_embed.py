@@ -44,6 +44,7 @@ import numpy as np
 
 from laionlab.embed.encode import EmbeddedBatch, EncodeStats, encode_shards
 from laionlab.embed.model import ClipSpec, load_clip, validate_spec
+from laionlab.embed.pipeline import DECODE_MODES
 from laionlab.io.download import DownloadResult, DownloadSettings, download_part
 
 log = logging.getLogger(__name__)
@@ -204,15 +205,16 @@ class ShardEncoder:
     image_norm/text_norm ``(n,)``, valid (False only on the one placeholder row of a shard with
     no decodable sample) and shard_samples (the shard's sample count on its first row, else 0)."""
 
-    def __init__(self, spec: ClipSpec, batch_size: int, num_workers: int):
+    def __init__(self, spec: ClipSpec, batch_size: int, num_workers: int, loader_options: dict | None = None):
         self.clip = load_clip(spec)
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.loader_options = loader_options or {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         for shard in batch["shard"]:
             shard = str(shard)
             samples, rows = count_samples(shard), 0
-            for b in encode_shards(self.clip, [shard], self.batch_size, self.num_workers):
+            for b in encode_shards(self.clip, [shard], self.batch_size, self.num_workers, **self.loader_options):
                 yield self._columns(
                     b.uid, b.image_emb, b.text_emb, b.image_norm, b.text_norm, samples if rows == 0 else 0
                 )
@@ -248,6 +250,8 @@ def ray_encode_shards(
     num_workers: int = 0,
     stats: EncodeStats | None = None,
     runtime_env: dict | None = None,
+    decode: str = "auto",
+    jpeg_draft: bool = True,
 ) -> Iterator[EmbeddedBatch]:
     """Encode every (image, caption) sample of the shards on the Ray cluster at ``address``.
 
@@ -258,6 +262,7 @@ def ray_encode_shards(
     CPUs and ``num_gpus_per_actor`` GPUs (0: the model runs on the actor's CPU).
     num_workers: DataLoader workers inside an actor (an actor encodes one shard at a time, so
     more than 1 does not help). runtime_env: see ``connect`` (used when this call connects).
+    decode, jpeg_draft: as ``encode_shards`` (each actor resolves ``auto`` on its own device).
 
     Arguments, the model name and the cluster's resources are checked before this returns; the
     model is loaded on the actors, not here.
@@ -279,6 +284,8 @@ def ray_encode_shards(
         )
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode must be one of {list(DECODE_MODES)}, got {decode!r}")
     actor_spec = _actor_spec(spec, num_gpus_per_actor)
     validate_spec(actor_spec)  # an unknown model fails here, not in every actor
     gcs = connect(address, runtime_env)
@@ -290,7 +297,12 @@ def ray_encode_shards(
         batch_size=1,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=min(concurrency, len(shards))),
-        fn_constructor_kwargs={"spec": actor_spec, "batch_size": batch_size, "num_workers": num_workers},
+        fn_constructor_kwargs={
+            "spec": actor_spec,
+            "batch_size": batch_size,
+            "num_workers": num_workers,
+            "loader_options": {"decode": decode, "jpeg_draft": jpeg_draft},
+        },
         num_cpus=num_cpus_per_actor,
         num_gpus=num_gpus_per_actor,
     )
