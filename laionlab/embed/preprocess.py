@@ -25,6 +25,7 @@ PIL path. ``decode_jpegs`` decodes a batch of JPEG files on a CUDA device with n
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from dataclasses import dataclass
@@ -171,12 +172,15 @@ def is_plain_jpeg(data: bytes) -> bool:
         return False
 
 
+@functools.cache
 def _jpeg_decoder():
+    """TorchCodec's batched ``decode_jpeg`` (the gpu extra), else torchvision's."""
     try:
         from torchcodec.decoders import decode_jpeg
 
         return lambda data, device: decode_jpeg(data, mode="RGB", device=device)
-    except ImportError:
+    except Exception as exc:  # noqa: BLE001 - not installed, or built for another torch
+        log.info("TorchCodec unavailable (%s: %s); decoding JPEGs with torchvision.io", type(exc).__name__, exc)
         from torchvision.io import ImageReadMode, decode_jpeg
 
         return lambda data, device: decode_jpeg(data, mode=ImageReadMode.RGB, device=device)

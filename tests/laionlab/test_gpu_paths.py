@@ -38,3 +38,29 @@ def test_kmeans_on_the_gpu_finds_the_cpu_clusters():
     cpu, gpu = kmeans(X, 8, seed=0, gpu=False), kmeans(X, 8, seed=0, gpu=True)
     assert sorted(cpu.sizes.tolist()) == sorted(gpu.sizes.tolist())
     assert gpu.inertia == pytest.approx(cpu.inertia, rel=1e-3)
+
+
+def test_jpegs_decoded_on_the_gpu_embed_as_the_cpu_path(tmp_path):
+    """nvJPEG + float resize on CUDA against the worker's uint8 path and open_clip's PIL path."""
+    from laionlab.embed.encode import encode_shards
+    from laionlab.embed.model import ClipSpec, load_clip
+    from tests.laionlab.test_encode import MIXED
+
+    shard = write_shard(tmp_path / "0.tar", [sample(i, image=data) for i, data in enumerate(MIXED)])
+    clip = load_clip(ClipSpec("laionlab-tiny", device="cuda"))
+    runs = {mode: list(encode_shards(clip, [shard], 4, 0, decode=mode)) for mode in ("device", "cpu", "pil")}
+    reference = np.concatenate([b.image_emb for b in runs["pil"]])
+    for mode in ("device", "cpu"):
+        assert [u for b in runs[mode] for u in b.uid] == [u for b in runs["pil"] for u in b.uid]
+        cosine = np.einsum("nd,nd->n", np.concatenate([b.image_emb for b in runs[mode]]), reference)
+        assert cosine.min() >= 0.999, (mode, cosine)
+
+
+def test_torch_kmeans_on_cuda_matches_faiss_cpu():
+    from laionlab.cluster import kmeans
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, 32)).astype(np.float32)
+    cpu = kmeans(X, 64, seed=0, gpu=False)
+    cuda = kmeans(X, 64, seed=0, torch_device="cuda")
+    assert cuda.inertia == pytest.approx(cpu.inertia, rel=0.01)

@@ -114,3 +114,18 @@ def test_batched_jpeg_decoding_equals_pil():
         assert torch.equal(tensor, _chw(Image.open(io.BytesIO(blob.numpy().tobytes()))))
     with pytest.raises(Exception):
         decode_jpegs([data[0], torch.frombuffer(bytearray(b"\xff\xd8broken"), dtype=torch.uint8)], torch.device("cpu"))
+
+
+def test_torchvision_decodes_where_torchcodec_is_missing(monkeypatch):
+    import sys
+
+    from laionlab.embed import preprocess
+
+    data = [torch.frombuffer(bytearray(_encode(_photo(40, 30))), dtype=torch.uint8)]
+    with_torchcodec = decode_jpegs(data, torch.device("cpu"))
+    preprocess._jpeg_decoder.cache_clear()
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # import raises ImportError
+    try:
+        assert torch.equal(decode_jpegs(data, torch.device("cpu"))[0], with_torchcodec[0])
+    finally:
+        preprocess._jpeg_decoder.cache_clear()
