@@ -89,6 +89,7 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
         "precision": _env("LAIONLAB_PRECISION", "fp32"),
         "batch_size": _setting("LAIONLAB_BATCH_SIZE", "clip", "batch_size", 256),
         "num_workers": _setting("LAIONLAB_NUM_WORKERS", "clip", "num_workers", 2),
+        "decode": _env("LAIONLAB_DECODE", "auto"),
     }
     resources = {
         "source": LaionSource(
