@@ -128,8 +128,10 @@ def benchmark(args, result: dict) -> None:
     workers = args.num_workers if args.num_workers is not None else default_workers
     result.update(model=clip.model_id, device=str(clip.device), dtype=str(clip.dtype).removeprefix("torch."))
     with tempfile.TemporaryDirectory(prefix="embed_pipeline_") as tmp:
-        shards = write_shards(Path(tmp) / "shards", args.loader_images, args.image_size, args.shard_size, args.seed)
-        say(f"wrote {args.loader_images} {args.image_size}-px JPEGs in {len(shards)} shards; model {clip.model_id}")
+        n = max(args.loader_images, args.e2e_images)
+        written = write_shards(Path(tmp) / "shards", n, args.image_size, args.shard_size, args.seed)
+        say(f"wrote {n} {args.image_size}-px JPEGs in {len(written)} shards; model {clip.model_id}")
+        shards = written[: max(1, -(-args.loader_images // args.shard_size))]
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -155,7 +157,7 @@ def benchmark(args, result: dict) -> None:
         )
 
         if args.e2e_images:
-            e2e_shards = shards[: max(1, args.e2e_images // args.shard_size)]
+            e2e_shards = written[: max(1, -(-args.e2e_images // args.shard_size))]
             images, captions = read_samples(e2e_shards)
             pix, tok = preload(clip, images, captions)
             del images
