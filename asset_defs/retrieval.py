@@ -404,6 +404,11 @@ class RetrievalSamplesConfig(Config):
     i2i_threshold: float = Field(
         0.5, description="T2T-rank-I2I-tshd drops rows with I2I < this (issue: 0.5; seed code: 0.65)"
     )
+    min_rank_score: float | None = Field(
+        0.0,
+        description="ranked methods never pick a row whose ranking score is below this (seed: 0.0, sampling()'s "
+        "threshold); null: fill a class up to N with lower-scored rows",
+    )
     export_images: bool = Field(
         True, description="write the picked images as files so the SWAT lists point at real paths"
     )
@@ -540,7 +545,16 @@ def retrieval_samples(
     with library_errors(f"retrieval_samples[{name}]", pl.exceptions.InvalidOperationError, hint=hint):
         frame, candidates = candidate_rows(uids, matches, list(synonyms))
         picks = sample_all_methods(
-            config.methods, candidates, T, I, prompts, fewshot, config.n_per_class, seed=config.seed, **thresholds
+            config.methods,
+            candidates,
+            T,
+            I,
+            prompts,
+            fewshot,
+            config.n_per_class,
+            seed=config.seed,
+            min_rank_score=config.min_rank_score,
+            **thresholds,
         )
     picked = picked_rows(frame, picks)  # only these images are exported
     out_dir = files.path("retrieval_samples", name)

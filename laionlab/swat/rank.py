@@ -33,7 +33,11 @@ order, skipping rows below it). Filter scores: T2I as above (threshold 0.25,
 ``fewshot_filter="max"``; ``"mean"`` uses the ranking score instead), thresholds 0.25 (I2T) and
 0.5 (I2I; the seed's README runs ``T2T500+I2I0.5``, while ``t2t_rank_i2i_tshd_sampler`` at the
 cited commit hard-codes 0.65 after "update the threshold ..."; the issue's 0.5 is the default).
-A class with fewer than N candidates (after the threshold) keeps them all. The seed's
+**Negative ranking scores**: every ranked method of the seed's ``sampling()`` calls its sampler
+with ``threshold=0.0`` and ``add_to_split`` keeps a row only if its ranking score is ``>=`` it,
+so a row with a negative ranking score is never picked (``min_rank_score=0.0``, the default;
+``None`` keeps such rows to fill a class up to N). ``Random`` has no score and no such limit.
+A class with fewer than N candidates (after the thresholds) keeps them all. The seed's
 optional de-duplication and zero-shot filters (``--image_dedup``, ``--zeroshot_img_filter``,
 both off by default) are not part of this.
 
@@ -62,6 +66,7 @@ __all__ = [
     "I2I_THRESHOLD",
     "I2T_THRESHOLD",
     "METHODS",
+    "MIN_RANK_SCORE",
     "T2I_THRESHOLD",
     "prompt_embeddings",
     "rank_samples",
@@ -74,6 +79,8 @@ T2I_THRESHOLD = 0.25
 I2T_THRESHOLD = 0.25
 # The README's T2T500+I2I0.5 run (the issue's default; the code at the cited commit: 0.65).
 I2I_THRESHOLD = 0.5
+# sampling(): threshold=0.0 for every ranked method; add_to_split keeps similarity >= threshold.
+MIN_RANK_SCORE = 0.0
 
 # method -> (ranking score, filter score or None); score names are query→row.
 _SPECS: dict[str, tuple[str | None, str | None]] = {
@@ -264,6 +271,7 @@ def rank_samples(
     i2i_threshold: float = I2I_THRESHOLD,
     fewshot_filter: Literal["max", "mean"] = "max",
     seed: int = 0,
+    min_rank_score: float | None = MIN_RANK_SCORE,
 ) -> pl.DataFrame:
     """The ``n_per_class`` rows of each class picked by ``method`` (module docstring).
 
@@ -285,6 +293,9 @@ def rank_samples(
         fewshot_filter: ``"max"`` (the seed) or ``"mean"`` over the few-shot images for the
             I2T/I2I filter score.
         seed: seed of ``Random``.
+        min_rank_score: rows whose ranking score is below this are never picked (the seed's
+            ``sampling()``: ``threshold=0.0`` for every ranked method); None: no such limit.
+            Not applied to ``Random``.
 
     Returns:
         ``row`` (Int64), ``class`` (the keys' dtype), ``score`` (Float32, the ranking score;
@@ -302,6 +313,8 @@ def rank_samples(
     if fewshot_filter not in ("max", "mean"):
         raise ValueError(f"fewshot_filter: expected 'max' or 'mean', got {fewshot_filter!r}")
     seed = validate.int_at_least("seed", seed, 0)
+    if min_rank_score is not None:
+        min_rank_score = validate.real("min_rank_score", min_rank_score, lo=-1.0, hi=1.0)
     pairs = _pairs(classes_of_rows)
     class_dtype = pairs.schema["class"]
     if class_dtype == pl.Null:
@@ -337,6 +350,8 @@ def rank_samples(
     if filter_kind is not None:
         passed = scores(filter_kind, fewshot_filter) >= thresholds[filter_kind]
         frame = frame.filter(pl.Series(passed))
+    if rank_kind is not None and min_rank_score is not None:
+        frame = frame.filter(pl.col("score") >= min_rank_score)
     return (
         frame.sort(["class", *order])
         .with_columns((pl.int_range(pl.len()).over("class") + 1).cast(pl.UInt32).alias("rank"))

@@ -28,6 +28,7 @@ from laionlab.swat.rank import (
     I2I_THRESHOLD,
     I2T_THRESHOLD,
     METHODS,
+    MIN_RANK_SCORE,
     T2I_THRESHOLD,
     rank_samples,
 )
@@ -150,6 +151,7 @@ def sample_all_methods(
     i2i_threshold: float = I2I_THRESHOLD,
     fewshot_filter: Literal["max", "mean"] = "max",
     seed: int = 0,
+    min_rank_score: float | None = MIN_RANK_SCORE,
 ) -> pl.DataFrame:
     """Every method's picks from the same candidates: :func:`~laionlab.swat.rank.rank_samples`
     per method (same arguments; ``methods`` checked by :func:`check_methods`), concatenated in
@@ -169,6 +171,7 @@ def sample_all_methods(
             i2i_threshold=i2i_threshold,
             fewshot_filter=fewshot_filter,
             seed=seed,
+            min_rank_score=min_rank_score,
         )
         for method in check_methods(methods)
     ]

@@ -713,3 +713,45 @@ def test_cap_per_class_is_seeded_and_each_class_draws_at_most_n():
     assert single.explode("classes")["classes"].value_counts(sort=True)["count"].to_list() == [4, 4]
     with pytest.raises(ValueError, match="max_per_class"):
         cap_per_class(matches, 0)
+
+
+def _seed_add_to_split(scores, filters, n, threshold=0.0, filter_threshold=None):
+    """The seed's sampler + add_to_split for one class: rows sorted by ranking score (Python's
+    stable sort, reverse=True: ties keep row order), walked in that order, a row kept while
+    fewer than n are kept if its score >= threshold (sampling() passes 0.0) and, for the
+    *-tshd methods, its filter score >= the filter threshold."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
+    kept = []
+    for i in order:
+        if len(kept) == n:
+            break
+        if scores[i] >= threshold and (filter_threshold is None or filters[i] >= filter_threshold):
+            kept.append(i)
+    return kept
+
+
+@pytest.mark.parametrize("method", ["T2T-rank", "T2I-rank", "T2T-rank-T2I-tshd"])
+def test_ranked_methods_never_pick_negative_scores_as_the_seed(method):
+    rng = np.random.default_rng(3)
+    n, d = 300, 8
+    text = rng.normal(size=(n, d)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    image = rng.normal(size=(n, d)).astype(np.float32)
+    image /= np.linalg.norm(image, axis=1, keepdims=True)
+    prompt = rng.normal(size=d).astype(np.float32)
+    prompt /= np.linalg.norm(prompt)
+    classes = [[0]] * n
+    kw = dict(text_emb=text, image_emb=image, prompt_emb={0: prompt}, n_per_class=200)
+    out = rank_samples(method, classes, **kw)
+    rank_scores = (image if method == "T2I-rank" else text) @ prompt
+    t2i = image @ prompt
+    tshd = 0.25 if method.endswith("tshd") else None
+    expected = _seed_add_to_split(rank_scores.tolist(), t2i.tolist(), 200, 0.0, tshd)
+    assert len(expected) < 200  # about half the random scores are negative: the limit binds
+    assert picks(out, 0) == expected
+    assert out["score"].min() >= 0.0
+    filled = rank_samples(method, classes, **kw, min_rank_score=None)
+    assert filled.height == (
+        200 if tshd is None else len(_seed_add_to_split(rank_scores.tolist(), t2i.tolist(), 200, -1.0, tshd))
+    )
+    assert filled["score"].min() < 0.0
