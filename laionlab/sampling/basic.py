@@ -86,23 +86,45 @@ def kcenter(X, n: int, *, seed: int = 0, seed_compat: bool = False, log_every_s:
     because its random branch never fires (``already_selected`` is ``[]``, not ``None``),
     which ``seed_compat=True`` reproduces. The min-distance array is updated by one
     matrix-vector product per pick: O(N·n·d) time, O(N) extra memory. Ties go to the
-    lowest index. Progress (images picked, ETA) is logged every ``log_every_s`` seconds.
+    lowest index, exact duplicates included: the traversal runs over the first occurrence of
+    each distinct row (``‖x‖² − 2x·c + ‖c‖²`` is not bit-identical for equal rows at different
+    positions, so copies would otherwise tie by rounding), and once every distinct row is
+    taken (all remaining distances are 0, as the seed's ``cdist`` gives them) the remaining
+    rows follow in index order. Progress (images picked, ETA) is logged every
+    ``log_every_s`` seconds.
     """
     X = check_features(X)
     N = X.shape[0]
     n = check_n(n, N)
-    x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
-    min_d2 = np.full(N, np.inf)
+    first, representative = _distinct_rows(X)
+    U = X[first]
+    u_sq = np.einsum("ij,ij->i", U, U, dtype=np.float64)
+    min_d2 = np.full(len(U), np.inf)
     out = np.empty(n, np.intp)
-    pick = 0 if seed_compat else int(np.random.default_rng(seed).integers(N))
+    start = 0 if seed_compat else int(np.random.default_rng(seed).integers(N))
     progress = Progress("k-center selection", n, log_every_s, log, unit="images", quiet_below_s=log_every_s)
-    for t in range(n):
-        if t:
-            pick = int(np.argmax(min_d2))
-        out[t] = pick
-        c = X[pick]
-        np.minimum(min_d2, x_sq - 2.0 * (X @ c) + x_sq[pick], out=min_d2)
-        min_d2[pick] = -1.0  # taken: never the argmax again, even among duplicates
+    distinct = min(n, len(U))
+    for t in range(distinct):
+        u = int(representative[start]) if t == 0 else int(np.argmax(min_d2))
+        out[t] = start if t == 0 else first[u]
+        np.minimum(min_d2, u_sq - 2.0 * (U @ U[u]) + u_sq[u], out=min_d2)
+        min_d2[u] = -1.0  # taken: never the argmax again
         progress.update()
+    if n > distinct:  # every row left is a copy of a taken one: distance 0, lowest index first
+        taken = np.zeros(N, bool)
+        taken[out[:distinct]] = True
+        out[distinct:] = np.flatnonzero(~taken)[: n - distinct]
+        progress.update(n - distinct)
     progress.close()
     return out
+
+
+def _distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ascending indices of the first occurrence of each distinct row, each row's position in
+    that list): rows compared as bytes."""
+    rows = np.ascontiguousarray(X).view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return first[order], position[inverse.ravel()]

@@ -93,6 +93,22 @@ def test_kcenter_seed_compat_starts_at_zero_and_default_is_random():
     assert {int(kcenter(X, 1, seed=s)[0]) for s in range(5)} != {0}
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kcenter_ties_between_exact_duplicates_go_to_the_lowest_index(seed, dtype):
+    """Copies of rows scattered through X (as LAION has): picks equal cdist's farthest-first,
+    whose distances tie exactly for equal rows, for a partial and a complete selection."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(40, 16)).astype(dtype)
+    X = base[rng.integers(0, 40, 150)]
+    distinct = len(np.unique(X, axis=0))
+    for n in (distinct - 5, 150):
+        got = kcenter(X, n, seed=seed)
+        assert np.array_equal(got, _farthest_first(X.astype(np.float64), int(got[0]), n))
+    compat = kcenter(X, distinct, seed_compat=True)
+    assert np.array_equal(compat, _farthest_first(X.astype(np.float64), 0, distinct))
+
+
 def test_kcenter_stays_distinct_on_duplicates():
     X = np.repeat(np.eye(3), 4, axis=0)  # 3 distinct points, 4 copies each
     assert len(np.unique(kcenter(X, 12))) == 12
