@@ -39,7 +39,9 @@ pool therefore only bounds the samples per cluster (``pool_size // C``), as the 
 ``np.random.choice(..., replace=False)`` does.
 
 Seed figures (notebook outputs): N = 6000 over 100 clusters gives ID 1.00, OOD 0.82; over a
-fraction of clusters OOD 0.085 / 0.16 / 0.39 / 0.63 at 20 / 40 / 60 / 80 %; with N = 50 000
+fraction of clusters OOD 0.085 / 0.16 / 0.39 / 0.63 at 20 / 40 / 60 / 80 % — one draw of the
+notebook's global RNG state; its procedure over 8 seeds averages .054 / .112 / .307 / .582
+(``benchmarks/gmm_fraction.py``; this module: .058 / .109 / .308 / .586); with N = 50 000
 OOD is 0.89 at C = 1, dips to ~0.09 near C = 21 and reaches 1.0 from C ~ 215; with C = 100,
 OOD rises from ~0 (N <= 464) to a 0.84 plateau (N >= 10⁴).
 
