@@ -215,3 +215,41 @@ def part_checks(assets: list[AssetsDefinition]) -> list:
         if part_ancestors:
             checks.append(part_check(key, part_ancestors))
     return checks
+
+
+# A backfill launches a per-part step that reads the parts before it once its own part's input is
+# done (Dagster cannot map a dynamic partition to the partitions before it); the earlier parts'
+# runs may still be going.
+WAIT_SECONDS, WAIT_TRIES = 15, 40
+
+
+def wait_for_earlier_parts(context, upstream: AssetKey, order: list[str]) -> dict[str, int]:
+    """For a per-part step that reads ``upstream`` of every part in ``order`` (the earlier
+    parts, then its own): retry the step (RetryRequested, every WAIT_SECONDS, up to WAIT_TRIES
+    times) while a run that will materialise one of them is queued or going; fail at once
+    naming the parts that have none and no run on the way. Returns the storage id of each
+    part's ``upstream`` in ``order`` (what the step then reads, to record)."""
+    from dagster import DagsterRunStatus, RetryRequested
+
+    going = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
+    instance, done = context.instance, storage_ids(context.instance, upstream, order)
+    name, me = upstream.to_user_string(), f"{context.asset_key.to_user_string()}[{order[-1]}]"
+    pending, missing = [], []
+    for p in order:
+        planned = instance.get_latest_planned_materialization_info(upstream, p)
+        run = instance.get_run_by_id(planned.run_id) if planned and planned.storage_id > done.get(p, -1) else None
+        if run is not None and run.status in going:
+            pending.append(p)
+        elif p not in done:
+            missing.append(p)
+    if missing:
+        raise Failure(
+            f"{me} compares its rows with every earlier part's; {name} is missing for "
+            f"{', '.join(missing)}: materialise it for those parts first"
+        )
+    if pending:
+        if context.retry_number >= WAIT_TRIES:
+            raise Failure(f"{me}: {name} of {', '.join(pending)} still running after {WAIT_TRIES * WAIT_SECONDS} s")
+        context.log.info(f"waiting for {name} of {', '.join(pending)} (earlier parts); retry in {WAIT_SECONDS} s")
+        raise RetryRequested(max_retries=WAIT_TRIES, seconds_to_wait=WAIT_SECONDS)
+    return {p: done[p] for p in order}

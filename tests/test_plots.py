@@ -19,6 +19,7 @@ DATA_ASSETS = {
     "reference_embeddings": "CLIP vectors of a reference dataset",
     "photo_classifier": "classifier coefficients; its output is plotted by laion_natural",
     "dedup_assignments": "cluster id per row and the part's vectors sorted by cluster",
+    "image_hashes": "sha256 and pHash per row, and the part's sorted hash indexes",
     "caption_index": "a faiss index of caption vectors",
     "caption_search_index": "a LanceDB full-text index of captions",
     "retrieved_images": "downloaded and embedded images of matched rows",

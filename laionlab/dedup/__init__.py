@@ -8,6 +8,8 @@ the removal fraction as a function of eps. Clusters come from :mod:`laionlab.clu
 ``prune``: removing pool rows closer to an eval set than its train set is (the paper's
 similarity-gap pruning), then subsampling. ``pools``: the tables between them (each LAION
 row's max similarity, each eval sample's candidates, the pruned pool written part by part).
+``exact``: exact duplicate images (issue 19): sha256 of the downloaded bytes and 64-bit pHash,
+first occurrence kept, a part compared with the earlier parts' sorted hash indexes.
 Numpy (and polars) in, numpy out; nothing here imports Dagster.
 """
 

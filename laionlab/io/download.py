@@ -111,6 +111,7 @@ def _img2dataset_kwargs(input_parquet: str, output_folder: str, s: DownloadSetti
         encode_format=s.encode_format,
         distributor=s.distributor,
         user_agent_token=s.user_agent_token,
+        compute_hash="sha256",  # of the bytes as downloaded: exact duplicates (laionlab.dedup.exact)
         enable_wandb=False,
     )
 
