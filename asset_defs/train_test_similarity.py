@@ -25,7 +25,13 @@ from pydantic import Field
 
 from asset_defs.errors import library_errors
 from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, reference_embeddings
-from asset_defs.lineage import latest_by_partition, parts_seen_of, require_same_params, storage_ids
+from asset_defs.lineage import (
+    latest_by_partition,
+    parts_seen_of,
+    require_same_params,
+    storage_ids,
+    wait_for_earlier_parts,
+)
 from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
@@ -224,48 +230,8 @@ def _open_shards(context: AssetExecutionContext, files: FileStore, parts: list[s
 
 
 # A backfill launches laion_dedup[p] once dedup_assignments[p] is done (Dagster cannot map a
-# dynamic partition to the partitions before it); the earlier parts' runs may still be going.
-WAIT_SECONDS, WAIT_TRIES = 15, 40
-
-
-def _wait_for_earlier_parts(context: AssetExecutionContext, order: list[str]) -> dict[str, int]:
-    """Retry the step (RetryRequested, every WAIT_SECONDS, up to WAIT_TRIES times) while a run
-    that will materialise dedup_assignments of a part in ``order`` is queued or going; fail
-    at once naming the parts that have none and no run on the way. Returns the storage id of
-    each part's assignments (what the step then reads)."""
-    from dagster import DagsterRunStatus, RetryRequested
-
-    instance, done = context.instance, storage_ids(context.instance, dedup_assignments.key, order)
-    pending, missing = [], []
-    for p in order:
-        planned = instance.get_latest_planned_materialization_info(dedup_assignments.key, p)
-        run = instance.get_run_by_id(planned.run_id) if planned and planned.storage_id > done.get(p, -1) else None
-        if run is not None and run.status in (
-            DagsterRunStatus.QUEUED,
-            DagsterRunStatus.NOT_STARTED,
-            DagsterRunStatus.STARTING,
-            DagsterRunStatus.STARTED,
-        ):
-            pending.append(p)
-        elif p not in done:
-            missing.append(p)
-    if missing:
-        raise Failure(
-            f"laion_dedup[{order[-1]}] compares its rows with every earlier part's; dedup_assignments is missing for "
-            f"{', '.join(missing)}: materialise it for those parts first"
-        )
-    if pending:
-        if context.retry_number >= WAIT_TRIES:
-            raise Failure(
-                f"laion_dedup[{order[-1]}]: dedup_assignments of {', '.join(pending)} still running "
-                f"after {WAIT_TRIES * WAIT_SECONDS} s"
-            )
-        context.log.info(
-            f"waiting for dedup_assignments of {', '.join(pending)} (earlier parts this part is compared with); "
-            f"retry in {WAIT_SECONDS} s"
-        )
-        raise RetryRequested(max_retries=WAIT_TRIES, seconds_to_wait=WAIT_SECONDS)
-    return done
+# dynamic partition to the partitions before it); the earlier parts' runs may still be going:
+# lineage.wait_for_earlier_parts retries the step while they are.
 
 
 def dedup_chain_problems(instance, parts: list[str]) -> dict[str, str]:
@@ -363,7 +329,7 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
     part = context.partition_key
     parts = registered(context, laion_part)
     order = parts[: parts.index(part) + 1]
-    read = _wait_for_earlier_parts(context, order)
+    read = wait_for_earlier_parts(context, dedup_assignments.key, order)
     k = len(files.load_npy("dedup_centroids", "centroids.npy", mmap=True))
     shards = _open_shards(context, files, order, k)
     earlier = sum(len(s.vectors) for s in shards[:-1])

@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from asset_defs import lineage
 from asset_defs.ingest import EMBEDDINGS_TABLE, REFERENCE_TABLE
 from asset_defs.train_test_similarity import (
     dedup_assignments,
@@ -414,7 +415,6 @@ def test_laion_dedup_waits_for_an_earlier_part_in_flight_and_names_a_missing_one
     it; an earlier part with no assignments and no run on the way fails at once."""
     from dagster import Definitions, define_asset_job
 
-    from asset_defs import train_test_similarity
     from asset_defs.partitions import laion_part
     from tests.conftest import instance_with_parts
 
@@ -427,8 +427,8 @@ def test_laion_dedup_waits_for_an_earlier_part_in_flight_and_names_a_missing_one
     message = str(result.get_step_failure_events()[0].event_specific_data.error)
     assert "dedup_assignments is missing for " + parts[0] in message
 
-    monkeypatch.setattr(train_test_similarity, "WAIT_SECONDS", 0.05)
-    monkeypatch.setattr(train_test_similarity, "WAIT_TRIES", 2)
+    monkeypatch.setattr(lineage, "WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(lineage, "WAIT_TRIES", 2)
     assign = define_asset_job("assign", [dedup_assignments], partitions_def=laion_part)
     job = Definitions(assets=[dedup_assignments], jobs=[assign], resources=resources).resolve_job_def("assign")
     queued = instance.create_run_for_job(
