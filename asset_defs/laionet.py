@@ -69,6 +69,11 @@ def _synsets(files: FileStore) -> pl.DataFrame:
     return files.read_parquet("ilsvrc_synsets", "synsets.parquet")
 
 
+def _synset_names(files: FileStore) -> pl.DataFrame:
+    """wnid → the synset's name (its first lemma), for labels people can read."""
+    return files.read_parquet("ilsvrc_synsets", "synsets.parquet").select("wnid", "name")
+
+
 def _lemma_to_wnid(files: FileStore) -> dict[str, str]:
     frame = files.read_parquet("ilsvrc_synsets", "lemma_to_wnid.parquet")
     return dict(zip(frame["lemma"].to_list(), frame["wnid"].to_list()))
@@ -162,9 +167,11 @@ def lemma_matches(context: AssetExecutionContext, config: LemmaMatchConfig, file
         frame.explode("wnids")
         .group_by("wnids")
         .len()
-        .sort("len", descending=True)
+        .sort(["len", "wnids"], descending=[True, False])
         .head(15)
         .rename({"wnids": "wnid", "len": "rows"})
+        .join(_synset_names(files), on="wnid", how="left")
+        .select("name", "wnid", "rows")
     )
     return MaterializeResult(
         metadata={
@@ -175,7 +182,7 @@ def lemma_matches(context: AssetExecutionContext, config: LemmaMatchConfig, file
             "multi_synset_rows": int((frame["wnids"].list.len() > 1).sum()),
             "top_wnids": markdown_table(top),
             "top_wnids_plot": bar_plot(
-                top["wnid"].to_list(),
+                top["name"].fill_null(top["wnid"]).to_list(),
                 [float(v) for v in top["rows"]],
                 f"{part}: most matched synsets",
                 "captions",

@@ -29,19 +29,38 @@ def png_markdown(fig, path: str | None = None) -> MetadataValue:
     return MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(data).decode()})")
 
 
+def value_label(value: float) -> str:
+    """A number as a plot label: whole numbers as integers ("19", "1,204"), others to four
+    significant digits ("0.0625", "12.35"), so small shares do not round to "0.1"."""
+    value = float(value)
+    if value != value:  # NaN
+        return "n/a"
+    if value.is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
 def bar_plot(labels: list[str], values: list[float], title: str, ylabel: str, path: str | None = None) -> MetadataValue:
+    """Bars with their values written on them (``value_label``); x labels slanted and anchored
+    at their end so long names do not overlap, the figure widened with the longest label."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(labels) + 2), 3.2))
-    ax.bar(labels, values, color="#4c72b0")
-    ax.set_title(title)
+    labels = [str(label) for label in labels]
+    longest = max((len(label) for label in labels), default=1)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(labels) + 2 + 0.04 * longest), 3.4 + 0.05 * min(longest, 40)))
+    positions = list(range(len(labels)))
+    ax.bar(positions, values, color="#4c72b0")
+    ax.set_xticks(positions, labels, rotation=35 if len(labels) < 12 else 60, ha="right", rotation_mode="anchor")
+    ax.set_title("\n".join(textwrap.wrap(title, 70)))
     ax.set_ylabel(ylabel)
-    ax.tick_params(axis="x", rotation=30)
     for i, v in enumerate(values):
-        ax.annotate(f"{v:.1f}", (i, v), ha="center", va="bottom", fontsize=8)
+        ax.annotate(value_label(v), (i, v), ha="center", va="bottom", fontsize=8)
+    ax.margins(y=0.12)
     return png_markdown(fig, path)
 
 

@@ -192,18 +192,21 @@ def _heatmap(matrix: np.ndarray, labels: list[str], title: str, path: str):
     import matplotlib
 
     matplotlib.use("Agg")
+    import textwrap
+
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(labels), 1 + 0.6 * len(labels)))
+    side = max(3.5, 1.2 + 0.6 * len(labels))
+    fig, ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")
     im = ax.imshow(matrix, vmin=min(0.0, float(np.nanmin(matrix))), vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", rotation_mode="anchor", fontsize=7)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     for i in range(len(labels)):
         for j in range(len(labels)):
             ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w")
-    fig.colorbar(im, ax=ax)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    # a figure title, wrapped to the figure's width: an axes title is cut by the colour bar
+    fig.suptitle("\n".join(textwrap.wrap(title, int(9 * (side + 1.0)))), fontsize=9)
     return png_markdown(fig, path)
 
 

@@ -6,7 +6,15 @@ from dagster import AssetKey, MetadataValue
 from dagster._core.definitions.metadata import MarkdownMetadataValue, TableMetadataValue
 
 from asset_defs import all_assets
-from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
+from asset_defs.metadata import (
+    bar_plot,
+    histogram,
+    largest_clusters,
+    line_plot,
+    markdown_table,
+    quantile_table,
+    value_label,
+)
 
 # Data assets are exempt: they store rows, images, vectors, an index or a model that later
 # assets analyse, and their metadata are counts. Every other asset must attach a plot and a
@@ -53,6 +61,17 @@ def test_the_check_tells_plots_and_tables_from_other_metadata():
     assert kinds(MetadataValue.md("rows: 12")) == set()
     assert kinds(MetadataValue.text("![plot](data:image/png;base64,AAAA)")) == set()
     assert kinds(MetadataValue.int(3)) == set()
+
+
+def test_bar_labels_keep_small_shares_and_print_counts_as_integers():
+    assert [value_label(v) for v in (0.0625, 19.0, 12.3456, 1204.0, 0.5, float("nan"))] == [
+        "0.0625",
+        "19",
+        "12.35",
+        "1,204",
+        "0.5",
+        "n/a",
+    ]
 
 
 def test_summary_tables_hold_the_right_numbers():
