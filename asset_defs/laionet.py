@@ -27,9 +27,16 @@ from dagster import (
 from pydantic import Field
 
 from asset_defs.errors import library_errors
-from asset_defs.ingest import EMBEDDINGS_TABLE, REFERENCE_TABLE, laion_embeddings, laion_metadata, reference_embeddings
+from asset_defs.ingest import (
+    EMBEDDINGS_TABLE,
+    REFERENCE_TABLE,
+    image_shards,
+    laion_embeddings,
+    laion_metadata,
+    reference_embeddings,
+)
 from asset_defs.lineage import data_version, latest_by_partition, parts_seen_of, require_same_params, storage_ids
-from asset_defs.metadata import bar_plot, histogram, line_plot, markdown_table
+from asset_defs.metadata import bar_plot, histogram, jpeg_markdown, line_plot, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import labelled_reference, laion_vectors_for, stack_vectors
@@ -67,11 +74,6 @@ def _check_model(lance: LanceStore, table: str, model_id: str, part: str, part_c
 
 def _synsets(files: FileStore) -> pl.DataFrame:
     return files.read_parquet("ilsvrc_synsets", "synsets.parquet")
-
-
-def _synset_names(files: FileStore) -> pl.DataFrame:
-    """wnid → the synset's name (its first lemma), for labels people can read."""
-    return files.read_parquet("ilsvrc_synsets", "synsets.parquet").select("wnid", "name")
 
 
 def _lemma_to_wnid(files: FileStore) -> dict[str, str]:
@@ -170,7 +172,7 @@ def lemma_matches(context: AssetExecutionContext, config: LemmaMatchConfig, file
         .sort(["len", "wnids"], descending=[True, False])
         .head(15)
         .rename({"wnids": "wnid", "len": "rows"})
-        .join(_synset_names(files), on="wnid", how="left")
+        .join(_synsets(files).select("wnid", "name"), on="wnid", how="left")
         .select("name", "wnid", "rows")
     )
     return MaterializeResult(
@@ -583,7 +585,6 @@ class PredictionConfig(Config):
 def _laionet_images(files: FileStore, net: pl.DataFrame):
     """(uid, image, original area) of the LAIONet rows from the parts' shards (img2dataset's
     re-encoded images); the area is the smaller of the shard's and the metadata's original size."""
-    from asset_defs.ingest import image_shards
     from laionlab.io.shards import iter_shard_images
 
     original = dict(zip(net["uid"].to_list(), (net["HEIGHT"] * net["WIDTH"]).to_list()))
@@ -1091,12 +1092,59 @@ def nearest_caption_imagenet(
     )
 
 
+# --- laionet_gallery ------------------------------------------------------------------------
+
+
+@profiled("laionet_gallery")
+class GalleryConfig(Config):
+    classes: int = Field(8, ge=1, le=40, description="classes shown (the largest LAIONet classes)")
+    per_class: int = Field(6, ge=1, le=16, description="images per class, a seeded choice among its rows")
+    seed: int = Field(0, ge=0)
+
+
+@asset(
+    group_name=GROUP,
+    deps=[laionet],
+    kinds={"png"},
+    description="What LAIONet looks like: a contact sheet of the largest classes, a seeded few images each with "
+    "their captions, read back from the parts' shards (only the shown images are read).",
+)
+def laionet_gallery(context: AssetExecutionContext, config: GalleryConfig, files: FileStore) -> MaterializeResult:
+    from laionlab.gallery import contact_sheet, fetch_thumbnails, pick, sheet_rows
+
+    net = files.read_parquet("laionet", "laionet.parquet").select("uid", "wnid", "TEXT")
+    if net.height == 0:
+        raise Failure("laionet has no rows: nothing to show (lower laionet_rows.threshold or add parts)")
+    synsets = _synsets(files).select("wnid", "name")
+    shown = pick(net, "wnid", config.classes, config.per_class, config.seed)
+    images = fetch_thumbnails(lambda part: image_shards(files, part), shown["uid"].to_list())
+    rows = sheet_rows(shown, "wnid", "TEXT", dict(synsets.iter_rows()))
+    fig = contact_sheet(rows, images, f"LAIONet: {len(rows)} largest classes, {config.per_class} images each")
+    table = (
+        shown.group_by("wnid", maintain_order=True)
+        .len()
+        .rename({"len": "shown"})
+        .join(net.group_by("wnid").len().rename({"len": "rows"}), on="wnid")
+        .join(synsets, on="wnid", how="left")
+    )
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            "gallery": jpeg_markdown(fig, files.path("laionet_gallery", "laionet.jpg")),
+            "images_shown": len(images),
+            "images_missing": shown.height - len(images),
+            "classes_shown": markdown_table(table),
+        }
+    )
+
+
 assets = [
     ilsvrc_synsets,
     lemma_matches,
     synset_similarity,
     laionet_rows,
     laionet,
+    laionet_gallery,
     laionet_intra_class_similarity,
     laionet_predictions,
     laionet_accuracy,

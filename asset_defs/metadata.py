@@ -40,6 +40,16 @@ def value_label(value: float) -> str:
     return f"{value:.4g}"
 
 
+def jpeg_markdown(fig, path: str | None = None) -> MetadataValue:
+    """A matplotlib figure of photographs (a gallery) as an inline Markdown JPEG (saved to ``path``)."""
+    import base64
+
+    from laionlab.figures import figure_jpeg
+
+    data = figure_jpeg(fig, path)
+    return MetadataValue.md(f"![gallery](data:image/jpeg;base64,{base64.b64encode(data).decode()})")
+
+
 def bar_plot(labels: list[str], values: list[float], title: str, ylabel: str, path: str | None = None) -> MetadataValue:
     """Bars with their values written on them (``value_label``); x labels slanted and anchored
     at their end so long names do not overlap, the figure widened with the longest label."""

@@ -468,6 +468,11 @@ def _thresholds(config: RetrievalSamplesConfig) -> dict[str, float]:
     }
 
 
+def _sampling_options(config: RetrievalSamplesConfig) -> dict:
+    """sample_all_methods' keyword arguments from the config: thresholds, seed, min_rank_score."""
+    return {**_thresholds(config), "seed": config.seed, "min_rank_score": config.min_rank_score}
+
+
 def _write_lists(
     context: AssetExecutionContext,
     config: RetrievalSamplesConfig,
@@ -539,22 +544,12 @@ def retrieval_samples(
         )
     prompts = _prompts(clip, synonyms, config.templates)
     fewshot = _fewshot(lance, spec, synonyms) if needs_fewshot(config.methods) else None
-    thresholds = _thresholds(config)
     # InvalidOperationError: e.g. string_matches made before the target's classes changed
     hint = f"; rematerialise string_matches[{name}] if the target's classes changed"
     with library_errors(f"retrieval_samples[{name}]", pl.exceptions.InvalidOperationError, hint=hint):
         frame, candidates = candidate_rows(uids, matches, list(synonyms))
         picks = sample_all_methods(
-            config.methods,
-            candidates,
-            T,
-            I,
-            prompts,
-            fewshot,
-            config.n_per_class,
-            seed=config.seed,
-            min_rank_score=config.min_rank_score,
-            **thresholds,
+            config.methods, candidates, T, I, prompts, fewshot, config.n_per_class, **_sampling_options(config)
         )
     picked = picked_rows(frame, picks)  # only these images are exported
     out_dir = files.path("retrieval_samples", name)

@@ -43,8 +43,8 @@ def kinds(value) -> set[str]:
     if not isinstance(value, MarkdownMetadataValue):
         return set()
     text = value.md_str or ""
-    if "](data:image/png;base64," in text:
-        return {"plot"}
+    if "](data:image/png;base64," in text or "](data:image/jpeg;base64," in text:
+        return {"plot"}  # a plot, or a gallery (JPEG)
     return {"table"} if "\n|---" in text and text.startswith("| ") else set()
 
 
