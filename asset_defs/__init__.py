@@ -1,9 +1,17 @@
 """Thin Dagster assets. Two floors: the inputs and what every pipeline shares (ingest.py: LAION
 parts and the reference datasets; readers.py; partitions, profile, lineage, metadata), then one
 module per paper's pipeline (visual_world, train_test_similarity, laionet, retrieval,
-representations), which import the first floor and never each other."""
+representations, curation), which import the first floor and never each other."""
 
-from asset_defs import ingest, laionet, representations, retrieval, train_test_similarity, visual_world
+from asset_defs import (
+    curation,
+    ingest,
+    laionet,
+    representations,
+    retrieval,
+    train_test_similarity,
+    visual_world,
+)
 from asset_defs.automation import automate
 from asset_defs.lineage import part_checks, with_code_versions
 from asset_defs.partitions import dataset, laion_part
@@ -19,6 +27,7 @@ all_assets = with_code_versions(
             *laionet.assets,
             *retrieval.assets,
             *representations.assets,
+            *curation.assets,
         ]
     )
 )
@@ -29,6 +38,7 @@ all_checks = [*part_checks(all_assets), *train_test_similarity.checks]
 __all__ = [
     "all_assets",
     "all_checks",
+    "curation",
     "dataset",
     "ingest",
     "laion_part",

@@ -33,6 +33,7 @@ def test_definitions_load_with_described_grouped_assets():
             "laionet",
             "retrieval",
             "representations",
+            "curation",
         }
     for name in ("laion_metadata", "laion_images", "laion_embeddings"):
         node = graph.get(AssetKey(name))
@@ -56,7 +57,7 @@ def test_library_does_not_import_dagster():
     assert offenders == []
 
 
-PIPELINES = ("visual_world", "train_test_similarity", "laionet", "retrieval", "representations")
+PIPELINES = ("visual_world", "train_test_similarity", "laionet", "retrieval", "representations", "curation")
 
 
 def test_no_pipeline_module_imports_another():
