@@ -15,7 +15,7 @@ from pydantic import Field
 from asset_defs.errors import library_errors
 from asset_defs.ingest import EMBEDDINGS_TABLE, STATUS_FILE, laion_embeddings, laion_images, laion_metadata
 from asset_defs.lineage import require_same_params
-from asset_defs.metadata import bar_plot, markdown_table
+from asset_defs.metadata import bar_plot, histogram, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import require_one_model
@@ -103,12 +103,21 @@ def datacomp_flags(
         histogram = score_histogram(flags["clip_score"].drop_nulls().to_numpy(), config.histogram_bins)
     files.save_npy(histogram, "datacomp_flags", f"{part}.hist.npy")
     files.write_parquet(flags, "datacomp_flags", f"{part}.parquet")
-    return MaterializeResult(metadata=_flags_metadata(config, meta, flags, filter_counts(flags), model))
+    return MaterializeResult(metadata=_flags_metadata(config, meta, flags, filter_counts(flags), model, files, part))
 
 
-def _flags_metadata(config: DatacompFlagsConfig, meta: pl.DataFrame, flags: pl.DataFrame, counts: dict, model) -> dict:
+def _flags_metadata(
+    config: DatacompFlagsConfig,
+    meta: pl.DataFrame,
+    flags: pl.DataFrame,
+    counts: dict,
+    model: str | None,
+    files: FileStore,
+    part: str,
+) -> dict:
     """datacomp_flags' metadata: rows kept by each filter, what the basic filter's rules
-    dropped, where the image sizes came from and whether a language column was there."""
+    dropped, where the image sizes came from, whether a language column was there, and the
+    part's clip scores against the threshold."""
     pool = counts["no_filter"]
     table = pl.DataFrame(
         {
@@ -131,6 +140,14 @@ def _flags_metadata(config: DatacompFlagsConfig, meta: pl.DataFrame, flags: pl.D
             {str(k): int(v) for k, v in flags["size_source"].fill_null("unknown").value_counts().iter_rows()}
         ),
         "clip_model": model or "none",
+        "clip_score_histogram": histogram(
+            flags["clip_score"].drop_nulls().to_numpy(),
+            "image-caption CLIP score",
+            f"{part}: clip scores of the pool",
+            files.path("datacomp_flags", f"{part}.png"),
+            mark=(config.clip_threshold, f"clip_threshold {config.clip_threshold}"),
+            ylabel="rows",
+        ),
     }
 
 

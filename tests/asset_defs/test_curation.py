@@ -74,6 +74,7 @@ def test_flags_follow_datacomps_rules(curated, demo):
         assert set(flags.filter(pl.col("size_source") == "download")["uid"]) == set(downloaded)
     meta = instance.get_latest_materialization_event(datacomp_flags.key).asset_materialization.metadata
     assert meta["kept_basic"].value == sum(want_basic) and meta["language_checked"].value is False  # the last part
+    assert "](data:image/png;base64," in meta["clip_score_histogram"].value and "| basic |" in meta["kept"].value
 
 
 def test_top_fraction_threshold_from_merged_histograms(curated, demo):
@@ -107,6 +108,7 @@ def test_exports_round_trip_in_datacomps_format(curated, demo):
         assert meta[f"kept_{name}"].value == table.height
         if name in flags.columns:
             assert set(table["uid"]) == set(flags.filter(pl.col(name))["uid"])
+    assert "](data:image/png;base64," in meta["kept_fraction_plot"].value
     both = set(files.read_parquet("datacomp_selection", "intersection.parquet")["uid"])
     assert both == set(flags.filter("basic")["uid"]) & top and both
     counts = files.read_parquet("datacomp_selection", "counts.parquet")
