@@ -84,7 +84,15 @@ def test_the_checks_run_alone_and_say_what_is_missing():
     """part_checks_job (what part_checks_sensor launches) evaluates every includes_every_part
     check without rebuilding any asset."""
     names = {k.asset_key.to_user_string() for c in all_checks for k in c.check_keys}
-    assert {"coverage", "stimulus_sets", "ood_generalization", "pruned_pool_sizes", "dedup_summary", "laionet"} <= names
+    assert {
+        "coverage",
+        "stimulus_sets",
+        "ood_generalization",
+        "pruned_pool_sizes",
+        "dedup_summary",
+        "laionet",
+        "datacomp_selection",
+    } <= names
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("laion_part", ["p0", "p1"])
     for key in ("laion_metadata", "laion_images", "laion_embeddings", "laion_natural"):
@@ -135,6 +143,8 @@ def test_what_a_new_part_makes_out_of_date():
         "eval_to_laion_similarity",
         "retrieval_samples",
         "pruned_pool_sizes",
+        "datacomp_flags",
+        "datacomp_selection",
     } <= needed
     assert not needed & {
         "reference_embeddings",

@@ -39,7 +39,19 @@ from laionlab.io.url_policy import BLOCKED, parse_allowed_hosts, url_verdicts
 
 log = logging.getLogger(__name__)
 
-STATUS_COLUMNS = ("uid", "key", "status", "error_message", "width", "height", "sha256")
+# width/height: the stored (resized) image; original_width/original_height: the image as
+# served, before img2dataset resized it (what DataComp's basic filter measures)
+STATUS_COLUMNS = (
+    "uid",
+    "key",
+    "status",
+    "error_message",
+    "width",
+    "height",
+    "original_width",
+    "original_height",
+    "sha256",
+)
 
 
 @dataclass(frozen=True)

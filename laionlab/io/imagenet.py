@@ -1,6 +1,7 @@
-"""The 1000 ILSVRC-2012 synsets, read from the files timm ships.
+"""The 1000 ILSVRC-2012 synsets (and ImageNet-21k's 21,843), read from the files timm ships.
 
 timm carries `imagenet_synsets.txt` (the 1000 wnids in class-index order),
+`imagenet21k_goog_synsets.txt` (ImageNet-21k's wnids, Google's release order),
 `imagenet_synset_to_lemma.txt` and `imagenet_synset_to_definition.txt` (all of ImageNet-21k),
 so no download is needed. :func:`read_synsets_table` reads a user's own synset table instead.
 """
@@ -45,6 +46,32 @@ def ilsvrc_synsets() -> pl.DataFrame:
     frame = pl.DataFrame(rows, schema_overrides={"class_index": pl.Int32})
     return frame.with_columns(pl.col("lemmas").list.first().alias("name")).select(
         "class_index", "wnid", "lemmas", "name", "definition"
+    )
+
+
+@lru_cache(maxsize=1)
+def imagenet21k_synsets() -> pl.DataFrame:
+    """The 21,843 synsets of ImageNet-21k (Google's release, the list timm ships), in file
+    order: columns `wnid` and `lemmas` (list of str, WordNet order, original case)."""
+    text = resources.files("timm.data._info").joinpath("imagenet21k_goog_synsets.txt").read_text()
+    wnids = [w.strip() for w in text.splitlines() if w.strip()]
+    lemmas = _read_tsv("imagenet_synset_to_lemma.txt")
+    return pl.DataFrame(
+        {"wnid": wnids, "lemmas": [[lemma.strip() for lemma in lemmas[w].split(",")] for w in wnids]},
+        schema={"wnid": pl.String, "lemmas": pl.List(pl.String)},
+    )
+
+
+def synset_lemmas(wnids: list[str]) -> pl.DataFrame:
+    """`wnid` and `lemmas` of the given wnids from timm's ImageNet-21k lemma file (any synset
+    of ImageNet-21k); an unknown wnid is an error naming the first few."""
+    lemmas = _read_tsv("imagenet_synset_to_lemma.txt")
+    unknown = [w for w in wnids if w not in lemmas]
+    if unknown:
+        raise ValueError(f"wnids not in ImageNet-21k's lemma list: {unknown[:5]} ({len(unknown)} in all)")
+    return pl.DataFrame(
+        {"wnid": list(wnids), "lemmas": [[lemma.strip() for lemma in lemmas[w].split(",")] for w in wnids]},
+        schema={"wnid": pl.String, "lemmas": pl.List(pl.String)},
     )
 
 
