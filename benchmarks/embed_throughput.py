@@ -183,11 +183,12 @@ def run_raw(loaded, pix, tok, batch_size: int, what: str = "both") -> float:
     return time.perf_counter() - start
 
 
-def loader_only(loaded, shards: list[str], batch_size: int, num_workers: int) -> float:
-    """images/s of the asset's decode + preprocess + tokenise pipeline alone (no model)."""
+def loader_only(loaded, shards: list[str], batch_size: int, num_workers: int, decode: str = "auto") -> float:
+    """images/s of the asset's decode + preprocess + tokenise pipeline alone (no model), to
+    model-ready tensors on the model's device."""
     from benchmarks.embed_pipeline import loader_rate
 
-    return loader_rate(loaded, shards, "auto", batch_size, max(0, min(num_workers, len(shards))))
+    return loader_rate(loaded, shards, decode, batch_size, max(0, min(num_workers, len(shards))))
 
 
 # --------------------------------------------------------------------------- peak RSS

@@ -57,7 +57,7 @@ def embedding(args, shards: list[str], images: list[bytes], captions: list[str])
             torch.cuda.reset_peak_memory_stats()  # the peak below is this model's, not the largest so far
         if not out:  # the DataLoader's forkserver starts once per process: not part of any figure
             t0 = time.perf_counter()
-            loader_only(loaded, shards[:1], args.batch_size, 1)
+            loader_only(loaded, shards[:1], args.batch_size, 1, args.decode)
             say(f"forkserver start + one shard: {time.perf_counter() - t0:.1f}s")
         pix, tok = preload(loaded, images[: args.raw_images], captions[: args.raw_images])
         run_raw(loaded, pix[: args.batch_size], tok[: args.batch_size], args.batch_size)  # warm-up
@@ -65,10 +65,12 @@ def embedding(args, shards: list[str], images: list[bytes], captions: list[str])
         txt_s = run_raw(loaded, pix, tok, args.batch_size, "text")
         both_s = run_raw(loaded, pix, tok, args.batch_size, "both")
         del pix, tok
-        lo = loader_only(loaded, shards, args.batch_size, args.num_workers)
+        lo = loader_only(loaded, shards, args.batch_size, args.num_workers, args.decode)
         stats, rows = EncodeStats(), 0
         start = time.perf_counter()
-        for batch in encode_shards(loaded, shards, args.batch_size, args.num_workers, stats, log_every_s=1e9):
+        for batch in encode_shards(
+            loaded, shards, args.batch_size, args.num_workers, stats, log_every_s=1e9, decode=args.decode
+        ):
             rows += len(batch.uid)
         _sync(loaded.device)
         pipe = rows / (time.perf_counter() - start)
@@ -198,6 +200,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["ViT-B-32", "ViT-L-14", "ViT-B-16-plus-240"])
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--decode", default="auto", choices=["auto", "cpu", "device", "pil"], help="encode_shards' decode mode"
+    )
     p.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--num-workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
