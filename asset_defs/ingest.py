@@ -21,7 +21,7 @@ from pydantic import Field
 
 from asset_defs.errors import library_errors
 from asset_defs.lineage import data_version
-from asset_defs.metadata import markdown_table
+from asset_defs.metadata import bar_plot, markdown_table
 from asset_defs.partitions import dataset, laion_part
 from asset_defs.profile import params_metadata, profiled
 from laionlab.embed.checks import embedding_health
@@ -180,10 +180,32 @@ def laion_images(
             "shards": len(result.shards),
             "seconds": round(result.seconds, 2),
             "failure_reasons": markdown_table(failures.head(20)),
+            **_failure_metadata(result.status, metadata, files, part),
         },
         data_version=data_version(context, fetched, upstream=[("laion_metadata", part)]),
         check_results=[_success_rate_check(result.success_rate, config)],
     )
+
+
+def _failure_metadata(status: pl.DataFrame, metadata: pl.DataFrame, files: FileStore, part: str) -> dict:
+    """Why a part's downloads failed: by class (DNS, timeout, 4xx, 5xx, TLS, decode, policy...)
+    as a table and a bar plot, and the hosts with most failures."""
+    from laionlab.io.download import failure_causes
+
+    causes, domains = failure_causes(status, metadata.select("uid", "URL"))
+    if causes.height == 0:
+        return {"failure_causes": markdown_table(causes)}
+    return {
+        "failure_causes": markdown_table(causes),
+        "failure_causes_plot": bar_plot(
+            causes["cause"].to_list(),
+            [float(c) for c in causes["count"]],
+            f"{part}: failed downloads by cause",
+            "samples",
+            files.path("laion_images", f"{part}.failures.png"),
+        ),
+        "failures_by_domain": markdown_table(domains),
+    }
 
 
 def _success_rate_check(rate: float, config: LaionImagesConfig) -> AssetCheckResult:

@@ -139,6 +139,70 @@ def failure_table(status: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# (cause, pattern on the lower-cased error message), first match wins; the status column
+# decides "policy" (blocked_by_policy) and "decode" (failed_to_resize: fetched, not an image)
+FAILURE_CAUSES: tuple[tuple[str, str], ...] = (
+    ("policy", r"blocked by url policy"),
+    ("dns", r"name or service not known|nodename nor servname|getaddrinfo|name resolution|errno -[235]\]"),
+    ("timeout", r"timed? ?out|deadline"),
+    ("http_4xx", r"http error 4\d\d|\b4\d\d client error"),
+    ("http_5xx", r"http error 5\d\d|\b5\d\d server error"),
+    ("tls", r"ssl|certificate|tls"),
+    ("redirect", r"redirect"),
+    ("connection", r"connection|reset by peer|remote end closed|eof occurred|broken pipe|errno 1(04|11|13)\]"),
+    ("decode", r"cannot identify image|truncated|decompression|too many pixels|image file|not an image"),
+)
+
+
+def failure_causes(status: pl.DataFrame, urls: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Why downloads failed, by class and by domain: ``(causes, domains)``.
+
+    causes: ``cause`` (policy, dns, timeout, http_4xx, http_5xx, tls, redirect, connection,
+    decode, other — :data:`FAILURE_CAUSES` on img2dataset's ``error_message``; a
+    ``failed_to_resize`` row is ``decode``, a ``blocked_by_policy`` row ``policy``), ``count``,
+    ``share`` of the failed rows, ``example`` (one message). domains: with ``urls`` (uid, URL:
+    the part's metadata), the 20 hosts with most failures: ``domain``, ``failed``, ``rows``,
+    ``failed_share`` and their most common ``cause``.
+    """
+    if not isinstance(status, pl.DataFrame) or {"uid", "status"} - set(status.columns):
+        raise ValueError("status: expected a download status table with columns 'uid' and 'status'")
+    message = (
+        pl.col("error_message").fill_null("").str.to_lowercase() if "error_message" in status.columns else pl.lit("")
+    )
+    cause = pl.when(pl.col("status") == BLOCKED).then(pl.lit("policy"))
+    cause = cause.when(pl.col("status") == "failed_to_resize").then(pl.lit("decode"))
+    for name, pattern in FAILURE_CAUSES:
+        cause = cause.when(message.str.contains(pattern)).then(pl.lit(name))
+    labelled = status.with_columns(cause.otherwise(pl.lit("other")).alias("cause"))
+    failed = labelled.filter(pl.col("status") != "success")
+    example = pl.col("error_message").drop_nulls().first() if "error_message" in status.columns else pl.lit(None)
+    causes = (
+        failed.group_by("cause")
+        .agg(pl.len().alias("count"), example.str.slice(0, 100).alias("example"))
+        .with_columns((pl.col("count") / max(failed.height, 1)).round(4).alias("share"))
+        .sort(["count", "cause"], descending=[True, False])
+        .select("cause", "count", "share", "example")
+    )
+    if urls is None:
+        return causes, pl.DataFrame(schema={"domain": pl.String, "failed": pl.UInt32, "rows": pl.UInt32})
+    host = pl.col("URL").str.extract(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/]*@)?([^:/?#]+)", 1).str.to_lowercase()
+    joined = labelled.join(urls.select("uid", "URL"), on="uid", how="left").with_columns(host.alias("domain"))
+    domains = (
+        joined.group_by("domain")
+        .agg(
+            (pl.col("status") != "success").sum().alias("failed"),
+            pl.len().alias("rows"),
+            pl.col("cause").filter(pl.col("status") != "success").mode().sort().first().alias("cause"),
+        )
+        .filter(pl.col("failed") > 0)
+        .with_columns((pl.col("failed") / pl.col("rows")).round(4).alias("failed_share"))
+        .sort(["failed", "domain"], descending=[True, False])
+        .head(20)
+        .select("domain", "failed", "rows", "failed_share", "cause")
+    )
+    return causes, domains
+
+
 def count_successes(status: pl.DataFrame) -> int:
     """Rows of a status table (:func:`download_part`'s, or the ``status.parquet`` kept beside a
     part's shards) whose image was downloaded (status ``success``)."""

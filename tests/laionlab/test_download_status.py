@@ -83,3 +83,57 @@ def test_describe_lost_lists_counts_and_the_first_uids():
     assert describe_lost({}) == ""
     with pytest.raises(ValueError, match="examples"):
         describe_lost(lost, examples=-1)
+
+
+def test_failure_causes_by_class_and_by_domain():
+    from laionlab.io.download import failure_causes
+
+    messages = {
+        "a": ("success", None),
+        "b": ("failed_to_download", "<urlopen error [Errno -2] Name or service not known>"),
+        "c": ("failed_to_download", "HTTP Error 404: Not Found"),
+        "d": ("failed_to_download", "HTTP Error 503: Service Unavailable"),
+        "e": ("failed_to_download", "The read operation timed out"),
+        "f": ("failed_to_resize", "cannot identify image file <_io.BytesIO object at 0x7f>"),
+        "g": ("blocked_by_policy", "blocked by URL policy: 10.0.0.1 is a private address"),
+        "h": ("failed_to_download", "HTTP Error 404: Not Found"),
+        "i": ("failed_to_download", "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"),
+        "j": ("failed_to_download", "Remote end closed connection without response"),
+        "k": ("failed_to_download", "something new"),
+    }
+    status = pl.DataFrame(
+        {
+            "uid": list(messages),
+            "status": [s for s, _ in messages.values()],
+            "error_message": [m for _, m in messages.values()],
+        }
+    )
+    urls = pl.DataFrame(
+        {
+            "uid": list(messages),
+            "URL": [f"https://{'bad.example' if u in 'ch' else 'x' + u + '.org'}:443/p.jpg" for u in messages],
+        }
+    )
+    causes, domains = failure_causes(status, urls)
+    got = dict(zip(causes["cause"], causes["count"]))
+    assert got == {
+        "http_4xx": 2,
+        "dns": 1,
+        "http_5xx": 1,
+        "timeout": 1,
+        "decode": 1,
+        "policy": 1,
+        "tls": 1,
+        "connection": 1,
+        "other": 1,
+    }
+    assert causes["share"].sum() == pytest.approx(1.0, abs=1e-3) and causes["cause"][0] == "http_4xx"
+    assert domains.row(0, named=True) == {
+        "domain": "bad.example",
+        "failed": 2,
+        "rows": 2,
+        "failed_share": 1.0,
+        "cause": "http_4xx",
+    }
+    assert "xa.org" not in domains["domain"].to_list()  # no failure there
+    assert failure_causes(status)[1].height == 0
