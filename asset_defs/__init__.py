@@ -1,10 +1,19 @@
 """Thin Dagster assets. Two floors: the inputs and what every pipeline shares (ingest.py: LAION
 parts and the reference datasets; readers.py; partitions, profile, lineage, metadata), then one
 module per paper's pipeline (visual_world, train_test_similarity, laionet, retrieval,
-representations) or curation step (duplicates: exact duplicate images), which import the first
-floor and never each other."""
+representations) or curation step (duplicates: exact duplicate images; concept_balance: MetaCLIP's
+per-concept cap), which import the first floor and never each other."""
 
-from asset_defs import duplicates, ingest, laionet, representations, retrieval, train_test_similarity, visual_world
+from asset_defs import (
+    concept_balance,
+    duplicates,
+    ingest,
+    laionet,
+    representations,
+    retrieval,
+    train_test_similarity,
+    visual_world,
+)
 from asset_defs.automation import automate
 from asset_defs.lineage import part_checks, with_code_versions
 from asset_defs.partitions import dataset, laion_part
@@ -21,6 +30,7 @@ all_assets = with_code_versions(
             *retrieval.assets,
             *representations.assets,
             *duplicates.assets,
+            *concept_balance.assets,
         ]
     )
 )
@@ -31,6 +41,7 @@ all_checks = [*part_checks(all_assets), *train_test_similarity.checks]
 __all__ = [
     "all_assets",
     "all_checks",
+    "concept_balance",
     "dataset",
     "duplicates",
     "ingest",
