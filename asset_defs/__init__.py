@@ -2,9 +2,11 @@
 parts and the reference datasets; readers.py; partitions, profile, lineage, metadata), then one
 module per paper's pipeline (visual_world, train_test_similarity, laionet, retrieval,
 representations) or curation step (duplicates: exact duplicate images; curation: DataComp's
-filtering baselines), which import the first floor and never each other."""
+filtering baselines; concept_balance: MetaCLIP's per-concept cap), which import the first floor
+and never each other."""
 
 from asset_defs import (
+    concept_balance,
     curation,
     duplicates,
     ingest,
@@ -30,6 +32,7 @@ all_assets = with_code_versions(
             *retrieval.assets,
             *representations.assets,
             *duplicates.assets,
+            *concept_balance.assets,
             *curation.assets,
         ]
     )
@@ -41,6 +44,7 @@ all_checks = [*part_checks(all_assets), *train_test_similarity.checks]
 __all__ = [
     "all_assets",
     "all_checks",
+    "concept_balance",
     "curation",
     "dataset",
     "duplicates",

@@ -35,6 +35,7 @@ def test_definitions_load_with_described_grouped_assets():
             "representations",
             "exact_duplicates",
             "curation",
+            "concept_balance",
         }
     for name in ("laion_metadata", "laion_images", "laion_embeddings"):
         node = graph.get(AssetKey(name))
@@ -66,6 +67,7 @@ PIPELINES = (
     "representations",
     "duplicates",
     "curation",
+    "concept_balance",
 )
 
 

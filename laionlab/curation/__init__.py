@@ -1,13 +1,31 @@
-"""Dataset curation baselines over LAION parts.
+"""Curation steps that select or reweight LAION rows (issue 19), each a plain library module:
 
 * ``datacomp``: DataComp's filtering baselines (Gadre et al., "DataComp: In search of the next
   generation of multimodal datasets", NeurIPS 2023; code mlfoundations/datacomp,
   ``baselines/apply_filter.py``): the basic filter, CLIP-score threshold and top-fraction
   filters (the global quantile from per-part histograms), the text-based (synset lemma) filter,
   their intersection, and the kept ids in DataComp's ``.npy`` format.
+* ``concept_cap``: MetaCLIP's per-concept balancing (Xu et al., "Demystifying CLIP Data",
+  ICLR 2024): captions matched against a concept list, each concept capped at ``t`` captions
+  in expectation.
 
 Nothing here imports Dagster.
 """
+
+from laionlab.curation.concept_cap import (
+    METACLIP_T,
+    concept_counts,
+    concept_table,
+    concepts_digest,
+    entry_probability,
+    keep_probability,
+    keep_rows,
+    match_concepts,
+    per_concept_kept,
+    read_concepts_file,
+    sum_counts,
+    uniform_draws,
+)
 
 from laionlab.curation.datacomp import (
     FILTERS,
@@ -69,4 +87,16 @@ __all__ = [
     "text_filter",
     "top_fraction_threshold",
     "uid_hex",
+    "METACLIP_T",
+    "concept_counts",
+    "concept_table",
+    "concepts_digest",
+    "entry_probability",
+    "keep_probability",
+    "keep_rows",
+    "match_concepts",
+    "per_concept_kept",
+    "read_concepts_file",
+    "sum_counts",
+    "uniform_draws",
 ]
