@@ -26,7 +26,6 @@ from laionlab.curation.concept_cap import (
     sum_counts,
     uniform_draws,
 )
-
 from laionlab.curation.datacomp import (
     FILTERS,
     HIST_BINS,
