@@ -1,10 +1,20 @@
 """Thin Dagster assets. Two floors: the inputs and what every pipeline shares (ingest.py: LAION
 parts and the reference datasets; readers.py; partitions, profile, lineage, metadata), then one
 module per paper's pipeline (visual_world, train_test_similarity, laionet, retrieval,
-representations) or curation step (duplicates: exact duplicate images), which import the first
+representations) or curation step (duplicates: exact duplicate images; density_pruning: DBP
+over the dedup clusters), which import the first
 floor and never each other."""
 
-from asset_defs import duplicates, ingest, laionet, representations, retrieval, train_test_similarity, visual_world
+from asset_defs import (
+    density_pruning,
+    duplicates,
+    ingest,
+    laionet,
+    representations,
+    retrieval,
+    train_test_similarity,
+    visual_world,
+)
 from asset_defs.automation import automate
 from asset_defs.lineage import part_checks, with_code_versions
 from asset_defs.partitions import dataset, laion_part
@@ -21,6 +31,7 @@ all_assets = with_code_versions(
             *retrieval.assets,
             *representations.assets,
             *duplicates.assets,
+            *density_pruning.assets,
         ]
     )
 )
@@ -32,6 +43,7 @@ __all__ = [
     "all_assets",
     "all_checks",
     "dataset",
+    "density_pruning",
     "duplicates",
     "ingest",
     "laion_part",

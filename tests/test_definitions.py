@@ -34,6 +34,7 @@ def test_definitions_load_with_described_grouped_assets():
             "retrieval",
             "representations",
             "exact_duplicates",
+            "curation_dedup",
         }
     for name in ("laion_metadata", "laion_images", "laion_embeddings"):
         node = graph.get(AssetKey(name))
@@ -57,7 +58,15 @@ def test_library_does_not_import_dagster():
     assert offenders == []
 
 
-PIPELINES = ("visual_world", "train_test_similarity", "laionet", "retrieval", "representations", "duplicates")
+PIPELINES = (
+    "visual_world",
+    "train_test_similarity",
+    "laionet",
+    "retrieval",
+    "representations",
+    "duplicates",
+    "density_pruning",
+)
 
 
 def test_no_pipeline_module_imports_another():
