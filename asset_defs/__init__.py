@@ -2,12 +2,13 @@
 parts and the reference datasets; readers.py; partitions, profile, lineage, metadata), then one
 module per paper's pipeline (visual_world, train_test_similarity, laionet, retrieval,
 representations) or curation step (duplicates: exact duplicate images; curation: DataComp's
-filtering baselines; concept_balance: MetaCLIP's per-concept cap), which import the first floor
-and never each other."""
+filtering baselines; concept_balance: MetaCLIP's per-concept cap; density_pruning: DBP over the
+dedup clusters), which import the first floor and never each other."""
 
 from asset_defs import (
     concept_balance,
     curation,
+    density_pruning,
     duplicates,
     ingest,
     laionet,
@@ -34,6 +35,7 @@ all_assets = with_code_versions(
             *duplicates.assets,
             *concept_balance.assets,
             *curation.assets,
+            *density_pruning.assets,
         ]
     )
 )
@@ -47,6 +49,7 @@ __all__ = [
     "concept_balance",
     "curation",
     "dataset",
+    "density_pruning",
     "duplicates",
     "ingest",
     "laion_part",

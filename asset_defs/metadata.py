@@ -160,3 +160,22 @@ def largest_clusters(sizes, n: int = 10) -> MetadataValue:
     sizes = np.asarray(sizes)
     order = np.argsort(-sizes, kind="stable")[:n]
     return markdown_table(pl.DataFrame({"cluster": order, "rows": sizes[order]}))
+
+
+def scatter_plot(
+    x, y, xlabel: str, ylabel: str, title: str, path: str | None = None, logx: bool = False
+) -> MetadataValue:
+    """One point per (x, y) pair (e.g. one per cluster), as an inline Markdown image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.scatter(x, y, s=8, color="#4c72b0", alpha=0.7)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return png_markdown(fig, path)

@@ -5,6 +5,8 @@ the "train" set (ImageNet-train in the paper) is.
 """
 
 import math
+import zlib
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -177,6 +179,13 @@ class DedupConfig(Config):
     curve_eps: list[float] = Field(
         [0.02, 0.05, 0.08, 0.1, 0.124, 0.15, 0.2, 0.3], description="ε values of the removal curve"
     )
+    keep: Literal["earlier_row", "hard", "easy", "random"] = Field(
+        "earlier_row",
+        description="which row of a duplicate group survives: earlier_row (seed 004: the stable order, parts then "
+        "uids); hard / easy / random: SemDeDup's order inside the part (farthest from the centroid first, nearest "
+        "first, shuffled); earlier parts' rows still come first, so earlier parts' flags never change",
+    )
+    keep_seed: int = Field(0, ge=0, description="seed of keep='random' (with a hash of the part name)")
 
 
 def _version_files(files: FileStore, *folder: str) -> list[str]:
@@ -209,14 +218,21 @@ def read_dedup(files: FileStore, parts: list[str], columns: list[str] | None = N
     return pl.concat([files.read_parquet("laion_dedup", f"{p}.parquet", columns=columns) for p in parts])
 
 
-def _open_shards(context: AssetExecutionContext, files: FileStore, parts: list[str], k: int) -> list:
+def _open_shards(
+    context: AssetExecutionContext, files: FileStore, parts: list[str], k: int, keep: str = "earlier_row", seed: int = 0
+) -> tuple[list, list | None]:
     """dedup_assignments of every part as ClusterShards (vectors memory-mapped locally, read
-    with ranged reads on an object store), after checking each part's files agree."""
-    from laionlab.dedup import ClusterShard, cluster_offsets
+    with ranged reads on an object store), after checking each part's files agree, and each
+    part's keep-order keys (None for keep='earlier_row'; 'random' seeded by ``seed`` and the
+    part name's CRC-32, so a part's order never depends on the other parts)."""
+    from laionlab.dedup import ClusterShard, cluster_offsets, keep_order_keys
 
-    shards, progress = [], Progress("opening dedup_assignments", len(parts), log=context.log, unit="parts")
+    shards, keys = [], []
+    progress = Progress("opening dedup_assignments", len(parts), log=context.log, unit="parts")
     for part in parts:
-        clusters = files.read_parquet("dedup_assignments", f"{part}.parquet", columns=["cluster"])["cluster"].to_numpy()
+        frame = files.read_parquet("dedup_assignments", f"{part}.parquet", columns=["cluster", "centroid_sim"])
+        clusters = frame["cluster"].to_numpy()
+        keys.append(keep_order_keys(frame["centroid_sim"].to_numpy(), keep, seed, zlib.crc32(part.encode())))
         vectors = files.load_npy("dedup_assignments", f"{part}.vectors.npy", mmap=True)
         if len(vectors) != len(clusters) or (len(clusters) and clusters.max() >= k):
             raise Failure(
@@ -226,7 +242,7 @@ def _open_shards(context: AssetExecutionContext, files: FileStore, parts: list[s
         shards.append(ClusterShard(vectors, cluster_offsets(clusters, k)))
         progress.update()
     progress.close()
-    return shards
+    return shards, (None if keep == "earlier_row" else keys)
 
 
 # A backfill launches laion_dedup[p] once dedup_assignments[p] is done (Dagster cannot map a
@@ -331,14 +347,19 @@ def laion_dedup(context: AssetExecutionContext, config: DedupConfig, files: File
     order = parts[: parts.index(part) + 1]
     read = wait_for_earlier_parts(context, dedup_assignments.key, order)
     k = len(files.load_npy("dedup_centroids", "centroids.npy", mmap=True))
-    shards = _open_shards(context, files, order, k)
+    shards, keys = _open_shards(context, files, order, k, config.keep, config.keep_seed)
     earlier = sum(len(s.vectors) for s in shards[:-1])
     context.log.info(
         f"deduplicating {len(shards[-1].vectors)} rows of {part} against {earlier} rows "
         f"of {len(order) - 1} earlier parts in {k} clusters"
     )
     keep, max_sim = dedup_shards(
-        shards, eps=config.eps, block_rows=config.block_rows, group_rows=config.group_rows, from_shard=len(order) - 1
+        shards,
+        eps=config.eps,
+        block_rows=config.block_rows,
+        group_rows=config.group_rows,
+        from_shard=len(order) - 1,
+        keys=keys,
     )[0]
     frame = files.read_parquet("dedup_assignments", f"{part}.parquet", columns=["uid", "cluster"])
     files.write_parquet(

@@ -36,6 +36,7 @@ def test_definitions_load_with_described_grouped_assets():
             "exact_duplicates",
             "curation",
             "concept_balance",
+            "curation_dedup",
         }
     for name in ("laion_metadata", "laion_images", "laion_embeddings"):
         node = graph.get(AssetKey(name))
@@ -68,6 +69,7 @@ PIPELINES = (
     "duplicates",
     "curation",
     "concept_balance",
+    "density_pruning",
 )
 
 

@@ -8,11 +8,15 @@ the removal fraction as a function of eps. Clusters come from :mod:`laionlab.clu
 ``prune``: removing pool rows closer to an eval set than its train set is (the paper's
 similarity-gap pruning), then subsampling. ``pools``: the tables between them (each LAION
 row's max similarity, each eval sample's candidates, the pruned pool written part by part).
+``semantic`` also orders each cluster by SemDeDup's keep order (hard / easy / random,
+:func:`keep_order_keys`). ``dbp``: density-based pruning (Abbas et al., ICLR 2024): a
+per-cluster budget from the clusters' complexity, then SemDeDup's order inside a cluster.
 ``exact``: exact duplicate images (issue 19): sha256 of the downloaded bytes and 64-bit pHash,
 first occurrence kept, a part compared with the earlier parts' sorted hash indexes.
 Numpy (and polars) in, numpy out; nothing here imports Dagster.
 """
 
+from laionlab.dedup.dbp import DbpBudget, cluster_budgets, cluster_complexity, dbp_keep, dbp_select
 from laionlab.dedup.pools import (
     CandidateMatrix,
     PoolSizes,
@@ -33,12 +37,14 @@ from laionlab.dedup.semantic import (
     DEFAULT_BLOCK_ROWS,
     DEFAULT_EPS,
     DEFAULT_GROUP_ROWS,
+    KEEP_ORDERS,
     ClusterShard,
     RemovalSummary,
     cluster_offsets,
     dedup_keep,
     dedup_shards,
     keep_from_max_sim,
+    keep_order_keys,
     max_earlier_similarity,
     removal_curve,
     removal_curve_table,
@@ -49,7 +55,9 @@ __all__ = [
     "DEFAULT_BLOCK_ROWS",
     "DEFAULT_EPS",
     "DEFAULT_GROUP_ROWS",
+    "KEEP_ORDERS",
     "CandidateMatrix",
+    "DbpBudget",
     "ClusterShard",
     "PoolSizes",
     "RemovalSummary",
@@ -57,10 +65,15 @@ __all__ = [
     "candidate_table",
     "candidate_uids",
     "cluster_offsets",
+    "cluster_budgets",
+    "cluster_complexity",
     "concat_parquets",
+    "dbp_keep",
+    "dbp_select",
     "dedup_keep",
     "dedup_shards",
     "keep_from_max_sim",
+    "keep_order_keys",
     "max_earlier_similarity",
     "max_sim_table",
     "nearest_similarity",

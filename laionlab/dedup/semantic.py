@@ -29,6 +29,11 @@ Memory is bounded by a block, not by the cluster or the table: rows of a cluster
 ``(block_rows, block_rows)`` float32 tile at a time) and with itself in strips of
 ``DIAG_ROWS`` rows (strict lower triangle only).
 
+SemDeDup's keep order (``keep_order_keys``; ``keys`` of :func:`dedup_keep`,
+:func:`max_earlier_similarity`, :func:`dedup_shards`): its released code applies the seed's
+rule to each cluster sorted by distance to the centroid (``hard``: farthest first, so the
+farthest row of a duplicate chain is kept; ``easy``: nearest first; ``random``: shuffled).
+
 The per-cluster loops log progress lines (rows done, rate, ETA) every ``log_every_s``
 seconds through the ``laionlab`` logger; a call shorter than that logs nothing.
 """
@@ -56,12 +61,17 @@ __all__ = [
     "dedup_keep",
     "dedup_shards",
     "keep_from_max_sim",
+    "keep_order_keys",
     "max_earlier_similarity",
     "removal_curve",
     "removal_summary",
 ]
 
 Rule = Literal["seed", "semdedup"]
+# Which row of a duplicate group survives: the stable row order (seed 004) or SemDeDup's
+# order by distance to the cluster centroid (``keep_order_keys``).
+Keep = Literal["earlier_row", "hard", "easy", "random"]
+KEEP_ORDERS = ("earlier_row", "hard", "easy", "random")
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +100,7 @@ def dedup_keep(
     block_rows: int = DEFAULT_BLOCK_ROWS,
     rule: Rule = "seed",
     log_every_s: float = 30.0,
+    keys: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which rows survive semantic deduplication inside their cluster.
 
@@ -122,9 +133,14 @@ def dedup_keep(
             pairs above threshold. Never the whole cluster or table.
         rule: ``"seed"`` or ``"semdedup"``, see above.
         log_every_s: seconds between progress lines (rows of multi-row clusters done).
+        keys: ``(n,)`` float, the order inside each cluster: rows by ascending key, ties in
+            row order (:func:`keep_order_keys`: SemDeDup's hard/easy/random); ``None``: the
+            row order. "Earlier" in both rules means earlier in this order; with
+            ``rule="seed"`` and ``keys`` from ``keep_order_keys(.., "hard")`` this is
+            SemDeDup's released loop (``semdedup.py``) exactly.
 
     Returns:
-        ``(n,)`` bool, True for rows kept. The first row of every cluster is kept.
+        ``(n,)`` bool, True for rows kept. The first row of every cluster (in the order) is kept.
 
     Raises:
         ValueError: naming the argument: ``eps`` outside (0, 1), ``emb`` not 2-D, with NaN/inf
@@ -135,10 +151,55 @@ def dedup_keep(
     if rule not in ("seed", "semdedup"):
         raise ValueError(f"rule: expected 'seed' or 'semdedup', got {rule!r}")
     if rule == "seed":
-        return keep_from_max_sim(max_earlier_similarity(emb, labels, block_rows, log_every_s), eps)
+        return keep_from_max_sim(max_earlier_similarity(emb, labels, block_rows, log_every_s, keys=keys), eps)
     emb, labels = _check_inputs(emb, labels)
     block_rows = validate.int_at_least("block_rows", block_rows, 1)
-    return _semdedup_keep(emb, labels, _threshold(eps), block_rows, log_every_s)
+    return _semdedup_keep(emb, labels, _threshold(eps), block_rows, log_every_s, _check_keys(keys, len(labels)))
+
+
+def keep_order_keys(centroid_sim: np.ndarray, keep: Keep, seed: int = 0, stream: int = 0) -> np.ndarray | None:
+    """Sort keys that put the rows of a cluster in SemDeDup's keep order (Abbas et al. 2023,
+    facebookresearch/SemDeDup): rows are visited by ascending key, and a row is dropped when a
+    row **before it in that order** is a duplicate (:func:`dedup_keep` with ``keys``), so the
+    first row of a duplicate group in this order is the one kept.
+
+    ``"earlier_row"``: ``None``, the stable row order (seed 004, unchanged).
+    ``"hard"`` (SemDeDup's default, ``keep_hard=True`` in ``sort_clusters.py``): rows by
+        decreasing cosine distance ``1 - centroid_sim`` to their centroid, so the row farthest
+        from the centroid survives: key ``centroid_sim``.
+    ``"easy"`` (``which_to_keep="easy"``, the hard list reversed): nearest first, key
+        ``-centroid_sim``.
+    ``"random"`` (``which_to_keep="random"``, a shuffle of the cluster): independent uniform
+        keys from ``np.random.default_rng([seed, stream])``, so the order of the rows of a
+        cluster is a uniform random permutation; ``stream`` (e.g. a hash of the LAION part)
+        makes each part's keys independent of which other parts exist.
+
+    Ties keep the stable order in every case (numpy's lexsort is stable; SemDeDup's
+    ``sorted`` is too, but its ``easy`` reverses the hard list, so its exact ties run
+    backwards: a difference only for rows at exactly the same distance).
+
+    Args:
+        centroid_sim: ``(n,)`` cosine of each row to its cluster's centroid (unit centroids:
+            ``dedup_assignments.centroid_sim``).
+        keep: ``"earlier_row"``, ``"hard"``, ``"easy"`` or ``"random"``.
+        seed, stream: the random order's generator (``"random"`` only).
+
+    Returns:
+        ``(n,)`` float64 keys (ascending = earlier), or ``None`` for ``"earlier_row"``.
+    """
+    if keep not in KEEP_ORDERS:
+        raise ValueError(f"keep: expected one of {', '.join(KEEP_ORDERS)}, got {keep!r}")
+    sim = np.asarray(centroid_sim)
+    if sim.ndim != 1 or not np.issubdtype(sim.dtype, np.floating) or np.isnan(sim).any():
+        raise ValueError(f"centroid_sim: expected a 1-D float array without NaN, got {sim.shape} {sim.dtype}")
+    if keep == "earlier_row":
+        return None
+    if keep == "hard":
+        return sim.astype(np.float64)
+    if keep == "easy":
+        return -sim.astype(np.float64)
+    seed = validate.int_at_least("seed", seed, 0)
+    return np.random.default_rng([seed, validate.int_at_least("stream", stream, 0)]).random(sim.size)
 
 
 def max_earlier_similarity(
@@ -147,6 +208,7 @@ def max_earlier_similarity(
     block_rows: int = DEFAULT_BLOCK_ROWS,
     log_every_s: float = 30.0,
     rows_from: int = 0,
+    keys: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each row's largest cosine similarity to an earlier row of the same cluster.
 
@@ -162,6 +224,8 @@ def max_earlier_similarity(
         rows_from: compute only rows ``rows_from..n-1`` (each still against every earlier
             row of its cluster, before ``rows_from`` or not); rows before it are left
             ``-inf``. Appending rows to a table costs only the new rows' comparisons.
+        keys: ``(n,)`` float, "earlier" means a smaller key (ties: row order); see
+            :func:`dedup_keep`. Not with ``rows_from``.
 
     Returns:
         ``(n,)`` float32; ``-inf`` for the first row of each cluster.
@@ -169,13 +233,16 @@ def max_earlier_similarity(
     emb, labels = _check_inputs(emb, labels)
     block_rows = validate.int_at_least("block_rows", block_rows, 1)
     rows_from = validate.int_at_least("rows_from", rows_from, 0)
+    keys = _check_keys(keys, len(labels))
+    if keys is not None and rows_from:
+        raise ValueError("rows_from: must be 0 when keys are given (the rows to compute are a suffix of the row order)")
     out = np.full(emb.shape[0], -np.inf, dtype=np.float32)
     tri = _upper_mask(block_rows)
     progress = _cluster_progress("max earlier similarity", labels, log_every_s)
-    for idx in _clusters(labels):
+    for idx in _clusters(labels, keys):
         # a cluster's rows ascend, so the rows to compute are a suffix of idx; the blocks
         # start there and _earlier_tiles compares each with every earlier position
-        for a in range(int(np.searchsorted(idx, rows_from)), idx.size, block_rows):
+        for a in range(int(np.searchsorted(idx, rows_from)) if rows_from else 0, idx.size, block_rows):
             R = _gather(emb, idx[a : a + block_rows])
             best = np.full(R.shape[0], -np.inf, dtype=np.float32)
             for r0, _, S in _earlier_tiles(emb, idx, a, R, block_rows, tri):
@@ -311,6 +378,8 @@ def dedup_shards(
     progress: Callable[[int, int], None] | None = None,
     log_every_s: float = 30.0,
     from_shard: int = 0,
+    keys: Sequence[np.ndarray] | None = None,
+    keys_across_shards: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`dedup_keep` and :func:`max_earlier_similarity` over cluster-sorted shards,
     reading consecutive clusters from every shard at a time, so memory is bounded by
@@ -333,6 +402,13 @@ def dedup_shards(
             groups' own loops log too when one group runs that long).
         from_shard: return the flags of ``shards[from_shard:]`` only, the earlier shards
             being read only where a cluster has rows in those (seed rule only).
+        keys: per shard, ``(n_shard,)`` sort keys in the shard's row order
+            (:func:`keep_order_keys`); ``None``: the stable order.
+        keys_across_shards: with ``keys``, False: a cluster's rows are in shard order and by
+            key inside each shard (earlier shards still come first, so ``from_shard``
+            works and earlier shards' flags never change); True: by key over all shards
+            (SemDeDup's order on the concatenation; ties in shard order), ``from_shard``
+            must be 0, since a row of a later shard can come first.
 
     Returns:
         per shard from ``from_shard`` on, ``(keep, max_sim)``: ``(n_shard,)`` bool and
@@ -354,6 +430,10 @@ def dedup_shards(
     for i, s in enumerate(shards):
         if s.vectors.ndim != 2 or s.offsets[-1] != s.vectors.shape[0] or s.offsets[0] != 0:
             raise ValueError(f"shards[{i}]: offsets end at {s.offsets[-1]} but vectors have shape {s.vectors.shape}")
+    if keys is not None:
+        keys = [_check_keys(kk, len(s.vectors)) for kk, s in zip(keys, shards, strict=True)]
+        if keys_across_shards and from_shard:
+            raise ValueError("from_shard: expected 0 with keys_across_shards (a later shard's row can come first)")
     k = ks.pop()
     tail = shards[from_shard:]
     sizes = np.sum([np.diff(s.offsets) for s in shards], axis=0)
@@ -378,8 +458,13 @@ def dedup_shards(
         if labels.size:
             X = np.concatenate(blocks)
             rows_from = sum(len(b) for b in blocks[:from_shard])
+            perm = None if keys is None else _group_order(shards, keys, wanted, labels, blocks, keys_across_shards)
+            if perm is not None:  # the group's rows in the keep order, then back to shard order
+                X, labels = X[perm], labels[perm]
             max_sim = max_earlier_similarity(X, labels, block_rows, log_every_s, rows_from)
             keep = max_sim <= thr if rule == "seed" else dedup_keep(X, labels, eps, block_rows, rule, log_every_s)
+            if perm is not None:
+                max_sim, keep = _unpermute(max_sim, perm), _unpermute(keep, perm)
             at = rows_from
             for s, (keep_out, sim_out), block in zip(tail, out, blocks[from_shard:]):
                 rows = _cluster_positions(s, wanted)
@@ -391,6 +476,23 @@ def dedup_shards(
             progress(c1, k)
         c0 = c1
     lines.close()
+    return out
+
+
+def _group_order(shards, keys, wanted, labels, blocks, across: bool) -> np.ndarray:
+    """Permutation of a group's rows (shard-major, cluster-sorted) into the keep order: by
+    cluster then key (``across``), or by shard, cluster, then key, so every cluster's rows
+    of earlier shards stay first and ``rows_from`` still marks a suffix of each cluster."""
+    K = np.concatenate([kk[_cluster_positions(s, wanted)] for s, kk in zip(shards, keys)])
+    if across:
+        return np.lexsort((K, labels))
+    shard = np.repeat(np.arange(len(blocks)), [len(b) for b in blocks])
+    return np.lexsort((K, labels, shard))
+
+
+def _unpermute(values: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    out = np.empty_like(values)
+    out[perm] = values
     return out
 
 
@@ -457,9 +559,19 @@ def _cluster_progress(what: str, labels: np.ndarray, log_every_s: float) -> Prog
     return Progress(what, int(counts[counts > 1].sum()), log_every_s, log, quiet_below_s=log_every_s)
 
 
-def _clusters(labels: np.ndarray) -> Iterator[np.ndarray]:
-    """Row indices of each cluster with at least two rows, ascending (the stable order)."""
-    order = np.argsort(labels, kind="stable")
+def _check_keys(keys, n: int) -> np.ndarray | None:
+    if keys is None:
+        return None
+    k = np.asarray(keys)
+    if k.shape != (n,) or not np.issubdtype(k.dtype, np.number) or np.isnan(k).any():
+        raise ValueError(f"keys: expected ({n},) numbers without NaN (one per row), got {k.shape} {k.dtype}")
+    return k
+
+
+def _clusters(labels: np.ndarray, keys: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Row indices of each cluster with at least two rows, ascending (the stable order), or
+    by ascending ``keys`` with ties in row order."""
+    order = np.argsort(labels, kind="stable") if keys is None else np.lexsort((keys, labels))
     cuts = np.flatnonzero(np.diff(labels[order])) + 1
     for idx in np.split(order, cuts):
         if idx.size > 1:
@@ -496,12 +608,17 @@ def _earlier_tiles(
 
 
 def _semdedup_keep(
-    emb: np.ndarray, labels: np.ndarray, thr: np.float32, block_rows: int, log_every_s: float = 30.0
+    emb: np.ndarray,
+    labels: np.ndarray,
+    thr: np.float32,
+    block_rows: int,
+    log_every_s: float = 30.0,
+    keys: np.ndarray | None = None,
 ) -> np.ndarray:
     keep = np.ones(emb.shape[0], dtype=bool)
     tri = _upper_mask(block_rows)
     progress = _cluster_progress("SemDeDup groups", labels, log_every_s)
-    for idx in _clusters(labels):
+    for idx in _clusters(labels, keys):
         # Union-find over cluster positions; every pointer goes to a smaller position, so a
         # root is the earliest row of its group and a prefix of `parent` is closed.
         parent = np.arange(idx.size)

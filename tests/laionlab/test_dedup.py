@@ -439,3 +439,168 @@ def test_removal_summary_bad_inputs():
         removal_summary([(ok[0][:1], ok[1])], [0.1])
     with pytest.raises(ValueError, match=r"^eps_values"):
         removal_summary([ok], [1.0])
+
+
+# --- SemDeDup's keep order (hard / easy / random) -------------------------------------------
+
+
+def _centroid_sims(X, labels):
+    """Each row's cosine to its cluster's normalised mean (the role of dedup_assignments.centroid_sim)."""
+    k = labels.max() + 1
+    C = _unit(np.stack([X[labels == c].mean(axis=0) for c in range(k)]))
+    return np.einsum("ij,ij->i", X, C[labels]).astype(np.float32)
+
+
+def _semdedup_loop(X, labels, sims, eps, which_to_keep, shuffles=None):
+    """A small re-implementation of facebookresearch/SemDeDup: sort_clusters.py's
+    rank_within_cluster (Python's stable ``sorted`` by cosine distance to the centroid,
+    descending for keep_hard) and semdedup.py's per-cluster loop (random: the cluster list
+    shuffled; easy: the list reversed; then M = max(triu(S, 1), dim=0), drop M > 1 - eps)."""
+    remove = np.zeros(len(X), dtype=bool)
+    for c in np.unique(labels):
+        members = list(np.flatnonzero(labels == c))
+        cluster = sorted(((i, 1.0 - float(sims[i])) for i in members), key=lambda t: t[1], reverse=True)
+        if len(cluster) == 1:
+            continue
+        positions = list(range(len(cluster)))
+        if which_to_keep == "random":
+            positions = list(shuffles[c])
+        if which_to_keep == "easy":
+            positions = positions[::-1]
+        ids = [cluster[p][0] for p in positions]
+        E = X[ids].astype(np.float64)
+        S = E @ E.T
+        np.fill_diagonal(S, 0.0)
+        M = np.triu(S, 1).max(axis=0)
+        remove[ids] = M > float(np.float32(1 - eps))
+    return ~remove
+
+
+def test_keep_orders_on_a_constructed_cluster():
+    """One cluster around (1, 0): a (0.05 rad from the centroid), b (0.30 rad), d (-0.80 rad).
+    a ~ b (cosine 0.969), d far from both. earlier_row and easy keep a; hard keeps b, the
+    one farther from the centroid. A chain p ~ q ~ r (p !~ r) visited r, q, p by hard drops
+    q and p: a row is dropped for an earlier duplicate even when that one was dropped."""
+    from laionlab.dedup import keep_order_keys
+
+    def at(*angles):
+        return np.array([[np.cos(t), np.sin(t)] for t in angles], dtype=np.float32)
+
+    X, labels = at(0.05, 0.30, -0.80), np.zeros(3, dtype=np.int64)
+    sims = X[:, 0]  # cosine to the centroid (1, 0)
+    want = {"earlier_row": [True, False, True], "easy": [True, False, True], "hard": [False, True, True]}
+    for keep, expected in want.items():
+        keys = keep_order_keys(sims, keep)
+        assert dedup_keep(X, labels, eps=0.124, keys=keys).tolist() == expected, keep
+    X = at(0.0, 0.25, 0.5)  # threshold cos(0.3): p~q, q~r, p!~r
+    eps = 1 - float(np.cos(0.3))
+    assert dedup_keep(X, labels, eps=eps, keys=keep_order_keys(X[:, 0], "hard")).tolist() == [False, False, True]
+    assert dedup_keep(X, labels, eps=eps, keys=keep_order_keys(X[:, 0], "easy")).tolist() == [True, False, False]
+    # SemDeDup's grouping rule keeps one row per connected group: the first in the order
+    assert dedup_keep(X, labels, eps=eps, rule="semdedup", keys=keep_order_keys(X[:, 0], "hard")).tolist() == [
+        False,
+        False,
+        True,
+    ]
+
+
+@pytest.mark.parametrize("keep", ["hard", "easy", "random"])
+@pytest.mark.parametrize("eps", EPS_VALUES)
+def test_keep_order_matches_semdedups_own_loop(clustered, keep, eps):
+    from laionlab.dedup import keep_order_keys
+
+    X, labels = clustered
+    sims = _centroid_sims(X, labels)
+    assert len(np.unique(sims)) == len(sims)  # no ties: easy's reversed ties cannot matter
+    keys = keep_order_keys(sims, keep, seed=3)
+    shuffles = None
+    if keep == "random":
+        # the shuffle our keys make, written as SemDeDup's positions into its hard-sorted list
+        shuffles = {}
+        for c in np.unique(labels):
+            members = np.flatnonzero(labels == c)
+            hard = sorted(members, key=lambda i: 1.0 - float(sims[i]), reverse=True)
+            rank = {i: p for p, i in enumerate(hard)}
+            shuffles[c] = [rank[i] for i in members[np.argsort(keys[members], kind="stable")]]
+    want = _semdedup_loop(X, labels, sims, eps, keep, shuffles)
+    got = dedup_keep(X, labels, eps=eps, block_rows=7, keys=keys)
+    np.testing.assert_array_equal(got, want)
+    assert (~got).any() and got.any()
+    if keep != "random":  # the order matters here: a different row of some group survives
+        assert not np.array_equal(got, dedup_keep(X, labels, eps=eps, block_rows=7))
+
+
+def test_keep_order_keys_random_is_a_seeded_permutation_and_validates():
+    from laionlab.dedup import keep_order_keys
+
+    sims = np.linspace(0.5, 0.9, 50).astype(np.float32)
+    assert keep_order_keys(sims, "earlier_row") is None
+    np.testing.assert_array_equal(keep_order_keys(sims, "hard"), sims.astype(np.float64))
+    np.testing.assert_array_equal(keep_order_keys(sims, "easy"), -sims.astype(np.float64))
+    a, b = keep_order_keys(sims, "random", seed=1, stream=7), keep_order_keys(sims, "random", seed=1, stream=7)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, keep_order_keys(sims, "random", seed=1, stream=8))
+    with pytest.raises(ValueError, match=r"^keep"):
+        keep_order_keys(sims, "farthest")
+    with pytest.raises(ValueError, match=r"^centroid_sim"):
+        keep_order_keys(np.array([0.1, np.nan]), "hard")
+    X = _unit(np.ones((3, 4)))
+    with pytest.raises(ValueError, match=r"^keys"):
+        dedup_keep(X, np.zeros(3, dtype=int), keys=np.zeros(2))
+    with pytest.raises(ValueError, match=r"^rows_from"):
+        max_earlier_similarity(X, np.zeros(3, dtype=int), rows_from=1, keys=np.zeros(3))
+
+
+def _shards_with_keys(X, labels, keys):
+    from laionlab.dedup import ClusterShard, cluster_offsets
+
+    cuts = [0, 60, 61, 180, len(X)]
+    shards, shard_keys, rows = [], [], []
+    for a, b in zip(cuts, cuts[1:]):
+        order = a + np.argsort(labels[a:b], kind="stable")
+        shards.append(ClusterShard(X[order], cluster_offsets(labels[order], 5)))
+        shard_keys.append(keys[order])
+        rows.append(order)
+    return shards, shard_keys, rows
+
+
+@pytest.mark.parametrize("rule", ["seed", "semdedup"])
+@pytest.mark.parametrize("group_rows", [1, 37, 10_000])
+def test_dedup_shards_keep_order_across_shards_equals_the_whole_table(clustered, rule, group_rows):
+    """keys_across_shards: SemDeDup's order over all parts is the order on the concatenation."""
+    from laionlab.dedup import dedup_shards, keep_order_keys
+
+    X, labels = clustered
+    keys = keep_order_keys(_centroid_sims(X, labels), "hard")
+    shards, shard_keys, rows = _shards_with_keys(X, labels, keys)
+    got = dedup_shards(
+        shards, eps=0.124, rule=rule, block_rows=7, group_rows=group_rows, keys=shard_keys, keys_across_shards=True
+    )
+    cat = np.concatenate(rows)
+    want = dedup_keep(X[cat], labels[cat], eps=0.124, block_rows=7, rule=rule, keys=keys[cat])
+    np.testing.assert_array_equal(np.concatenate([k for k, _ in got]), want)
+    want_sim = max_earlier_similarity(X[cat], labels[cat], block_rows=7, keys=keys[cat])
+    np.testing.assert_allclose(np.concatenate([s for _, s in got]), want_sim, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"^from_shard"):
+        dedup_shards(shards, keys=shard_keys, keys_across_shards=True, from_shard=1)
+
+
+@pytest.mark.parametrize("from_shard", [0, 1, 3])
+def test_dedup_shards_keep_order_within_shards_is_incremental(clustered, from_shard):
+    """keys inside each shard (laion_dedup's keep order): earlier shards first, then the key,
+    i.e. the order of the composite key (shard, key); the last shards' flags alone equal
+    their slice of the whole."""
+    from laionlab.dedup import dedup_shards, keep_order_keys
+
+    X, labels = clustered
+    keys = keep_order_keys(_centroid_sims(X, labels), "hard")
+    shards, shard_keys, rows = _shards_with_keys(X, labels, keys)
+    got = dedup_shards(shards, eps=0.124, block_rows=7, group_rows=37, keys=shard_keys, from_shard=from_shard)
+    cat = np.concatenate(rows)
+    composite = np.concatenate([np.full(len(r), 10.0 * i) for i, r in enumerate(rows)]) + keys[cat]
+    want = dedup_keep(X[cat], labels[cat], eps=0.124, block_rows=7, keys=composite)
+    skip = sum(len(r) for r in rows[:from_shard])
+    np.testing.assert_array_equal(np.concatenate([k for k, _ in got]), want[skip:])
+    across = dedup_shards(shards, eps=0.124, block_rows=7, keys=shard_keys, keys_across_shards=True)
+    if from_shard == 0:  # the within-part order is not SemDeDup's order over all parts
+        assert not np.array_equal(np.concatenate([k for k, _ in across]), want)
