@@ -33,6 +33,7 @@ from laionlab.io.download import (
     download_part,
     fetched_contents,
     lost_by_shard,
+    redownload_failed,
 )
 from laionlab.io.lance import (
     ShrinkError,
@@ -127,6 +128,11 @@ def laion_metadata(context: AssetExecutionContext, source: LaionSource, files: F
 @profiled("laion_images")
 class LaionImagesConfig(Config):
     min_success_rate: float = Field(0.5, ge=0, le=1, description="download success rate below which the check warns")
+    retry_failed: bool = Field(
+        False,
+        description="fetch again only the samples the part's current download failed on (its successes are "
+        "kept, copied into the new version); without a current download, the whole part",
+    )
 
 
 @asset(
@@ -154,15 +160,10 @@ def laion_images(
     ):
         clip.validate()
     metadata = files.read_parquet("laion_metadata", f"{part}.parquet")
+    previous = files.current_version("laion_images", part) if files.has_version("laion_images", part) else None
     try:  # a second writer's commit would delete this one's version mid-download
         with files.new_version("laion_images", part) as version:
-            context.log.info(f"downloading {metadata.height} images of {part} into {version.uri}")
-            if downloader.ray_address:  # img2dataset's ray distributor on an existing cluster
-                from laionlab.distributed import ray_download_part
-
-                result = ray_download_part(metadata, version.uri, downloader.settings(), downloader.ray_address)
-            else:
-                result = download_part(metadata, version.uri, downloader.settings())
+            result = _download(context, metadata, version, downloader, previous if config.retry_failed else None)
             with library_errors():  # not one image: the version is dropped, the current one stays
                 failures = checked_failures(result, f"part {part!r}")
             version.write_parquet(result.status, STATUS_FILE)
@@ -185,6 +186,22 @@ def laion_images(
         data_version=data_version(context, fetched, upstream=[("laion_metadata", part)]),
         check_results=[_success_rate_check(result.success_rate, config)],
     )
+
+
+def _download(context, metadata: pl.DataFrame, version, downloader: Downloader, previous):
+    """The part's download into ``version``: only the samples ``previous`` (the current version,
+    when retry_failed is set) did not get, else every row; on Ray when the downloader names a cluster."""
+    settings = downloader.settings()
+    if previous is not None:
+        status = previous.read_parquet(STATUS_FILE)
+        context.log.info(f"retrying the {int((status['status'] != 'success').sum())} failed samples into {version.uri}")
+        return redownload_failed(metadata, status, previous.glob("*.tar"), version.uri, settings)
+    context.log.info(f"downloading {metadata.height} images into {version.uri}")
+    if downloader.ray_address:  # img2dataset's ray distributor on an existing cluster
+        from laionlab.distributed import ray_download_part
+
+        return ray_download_part(metadata, version.uri, settings, downloader.ray_address)
+    return download_part(metadata, version.uri, settings)
 
 
 def _failure_metadata(status: pl.DataFrame, metadata: pl.DataFrame, files: FileStore, part: str) -> dict:

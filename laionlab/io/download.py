@@ -331,6 +331,50 @@ def download_part(metadata: pl.DataFrame, output_folder: str, settings: Download
         return _run_img2dataset(metadata, out, settings, Path(work), all_uids, blocked)
 
 
+def redownload_failed(
+    metadata: pl.DataFrame,
+    previous_status: pl.DataFrame,
+    previous_shards: list[str],
+    output_folder: str,
+    settings: DownloadSettings,
+) -> DownloadResult:
+    """Fetch again only the rows a part's earlier download did not get; keep the rest as it was.
+
+    ``previous_status``/``previous_shards``: the committed download of the part (its
+    ``status.parquet`` and ``*.tar``). Its shards are copied into ``output_folder`` unchanged
+    (no image is fetched twice); the rows whose status is not ``success`` (and rows of
+    ``metadata`` it lacks) go through :func:`download_part` into a sub-folder whose shards then
+    join the others as ``retry<n>-<shard>.tar``, their keys prefixed alike (so a key still starts
+    with its shard's name). The returned status has every row of ``metadata``: the earlier
+    successes as they were, the retried rows with their new status, and ``attempts`` (how many
+    downloads each row has been through: 1 before the first retry).
+    """
+    if {"uid", "status"} - set(previous_status.columns):
+        raise ValueError("previous_status: expected the part's status table (uid, status, ...)")
+    attempts = pl.col("attempts") if "attempts" in previous_status.columns else pl.lit(1)
+    previous = previous_status.with_columns(attempts.cast(pl.Int32).alias("attempts"))
+    kept = previous.filter(pl.col("status") == "success")
+    retry = metadata.filter(~pl.col("uid").is_in(kept["uid"].implode()))
+    attempt = int(previous["attempts"].max() or 1) + 1
+    prefix = f"retry{attempt}-"
+    out = files.local_path(output_folder) or output_folder
+    files.makedirs(out)
+    for shard in previous_shards:
+        files.copy(shard, files.join(out, shard.rsplit("/", 1)[-1]))
+    log.info("re-downloading %d of %d rows (attempt %d); %d kept", retry.height, metadata.height, attempt, kept.height)
+    sub = files.join(out, f"_{prefix.rstrip('-')}")
+    result = download_part(retry, sub, settings) if retry.height else DownloadResult(retry.select("uid"), [], 0.0)
+    for shard in result.shards:
+        files.move(shard, files.join(out, prefix + shard.rsplit("/", 1)[-1]))
+    files.remove(sub)
+    fresh = result.status.with_columns(pl.lit(attempt, pl.Int32).alias("attempts"))
+    if "key" in fresh.columns:
+        fresh = fresh.with_columns((pl.lit(prefix) + pl.col("key")).alias("key"))
+    status = pl.concat([kept, fresh], how="diagonal_relaxed")
+    status = metadata.select("uid").join(status, on="uid", how="left")  # the part's row order
+    return DownloadResult(status=status, shards=files.list_files(out, "*.tar"), seconds=result.seconds)
+
+
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)

@@ -249,6 +249,18 @@ def remove(uri: str) -> None:
         fs.rm(path, recursive=True)
 
 
+def copy(src: str, dst: str) -> None:
+    """Copy the file ``src`` to ``dst`` (same filesystem: a server-side copy on object stores)."""
+    fs, path = _fs(src)
+    fs.copy(path, _fs(dst)[1])
+
+
+def move(src: str, dst: str) -> None:
+    """Rename the file ``src`` to ``dst`` (same filesystem)."""
+    fs, path = _fs(src)
+    fs.mv(path, _fs(dst)[1])
+
+
 def size(uri: str) -> int:
     """The size of a file in bytes."""
     fs, path = _fs(uri)

@@ -421,3 +421,27 @@ def test_a_second_run_downloading_the_same_part_says_another_run_is_writing_it(i
     assert "another run is downloading this part" in error and f"pid {os.getpid()}" in error
     assert images_dir(resources["files"], part) == committed
     assert run([laion_images], resources, instance, part).success  # once it is free
+
+
+def test_retry_failed_keeps_the_successes_and_fetches_only_the_failures(tmp_path, demo):
+    """laion_images with retry_failed: the demo's failures (missing/corrupt files) are tried
+    again, every earlier success is kept as it was, and the part's rows all have a status."""
+    resources = make_resources(tmp_path / "lab", str(Path(demo.root) / "laion_parts"))
+    part, instance = demo.parts[0], instance_with_parts([demo.parts[0]])
+    assert run([laion_metadata, laion_images], resources, instance, part).success
+    first = pl.read_parquet(next(Path(resources["files"].path("laion_images", part)).glob("v-*/status.parquet")))
+    failed = first.filter(pl.col("status") != "success")["uid"].to_list()
+    assert failed  # the demo has undownloadable rows
+    config = {"ops": {"laion_images": {"config": {"retry_failed": True}}}}
+    result = run([laion_images], resources, instance, part, run_config=config)
+    assert result.success
+    current = resources["files"].current_version("laion_images", part)
+    second = current.read_parquet("status.parquet")
+    assert second["uid"].to_list() == first["uid"].to_list()
+    attempts = dict(zip(second["uid"], second["attempts"]))
+    assert {u for u, a in attempts.items() if a == 2} == set(failed)
+    kept = first.filter(pl.col("status") == "success")
+    assert second.filter(pl.col("uid").is_in(kept["uid"].implode())).select(kept.columns).equals(kept)
+    shards = [Path(s).name for s in current.glob("*.tar")]
+    assert set(shards) >= {Path(s).name for s in Path(resources["files"].path("laion_images", part)).glob("v-*/0*.tar")}
+    assert result.asset_materializations_for_node("laion_images")[0].metadata["successes"].value >= kept.height
