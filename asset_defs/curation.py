@@ -9,13 +9,13 @@ DataComp's; every threshold is config. The deviations are in :mod:`laionlab.cura
 """
 
 import polars as pl
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from asset_defs.errors import library_errors
 from asset_defs.ingest import EMBEDDINGS_TABLE, STATUS_FILE, laion_embeddings, laion_images, laion_metadata
 from asset_defs.lineage import require_same_params
-from asset_defs.metadata import bar_plot, histogram, markdown_table
+from asset_defs.metadata import bar_plot, heatmap, histogram, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import require_one_model
@@ -242,4 +242,92 @@ def _selection_metadata(counts: pl.DataFrame, parts: list[str], files: FileStore
     }
 
 
-assets = [datacomp_flags, datacomp_selection]
+# --- curation_agreement ----------------------------------------------------------------------
+
+# method -> (the asset folder holding its per-part keep flags, the flag column; None: the file
+# lists the rows it drops). Read as files: the producing modules are not imported.
+AGREEMENT_SOURCES: dict[str, tuple[str, str | None]] = {
+    "datacomp_basic": ("datacomp_flags", "basic"),
+    "datacomp_clip_threshold": ("datacomp_flags", "clip_score_threshold"),
+    "datacomp_laion2b": ("datacomp_flags", "laion2b"),
+    "datacomp_text": ("datacomp_flags", "text_based"),
+    "seed004_dedup": ("laion_dedup", "keep"),
+    "dbp": ("dbp_selection", "kept"),
+    "metaclip_cap": ("concept_balanced", "keep"),
+    "exact_dedup": ("exact_duplicates", None),
+}
+
+
+@profiled("curation_agreement")
+class AgreementConfig(Config):
+    methods: list[str] = Field(
+        list(AGREEMENT_SOURCES),
+        description=f"methods compared (a method without results for every part is left out): "
+        f"{', '.join(AGREEMENT_SOURCES)}",
+    )
+
+
+def _method_flags(files: FileStore, method: str, part: str) -> pl.DataFrame | None:
+    """uid, keep of ``method`` on ``part`` from its stored results; None when it has none."""
+    folder, column = AGREEMENT_SOURCES[method]
+    if not files.exists(folder, f"{part}.parquet"):
+        return None
+    if column is None:  # exact_duplicates lists the copies: every other row is kept
+        copies = files.read_parquet(folder, f"{part}.parquet", columns=["uid"])
+        return copies.with_columns(pl.lit(False).alias("keep"))
+    return files.read_parquet(folder, f"{part}.parquet", columns=["uid", column]).rename({column: "keep"})
+
+
+def _agreement_metadata(stats, missing: list[str], files: FileStore) -> dict:
+    return {
+        "rows_compared": stats.rows,
+        "methods_left_out (no results for every part)": ", ".join(missing) or "none",
+        "kept": markdown_table(stats.kept_table()),
+        "pairs": markdown_table(stats.pairs_table()),
+        "jaccard_heatmap": heatmap(
+            stats.matrix(),
+            stats.methods,
+            "Jaccard of the kept sets (rows of the embedded pool)",
+            files.path("curation_agreement", "jaccard.png"),
+        ),
+    }
+
+
+@asset(
+    group_name=GROUP,
+    deps=[
+        every_partition(datacomp_flags),
+        every_partition(AssetKey("laion_dedup")),
+        AssetKey("dbp_selection"),
+        every_partition(AssetKey("concept_balanced")),
+        every_partition(AssetKey("exact_duplicates")),
+    ],
+    kinds={"parquet"},
+    description="Which rows each curation method keeps on the same rows (the embedded pool): counts per method "
+    "and, for every pair, the overlap and Jaccard of their kept sets, accumulated part by part.",
+)
+def curation_agreement(context: AssetExecutionContext, config: AgreementConfig, files: FileStore) -> MaterializeResult:
+    from laionlab.curation.agreement import Agreement
+
+    unknown = sorted(set(config.methods) - set(AGREEMENT_SOURCES))
+    if unknown:
+        raise Failure(f"curation_agreement: unknown methods {unknown}; known: {', '.join(AGREEMENT_SOURCES)}")
+    parts = registered(context, laion_part)
+    has = {m: all(files.exists(AGREEMENT_SOURCES[m][0], f"{p}.parquet") for p in parts) for m in config.methods}
+    methods = [m for m in config.methods if has[m]]
+    pool_ready = all(files.exists("datacomp_flags", f"{p}.parquet") for p in parts)  # the rows compared
+    if not pool_ready or len(methods) < 2:
+        raise Failure(
+            f"curation_agreement: needs datacomp_flags and two methods with results for every part ({methods})"
+        )
+    stats = Agreement(methods)
+    for part in parts:  # one part's flags at a time
+        pool = files.read_parquet("datacomp_flags", f"{part}.parquet", columns=["uid", "no_filter"])
+        stats.add_part(pool.filter(pl.col("no_filter"))["uid"], {m: _method_flags(files, m, part) for m in methods})
+    files.write_parquet(stats.kept_table(), "curation_agreement", "kept.parquet")
+    files.write_parquet(stats.pairs_table(), "curation_agreement", "pairs.parquet")
+    missing = [m for m in config.methods if m not in methods]
+    return MaterializeResult(metadata={**params_metadata(config), **_agreement_metadata(stats, missing, files)})
+
+
+assets = [datacomp_flags, datacomp_selection, curation_agreement]

@@ -74,6 +74,31 @@ def bar_plot(labels: list[str], values: list[float], title: str, ylabel: str, pa
     return png_markdown(fig, path)
 
 
+def heatmap(matrix, labels: list[str], title: str, path: str | None = None) -> MetadataValue:
+    """A square matrix of values in [min(0, min), 1] with its labels and the values written in
+    the cells; the title as a wrapped figure title (an axes title is cut by the colour bar)."""
+    import textwrap
+
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    side = max(3.5, 1.2 + 0.6 * len(labels))
+    fig, ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")
+    im = ax.imshow(matrix, vmin=min(0.0, float(np.nanmin(matrix))), vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", rotation_mode="anchor", fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.suptitle("\n".join(textwrap.wrap(title, int(9 * (side + 1.0)))), fontsize=9)
+    return png_markdown(fig, path)
+
+
 def line_plot(
     x: list,
     series: dict[str, list],

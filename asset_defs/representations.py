@@ -26,7 +26,7 @@ from pydantic import Field
 
 from asset_defs.errors import library_errors
 from asset_defs.lineage import data_version
-from asset_defs.metadata import bar_plot, line_plot, markdown_table, png_markdown
+from asset_defs.metadata import bar_plot, heatmap, line_plot, markdown_table
 from asset_defs.partitions import dataset, every_partition, model, registered, same_dataset
 from asset_defs.profile import params_metadata, profiled
 from laionlab.io.digest import fingerprint
@@ -188,28 +188,6 @@ def _metric_options(config: SimilarityConfig, metric: str) -> dict:
     raise Failure(f"unknown metric {metric!r}; use linear_cka, rbf_cka or rsa")
 
 
-def _heatmap(matrix: np.ndarray, labels: list[str], title: str, path: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import textwrap
-
-    import matplotlib.pyplot as plt
-
-    side = max(3.5, 1.2 + 0.6 * len(labels))
-    fig, ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")
-    im = ax.imshow(matrix, vmin=min(0.0, float(np.nanmin(matrix))), vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", rotation_mode="anchor", fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w")
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    # a figure title, wrapped to the figure's width: an axes title is cut by the colour bar
-    fig.suptitle("\n".join(textwrap.wrap(title, int(9 * (side + 1.0)))), fontsize=9)
-    return png_markdown(fig, path)
-
-
 @asset(
     partitions_def=dataset,
     group_name=GROUP,
@@ -238,7 +216,7 @@ def representation_similarity(
         with library_errors(f"{metric} on {data!r}"):
             _, M = similarity_matrix(feats, metric, **kw)
         out[metric] = M
-        plots[f"{metric}_heatmap"] = _heatmap(
+        plots[f"{metric}_heatmap"] = heatmap(
             M, names, f"{metric} on {data}", files.path("representation_similarity", data, f"{metric}.png")
         )
         plots[f"{metric}_table"] = markdown_table(
@@ -299,7 +277,7 @@ def similarity_consistency(
     plots = {}
     for metric in result.metrics:
         M = consistency_matrix(result.table, datasets, metric)
-        plots[f"{metric}_heatmap"] = _heatmap(
+        plots[f"{metric}_heatmap"] = heatmap(
             M, datasets, f"consistency (Spearman) of {metric}", files.path("similarity_consistency", f"{metric}.png")
         )
     return MaterializeResult(

@@ -130,3 +130,46 @@ def test_selection_refuses_missing_parts_and_mixed_parameters(curated, demo):
     assert not result.success and "different parameters" in _error(result) and "clip_threshold=0.3" in _error(result)
     # the module's files as the other tests left them
     assert run([datacomp_flags], resources, mixed, demo.parts[0], run_config=_ops("datacomp_flags")).success
+
+
+def test_agreement_counts_and_jaccard_over_the_parts(curated, demo, monkeypatch):
+    """curation_agreement on DataComp's flags plus a constructed method (read from its own
+    folder): counts and Jaccard equal set arithmetic over the pool; a method without results
+    is left out and named."""
+    from asset_defs import curation
+    from asset_defs.curation import curation_agreement
+
+    resources, instance = curated
+    files = resources["files"]
+    monkeypatch.setitem(curation.AGREEMENT_SOURCES, "every_third", ("agreement_test_flags", "keep"))
+    kept = {}
+    for part in demo.parts:
+        flags = files.read_parquet("datacomp_flags", f"{part}.parquet")
+        pool = flags.filter(pl.col("no_filter"))
+        every_third = pool.select("uid").with_columns((pl.int_range(pl.len()) % 3 == 0).alias("keep"))
+        files.write_parquet(every_third, "agreement_test_flags", f"{part}.parquet")
+        for name, column in (("basic", "basic"), ("laion2b", "laion2b")):
+            kept.setdefault(name, set()).update(pool.filter(pl.col(column))["uid"])
+        kept.setdefault("every_third", set()).update(every_third.filter(pl.col("keep"))["uid"])
+    config = {
+        "ops": {
+            "curation_agreement": {
+                "config": {"methods": ["datacomp_basic", "datacomp_laion2b", "every_third", "exact_dedup"]}
+            }
+        }
+    }
+    result = run([curation_agreement], resources, instance, None, run_config=config)
+    assert result.success
+    pairs = files.read_parquet("curation_agreement", "pairs.parquet")
+    a, b, c = kept["basic"], kept["laion2b"], kept["every_third"]
+    expected = {
+        ("datacomp_basic", "datacomp_laion2b"): (a, b),
+        ("datacomp_basic", "every_third"): (a, c),
+        ("datacomp_laion2b", "every_third"): (b, c),
+    }
+    for row in pairs.iter_rows(named=True):
+        x, y = expected[(row["a"], row["b"])]
+        assert (row["both"], row["either"]) == (len(x & y), len(x | y))
+        assert row["jaccard"] == pytest.approx(len(x & y) / len(x | y), abs=1e-4)
+    metadata = result.asset_materializations_for_node("curation_agreement")[0].metadata
+    assert "exact_dedup" in metadata["methods_left_out (no results for every part)"].value
