@@ -375,6 +375,32 @@ def redownload_failed(
     return DownloadResult(status=status, shards=files.list_files(out, "*.tar"), seconds=result.seconds)
 
 
+# img2dataset was seen (once, on a 2-core host at load 8) to write every shard and its stats and
+# then hang in its process pool's shutdown: give it this long after the last stats file
+STUCK_AFTER_DONE_S = 60.0
+
+
+def _wait_img2dataset(proc: subprocess.Popen, out: str, shards: int, timeout_s: float | None) -> bool:
+    """Wait for the img2dataset process: True when it exits by itself; False when every input
+    shard's ``*_stats.json`` (written after the shard's tar and parquet are complete) has been
+    there for :data:`STUCK_AFTER_DONE_S` seconds and it still runs (the caller kills it and uses
+    the outputs). ``subprocess.TimeoutExpired`` after ``timeout_s`` (None: no limit)."""
+    start, done_since = time.monotonic(), None
+    while True:
+        try:
+            proc.wait(timeout=1.0)
+            return True
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if timeout_s is not None and now - start > timeout_s:
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        if done_since is None and len(files.list_files(out, "*_stats.json")) >= shards:
+            done_since = now
+        if done_since is not None and now - done_since > STUCK_AFTER_DONE_S:
+            return False
+
+
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -411,8 +437,19 @@ def _run_img2dataset(
             stderr=err_file,
             start_new_session=True,
         )
+        shards = -(-metadata.height // settings.number_sample_per_shard)
         try:
-            proc.wait(timeout=settings.process_timeout_s)
+            exited = _wait_img2dataset(proc, out, shards, settings.process_timeout_s)
+            if not exited:
+                log.warning(
+                    "img2dataset wrote all %d shard(s) of %s but did not exit within %.0f s; killed it and its "
+                    "workers (its outputs are complete)",
+                    shards,
+                    out,
+                    STUCK_AFTER_DONE_S,
+                )
+                _kill_group(proc.pid)
+                proc.wait()
         except subprocess.TimeoutExpired:
             _kill_group(proc.pid)
             proc.wait()
@@ -426,7 +463,7 @@ def _run_img2dataset(
     seconds = time.perf_counter() - start
     for line in stdout.splitlines()[-20:]:
         log.info("img2dataset: %s", line)
-    if proc.returncode != 0:
+    if exited and proc.returncode != 0:
         raise RuntimeError(
             f"img2dataset failed (exit {proc.returncode}) for {metadata.height} rows into {out}:\n" + stderr[-3000:]
         )

@@ -82,3 +82,29 @@ def test_retry_fetches_only_the_failed_samples(server, tmp_path):
     third = redownload_failed(meta, second.status, second.shards, str(tmp_path / "v3"), settings)
     assert STATE["requests"] == ["/gone0.jpg"] and third.successes == 12
     assert dict(zip(third.status["uid"], third.status["attempts"]))["p:000000012"] == 3
+
+
+def test_a_finished_img2dataset_that_hangs_on_exit_is_killed_and_its_outputs_used(tmp_path, monkeypatch):
+    """Seen once under load: img2dataset wrote its shard and stats, then hung in its pool's
+    shutdown. Once every shard's stats file is there for STUCK_AFTER_DONE_S, the wait gives up
+    (the caller kills the process group); while a shard is missing it keeps waiting."""
+    import subprocess
+    import sys
+    import time
+
+    from laionlab.io import download
+
+    monkeypatch.setattr(download, "STUCK_AFTER_DONE_S", 1.0)
+    hang = "import pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text('{}'); time.sleep(120)"
+    proc = subprocess.Popen([sys.executable, "-c", hang, str(tmp_path / "00000_stats.json")], start_new_session=True)
+    try:
+        start = time.monotonic()
+        assert download._wait_img2dataset(proc, str(tmp_path), 1, None) is False
+        assert time.monotonic() - start < 30
+        with pytest.raises(subprocess.TimeoutExpired):  # two shards expected, one written: no early exit
+            download._wait_img2dataset(proc, str(tmp_path), 2, 3.0)
+    finally:
+        download._kill_group(proc.pid)
+        proc.wait()
+    quick = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert download._wait_img2dataset(quick, str(tmp_path / "none"), 1, None) is True
