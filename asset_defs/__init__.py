@@ -3,13 +3,15 @@ parts and the reference datasets; readers.py; partitions, profile, lineage, meta
 module per paper's pipeline (visual_world, train_test_similarity, laionet, retrieval,
 representations) or curation step (duplicates: exact duplicate images; curation: DataComp's
 filtering baselines; concept_balance: MetaCLIP's per-concept cap; density_pruning: DBP over the
-dedup clusters), which import the first floor and never each other."""
+dedup clusters; exports: curated subsets for training and peers, takedowns), which import the first
+floor and never each other."""
 
 from asset_defs import (
     concept_balance,
     curation,
     density_pruning,
     duplicates,
+    exports,
     ingest,
     laionet,
     representations,
@@ -36,6 +38,7 @@ all_assets = with_code_versions(
             *concept_balance.assets,
             *curation.assets,
             *density_pruning.assets,
+            *exports.assets,
         ]
     )
 )
@@ -51,6 +54,7 @@ __all__ = [
     "dataset",
     "density_pruning",
     "duplicates",
+    "exports",
     "ingest",
     "laion_part",
     "laionet",

@@ -7,7 +7,13 @@ backfills, automation, staleness — resolves which upstream partitions a partit
 
 import warnings
 
-from dagster import AllPartitionMapping, AssetDep, DynamicPartitionsDefinition, MultiToSingleDimensionPartitionMapping
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    DynamicPartitionsDefinition,
+    MultiToSingleDimensionPartitionMapping,
+    StaticPartitionsDefinition,
+)
 
 # One key per LAION metadata file (its stem, e.g. part-00017); added by laion_parts_sensor.
 laion_part = DynamicPartitionsDefinition(name="laion_part")
@@ -22,6 +28,13 @@ target = DynamicPartitionsDefinition(name="target")
 # One key per model of the catalog's `models:` section (seed 002); synced by
 # reference_datasets_sensor. model_features and probe_scores are partitioned by model × dataset.
 model = DynamicPartitionsDefinition(name="model")
+
+# One key per curated subset that subset_export writes (asset_defs/exports.py): LAIONet, the rows
+# laion_dedup / dbp_selection / concept_balanced keep, and each of DataComp's exported filters.
+DATACOMP_SUBSETS = ("basic", "clip_score_threshold", "laion2b", "text_based", "clip_score_top_fraction", "intersection")
+subset = StaticPartitionsDefinition(
+    ["laionet", "laion_dedup_kept", "dbp_kept", "concept_balanced", *(f"datacomp_{f}" for f in DATACOMP_SUBSETS)]
+)
 
 
 def every_partition(asset) -> AssetDep:

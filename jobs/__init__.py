@@ -6,6 +6,7 @@
 - dataset_analysis_job: per `dataset`, the analyses of one dataset;
 - target_job: per `target`, SWAT retrieval (synonyms → matches → images → samples);
 - model_job: per model × dataset, features and linear probe (seed 002);
+- export_job: per `subset`, a curated subset's exports (img2dataset, webdataset, DataComp ids);
 - analysis_job: the cross-partition assets (classifier, clusters, coverage...), unpartitioned;
 - part_checks_job: only the includes_every_part checks (no asset is rebuilt);
 - lance_maintenance_job (maintenance.py): compaction and index upkeep of the LanceDB tables.
@@ -15,7 +16,7 @@ from dagster import AssetSelection, define_asset_job
 
 from asset_defs import all_assets, all_checks
 from asset_defs.ingest import laion_embeddings, laion_images, laion_metadata, reference_embeddings
-from asset_defs.partitions import dataset, laion_part, target
+from asset_defs.partitions import dataset, laion_part, subset, target
 from asset_defs.representations import model_dataset
 
 
@@ -81,8 +82,16 @@ analysis_job = define_asset_job(
     - _partitioned_by(laion_part)
     - _partitioned_by(dataset)
     - _partitioned_by(target)
+    - _partitioned_by(subset)
     - _partitioned_by(model_dataset),
     description="The cross-partition assets over all parts and datasets.",
+)
+
+export_job = define_asset_job(
+    "export_job",
+    selection=_partitioned_by(subset),
+    partitions_def=subset,
+    description="One curated subset exported for training and for peers (img2dataset, webdataset, DataComp ids).",
 )
 
 part_checks_job = define_asset_job(
@@ -104,6 +113,7 @@ all_jobs = [
     dataset_analysis_job,
     target_job,
     model_job,
+    export_job,
     analysis_job,
     lance_maintenance_job,
 ]
@@ -111,6 +121,7 @@ all_jobs = [
 __all__ = [
     "all_jobs",
     "analysis_job",
+    "export_job",
     "lance_maintenance_job",
     "part_checks_job",
     "dataset_analysis_job",

@@ -32,6 +32,7 @@ DATA_ASSETS = {
     "caption_search_index": "a LanceDB full-text index of captions",
     "retrieved_images": "downloaded and embedded images of matched rows",
     "model_features": "features of one model on one dataset",
+    "subset_export": "a curated subset written as img2dataset parquet, webdataset shards and DataComp ids",
 }
 
 

@@ -39,9 +39,12 @@ class ShardImage:
         return int(w) * int(h)
 
 
-def iter_shard_images(shards: Sequence[str | Path], uids: Collection[str] | None = None) -> Iterator[ShardImage]:
-    """Yield the samples of ``shards`` (all, or only those whose uid is in ``uids``), in shard
-    order. A sample whose image cannot be decoded is logged and skipped, never raised."""
+def iter_shard_samples(
+    shards: Sequence[str | Path], uids: Collection[str] | None = None
+) -> Iterator[tuple[str, dict[str, bytes], dict]]:
+    """Yield ``(uid, files, meta)`` of each sample of ``shards`` that has a json with a uid
+    (all, or only those in ``uids``), in shard order: ``files`` maps extension to the stored
+    bytes (nothing decoded), ``meta`` is the parsed json. One sample is held at a time."""
     wanted = None if uids is None else set(uids)
     for shard in shards:
         for files in _samples(shard):
@@ -51,17 +54,24 @@ def iter_shard_images(shards: Sequence[str | Path], uids: Collection[str] | None
             uid = meta.get("uid")
             if uid is None or (wanted is not None and str(uid) not in wanted):
                 continue
-            data = next((files[e] for e in IMAGE_EXTENSIONS if e in files), None)
-            if data is None:
-                continue
-            try:
-                image = Image.open(io.BytesIO(data))
-                image.load()
-            except Exception as exn:  # noqa: BLE001 - a corrupt image is skipped and logged
-                log.warning("skipping %s in %s: %s", uid, shard, exn)
-                continue
-            caption = files["txt"].decode("utf-8") if "txt" in files else None
-            yield ShardImage(str(uid), image, caption, meta)
+            yield str(uid), files, meta
+
+
+def iter_shard_images(shards: Sequence[str | Path], uids: Collection[str] | None = None) -> Iterator[ShardImage]:
+    """Yield the samples of ``shards`` (all, or only those whose uid is in ``uids``), in shard
+    order. A sample whose image cannot be decoded is logged and skipped, never raised."""
+    for uid, files, meta in iter_shard_samples(shards, uids):
+        data = next((files[e] for e in IMAGE_EXTENSIONS if e in files), None)
+        if data is None:
+            continue
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except Exception as exn:  # noqa: BLE001 - a corrupt image is skipped and logged
+            log.warning("skipping %s in %s: %s", uid, meta.get("key"), exn)
+            continue
+        caption = files["txt"].decode("utf-8") if "txt" in files else None
+        yield ShardImage(uid, image, caption, meta)
 
 
 def _samples(shard: str | Path) -> Iterator[dict[str, bytes]]:

@@ -1,0 +1,226 @@
+"""Exports of a subset (laionlab/export.py): img2dataset downloads the parquet, open_clip's
+webdataset keys read the shards back, DataComp's ids round-trip, a takedown list disappears."""
+
+import functools
+import http.server
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from laionlab.curation.datacomp import UID_DTYPE, datacomp_uids, uid_hex
+from laionlab.export import (
+    RemovalList,
+    export_subset,
+    listed_rows,
+    read_removal_list,
+    subset_frame,
+    takedown_table,
+)
+from laionlab.io.download import DownloadSettings, download_part
+from laionlab.io.metadata import read_part
+from laionlab.io.shards import iter_shard_images
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory, demo):
+    """Two demo parts downloaded by img2dataset: part → (metadata, status, shards)."""
+    root = tmp_path_factory.mktemp("downloaded")
+    settings = DownloadSettings(processes_count=1, thread_count=4, image_size=32, allowed_file_roots=(demo.root,))
+    out = {}
+    for part in demo.parts[:2]:
+        meta = read_part(str(Path(demo.root) / "laion_parts" / f"{part}.parquet"), part)
+        result = download_part(meta, str(root / part), settings)
+        out[part] = (meta, result.status, result.shards)
+    return out
+
+
+def _readers(parts):
+    return (lambda p: parts[p][0], lambda p: parts[p][1], lambda p: parts[p][2])
+
+
+def _subset(parts) -> pl.DataFrame:
+    """Every other row of both parts (the broken rows among them or not)."""
+    uids = [u for meta, _, _ in parts.values() for u in meta["uid"].to_list()[::2]]
+    return subset_frame(uids)
+
+
+def _successes(parts, uids) -> set[str]:
+    ok = pl.concat([s for _, s, _ in parts.values()]).filter(pl.col("status") == "success")["uid"]
+    return set(uids) & set(ok.to_list())
+
+
+def _captions(parts) -> dict[str, str]:
+    meta = pl.concat([m for m, _, _ in parts.values()])
+    return dict(zip(meta["uid"].to_list(), meta["TEXT"].fill_null("").to_list()))
+
+
+def _webdataset(shards) -> list[tuple]:
+    import webdataset as wds
+
+    dataset = wds.WebDataset(shards, shardshuffle=False).decode("pil")
+    return list(dataset.to_tuple("jpg;png;jpeg;webp", "txt", "json"))
+
+
+def test_webdataset_shards_give_back_the_subsets_images_and_captions(tmp_path, parts):
+    import webdataset as wds
+
+    subset = _subset(parts)
+    summary = export_subset(subset, *_readers(parts), str(tmp_path / "out"), ["webdataset"], samples_per_shard=7)
+    expected = _successes(parts, subset["uid"].to_list())
+    assert summary.exported == {"webdataset": len(expected)}
+    assert summary.missing_images == subset.height - len(expected) > 0  # the broken rows have no image
+    assert len(summary.shards) == -(-len(expected) // 7)
+    samples = _webdataset(summary.shards)
+    by_uid = {info["uid"]: (image, text) for image, text, info in samples}
+    assert len(samples) == len(by_uid) and set(by_uid) == expected
+    captions = _captions(parts)
+    assert all(text == captions[uid] for uid, (_, text) in by_uid.items())
+    originals = {s.uid: s.image for _, _, shards in parts.values() for s in iter_shard_images(shards, expected)}
+    for uid, (image, _) in by_uid.items():
+        assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(originals[uid].convert("RGB")))
+    # open_clip's pipeline: the brace pattern of --train-data, its keys, (image, text) pairs
+    pairs = list(
+        wds.WebDataset(summary.train_data, shardshuffle=False).decode("pil").to_tuple("jpg;png;jpeg;webp", "txt")
+    )
+    assert len(pairs) == len(expected) and all(isinstance(t, str) for _, t in pairs)
+    rows = pl.read_parquet(summary.paths["rows"])
+    assert rows.filter(pl.col("key").is_not_null()).height == len(expected)
+
+
+def test_the_img2dataset_parquet_downloads_with_img2dataset(tmp_path, parts, demo):
+    """The parquet's URLs rewritten to a loopback server (img2dataset fetches them over HTTP)."""
+    part = next(iter(parts))
+    images = Path(demo.root) / "images" / part
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(images))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    meta = parts[part][0].head(12).with_columns(pl.col("URL").str.replace(r"^.*/", base))
+    served = {part: (meta, parts[part][1], parts[part][2])}
+    summary = export_subset(subset_frame(meta["uid"]), *_readers(served), str(tmp_path / "out"), ["img2dataset"])
+    frame = pl.read_parquet(summary.paths["img2dataset"])
+    assert frame.columns == ["url", "caption", "uid"] and frame.height == 12
+    kwargs = dict(
+        url_list=summary.paths["img2dataset"], input_format="parquet", url_col="url", caption_col="caption",
+        save_additional_columns=["uid"], output_format="webdataset", output_folder=str(tmp_path / "dl"),
+        processes_count=1, thread_count=2, image_size=32, timeout=5, enable_wandb=False,
+    )  # fmt: skip
+    code = f"from img2dataset import download; download(**{kwargs!r})"
+    try:
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+    finally:
+        server.shutdown()
+    got = {}
+    for shard in sorted((tmp_path / "dl").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json"):
+                    info = json.load(tar.extractfile(m))
+                    got[info["uid"]] = info["caption"]
+    ok = parts[part][1].filter(pl.col("status") == "success")["uid"].to_list()
+    assert set(got) == set(meta["uid"]) & set(ok) and len(got) >= 9  # the broken rows fail again
+    captions = _captions(parts)
+    assert all(caption == captions[uid] for uid, caption in got.items())
+
+
+def test_datacomp_ids_round_trip(tmp_path, parts):
+    subset = _subset(parts)
+    summary = export_subset(subset, *_readers(parts), str(tmp_path / "out"), ["datacomp"])
+    ids = np.load(summary.paths["datacomp"])
+    assert ids.dtype == UID_DTYPE and len(ids) == subset.height == summary.exported["datacomp"]
+    assert np.array_equal(ids, np.sort(ids))
+    assert np.array_equal(ids, datacomp_uids(uid_hex(subset["uid"])))
+    mapping = pl.read_parquet(Path(summary.paths["datacomp"]).with_suffix(".parquet"))
+    back = {(int(h[:16], 16), int(h[16:], 16)): u for u, h in zip(mapping["uid"], mapping["uid_hex"])}
+    assert sorted(back[tuple(int(v) for v in pair)] for pair in ids.tolist()) == subset["uid"].to_list()
+
+
+def _takedowns(parts, subset) -> tuple[list[str], list[str]]:
+    """10 downloaded uids of the subset, and the removal list naming them: 4 by uid, 3 by
+    URL, 3 by the sha256 of the downloaded bytes."""
+    status = pl.concat([s for _, s, _ in parts.values()])
+    meta = pl.concat([m for m, _, _ in parts.values()])
+    ok = status.filter(pl.col("status") == "success").join(subset, on="uid", how="semi").sort("uid")
+    picked = ok["uid"].to_list()[1:20:2]
+    url = dict(zip(meta["uid"], meta["URL"]))
+    sha = dict(zip(status["uid"], status["sha256"]))
+    items = [*picked[:4], *(url[u] for u in picked[4:7]), *(sha[u].upper() for u in picked[7:])]
+    return picked, items
+
+
+def test_a_removal_list_disappears_from_every_output_and_the_report_names_it(tmp_path, parts):
+    subset = _subset(parts)
+    picked, items = _takedowns(parts, subset)
+    assert len(picked) == 10
+    listing = tmp_path / "takedowns.txt"
+    listing.write_text("# takedown requests\n" + "\n".join(items) + "\n\n")
+    removal = read_removal_list(str(listing))
+    assert (len(removal.uids), len(removal.urls), len(removal.sha256)) == (4, 3, 3)
+    summary = export_subset(subset, *_readers(parts), str(tmp_path / "out"), samples_per_shard=5, removal=removal)
+    removed = summary.removed
+    assert sorted(removed["uid"]) == sorted(picked)
+    assert removed["matched_by"].value_counts().sort("matched_by").rows() == [("sha256", 3), ("uid", 4), ("url", 3)]
+    exported = {
+        "img2dataset": set(pl.read_parquet(summary.paths["img2dataset"])["uid"]),
+        "webdataset": {info["uid"] for _, _, info in _webdataset(summary.shards)},
+        "rows": set(pl.read_parquet(summary.paths["rows"])["uid"]),
+        "datacomp": set(pl.read_parquet(Path(summary.paths["datacomp"]).with_suffix(".parquet"))["uid"]),
+    }
+    for name, uids in exported.items():
+        assert not uids & set(picked), name
+    assert exported["img2dataset"] == set(subset["uid"]) - set(picked)
+    ids = np.load(summary.paths["datacomp"])
+    assert len(ids) == subset.height - 10 and not set(map(tuple, datacomp_uids(uid_hex(picked)).tolist())) & set(
+        map(tuple, ids.tolist())
+    )
+    # the report over the parts: which subsets hold the listed rows
+    listed = listed_rows(list(parts), *_readers(parts)[:2], removal)
+    assert sorted(listed["uid"]) == sorted(picked)
+    others = subset_frame([u for u in subset["uid"] if u not in picked[:3]])
+    counts, found = takedown_table({"every_other": subset, "fewer": others}, listed)
+    assert counts.rows() == [("every_other", subset.height, 10), ("fewer", others.height, 7)]
+    assert sorted(found.filter(pl.col("subset") == "every_other")["uid"]) == sorted(picked)
+
+
+def test_removal_lists_from_tables(tmp_path):
+    pl.DataFrame({"URL": ["https://a.example/x.jpg", None], "uid": ["p:1", "p:2"]}).write_csv(tmp_path / "l.csv")
+    removal = read_removal_list(str(tmp_path / "l.csv"))
+    assert removal.urls == {"https://a.example/x.jpg"} and removal.uids == {"p:1", "p:2"}
+    pl.DataFrame({"item": ["p:3", "a" * 64]}).write_parquet(tmp_path / "one.parquet")
+    removal = read_removal_list(str(tmp_path / "one.parquet"))
+    assert removal.uids == {"p:3"} and removal.sha256 == {"a" * 64}
+    pl.DataFrame({"a": [1], "b": [2]}).write_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match=r"expected columns among \['uid', 'url', 'sha256'\]"):
+        read_removal_list(str(tmp_path / "bad.parquet"))
+    with pytest.raises(ValueError, match="not a web address"):
+        read_removal_list("https://example.com/takedowns.txt")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_removal_list(str(tmp_path / "none.txt"))
+    assert len(RemovalList.of(["", "# c", "p:1"])) == 1
+
+
+def test_bad_inputs_are_named(tmp_path):
+    with pytest.raises(ValueError, match="expected '<part>:<row>'"):
+        subset_frame(["no-part"])
+    with pytest.raises(ValueError, match="formats: expected one or more of"):
+        export_subset(subset_frame(["p:1"]), None, None, None, str(tmp_path), ["tfrecord"])
+
+
+def test_a_shard_is_a_plain_tar(tmp_path, parts):
+    """Byte-stable shards: the same subset gives the same bytes."""
+    subset = _subset(parts).head(6)
+    a = export_subset(subset, *_readers(parts), str(tmp_path / "a"), ["webdataset"], samples_per_shard=4)
+    b = export_subset(subset, *_readers(parts), str(tmp_path / "b"), ["webdataset"], samples_per_shard=4)
+    assert [Path(s).read_bytes() for s in a.shards] == [Path(s).read_bytes() for s in b.shards]
+    with tarfile.open(fileobj=io.BytesIO(Path(a.shards[0]).read_bytes())) as tar:
+        names = tar.getnames()
+    assert [n.split(".")[0] for n in names] == [f"{i:09d}" for i in range(len(names) // 3) for _ in range(3)]
+    assert {n.split(".")[1] for n in names} == {"jpg", "txt", "json"}
