@@ -13,9 +13,16 @@ from dagster import AssetExecutionContext, AssetKey, Config, Failure, Materializ
 from pydantic import Field
 
 from asset_defs.errors import library_errors
-from asset_defs.ingest import EMBEDDINGS_TABLE, STATUS_FILE, laion_embeddings, laion_images, laion_metadata
+from asset_defs.ingest import (
+    EMBEDDINGS_TABLE,
+    STATUS_FILE,
+    downloaded_shards,
+    laion_embeddings,
+    laion_images,
+    laion_metadata,
+)
 from asset_defs.lineage import require_same_params
-from asset_defs.metadata import bar_plot, heatmap, histogram, markdown_table
+from asset_defs.metadata import bar_plot, gallery_metadata, heatmap, histogram, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import require_one_model
@@ -242,6 +249,75 @@ def _selection_metadata(counts: pl.DataFrame, parts: list[str], files: FileStore
     }
 
 
+# --- datacomp_gallery -----------------------------------------------------------------------
+
+
+@profiled("datacomp_gallery")
+class DatacompGalleryConfig(Config):
+    per_verdict: int = Field(8, ge=1, le=16, description="images shown of the kept rows and of the rejected ones")
+    parts: int = Field(2, ge=1, description="parts the rows are drawn from (a seeded choice)")
+    seed: int = Field(0, ge=0, description="seeds the choice of the parts and the rows")
+
+
+def _selection_rule(context: AssetExecutionContext) -> tuple[float, list[str]]:
+    """The top-fraction threshold and the intersected filters of datacomp_selection's latest run."""
+    event = context.instance.get_latest_materialization_event(datacomp_selection.key)
+    if event is None:
+        raise Failure("datacomp_selection has no result: materialise it first")
+    meta = event.asset_materialization.metadata
+    return meta["top_fraction_threshold"].value, list(meta["params"].value["intersect"])
+
+
+@asset(
+    group_name=GROUP,
+    deps=[datacomp_selection],
+    kinds={"jpeg"},
+    description="What DataComp's intersection filter keeps and rejects: a contact sheet of a seeded few kept and "
+    "rejected pool rows with their CLIP scores and the filters they fail, read back from only those images' shards.",
+)
+def datacomp_gallery(
+    context: AssetExecutionContext, config: DatacompGalleryConfig, files: FileStore
+) -> MaterializeResult:
+    """The rows' verdicts are recomputed from their parts' flags with datacomp_selection's
+    threshold and filters (``select_filters``), so no export is read, only the chosen parts' flags."""
+    from laionlab.curation import select_filters, selection_verdicts
+    from laionlab.gallery import contact_sheet, fetch_thumbnails, pick, row_uids, sample_rows, sheet_rows
+
+    threshold, intersect = _selection_rule(context)
+    parts = [p for p in registered(context, laion_part) if files.exists("datacomp_flags", f"{p}.parquet")]
+    if not parts:
+        raise Failure("datacomp_flags has no part: materialise datacomp_flags first")
+    chosen = sample_rows(pl.DataFrame({"part": parts}), config.parts, config.seed)["part"].to_list()
+    with library_errors("datacomp_gallery"):
+        flags = [
+            select_filters(files.read_parquet("datacomp_flags", f"{p}.parquet"), threshold, intersect) for p in chosen
+        ]
+        verdicts = pl.concat([selection_verdicts(f, intersect) for f in flags])
+    shown = pick(verdicts, "verdict", 2, config.per_verdict, config.seed, order=["kept", "rejected"])
+    label = pl.format("clip {}", pl.col("clip_score").round(3))
+    shown = shown.with_columns(
+        label=pl.when(pl.col("failed") == "").then(label).otherwise(pl.format("{} ✗ {}", label, pl.col("failed")))
+    )
+    rows = sheet_rows(shown, "verdict", "label")
+    images = fetch_thumbnails(lambda part: downloaded_shards(files, part), row_uids(rows))
+    fig = contact_sheet(rows, images, f"DataComp: kept vs rejected by {' ∩ '.join(intersect)}", label_chars=30)
+    table = (
+        verdicts.group_by("verdict")
+        .agg(rows=pl.len(), median_clip_score=pl.col("clip_score").median().round(4))
+        .join(shown.group_by("verdict").len().rename({"len": "shown"}), on="verdict", how="left")
+    )
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            **gallery_metadata(fig, files.path("datacomp_gallery", "kept_rejected.jpg"), rows, images),
+            "top_fraction_threshold": threshold,
+            "parts_shown": ", ".join(chosen),
+            "verdicts": markdown_table(table.sort("verdict")),
+            "rows_shown": markdown_table(shown.select("verdict", "uid", "clip_score", "failed")),
+        }
+    )
+
+
 # --- curation_agreement ----------------------------------------------------------------------
 
 # method -> (the asset folder holding its per-part keep flags, the flag column; None: the file
@@ -330,4 +406,4 @@ def curation_agreement(context: AssetExecutionContext, config: AgreementConfig, 
     return MaterializeResult(metadata={**params_metadata(config), **_agreement_metadata(stats, missing, files)})
 
 
-assets = [datacomp_flags, datacomp_selection, curation_agreement]
+assets = [datacomp_flags, datacomp_selection, datacomp_gallery, curation_agreement]

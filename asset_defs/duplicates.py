@@ -5,17 +5,19 @@ downloads into a row table and two small sorted hash → first-uid indexes;
 ``exact_duplicates`` compares the part's rows with every earlier part's indexes (read one part
 at a time, hash columns only) and with its own earlier rows, as ``laion_dedup`` does for
 semantic duplicates: the first occurrence in (part, row) order is kept, so appending a part never
-changes an earlier part's result. The science is in :mod:`laionlab.dedup.exact`.
+changes an earlier part's result. ``duplicates_gallery`` shows a seeded few copies beside the
+row they copy. The science is in :mod:`laionlab.dedup.exact`.
 """
 
+import polars as pl
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 from pydantic import Field
 
 from asset_defs.errors import library_errors
-from asset_defs.ingest import STATUS_FILE, laion_images
+from asset_defs.ingest import STATUS_FILE, downloaded_shards, laion_images
 from asset_defs.lineage import wait_for_earlier_parts
-from asset_defs.metadata import bar_plot, markdown_table
-from asset_defs.partitions import laion_part, registered
+from asset_defs.metadata import bar_plot, gallery_metadata, markdown_table, nothing_to_show
+from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from resources import FileStore
 
@@ -150,4 +152,52 @@ def exact_duplicates(
     )
 
 
-assets = [image_hashes, exact_duplicates]
+# --- duplicates_gallery ----------------------------------------------------------------------
+
+
+@profiled("duplicates_gallery")
+class DuplicatesGalleryConfig(Config):
+    pairs: int = Field(8, ge=1, le=32, description="copies shown, each beside the row it copies")
+    pairs_per_row: int = Field(2, ge=1, le=6, description="pairs per row of the sheet")
+    seed: int = Field(0, ge=0, description="seeds the choice of the pairs")
+
+
+@asset(
+    group_name=GROUP,
+    deps=[every_partition(exact_duplicates)],
+    kinds={"jpeg"},
+    description="What exact_duplicates found: a contact sheet of a seeded few copies, each beside the row it copies "
+    "(sha256 or pHash match), read back from only those images' shards.",
+)
+def duplicates_gallery(
+    context: AssetExecutionContext, config: DuplicatesGalleryConfig, files: FileStore
+) -> MaterializeResult:
+    from laionlab.gallery import contact_sheet, fetch_thumbnails, pair_rows, row_uids, sample_rows
+
+    parts = [p for p in registered(context, laion_part) if files.exists(GROUP, f"{p}.parquet")]
+    columns = ["uid", "duplicate_of", "match", "distance"]
+    found = pl.concat([files.read_parquet(GROUP, f"{p}.parquet", columns=columns) for p in parts]) if parts else None
+    if found is None or found.height == 0:
+        why = f"no duplicates in parts {', '.join(parts)}" if parts else "exact_duplicates has no part yet"
+        return MaterializeResult(metadata={**params_metadata(config), **nothing_to_show(why)})
+    how = pl.when(pl.col("match") == "sha256").then(pl.lit("same bytes"))
+    shown = sample_rows(found, config.pairs, config.seed).with_columns(
+        copy=how.otherwise(pl.format("pHash, {} bits", pl.col("distance"))), original=pl.lit("original")
+    )
+    rows = pair_rows(shown, "uid", "duplicate_of", "copy", "original", config.pairs_per_row, "copy ↔ original")
+    images = fetch_thumbnails(lambda part: downloaded_shards(files, part), row_uids(rows))
+    fig = contact_sheet(
+        rows, images, f"Exact duplicates: {shown.height} of {found.height:,} copies beside their original"
+    )
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            **gallery_metadata(fig, files.path("duplicates_gallery", "duplicates.jpg"), rows, images),
+            "duplicates": found.height,
+            "pairs_shown": markdown_table(shown.select("uid", "duplicate_of", "match", "distance")),
+            "parts_seen": ", ".join(parts),
+        }
+    )
+
+
+assets = [image_hashes, exact_duplicates, duplicates_gallery]

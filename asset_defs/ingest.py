@@ -79,6 +79,11 @@ def image_shards(files: FileStore, part: str) -> list[str]:
     return files.current_version("laion_images", part).glob("*.tar")
 
 
+def downloaded_shards(files: FileStore, part: str) -> list[str]:
+    """``image_shards``, or none for a part never downloaded (a gallery then shows its tiles as missing)."""
+    return image_shards(files, part) if files.has_version("laion_images", part) else []
+
+
 @asset(
     partitions_def=laion_part,
     group_name="ingest",

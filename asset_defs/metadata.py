@@ -50,6 +50,23 @@ def jpeg_markdown(fig, path: str | None = None) -> MetadataValue:
     return MetadataValue.md(f"![gallery](data:image/jpeg;base64,{base64.b64encode(data).decode()})")
 
 
+def gallery_metadata(fig, path: str, rows, images) -> dict:
+    """A contact sheet's metadata: the sheet (``jpeg_markdown``, saved to ``path``), the images
+    shown and those missing (tiles whose uid was not in the shards: failed downloads)."""
+    uids = {tile.uid for _, tiles in rows for tile in tiles}
+    return {
+        "gallery": jpeg_markdown(fig, path),
+        "images_shown": len(uids & set(images)),
+        "images_missing": len(uids - set(images)),
+    }
+
+
+def nothing_to_show(reason: str) -> dict:
+    """A gallery's metadata when there is nothing to show (no duplicates found): ``applicable:
+    False`` and why, instead of a failure that would stop "Materialize all"."""
+    return {"applicable": MetadataValue.bool(False), "reason": reason}
+
+
 def bar_plot(labels: list[str], values: list[float], title: str, ylabel: str, path: str | None = None) -> MetadataValue:
     """Bars with their values written on them (``value_label``); x labels slanted and anchored
     at their end so long names do not overlap, the figure widened with the longest label."""

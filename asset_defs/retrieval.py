@@ -29,9 +29,15 @@ from dagster import (
 from pydantic import Field
 
 from asset_defs.errors import library_errors
-from asset_defs.ingest import EMBEDDINGS_TABLE, image_shards, laion_embeddings, laion_metadata, reference_embeddings
+from asset_defs.ingest import (
+    EMBEDDINGS_TABLE,
+    downloaded_shards,
+    laion_embeddings,
+    laion_metadata,
+    reference_embeddings,
+)
 from asset_defs.lineage import data_version
-from asset_defs.metadata import bar_plot, line_plot, markdown_table
+from asset_defs.metadata import bar_plot, gallery_metadata, line_plot, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered, target
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import labelled_reference, laion_columns_for, stack_vectors
@@ -581,6 +587,15 @@ def _fewshot(lance: LanceStore, spec, synonyms: dict) -> dict:
         )
 
 
+def _sample_shards(files: FileStore, name: str, uids) -> list[str]:
+    """The shards holding ``uids``' images: their parts' laion_images downloads and the
+    target's retrieved_images shards (rows of parts never downloaded)."""
+    shards = [s for part in uid_parts(uids) for s in downloaded_shards(files, part)]
+    if files.has_version("retrieved_images", name):
+        shards += files.current_version("retrieved_images", name).glob("*.tar")
+    return shards
+
+
 def _export_paths(
     files: FileStore, frame: pl.DataFrame, name: str, log: logging.Logger | None = None
 ) -> dict[int, str]:
@@ -591,16 +606,7 @@ def _export_paths(
     from laionlab.io.shards import iter_shard_images
 
     wanted = set(frame["uid"].to_list())
-    shards = []
-    for part in uid_parts(wanted):
-        try:
-            shards += image_shards(files, part)
-        except FileNotFoundError:
-            pass
-    try:
-        shards += files.current_version("retrieved_images", name).glob("*.tar")
-    except FileNotFoundError:
-        pass
+    shards = _sample_shards(files, name, wanted)
     path_of = {}
     progress = Progress(f"{name}: exporting picked images", len(wanted), log=log, unit="images")
     for sample in iter_shard_images(shards, wanted):
@@ -617,4 +623,58 @@ def _export_paths(
     return {r: path_of.get(u, f"missing/{u.replace(':', '_')}") for r, u in zip(frame["row"], frame["uid"])}
 
 
-assets = [concept_synonyms, caption_search_index, string_matches, retrieved_images, retrieval_samples]
+# --- retrieval_gallery -----------------------------------------------------------------------
+
+
+@profiled("retrieval_gallery")
+class RetrievalGalleryConfig(Config):
+    classes: int = Field(3, ge=1, le=8, description="classes shown (a seeded choice, the same for every method)")
+    per_class: int = Field(2, ge=1, le=6, description="images of each class and method, a seeded choice")
+    seed: int = Field(0, ge=0)
+
+
+@asset(
+    partitions_def=target,
+    group_name=GROUP,
+    deps=[retrieval_samples],
+    kinds={"jpeg"},
+    description="What each SWAT method retrieves: a contact sheet with one row per method, a seeded few images of "
+    "the same few classes with their scores, read from the picked images' shards only.",
+)
+def retrieval_gallery(
+    context: AssetExecutionContext, config: RetrievalGalleryConfig, files: FileStore
+) -> MaterializeResult:
+    from laionlab.gallery import contact_sheet, fetch_thumbnails, pick_cells, row_uids, sheet_rows
+
+    name = context.partition_key
+    samples = files.read_parquet("retrieval_samples", f"{name}.parquet")
+    if samples.height == 0:
+        raise Failure(f"retrieval_samples[{name}] picked no image: nothing to show")
+    methods = samples["method"].unique(maintain_order=True).to_list()
+    shown = pick_cells(samples, "method", "class", config.classes, config.per_class, config.seed, order=methods)
+    shown = shown.with_columns(label=pl.format("{} {}", pl.col("class"), pl.col("score").round(3)))
+    rows = sheet_rows(shown, "method", "label")
+    shards = _sample_shards(files, name, shown["uid"].to_list())
+    images = fetch_thumbnails(lambda _: shards, row_uids(rows), part_of=lambda _: name)
+    classes = ", ".join(sorted(shown["class"].unique().to_list()))
+    fig = contact_sheet(rows, images, f"{name}: each method's picks of {classes}")
+    table = samples.group_by("method", maintain_order=True).agg(picked=pl.len(), classes=pl.col("class").n_unique())
+    table = table.join(shown.group_by("method").len().rename({"len": "shown"}), on="method", maintain_order="left")
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            **gallery_metadata(fig, files.path("retrieval_gallery", f"{name}.jpg"), rows, images),
+            "classes_shown": classes,
+            "methods_shown": markdown_table(table),
+        }
+    )
+
+
+assets = [
+    concept_synonyms,
+    caption_search_index,
+    string_matches,
+    retrieved_images,
+    retrieval_samples,
+    retrieval_gallery,
+]

@@ -26,7 +26,7 @@ from dagster import (
 from pydantic import Field
 
 from asset_defs.errors import library_errors
-from asset_defs.ingest import EMBEDDINGS_TABLE, laion_embeddings, reference_embeddings
+from asset_defs.ingest import EMBEDDINGS_TABLE, downloaded_shards, laion_embeddings, reference_embeddings
 from asset_defs.lineage import (
     latest_by_partition,
     parts_seen_of,
@@ -34,7 +34,16 @@ from asset_defs.lineage import (
     storage_ids,
     wait_for_earlier_parts,
 )
-from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
+from asset_defs.metadata import (
+    bar_plot,
+    gallery_metadata,
+    histogram,
+    largest_clusters,
+    line_plot,
+    markdown_table,
+    nothing_to_show,
+    quantile_table,
+)
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import laion_vectors, reference_vectors, sample_laion_vectors
@@ -421,6 +430,94 @@ def dedup_summary(context: AssetExecutionContext, files: FileStore) -> Materiali
     )
 
 
+# --- dedup_gallery ---------------------------------------------------------------------------
+
+
+@profiled("dedup_gallery")
+class DedupGalleryConfig(Config):
+    pairs: int = Field(8, ge=1, le=32, description="dropped rows shown, each beside the earlier row it duplicates")
+    pairs_per_row: int = Field(2, ge=1, le=6, description="pairs per row of the sheet")
+    parts: int = Field(
+        3, ge=1, description="parts the dropped rows are drawn from (a seeded choice among those with any)"
+    )
+    seed: int = Field(0, ge=0, description="seeds the choice of the parts and the rows")
+
+
+def _dedup_partners(files: FileStore, parts: list[str], shown: pl.DataFrame) -> pl.DataFrame:
+    """``shown`` (dropped rows: uid, part, cluster, max_earlier_sim) with the row each
+    duplicates (partner, partner_kept, cosine), found again from its cluster's vectors in its
+    part and the earlier parts (:func:`laionlab.dedup.duplicate_partner`): laion_dedup's rows
+    are dedup_assignments' order, so a cluster's rows are one contiguous slice of each part's
+    memory-mapped vectors; only the shown clusters' slices are read, one part at a time."""
+    from laionlab.dedup import duplicate_partner
+
+    wanted = shown.with_columns(position=pl.col("part").replace_strict(parts, list(range(len(parts)))))
+    found = {uid: ([], [], []) for uid in wanted["uid"]}  # uid -> (vectors, uids, kept) of its candidates
+    query = {}
+    for position, part in enumerate(parts[: wanted["position"].max() + 1]):
+        frame = files.read_parquet("laion_dedup", f"{part}.parquet", columns=["uid", "cluster", "keep"])
+        frame = frame.with_row_index("i").filter(pl.col("cluster").is_in(wanted["cluster"].implode()))
+        vectors = files.load_npy("dedup_assignments", f"{part}.vectors.npy", mmap=True)
+        for uid, cluster in wanted.filter(pl.col("position") >= position).select("uid", "cluster").iter_rows():
+            rows = frame.filter(pl.col("cluster") == cluster)
+            if rows.height == 0:
+                continue
+            block = np.asarray(vectors[rows["i"].min() : rows["i"].max() + 1])
+            own = (rows["uid"] == uid).to_numpy()
+            if own.any():
+                query[uid] = block[own][0]
+            for store, values in zip(found[uid], (block, rows["uid"].to_numpy(), rows["keep"].to_numpy())):
+                store.append(values[~own])
+    partners = []
+    for uid, max_sim in wanted.select("uid", "max_earlier_sim").iter_rows():
+        vectors, uids, kept = (np.concatenate(values) for values in found[uid])
+        index, cos = duplicate_partner(query[uid], vectors, max_sim, kept)
+        partners.append((str(uids[index]), bool(kept[index]), round(cos, 4)))
+    partners = pl.DataFrame(partners, schema=["partner", "partner_kept", "cosine"], orient="row")
+    return pl.concat([shown, partners], how="horizontal")
+
+
+@asset(
+    group_name=GROUP,
+    deps=[every_partition(laion_dedup)],
+    kinds={"jpeg"},
+    description="What laion_dedup drops: a contact sheet of a seeded few dropped rows, each beside the earlier row of "
+    "its cluster it duplicates (with their cosine), read back from only those images' shards.",
+)
+def dedup_gallery(context: AssetExecutionContext, config: DedupGalleryConfig, files: FileStore) -> MaterializeResult:
+    """The partner of a dropped row is found again for the rows shown only (``_dedup_partners``):
+    laion_dedup records each row's maximum cosine to an earlier row, not which row."""
+    from laionlab.gallery import contact_sheet, fetch_thumbnails, pair_rows, row_uids, sample_rows
+
+    parts = registered(context, laion_part)
+    latest = latest_by_partition(context.instance, laion_dedup.key, parts)
+    with_drops = [p for p in parts if p in latest and latest[p].asset_materialization.metadata["removed"].value]
+    if not with_drops:
+        return MaterializeResult(
+            metadata={**params_metadata(config), **nothing_to_show(f"laion_dedup dropped no row of {parts}")}
+        )
+    chosen = sample_rows(pl.DataFrame({"part": with_drops}), config.parts, config.seed)["part"].to_list()
+    columns = ["uid", "part", "cluster", "keep", "max_earlier_sim"]
+    dropped = pl.concat([files.read_parquet("laion_dedup", f"{p}.parquet", columns=columns) for p in chosen])
+    shown = sample_rows(dropped.filter(~pl.col("keep")), config.pairs, config.seed)
+    pairs = _dedup_partners(files, parts, shown).with_columns(
+        label=pl.format("dropped, cos {}", pl.col("cosine").round(3)),
+        partner_label=pl.when(pl.col("partner_kept")).then(pl.lit("kept")).otherwise(pl.lit("dropped too")),
+    )
+    rows = pair_rows(pairs, "uid", "partner", "label", "partner_label", config.pairs_per_row, "dropped ↔ earlier")
+    images = fetch_thumbnails(lambda part: downloaded_shards(files, part), row_uids(rows))
+    fig = contact_sheet(rows, images, f"laion_dedup: {pairs.height} dropped rows beside the row they duplicate")
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            **gallery_metadata(fig, files.path("dedup_gallery", "dedup.jpg"), rows, images),
+            "parts_shown": ", ".join(chosen),
+            "dropped_in_parts_shown": int((~dropped["keep"]).sum()),
+            "pairs_shown": markdown_table(pairs.select("uid", "partner", "cosine", "partner_kept", "cluster")),
+        }
+    )
+
+
 @asset_check(
     asset=dedup_summary,
     name="dedup_parts_current",
@@ -714,6 +811,7 @@ assets = [
     dedup_assignments,
     laion_dedup,
     dedup_summary,
+    dedup_gallery,
     eval_to_laion_similarity,
     train_to_eval_threshold,
     pruned_pools,

@@ -19,9 +19,17 @@ from dagster import (
 from pydantic import Field
 
 from asset_defs.errors import library_errors
-from asset_defs.ingest import laion_embeddings, reference_embeddings
+from asset_defs.ingest import downloaded_shards, laion_embeddings, reference_embeddings
 from asset_defs.lineage import require_same_params
-from asset_defs.metadata import bar_plot, histogram, largest_clusters, line_plot, markdown_table, quantile_table
+from asset_defs.metadata import (
+    bar_plot,
+    gallery_metadata,
+    histogram,
+    largest_clusters,
+    line_plot,
+    markdown_table,
+    quantile_table,
+)
 from asset_defs.partitions import dataset, every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import laion_vectors, laion_vectors_for, reference_vectors, sample_laion_vectors
@@ -404,6 +412,51 @@ def stimulus_sets(
     )
 
 
+@profiled("stimulus_gallery")
+class StimulusGalleryConfig(Config):
+    strategies: int = Field(8, ge=1, le=16, description="stimulus sets shown (one row each, in stimulus_sets' order)")
+    per_strategy: int = Field(6, ge=1, le=16, description="images per set, a seeded choice among its images")
+    seed: int = Field(0, ge=0)
+
+
+@asset(
+    group_name=GROUP,
+    deps=[stimulus_sets],
+    kinds={"jpeg"},
+    description="What each sampling strategy picks: a contact sheet with one row per stimulus set, a seeded few of "
+    "its images with their captions, read back from only those images' shards.",
+)
+def stimulus_gallery(
+    context: AssetExecutionContext, config: StimulusGalleryConfig, files: FileStore
+) -> MaterializeResult:
+    from laionlab.gallery import contact_sheet, fetch_thumbnails, pick, row_uids, sheet_rows
+    from laionlab.io.metadata import uid_parts
+
+    sets = files.read_parquet("stimulus_sets", "sets.parquet")
+    if sets.height == 0:
+        raise Failure("stimulus_sets holds no image: nothing to show (rematerialise stimulus_sets)")
+    order = sets["strategy"].unique(maintain_order=True).to_list()
+    shown = pick(sets, "strategy", config.strategies, config.per_strategy, config.seed, order=order)
+    captions = pl.concat(
+        [files.read_parquet("laion_metadata", f"{p}.parquet", columns=["uid", "TEXT"]) for p in uid_parts(shown["uid"])]
+    )
+    shown = shown.join(captions, on="uid", how="left", maintain_order="left")
+    rows = sheet_rows(shown, "strategy", "TEXT")
+    images = fetch_thumbnails(lambda part: downloaded_shards(files, part), row_uids(rows))
+    fig = contact_sheet(rows, images, f"Stimulus sets: {config.per_strategy} images of each strategy's set")
+    table = shown.group_by("strategy", maintain_order=True).len().rename({"len": "shown"})
+    table = table.join(
+        sets.group_by("strategy").len().rename({"len": "set_size"}), on="strategy", maintain_order="left"
+    )
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            **gallery_metadata(fig, files.path("stimulus_gallery", "stimulus_sets.jpg"), rows, images),
+            "strategies_shown": markdown_table(table),
+        }
+    )
+
+
 @profiled("ood_generalization")
 class OODConfig(Config):
     dim: int = Field(512, ge=2, description="GMM dimension D (seed: 512)")
@@ -674,6 +727,7 @@ assets = [
     laion_natural_clusters,
     coverage,
     stimulus_sets,
+    stimulus_gallery,
     ood_generalization,
     neural_generalization,
     concept_distribution,

@@ -2,11 +2,13 @@
 
 1. Starts `dagster-webserver` on 127.0.0.1 (a free port) over the demo's instance.
 2. GraphQL: the code location loaded without error; every asset group is there; the
-   `coverage` asset's latest materialisation carries its plot metadata.
+   `coverage` asset's latest materialisation carries its plot metadata, `laionet_gallery`'s its
+   contact sheet (`gallery`).
 3. Chromium (Debian's, driven over the DevTools protocol with the `websockets` package that
-   dagster-webserver already installs): opens the asset groups page and the coverage asset's
-   page, dismisses the first-visit dialog, asserts what the page shows (the groups; the
-   coverage plot rendered as an image) and saves screenshots under e2e-artifacts/.
+   dagster-webserver already installs): opens the asset groups page, the coverage asset's page
+   and the LAIONet gallery's page, dismisses the first-visit dialog, asserts what the page shows
+   (the groups; the coverage plot as a PNG image; the gallery as a JPEG image) and saves
+   screenshots under e2e-artifacts/.
 
 Exit status 0 when every check passes; each failure is printed.
 """
@@ -126,6 +128,25 @@ class Browser:
     def screenshot(self, path: Path) -> None:
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
 
+    def markdown_image(self, label: str, mime: str, timeout: float = 20) -> bool:
+        """On an asset's page: open the Markdown metadata entry ``label`` (a long value sits behind
+        "[Show Markdown]") and wait until it renders as an inline ``data:<mime>`` image."""
+        self.eval(
+            f"(() => {{ const label = {json.dumps(label)}; const rows = [...document.querySelectorAll('tr')];"
+            " const row = rows.find(r => r.cells.length && r.cells[0].innerText.trim() === label)"
+            " || rows.find(r => r.innerText.includes(label));"
+            " const a = row && [...row.querySelectorAll('a')].find(x => x.innerText.includes('Show Markdown'));"
+            " if (a) a.click(); return !!a; })()"
+        )
+        image_js = (
+            "[...document.querySelectorAll('img')]"
+            f".some(i => i.src.startsWith({json.dumps('data:' + mime)}) && i.naturalWidth > 100)"
+        )
+        end = time.time() + timeout
+        while time.time() < end and not self.eval(image_js):
+            time.sleep(1)
+        return bool(self.eval(image_js))
+
     def close(self) -> None:
         self.ws.close()
         self.proc.terminate()
@@ -181,31 +202,33 @@ def main() -> int:
         mats = cov["assetOrError"].get("assetMaterializations") or []
         labels = {m["label"] for m in mats[0]["metadataEntries"]} if mats else set()
         check("cluster_coverage_plot" in labels, f"coverage is materialised with its plot ({sorted(labels)})")
+        gallery = graphql(
+            base,
+            '{ assetOrError(assetKey: {path: ["laionet_gallery"]}) {'
+            " ... on Asset { assetMaterializations(limit: 1) { metadataEntries { label"
+            " ... on MarkdownMetadataEntry { mdStr } } } } }",
+        )
+        mats = gallery["assetOrError"].get("assetMaterializations") or []
+        sheet = (
+            next((e.get("mdStr") or "" for e in mats[0]["metadataEntries"] if e["label"] == "gallery"), "")
+            if mats
+            else ""
+        )
+        check(
+            sheet.startswith("![gallery](data:image/jpeg;base64,"),
+            "laionet_gallery is materialised with its contact sheet (a Markdown JPEG)",
+        )
 
         browser = Browser(chromium)
         try:
             has_groups = " && ".join(f"document.body.innerText.includes('{g}')" for g in sorted(GROUPS))
             check(browser.open(f"{base}/asset-groups", has_groups), "the asset groups page lists every group")
             browser.screenshot(ARTIFACTS / "asset_groups.png")
-            plot_js = (
-                "[...document.querySelectorAll('img')]"
-                ".some(i => i.src.startsWith('data:image/png') && i.naturalWidth > 100)"
-            )
             check(
                 browser.open(f"{base}/assets/coverage", "document.body.innerText.includes('cluster_coverage_plot')"),
                 "the coverage page shows its metadata",
             )
-            # a long Markdown value sits behind "[Show Markdown]": open it
-            browser.eval(
-                "(() => { const row = [...document.querySelectorAll('tr')]"
-                ".find(r => r.innerText.includes('cluster_coverage_plot'));"
-                " const a = row && [...row.querySelectorAll('a')].find(x => x.innerText.includes('Show Markdown'));"
-                " if (a) a.click(); return !!a; })()"
-            )
-            end = time.time() + 20
-            while time.time() < end and not browser.eval(plot_js):
-                time.sleep(1)
-            check(bool(browser.eval(plot_js)), "the coverage plot renders as an image")
+            check(browser.markdown_image("cluster_coverage_plot", "image/png"), "the coverage plot renders as an image")
             time.sleep(1.5)  # the dialog fades in
             browser.screenshot(ARTIFACTS / "coverage.png")
             check(
@@ -213,6 +236,13 @@ def main() -> int:
                 "the laionet page shows its threshold curve",
             )
             browser.screenshot(ARTIFACTS / "laionet.png")
+            check(
+                browser.open(f"{base}/assets/laionet_gallery", "document.body.innerText.includes('images_shown')"),
+                "the laionet_gallery page shows its metadata",
+            )
+            check(browser.markdown_image("gallery", "image/jpeg"), "the LAIONet gallery renders as a JPEG image")
+            time.sleep(1.5)  # the dialog fades in
+            browser.screenshot(ARTIFACTS / "laionet_gallery.png")
         finally:
             browser.close()
     finally:

@@ -2,11 +2,13 @@
 webdataset shards by uid, laid out as one contact sheet (rows of labelled tiles).
 
 What researchers look at first — the images of a LAIONet class, what a filter kept and
-dropped, a stimulus set — drawn from the shards ``laion_images`` wrote, never from all of
-LAION: ``pick`` bounds the rows (``groups × per_group``), ``fetch_thumbnails`` streams only the
-shards of the parts those rows come from and keeps only the wanted uids, shrunk to thumbnails
-as they are read. ``contact_sheet`` draws the sheet with matplotlib (PNG through
-``laionlab.figures``).
+dropped, a stimulus set, a duplicate beside the row it copies — drawn from the shards
+``laion_images`` wrote, never from all of LAION: ``pick`` bounds the rows (``groups ×
+per_group``), ``fetch_thumbnails`` streams only the shards of the parts those rows come from
+and keeps only the wanted uids, shrunk to thumbnails as they are read. ``sheet_rows`` lays out
+groups (a row each), ``pair_rows`` pairs (a row holds a few left ↔ right pairs), ``pick_cells``
+a row × column grid (retrieval methods × classes). ``contact_sheet`` draws the sheet with
+matplotlib (JPEG through ``laionlab.figures``).
 """
 
 from __future__ import annotations
@@ -84,6 +86,75 @@ def sheet_rows(
         labels = ["" if v is None else str(v) for v in members[label].to_list()]
         rows.append((title, [Tile(u, text) for u, text in zip(members[uid].to_list(), labels)]))
     return rows
+
+
+def sample_rows(frame: pl.DataFrame, n: int, seed: int = 0) -> pl.DataFrame:
+    """At most ``n`` rows of ``frame``: a seeded uniform choice, kept in the frame's order."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if frame.height <= n:
+        return frame
+    keep = np.sort(np.random.default_rng(seed).choice(frame.height, n, replace=False))
+    return frame[keep.tolist()]
+
+
+def pick_cells(
+    frame: pl.DataFrame,
+    row: str,
+    column: str,
+    columns: int = 3,
+    per_cell: int = 2,
+    seed: int = 0,
+    order: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """A grid: for every value of ``row`` (those in ``order``, in that order, or all, sorted),
+    at most ``per_cell`` rows of each of ``columns`` values of ``column`` — the same values for
+    every row, a seeded choice among all, sorted. Rows come out by row value, then column
+    value; within a cell a seeded choice in the frame's order (``pick``)."""
+    for name in (row, column):
+        if name not in frame.columns:
+            raise ValueError(f"{name!r} is not a column of the frame ({frame.columns})")
+    if columns < 1 or per_cell < 1:
+        raise ValueError(f"columns and per_cell must be >= 1, got {columns} and {per_cell}")
+    if frame.height == 0:
+        return frame
+    values = sorted(frame[column].unique().to_list())
+    rng = np.random.default_rng(seed)
+    chosen = sorted(values[i] for i in rng.choice(len(values), min(columns, len(values)), replace=False))
+    rows = list(order) if order is not None else sorted(frame[row].unique().to_list())
+    cell = pl.concat_str(pl.col(row).cast(pl.String), pl.lit("\x1f"), pl.col(column).cast(pl.String))
+    framed = frame.filter(pl.col(column).is_in(chosen)).with_columns(cell.alias("_cell"))
+    cells = [f"{r}\x1f{c}" for r in rows for c in chosen]
+    return pick(framed, "_cell", len(cells), per_cell, seed, order=cells).drop("_cell") if framed.height else framed
+
+
+def pair_rows(
+    pairs: pl.DataFrame,
+    left: str,
+    right: str,
+    left_label: str,
+    right_label: str,
+    per_row: int = 2,
+    title: str = "",
+) -> list[tuple[str, list[Tile]]]:
+    """``contact_sheet`` rows of pairs: each pair's left tile (uid column ``left``, labelled by
+    column ``left_label``) then its right tile (``right``, ``right_label``), ``per_row`` pairs
+    a row, every row titled ``title`` (e.g. "copy ↔ kept"). A pair with a null right uid keeps
+    its left tile and a blank "missing" one."""
+    if per_row < 1:
+        raise ValueError(f"per_row must be >= 1, got {per_row}")
+    missing = {left, right, left_label, right_label} - set(pairs.columns)
+    if missing:
+        raise ValueError(f"pairs: missing columns {sorted(missing)} (has {pairs.columns})")
+    tiles = []
+    for a, b, la, lb in pairs.select(left, right, left_label, right_label).iter_rows():
+        tiles.append((Tile(a, "" if la is None else str(la)), Tile(b or "", "" if lb is None else str(lb))))
+    return [(title, [tile for pair in tiles[i : i + per_row] for tile in pair]) for i in range(0, len(tiles), per_row)]
+
+
+def row_uids(rows: Sequence[tuple[str, Sequence[Tile]]]) -> list[str]:
+    """The distinct uids of a sheet's tiles, in order (what ``fetch_thumbnails`` reads)."""
+    return list(dict.fromkeys(tile.uid for _, tiles in rows for tile in tiles if tile.uid))
 
 
 def fetch_thumbnails(

@@ -75,6 +75,7 @@ __all__ = [
     "part_flags",
     "score_histogram",
     "select_filters",
+    "selection_verdicts",
     "text_filter",
     "top_fraction_threshold",
     "uid_hex",
@@ -418,6 +419,23 @@ def select_filters(flags: pl.DataFrame, top_threshold: float, intersect: Sequenc
     top = (pl.col("clip_score").cast(pl.Float64) >= top_threshold).fill_null(False) & pl.col("no_filter")
     out = flags.with_columns(top.alias("clip_score_top_fraction"))
     return out.with_columns(pl.all_horizontal([pl.col(f) for f in intersect]).alias("intersection"))
+
+
+def selection_verdicts(selected: pl.DataFrame, intersect: Sequence[str]) -> pl.DataFrame:
+    """What the intersection did to each pool row of a part (:func:`select_filters`' frame):
+    uid, clip_score, verdict (``"kept"`` / ``"rejected"``) and failed (the filters of
+    ``intersect`` the row fails, comma-separated; empty when kept). Rows outside the pool
+    (never embedded) are left out: no filter saw them."""
+    missing = {"uid", "clip_score", "no_filter", "intersection", *intersect} - set(selected.columns)
+    if missing:
+        raise ValueError(f"selected: expected select_filters' frame, missing columns {sorted(missing)}")
+    failed = pl.concat_str([pl.when(~pl.col(f)).then(pl.lit(f)) for f in intersect], separator=", ", ignore_nulls=True)
+    return selected.filter(pl.col("no_filter")).select(
+        "uid",
+        "clip_score",
+        verdict=pl.when(pl.col("intersection")).then(pl.lit("kept")).otherwise(pl.lit("rejected")),
+        failed=failed.fill_null(""),
+    )
 
 
 @dataclass

@@ -254,6 +254,48 @@ def max_earlier_similarity(
     return out
 
 
+def duplicate_partner(
+    query: np.ndarray, candidates: np.ndarray, max_sim: float, kept: np.ndarray | None = None, atol: float = 1e-4
+) -> tuple[int, float]:
+    """The earlier row a dropped row duplicates, found again for one row (a gallery's few):
+    the candidate whose cosine equals the row's recorded :func:`max_earlier_similarity`.
+
+    ``laion_dedup`` stores only the maximum, not its argmax (keeping the argmax would cost
+    every row of the pass); recomputing it for the rows shown costs one ``(m, d) @ (d,)``
+    product each. Candidates are the other rows of the row's cluster in the row's part and
+    the earlier parts, in (part, row) order: the maximum is reached by one of its earlier rows,
+    and a later row reaching the same value (an exact tie) is told apart by preferring a kept
+    row, then the first.
+
+    Args:
+        query: ``(d,)`` the dropped row's unit vector.
+        candidates: ``(m, d)`` unit vectors, ``m >= 1``.
+        max_sim: the row's recorded maximum cosine to an earlier row.
+        kept: ``(m,)`` bool, whether each candidate was kept (None: all alike).
+        atol: how far a cosine may be from ``max_sim`` (float32 sums in another order).
+
+    Returns:
+        (candidate index, its cosine); with no cosine within ``atol`` (``max_sim`` from other
+        vectors), the most similar candidate.
+    """
+    candidates = np.asarray(candidates, dtype=np.float32)
+    query = np.asarray(query, dtype=np.float32)
+    if candidates.ndim != 2 or not len(candidates) or query.shape != candidates.shape[1:]:
+        raise ValueError(f"candidates: expected (m >= 1, {query.shape}) vectors, got {candidates.shape}")
+    sims = candidates @ query
+    match = np.flatnonzero(np.abs(sims - np.float32(max_sim)) <= atol)
+    if not match.size:
+        best = int(np.argmax(sims))
+        return best, float(sims[best])
+    if kept is not None:
+        kept = np.asarray(kept, dtype=bool)
+        if kept.shape != (len(candidates),):
+            raise ValueError(f"kept: expected ({len(candidates)},) bools, got {kept.shape}")
+        if kept[match].any():
+            match = match[kept[match]]
+    return int(match[0]), float(sims[match[0]])
+
+
 def keep_from_max_sim(max_sim: np.ndarray, eps: float = DEFAULT_EPS) -> np.ndarray:
     """Seed 004's keep mask from :func:`max_earlier_similarity`: ``max_sim <= 1 - eps``."""
     eps = _check_eps("eps", eps)

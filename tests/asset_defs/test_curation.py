@@ -173,3 +173,24 @@ def test_agreement_counts_and_jaccard_over_the_parts(curated, demo, monkeypatch)
         assert row["jaccard"] == pytest.approx(len(x & y) / len(x | y), abs=1e-4)
     metadata = result.asset_materializations_for_node("curation_agreement")[0].metadata
     assert "exact_dedup" in metadata["methods_left_out (no results for every part)"].value
+
+
+def test_the_gallery_shows_kept_and_rejected_rows_of_the_intersection(curated, demo):
+    from asset_defs.curation import datacomp_gallery
+
+    resources, instance = curated
+    config = {"ops": {"datacomp_gallery": {"config": {"per_verdict": 4, "parts": 1, "seed": 2}}}}
+    result = run([datacomp_gallery], resources, instance, None, run_config=config)
+    meta = result.asset_materializations_for_node("datacomp_gallery")[0].metadata
+    assert meta["gallery"].value.startswith("![gallery](data:image/jpeg;base64,")
+    assert resources["files"].exists("datacomp_gallery", "kept_rejected.jpg")
+    (part,) = meta["parts_shown"].value.split(", ")
+    kept = set(resources["files"].read_parquet("datacomp_selection", "intersection.parquet")["uid"])
+    lines = [[cell.strip() for cell in line.split("|")[1:-1]] for line in meta["rows_shown"].value.splitlines()[2:]]
+    assert [v for v, *_ in lines] == ["kept"] * 4 + ["rejected"] * 4
+    for verdict, uid, _, failed in lines:
+        assert (
+            uid.startswith(part) and (uid in kept) == (verdict == "kept") and (failed != "") == (verdict == "rejected")
+        )
+    again = run([datacomp_gallery], resources, instance, None, run_config=config)
+    assert again.asset_materializations_for_node("datacomp_gallery")[0].metadata["rows_shown"] == meta["rows_shown"]

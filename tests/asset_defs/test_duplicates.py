@@ -10,9 +10,10 @@ import tarfile
 import numpy as np
 import polars as pl
 import pytest
+from dagster import materialize
 from PIL import Image
 
-from asset_defs.duplicates import exact_duplicates, image_hashes
+from asset_defs.duplicates import duplicates_gallery, exact_duplicates, image_hashes
 from asset_defs.ingest import STATUS_FILE
 from resources import FileStore
 from tests.conftest import instance_with_parts, run
@@ -106,6 +107,37 @@ def test_identical_bytes_in_and_across_parts_point_at_the_first_copy(downloaded)
     assert "part-00000:000000000" in meta["largest_groups"].value
     assert meta["duplicates_plot"].value.startswith("![plot](data:image/png;base64,")
     assert meta["params"].value == {"phash_distance": None, "top_groups": 20}
+
+
+def test_the_gallery_shows_copies_beside_their_original_seeded_and_bounded(downloaded):
+    resources, instance = downloaded
+    _materialise_all(resources, instance)
+
+    def gallery(**config):
+        result = materialize(
+            [duplicates_gallery], resources=resources, instance=instance,
+            run_config={"ops": {"duplicates_gallery": {"config": config}}} if config else None,
+        )  # fmt: skip
+        return result.asset_materializations_for_node("duplicates_gallery")[0].metadata
+
+    meta = gallery()
+    assert meta["gallery"].value.startswith("![gallery](data:image/jpeg;base64,")
+    assert resources["files"].exists("duplicates_gallery", "duplicates.jpg")
+    assert meta["duplicates"].value == 3 and meta["images_shown"].value == 5 and meta["images_missing"].value == 0
+    table = meta["pairs_shown"].value
+    assert "| part-00002:000000000 | part-00000:000000001 | sha256 |" in table
+    two = gallery(pairs=2, seed=3)
+    assert len([line for line in two["pairs_shown"].value.splitlines() if line.startswith("| part-")]) == 2
+    assert two["pairs_shown"].value == gallery(pairs=2, seed=3)["pairs_shown"].value
+
+
+def test_the_gallery_says_when_there_is_nothing_to_show(downloaded):
+    resources, _ = downloaded
+    instance = instance_with_parts(["part-00002"])  # alone, its rows copy nothing earlier
+    assert run([image_hashes, exact_duplicates], resources, instance, "part-00002").success
+    meta = materialize([duplicates_gallery], resources=resources, instance=instance)
+    meta = meta.asset_materializations_for_node("duplicates_gallery")[0].metadata
+    assert meta["applicable"].value is False and "no duplicates" in meta["reason"].value
 
 
 def test_image_hashes_metadata_counts_groups_within_the_part(downloaded):

@@ -13,6 +13,7 @@ from asset_defs.ingest import reference_embeddings
 from asset_defs.retrieval import (
     caption_search_index,
     concept_synonyms,
+    retrieval_gallery,
     retrieval_samples,
     retrieved_images,
     search_captions,
@@ -177,6 +178,23 @@ def test_t2t_rank_picks_the_captions_closest_to_the_prompt(swat):
     listed = read_swat_txt(files.path("retrieval_samples", TARGET, "T2T500.txt".replace("500", "3")))
     assert listed.height == samples.filter(pl.col("method") == "T2T-rank").height
     assert all(Path(p).exists() for p in listed[listed.columns[0]])
+
+
+def test_the_gallery_shows_every_method_on_the_same_few_classes(swat):
+    resources, instance = swat
+    config = {"ops": {"retrieval_gallery": {"config": {"classes": 2, "per_class": 1, "seed": 1}}}}
+    meta = _metadata(run([retrieval_gallery], resources, instance, TARGET, run_config=config), "retrieval_gallery")
+    assert meta["gallery"].startswith("![gallery](data:image/jpeg;base64,")
+    assert resources["files"].exists("retrieval_gallery", f"{TARGET}.jpg")
+    samples = resources["files"].read_parquet("retrieval_samples", f"{TARGET}.parquet")
+    methods = samples["method"].unique(maintain_order=True).to_list()
+    lines = [[c.strip() for c in line.split("|")[1:-1]] for line in meta["methods_shown"].splitlines()[2:]]
+    assert [line[0] for line in lines] == methods and all(int(line[-1]) <= 2 for line in lines)
+    classes = meta["classes_shown"].split(", ")
+    assert len(classes) == 2 and set(classes) <= set(samples["class"])
+    assert 0 < meta["images_shown"] and meta["images_missing"] == 0  # every picked image is in the shards
+    again = _metadata(run([retrieval_gallery], resources, instance, TARGET, run_config=config), "retrieval_gallery")
+    assert again["classes_shown"] == meta["classes_shown"]
 
 
 def test_retrieved_images_downloads_only_rows_never_downloaded(tmp_path, demo):

@@ -456,3 +456,35 @@ def test_dedup_k_grows_with_laion_when_unset(sampled_table, rows_per_cluster, k)
     meta = result.asset_materializations_for_node("dedup_centroids")[0].metadata
     assert meta["k"].value == k == len(resources["files"].load_npy("dedup_centroids", "centroids.npy"))
     assert meta["rows_per_cluster"].value == pytest.approx(100 / k, abs=0.1)
+
+
+def test_dedup_gallery_shows_dropped_rows_beside_the_row_they_duplicate(pruned, demo):
+    """Each shown pair is a dropped row and an earlier row of its cluster (this part or an
+    earlier one) at exactly the recorded maximum cosine; the choice is seeded and bounded."""
+    from asset_defs.train_test_similarity import dedup_gallery
+
+    resources, instance = pruned
+    files = resources["files"]
+
+    def gallery(**config):
+        result = run(
+            [dedup_gallery], resources, instance, None,
+            run_config={"ops": {"dedup_gallery": {"config": config}}} if config else None,
+        )  # fmt: skip
+        return result.asset_materializations_for_node("dedup_gallery")[0].metadata
+
+    meta = gallery(pairs=4)
+    assert meta["gallery"].value.startswith("![gallery](data:image/jpeg;base64,")
+    assert files.exists("dedup_gallery", "dedup.jpg") and meta["images_shown"].value > 0
+    parts = sorted(demo.parts)
+    dedup = read_dedup(files, parts).with_row_index("row")
+    rows = [line.strip("| ").split(" | ") for line in meta["pairs_shown"].value.splitlines()[2:]]
+    assert len(rows) == 4 == len(set(r[0] for r in rows))
+    for uid, partner, cosine, partner_kept, cluster in rows:
+        me, other = (dedup.filter(pl.col("uid") == u).row(0, named=True) for u in (uid, partner))
+        assert not me["keep"] and me["cluster"] == other["cluster"] == int(cluster)
+        assert parts.index(other["part"]) <= parts.index(me["part"])
+        assert float(cosine) == pytest.approx(me["max_earlier_sim"], abs=1e-3)
+        assert str(other["keep"]) == partner_kept
+    assert gallery(pairs=4)["pairs_shown"].value == meta["pairs_shown"].value  # seeded
+    assert gallery(pairs=2, parts=1)["parts_shown"].value.count("part-") == 1

@@ -110,6 +110,7 @@ def test_stimulus_sets_and_ood_on_the_demo(world, demo):
         laion_natural_clusters,
         neural_generalization,
         ood_generalization,
+        stimulus_gallery,
         stimulus_sets,
     )
 
@@ -123,7 +124,14 @@ def test_stimulus_sets_and_ood_on_the_demo(world, demo):
             assert run([photo_classifier], resources, instance, None).success
             thr = {"ops": {"laion_natural": {"config": {"threshold": 0.3}}}}
             assert run([laion_natural], resources, instance, part, run_config=thr).success
-    selection = [laion_natural_clusters, stimulus_sets, ood_generalization, neural_generalization, concept_distribution]
+    selection = [
+        laion_natural_clusters,
+        stimulus_sets,
+        stimulus_gallery,
+        ood_generalization,
+        neural_generalization,
+        concept_distribution,
+    ]
     result = run(selection, resources, instance, None, run_config=config)
     assert result.success
     sets = resources["files"].read_parquet("stimulus_sets", "sets.parquet")
@@ -138,6 +146,16 @@ def test_stimulus_sets_and_ood_on_the_demo(world, demo):
     diversity = resources["files"].read_parquet("stimulus_sets", "diversity.parquet")
     ed = dict(zip(diversity["strategy"], diversity["effective_dim"]))
     assert ed["greedy_ed"] >= ed["random"]
+    # the gallery: one row per strategy, in the sets' order, per_strategy (6) of its n (10) images each
+    gallery = result.asset_materializations_for_node("stimulus_gallery")[0].metadata
+    assert gallery["gallery"].value.startswith("![gallery](data:image/jpeg;base64,")
+    strategies = demo_ops["stimulus_sets"]["config"]["strategies"]
+    assert [
+        line.split(" | ")[0].strip("| ") for line in gallery["strategies_shown"].value.splitlines()[2:]
+    ] == strategies
+    assert f"| random | 6 | {n} |" in gallery["strategies_shown"].value
+    assert gallery["images_shown"].value + gallery["images_missing"].value <= 6 * len(strategies)
+    assert resources["files"].exists("stimulus_gallery", "stimulus_sets.jpg")
     gmm = resources["files"].read_parquet("ood_generalization", "gmm.parquet")
     assert set(gmm["sweep"]) == {"clusters", "samples", "fraction"}
     assert gmm["id_accuracy"].is_between(0, 1).all() and gmm["ood_accuracy"].is_between(0, 1).all()

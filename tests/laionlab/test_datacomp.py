@@ -24,6 +24,7 @@ from laionlab.curation import (
     score_histogram,
     select_filters,
     select_parts,
+    selection_verdicts,
     text_filter,
     top_fraction_threshold,
     uid_hex,
@@ -211,3 +212,23 @@ def test_selection_and_export_round_trip(tmp_path):
     assert uid_hex(["x"]) == [hashlib.md5(b"x").hexdigest()]
     with pytest.raises(ValueError, match="intersect"):
         select_filters(flags["part-a"], 0.3, ["basic", "clip_score"])
+
+
+def test_selection_verdicts_say_which_filters_a_pool_row_fails():
+    flags = pl.DataFrame(
+        {
+            "uid": ["a", "b", "c", "d"],
+            "clip_score": [0.4, 0.1, None, 0.35],
+            "no_filter": [True, True, False, True],
+            "basic": [True, False, False, False],
+        }
+    )
+    selected = select_filters(flags, 0.3, ["basic", "clip_score_top_fraction"])
+    verdicts = selection_verdicts(selected, ["basic", "clip_score_top_fraction"])
+    assert verdicts.to_dicts() == [
+        {"uid": "a", "clip_score": 0.4, "verdict": "kept", "failed": ""},
+        {"uid": "b", "clip_score": 0.1, "verdict": "rejected", "failed": "basic, clip_score_top_fraction"},
+        {"uid": "d", "clip_score": 0.35, "verdict": "rejected", "failed": "basic"},
+    ]
+    with pytest.raises(ValueError, match="missing columns"):
+        selection_verdicts(flags, ["basic"])

@@ -604,3 +604,26 @@ def test_dedup_shards_keep_order_within_shards_is_incremental(clustered, from_sh
     across = dedup_shards(shards, eps=0.124, block_rows=7, keys=shard_keys, keys_across_shards=True)
     if from_shard == 0:  # the within-part order is not SemDeDup's order over all parts
         assert not np.array_equal(np.concatenate([k for k, _ in across]), want)
+
+
+def test_duplicate_partner_finds_the_earlier_row_the_recorded_maximum_came_from():
+    from laionlab.dedup import duplicate_partner, max_earlier_similarity
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(12, 16)).astype(np.float32)
+    emb[7] = emb[3] + 0.05 * rng.normal(size=16)  # row 7 is a near copy of row 3
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    max_sim = max_earlier_similarity(emb, np.zeros(12, dtype=np.int64))
+    others = [i for i in range(12) if i != 7]
+    index, cos = duplicate_partner(emb[7], emb[others], max_sim[7])
+    assert others[index] == 3 and cos == pytest.approx(max_sim[7], abs=1e-5)
+    # an exact tie (two copies): the kept one, else the first
+    copies = np.stack([emb[3], emb[3], emb[0]])
+    assert duplicate_partner(emb[3], copies, 1.0)[0] == 0
+    assert duplicate_partner(emb[3], copies, 1.0, kept=np.array([False, True, True]))[0] == 1
+    # a maximum from other vectors: the nearest candidate
+    assert duplicate_partner(emb[7], emb[[0, 3]], 0.123)[0] == 1
+    with pytest.raises(ValueError, match="candidates"):
+        duplicate_partner(emb[0], emb[:0], 0.5)
+    with pytest.raises(ValueError, match="kept"):
+        duplicate_partner(emb[3], copies, 1.0, kept=np.array([True]))

@@ -7,7 +7,17 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from laionlab.gallery import Tile, contact_sheet, fetch_thumbnails, pick, sheet_rows
+from laionlab.gallery import (
+    Tile,
+    contact_sheet,
+    fetch_thumbnails,
+    pair_rows,
+    pick,
+    pick_cells,
+    row_uids,
+    sample_rows,
+    sheet_rows,
+)
 from tests.laionlab.test_encode import sample, write_shard
 
 
@@ -71,3 +81,54 @@ def test_sheet_rows_title_groups_by_name_and_label_tiles():
     shown = pl.DataFrame({"uid": ["u1", "u2", "u3"], "wnid": ["n1", "n1", "n2"], "TEXT": ["x", None, "z"]})
     rows = sheet_rows(shown, "wnid", "TEXT", {"n1": "tench"})
     assert rows == [("tench (n1)", [Tile("u1", "x"), Tile("u2", "")]), ("n2", [Tile("u3", "z")])]
+
+
+def test_sample_rows_is_bounded_seeded_and_keeps_the_frame_order():
+    frame = _frame()
+    shown = sample_rows(frame, 5, seed=4)
+    assert shown.height == 5 and shown.equals(sample_rows(frame, 5, seed=4))
+    assert not shown.equals(sample_rows(frame, 5, seed=5))
+    rows = [int(u.split(":")[1]) for u in shown["uid"]]
+    assert rows == sorted(rows)
+    assert sample_rows(frame.head(3), 5).equals(frame.head(3))
+    with pytest.raises(ValueError, match="n must be"):
+        sample_rows(frame, 0)
+
+
+def test_pair_rows_put_each_left_tile_beside_its_right_one():
+    pairs = pl.DataFrame(
+        {
+            "uid": ["c1", "c2", "c3"],
+            "of": ["o1", "o2", None],
+            "cos": ["cos 0.97", "cos 0.99", "cos 1.00"],
+            "kept": ["kept", "kept", None],
+        }
+    )
+    rows = pair_rows(pairs, "uid", "of", "cos", "kept", per_row=2, title="dropped ↔ kept")
+    assert rows == [
+        ("dropped ↔ kept", [Tile("c1", "cos 0.97"), Tile("o1", "kept"), Tile("c2", "cos 0.99"), Tile("o2", "kept")]),
+        ("dropped ↔ kept", [Tile("c3", "cos 1.00"), Tile("", "")]),
+    ]
+    assert row_uids(rows) == ["c1", "o1", "c2", "o2", "c3"]
+    with pytest.raises(ValueError, match="missing columns"):
+        pair_rows(pairs, "uid", "nope", "cos", "kept")
+
+
+def test_pick_cells_shows_the_same_columns_in_every_row():
+    frame = pl.DataFrame(
+        {
+            "uid": [f"p:{i}" for i in range(48)],
+            "method": ["Random", "T2T"] * 24,
+            "class": [str(i // 2 % 6) for i in range(48)],
+        }
+    )
+    shown = pick_cells(frame, "method", "class", columns=2, per_cell=3, seed=0, order=["T2T", "Random", "gone"])
+    assert shown["method"].unique(maintain_order=True).to_list() == ["T2T", "Random"]
+    per_row = shown.group_by("method", maintain_order=True).agg(pl.col("class").unique(maintain_order=True))
+    first, second = per_row["class"].to_list()
+    assert first == second and len(first) == 2 and first == sorted(first)
+    assert shown.group_by("method", "class").len()["len"].to_list() == [3] * 4
+    assert shown.equals(pick_cells(frame, "method", "class", columns=2, per_cell=3, seed=0, order=["T2T", "Random"]))
+    assert pick_cells(frame.head(0), "method", "class").height == 0
+    with pytest.raises(ValueError, match="not a column"):
+        pick_cells(frame, "method", "nope")
