@@ -31,7 +31,19 @@ from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "e2e-artifacts"
-GROUPS = {"ingest", "visual_world", "train_test_similarity", "laionet", "retrieval", "representations"}
+
+
+def code_groups() -> set[str]:
+    """The group of every asset the code defines: what the UI must list (the webserver loads
+    the same definitions, with the same LAIONLAB_* environment, from the Makefile)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import definitions
+
+    graph = definitions.defs.resolve_asset_graph()
+    return {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+
+
+GROUPS = code_groups()
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--window-size=1400,1000",
