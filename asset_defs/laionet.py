@@ -1105,7 +1105,7 @@ class GalleryConfig(Config):
 @asset(
     group_name=GROUP,
     deps=[laionet],
-    kinds={"png"},
+    kinds={"jpeg"},
     description="What LAIONet looks like: a contact sheet of the largest classes, a seeded few images each with "
     "their captions, read back from the parts' shards (only the shown images are read).",
 )
