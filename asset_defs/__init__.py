@@ -3,7 +3,7 @@ parts and the reference datasets; readers.py; partitions, profile, lineage, meta
 module per paper's pipeline (visual_world, train_test_similarity, laionet, retrieval,
 representations) or curation step (duplicates: exact duplicate images; curation: DataComp's
 filtering baselines; concept_balance: MetaCLIP's per-concept cap; density_pruning: DBP over the
-dedup clusters), which import the first floor and never each other."""
+dedup clusters; query: the ANN index the query API searches), which import the first floor and never each other."""
 
 from asset_defs import (
     concept_balance,
@@ -12,6 +12,7 @@ from asset_defs import (
     duplicates,
     ingest,
     laionet,
+    query,
     representations,
     retrieval,
     train_test_similarity,
@@ -36,6 +37,7 @@ all_assets = with_code_versions(
             *concept_balance.assets,
             *curation.assets,
             *density_pruning.assets,
+            *query.assets,
         ]
     )
 )
@@ -54,6 +56,7 @@ __all__ = [
     "ingest",
     "laion_part",
     "laionet",
+    "query",
     "representations",
     "retrieval",
     "train_test_similarity",

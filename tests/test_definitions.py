@@ -37,6 +37,7 @@ def test_definitions_load_with_described_grouped_assets():
             "curation",
             "concept_balance",
             "curation_dedup",
+            "query",
         }
     for name in ("laion_metadata", "laion_images", "laion_embeddings"):
         node = graph.get(AssetKey(name))
@@ -70,6 +71,7 @@ PIPELINES = (
     "curation",
     "concept_balance",
     "density_pruning",
+    "query",
 )
 
 
