@@ -7,7 +7,6 @@ run that overrides some fields keeps the others (``resources/defaults.py``).
 
 from __future__ import annotations
 
-import json
 import os
 
 from dagster import Definitions, in_process_executor
@@ -15,14 +14,10 @@ from dagster import Definitions, in_process_executor
 from asset_defs import all_assets, all_checks
 from asset_defs.profile import active_profile, resource_default
 from jobs import all_jobs
-from laionlab.io.files import join
+from laionlab import settings
 from resources import ClipEncoder, DatasetCatalog, Downloader, FileStore, LaionSource, LanceStore
 from resources.defaults import with_launch_defaults
 from sensors import all_schedules, all_sensors
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
 
 
 def _setting(name: str, resource: str | None, field: str | None, default, kind: type = int):
@@ -34,19 +29,6 @@ def _setting(name: str, resource: str | None, field: str | None, default, kind: 
     except (TypeError, ValueError):
         source = name if os.environ.get(name) else f"the profile's resources.{resource}.{field}"
         raise ValueError(f"{source} = {value!r} is not {'an integer' if kind is int else 'a number'}") from None
-
-
-def _env_json(name: str) -> dict:
-    text = os.environ.get(name) or "{}"
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f'{name} must be a JSON object such as \'{{"aws_endpoint": "http://minio:9000"}}\': {err}'
-        ) from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a JSON object, got {text!r}")
-    return {str(k): str(v) for k, v in value.items()}
 
 
 def _laionet_text_spec(clip: dict) -> dict:
@@ -80,29 +62,25 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
                 f"profile {profile['path']}: resources.{resource} cannot set {sorted(unknown)} "
                 f"(settable: {PROFILE_RESOURCE_FIELDS})"
             )
-    root = data_root or _env("LAIONLAB_DATA_ROOT", os.path.abspath("data/lab"))
+    root = data_root or settings.data_root()
     clip = {
-        "model_name": _env("LAIONLAB_CLIP_MODEL", "laionlab-tiny"),
-        "pretrained": os.environ.get("LAIONLAB_CLIP_PRETRAINED") or None,
-        "checkpoint": os.environ.get("LAIONLAB_CLIP_CHECKPOINT") or None,
-        "device": _env("LAIONLAB_DEVICE", "auto"),
-        "precision": _env("LAIONLAB_PRECISION", "fp32"),
+        **settings.clip_model(),
         "batch_size": _setting("LAIONLAB_BATCH_SIZE", "clip", "batch_size", 256),
         "num_workers": _setting("LAIONLAB_NUM_WORKERS", "clip", "num_workers", 2),
-        "decode": _env("LAIONLAB_DECODE", "auto"),
+        "decode": settings.env("LAIONLAB_DECODE", "auto"),
     }
     resources = {
         "source": LaionSource(
-            uri=source_uri or _env("LAIONLAB_SOURCE_URI", os.path.abspath("data/demo/laion_parts")),
+            uri=source_uri or settings.env("LAIONLAB_SOURCE_URI", os.path.abspath("data/demo/laion_parts")),
             rows_per_partition=_setting("LAIONLAB_ROWS_PER_PARTITION", "source", "rows_per_partition", 1_000_000),
         ),
         "files": FileStore(root=root),
         "catalog": DatasetCatalog(
-            path=catalog or _env("LAIONLAB_DATASET_CATALOG", os.path.abspath("data/demo/datasets.yaml"))
+            path=catalog or settings.env("LAIONLAB_DATASET_CATALOG", os.path.abspath("data/demo/datasets.yaml"))
         ),
         "lance": LanceStore(
-            uri=_env("LAIONLAB_LANCE_URI", join(root, "lance")),
-            storage_options=_env_json("LAIONLAB_LANCE_STORAGE_OPTIONS"),
+            uri=settings.lance_uri(root),
+            storage_options=settings.lance_storage_options(),
         ),
         "clip": ClipEncoder(
             **clip,
@@ -118,7 +96,9 @@ def build_resources(data_root: str | None = None, source_uri: str | None = None,
             image_size=_setting("LAIONLAB_IMAGE_SIZE", "downloader", "image_size", 256),
             # file:// URLs are refused outside these folders (the demo's images live in its root)
             allowed_file_roots=[
-                p for p in _env("LAIONLAB_ALLOWED_FILE_ROOTS", os.path.abspath("data/demo")).split(os.pathsep) if p
+                p
+                for p in settings.env("LAIONLAB_ALLOWED_FILE_ROOTS", os.path.abspath("data/demo")).split(os.pathsep)
+                if p
             ],
             request_deadline_s=_setting("LAIONLAB_DOWNLOAD_DEADLINE_S", None, None, 60.0, kind=float),
             max_image_pixels=_setting("LAIONLAB_MAX_IMAGE_PIXELS", None, None, 89_478_485),

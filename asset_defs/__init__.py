@@ -3,8 +3,8 @@ parts and the reference datasets; readers.py; partitions, profile, lineage, meta
 module per paper's pipeline (visual_world, train_test_similarity, laionet, retrieval,
 representations) or curation step (duplicates: exact duplicate images; curation: DataComp's
 filtering baselines; concept_balance: MetaCLIP's per-concept cap; density_pruning: DBP over the
-dedup clusters; exports: curated subsets for training and peers, takedowns), which import the first
-floor and never each other."""
+dedup clusters; exports: curated subsets for training and peers, takedowns; query: the ANN
+index the query API searches), which import the first floor and never each other."""
 
 from asset_defs import (
     concept_balance,
@@ -14,6 +14,7 @@ from asset_defs import (
     exports,
     ingest,
     laionet,
+    query,
     representations,
     retrieval,
     train_test_similarity,
@@ -39,6 +40,7 @@ all_assets = with_code_versions(
             *curation.assets,
             *density_pruning.assets,
             *exports.assets,
+            *query.assets,
         ]
     )
 )
@@ -58,6 +60,7 @@ __all__ = [
     "ingest",
     "laion_part",
     "laionet",
+    "query",
     "representations",
     "retrieval",
     "train_test_similarity",

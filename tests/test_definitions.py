@@ -38,6 +38,7 @@ def test_definitions_load_with_described_grouped_assets():
             "concept_balance",
             "curation_dedup",
             "exports",
+            "query",
         }
     for name in ("laion_metadata", "laion_images", "laion_embeddings"):
         node = graph.get(AssetKey(name))
@@ -72,6 +73,7 @@ PIPELINES = (
     "concept_balance",
     "density_pruning",
     "exports",
+    "query",
 )
 
 
