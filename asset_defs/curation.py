@@ -25,7 +25,7 @@ from asset_defs.lineage import require_same_params
 from asset_defs.metadata import bar_plot, gallery_metadata, heatmap, histogram, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
-from asset_defs.readers import require_one_model
+from asset_defs.readers import reference_vectors, require_one_model
 from laionlab.curation.datacomp import FILTERS, HIST_BINS, LAION2B_THRESHOLD, TOP_FRACTION
 from resources import FileStore, LanceStore
 
@@ -173,17 +173,28 @@ class DatacompSelectionConfig(Config):
     export: list[str] = Field(
         list(FILTERS), description="filters whose kept ids are exported (.npy + .parquet), besides the intersection"
     )
+    image_reference: str | None = Field(
+        None,
+        description="image_based: the catalog dataset whose image embeddings pick the pool clusters kept (DataComp: "
+        "ImageNet-1k train); the clusters are seed 004's dedup_centroids / dedup_assignments. None: not computed",
+    )
 
 
 @asset(
     group_name=GROUP,
-    deps=[every_partition(datacomp_flags)],
+    deps=[
+        every_partition(datacomp_flags),
+        # image_based: seed 004's pool clusters and a reference dataset's embeddings
+        AssetKey("dedup_centroids"),
+        every_partition(AssetKey("dedup_assignments")),
+        every_partition(AssetKey("reference_embeddings")),
+    ],
     kinds={"parquet", "numpy"},
     description="DataComp's filters over all parts: the CLIP-score top-fraction threshold from the parts' merged "
     "histograms, each filter's and the intersection's kept ids (DataComp's sorted u8,u8 .npy and a uid/part parquet).",
 )
 def datacomp_selection(
-    context: AssetExecutionContext, config: DatacompSelectionConfig, files: FileStore
+    context: AssetExecutionContext, config: DatacompSelectionConfig, files: FileStore, lance: LanceStore
 ) -> MaterializeResult:
     from laionlab.curation import (
         bin_width,
@@ -202,13 +213,9 @@ def datacomp_selection(
     with library_errors("datacomp_selection"):
         histogram = merge_histograms([files.load_npy("datacomp_flags", f"{p}.hist.npy", mmap=False) for p in parts])
         threshold = top_fraction_threshold(histogram, config.top_fraction)
-        selection = select_parts(
-            lambda p: files.read_parquet("datacomp_flags", f"{p}.parquet"),
-            parts,
-            threshold,
-            config.intersect,
-            config.export,
-        )
+        targets = _image_targets(lance, files, config.image_reference)
+        export = [f for f in config.export if f != "image_based" or targets is not None]
+        selection = select_parts(lambda p: _part_flags(files, p, targets), parts, threshold, config.intersect, export)
     for name, kept in selection.kept.items():
         frame = export_frame(kept)
         files.save_npy(datacomp_uids(frame["uid_hex"].to_list()), "datacomp_selection", f"{name}.npy")
@@ -219,9 +226,35 @@ def datacomp_selection(
             **params_metadata(config),
             "flags_params": MetadataValue.json(params),
             "top_fraction_threshold": threshold,
+            "image_based_target_clusters": len(targets) if targets is not None else "not computed (image_reference)",
             "threshold_resolution (bin width)": bin_width(len(histogram)),
             **_selection_metadata(selection.counts, parts, files),
         }
+    )
+
+
+def _image_targets(lance: LanceStore, files: FileStore, reference: str | None):
+    """The image-based baseline's target clusters (None without a reference dataset)."""
+    from laionlab.curation import image_based_targets
+
+    if reference is None:
+        return None
+    return image_based_targets(
+        files.load_npy("dedup_centroids", "centroids.npy"), reference_vectors(lance, reference, raw=False)
+    )
+
+
+def _part_flags(files: FileStore, part: str, targets) -> pl.DataFrame:
+    """A part's datacomp_flags, with image_based when the target clusters are known."""
+    from laionlab.curation import image_based_flags
+
+    flags = files.read_parquet("datacomp_flags", f"{part}.parquet")
+    if targets is None:
+        return flags
+    if not files.exists("dedup_assignments", f"{part}.parquet"):
+        raise Failure(f"image_based needs dedup_assignments[{part}]: materialise it first")
+    return image_based_flags(
+        flags, files.read_parquet("dedup_assignments", f"{part}.parquet", columns=["uid", "cluster"]), targets
     )
 
 

@@ -83,7 +83,9 @@ __all__ = [
 
 # the filters decided row by row (a part's flags), and the one that needs every part's scores
 PART_FILTERS = ("no_filter", "basic", "clip_score_threshold", "laion2b", "text_based")
-FILTERS = (*PART_FILTERS, "clip_score_top_fraction")
+FILTERS = (*PART_FILTERS, "clip_score_top_fraction", "image_based")
+# the image-based baseline's caption_filter: English, more than one word, more than 5 characters
+IMAGE_CAPTION_MIN_WORDS = 2
 
 HIST_BINS = 2**16  # bin width 2**-15 over [-1, 1]: exact in float64, so bin(s) >= b iff s >= edge b
 HIST_RANGE = (-1.0, 1.0)  # cosine similarities
@@ -378,11 +380,22 @@ def part_flags(
         metadata[language_column].cast(pl.String) if has_language else None,
         rule,
     )
+    words = metadata["TEXT"].cast(pl.String).str.count_matches(r"\S+")
+    image_caption = (
+        basic["english"]
+        & (words >= IMAGE_CAPTION_MIN_WORDS)
+        & (metadata["TEXT"].str.len_chars() >= rule.min_caption_chars)
+    ).fill_null(False)
     frame = pl.concat(
         [
             sizes,
             basic,
-            pl.DataFrame({"lemma_match": text_filter(metadata["TEXT"], lemma_to_wnid, case_sensitive=case_sensitive)}),
+            pl.DataFrame(
+                {
+                    "lemma_match": text_filter(metadata["TEXT"], lemma_to_wnid, case_sensitive=case_sensitive),
+                    "image_caption": image_caption,
+                }
+            ),
         ],
         how="horizontal",
     )
@@ -400,6 +413,7 @@ def part_flags(
         "caption",
         "image",
         "lemma_match",
+        "image_caption",
         pool.alias("no_filter"),
         (pool & pl.col("basic")).alias("basic"),
         (pool & above).alias("clip_score_threshold"),
@@ -418,7 +432,43 @@ def select_filters(flags: pl.DataFrame, top_threshold: float, intersect: Sequenc
     top_threshold = validate.real("top_threshold", top_threshold)
     top = (pl.col("clip_score").cast(pl.Float64) >= top_threshold).fill_null(False) & pl.col("no_filter")
     out = flags.with_columns(top.alias("clip_score_top_fraction"))
+    if "image_based" not in out.columns:  # not computed (no reference set): keeps nothing
+        out = out.with_columns(pl.lit(False).alias("image_based"))
     return out.with_columns(pl.all_horizontal([pl.col(f) for f in intersect]).alias("intersection"))
+
+
+def image_based_targets(centroids: np.ndarray, reference: np.ndarray, block: int = 65_536) -> np.ndarray:
+    """DataComp's image-based baseline, step 1 (``apply_filter.load_uids_with_image_filter``):
+    the pool cluster each reference image (DataComp: the ImageNet-1k train set's CLIP image
+    embeddings) is most similar to — ``argmax(reference @ centroids.T)``, its
+    ``get_centroid_ids_gpu`` — unique and sorted."""
+    centroids = validate.matrix("centroids", centroids)
+    reference = validate.matrix("reference", reference)
+    if reference.shape[1] != centroids.shape[1]:
+        raise ValueError(
+            f"reference: dimension {reference.shape[1]} differs from the centroids' {centroids.shape[1]} "
+            "(the reference set and the pool must be embedded by the same model)"
+        )
+    C = np.asarray(centroids, np.float32)
+    ids = [
+        np.argmax(np.asarray(reference[i : i + block], np.float32) @ C.T, axis=1)
+        for i in range(0, len(reference), block)
+    ]
+    return np.unique(np.concatenate(ids)) if ids else np.empty(0, np.int64)
+
+
+def image_based_flags(flags: pl.DataFrame, clusters: pl.DataFrame, targets: np.ndarray) -> pl.DataFrame:
+    """Step 2: a part's flags (:func:`part_flags`) with ``image_based``: a pool row passing the
+    baseline's caption filter (``image_caption``) whose cluster (``clusters``: uid, cluster —
+    its nearest pool centroid by inner product) is one of ``targets``
+    (:func:`image_based_targets`). A row without a cluster is not kept."""
+    if {"uid", "cluster"} - set(clusters.columns):
+        raise ValueError(f"clusters: expected columns uid and cluster, got {clusters.columns}")
+    target_set = pl.Series("targets", np.asarray(targets).astype(np.int64))
+    member = clusters.select("uid", pl.col("cluster").cast(pl.Int64).is_in(target_set.implode()).alias("in_target"))
+    joined = flags.join(member, on="uid", how="left", maintain_order="left")
+    keep = pl.col("no_filter") & pl.col("image_caption") & pl.col("in_target").fill_null(False)
+    return joined.with_columns(keep.alias("image_based")).drop("in_target")
 
 
 def selection_verdicts(selected: pl.DataFrame, intersect: Sequence[str]) -> pl.DataFrame:

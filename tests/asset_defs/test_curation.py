@@ -29,7 +29,9 @@ def curated(ingested, demo):
     instance = instance_with_parts(demo.parts)
     for part in demo.parts:
         assert run([datacomp_flags], resources, instance, part, run_config=_ops("datacomp_flags")).success
-    assert run([datacomp_selection], resources, instance, None, run_config=_ops("datacomp_selection")).success
+    # image_based (the demo profile's image_reference) needs seed 004's clusters: tested on its own below
+    config = _ops("datacomp_selection", image_reference=None)
+    assert run([datacomp_selection], resources, instance, None, run_config=config).success
     return resources, instance
 
 
@@ -99,7 +101,7 @@ def test_exports_round_trip_in_datacomps_format(curated, demo):
     flags = pl.concat([files.read_parquet("datacomp_flags", f"{p}.parquet") for p in demo.parts])
     meta = instance.get_latest_materialization_event(datacomp_selection.key).asset_materialization.metadata
     top = set(files.read_parquet("datacomp_selection", "clip_score_top_fraction.parquet")["uid"])
-    for name in (*FILTERS, "intersection"):
+    for name in (*(f for f in FILTERS if f != "image_based"), "intersection"):  # image_based: its own test
         table = files.read_parquet("datacomp_selection", f"{name}.parquet")
         ids = np.load(files.path("datacomp_selection", f"{name}.npy"))
         assert ids.dtype == UID_DTYPE and (np.sort(ids) == ids).all() and len(ids) == table.height
@@ -194,3 +196,49 @@ def test_the_gallery_shows_kept_and_rejected_rows_of_the_intersection(curated, d
         )
     again = run([datacomp_gallery], resources, instance, None, run_config=config)
     assert again.asset_materializations_for_node("datacomp_gallery")[0].metadata["rows_shown"] == meta["rows_shown"]
+
+
+def test_image_based_keeps_the_pool_rows_of_the_reference_clusters(curated, demo, monkeypatch):
+    """datacomp_selection with image_reference: the target clusters are those the reference
+    images are nearest to, and image_based keeps the pool rows of those clusters that pass
+    the caption filter (constructed clusters and reference vectors; the lab's own dedup files,
+    if any, are put back afterwards)."""
+    from pathlib import Path
+
+    from asset_defs import curation
+
+    resources, instance = curated
+    files = resources["files"]
+    names = [("dedup_centroids", "centroids.npy"), *(("dedup_assignments", f"{p}.parquet") for p in demo.parts)]
+    saved = {n: Path(files.path(*n)).read_bytes() for n in names if files.exists(*n)}
+    try:
+        files.save_npy(np.eye(3, 4, dtype=np.float32), "dedup_centroids", "centroids.npy")
+        expected = set()
+        for part in demo.parts:
+            flags = files.read_parquet("datacomp_flags", f"{part}.parquet").filter(pl.col("no_filter"))
+            clusters = flags.select("uid", (pl.int_range(pl.len()) % 3).cast(pl.Int32).alias("cluster"))
+            files.write_parquet(clusters, "dedup_assignments", f"{part}.parquet")
+            ok = flags.join(clusters, on="uid").filter(pl.col("image_caption") & (pl.col("cluster") == 2))
+            expected.update(ok["uid"])
+        reference = np.array([[0, 0, 1, 0], [0.1, 0, 0.9, 0]], np.float32)  # both nearest centroid 2
+        monkeypatch.setattr(curation, "reference_vectors", lambda lance, name, raw=True: reference)
+        config = _ops("datacomp_selection", image_reference="demo_imagenet_val", export=["image_based"])
+        result = run([curation.datacomp_selection], resources, instance, None, run_config=config)
+        assert result.success
+        kept = set(files.read_parquet("datacomp_selection", "image_based.parquet")["uid"])
+        assert kept == expected and kept
+        meta = result.asset_materializations_for_node("datacomp_selection")[0].metadata
+        assert meta["image_based_target_clusters"].value == 1
+    finally:
+        for name in names:
+            if name in saved:
+                Path(files.path(*name)).write_bytes(saved[name])
+            elif files.exists(*name):
+                Path(files.path(*name)).unlink()
+        run(
+            [curation.datacomp_selection],
+            resources,
+            instance,
+            None,
+            run_config=_ops("datacomp_selection", image_reference=None),
+        )

@@ -232,3 +232,28 @@ def test_selection_verdicts_say_which_filters_a_pool_row_fails():
     ]
     with pytest.raises(ValueError, match="missing columns"):
         selection_verdicts(flags, ["basic"])
+
+
+def test_image_based_targets_and_flags_as_datacomps_two_steps():
+    """Step 1: each reference image's most similar centroid (argmax of inner products), unique;
+    step 2: a pool row passing the caption filter is kept iff its cluster is a target."""
+    import numpy as np
+
+    from laionlab.curation import image_based_flags, image_based_targets
+
+    centroids = np.eye(4, dtype=np.float32)
+    reference = np.array([[0.9, 0.1, 0, 0], [0.8, 0, 0.3, 0], [0, 0, 0.2, 0.7]], np.float32)
+    assert image_based_targets(centroids, reference).tolist() == [0, 3]
+    with pytest.raises(ValueError, match="dimension"):
+        image_based_targets(centroids, reference[:, :3])
+    flags = pl.DataFrame(
+        {
+            "uid": ["a", "b", "c", "d", "e"],
+            "no_filter": [True, True, True, False, True],
+            "image_caption": [True, True, False, True, True],
+        }
+    )
+    clusters = pl.DataFrame({"uid": ["a", "b", "c", "d"], "cluster": [0, 1, 3, 3]})  # "e": no cluster
+    out = image_based_flags(flags, clusters, np.array([0, 3]))
+    assert out["image_based"].to_list() == [True, False, False, False, False]
+    assert out.columns == [*flags.columns, "image_based"]
