@@ -91,7 +91,9 @@ def test_environment_reaches_runs_and_names_real_variables(deployment):
     # a map, which the chart writes to a ConfigMap that launched runs and steps receive too
     assert isinstance(env, dict) and all(isinstance(v, str) for v in env.values())
     assert env["LAIONLAB_DATA_ROOT"].startswith("s3://") and env["LAIONLAB_LANCE_URI"].startswith("s3://")
-    code = "\n".join(p.read_text() for p in [ROOT / "definitions.py", *(ROOT / "deploy").glob("*.py")])
+    # the variables definitions.py reads (through laionlab/settings.py, shared with the query CLI)
+    sources = [ROOT / "definitions.py", ROOT / "laionlab" / "settings.py", *(ROOT / "deploy").glob("*.py")]
+    code = "\n".join(p.read_text() for p in sources)
     unknown = [k for k in env if k.startswith("LAIONLAB_") and f'"{k}"' not in code]
     assert unknown == []
     assert [s["name"] for s in deployment["envSecrets"]] == ["laionlab-secrets"]
