@@ -218,7 +218,7 @@ def main() -> int:
             base,
             '{ assetOrError(assetKey: {path: ["laionet_gallery"]}) {'
             " ... on Asset { assetMaterializations(limit: 1) { metadataEntries { label"
-            " ... on MarkdownMetadataEntry { mdStr } } } } }",
+            " ... on MarkdownMetadataEntry { mdStr } } } } } }",
         )
         mats = gallery["assetOrError"].get("assetMaterializations") or []
         sheet = (
