@@ -48,7 +48,7 @@ from asset_defs.partitions import dataset, every_partition, laion_part, register
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import laion_vectors, reference_vectors, sample_laion_vectors
 from laionlab.progress import Progress
-from resources import FileStore, LanceStore
+from resources import DatasetCatalog, FileStore, LanceStore
 
 GROUP = "train_test_similarity"
 
@@ -774,6 +774,69 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     )
 
 
+# --- pruned_gallery ---------------------------------------------------------------------------
+
+
+@profiled("pruned_gallery")
+class PrunedGalleryConfig(Config):
+    samples: int = Field(
+        6, ge=1, le=16, description="eval samples shown (a seeded choice among those with pruned rows)"
+    )
+    per_sample: int = Field(4, ge=1, le=8, description="the most similar pruned LAION rows shown beside each sample")
+    seed: int = Field(0, ge=0)
+
+
+def _pruned_rows(examples: pl.DataFrame, name: str) -> list:
+    """contact_sheet rows: per eval sample its image, its pruned candidates, its nearest kept one."""
+    from laionlab.gallery import Tile
+
+    rows = []
+    for (index,), group in examples.group_by("eval_index", maintain_order=True):
+        tiles = [Tile(f"{name}:{index:09d}", "eval sample")] + [
+            Tile(uid, f"{'pruned' if pruned else 'kept'}, cos {sim:.3f}")
+            for uid, sim, pruned in group.select("uid", "sim", "pruned").iter_rows()
+        ]
+        rows.append((f"#{index}: pruned above cos {group['threshold'][0]:.3f}", tiles))
+    return rows
+
+
+@asset(
+    partitions_def=dataset,
+    group_name=GROUP,
+    deps=[pruned_pools],
+    kinds={"jpeg"},
+    description="What pruning removes for an eval set: a seeded few eval samples, each beside its most similar "
+    "pruned LAION rows and its nearest kept one (with their cosine), read back from only those images' shards.",
+)
+def pruned_gallery(
+    context: AssetExecutionContext, config: PrunedGalleryConfig, catalog: DatasetCatalog, files: FileStore
+) -> MaterializeResult:
+    from laionlab.dedup import pruned_examples
+    from laionlab.gallery import contact_sheet, fetch_thumbnails, reference_thumbnails
+
+    name = context.partition_key
+    thresholds = files.read_parquet("train_to_eval_threshold", f"{name}.parquet").sort("eval_index")["threshold"]
+    candidates = files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
+    with library_errors(f"pruned_gallery[{name}]"):
+        examples = pruned_examples(candidates, thresholds.to_numpy(), config.samples, config.per_sample, config.seed)
+    if examples.is_empty():
+        reason = f"no LAION row is above its {name} sample's threshold: pruning removed nothing"
+        return MaterializeResult(metadata={**params_metadata(config), **nothing_to_show(reason)})
+    rows = _pruned_rows(examples, name)
+    images = fetch_thumbnails(lambda part: downloaded_shards(files, part), examples["uid"].unique().sort().to_list())
+    with library_errors(f"pruned_gallery[{name}]", FileNotFoundError):
+        images |= reference_thumbnails(catalog.get(name), examples["eval_index"].unique())
+    fig = contact_sheet(rows, images, f"{name}: eval samples beside the LAION rows pruning removes for them")
+    return MaterializeResult(
+        metadata={
+            **params_metadata(config),
+            **gallery_metadata(fig, files.path("pruned_pools", f"{name}.gallery.jpg"), rows, images),
+            "eval_samples_shown": examples["eval_index"].n_unique(),
+            "shown": markdown_table(examples.with_columns(pl.col("sim", "threshold").round(4))),
+        }
+    )
+
+
 def _pool_size(files: FileStore, name: str) -> int:
     """Rows of pruned_pools[name], from the Parquet footers (no uid is read)."""
     from laionlab.dedup import rows_in_parquets
@@ -815,6 +878,7 @@ assets = [
     eval_to_laion_similarity,
     train_to_eval_threshold,
     pruned_pools,
+    pruned_gallery,
     pruned_pool_sizes,
 ]
 

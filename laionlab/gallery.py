@@ -187,6 +187,21 @@ def fetch_thumbnails(
     return out
 
 
+def reference_thumbnails(spec, indices: Sequence[int], size: int = THUMB) -> dict[str, Image.Image]:
+    """``"<dataset>:<index>"`` (reference_embeddings' uid) → RGB thumbnail of the samples
+    ``indices`` of catalog dataset ``spec`` (a :class:`laionlab.io.reference.DatasetSpec`),
+    read through :class:`laionlab.io.reference.ReferenceImages`: only those samples (an
+    image file each, or those rows of the HDF5 array)."""
+    from laionlab.io.reference import ReferenceImages
+
+    def thumbnail(image: Image.Image) -> Image.Image:
+        image.thumbnail((size, size))
+        return image
+
+    wanted = sorted({int(i) for i in indices})
+    return dict((uid, image) for image, uid in ReferenceImages(spec, thumbnail, chunk=1, indices=wanted))
+
+
 def contact_sheet(
     rows: Sequence[tuple[str, Sequence[Tile]]],
     images: Mapping[str, Image.Image],

@@ -38,6 +38,7 @@ __all__ = [
     "plot_sample",
     "pool_parts",
     "pool_picks",
+    "pruned_examples",
     "pruned_uids",
     "rows_in_parquets",
     "write_pool",
@@ -185,6 +186,50 @@ def pruned_uids(matrix: CandidateMatrix, thresholds: np.ndarray, laion_rows: int
     n = len(matrix.uids)
     keep, saturated = prune_mask(matrix.ids, matrix.scores, thresholds, n + int(laion_rows > n), return_saturated=True)
     return matrix.uids.filter(pl.Series(~keep[:n])), saturated
+
+
+def pruned_examples(
+    candidates: pl.DataFrame, thresholds: np.ndarray, samples: int = 6, per_sample: int = 4, seed: int = 0
+) -> pl.DataFrame:
+    """A seeded few eval samples with the candidates pruning removes for them, for a gallery.
+
+    ``candidates``: :func:`candidate_table`'s (``eval_index``, ``rank``, ``uid``, ``sim``);
+    ``thresholds``: ``(q,)`` per-sample thresholds. A candidate is pruned when its similarity
+    is strictly above its sample's threshold (seed 004's ``get_paths_chunk.py``, as
+    :func:`pruned_uids`). Of the samples with any pruned candidate, at most ``samples`` are
+    chosen (seeded, uniform, in index order); for each: its ``per_sample`` most similar pruned
+    candidates and its most similar kept one (the boundary), if any.
+
+    Returns eval_index, threshold, rank, uid, sim, pruned; an empty frame when nothing is
+    pruned.
+    """
+    if samples < 1 or per_sample < 1:
+        raise ValueError(f"samples and per_sample must be >= 1, got {samples} and {per_sample}")
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if not candidates.is_empty() and candidates["eval_index"].max() >= len(thresholds):
+        raise ValueError(
+            f"candidates: eval_index up to {candidates['eval_index'].max()} but {len(thresholds)} thresholds: "
+            "the candidates and the thresholds describe different eval sets"
+        )
+    frame = candidates.join(
+        pl.DataFrame({"eval_index": np.arange(len(thresholds)), "threshold": thresholds}),
+        on="eval_index",
+        how="left",
+    ).with_columns(pruned=pl.col("sim").cast(pl.Float64) > pl.col("threshold"))
+    with_pruned = frame.filter(pl.col("pruned"))["eval_index"].unique().sort()
+    if with_pruned.is_empty():
+        return frame.clear().select("eval_index", "threshold", "rank", "uid", "sim", "pruned")
+    if len(with_pruned) > samples:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(with_pruned), samples, replace=False))
+        with_pruned = with_pruned.gather(chosen)
+    shown = frame.filter(pl.col("eval_index").is_in(with_pruned.implode())).sort("eval_index", "rank")
+    top = shown.filter(pl.col("pruned")).group_by("eval_index", maintain_order=True).head(per_sample)
+    boundary = shown.filter(~pl.col("pruned")).group_by("eval_index", maintain_order=True).head(1)
+    return (
+        pl.concat([top, boundary])
+        .sort("eval_index", "rank")
+        .select("eval_index", "threshold", "rank", "uid", "sim", "pruned")
+    )
 
 
 def rows_in_parquets(uris: Sequence[str]) -> int:

@@ -488,3 +488,43 @@ def test_dedup_gallery_shows_dropped_rows_beside_the_row_they_duplicate(pruned, 
         assert str(other["keep"]) == partner_kept
     assert gallery(pairs=4)["pairs_shown"].value == meta["pairs_shown"].value  # seeded
     assert gallery(pairs=2, parts=1)["parts_shown"].value.count("part-") == 1
+
+
+def test_pruned_gallery_shows_eval_samples_beside_the_rows_pruned_for_them(pruned):
+    """Each shown eval sample has its most similar candidates above its threshold (none of
+    them in its pruned pool) and its nearest kept one; the eval images come from the catalog;
+    seeded; an eval set that pruned nothing says so."""
+    from asset_defs.train_test_similarity import pruned_gallery
+
+    resources, instance = pruned
+    files = resources["files"]
+
+    def gallery(name, **config):
+        run_config = {"ops": {"pruned_gallery": {"config": config}}} if config else None
+        result = run([pruned_gallery], resources, instance, name, run_config=run_config)
+        return result.asset_materializations_for_node("pruned_gallery")[0].metadata
+
+    name = "demo_narrow"
+    meta = gallery(name, samples=3, per_sample=2)
+    assert meta["gallery"].value.startswith("![gallery](data:image/jpeg;base64,")
+    shown = [line.strip("| ").split(" | ") for line in meta["shown"].value.splitlines()[2:]]
+    candidates = files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
+    thresholds = files.read_parquet("train_to_eval_threshold", f"{name}.parquet")
+    truth = candidates.join(thresholds, on="eval_index").with_columns(pruned=pl.col("sim") > pl.col("threshold"))
+    samples = sorted({int(r[0]) for r in shown})
+    assert len(samples) == 3 == meta["eval_samples_shown"].value
+    pool = set(read_pruned_pool(files, name)["uid"].to_list())
+    for index in samples:
+        mine = truth.filter(pl.col("eval_index") == index).sort("sim", descending=True)
+        got = [r for r in shown if int(r[0]) == index]
+        pruned_uids = [r[3] for r in got if r[5].lower() == "true"]
+        assert pruned_uids == mine.filter(pl.col("pruned"))["uid"].head(2).to_list()
+        assert not pool & set(pruned_uids)
+        kept = mine.filter(~pl.col("pruned"))["uid"].head(1).to_list()
+        assert [r[3] for r in got if r[5].lower() == "false"] == kept
+    # the eval images (catalog) and the LAION rows (shards) are all found
+    assert meta["images_missing"].value == 0
+    assert meta["images_shown"].value == len(samples) + len({r[3] for r in shown})
+    assert gallery(name, samples=3, per_sample=2)["shown"].value == meta["shown"].value  # seeded
+    nothing = gallery("demo_broad")  # its own 'train' set: no candidate is above its threshold
+    assert nothing["applicable"].value is False and "removed nothing" in nothing["reason"].value

@@ -226,3 +226,26 @@ def test_write_pool_streams_each_part_and_counts_the_stages(dedup_parts):
         pool_picks(dedup_parts, pruned, 5, seed=0, eval_name="hand")
     with pytest.raises(ValueError, match=r"^picks: expected one array per part file \(2\), got 1"):
         write_pool(dedup_parts, pruned, lambda frame, name: None, picks[:1])
+
+
+def test_pruned_examples_are_the_top_candidates_above_each_threshold_and_the_nearest_kept():
+    from laionlab.dedup import pruned_examples
+
+    # eval 0: two rows above 0.5; eval 1: none above 0.9; eval 2: all three above 0.1
+    candidates = pl.DataFrame(
+        {
+            "eval_index": [0, 0, 0, 1, 1, 2, 2, 2],
+            "rank": [0, 1, 2, 0, 1, 0, 1, 2],
+            "uid": ["a", "b", "c", "d", "e", "f", "g", "h"],
+            "sim": [0.9, 0.7, 0.5, 0.8, 0.2, 0.6, 0.5, 0.4],
+        }
+    )
+    got = pruned_examples(candidates, np.array([0.5, 0.9, 0.1]), samples=5, per_sample=1)
+    assert got.select("eval_index", "uid", "pruned").rows() == [(0, "a", True), (0, "c", False), (2, "f", True)]
+    both = pruned_examples(candidates, np.array([0.5, 0.9, 0.1]), samples=5, per_sample=5)
+    assert both.filter(pl.col("eval_index") == 0)["uid"].to_list() == ["a", "b", "c"]  # 0.5 is not above 0.5
+    one = pruned_examples(candidates, np.array([0.5, 0.9, 0.1]), samples=1, per_sample=1, seed=3)
+    assert one["eval_index"].n_unique() == 1 and one["eval_index"][0] in (0, 2)
+    assert pruned_examples(candidates, np.array([1.0, 1.0, 1.0])).is_empty()
+    with pytest.raises(ValueError, match="different eval sets"):
+        pruned_examples(candidates, np.array([0.5, 0.9]))
