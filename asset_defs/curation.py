@@ -25,7 +25,7 @@ from asset_defs.lineage import require_same_params
 from asset_defs.metadata import bar_plot, gallery_metadata, heatmap, histogram, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
-from asset_defs.readers import reference_vectors, require_one_model
+from asset_defs.readers import KEEP_FLAGS, part_flags, reference_vectors, require_one_model
 from laionlab.curation.datacomp import FILTERS, HIST_BINS, LAION2B_THRESHOLD, TOP_FRACTION
 from resources import FileStore, LanceStore
 
@@ -353,18 +353,8 @@ def datacomp_gallery(
 
 # --- curation_agreement ----------------------------------------------------------------------
 
-# method -> (the asset folder holding its per-part keep flags, the flag column; None: the file
-# lists the rows it drops). Read as files: the producing modules are not imported.
-AGREEMENT_SOURCES: dict[str, tuple[str, str | None]] = {
-    "datacomp_basic": ("datacomp_flags", "basic"),
-    "datacomp_clip_threshold": ("datacomp_flags", "clip_score_threshold"),
-    "datacomp_laion2b": ("datacomp_flags", "laion2b"),
-    "datacomp_text": ("datacomp_flags", "text_based"),
-    "seed004_dedup": ("laion_dedup", "keep"),
-    "dbp": ("dbp_selection", "kept"),
-    "metaclip_cap": ("concept_balanced", "keep"),
-    "exact_dedup": ("exact_duplicates", None),
-}
+# the methods curation_agreement compares: every per-part keep decision (asset_defs/readers.py)
+AGREEMENT_SOURCES = KEEP_FLAGS
 
 
 @profiled("curation_agreement")
@@ -374,17 +364,6 @@ class AgreementConfig(Config):
         description=f"methods compared (a method without results for every part is left out): "
         f"{', '.join(AGREEMENT_SOURCES)}",
     )
-
-
-def _method_flags(files: FileStore, method: str, part: str) -> pl.DataFrame | None:
-    """uid, keep of ``method`` on ``part`` from its stored results; None when it has none."""
-    folder, column = AGREEMENT_SOURCES[method]
-    if not files.exists(folder, f"{part}.parquet"):
-        return None
-    if column is None:  # exact_duplicates lists the copies: every other row is kept
-        copies = files.read_parquet(folder, f"{part}.parquet", columns=["uid"])
-        return copies.with_columns(pl.lit(False).alias("keep"))
-    return files.read_parquet(folder, f"{part}.parquet", columns=["uid", column]).rename({column: "keep"})
 
 
 def _agreement_metadata(stats, missing: list[str], files: FileStore) -> dict:
@@ -432,7 +411,9 @@ def curation_agreement(context: AssetExecutionContext, config: AgreementConfig, 
     stats = Agreement(methods)
     for part in parts:  # one part's flags at a time
         pool = files.read_parquet("datacomp_flags", f"{part}.parquet", columns=["uid", "no_filter"])
-        stats.add_part(pool.filter(pl.col("no_filter"))["uid"], {m: _method_flags(files, m, part) for m in methods})
+        stats.add_part(
+            pool.filter(pl.col("no_filter"))["uid"], {m: part_flags(files, AGREEMENT_SOURCES[m], part) for m in methods}
+        )
     files.write_parquet(stats.kept_table(), "curation_agreement", "kept.parquet")
     files.write_parquet(stats.pairs_table(), "curation_agreement", "pairs.parquet")
     missing = [m for m in config.methods if m not in methods]

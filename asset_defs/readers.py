@@ -1,6 +1,7 @@
-"""Readers of the LanceDB tables shared by the pipelines: LAION vectors (all of a part, a
-sample across parts, by uid), reference-dataset vectors, and the one-model guard every LAION
-reader runs first. Pipelines import these, never each other."""
+"""Readers shared by the pipelines: of the LanceDB tables (LAION vectors: all of a part, a
+sample across parts, by uid; reference-dataset vectors; the one-model guard every LAION
+reader runs first) and of the per-part keep flags the curation steps write (``KEEP_FLAGS``,
+``part_flags``). Pipelines import these, never each other."""
 
 import logging
 
@@ -11,7 +12,34 @@ from dagster import Failure
 from asset_defs.ingest import EMBEDDINGS_TABLE, REFERENCE_TABLE
 from laionlab.io.lance import equals, read_vectors, uid_filters
 from laionlab.progress import Progress
-from resources import LanceStore
+from resources import FileStore, LanceStore
+
+# The per-part keep decisions of the curation steps, read as files (their modules are not
+# imported): method -> (asset folder holding <part>.parquet, its keep-flag column; None: the
+# file lists the rows the method drops). curation_agreement compares them; subset_export
+# exports the kept rows of some.
+KEEP_FLAGS: dict[str, tuple[str, str | None]] = {
+    "datacomp_basic": ("datacomp_flags", "basic"),
+    "datacomp_clip_threshold": ("datacomp_flags", "clip_score_threshold"),
+    "datacomp_laion2b": ("datacomp_flags", "laion2b"),
+    "datacomp_text": ("datacomp_flags", "text_based"),
+    "seed004_dedup": ("laion_dedup", "keep"),
+    "dbp": ("dbp_selection", "kept"),
+    "metaclip_cap": ("concept_balanced", "keep"),
+    "exact_dedup": ("exact_duplicates", None),
+}
+
+
+def part_flags(files: FileStore, source: tuple[str, str | None], part: str) -> pl.DataFrame | None:
+    """uid, keep of one ``KEEP_FLAGS`` source on ``part`` from its stored file; None when the
+    part has none. A source listing dropped rows (column None) gives just those, keep False:
+    every other row of the part is kept."""
+    folder, column = source
+    if not files.exists(folder, f"{part}.parquet"):
+        return None
+    if column is None:
+        return files.read_parquet(folder, f"{part}.parquet", columns=["uid"]).with_columns(pl.lit(False).alias("keep"))
+    return files.read_parquet(folder, f"{part}.parquet", columns=["uid", column]).rename({column: "keep"})
 
 
 def require_one_model(lance: LanceStore) -> str | None:
