@@ -1,15 +1,23 @@
 """Exports for training and for peers, and takedown propagation (issue 20).
 
-subset_export[subset] writes one curated subset (LAIONet, laion_dedup's / dbp_selection's /
-concept_balanced's kept rows, a DataComp filter) as an img2dataset parquet, webdataset shards of
-the downloaded images (open_clip's ``--train-data``) and DataComp's uid ``.npy``, minus the rows
-of a removal list; takedown_report says which subsets and current exports hold a listed uid,
-URL or sha256, so that re-materialising those exports drops them. The subsets are read from
-the files their assets write (by path through FileStore: no other pipeline is imported); the
-format code is :mod:`laionlab.export`.
+Three export assets write a curated subset as an img2dataset parquet, webdataset shards of the
+downloaded images (open_clip's ``--train-data``) and DataComp's uid ``.npy``, minus the rows of
+a removal list, one LAION part at a time (memory set by the largest part, not the subset):
+
+* subset_export[subset]: LAIONet, laion_dedup's / dbp_selection's / concept_balanced's kept
+  rows, a DataComp filter;
+* pool_export[dataset]: seed 004's pruned pool of one eval dataset (what the paper trains on);
+* swat_export[target]: SWAT's samples of one target, one export per sampling method, each
+  sample with its class (``.cls``).
+
+takedown_report says which subsets and current exports hold a listed uid, URL or sha256, so
+that re-materialising those exports drops them. The subsets are read from the files their
+assets write (by path through FileStore: no other pipeline is imported); the format code is
+:mod:`laionlab.export`.
 """
 
 import os
+import re
 from collections.abc import Callable
 
 import polars as pl
@@ -17,10 +25,11 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, M
 from pydantic import Field
 
 from asset_defs.errors import library_errors
-from asset_defs.ingest import STATUS_FILE, image_shards
+from asset_defs.ingest import STATUS_FILE, downloaded_shards, image_shards
 from asset_defs.metadata import bar_plot, markdown_table
-from asset_defs.partitions import DATACOMP_SUBSETS, every_partition, laion_part, registered, subset
+from asset_defs.partitions import DATACOMP_SUBSETS, dataset, every_partition, laion_part, registered, subset, target
 from asset_defs.profile import params_metadata, profiled
+from asset_defs.readers import KEEP_FLAGS, part_flags
 from laionlab.export import FORMATS, SAMPLES_PER_SHARD
 from resources import FileStore
 
@@ -28,13 +37,15 @@ GROUP = "exports"
 # the removal list both assets apply when their config names none (a local file or data-store URI)
 TAKEDOWN_LIST = os.environ.get("LAIONLAB_TAKEDOWN_LIST") or None
 
-# per-part subsets: subset → (asset folder, flag column of its <part>.parquet)
+# per-part subsets: subset → its per-part keep flags (asset_defs/readers.py)
 PART_FLAGS = {
-    "laion_dedup_kept": ("laion_dedup", "keep"),
-    "dbp_kept": ("dbp_selection", "kept"),
-    "concept_balanced": ("concept_balanced", "keep"),
+    "laion_dedup_kept": KEEP_FLAGS["seed004_dedup"],
+    "dbp_kept": KEEP_FLAGS["dbp"],
+    "concept_balanced": KEEP_FLAGS["metaclip_cap"],
 }
 SOURCES = ["laion_metadata", "laion_images", "laionet", "datacomp_selection", *(a for a, _ in PART_FLAGS.values())]
+# where each export asset commits its versions, and the name its subsets carry in takedown_report
+EXPORTS = {"subset_export": "", "pool_export": "pruned_pool:", "swat_export": "swat:"}
 
 
 def _read(files: FileStore, folder: str, name: str, columns: list[str]) -> pl.DataFrame:
@@ -43,17 +54,45 @@ def _read(files: FileStore, folder: str, name: str, columns: list[str]) -> pl.Da
     return files.read_parquet(folder, name, columns=columns)
 
 
-def subset_uids(files: FileStore, name: str, parts: list[str]) -> pl.Series:
-    """The uids of subset ``name`` (a key of ``subset``), from its asset's files."""
+# (parts, uids_of(part)) of a subset: uids_of gives a part's uids (a Series), or a frame with
+# uid and per-row extras such as SWAT's class (cls)
+Source = tuple[list[str], Callable[[str], pl.Series | pl.DataFrame]]
+
+
+def _grouped(uids: pl.Series | pl.DataFrame) -> Source:
+    """A subset held whole (one file of uids) as (parts, uids_of), split by part."""
+    from laionlab.export import subset_parts
+
+    groups = subset_parts(uids)
+    return sorted(groups), groups.__getitem__
+
+
+def subset_source(files: FileStore, name: str, parts: list[str]) -> Source:
+    """(parts, uids_of) of subset ``name`` (a key of ``subset``), from its asset's files: one
+    file read whole (LAIONet, a DataComp filter) or each part's keep flags, one at a time."""
     if name == "laionet":
-        return _read(files, "laionet", "laionet.parquet", ["uid"])["uid"]
+        return _grouped(_read(files, "laionet", "laionet.parquet", ["uid"])["uid"])
     if name.startswith("datacomp_") and name.removeprefix("datacomp_") in DATACOMP_SUBSETS:
-        return _read(files, "datacomp_selection", f"{name.removeprefix('datacomp_')}.parquet", ["uid"])["uid"]
-    folder, flag = PART_FLAGS[name]
-    return pl.concat(
-        [_read(files, folder, f"{p}.parquet", ["uid", flag]).filter(pl.col(flag))["uid"] for p in parts],
-        how="vertical",
-    )
+        return _grouped(_read(files, "datacomp_selection", f"{name.removeprefix('datacomp_')}.parquet", ["uid"])["uid"])
+    source = PART_FLAGS[name]
+    missing = [p for p in parts if not files.exists(source[0], f"{p}.parquet")]
+    if missing:
+        raise Failure(f"{source[0]} has no result for {', '.join(missing)}: materialise {source[0]} for these parts")
+    return parts, lambda part: part_flags(files, source, part).filter(pl.col("keep"))["uid"]
+
+
+def pool_source(files: FileStore, name: str) -> Source:
+    """(parts, uids_of) of pruned_pools[name]: its committed version's <part>.parquet files."""
+    if not files.has_version("pruned_pools", name):
+        raise Failure(f"pruned_pools[{name}] was never materialised: materialise it first")
+    version = files.current_version("pruned_pools", name)
+    parts = [uri.rsplit("/", 1)[-1].removesuffix(".parquet") for uri in version.glob("*.parquet")]
+    return parts, lambda part: version.read_parquet(f"{part}.parquet", columns=["uid"])["uid"]
+
+
+def swat_samples(files: FileStore, name: str) -> pl.DataFrame:
+    """retrieval_samples[name]'s picks: uid, class, score, rank, method."""
+    return _read(files, "retrieval_samples", f"{name}.parquet", ["uid", "class", "score", "rank", "method"])
 
 
 def _readers(files: FileStore) -> tuple[Callable, Callable, Callable]:
@@ -97,6 +136,35 @@ class SubsetExportConfig(Config):
     )
 
 
+def _export_metadata(summary) -> dict:
+    """An export's counts, removed rows, open_clip's --train-data and paths, as metadata."""
+    counts = pl.DataFrame({"format": list(summary.exported), "rows": list(summary.exported.values())})
+    return {
+        "subset_rows": summary.subset_rows,
+        **{f"exported_{f}": n for f, n in summary.exported.items()},
+        "exported": markdown_table(counts),
+        "removed_by_takedown_list": summary.removed.height,
+        "removed": markdown_table(summary.removed),
+        "without_downloaded_image": summary.missing_images,
+        "shards": len(summary.shards),
+        "train_data": summary.train_data or "none",
+        **{f"path_{k}": MetadataValue.path(v) for k, v in summary.paths.items()},
+    }
+
+
+def _export(context: AssetExecutionContext, config, files: FileStore, source: Source, folder: str, **readers):
+    """export_subset of ``source`` into ``folder`` with the config's formats and removal list."""
+    from laionlab.export import export_subset
+
+    metadata_of, status_of, shards_of = _readers(files)
+    where = f"{context.asset_key.to_user_string()}[{context.partition_key}]"
+    with library_errors(where, FileNotFoundError):
+        return export_subset(
+            *source, readers.get("metadata_of", metadata_of), status_of, readers.get("shards_of", shards_of),
+            folder, config.formats, config.samples_per_shard, _removal(config.removal_list), context.log.info,
+        )  # fmt: skip
+
+
 @asset(
     partitions_def=subset,
     group_name=GROUP,
@@ -106,31 +174,99 @@ class SubsetExportConfig(Config):
     "shards of its downloaded images (open_clip --train-data) and DataComp's uid .npy, minus a takedown list.",
 )
 def subset_export(context: AssetExecutionContext, config: SubsetExportConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.export import export_subset, subset_frame
-
     name = context.partition_key
-    removal = _removal(config.removal_list)
     with library_errors(f"subset_export[{name}]"):
-        chosen = subset_frame(subset_uids(files, name, registered(context, laion_part)))
-    context.log.info(f"exporting {chosen.height} rows of {name} as {', '.join(config.formats)}")
-    with files.new_version("subset_export", name) as version, library_errors(f"subset_export[{name}]"):
-        summary = export_subset(
-            chosen, *_readers(files), version.uri, config.formats, config.samples_per_shard, removal
-        )
-    counts = pl.DataFrame({"format": list(summary.exported), "rows": list(summary.exported.values())})
+        source = subset_source(files, name, registered(context, laion_part))
+    context.log.info(f"exporting {name} ({len(source[0])} parts) as {', '.join(config.formats)}")
+    with files.new_version("subset_export", name) as version:
+        summary = _export(context, config, files, source, version.uri)
+    return MaterializeResult(
+        metadata={**params_metadata(config), **_export_metadata(summary), "path": MetadataValue.path(version.uri)}
+    )
+
+
+# --- pool_export[dataset] -------------------------------------------------------------------
+
+
+@profiled("pool_export")
+class PoolExportConfig(SubsetExportConfig):
+    pass
+
+
+@asset(
+    partitions_def=dataset,
+    group_name=GROUP,
+    deps=["pruned_pools", every_partition("laion_metadata"), every_partition("laion_images")],
+    kinds={"parquet", "webdataset", "numpy"},
+    description="Seed 004's pruned pool of one eval dataset, what the paper trains CLIP on: img2dataset parquet, "
+    "webdataset shards of its downloaded images (open_clip --train-data), DataComp's uid .npy; part by part.",
+)
+def pool_export(context: AssetExecutionContext, config: PoolExportConfig, files: FileStore) -> MaterializeResult:
+    name = context.partition_key
+    source = pool_source(files, name)
+    context.log.info(f"exporting pruned_pools[{name}] ({len(source[0])} parts) as {', '.join(config.formats)}")
+    with files.new_version("pool_export", name) as version:
+        summary = _export(context, config, files, source, version.uri)
+    return MaterializeResult(
+        metadata={**params_metadata(config), **_export_metadata(summary), "path": MetadataValue.path(version.uri)}
+    )
+
+
+# --- swat_export[target] --------------------------------------------------------------------
+
+
+@profiled("swat_export")
+class SwatExportConfig(SubsetExportConfig):
+    pass
+
+
+def _swat_shards(files: FileStore, name: str) -> Callable[[str], list[str]]:
+    """A part's shards for target ``name``: its laion_images download plus the target's
+    retrieved_images shards (the rows of parts never downloaded); only wanted uids are kept."""
+    retrieved = (
+        files.current_version("retrieved_images", name).glob("*.tar")
+        if files.has_version("retrieved_images", name)
+        else []
+    )
+    return lambda part: downloaded_shards(files, part) + retrieved
+
+
+def _method_row(method: str, summary) -> dict:
+    return {
+        "method": method,
+        "rows": summary.subset_rows,
+        **{f"exported_{f}": n for f, n in summary.exported.items()},
+        "removed": summary.removed.height,
+        "without_image": summary.missing_images,
+        "train_data": summary.train_data or "none",
+    }
+
+
+@asset(
+    partitions_def=target,
+    group_name=GROUP,
+    deps=["retrieval_samples", "retrieved_images", every_partition("laion_metadata"), every_partition("laion_images")],
+    kinds={"parquet", "webdataset", "numpy"},
+    description="SWAT's samples of one target, one export per sampling method (img2dataset parquet, webdataset "
+    "shards with each image's class as .cls, DataComp's uid .npy), minus a takedown list.",
+)
+def swat_export(context: AssetExecutionContext, config: SwatExportConfig, files: FileStore) -> MaterializeResult:
+    name = context.partition_key
+    samples = swat_samples(files, name).with_columns(cls=pl.col("class").cast(pl.Int64, strict=False))
+    methods = samples["method"].unique(maintain_order=True).to_list()
+    rows = []
+    with files.new_version("swat_export", name) as version:
+        for method in methods:
+            source = _grouped(samples.filter(pl.col("method") == method).select("uid", "cls"))
+            summary = _export(context, config, files, source, version.path(method), shards_of=_swat_shards(files, name))
+            rows.append(_method_row(method, summary))
+    table = pl.DataFrame(rows)
     return MaterializeResult(
         metadata={
             **params_metadata(config),
-            "subset_rows": summary.subset_rows,
-            **{f"exported_{f}": n for f, n in summary.exported.items()},
-            "exported": markdown_table(counts),
-            "removed_by_takedown_list": summary.removed.height,
-            "removed": markdown_table(summary.removed),
-            "without_downloaded_image": summary.missing_images,
-            "shards": len(summary.shards),
-            "train_data": summary.train_data or "none",
+            "methods": markdown_table(table),
+            "exported_webdataset": int(table["exported_webdataset"].sum()) if "exported_webdataset" in table else 0,
             "path": MetadataValue.path(version.uri),
-            **{f"path_{k}": MetadataValue.path(v) for k, v in summary.paths.items()},
         }
     )
 
@@ -145,24 +281,85 @@ class TakedownReportConfig(Config):
     )
 
 
-def _report_frames(files: FileStore, parts: list[str]) -> tuple[dict[str, pl.DataFrame], list[str]]:
-    """Each subset whose files exist (uid) and each committed export's rows, by name; and
-    the subsets not materialised."""
-    frames, absent = {}, []
+def _listed_among(chunks, listed: pl.Series) -> tuple[int, pl.Series]:
+    """(rows, the listed uids among them) of uid Series ``chunks``, read one at a time."""
+    rows, hits = 0, [pl.Series("uid", [], pl.String)]
+    for uids in chunks:
+        rows += len(uids)
+        hits.append(uids.filter(uids.is_in(listed.implode())).rename("uid"))
+    return rows, pl.concat(hits)
+
+
+def _source_uids(source: Source):
+    """A subset's uids part by part."""
+    parts, uids_of = source
+    for part in parts:
+        got = uids_of(part)
+        yield got["uid"] if isinstance(got, pl.DataFrame) else got
+
+
+def _export_uids(rows_file: str):
+    """An export's rows.parquet uids a row group (one part) at a time, never the whole file."""
+    import pyarrow.parquet as pq
+
+    from laionlab.io.files import open_read
+
+    with open_read(rows_file) as f:
+        for batch in pq.ParquetFile(f).iter_batches(columns=["uid"]):
+            yield pl.Series("uid", batch.column(0))
+
+
+def _subsets(files: FileStore, context: AssetExecutionContext) -> tuple[dict[str, Source], list[str]]:
+    """Every subset that exports are made of, by takedown_report's name: the static subsets,
+    each registered dataset's pruned pool and each registered target's SWAT samples (sources,
+    read part by part when used), and the names of those not materialised."""
+    parts = registered(context, laion_part)
+    found, absent = {}, []
     for name in subset.get_partition_keys():
         try:
-            frames[name] = pl.DataFrame({"uid": subset_uids(files, name, parts)})
+            found[name] = subset_source(files, name, parts)
         except Failure:
             absent.append(name)
-        if files.has_version("subset_export", name):
-            rows = files.current_version("subset_export", name).read_parquet("rows.parquet", columns=["uid"])
-            frames[f"export:{name}"] = rows
-    return frames, absent
+    for name in registered(context, dataset):
+        try:
+            found[f"pruned_pool:{name}"] = pool_source(files, name)
+        except Failure:
+            absent.append(f"pruned_pool:{name}")
+    for name in registered(context, target):
+        if files.exists("retrieval_samples", f"{name}.parquet"):
+            found[f"swat:{name}"] = _grouped(swat_samples(files, name)["uid"].unique())
+        else:
+            absent.append(f"swat:{name}")
+    return found, absent
+
+
+def _exports(files: FileStore, context: AssetExecutionContext) -> dict[str, str]:
+    """Each committed export's rows.parquet, by takedown_report's name (export:<subset>)."""
+    out = {}
+    for folder, prefix in EXPORTS.items():
+        names = (
+            subset.get_partition_keys()
+            if folder == "subset_export"
+            else registered(context, dataset if folder == "pool_export" else target)
+        )
+        for name in names:
+            if not files.has_version(folder, name):
+                continue
+            version = files.current_version(folder, name)
+            if version.exists("rows.parquet"):
+                out[f"export:{prefix}{name}"] = version.path("rows.parquet")
+            for method_rows in version.glob("*/rows.parquet") if folder == "swat_export" else []:
+                out[f"export:{prefix}{name}/{method_rows.rsplit('/', 2)[-2]}"] = method_rows
+    return out
 
 
 @asset(
     group_name=GROUP,
-    deps=[every_partition(subset_export), *(every_partition(name) for name in SOURCES)],
+    deps=[
+        *(every_partition(name) for name in [*EXPORTS, *SOURCES]),
+        every_partition("pruned_pools"),
+        every_partition("retrieval_samples"),
+    ],
     kinds={"parquet"},
     description="Which subsets and current exports hold an item of the takedown list (uid, URL, or the sha256 of "
     "the downloaded bytes): counts and the items per subset; re-materialise the exports named to drop them.",
@@ -177,15 +374,17 @@ def takedown_report(
         return MaterializeResult(
             metadata={"applicable": False, "reason": "no removal list: set removal_list or LAIONLAB_TAKEDOWN_LIST"}
         )
-    parts = registered(context, laion_part)
     metadata_of, status_of, _ = _readers(files)
     with library_errors("takedown_report"):
-        listed = listed_rows(parts, metadata_of, status_of, removal)
-    frames, absent = _report_frames(files, parts)
-    counts, items = takedown_table(frames, listed)
+        listed = listed_rows(registered(context, laion_part), metadata_of, status_of, removal)
+    wanted = listed["uid"].unique()
+    subsets, absent = _subsets(files, context)
+    held = {name: _listed_among(_source_uids(source), wanted) for name, source in subsets.items()}
+    held |= {name: _listed_among(_export_uids(uri), wanted) for name, uri in _exports(files, context).items()}
+    counts, items = takedown_table(held, listed)
     files.write_parquet(listed, "takedown_report", "listed_rows.parquet")
     files.write_parquet(items, "takedown_report", "items.parquet")
-    names = counts["subset"].to_list()
+    names = counts.filter(pl.col("listed_rows") > 0)["subset"].to_list()  # an items table each
     stale = counts.filter(pl.col("subset").str.starts_with("export:") & (pl.col("listed_rows") > 0))["subset"]
     return MaterializeResult(
         metadata={
@@ -203,10 +402,10 @@ def takedown_report(
                 "listed rows",
                 files.path("takedown_report", "listed_rows.png"),
             ),
-            **{f"items_{s.replace(':', '_')}": markdown_table(items.filter(pl.col("subset") == s)) for s in names},
+            **{f"items_{re.sub('[:/]', '_', s)}": markdown_table(items.filter(pl.col("subset") == s)) for s in names},
             "path": MetadataValue.path(files.path("takedown_report", "items.parquet")),
         }
     )
 
 
-assets = [subset_export, takedown_report]
+assets = [subset_export, pool_export, swat_export, takedown_report]

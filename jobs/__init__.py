@@ -7,6 +7,7 @@
 - target_job: per `target`, SWAT retrieval (synonyms → matches → images → samples);
 - model_job: per model × dataset, features and linear probe (seed 002);
 - export_job: per `subset`, a curated subset's exports (img2dataset, webdataset, DataComp ids);
+- pool_export_job / swat_export_job: per `dataset` / `target`, a pruned pool's / SWAT samples' exports;
 - analysis_job: the cross-partition assets (classifier, clusters, coverage...), unpartitioned;
 - part_checks_job: only the includes_every_part checks (no asset is rebuilt);
 - lance_maintenance_job (maintenance.py): compaction and index upkeep of the LanceDB tables.
@@ -32,6 +33,8 @@ def _partitioned_by(partitions_def, exclude: frozenset[str] = frozenset()) -> As
 
 # the ingest assets (laion_embeddings_import is in the graph only with an import root)
 INGEST = frozenset({"laion_metadata", "laion_images", "laion_embeddings", "laion_embeddings_import"})
+# the exports of a dataset's pool / a target's samples copy images: their own jobs, not the analyses'
+EXPORTS = frozenset({"pool_export", "swat_export"})
 
 
 ingest_job = define_asset_job(
@@ -43,6 +46,7 @@ ingest_job = define_asset_job(
 
 part_analysis_job = define_asset_job(
     "part_analysis_job",
+    "pool_export_job",
     selection=_partitioned_by(laion_part, exclude=INGEST),
     partitions_def=laion_part,
     description="The per-part analyses (LAION-natural ...) for one part, once the cross-part inputs exist.",
@@ -57,14 +61,15 @@ reference_job = define_asset_job(
 
 dataset_analysis_job = define_asset_job(
     "dataset_analysis_job",
-    selection=_partitioned_by(dataset) - AssetSelection.assets(reference_embeddings),
+    selection=_partitioned_by(dataset, exclude=EXPORTS) - AssetSelection.assets(reference_embeddings),
     partitions_def=dataset,
-    description="The per-dataset analyses (eval-to-LAION similarity, thresholds, pruned pools) of one dataset.",
+    description="The per-dataset analyses (eval-to-LAION similarity, thresholds, pruned pools, their gallery) of one "
+    "dataset.",
 )
 
 target_job = define_asset_job(
     "target_job",
-    selection=_partitioned_by(target),
+    selection=_partitioned_by(target, exclude=EXPORTS),
     partitions_def=target,
     description="SWAT retrieval for one target: synonyms, string matches, missing images, samples per method.",
 )
@@ -94,6 +99,20 @@ export_job = define_asset_job(
     description="One curated subset exported for training and for peers (img2dataset, webdataset, DataComp ids).",
 )
 
+pool_export_job = define_asset_job(
+    "pool_export_job",
+    selection=AssetSelection.assets("pool_export"),
+    partitions_def=dataset,
+    description="Seed 004's pruned pool of one eval dataset exported for training (img2dataset, webdataset, DataComp).",
+)
+
+swat_export_job = define_asset_job(
+    "swat_export_job",
+    selection=AssetSelection.assets("swat_export"),
+    partitions_def=target,
+    description="SWAT's samples of one target exported per sampling method (img2dataset, webdataset, DataComp).",
+)
+
 part_checks_job = define_asset_job(
     "part_checks_job",
     selection=AssetSelection.checks(*all_checks),
@@ -114,6 +133,8 @@ all_jobs = [
     target_job,
     model_job,
     export_job,
+    pool_export_job,
+    swat_export_job,
     analysis_job,
     lance_maintenance_job,
 ]
@@ -128,6 +149,8 @@ __all__ = [
     "ingest_job",
     "model_job",
     "part_analysis_job",
+    "pool_export_job",
     "reference_job",
+    "swat_export_job",
     "target_job",
 ]

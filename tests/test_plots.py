@@ -33,6 +33,8 @@ DATA_ASSETS = {
     "retrieved_images": "downloaded and embedded images of matched rows",
     "model_features": "features of one model on one dataset",
     "subset_export": "a curated subset written as img2dataset parquet, webdataset shards and DataComp ids",
+    "pool_export": "a pruned pool written as img2dataset parquet, webdataset shards and DataComp ids",
+    "swat_export": "SWAT's samples per method written as img2dataset parquet, webdataset shards and DataComp ids",
 }
 
 

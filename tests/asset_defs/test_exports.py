@@ -1,14 +1,15 @@
-"""materialize() tests of subset_export and takedown_report on the demo: the subsets' files as
-their assets write them (laion_dedup's keep flags, datacomp_selection's kept ids), the demo's
-downloaded images, a takedown list of 10 demo uids."""
+"""materialize() tests of the export assets and takedown_report on the demo: the subsets' files
+as their assets write them (laion_dedup's keep flags, datacomp_selection's kept ids, a pruned
+pool's version, SWAT's samples), the demo's downloaded images, a takedown list of 10 demo uids."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-from asset_defs.exports import subset_export, takedown_report
+from asset_defs.exports import pool_export, subset_export, swat_export, takedown_report
 from asset_defs.ingest import STATUS_FILE, laion_images, laion_metadata
 from laionlab.curation.datacomp import export_frame
 from tests.conftest import instance_with_parts, make_resources, run
@@ -30,6 +31,19 @@ def downloaded(tmp_path_factory, demo):
         files.write_parquet(meta.with_columns(part=pl.lit(part), keep=keep), "laion_dedup", f"{part}.parquet")
         uids += meta["uid"].to_list()[::3]
     files.write_parquet(export_frame(pl.DataFrame({"uid": uids})), "datacomp_selection", "intersection.parquet")
+    # pruned_pools[demo_pool]: laion_dedup's kept rows minus every fifth; SWAT's picks of demo_swat
+    instance.add_dynamic_partitions("dataset", ["demo_pool"])
+    instance.add_dynamic_partitions("target", ["demo_swat"])
+    with files.new_version("pruned_pools", "demo_pool") as version:
+        for part in demo.parts:
+            kept = files.read_parquet("laion_dedup", f"{part}.parquet").filter("keep").select("uid")
+            version.write_parquet(kept.filter(pl.int_range(pl.len()) % 5 != 0), f"{part}.parquet")
+    picks = [
+        {"uid": uid, "class": str(i % 3), "score": 0.5, "rank": i, "method": method}
+        for method, step in (("Random", 4), ("T2T-rank", 5))
+        for i, uid in enumerate(uids[::step])
+    ]
+    files.write_parquet(pl.DataFrame(picks), "retrieval_samples", "demo_swat.parquet")
     return resources, instance
 
 
@@ -119,3 +133,97 @@ def test_without_a_list_the_report_says_so_and_a_missing_subset_is_named(downloa
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "laionet/laionet.parquet does not exist: materialise laionet first" in str(failure.step_failure_data.error)
+
+
+def _pool(files, demo) -> set[str]:
+    return {
+        u
+        for p in demo.parts
+        for u in files.current_version("pruned_pools", "demo_pool").read_parquet(f"{p}.parquet")["uid"]
+    }
+
+
+def test_an_exported_pruned_pool_trains_with_open_clips_webdataset_loader(downloaded, demo):
+    """pool_export[dataset] writes the pool's downloaded images as shards that open_clip's own
+    training loader (open_clip_train.data.get_wds_dataset) iterates: every exported image once,
+    with its caption tokenised."""
+    from types import SimpleNamespace
+
+    import open_clip
+    from open_clip_train.data import get_wds_dataset
+
+    resources, instance = downloaded
+    files = resources["files"]
+    result = run(
+        [pool_export], resources, instance, "demo_pool", run_config=_config("pool_export", samples_per_shard=16)
+    )
+    assert result.success
+    meta = result.asset_materializations_for_node("pool_export")[0].metadata
+    pool = _pool(files, demo)
+    assert meta["subset_rows"].value == len(pool) == meta["exported_img2dataset"].value
+    rows = files.current_version("pool_export", "demo_pool").read_parquet("rows.parquet")
+    assert set(rows["uid"]) == pool
+    exported = meta["exported_webdataset"].value
+    assert exported == rows["key"].drop_nulls().len() > 16  # more than one shard
+    args = SimpleNamespace(
+        train_data=meta["train_data"].value, val_data=None, train_num_samples=exported, val_num_samples=None,
+        train_data_upsampling_factors=None, dataset_resampled=False, seed=0, batch_size=1, workers=1, world_size=1,
+    )  # fmt: skip
+    preprocess = open_clip.image_transform(32, is_train=False)
+    info = get_wds_dataset(args, preprocess, is_train=True, epoch=0, tokenizer=open_clip.get_tokenizer("ViT-B-32"))
+    seen = 0
+    for images, texts in info.dataloader:
+        assert images.shape == (1, 3, 32, 32) and texts.shape == (1, 77)
+        seen += 1
+    assert seen == exported
+
+
+def test_swat_export_writes_each_method_with_its_classes(downloaded, demo):
+    import webdataset as wds
+
+    resources, instance = downloaded
+    files = resources["files"]
+    result = run(
+        [swat_export], resources, instance, "demo_swat", run_config=_config("swat_export", samples_per_shard=8)
+    )
+    assert result.success
+    meta = result.asset_materializations_for_node("swat_export")[0].metadata
+    samples = files.read_parquet("retrieval_samples", "demo_swat.parquet")
+    version = files.current_version("swat_export", "demo_swat")
+    for method in ("Random", "T2T-rank"):
+        mine = samples.filter(pl.col("method") == method)
+        rows = version.read_parquet(f"{method}/rows.parquet")
+        assert set(rows["uid"]) == set(mine["uid"])
+        shards = sorted(Path(version.path(method, "webdataset")).glob("*.tar"))
+        got = list(wds.WebDataset([str(p) for p in shards], shardshuffle=False).to_tuple("json", "cls"))
+        assert len(got) == rows["key"].drop_nulls().len() > 0
+        label = dict(zip(mine["uid"], mine["class"]))
+        for info, cls in got:
+            uid = json.loads(info)["uid"]
+            assert cls.decode() == label[uid]  # each sample carries its SWAT class
+    assert "T2T-rank" in meta["methods"].value and "Random" in meta["methods"].value
+
+
+def test_the_report_covers_pools_swat_samples_and_their_exports(downloaded, demo, tmp_path):
+    resources, instance = downloaded
+    files = resources["files"]
+    picked, listing = _takedowns(files, demo, tmp_path)
+    for asset, key in ((pool_export, "demo_pool"), (swat_export, "demo_swat")):
+        plain = _config(asset.key.to_user_string(), formats=["img2dataset"], removal_list=None)
+        assert run([asset], resources, instance, key, run_config=plain).success
+    result = run(
+        [takedown_report], resources, instance, None, run_config=_config("takedown_report", removal_list=listing)
+    )
+    meta = result.asset_materializations_for_node("takedown_report")[0].metadata
+    items = files.read_parquet("takedown_report", "items.parquet")
+    pool = _pool(files, demo)
+    assert set(items.filter(pl.col("subset") == "pruned_pool:demo_pool")["uid"]) == set(picked) & pool
+    assert set(items.filter(pl.col("subset") == "export:pruned_pool:demo_pool")["uid"]) == set(picked) & pool
+    random = set(files.read_parquet("retrieval_samples", "demo_swat.parquet").filter(method="Random")["uid"])
+    assert set(items.filter(pl.col("subset") == "export:swat:demo_swat/Random")["uid"]) == set(picked) & random
+    assert "pruned_pool:demo_pool" in meta["exports_to_rematerialise"].value
+    # the pool export made with the list holds none of them
+    again = _config("pool_export", formats=["img2dataset"], removal_list=listing)
+    assert run([pool_export], resources, instance, "demo_pool", run_config=again).success
+    rows = files.current_version("pool_export", "demo_pool").read_parquet("rows.parquet")
+    assert not set(rows["uid"]) & set(picked) and rows.height == len(pool - set(picked))
