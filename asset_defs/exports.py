@@ -106,17 +106,19 @@ class SubsetExportConfig(Config):
     "shards of its downloaded images (open_clip --train-data) and DataComp's uid .npy, minus a takedown list.",
 )
 def subset_export(context: AssetExecutionContext, config: SubsetExportConfig, files: FileStore) -> MaterializeResult:
-    from laionlab.export import export_subset, subset_frame
+    from laionlab.export import export_subset, subset_parts
 
     name = context.partition_key
     removal = _removal(config.removal_list)
     with library_errors(f"subset_export[{name}]"):
-        chosen = subset_frame(subset_uids(files, name, registered(context, laion_part)))
-    context.log.info(f"exporting {chosen.height} rows of {name} as {', '.join(config.formats)}")
+        groups = subset_parts(subset_uids(files, name, registered(context, laion_part)))
+    rows = sum(map(len, groups.values()))
+    context.log.info(f"exporting {rows} rows of {name} ({len(groups)} parts) as {', '.join(config.formats)}")
     with files.new_version("subset_export", name) as version, library_errors(f"subset_export[{name}]"):
         summary = export_subset(
-            chosen, *_readers(files), version.uri, config.formats, config.samples_per_shard, removal
-        )
+            sorted(groups), groups.__getitem__, *_readers(files), version.uri, config.formats,
+            config.samples_per_shard, removal, context.log.info,
+        )  # fmt: skip
     counts = pl.DataFrame({"format": list(summary.exported), "rows": list(summary.exported.values())})
     return MaterializeResult(
         metadata={
