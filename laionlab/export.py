@@ -22,20 +22,31 @@ A removal list (takedown requests: uids, URLs or the sha256 of the downloaded by
 line in a text file, or columns ``uid``/``url``/``sha256`` of a parquet or csv) is applied
 before anything is written; what it removed is returned and written (``removed.parquet``).
 The list is a local file (or a URI of the data store), never fetched from the web.
+
+The export streams part by part (:func:`export_subset` takes the parts and a function giving
+each one's uids): a pruned pool (seed 004: the deduplicated LAION minus the rows near an eval
+set) is nearly all of LAION, so memory is set by the largest part, not by the subset. The
+parquet files grow a row group per part in a local staging folder and are moved into place
+at the end; the shards continue across parts, a running count giving the keys.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import json
+import os
 import re
+import shutil
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
+from laionlab import validate
 from laionlab.io import files
 
 __all__ = [
@@ -48,11 +59,10 @@ __all__ = [
     "listed_rows",
     "match_removals",
     "read_removal_list",
-    "subset_frame",
+    "subset_parts",
     "subset_rows",
     "takedown_table",
     "train_data_pattern",
-    "write_webdataset",
 ]
 
 FORMATS = ("img2dataset", "webdataset", "datacomp")
@@ -61,6 +71,18 @@ MATCHED_BY = ("uid", "url", "sha256")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _ROWS_SCHEMA = {"uid": pl.String, "part": pl.String, "url": pl.String, "caption": pl.String, "sha256": pl.String}
 _MATCH_SCHEMA = {"uid": pl.String, "matched_by": pl.String, "item": pl.String}
+_REMOVED_SCHEMA = {"uid": pl.String, "part": pl.String, "matched_by": pl.String, "item": pl.String}
+_KEYS_SCHEMA = {"uid": pl.String, "key": pl.String, "shard": pl.String}
+_IMG2DATASET_SCHEMA = {"url": pl.String, "caption": pl.String, "uid": pl.String}
+_DATACOMP_SCHEMA = {"uid": pl.String, "part": pl.String, "uid_hex": pl.String}
+# ExportSummary.paths: what each output (rows, removed, each format) is called in the folder
+_OUTPUT_NAMES = {
+    "rows": "rows.parquet",
+    "removed": "removed.parquet",
+    "img2dataset": "img2dataset.parquet",
+    "webdataset": "webdataset",
+    "datacomp": "datacomp.npy",
+}
 
 
 # --- removal lists --------------------------------------------------------------------------
@@ -154,14 +176,34 @@ def match_removals(rows: pl.DataFrame, removal: RemovalList) -> pl.DataFrame:
 # --- a subset's rows ------------------------------------------------------------------------
 
 
-def subset_frame(uids: Iterable[str] | pl.Series) -> pl.DataFrame:
-    """(uid, part) of a subset's uids (``"<part>:<row>"``), each once, sorted."""
-    frame = pl.DataFrame({"uid": pl.Series("uid", list(uids), dtype=pl.String)}).unique().sort("uid")
-    parts = frame["uid"].str.extract(r"^(.*):[^:]*$", 1)
+def _part_of(uids: pl.Series) -> pl.Series:
+    """The part of each uid (``"<part>:<row>"``); a ValueError names the first malformed one."""
+    parts = uids.str.extract(r"^(.+):[^:]*$", 1)
     if parts.null_count():
-        bad = frame.filter(parts.is_null())["uid"][0]
+        bad = uids.filter(parts.is_null())[0]
         raise ValueError(f"uids: expected '<part>:<row>', got {bad!r}")
-    return frame.with_columns(part=parts)
+    return parts
+
+
+def subset_parts(uids: Iterable[str] | pl.Series) -> dict[str, pl.Series]:
+    """A whole subset's uids (``"<part>:<row>"``) split by part: part → its uids, each once,
+    sorted; what :func:`export_subset` reads part by part (``groups.__getitem__``). For a
+    subset that fits in memory (LAIONet, a DataComp selection); a ValueError names a
+    malformed uid."""
+    series = validate.string_series("uid", uids if isinstance(uids, pl.Series) else list(uids))
+    frame = series.to_frame().unique().sort("uid")
+    frame = frame.with_columns(part=_part_of(frame["uid"]))
+    return {part: group["uid"] for (part,), group in frame.group_by("part", maintain_order=True)}
+
+
+def _part_subset(part: str, uids) -> pl.DataFrame:
+    """(uid, part) of ``part``'s uids, each once, sorted; a ValueError names a uid that is
+    malformed or of another part."""
+    uids = validate.string_series("uid", uids).unique().sort()
+    other = uids.filter(_part_of(uids) != part)
+    if other.len():
+        raise ValueError(f"uids of part {part!r}: expected '{part}:<row>', got {other[0]!r}")
+    return uids.to_frame().with_columns(part=pl.lit(part, pl.String))
 
 
 def subset_rows(
@@ -207,7 +249,7 @@ def listed_rows(
     found = []
     for part in parts:
         meta = metadata_of(part)
-        rows = subset_rows(subset_frame(meta["uid"]), lambda _: meta, status_of)
+        rows = subset_rows(meta.select("uid", part=pl.lit(part)), lambda _: meta, status_of)
         found.append(match_removals(rows, removal).with_columns(part=pl.lit(part)))
     schema = {**_MATCH_SCHEMA, "part": pl.String}
     return pl.concat(found).select(list(schema)) if found else pl.DataFrame(schema=schema)
@@ -243,70 +285,90 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _shard_samples(
-    rows: pl.DataFrame, shards_of: Callable[[str], list[str]], per_shard: int, placed: dict[str, tuple[str, str]]
-) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, extension → bytes) of each exported sample, part by part, one at a time;
-    ``placed`` records each uid's key and shard file name."""
-    from laionlab.io.shards import IMAGE_EXTENSIONS, iter_shard_samples
+class _ShardWriter:
+    """Webdataset shards ``folder/{00000..}.tar`` of ``per_shard`` samples, filled in order
+    across parts: the open shard is a tar in the local ``staging`` folder, moved (uploaded)
+    into place through :func:`files.atomic_write` once full or at :meth:`close`, so only whole
+    shards are ever visible. Holds one sample at a time and a count, nothing per uid."""
 
-    for part in rows["part"].unique(maintain_order=True).to_list():
-        by_uid = {r["uid"]: r for r in rows.filter(pl.col("part") == part).iter_rows(named=True)}
-        try:
-            shards = shards_of(part)
-        except FileNotFoundError:  # the part was never downloaded: none of its rows has an image
-            continue
-        for uid, stored, meta in iter_shard_samples(shards, by_uid):
-            ext = next((e for e in IMAGE_EXTENSIONS if e in stored), None)
-            if ext is None or uid in placed:
-                continue
-            row, key = by_uid[uid], f"{len(placed):09d}"
-            info = {"uid": uid, "key": key, "url": row["url"], "caption": row["caption"], "sha256": row["sha256"]}
-            info.update({k: meta[k] for k in ("width", "height", "original_width", "original_height") if k in meta})
-            placed[uid] = (key, f"{len(placed) // per_shard:05d}.tar")
-            caption = (row["caption"] or "").encode("utf-8")
-            yield key, {ext: stored[ext], "txt": caption, "json": json.dumps(info).encode("utf-8")}
+    def __init__(self, folder: str, staging: str, per_shard: int):
+        self.folder, self.staging, self.per_shard = folder, staging, per_shard
+        self.count = 0  # samples written: the next sample's key
+        self.shards: list[str] = []  # the shards in place
+        self._tar: tarfile.TarFile | None = None  # the open shard, at self._staged
+        self._staged = ""
+
+    @property
+    def key(self) -> str:
+        """The next sample's key."""
+        return f"{self.count:09d}"
+
+    @property
+    def shard(self) -> str:
+        """The file name of the shard the next sample goes in."""
+        return f"{self.count // self.per_shard:05d}.tar"
+
+    def add(self, members: dict[str, bytes]) -> None:
+        """Write one sample (extension → bytes) under :attr:`key`."""
+        if self._tar is None:
+            self._staged = os.path.join(self.staging, self.shard)
+            self._tar = tarfile.open(self._staged, "w", format=tarfile.USTAR_FORMAT)
+        for ext, data in members.items():
+            _add(self._tar, f"{self.key}.{ext}", data)
+        self.count += 1
+        if self.count % self.per_shard == 0:
+            self._finish()
+
+    def close(self) -> None:
+        """Put the last, partly filled shard in place."""
+        if self._tar is not None:
+            self._finish()
+
+    def discard(self) -> None:
+        """Close the open shard without putting it in place (the export failed)."""
+        if self._tar is not None:
+            self._tar.close()
+            self._tar = None
+
+    def _finish(self) -> None:
+        self._tar.close()
+        self._tar, staged = None, self._staged
+        uri = files.join(self.folder, os.path.basename(staged))
+        files.atomic_write(uri, lambda target: shutil.move(staged, target))
+        self.shards.append(uri)
 
 
-def write_webdataset(
-    rows: pl.DataFrame,
-    shards_of: Callable[[str], list[str]],
-    folder: str,
-    samples_per_shard: int = SAMPLES_PER_SHARD,
+def _copy_images(
+    part: str, rows: pl.DataFrame, shards_of: Callable[[str], list[str]], writer: _ShardWriter
 ) -> pl.DataFrame:
-    """Copy the downloaded images of ``rows`` (uid, part, url, caption, sha256) from their
-    parts' img2dataset shards (``shards_of(part)``) into webdataset shards
-    ``folder/{00000..}.tar`` of ``samples_per_shard`` samples (img2dataset's default 10,000):
-    per sample ``{key}.{jpg|png|webp}`` (the stored bytes, not re-encoded), ``{key}.txt``
-    (the row's caption) and ``{key}.json`` (uid, key, url, caption, sha256, stored and
-    original sizes), keys ``000000000``, ... in part then shard order. One sample is held at a
-    time; each shard is written to a local temporary file and moved (uploaded) into place.
+    """Add the downloaded images of ``part``'s ``rows`` (uid, part, url, caption, sha256) to
+    ``writer``, in the order of the part's img2dataset shards: per sample ``{key}.{jpg|png|webp}``
+    (the stored bytes, not re-encoded), ``{key}.txt`` (the caption) and ``{key}.json`` (uid,
+    key, url, caption, sha256, stored and original sizes).
 
     Returns ``rows`` with ``key`` and ``shard`` (its shard's file name), both null for a row
     with no downloaded image (not in the export)."""
-    from laionlab import validate
+    from laionlab.io.shards import IMAGE_EXTENSIONS, iter_shard_samples
 
-    per_shard = validate.int_at_least("samples_per_shard", samples_per_shard, 1)
-    files.makedirs(folder)
-    placed: dict[str, tuple[str, str]] = {}
-    samples = _shard_samples(rows, shards_of, per_shard, placed)
-    for index in itertools.count():
-        first = next(samples, None)
-        if first is None:
-            break
-
-        def write(target: str, first=first) -> None:
-            with tarfile.open(target, "w", format=tarfile.USTAR_FORMAT) as tar:
-                for key, members in itertools.chain([first], itertools.islice(samples, per_shard - 1)):
-                    for ext, data in members.items():
-                        _add(tar, f"{key}.{ext}", data)
-
-        files.atomic_write(files.join(folder, f"{index:05d}.tar"), write)
-    keys = pl.DataFrame(
-        {"uid": list(placed), "key": [k for k, _ in placed.values()], "shard": [s for _, s in placed.values()]},
-        schema={"uid": pl.String, "key": pl.String, "shard": pl.String},
-    )
-    return rows.join(keys, on="uid", how="left", maintain_order="left")
+    placed = {"uid": [], "key": [], "shard": []}
+    try:
+        shards = shards_of(part) if rows.height else []
+    except FileNotFoundError:  # the part was never downloaded: none of its rows has an image
+        shards = []
+    position = dict(zip(rows["uid"].to_list(), range(rows.height)))  # the rows not placed yet
+    for uid, stored, meta in iter_shard_samples(shards, position):
+        ext = next((e for e in IMAGE_EXTENSIONS if e in stored), None)
+        i = position.pop(uid, None) if ext is not None else None
+        if i is None:  # no image, or a second copy of a placed one
+            continue
+        row = rows.row(i, named=True)
+        info = {"uid": uid, "key": writer.key, "url": row["url"], "caption": row["caption"], "sha256": row["sha256"]}
+        info.update({k: meta[k] for k in ("width", "height", "original_width", "original_height") if k in meta})
+        for name, value in (("uid", uid), ("key", writer.key), ("shard", writer.shard)):
+            placed[name].append(value)
+        caption = (row["caption"] or "").encode("utf-8")
+        writer.add({ext: stored[ext], "txt": caption, "json": json.dumps(info).encode("utf-8")})
+    return rows.join(pl.DataFrame(placed, schema=_KEYS_SCHEMA), on="uid", how="left", maintain_order="left")
 
 
 def train_data_pattern(folder: str, shards: int) -> str:
@@ -336,8 +398,120 @@ class ExportSummary:
     train_data: str = ""
 
 
+class _ParquetStream:
+    """A parquet file of ``schema`` written into the local ``staging`` folder a frame at a time
+    (:meth:`append`: a row group of its own, or more past pyarrow's 1Mi rows a group) and
+    moved (uploaded) to ``uri`` by :meth:`commit`: until then nothing is visible at ``uri``."""
+
+    def __init__(self, uri: str, staging: str, schema: dict[str, pl.DataType]):
+        import pyarrow.parquet as pq
+
+        self.uri, self.columns = uri, list(schema)
+        self.path = os.path.join(staging, os.path.basename(uri))
+        self._schema = pl.DataFrame(schema=schema).to_arrow().schema
+        self._writer = pq.ParquetWriter(self.path, self._schema, compression="zstd")
+
+    def append(self, frame: pl.DataFrame) -> None:
+        if frame.height:
+            table = frame.select(self.columns).to_arrow().cast(self._schema)
+            self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self._writer.is_open:
+            self._writer.close()
+
+    def commit(self) -> None:
+        self.close()
+        files.atomic_write(self.uri, lambda target: shutil.move(self.path, target))
+
+
+class _Outputs:
+    """The files of one export under ``folder``, fed a part's kept rows at a time (:meth:`add`)
+    and put in place by :meth:`commit`; a context that, left without a commit, removes what
+    it staged (the shards already in place stay: each one is whole)."""
+
+    def __init__(self, folder: str, formats: Sequence[str], per_shard: int):
+        self.folder, self.formats, self._per_shard = folder, formats, per_shard
+        wanted = ("rows", "removed", *formats)
+        self.paths = {k: files.join(folder, name) for k, name in _OUTPUT_NAMES.items() if k in wanted}
+        self.exported = {f: 0 for f in FORMATS if f in formats}
+        self.kept = 0
+
+    def __enter__(self) -> _Outputs:
+        files.makedirs(self.folder)
+        self._staging = tempfile.TemporaryDirectory(prefix=".export-", dir=files.local_path(self.folder))
+        staging, self.writer = self._staging.name, None
+        keys = {"key": pl.String, "shard": pl.String} if "webdataset" in self.formats else {}
+        self.streams = {"rows": _ParquetStream(self.paths["rows"], staging, {**_ROWS_SCHEMA, **keys})}
+        if "img2dataset" in self.formats:
+            self.streams["img2dataset"] = _ParquetStream(self.paths["img2dataset"], staging, _IMG2DATASET_SCHEMA)
+        if "webdataset" in self.formats:
+            self.writer = _ShardWriter(self.paths["webdataset"], staging, self._per_shard)
+        if "datacomp" in self.formats:
+            datacomp = files.join(self.folder, "datacomp.parquet")
+            self.streams["datacomp"] = _ParquetStream(datacomp, staging, _DATACOMP_SCHEMA)
+            self._ids = open(os.path.join(staging, "datacomp.ids"), "wb")  # each part's ids, UID_DTYPE, unsorted
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for stream in self.streams.values():
+            stream.close()
+        if self.writer is not None:
+            self.writer.discard()
+        if "datacomp" in self.formats:
+            self._ids.close()
+        self._staging.cleanup()
+
+    def add(self, part: str, kept: pl.DataFrame, shards_of: Callable[[str], list[str]]) -> None:
+        """Append ``part``'s kept rows (uid, part, url, caption, sha256) to every format."""
+        from laionlab.curation.datacomp import datacomp_uids, export_frame
+
+        self.kept += kept.height
+        if "img2dataset" in self.streams:
+            self.streams["img2dataset"].append(img2dataset_frame(kept))
+            self.exported["img2dataset"] += kept.height
+        if self.writer is not None:
+            kept = _copy_images(part, kept, shards_of, self.writer)
+            self.exported["webdataset"] += kept.height - kept["key"].null_count()
+        if "datacomp" in self.streams:
+            frame = export_frame(kept.select("uid"))
+            self.streams["datacomp"].append(frame)
+            datacomp_uids(frame["uid_hex"].to_list()).tofile(self._ids)
+            self.exported["datacomp"] += frame.height
+        self.streams["rows"].append(kept)
+
+    def commit(self, removed: pl.DataFrame) -> None:
+        """Put every file in place, ``rows.parquet`` last (its presence says the export is whole)."""
+        if self.writer is not None:
+            self.writer.close()
+        if "datacomp" in self.paths:
+            self._ids.close()
+            files.atomic_write(self.paths["datacomp"], self._save_ids, suffix=".npy")
+        for name in ("img2dataset", "datacomp"):
+            if name in self.streams:
+                self.streams[name].commit()
+        files.atomic_write_parquet(removed, self.paths["removed"])
+        self.streams["rows"].commit()
+
+    def _save_ids(self, target: str) -> None:
+        """DataComp's sorted id array, (n,) UID_DTYPE, as the ``.npy`` file ``target``: the
+        parts' ids copied into it and sorted there, through a memory map (pages the kernel can
+        write back, not 16 bytes a row of the process's own memory)."""
+        from laionlab.curation.datacomp import UID_DTYPE
+
+        n = self.exported["datacomp"]
+        if n == 0:  # an empty file cannot be mapped
+            np.save(target, np.empty(0, UID_DTYPE))
+            return
+        ids = np.lib.format.open_memmap(target, mode="w+", dtype=UID_DTYPE, shape=(n,))
+        ids[:] = np.memmap(self._ids.name, dtype=UID_DTYPE, mode="r")
+        ids.sort()  # DataComp's subset files are sorted
+        ids.flush()
+
+
 def export_subset(
-    subset: pl.DataFrame,
+    parts: Sequence[str],
+    uids_of: Callable[[str], pl.Series],
     metadata_of: Callable[[str], pl.DataFrame],
     status_of: Callable[[str], pl.DataFrame | None],
     shards_of: Callable[[str], list[str]],
@@ -345,43 +519,52 @@ def export_subset(
     formats: Sequence[str] = FORMATS,
     samples_per_shard: int = SAMPLES_PER_SHARD,
     removal: RemovalList | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> ExportSummary:
-    """Write ``subset`` (uid, part; :func:`subset_frame`) in ``formats`` under ``folder``,
-    minus the rows ``removal`` lists (by uid, URL or sha256), reading one part at a time.
+    """Write a subset in ``formats`` under ``folder``, minus the rows ``removal`` lists (by
+    uid, URL or sha256), one part at a time in the order of ``parts``: memory is set by the
+    largest part, not by the subset (a pruned pool is nearly all of LAION). What grows with
+    the subset: the removed rows, and DataComp's ids (16 bytes a row), kept in a file and
+    sorted through a memory map at the end.
+
+    ``uids_of(part)``: the subset's uids in ``part`` (``"<part>:<row>"``; may be empty; a uid
+    of another part is a ValueError naming it); ``metadata_of(part)``: uid, URL, TEXT;
+    ``status_of(part)``: uid, sha256 of the downloaded rows, or None; ``shards_of(part)``: the
+    part's img2dataset shards (FileNotFoundError: never downloaded, so no images). A subset
+    held whole is split by :func:`subset_parts`: ``export_subset(sorted(groups),
+    groups.__getitem__, ...)``. ``log`` gets a progress line per part.
 
     Writes ``rows.parquet`` (the exported rows: uid, part, url, caption, sha256, and key /
     shard where a webdataset was written), ``removed.parquet`` (uid, part, matched_by, item),
     and per format: ``img2dataset.parquet``; ``webdataset/{00000..}.tar``; ``datacomp.npy``
-    and ``datacomp.parquet`` (uid, part, uid_hex)."""
-    from laionlab.curation.datacomp import datacomp_uids, export_frame
-
+    and ``datacomp.parquet`` (uid, part, uid_hex). The parquet files get a row group per
+    non-empty part (more past 1Mi rows), written in a local staging folder and moved into
+    place once every part is done, ``rows.parquet`` last; shards are moved into place as they
+    fill. An export that fails leaves no parquet or ``.npy`` file (whole shards it wrote may
+    stay)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"formats: expected one or more of {list(FORMATS)}, got {list(formats)}")
-    rows = subset_rows(subset, metadata_of, status_of)
-    matched = match_removals(rows, removal or RemovalList())
-    removed = matched.join(rows.select("uid", "part"), on="uid").select("uid", "part", "matched_by", "item")
-    kept = rows.join(matched, on="uid", how="anti")
-    exported, paths, summary = {}, {}, ExportSummary(rows.height, removed, {}, {})
-    if "img2dataset" in formats:
-        paths["img2dataset"] = files.join(folder, "img2dataset.parquet")
-        files.atomic_write_parquet(img2dataset_frame(kept), paths["img2dataset"])
-        exported["img2dataset"] = kept.height
-    if "webdataset" in formats:
-        paths["webdataset"] = files.join(folder, "webdataset")
-        kept = write_webdataset(kept, shards_of, paths["webdataset"], samples_per_shard)
-        exported["webdataset"] = kept.height - kept["key"].null_count()
-        summary.missing_images = kept["key"].null_count()
-        summary.shards = files.list_files(paths["webdataset"], "*.tar")
-        summary.train_data = train_data_pattern(paths["webdataset"], len(summary.shards))
-    if "datacomp" in formats:
-        frame = export_frame(kept.select("uid"))
-        paths["datacomp"] = files.join(folder, "datacomp.npy")
-        files.atomic_save_npy(datacomp_uids(frame["uid_hex"].to_list()), paths["datacomp"])
-        files.atomic_write_parquet(frame, files.join(folder, "datacomp.parquet"))
-        exported["datacomp"] = frame.height
-    paths["rows"], paths["removed"] = files.join(folder, "rows.parquet"), files.join(folder, "removed.parquet")
-    files.atomic_write_parquet(kept, paths["rows"])
-    files.atomic_write_parquet(removed, paths["removed"])
-    summary.exported, summary.paths = exported, paths
+    per_shard = validate.int_at_least("samples_per_shard", samples_per_shard, 1)
+    repeated = [p for p, n in Counter(parts).items() if n > 1]
+    if repeated:
+        raise ValueError(f"parts: expected each part once, got {repeated[0]!r} more than once")
+    removal, log = removal or RemovalList(), log or (lambda _: None)
+    subset, removed = 0, []
+    with _Outputs(folder, formats, per_shard) as out:
+        for i, part in enumerate(parts, 1):
+            rows = subset_rows(_part_subset(part, uids_of(part)), metadata_of, status_of)
+            matched = match_removals(rows, removal)
+            removed.append(matched.select("uid", pl.lit(part, pl.String).alias("part"), "matched_by", "item"))
+            out.add(part, rows.join(matched, on="uid", how="anti"), shards_of)
+            subset += rows.height
+            images = f", {out.writer.count:,} images so far" if out.writer is not None else ""
+            log(f"part {i}/{len(parts)} {part}: {rows.height:,} rows, {matched['uid'].n_unique():,} removed{images}")
+        removed = pl.concat(removed) if removed else pl.DataFrame(schema=_REMOVED_SCHEMA)
+        out.commit(removed)
+    summary = ExportSummary(subset, removed, out.exported, out.paths)
+    if out.writer is not None:
+        summary.missing_images = out.kept - out.exported["webdataset"]
+        summary.shards = out.writer.shards
+        summary.train_data = train_data_pattern(out.paths["webdataset"], len(out.writer.shards))
     return summary

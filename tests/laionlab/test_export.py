@@ -1,5 +1,7 @@
 """Exports of a subset (laionlab/export.py): img2dataset downloads the parquet, open_clip's
-webdataset keys read the shards back, DataComp's ids round-trip, a takedown list disappears."""
+webdataset keys read the shards back, DataComp's ids round-trip, a takedown list disappears;
+the export goes part by part (shards continue across parts, one metadata read and one row
+group per part) and a failed one leaves no output file."""
 
 import functools
 import http.server
@@ -17,11 +19,12 @@ import pytest
 
 from laionlab.curation.datacomp import UID_DTYPE, datacomp_uids, uid_hex
 from laionlab.export import (
+    FORMATS,
     RemovalList,
     export_subset,
     listed_rows,
     read_removal_list,
-    subset_frame,
+    subset_parts,
     takedown_table,
 )
 from laionlab.io.download import DownloadSettings, download_part
@@ -47,9 +50,15 @@ def _readers(parts):
 
 
 def _subset(parts) -> pl.DataFrame:
-    """Every other row of both parts (the broken rows among them or not)."""
+    """Every other row of both parts (the broken rows among them or not): uid, sorted."""
     uids = [u for meta, _, _ in parts.values() for u in meta["uid"].to_list()[::2]]
-    return subset_frame(uids)
+    return pl.DataFrame({"uid": sorted(uids)})
+
+
+def _export(parts, subset: pl.DataFrame, folder, formats=FORMATS, **kwargs):
+    """export_subset of a subset held whole (a frame with uid), split by part."""
+    groups = subset_parts(subset["uid"])
+    return export_subset(sorted(groups), groups.__getitem__, *_readers(parts), str(folder), formats, **kwargs)
 
 
 def _successes(parts, uids) -> set[str]:
@@ -73,7 +82,7 @@ def test_webdataset_shards_give_back_the_subsets_images_and_captions(tmp_path, p
     import webdataset as wds
 
     subset = _subset(parts)
-    summary = export_subset(subset, *_readers(parts), str(tmp_path / "out"), ["webdataset"], samples_per_shard=7)
+    summary = _export(parts, subset, tmp_path / "out", ["webdataset"], samples_per_shard=7)
     expected = _successes(parts, subset["uid"].to_list())
     assert summary.exported == {"webdataset": len(expected)}
     assert summary.missing_images == subset.height - len(expected) > 0  # the broken rows have no image
@@ -105,7 +114,7 @@ def test_the_img2dataset_parquet_downloads_with_img2dataset(tmp_path, parts, dem
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     meta = parts[part][0].head(12).with_columns(pl.col("URL").str.replace(r"^.*/", base))
     served = {part: (meta, parts[part][1], parts[part][2])}
-    summary = export_subset(subset_frame(meta["uid"]), *_readers(served), str(tmp_path / "out"), ["img2dataset"])
+    summary = _export(served, meta.select("uid"), tmp_path / "out", ["img2dataset"])
     frame = pl.read_parquet(summary.paths["img2dataset"])
     assert frame.columns == ["url", "caption", "uid"] and frame.height == 12
     kwargs = dict(
@@ -133,7 +142,7 @@ def test_the_img2dataset_parquet_downloads_with_img2dataset(tmp_path, parts, dem
 
 def test_datacomp_ids_round_trip(tmp_path, parts):
     subset = _subset(parts)
-    summary = export_subset(subset, *_readers(parts), str(tmp_path / "out"), ["datacomp"])
+    summary = _export(parts, subset, tmp_path / "out", ["datacomp"])
     ids = np.load(summary.paths["datacomp"])
     assert ids.dtype == UID_DTYPE and len(ids) == subset.height == summary.exported["datacomp"]
     assert np.array_equal(ids, np.sort(ids))
@@ -164,7 +173,7 @@ def test_a_removal_list_disappears_from_every_output_and_the_report_names_it(tmp
     listing.write_text("# takedown requests\n" + "\n".join(items) + "\n\n")
     removal = read_removal_list(str(listing))
     assert (len(removal.uids), len(removal.urls), len(removal.sha256)) == (4, 3, 3)
-    summary = export_subset(subset, *_readers(parts), str(tmp_path / "out"), samples_per_shard=5, removal=removal)
+    summary = _export(parts, subset, tmp_path / "out", samples_per_shard=5, removal=removal)
     removed = summary.removed
     assert sorted(removed["uid"]) == sorted(picked)
     assert removed["matched_by"].value_counts().sort("matched_by").rows() == [("sha256", 3), ("uid", 4), ("url", 3)]
@@ -184,7 +193,7 @@ def test_a_removal_list_disappears_from_every_output_and_the_report_names_it(tmp
     # the report over the parts: which subsets hold the listed rows
     listed = listed_rows(list(parts), *_readers(parts)[:2], removal)
     assert sorted(listed["uid"]) == sorted(picked)
-    others = subset_frame([u for u in subset["uid"] if u not in picked[:3]])
+    others = subset.filter(~pl.col("uid").is_in(picked[:3]))
     counts, found = takedown_table({"every_other": subset, "fewer": others}, listed)
     assert counts.rows() == [("every_other", subset.height, 10), ("fewer", others.height, 7)]
     assert sorted(found.filter(pl.col("subset") == "every_other")["uid"]) == sorted(picked)
@@ -208,19 +217,127 @@ def test_removal_lists_from_tables(tmp_path):
 
 
 def test_bad_inputs_are_named(tmp_path):
-    with pytest.raises(ValueError, match="expected '<part>:<row>'"):
-        subset_frame(["no-part"])
+    with pytest.raises(ValueError, match="expected '<part>:<row>', got 'no-part'"):
+        subset_parts(["p:1", "no-part"])
     with pytest.raises(ValueError, match="formats: expected one or more of"):
-        export_subset(subset_frame(["p:1"]), None, None, None, str(tmp_path), ["tfrecord"])
+        export_subset(["p"], None, None, None, None, str(tmp_path), ["tfrecord"])
+    with pytest.raises(ValueError, match="parts: expected each part once, got 'p'"):
+        export_subset(["p", "q", "p"], None, None, None, None, str(tmp_path))
+    with pytest.raises(ValueError, match="expected '<part>:<row>', got 'no-part'"):
+        export_subset(["p"], lambda p: pl.Series(["p:1", "no-part"]), None, None, None, str(tmp_path / "a"))
+    # a uid of another part is named, whichever part's list holds it
+    uids = {"p": pl.Series(["p:1", "p:2"]), "q": pl.Series(["q:1", "p:3"])}
+    metadata = {p: pl.DataFrame({"uid": u, "URL": "https://a.example/x", "TEXT": "x"}) for p, u in uids.items()}
+    readers = (metadata.__getitem__, lambda _: None, None)  # status_of: no download; shards_of: not read
+    with pytest.raises(ValueError, match=r"uids of part 'q': expected 'q:<row>', got 'p:3'"):
+        export_subset(["p", "q"], uids.__getitem__, *readers, str(tmp_path / "b"), ["img2dataset"])
+    assert not list((tmp_path / "b").iterdir())  # nothing written, nothing staged left
 
 
 def test_a_shard_is_a_plain_tar(tmp_path, parts):
     """Byte-stable shards: the same subset gives the same bytes."""
     subset = _subset(parts).head(6)
-    a = export_subset(subset, *_readers(parts), str(tmp_path / "a"), ["webdataset"], samples_per_shard=4)
-    b = export_subset(subset, *_readers(parts), str(tmp_path / "b"), ["webdataset"], samples_per_shard=4)
+    a = _export(parts, subset, tmp_path / "a", ["webdataset"], samples_per_shard=4)
+    b = _export(parts, subset, tmp_path / "b", ["webdataset"], samples_per_shard=4)
     assert [Path(s).read_bytes() for s in a.shards] == [Path(s).read_bytes() for s in b.shards]
     with tarfile.open(fileobj=io.BytesIO(Path(a.shards[0]).read_bytes())) as tar:
         names = tar.getnames()
     assert [n.split(".")[0] for n in names] == [f"{i:09d}" for i in range(len(names) // 3) for _ in range(3)]
     assert {n.split(".")[1] for n in names} == {"jpg", "txt", "json"}
+
+
+def _tar_members(shards) -> list[tuple[str, bytes]]:
+    out = []
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            out += [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    return out
+
+
+def test_shards_continue_across_parts(tmp_path, parts):
+    """Three samples a shard over two parts: the same samples, in the same order and with the
+    same keys, as one shard holding all; a shard holds the end of part 1 and the start of part 2."""
+    subset = _subset(parts)
+    ok = sorted(_successes(parts, subset["uid"]))
+    first = next(iter(parts))
+    if sum(u.startswith(f"{first}:") for u in ok) % 3 == 0:  # make part 1 end inside a shard
+        subset = subset.filter(pl.col("uid") != next(u for u in ok if u.startswith(f"{first}:")))
+    one = _export(parts, subset, tmp_path / "one", ["webdataset"], samples_per_shard=10_000)
+    small = _export(parts, subset, tmp_path / "small", ["webdataset"], samples_per_shard=3)
+    assert len(one.shards) == 1 and len(small.shards) == -(-one.exported["webdataset"] // 3) > 2
+    members = _tar_members(small.shards)
+    assert members == _tar_members(one.shards)
+    keys = [name.split(".")[0] for name, _ in members if name.endswith(".json")]
+    assert keys == [f"{i:09d}" for i in range(one.exported["webdataset"])]
+    rows = pl.read_parquet(small.paths["rows"]).filter(pl.col("key").is_not_null())
+    assert rows["part"].unique(maintain_order=True).to_list() == list(parts)  # part order
+    assert rows["shard"].to_list() == [f"{int(k) // 3:05d}.tar" for k in rows["key"]]
+    spanning = rows.group_by("shard").agg(pl.col("part").n_unique()).filter(pl.col("part") > 1)
+    assert spanning.height == 1
+
+
+def test_each_part_is_read_once_and_is_a_row_group(tmp_path, parts):
+    """metadata_of, status_of and shards_of see one part at a time, once each (never a part of
+    the subset that has no uids); rows.parquet and img2dataset.parquet hold a row group a part."""
+    import pyarrow.parquet as pq
+
+    subset = _subset(parts)
+    groups = {**subset_parts(subset["uid"]), "empty": pl.Series("uid", [], dtype=pl.String)}
+    names = [*parts, "empty"]
+    calls = []
+
+    def reader(kind, read):
+        def call(part):
+            calls.append((kind, part))
+            return read(part)
+
+        return call
+
+    readers = [reader(kind, read) for kind, read in zip(("metadata", "status", "shards"), _readers(parts))]
+    lines = []
+    uids_of, folder = reader("uids", groups.__getitem__), str(tmp_path / "out")
+    summary = export_subset(names, uids_of, *readers, folder, samples_per_shard=4, log=lines.append)
+    each = [(kind, p) for p in parts for kind in ("uids", "metadata", "status", "shards")]
+    assert calls == [*each, ("uids", "empty")]
+    assert len(lines) == 3 and lines[0].startswith(f"part 1/3 {names[0]}: {len(groups[names[0]]):,} rows")
+    for name in ("rows", "img2dataset"):
+        file = pq.ParquetFile(summary.paths[name])
+        assert file.num_row_groups == 2, name
+        groups_parts = [set(file.read_row_group(i).column("uid").to_pylist()) for i in range(2)]
+        assert groups_parts == [set(groups[p]) for p in parts], name
+    assert summary.subset_rows == subset.height
+
+
+def test_an_empty_subset_writes_empty_files_with_their_schemas(tmp_path, parts):
+    summary = export_subset(list(parts), lambda _: pl.Series([], dtype=pl.String), *_readers(parts), str(tmp_path))
+    rows = pl.read_parquet(summary.paths["rows"])
+    assert rows.height == 0 and rows.columns == ["uid", "part", "url", "caption", "sha256", "key", "shard"]
+    assert pl.read_parquet(summary.paths["img2dataset"]).columns == ["url", "caption", "uid"]
+    assert pl.read_parquet(tmp_path / "datacomp.parquet").columns == ["uid", "part", "uid_hex"]
+    assert pl.read_parquet(summary.paths["removed"]).columns == ["uid", "part", "matched_by", "item"]
+    ids = np.load(summary.paths["datacomp"])
+    assert ids.dtype == UID_DTYPE and len(ids) == 0
+    assert summary.shards == [] and summary.train_data == "" and summary.exported == dict.fromkeys(FORMATS, 0)
+
+
+def test_a_failed_export_leaves_no_output_file(tmp_path, parts):
+    """shards_of fails on the second part: no parquet or npy file, nothing staged left; the
+    shards already put in place are whole."""
+    first, second = list(parts)
+    metadata_of, status_of, shards_of = _readers(parts)
+
+    def failing(part):
+        if part == second:
+            raise RuntimeError(f"{part}: the store is down")
+        return shards_of(part)
+
+    groups = subset_parts(_subset(parts)["uid"])
+    folder = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="the store is down"):
+        export_subset(
+            [first, second], groups.__getitem__, metadata_of, status_of, failing, str(folder), samples_per_shard=4
+        )
+    assert [p.name for p in folder.iterdir()] == ["webdataset"]
+    shards = sorted((folder / "webdataset").iterdir())
+    assert shards and all(p.suffix == ".tar" for p in shards)
+    assert sum(len(_tar_members([p])) for p in shards) == 3 * 4 * len(shards)  # only full shards
