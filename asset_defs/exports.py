@@ -152,16 +152,17 @@ def _export_metadata(summary) -> dict:
     }
 
 
-def _export(context: AssetExecutionContext, config, files: FileStore, source: Source, folder: str, **readers):
-    """export_subset of ``source`` into ``folder`` with the config's formats and removal list."""
+def _export(context: AssetExecutionContext, config, files: FileStore, source: Source, folder: str, **options):
+    """export_subset of ``source`` into ``folder`` with the config's formats and removal list
+    (``options``: another ``shards_of``; ``labelled``)."""
     from laionlab.export import export_subset
 
     metadata_of, status_of, shards_of = _readers(files)
     where = f"{context.asset_key.to_user_string()}[{context.partition_key}]"
     with library_errors(where, FileNotFoundError):
         return export_subset(
-            *source, readers.get("metadata_of", metadata_of), status_of, readers.get("shards_of", shards_of),
-            folder, config.formats, config.samples_per_shard, _removal(config.removal_list), context.log.info,
+            *source, metadata_of, status_of, options.get("shards_of", shards_of), folder, config.formats,
+            config.samples_per_shard, _removal(config.removal_list), context.log.info, options.get("labelled", False),
         )  # fmt: skip
 
 
@@ -258,7 +259,8 @@ def swat_export(context: AssetExecutionContext, config: SwatExportConfig, files:
     with files.new_version("swat_export", name) as version:
         for method in methods:
             source = _grouped(samples.filter(pl.col("method") == method).select("uid", "cls"))
-            summary = _export(context, config, files, source, version.path(method), shards_of=_swat_shards(files, name))
+            shards_of = _swat_shards(files, name)
+            summary = _export(context, config, files, source, version.path(method), shards_of=shards_of, labelled=True)
             rows.append(_method_row(method, summary))
     table = pl.DataFrame(rows)
     return MaterializeResult(
@@ -279,15 +281,6 @@ class TakedownReportConfig(Config):
     removal_list: str | None = Field(
         TAKEDOWN_LIST, description="the takedown list to look for (as subset_export's; default LAIONLAB_TAKEDOWN_LIST)"
     )
-
-
-def _listed_among(chunks, listed: pl.Series) -> tuple[int, pl.Series]:
-    """(rows, the listed uids among them) of uid Series ``chunks``, read one at a time."""
-    rows, hits = 0, [pl.Series("uid", [], pl.String)]
-    for uids in chunks:
-        rows += len(uids)
-        hits.append(uids.filter(uids.is_in(listed.implode())).rename("uid"))
-    return rows, pl.concat(hits)
 
 
 def _source_uids(source: Source):
@@ -377,10 +370,9 @@ def takedown_report(
     metadata_of, status_of, _ = _readers(files)
     with library_errors("takedown_report"):
         listed = listed_rows(registered(context, laion_part), metadata_of, status_of, removal)
-    wanted = listed["uid"].unique()
     subsets, absent = _subsets(files, context)
-    held = {name: _listed_among(_source_uids(source), wanted) for name, source in subsets.items()}
-    held |= {name: _listed_among(_export_uids(uri), wanted) for name, uri in _exports(files, context).items()}
+    held = {name: _source_uids(source) for name, source in subsets.items()}  # read when the table is made
+    held |= {name: _export_uids(uri) for name, uri in _exports(files, context).items()}
     counts, items = takedown_table(held, listed)
     files.write_parquet(listed, "takedown_report", "listed_rows.parquet")
     files.write_parquet(items, "takedown_report", "items.parquet")

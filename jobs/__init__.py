@@ -46,7 +46,6 @@ ingest_job = define_asset_job(
 
 part_analysis_job = define_asset_job(
     "part_analysis_job",
-    "pool_export_job",
     selection=_partitioned_by(laion_part, exclude=INGEST),
     partitions_def=laion_part,
     description="The per-part analyses (LAION-natural ...) for one part, once the cross-part inputs exist.",

@@ -28,6 +28,10 @@ each one's uids): a pruned pool (seed 004: the deduplicated LAION minus the rows
 set) is nearly all of LAION, so memory is set by the largest part, not by the subset. The
 parquet files grow a row group per part in a local staging folder and are moved into place
 at the end; the shards continue across parts, a running count giving the keys.
+
+A subset may label its rows with a class (SWAT's samples: ``uids_of`` gives a frame with
+``uid`` and ``cls``): ``rows.parquet`` then has a ``cls`` column and each webdataset sample a
+``{key}.cls`` member (the class index as text, webdataset's label convention).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import shutil
 import tarfile
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,11 +189,18 @@ def _part_of(uids: pl.Series) -> pl.Series:
     return parts
 
 
-def subset_parts(uids: Iterable[str] | pl.Series) -> dict[str, pl.Series]:
+def subset_parts(uids: Iterable[str] | pl.Series | pl.DataFrame) -> dict[str, pl.Series | pl.DataFrame]:
     """A whole subset's uids (``"<part>:<row>"``) split by part: part → its uids, each once,
     sorted; what :func:`export_subset` reads part by part (``groups.__getitem__``). For a
-    subset that fits in memory (LAIONet, a DataComp selection); a ValueError names a
-    malformed uid."""
+    subset that fits in memory (LAIONet, a DataComp selection, SWAT's samples); a ValueError
+    names a malformed uid. Given a frame (``uid`` and ``cls``), part → its rows (a uid's
+    first row)."""
+    if isinstance(uids, pl.DataFrame):
+        if "uid" not in uids.columns:
+            raise ValueError(f"uids: expected a uid column, got {uids.columns}")
+        frame = uids.unique("uid", keep="first", maintain_order=True).sort("uid")
+        frame = frame.with_columns(part=_part_of(validate.string_series("uid", frame["uid"])))
+        return {part: group.drop("part") for (part,), group in frame.group_by("part", maintain_order=True)}
     series = validate.string_series("uid", uids if isinstance(uids, pl.Series) else list(uids))
     frame = series.to_frame().unique().sort("uid")
     frame = frame.with_columns(part=_part_of(frame["uid"]))
@@ -255,13 +266,22 @@ def listed_rows(
     return pl.concat(found).select(list(schema)) if found else pl.DataFrame(schema=schema)
 
 
-def takedown_table(subsets: dict[str, pl.DataFrame], listed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Which subsets hold a listed row: per subset (name → a frame with ``uid``), its rows and
-    the listed rows it holds (one table), and the items (subset, uid, matched_by, item)."""
+def takedown_table(
+    subsets: Mapping[str, Iterable[pl.Series]], listed: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Which subsets hold a listed row: per subset (name → its uids, a chunk at a time: a part,
+    a row group of an export), its rows and the listed rows it holds (one table), and the
+    items (subset, uid, matched_by, item). Only the listed uids of a chunk are kept, so a
+    subset as large as LAION is read in the memory of its largest chunk."""
+    wanted = listed["uid"].unique().implode()
     counts, items = [], []
-    for name, frame in subsets.items():
-        hit = listed.join(frame.select("uid").unique(), on="uid", how="semi")
-        counts.append({"subset": name, "rows": frame.height, "listed_rows": hit["uid"].n_unique()})
+    for name, chunks in subsets.items():
+        rows, held = 0, [pl.Series("uid", [], pl.String)]
+        for uids in chunks:
+            rows += len(uids)
+            held.append(uids.filter(uids.is_in(wanted)).cast(pl.String).rename("uid"))
+        hit = listed.join(pl.concat(held).unique().to_frame(), on="uid", how="semi")
+        counts.append({"subset": name, "rows": rows, "listed_rows": hit["uid"].n_unique()})
         items.append(hit.select(pl.lit(name).alias("subset"), "uid", "matched_by", "item"))
     schema = {"subset": pl.String, "uid": pl.String, "matched_by": pl.String, "item": pl.String}
     return (
@@ -367,7 +387,11 @@ def _copy_images(
         for name, value in (("uid", uid), ("key", writer.key), ("shard", writer.shard)):
             placed[name].append(value)
         caption = (row["caption"] or "").encode("utf-8")
-        writer.add({ext: stored[ext], "txt": caption, "json": json.dumps(info).encode("utf-8")})
+        members = {ext: stored[ext], "txt": caption}
+        if row.get("cls") is not None:
+            info["cls"] = row["cls"]
+            members["cls"] = str(row["cls"]).encode()
+        writer.add({**members, "json": json.dumps(info).encode("utf-8")})
     return rows.join(pl.DataFrame(placed, schema=_KEYS_SCHEMA), on="uid", how="left", maintain_order="left")
 
 
@@ -430,8 +454,8 @@ class _Outputs:
     and put in place by :meth:`commit`; a context that, left without a commit, removes what
     it staged (the shards already in place stay: each one is whole)."""
 
-    def __init__(self, folder: str, formats: Sequence[str], per_shard: int):
-        self.folder, self.formats, self._per_shard = folder, formats, per_shard
+    def __init__(self, folder: str, formats: Sequence[str], per_shard: int, labelled: bool = False):
+        self.folder, self.formats, self._per_shard, self._labelled = folder, formats, per_shard, labelled
         wanted = ("rows", "removed", *formats)
         self.paths = {k: files.join(folder, name) for k, name in _OUTPUT_NAMES.items() if k in wanted}
         self.exported = {f: 0 for f in FORMATS if f in formats}
@@ -442,7 +466,8 @@ class _Outputs:
         self._staging = tempfile.TemporaryDirectory(prefix=".export-", dir=files.local_path(self.folder))
         staging, self.writer = self._staging.name, None
         keys = {"key": pl.String, "shard": pl.String} if "webdataset" in self.formats else {}
-        self.streams = {"rows": _ParquetStream(self.paths["rows"], staging, {**_ROWS_SCHEMA, **keys})}
+        labels = {"cls": pl.Int64} if self._labelled else {}
+        self.streams = {"rows": _ParquetStream(self.paths["rows"], staging, {**_ROWS_SCHEMA, **labels, **keys})}
         if "img2dataset" in self.formats:
             self.streams["img2dataset"] = _ParquetStream(self.paths["img2dataset"], staging, _IMG2DATASET_SCHEMA)
         if "webdataset" in self.formats:
@@ -509,6 +534,19 @@ class _Outputs:
         ids.flush()
 
 
+def _uids_and_labels(part: str, got, labelled: bool) -> tuple[pl.Series, pl.DataFrame | None]:
+    """``uids_of(part)``'s uids, and (uid, cls) when the export is ``labelled``."""
+    if not labelled:
+        return (got["uid"] if isinstance(got, pl.DataFrame) else got), None
+    if not isinstance(got, pl.DataFrame) or "cls" not in got.columns or "uid" not in got.columns:
+        raise ValueError(f"uids of part {part!r}: a labelled export needs a frame with uid and cls columns")
+    try:
+        labels = got.select("uid", pl.col("cls").cast(pl.Int64)).unique("uid", keep="first")
+    except pl.exceptions.InvalidOperationError as err:
+        raise ValueError(f"uids of part {part!r}: cls must be integer class indices ({err})") from None
+    return got["uid"], labels
+
+
 def export_subset(
     parts: Sequence[str],
     uids_of: Callable[[str], pl.Series],
@@ -520,6 +558,7 @@ def export_subset(
     samples_per_shard: int = SAMPLES_PER_SHARD,
     removal: RemovalList | None = None,
     log: Callable[[str], None] | None = None,
+    labelled: bool = False,
 ) -> ExportSummary:
     """Write a subset in ``formats`` under ``folder``, minus the rows ``removal`` lists (by
     uid, URL or sha256), one part at a time in the order of ``parts``: memory is set by the
@@ -532,7 +571,9 @@ def export_subset(
     ``status_of(part)``: uid, sha256 of the downloaded rows, or None; ``shards_of(part)``: the
     part's img2dataset shards (FileNotFoundError: never downloaded, so no images). A subset
     held whole is split by :func:`subset_parts`: ``export_subset(sorted(groups),
-    groups.__getitem__, ...)``. ``log`` gets a progress line per part.
+    groups.__getitem__, ...)``. ``log`` gets a progress line per part. ``labelled``: ``uids_of``
+    gives a frame with ``uid`` and ``cls`` (an integer class), written as ``rows.parquet``'s
+    ``cls`` and each sample's ``{key}.cls``.
 
     Writes ``rows.parquet`` (the exported rows: uid, part, url, caption, sha256, and key /
     shard where a webdataset was written), ``removed.parquet`` (uid, part, matched_by, item),
@@ -551,9 +592,12 @@ def export_subset(
         raise ValueError(f"parts: expected each part once, got {repeated[0]!r} more than once")
     removal, log = removal or RemovalList(), log or (lambda _: None)
     subset, removed = 0, []
-    with _Outputs(folder, formats, per_shard) as out:
+    with _Outputs(folder, formats, per_shard, labelled) as out:
         for i, part in enumerate(parts, 1):
-            rows = subset_rows(_part_subset(part, uids_of(part)), metadata_of, status_of)
+            uids, labels = _uids_and_labels(part, uids_of(part), labelled)
+            rows = subset_rows(_part_subset(part, uids), metadata_of, status_of)
+            if labels is not None:
+                rows = rows.join(labels, on="uid", how="left", maintain_order="left")
             matched = match_removals(rows, removal)
             removed.append(matched.select("uid", pl.lit(part, pl.String).alias("part"), "matched_by", "item"))
             out.add(part, rows.join(matched, on="uid", how="anti"), shards_of)

@@ -143,14 +143,27 @@ def _pool(files, demo) -> set[str]:
     }
 
 
-def test_an_exported_pruned_pool_trains_with_open_clips_webdataset_loader(downloaded, demo):
+def test_an_exported_pruned_pool_trains_with_open_clips_webdataset_loader(downloaded, demo, monkeypatch):
     """pool_export[dataset] writes the pool's downloaded images as shards that open_clip's own
     training loader (open_clip_train.data.get_wds_dataset) iterates: every exported image once,
-    with its caption tokenised."""
+    with its caption tokenised.
+
+    open_clip 3.3.0's loader breaks on webdataset >= 0.2.96's end-of-shard marker (KeyError
+    'fname': open_clip#935, webdataset#384) whatever the shards; the fix its maintainers gave,
+    ``eof_value=None``, is applied here as the README tells trainers to."""
+    import functools
     from types import SimpleNamespace
 
     import open_clip
-    from open_clip_train.data import get_wds_dataset
+    import open_clip_train.data
+    import webdataset
+
+    monkeypatch.setattr(
+        open_clip_train.data,
+        "tar_file_expander",
+        functools.partial(webdataset.tariterators.tar_file_expander, eof_value=None),
+    )
+    get_wds_dataset = open_clip_train.data.get_wds_dataset
 
     resources, instance = downloaded
     files = resources["files"]
@@ -167,7 +180,7 @@ def test_an_exported_pruned_pool_trains_with_open_clips_webdataset_loader(downlo
     assert exported == rows["key"].drop_nulls().len() > 16  # more than one shard
     args = SimpleNamespace(
         train_data=meta["train_data"].value, val_data=None, train_num_samples=exported, val_num_samples=None,
-        train_data_upsampling_factors=None, dataset_resampled=False, seed=0, batch_size=1, workers=1, world_size=1,
+        train_data_upsampling_factors=None, dataset_resampled=False, seed=0, batch_size=1, workers=0, world_size=1,
     )  # fmt: skip
     preprocess = open_clip.image_transform(32, is_train=False)
     info = get_wds_dataset(args, preprocess, is_train=True, epoch=0, tokenizer=open_clip.get_tokenizer("ViT-B-32"))
