@@ -18,7 +18,7 @@ assets write (by path through FileStore: no other pipeline is imported); the for
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import polars as pl
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
@@ -154,7 +154,7 @@ def _export_metadata(summary) -> dict:
 
 def _export(context: AssetExecutionContext, config, files: FileStore, source: Source, folder: str, **options):
     """export_subset of ``source`` into ``folder`` with the config's formats and removal list
-    (``options``: another ``shards_of``; ``labelled``)."""
+    (``options``: another ``shards_of``; ``labelled``; ``label``, the progress lines' prefix)."""
     from laionlab.export import export_subset
 
     metadata_of, status_of, shards_of = _readers(files)
@@ -162,7 +162,8 @@ def _export(context: AssetExecutionContext, config, files: FileStore, source: So
     with library_errors(where, FileNotFoundError):
         return export_subset(
             *source, metadata_of, status_of, options.get("shards_of", shards_of), folder, config.formats,
-            config.samples_per_shard, _removal(config.removal_list), context.log.info, options.get("labelled", False),
+            config.samples_per_shard, _removal(config.removal_list),
+            lambda line: context.log.info(options.get("label", "") + line), options.get("labelled", False),
         )  # fmt: skip
 
 
@@ -260,9 +261,13 @@ def swat_export(context: AssetExecutionContext, config: SwatExportConfig, files:
         for method in methods:
             source = _grouped(samples.filter(pl.col("method") == method).select("uid", "cls"))
             shards_of = _swat_shards(files, name)
-            summary = _export(context, config, files, source, version.path(method), shards_of=shards_of, labelled=True)
+            summary = _export(
+                context, config, files, source, version.path(method), shards_of=shards_of, labelled=True,
+                label=f"{method}: ",
+            )  # fmt: skip
             rows.append(_method_row(method, summary))
-    table = pl.DataFrame(rows)
+        table = pl.DataFrame(rows) if rows else pl.DataFrame(schema={"method": pl.String})
+        version.write_parquet(table, "methods.parquet")  # what takedown_report reads back
     return MaterializeResult(
         metadata={
             **params_metadata(config),
@@ -291,15 +296,10 @@ def _source_uids(source: Source):
         yield got["uid"] if isinstance(got, pl.DataFrame) else got
 
 
-def _export_uids(rows_file: str):
-    """An export's rows.parquet uids a row group (one part) at a time, never the whole file."""
-    import pyarrow.parquet as pq
-
-    from laionlab.io.files import open_read
-
-    with open_read(rows_file) as f:
-        for batch in pq.ParquetFile(f).iter_batches(columns=["uid"]):
-            yield pl.Series("uid", batch.column(0))
+def _export_uids(version, rows_file: str):
+    """An export's rows.parquet uids a batch (at most a row group: a part) at a time."""
+    for batch in version.iter_parquet(*rows_file.split("/"), columns=["uid"]):
+        yield batch["uid"]
 
 
 def _subsets(files: FileStore, context: AssetExecutionContext) -> tuple[dict[str, Source], list[str]]:
@@ -326,23 +326,25 @@ def _subsets(files: FileStore, context: AssetExecutionContext) -> tuple[dict[str
     return found, absent
 
 
-def _exports(files: FileStore, context: AssetExecutionContext) -> dict[str, str]:
-    """Each committed export's rows.parquet, by takedown_report's name (export:<subset>)."""
+def _exports(files: FileStore, context: AssetExecutionContext) -> dict[str, Iterator[pl.Series]]:
+    """Each committed export's uids (its rows.parquet, read a part at a time when used), by
+    takedown_report's name: export:<subset>, export:pruned_pool:<dataset>,
+    export:swat:<target>/<method> (the methods listed in the version's methods.parquet)."""
     out = {}
     for folder, prefix in EXPORTS.items():
+        static = folder == "subset_export"
         names = (
-            subset.get_partition_keys()
-            if folder == "subset_export"
-            else registered(context, dataset if folder == "pool_export" else target)
+            subset.get_partition_keys() if static else registered(context, {"pool_export": dataset}.get(folder, target))
         )
         for name in names:
             if not files.has_version(folder, name):
                 continue
             version = files.current_version(folder, name)
-            if version.exists("rows.parquet"):
-                out[f"export:{prefix}{name}"] = version.path("rows.parquet")
-            for method_rows in version.glob("*/rows.parquet") if folder == "swat_export" else []:
-                out[f"export:{prefix}{name}/{method_rows.rsplit('/', 2)[-2]}"] = method_rows
+            if folder != "swat_export":
+                out[f"export:{prefix}{name}"] = _export_uids(version, "rows.parquet")
+                continue
+            for method in version.read_parquet("methods.parquet", columns=["method"])["method"]:
+                out[f"export:{prefix}{name}/{method}"] = _export_uids(version, f"{method}/rows.parquet")
     return out
 
 
@@ -372,7 +374,7 @@ def takedown_report(
         listed = listed_rows(registered(context, laion_part), metadata_of, status_of, removal)
     subsets, absent = _subsets(files, context)
     held = {name: _source_uids(source) for name, source in subsets.items()}  # read when the table is made
-    held |= {name: _export_uids(uri) for name, uri in _exports(files, context).items()}
+    held |= _exports(files, context)
     counts, items = takedown_table(held, listed)
     files.write_parquet(listed, "takedown_report", "listed_rows.parquet")
     files.write_parquet(items, "takedown_report", "items.parquet")

@@ -98,6 +98,10 @@ class Version:
     def read_parquet(self, *names: str, columns: list[str] | None = None) -> pl.DataFrame:
         return files.read_parquet(self.path(*names), columns=columns)
 
+    def iter_parquet(self, *names: str, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+        """The parquet file ``names`` a batch (at most a row group) at a time."""
+        return files.iter_parquet(self.path(*names), columns=columns)
+
     def save_npy(self, array: np.ndarray, *names: str) -> str:
         uri = self.path(*names)
         files.atomic_save_npy(array, uri)

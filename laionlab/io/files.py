@@ -156,6 +156,16 @@ def read_parquet(uri: str, columns: list[str] | None = None) -> pl.DataFrame:
         return pl.read_parquet(f, columns=columns)
 
 
+def iter_parquet(uri: str, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+    """A parquet file's ``columns`` a batch at a time (at most a row group: pyarrow's
+    ``iter_batches``), never the whole file in memory."""
+    import pyarrow.parquet as pq
+
+    with open_read(uri) as f:
+        for batch in pq.ParquetFile(f).iter_batches(columns=columns):
+            yield pl.from_arrow(batch)
+
+
 class NpyRows:
     """Rows of an ``.npy`` file on a remote filesystem, read on use: ``x[a:b]`` is one ranged
     read of rows a..b. The object-store counterpart of ``np.load(path, mmap_mode="r")`` for
