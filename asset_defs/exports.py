@@ -167,6 +167,17 @@ def _export(context: AssetExecutionContext, config, files: FileStore, source: So
         )  # fmt: skip
 
 
+def _exported(context: AssetExecutionContext, config, files: FileStore, source: Source) -> MaterializeResult:
+    """The asset's partition written from ``source`` into a new version of its folder."""
+    asset, name = context.asset_key.to_user_string(), context.partition_key
+    context.log.info(f"{asset}[{name}]: exporting {len(source[0])} parts as {', '.join(config.formats)}")
+    with files.new_version(asset, name) as version:
+        summary = _export(context, config, files, source, version.uri)
+    return MaterializeResult(
+        metadata={**params_metadata(config), **_export_metadata(summary), "path": MetadataValue.path(version.uri)}
+    )
+
+
 @asset(
     partitions_def=subset,
     group_name=GROUP,
@@ -179,12 +190,7 @@ def subset_export(context: AssetExecutionContext, config: SubsetExportConfig, fi
     name = context.partition_key
     with library_errors(f"subset_export[{name}]"):
         source = subset_source(files, name, registered(context, laion_part))
-    context.log.info(f"exporting {name} ({len(source[0])} parts) as {', '.join(config.formats)}")
-    with files.new_version("subset_export", name) as version:
-        summary = _export(context, config, files, source, version.uri)
-    return MaterializeResult(
-        metadata={**params_metadata(config), **_export_metadata(summary), "path": MetadataValue.path(version.uri)}
-    )
+    return _exported(context, config, files, source)
 
 
 # --- pool_export[dataset] -------------------------------------------------------------------
@@ -204,14 +210,7 @@ class PoolExportConfig(SubsetExportConfig):
     "webdataset shards of its downloaded images (open_clip --train-data), DataComp's uid .npy; part by part.",
 )
 def pool_export(context: AssetExecutionContext, config: PoolExportConfig, files: FileStore) -> MaterializeResult:
-    name = context.partition_key
-    source = pool_source(files, name)
-    context.log.info(f"exporting pruned_pools[{name}] ({len(source[0])} parts) as {', '.join(config.formats)}")
-    with files.new_version("pool_export", name) as version:
-        summary = _export(context, config, files, source, version.uri)
-    return MaterializeResult(
-        metadata={**params_metadata(config), **_export_metadata(summary), "path": MetadataValue.path(version.uri)}
-    )
+    return _exported(context, config, files, pool_source(files, context.partition_key))
 
 
 # --- swat_export[target] --------------------------------------------------------------------

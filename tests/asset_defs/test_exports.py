@@ -135,6 +135,14 @@ def test_without_a_list_the_report_says_so_and_a_missing_subset_is_named(downloa
     assert "laionet/laionet.parquet does not exist: materialise laionet first" in str(failure.step_failure_data.error)
 
 
+def _materialised(asset, key: str, resources, instance, **config):
+    """The metadata of ``asset[key]`` materialised with ``config``."""
+    name = asset.key.to_user_string()
+    result = run([asset], resources, instance, key, run_config=_config(name, **config))
+    assert result.success
+    return result.asset_materializations_for_node(name)[0].metadata
+
+
 def _pool(files, demo) -> set[str]:
     return {
         u
@@ -167,11 +175,7 @@ def test_an_exported_pruned_pool_trains_with_open_clips_webdataset_loader(downlo
 
     resources, instance = downloaded
     files = resources["files"]
-    result = run(
-        [pool_export], resources, instance, "demo_pool", run_config=_config("pool_export", samples_per_shard=16)
-    )
-    assert result.success
-    meta = result.asset_materializations_for_node("pool_export")[0].metadata
+    meta = _materialised(pool_export, "demo_pool", resources, instance, samples_per_shard=16)
     pool = _pool(files, demo)
     assert meta["subset_rows"].value == len(pool) == meta["exported_img2dataset"].value
     rows = files.current_version("pool_export", "demo_pool").read_parquet("rows.parquet")
@@ -196,11 +200,7 @@ def test_swat_export_writes_each_method_with_its_classes(downloaded, demo):
 
     resources, instance = downloaded
     files = resources["files"]
-    result = run(
-        [swat_export], resources, instance, "demo_swat", run_config=_config("swat_export", samples_per_shard=8)
-    )
-    assert result.success
-    meta = result.asset_materializations_for_node("swat_export")[0].metadata
+    meta = _materialised(swat_export, "demo_swat", resources, instance, samples_per_shard=8)
     samples = files.read_parquet("retrieval_samples", "demo_swat.parquet")
     version = files.current_version("swat_export", "demo_swat")
     for method in ("Random", "T2T-rank"):
