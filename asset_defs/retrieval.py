@@ -356,6 +356,16 @@ def _failed_table(files: FileStore, name: str) -> pl.DataFrame:
     return files.read_parquet("retrieved_images", f"{name}.failed.parquet")
 
 
+def _carry_shards(files: FileStore, name: str, version, start: int) -> None:
+    """Copy the target's committed shards into the new ``version``, numbered after its ``start``
+    new ones: a run downloads only rows never retrieved, and the images of earlier runs must
+    stay readable from the current version (retrieval_samples, its gallery, swat_export)."""
+    if not files.has_version("retrieved_images", name):
+        return
+    for i, shard in enumerate(files.current_version("retrieved_images", name).glob("*.tar"), start):
+        version.copy_in(shard, f"{i:05d}.tar")
+
+
 def _download_and_embed(
     name: str, meta: pl.DataFrame, clip: ClipEncoder, downloader: Downloader, files: FileStore, lance: LanceStore
 ) -> tuple["DownloadResult", int, str]:
@@ -368,6 +378,7 @@ def _download_and_embed(
     try:  # a second writer's commit would delete this one's version mid-download
         with files.new_version("retrieved_images", name, keep_old=1) as version:
             result = download_part(meta, version.uri, downloader.settings())
+            _carry_shards(files, name, version, len(result.shards))
     except FolderBusyError as err:
         raise Failure(f"retrieved_images[{name}]: another run is downloading this target: {err}") from None
     loaded = clip.load()

@@ -112,6 +112,12 @@ class Version:
         files.atomic_write_bytes(uri, data)
         return uri
 
+    def copy_in(self, source: str, *names: str) -> str:
+        """Copy the file ``source`` (a local path or URI, e.g. another version's) to ``names``."""
+        uri = self.path(*names)
+        files.copy(source, uri)
+        return uri
+
 
 class FileStore(ConfigurableResource):
     """The data root for Parquet tables, arrays and shards: ``<root>/<asset>/<partition>...``.

@@ -19,6 +19,7 @@ from asset_defs.retrieval import (
     search_captions,
     string_matches,
 )
+from laionlab.io.shards import iter_shard_images
 from tests.conftest import instance_with_parts, make_resources, run
 
 TARGET = "demo_target"
@@ -232,6 +233,9 @@ def test_retrieved_images_downloads_only_rows_never_downloaded(tmp_path, demo):
         .metadata
     )
     assert again["requested"].value == failed.height and again["failed"].value == failed.height
+    # the retry's new version still holds the first run's images
+    shards = resources["files"].current_version("retrieved_images", TARGET).glob("*.tar")
+    assert {s.uid for s in iter_shard_images(shards, set(rows))} == set(rows)
     assert (
         resources["files"]
         .read_parquet("retrieved_images", f"{TARGET}.failed.parquet")["uid"]
