@@ -18,7 +18,7 @@ from asset_defs.ingest import laion_embeddings
 from asset_defs.metadata import histogram, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
-from laionlab.query import NPROBES, REFINE_FACTOR
+from laionlab.query import NPROBES, REFINE_FACTOR, RETRAIN_GROWTH
 from resources import ClipEncoder, FileStore, LanceStore
 
 GROUP = "query"
@@ -34,6 +34,12 @@ class ImageIndexConfig(Config):
     refine_factor: int = Field(REFINE_FACTOR, ge=0, description="refine_factor x k candidates re-ranked (0: none)")
     sample: int = Field(200, ge=1, description="query vectors (a seeded sample of the table's rows) for recall")
     k: int = Field(10, ge=1, description="recall@k and the example query's rows")
+    retrain_growth: float = Field(
+        RETRAIN_GROWTH,
+        ge=0,
+        description="new rows up to this share of the indexed ones are folded into the existing index "
+        "(LanceDB's incremental indexing, no retraining); more, or 0, retrains it",
+    )
     seed: int = Field(0)
     example_text: str = Field("a photo of a dog", description="the example query shown in the metadata")
 
@@ -53,7 +59,7 @@ def image_index(
     parts, tables = registered(context, laion_part), lance.tables()
     refine = config.refine_factor or None
     with library_errors("image_index"):
-        report = build_image_index(tables, kind=config.kind)
+        report = build_image_index(tables, kind=config.kind, retrain_growth=config.retrain_growth)
         quality = evaluate_index(
             tables, sample=config.sample, k=config.k, seed=config.seed, nprobes=config.nprobes, refine_factor=refine
         )
@@ -76,6 +82,7 @@ def image_index(
             "index_kind": report.plan.kind,
             "index_params": MetadataValue.json(report.plan.params()),
             "build_seconds": round(report.seconds, 2),
+            "build": f"{report.rows_added} new rows folded in" if report.updated else "trained",
             f"recall_at_{config.k}": round(quality["recall"], 4),
             "recall_queries": quality["queries"],
             "median_latency_ms": round(quality["median_latency_ms"], 2),

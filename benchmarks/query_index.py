@@ -13,7 +13,11 @@ ingest's write), so the table has the project's schema and scalar indexes. Queri
 (200) fresh draws of the same mixture (not rows of the table); the exact top-10 is computed
 while the parts are written (``laionlab.neighbours.topk_similar`` + ``merge_topk``).
 
-Then: ``build_image_index`` (``--kind`` auto: the row-count rule), and each (nprobes,
+Then: ``build_image_index`` (``--kind`` auto: the row-count rule). With ``--grow-parts N``, N
+more parts are written after the build and ``build_image_index`` runs again: within
+``RETRAIN_GROWTH`` (a quarter) of new rows it folds them into the index without retraining
+(``fold_seconds`` against the first ``build_seconds``), and the recall below is that of the
+updated index over every row. Then each (nprobes,
 refine_factor) of ``--grid`` is timed: every query searched alone, sequentially, after one
 warm-up pass. The headline is the first grid point (the library's defaults unless ``--grid``
 says otherwise); the JSON line has every point, the build seconds, the index parameters and the
@@ -68,6 +72,16 @@ class Mixture:
         return x.astype(np.float32)
 
 
+def build_first(folder: str, args: argparse.Namespace, result: dict) -> None:
+    from laionlab.query import build_image_index
+
+    say(f"building the index (kind {args.kind}) ...")
+    report = build_image_index(folder, kind=args.kind)
+    result["build_seconds"] = round(report.seconds, 1)
+    result["index"] = report.plan.params()
+    say(f"index {report.plan.kind} built in {report.seconds:.0f} s: {report.plan.params()}")
+
+
 def body(args: argparse.Namespace, result: dict) -> dict:
     import numpy as np
 
@@ -84,9 +98,12 @@ def body(args: argparse.Namespace, result: dict) -> dict:
         tables = LanceTables(folder)
         schema = embeddings_schema(args.dim)
         top, uids_all, start = None, [], time.perf_counter()
-        parts = range(0, args.rows, args.part_rows)
-        for j, lo in enumerate(parts):
-            hi = min(lo + args.part_rows, args.rows)
+        parts = list(range(0, args.rows, args.part_rows))
+        grown = [args.rows + g * args.part_rows for g in range(args.grow_parts)]
+        for j, lo in enumerate(parts + grown):
+            if lo == args.rows and grown:
+                build_first(folder, args, result)
+            hi = min(lo + args.part_rows, args.rows) if lo < args.rows else lo + args.part_rows
             part = f"part-{j:05d}"
             X = mix.draw(hi - lo, seed=args.seed + 1 + j)
             uids = [f"{part}:{i:09d}" for i in range(hi - lo)]
@@ -103,17 +120,18 @@ def body(args: argparse.Namespace, result: dict) -> dict:
                 np.fill_diagonal(sims, -1)
                 result["nn_cosine_median_2k"] = round(float(np.median(sims.max(axis=1))), 3)
                 result["pair_cosine_median"] = round(float(np.median(sims[np.triu_indices(2000, 1)])), 3)
-            say(f"wrote {part} ({hi:,}/{args.rows:,} rows, {time.perf_counter() - start:.0f} s)")
+            say(f"wrote {part} ({hi:,} rows, {time.perf_counter() - start:.0f} s)")
         result["write_seconds"] = round(time.perf_counter() - start, 1)
         result["query_top1_cosine_median"] = round(float(np.median(top.scores[:, 0])), 3)
         truth = [set(uids_all[i] for i in row) for row in top.ids]
         del uids_all
 
-        say(f"building the index (kind {args.kind}) ...")
-        report = build_image_index(folder, kind=args.kind)
-        result["build_seconds"] = round(report.seconds, 1)
-        result["index"] = report.plan.params()
-        say(f"index {report.plan.kind} built in {report.seconds:.0f} s: {report.plan.params()}")
+        if grown:
+            report = build_image_index(folder, kind=args.kind)
+            result.update(fold_seconds=round(report.seconds, 1), folded=report.updated, rows_added=report.rows_added)
+            say(f"index updated in {report.seconds:.0f} s (folded in: {report.updated}, {report.rows_added:,} rows)")
+        else:
+            build_first(folder, args, result)
 
         tbl = tables.open("laion_embeddings")
         points = []
@@ -160,6 +178,9 @@ def main(argv=None) -> None:
         "(default: the library's defaults, then a few around them)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--grow-parts", type=int, default=0, help="parts written after the first build, then folded into the index"
+    )
     parser.add_argument("--tmp", default=None, help="folder for the temporary database (default TMPDIR)")
 
     def run(args, result):
