@@ -13,11 +13,11 @@ ingest's write), so the table has the project's schema and scalar indexes. Queri
 (200) fresh draws of the same mixture (not rows of the table); the exact top-10 is computed
 while the parts are written (``laionlab.neighbours.topk_similar`` + ``merge_topk``).
 
-Then: ``build_image_index`` (``--kind`` auto: the row-count rule). With ``--grow-parts N``, N
-more parts are written after the build and ``build_image_index`` runs again: within
-``RETRAIN_GROWTH`` (a quarter) of new rows it folds them into the index without retraining
-(``fold_seconds`` against the first ``build_seconds``), and the recall below is that of the
-updated index over every row. Then each (nprobes,
+Then: ``build_image_index`` (``--kind`` auto: the row-count rule). With ``--grow-parts N``,
+N more parts are written after the build and ``build_image_index`` runs again with
+``--retrain-growth`` (0.25): within that share of new rows it folds them into the index
+without retraining (``fold_seconds`` against the first ``build_seconds``), and the recall
+below is that of the updated index over every row. Then each (nprobes,
 refine_factor) of ``--grid`` is timed: every query searched alone, sequentially, after one
 warm-up pass. The headline is the first grid point (the library's defaults unless ``--grid``
 says otherwise); the JSON line has every point, the build seconds, the index parameters and the
@@ -127,7 +127,7 @@ def body(args: argparse.Namespace, result: dict) -> dict:
         del uids_all
 
         if grown:
-            report = build_image_index(folder, kind=args.kind)
+            report = build_image_index(folder, kind=args.kind, retrain_growth=args.retrain_growth)
             result.update(fold_seconds=round(report.seconds, 1), folded=report.updated, rows_added=report.rows_added)
             say(f"index updated in {report.seconds:.0f} s (folded in: {report.updated}, {report.rows_added:,} rows)")
         else:
@@ -181,6 +181,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--grow-parts", type=int, default=0, help="parts written after the first build, then folded into the index"
     )
+    parser.add_argument("--retrain-growth", type=float, default=0.25, help="build_image_index's retrain_growth")
     parser.add_argument("--tmp", default=None, help="folder for the temporary database (default TMPDIR)")
 
     def run(args, result):

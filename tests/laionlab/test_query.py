@@ -148,8 +148,9 @@ def test_an_ivf_pq_index_keeps_recall_and_the_planted_rows(tmp_path, planted):
 
 
 def test_new_rows_are_folded_into_the_index_until_the_table_grows_by_a_quarter(tmp_path, planted):
-    """A rebuild after a small new part updates the index in place (no retraining: the same
-    partitions, every row indexed, the new part's planted rows found); a large one retrains."""
+    """With retrain_growth 0.25, a rebuild after a small new part updates the index in place
+    (no retraining: every row indexed, the new part's planted rows found); a large one, or the
+    default retrain_growth 0, retrains."""
     _, q, parts = planted
     tables = write(tmp_path, {"part-a": parts["part-a"]})  # 1,500 rows
     first = build_image_index(tables, kind="IVF_PQ", accelerator=None)
@@ -159,16 +160,16 @@ def test_new_rows_are_folded_into_the_index_until_the_table_grows_by_a_quarter(t
     write(tmp_path, {"part-b": small})
     tbl = tables.open_to_write("laion_embeddings")
     assert tbl.index_stats(first.indices[0]).num_unindexed_rows == 300
-    again = build_image_index(tables, kind="IVF_PQ", accelerator=None)
+    again = build_image_index(tables, kind="IVF_PQ", accelerator=None, retrain_growth=0.25)
     assert again.updated and again.rows_added == 300
     stats = tables.open("laion_embeddings").index_stats(first.indices[0])
     assert stats.num_indexed_rows == 1800 and stats.num_unindexed_rows == 0
     found = query(tables, vector=q, k=5, nprobes=20, refine_factor=10)
     assert sorted(found["row"].to_list()) == list(range(100, 105))
     write(tmp_path, {"part-c": unit(rng.normal(size=(600, D)))})  # +33% of 1,800: retrained
-    third = build_image_index(tables, kind="IVF_PQ", accelerator=None)
+    third = build_image_index(tables, kind="IVF_PQ", accelerator=None, retrain_growth=0.25)
     assert not third.updated and third.plan.num_partitions == round(2400**0.5)
-    assert not build_image_index(tables, kind="IVF_PQ", accelerator=None, retrain_growth=0).updated
+    assert not build_image_index(tables, kind="IVF_PQ", accelerator=None).updated  # the default retrains
     with pytest.raises(ValueError, match="retrain_growth"):
         build_image_index(tables, kind="IVF_PQ", retrain_growth=-1)
 
