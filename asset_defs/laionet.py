@@ -36,7 +36,7 @@ from asset_defs.ingest import (
     reference_embeddings,
 )
 from asset_defs.lineage import data_version, latest_by_partition, parts_seen_of, require_same_params, storage_ids
-from asset_defs.metadata import bar_plot, histogram, jpeg_markdown, line_plot, markdown_table
+from asset_defs.metadata import bar_plot, gallery_metadata, histogram, line_plot, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered
 from asset_defs.profile import params_metadata, profiled
 from asset_defs.readers import labelled_reference, laion_vectors_for, stack_vectors
@@ -1130,9 +1130,7 @@ def laionet_gallery(context: AssetExecutionContext, config: GalleryConfig, files
     return MaterializeResult(
         metadata={
             **params_metadata(config),
-            "gallery": jpeg_markdown(fig, files.path("laionet_gallery", "laionet.jpg")),
-            "images_shown": len(images),
-            "images_missing": shown.height - len(images),
+            **gallery_metadata(fig, files.path("laionet_gallery", "laionet.jpg"), rows, images),
             "classes_shown": markdown_table(table),
         }
     )
