@@ -29,12 +29,13 @@ from asset_defs.ingest import STATUS_FILE, downloaded_shards, image_shards
 from asset_defs.metadata import bar_plot, markdown_table
 from asset_defs.partitions import DATACOMP_SUBSETS, dataset, every_partition, laion_part, registered, subset, target
 from asset_defs.profile import params_metadata, profiled
-from asset_defs.readers import KEEP_FLAGS, part_flags
+from asset_defs.readers import KEEP_FLAGS, part_flags, retrieved_shards
 from laionlab.export import FORMATS, SAMPLES_PER_SHARD
 from resources import FileStore
 
 GROUP = "exports"
-# the removal list both assets apply when their config names none (a local file or data-store URI)
+# the removal list the export assets and takedown_report apply when their config names none (a local
+# file or data-store URI)
 TAKEDOWN_LIST = os.environ.get("LAIONLAB_TAKEDOWN_LIST") or None
 
 # per-part subsets: subset → its per-part keep flags (asset_defs/readers.py)
@@ -44,8 +45,8 @@ PART_FLAGS = {
     "concept_balanced": KEEP_FLAGS["metaclip_cap"],
 }
 SOURCES = ["laion_metadata", "laion_images", "laionet", "datacomp_selection", *(a for a, _ in PART_FLAGS.values())]
-# where each export asset commits its versions, and the name its subsets carry in takedown_report
-EXPORTS = {"subset_export": "", "pool_export": "pruned_pool:", "swat_export": "swat:"}
+# each export asset (its folder): the prefix its subsets carry in takedown_report, its partitions
+EXPORTS = {"subset_export": ("", subset), "pool_export": ("pruned_pool:", dataset), "swat_export": ("swat:", target)}
 
 
 def _read(files: FileStore, folder: str, name: str, columns: list[str]) -> pl.DataFrame:
@@ -136,18 +137,25 @@ class SubsetExportConfig(Config):
     )
 
 
+def _counts(summary) -> dict:
+    """An export's rows, rows per format, removed rows, rows without an image, --train-data."""
+    return {
+        "subset_rows": summary.subset_rows,
+        **{f"exported_{f}": n for f, n in summary.exported.items()},
+        "removed_by_takedown_list": summary.removed.height,
+        "without_downloaded_image": summary.missing_images,
+        "train_data": summary.train_data or "none",
+    }
+
+
 def _export_metadata(summary) -> dict:
     """An export's counts, removed rows, open_clip's --train-data and paths, as metadata."""
     counts = pl.DataFrame({"format": list(summary.exported), "rows": list(summary.exported.values())})
     return {
-        "subset_rows": summary.subset_rows,
-        **{f"exported_{f}": n for f, n in summary.exported.items()},
+        **_counts(summary),
         "exported": markdown_table(counts),
-        "removed_by_takedown_list": summary.removed.height,
         "removed": markdown_table(summary.removed),
-        "without_downloaded_image": summary.missing_images,
         "shards": len(summary.shards),
-        "train_data": summary.train_data or "none",
         **{f"path_{k}": MetadataValue.path(v) for k, v in summary.paths.items()},
     }
 
@@ -224,23 +232,8 @@ class SwatExportConfig(SubsetExportConfig):
 def _swat_shards(files: FileStore, name: str) -> Callable[[str], list[str]]:
     """A part's shards for target ``name``: its laion_images download plus the target's
     retrieved_images shards (the rows of parts never downloaded); only wanted uids are kept."""
-    retrieved = (
-        files.current_version("retrieved_images", name).glob("*.tar")
-        if files.has_version("retrieved_images", name)
-        else []
-    )
+    retrieved = retrieved_shards(files, name)
     return lambda part: downloaded_shards(files, part) + retrieved
-
-
-def _method_row(method: str, summary) -> dict:
-    return {
-        "method": method,
-        "rows": summary.subset_rows,
-        **{f"exported_{f}": n for f, n in summary.exported.items()},
-        "removed": summary.removed.height,
-        "without_image": summary.missing_images,
-        "train_data": summary.train_data or "none",
-    }
 
 
 @asset(
@@ -255,16 +248,15 @@ def swat_export(context: AssetExecutionContext, config: SwatExportConfig, files:
     name = context.partition_key
     samples = swat_samples(files, name).with_columns(cls=pl.col("class").cast(pl.Int64, strict=False))
     methods = samples["method"].unique(maintain_order=True).to_list()
-    rows = []
+    rows, shards_of = [], _swat_shards(files, name)
     with files.new_version("swat_export", name) as version:
         for method in methods:
             source = _grouped(samples.filter(pl.col("method") == method).select("uid", "cls"))
-            shards_of = _swat_shards(files, name)
             summary = _export(
                 context, config, files, source, version.path(method), shards_of=shards_of, labelled=True,
                 label=f"{method}: ",
             )  # fmt: skip
-            rows.append(_method_row(method, summary))
+            rows.append({"method": method, **_counts(summary)})
         table = pl.DataFrame(rows) if rows else pl.DataFrame(schema={"method": pl.String})
         version.write_parquet(table, "methods.parquet")  # what takedown_report reads back
     return MaterializeResult(
@@ -330,12 +322,9 @@ def _exports(files: FileStore, context: AssetExecutionContext) -> dict[str, Iter
     takedown_report's name: export:<subset>, export:pruned_pool:<dataset>,
     export:swat:<target>/<method> (the methods listed in the version's methods.parquet)."""
     out = {}
-    for folder, prefix in EXPORTS.items():
-        static = folder == "subset_export"
-        names = (
-            subset.get_partition_keys() if static else registered(context, {"pool_export": dataset}.get(folder, target))
-        )
-        for name in names:
+    for folder, (prefix, partitions_def) in EXPORTS.items():
+        static = partitions_def is subset
+        for name in subset.get_partition_keys() if static else registered(context, partitions_def):
             if not files.has_version(folder, name):
                 continue
             version = files.current_version(folder, name)

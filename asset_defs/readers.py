@@ -1,7 +1,8 @@
 """Readers shared by the pipelines: of the LanceDB tables (LAION vectors: all of a part, a
 sample across parts, by uid; reference-dataset vectors; the one-model guard every LAION
-reader runs first) and of the per-part keep flags the curation steps write (``KEEP_FLAGS``,
-``part_flags``). Pipelines import these, never each other."""
+reader runs first), of the per-part keep flags the curation steps write (``KEEP_FLAGS``,
+``part_flags``) and of a retrieval target's own shards (``retrieved_shards``). Pipelines
+import these, never each other."""
 
 import logging
 
@@ -28,6 +29,14 @@ KEEP_FLAGS: dict[str, tuple[str, str | None]] = {
     "metaclip_cap": ("concept_balanced", "keep"),
     "exact_dedup": ("exact_duplicates", None),
 }
+
+
+def retrieved_shards(files: FileStore, target: str) -> list[str]:
+    """The tar shards of retrieved_images[target] (the target's rows of parts never
+    downloaded), or none before its first download."""
+    if not files.has_version("retrieved_images", target):
+        return []
+    return files.current_version("retrieved_images", target).glob("*.tar")
 
 
 def part_flags(files: FileStore, source: tuple[str, str | None], part: str) -> pl.DataFrame | None:

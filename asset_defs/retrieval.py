@@ -40,7 +40,7 @@ from asset_defs.lineage import data_version
 from asset_defs.metadata import bar_plot, gallery_metadata, line_plot, markdown_table
 from asset_defs.partitions import every_partition, laion_part, registered, target
 from asset_defs.profile import params_metadata, profiled
-from asset_defs.readers import labelled_reference, laion_columns_for, stack_vectors
+from asset_defs.readers import labelled_reference, laion_columns_for, retrieved_shards, stack_vectors
 from laionlab.io.digest import frame_digest
 from laionlab.io.lance import embeddings_batches, embeddings_schema, read_vectors, uid_filters
 from laionlab.io.metadata import uid_parts
@@ -360,9 +360,7 @@ def _carry_shards(files: FileStore, name: str, version, start: int) -> None:
     """Copy the target's committed shards into the new ``version``, numbered after its ``start``
     new ones: a run downloads only rows never retrieved, and the images of earlier runs must
     stay readable from the current version (retrieval_samples, its gallery, swat_export)."""
-    if not files.has_version("retrieved_images", name):
-        return
-    for i, shard in enumerate(files.current_version("retrieved_images", name).glob("*.tar"), start):
+    for i, shard in enumerate(retrieved_shards(files, name), start):
         version.copy_in(shard, f"{i:05d}.tar")
 
 
@@ -601,10 +599,7 @@ def _fewshot(lance: LanceStore, spec, synonyms: dict) -> dict:
 def _sample_shards(files: FileStore, name: str, uids) -> list[str]:
     """The shards holding ``uids``' images: their parts' laion_images downloads and the
     target's retrieved_images shards (rows of parts never downloaded)."""
-    shards = [s for part in uid_parts(uids) for s in downloaded_shards(files, part)]
-    if files.has_version("retrieved_images", name):
-        shards += files.current_version("retrieved_images", name).glob("*.tar")
-    return shards
+    return [s for part in uid_parts(uids) for s in downloaded_shards(files, part)] + retrieved_shards(files, name)
 
 
 def _export_paths(
