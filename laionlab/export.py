@@ -52,6 +52,7 @@ import polars as pl
 
 from laionlab import validate
 from laionlab.io import files
+from laionlab.io.metadata import uid_part_series
 
 __all__ = [
     "FORMATS",
@@ -180,15 +181,6 @@ def match_removals(rows: pl.DataFrame, removal: RemovalList) -> pl.DataFrame:
 # --- a subset's rows ------------------------------------------------------------------------
 
 
-def _part_of(uids: pl.Series) -> pl.Series:
-    """The part of each uid (``"<part>:<row>"``); a ValueError names the first malformed one."""
-    parts = uids.str.extract(r"^(.+):[^:]*$", 1)
-    if parts.null_count():
-        bad = uids.filter(parts.is_null())[0]
-        raise ValueError(f"uids: expected '<part>:<row>', got {bad!r}")
-    return parts
-
-
 def subset_parts(uids: Iterable[str] | pl.Series | pl.DataFrame) -> dict[str, pl.Series | pl.DataFrame]:
     """A whole subset's uids (``"<part>:<row>"``) split by part: part → its uids, each once,
     sorted; what :func:`export_subset` reads part by part (``groups.__getitem__``). For a
@@ -199,11 +191,11 @@ def subset_parts(uids: Iterable[str] | pl.Series | pl.DataFrame) -> dict[str, pl
         if "uid" not in uids.columns:
             raise ValueError(f"uids: expected a uid column, got {uids.columns}")
         frame = uids.unique("uid", keep="first", maintain_order=True).sort("uid")
-        frame = frame.with_columns(part=_part_of(validate.string_series("uid", frame["uid"])))
+        frame = frame.with_columns(part=uid_part_series(validate.string_series("uid", frame["uid"])))
         return {part: group.drop("part") for (part,), group in frame.group_by("part", maintain_order=True)}
     series = validate.string_series("uid", uids if isinstance(uids, pl.Series) else list(uids))
     frame = series.to_frame().unique().sort("uid")
-    frame = frame.with_columns(part=_part_of(frame["uid"]))
+    frame = frame.with_columns(part=uid_part_series(frame["uid"]))
     return {part: group["uid"] for (part,), group in frame.group_by("part", maintain_order=True)}
 
 
@@ -211,7 +203,7 @@ def _part_subset(part: str, uids) -> pl.DataFrame:
     """(uid, part) of ``part``'s uids, each once, sorted; a ValueError names a uid that is
     malformed or of another part."""
     uids = validate.string_series("uid", uids).unique().sort()
-    other = uids.filter(_part_of(uids) != part)
+    other = uids.filter(uid_part_series(uids) != part)
     if other.len():
         raise ValueError(f"uids of part {part!r}: expected '{part}:<row>', got {other[0]!r}")
     return uids.to_frame().with_columns(part=pl.lit(part, pl.String))

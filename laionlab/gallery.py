@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
+from laionlab.io.metadata import uid_part
 from laionlab.io.shards import iter_shard_images
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def row_uids(rows: Sequence[tuple[str, Sequence[Tile]]]) -> list[str]:
 def fetch_thumbnails(
     shards_of_part: Callable[[str], Sequence[str]],
     uids: Sequence[str],
-    part_of: Callable[[str], str] = lambda uid: uid.rsplit(":", 1)[0],
+    part_of: Callable[[str], str] = uid_part,
     size: int = THUMB,
 ) -> dict[str, Image.Image]:
     """uid → RGB thumbnail (longer side ``size``) of each uid found in its part's shards.

@@ -57,6 +57,15 @@ def uid_part(uid: str) -> str:
     return part
 
 
+def uid_part_series(uids: pl.Series) -> pl.Series:
+    """:func:`uid_part` of every uid of a Series at once; a ValueError names the first malformed one."""
+    parts = uids.str.extract(r"^(.+):[^:]*$", 1)
+    if parts.null_count():
+        bad = uids.filter(parts.is_null())[0]
+        raise ValueError(f"uids: expected '<part>:<row>', got {bad!r}")
+    return parts
+
+
 def uid_parts(uids: Iterable[str]) -> list[str]:
     """The parts of ``uids``, each once, sorted."""
     return sorted({uid_part(u) for u in uids})
