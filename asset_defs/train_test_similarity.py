@@ -698,6 +698,12 @@ class PrunedPoolConfig(Config):
     seed: int = Field(0, ge=0)
 
 
+def _pruning_inputs(files: FileStore, name: str) -> tuple[np.ndarray, pl.DataFrame]:
+    """Eval set ``name``'s per-sample thresholds (by eval_index) and its candidate table."""
+    thresholds = files.read_parquet("train_to_eval_threshold", f"{name}.parquet").sort("eval_index")["threshold"]
+    return thresholds.to_numpy(), files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
+
+
 def read_pruned_pool(files: FileStore, name: str) -> pl.DataFrame:
     """pruned_pools[name]'s current uids over all parts."""
     return _read_version(files, "pruned_pools", name)
@@ -735,10 +741,7 @@ def pruned_pools(context: AssetExecutionContext, config: PrunedPoolConfig, files
     from laionlab.dedup import candidate_matrix, pool_picks, pruned_uids, rows_in_parquets, write_pool
 
     name = context.partition_key
-    thresholds = (
-        files.read_parquet("train_to_eval_threshold", f"{name}.parquet").sort("eval_index")["threshold"].to_numpy()
-    )
-    candidates = files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
+    thresholds, candidates = _pruning_inputs(files, name)
     where = f"pruned_pools[{name}]"
     with library_errors(where, hint=": rematerialise eval_to_laion_similarity and train_to_eval_threshold"):
         matrix = candidate_matrix(candidates, len(thresholds))
@@ -815,10 +818,9 @@ def pruned_gallery(
     from laionlab.gallery import contact_sheet, fetch_thumbnails, reference_thumbnails
 
     name = context.partition_key
-    thresholds = files.read_parquet("train_to_eval_threshold", f"{name}.parquet").sort("eval_index")["threshold"]
-    candidates = files.read_parquet("eval_to_laion_similarity", f"{name}.topk.parquet")
+    thresholds, candidates = _pruning_inputs(files, name)
     with library_errors(f"pruned_gallery[{name}]"):
-        examples = pruned_examples(candidates, thresholds.to_numpy(), config.samples, config.per_sample, config.seed)
+        examples = pruned_examples(candidates, thresholds, config.samples, config.per_sample, config.seed)
     if examples.is_empty():
         reason = f"no LAION row is above its {name} sample's threshold: pruning removed nothing"
         return MaterializeResult(metadata={**params_metadata(config), **nothing_to_show(reason)})
