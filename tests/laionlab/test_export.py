@@ -233,6 +233,12 @@ def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"uids of part 'q': expected 'q:<row>', got 'p:3'"):
         export_subset(["p", "q"], uids.__getitem__, *readers, str(tmp_path / "b"), ["img2dataset"])
     assert not list((tmp_path / "b").iterdir())  # nothing written, nothing staged left
+    # a labelled export (SWAT's classes) needs uid and integer cls per part
+    with pytest.raises(ValueError, match="uids of part 'p': a labelled export needs a frame with uid and cls"):
+        export_subset(["p"], uids.__getitem__, *readers, str(tmp_path / "c"), ["img2dataset"], labelled=True)
+    named = {"p": pl.DataFrame({"uid": ["p:1"], "cls": ["dog"]})}
+    with pytest.raises(ValueError, match="uids of part 'p': cls must be integer class indices"):
+        export_subset(["p"], named.__getitem__, *readers, str(tmp_path / "d"), ["img2dataset"], labelled=True)
 
 
 def test_a_shard_is_a_plain_tar(tmp_path, parts):
