@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 ENV = "LAIONLAB_NET_GUARD"
+# the pid of the process that started this one (set by child_env, then by each guarded
+# process for its own children): a child whose parent died before it could tie itself to it
+# finds it dead here and exits, instead of living on as an orphan
+PARENT_ENV = "LAIONLAB_GUARD_PARENT"
 SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_guard_site")
 
 
@@ -109,7 +113,12 @@ def installed() -> bool:
 def die_with_parent() -> None:
     """Linux: this process gets SIGKILL when its parent dies, so a run worker killed mid-download
     (kill -9) takes img2dataset and its workers with it, a link at a time, instead of leaving them
-    downloading for minutes. Elsewhere a no-op."""
+    downloading for minutes. Elsewhere a no-op.
+
+    A parent may die before its child gets here (a spawned pool worker takes a second or two to
+    start on a loaded host): the child is then already an orphan, and the parent-death signal
+    would never come. So the parent names itself in ``PARENT_ENV`` and a child exits at once
+    when that process is gone."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -118,8 +127,20 @@ def die_with_parent() -> None:
     PR_SET_PDEATHSIG = 1
     parent = os.getppid()
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before the call
+    starter = os.environ.get(PARENT_ENV, "")
+    if os.getppid() != parent or (starter.isdigit() and not _alive(int(starter))):  # the parent died first
         os.kill(os.getpid(), signal.SIGKILL)
+    os.environ[PARENT_ENV] = str(os.getpid())  # what this process's own children check
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process of that pid: it exists
+        return True
+    return True
 
 
 def install_from_env() -> bool:
@@ -145,7 +166,11 @@ def child_env(
         "allow_private": bool(allow_private),
         "deadline_s": float(deadline_s),
     }
-    return {ENV: json.dumps(settings), "PYTHONPATH": SITE_DIR + (os.pathsep + path if path else "")}
+    return {
+        ENV: json.dumps(settings),
+        "PYTHONPATH": SITE_DIR + (os.pathsep + path if path else ""),
+        PARENT_ENV: str(os.getpid()),  # the process starting the child: this one
+    }
 
 
 def _deadline_error() -> DeadlineExceeded:

@@ -173,3 +173,23 @@ def test_child_env_keeps_pythonpath_and_refuses_bad_settings():
         net_guard.child_env(deadline_s=0)
     assert not net_guard.installed()  # nothing here touched the test process's sockets
     assert socket.socket.connect.__qualname__ == "socket.connect"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux only")
+def test_a_child_whose_parent_died_before_it_started_exits_at_once():
+    """A guarded child ties itself to its parent's life; one whose parent (named in PARENT_ENV)
+    was already gone when it started (an orphan the parent-death signal would never reach)
+    kills itself, and a live one names itself for its own children."""
+    import signal
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    script = f"import os; print(os.environ[{net_guard.PARENT_ENV!r}] == str(os.getpid()))"
+    env = {**os.environ, **net_guard.child_env(allow_private=True)}
+    assert env[net_guard.PARENT_ENV] == str(os.getpid())
+    alive = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert alive.returncode == 0 and alive.stdout.strip() == "True", alive.stderr
+    orphan = {**env, net_guard.PARENT_ENV: str(gone.pid)}
+    dead = subprocess.run([sys.executable, "-c", script], env=orphan, capture_output=True, text=True, timeout=60)
+    assert dead.returncode == -signal.SIGKILL and dead.stdout == ""
