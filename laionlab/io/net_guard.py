@@ -118,9 +118,20 @@ def die_with_parent() -> None:
     A parent may die before its child gets here (a spawned pool worker takes a second or two to
     start on a loaded host): the child is then already an orphan, and the parent-death signal
     would never come. So the parent names itself in ``PARENT_ENV`` and a child exits at once
-    when that process is gone."""
+    when that process is gone. The link is made again in every child this process forks (a
+    fork clears the parent-death signal, and a forked child runs no sitecustomize)."""
     if not sys.platform.startswith("linux"):
         return
+    _tie_to_parent()
+    if not _at_fork[0]:
+        _at_fork[0] = True  # a forked child inherits the registration: once per process tree
+        os.register_at_fork(after_in_child=_tie_to_parent)
+
+
+_at_fork = [False]
+
+
+def _tie_to_parent() -> None:
     import ctypes
     import signal
 

@@ -179,13 +179,22 @@ def test_child_env_keeps_pythonpath_and_refuses_bad_settings():
 def test_a_child_whose_parent_died_before_it_started_exits_at_once():
     """A guarded child ties itself to its parent's life; one whose parent (named in PARENT_ENV)
     was already gone when it started (an orphan the parent-death signal would never reach)
-    kills itself, and a live one names itself for its own children."""
+    kills itself, a live one names itself for its own children, and a child it forks dies
+    with it."""
     import signal
     import subprocess
 
     gone = subprocess.Popen(["true"])
     gone.wait()
     script = f"import os; print(os.environ[{net_guard.PARENT_ENV!r}] == str(os.getpid()))"
+    # a forked grandchild is tied to its forking parent too: it dies with it
+    forked = (
+        "import os, signal, time\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    time.sleep(60); os._exit(0)\n"
+        "print(pid, flush=True); os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     env = {**os.environ, **net_guard.child_env(allow_private=True)}
     assert env[net_guard.PARENT_ENV] == str(os.getpid())
     alive = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
@@ -193,3 +202,17 @@ def test_a_child_whose_parent_died_before_it_started_exits_at_once():
     orphan = {**env, net_guard.PARENT_ENV: str(gone.pid)}
     dead = subprocess.run([sys.executable, "-c", script], env=orphan, capture_output=True, text=True, timeout=60)
     assert dead.returncode == -signal.SIGKILL and dead.stdout == ""
+    parent = subprocess.run([sys.executable, "-c", forked], env=env, capture_output=True, text=True, timeout=60)
+    import psutil
+
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    grandchild = int(parent.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while running(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(grandchild), "a forked child outlived the process that forked it"
